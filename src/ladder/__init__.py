@@ -1,0 +1,3 @@
+"""Ladder: a shared network that climbs over national firewalls."""
+
+__version__ = "0.1.0"

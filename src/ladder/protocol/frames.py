@@ -1,0 +1,121 @@
+"""Frame codec of the link protocol: the 9-byte header and its payloads.
+
+Every frame on a link is
+
+    +----------------+--------+--------+------------------+---------
+    | length (24 bit)| type 8 | flags 8| stream id (32)   | payload
+    +----------------+--------+--------+------------------+---------
+
+all big-endian, like HTTP/2 (RFC 9113 section 4.1). Stream 0 is the link
+itself (PING, GOAWAY, CONTROL); every other frame names a stream. The decoder
+is incremental: feed it bytes, take whole frames out; anything malformed
+raises RemoteProtocolError and nothing else.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass
+
+from .errors import ErrorCode, RemoteProtocolError
+
+HEADER = struct.Struct("!I B I")  # length<<8|type as one u32, flags, stream id
+HEADER_SIZE = 9
+MAX_PAYLOAD = 65536  # largest payload either side may send
+_U16 = struct.Struct("!H")
+_U32 = struct.Struct("!I")
+
+
+class FrameType(enum.IntEnum):
+    DATA = 0  # stream bytes; flag END half-closes the sender's side
+    OPEN = 1  # window u32 + opaque open payload
+    ACCEPT = 2  # window u32 + opaque accept payload
+    REFUSE = 3  # code u16 + UTF-8 reason
+    RESET = 4  # code u16 + UTF-8 reason
+    WINDOW = 5  # increment u32
+    PING = 6  # 8 opaque bytes; flag ACK marks the answer
+    GOAWAY = 7  # code u16 + UTF-8 reason
+    CONTROL = 8  # opaque message for the roles on top
+
+
+class Flag(enum.IntFlag):
+    NONE = 0
+    END = 0x1  # DATA: no more data from this sender
+    ACK = 0x1  # PING: this is the answer
+
+
+LINK_FRAMES = frozenset({FrameType.PING, FrameType.GOAWAY, FrameType.CONTROL})
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    type: FrameType
+    flags: int
+    stream_id: int
+    payload: bytes
+
+
+def encode(type_: FrameType, stream_id: int, payload: bytes = b"", flags: int = 0) -> bytes:
+    return HEADER.pack(len(payload) << 8 | type_, flags, stream_id) + payload
+
+
+def header(type_: FrameType, stream_id: int, length: int, flags: int = 0) -> bytes:
+    """Just the header, for callers that write the payload separately."""
+    return HEADER.pack(length << 8 | type_, flags, stream_id)
+
+
+def encode_code(code: int, reason: str) -> bytes:
+    return _U16.pack(code) + reason.encode("utf-8", "replace")[:1024]
+
+
+def decode_code(payload: bytes) -> tuple[int, str]:
+    if len(payload) < 2:
+        raise RemoteProtocolError("code payload shorter than 2 bytes")
+    (code,) = _U16.unpack_from(payload)
+    return code, payload[2:].decode("utf-8", "replace")
+
+
+def encode_window(window: int, rest: bytes = b"") -> bytes:
+    return _U32.pack(window) + rest
+
+
+def decode_window(payload: bytes) -> tuple[int, bytes]:
+    if len(payload) < 4:
+        raise RemoteProtocolError("window payload shorter than 4 bytes", ErrorCode.FLOW_CONTROL_ERROR)
+    return _U32.unpack_from(payload)[0], payload[4:]
+
+
+class FrameDecoder:
+    """Turns a byte stream into Frames; keeps at most one partial frame."""
+
+    def __init__(self, max_payload: int = MAX_PAYLOAD):
+        self._buffer = bytearray()
+        self._max_payload = max_payload
+
+    def feed(self, data: bytes) -> list[Frame]:
+        buf = self._buffer
+        buf += data
+        frames: list[Frame] = []
+        offset = 0
+        end = len(buf)
+        while end - offset >= HEADER_SIZE:
+            word, flags, stream_id = HEADER.unpack_from(buf, offset)
+            length = word >> 8
+            if length > self._max_payload:
+                raise RemoteProtocolError(
+                    f"frame of {length} bytes exceeds the {self._max_payload}-byte limit",
+                    ErrorCode.FRAME_SIZE_ERROR,
+                )
+            try:
+                type_ = FrameType(word & 0xFF)
+            except ValueError:
+                raise RemoteProtocolError(f"unknown frame type {word & 0xFF}") from None
+            if end - offset - HEADER_SIZE < length:
+                break
+            start = offset + HEADER_SIZE
+            frames.append(Frame(type_, flags, stream_id, bytes(buf[start : start + length])))
+            offset = start + length
+        if offset:
+            del buf[:offset]
+        return frames

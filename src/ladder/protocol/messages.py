@@ -1,0 +1,93 @@
+"""Payloads that ride inside frames: routes, targets and control messages.
+
+A user's OPEN to the hub carries a *route* (which member the stream is for)
+wrapped around an opaque inner payload that only the far end reads; the hub
+rewrites the route to say who the stream comes from and forwards the inner
+payload untouched. The inner payload names the *target* the exit connects
+to. CONTROL frames carry small JSON objects with a "type" field.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import struct
+
+from .errors import ErrorCode, RemoteProtocolError
+
+_PORT = struct.Struct("!H")
+MAX_CONTROL = 60_000
+# Address types as in SOCKS5 (RFC 1928 section 5), so the proxy front can
+# pass a client's address through without re-encoding it.
+ATYP_IPV4, ATYP_NAME, ATYP_IPV6 = 1, 3, 4
+
+
+def encode_route(member_id: str, inner: bytes) -> bytes:
+    raw = member_id.encode("ascii")
+    if not 0 < len(raw) < 256:
+        raise ValueError("member id must be 1-255 ASCII bytes")
+    return bytes([len(raw)]) + raw + inner
+
+
+def decode_route(payload: bytes) -> tuple[str, bytes]:
+    if not payload or len(payload) < 1 + payload[0] or payload[0] == 0:
+        raise RemoteProtocolError("route shorter than its length byte says", ErrorCode.BAD_REQUEST)
+    end = 1 + payload[0]
+    try:
+        member_id = payload[1:end].decode("ascii")
+    except UnicodeDecodeError:
+        raise RemoteProtocolError("route is not ASCII", ErrorCode.BAD_REQUEST) from None
+    return member_id, payload[end:]
+
+
+def encode_target(host: str, port: int) -> bytes:
+    if not 0 < port < 65536:
+        raise ValueError(f"port {port} out of range")
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        name = host.encode("idna") if not host.isascii() else host.encode("ascii")
+        if not 0 < len(name) < 256:
+            raise ValueError("host name must be 1-255 bytes") from None
+        return bytes([ATYP_NAME, len(name)]) + name + _PORT.pack(port)
+    atyp = ATYP_IPV4 if ip.version == 4 else ATYP_IPV6
+    return bytes([atyp]) + ip.packed + _PORT.pack(port)
+
+
+def decode_target(data: bytes) -> tuple[str, int]:
+    """Host (a name or an IP literal) and port; raises on anything malformed."""
+    try:
+        atyp = data[0]
+        if atyp == ATYP_IPV4:
+            host, end = str(ipaddress.IPv4Address(data[1:5])), 5
+        elif atyp == ATYP_IPV6:
+            host, end = str(ipaddress.IPv6Address(data[1:17])), 17
+        elif atyp == ATYP_NAME:
+            end = 2 + data[1]
+            host = data[2:end].decode("ascii")
+            if not host or len(data) < end:
+                raise ValueError
+        else:
+            raise ValueError
+        (port,) = _PORT.unpack_from(data, end)
+    except (IndexError, ValueError, struct.error, ipaddress.AddressValueError):
+        raise RemoteProtocolError("malformed target address", ErrorCode.BAD_REQUEST) from None
+    if len(data) != end + 2 or port == 0:
+        raise RemoteProtocolError("malformed target address", ErrorCode.BAD_REQUEST)
+    return host, port
+
+
+def encode_control(message: dict) -> bytes:
+    return json.dumps(message, separators=(",", ":")).encode()
+
+
+def decode_control(payload: bytes) -> dict:
+    if len(payload) > MAX_CONTROL:
+        raise RemoteProtocolError("control message too large")
+    try:
+        message = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        raise RemoteProtocolError("control message is not JSON") from None
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise RemoteProtocolError("control message without a type")
+    return message

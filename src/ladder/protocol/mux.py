@@ -1,0 +1,452 @@
+"""The mux: many flow-controlled streams over one link, as a sans-IO state machine.
+
+Theory of operation. A `Mux` sits on one side of one link. Bytes from the
+peer go in through `receive_data(data, now)`, which returns events; calls such
+as `open_stream()` or `send_data()` queue frames, and `data_to_send()` hands
+back the bytes to write. Time is passed in (`now`), and `get_timer()` /
+`handle_timer(now)` drive keepalives and dead-peer detection, so tests never
+sleep. It knows streams, windows and the link; it knows nothing of hubs,
+exits or members. Two rules, borrowed from h11: everything that changes a
+stream's state goes through the table `_TRANSITIONS` below, and the mux does
+not care which role it plays except for the parity of the stream ids it
+allocates (the side that dialled the link uses odd ids, the other even).
+
+Flow control is per stream and credit based. OPEN and ACCEPT each carry the
+sender's receive window; a side never sends more DATA than the credit it
+holds, and gives credit back with WINDOW once the application says it has
+used the bytes (`acknowledge()`), so memory per stream is bounded by the
+window however slowly the far end reads. `send_data()` never refuses bytes:
+what exceeds the credit waits in the stream's outbox (`pending()` tells how
+much) and leaves as WINDOW frames arrive; the application pauses its source
+while anything is pending.
+
+Limits: frames larger than MAX_PAYLOAD, more than `max_streams` live streams
+opened by the peer, more than `max_pending_opens` unanswered opens, or DATA
+beyond the granted credit are protocol errors: the mux queues a GOAWAY with
+the code and raises RemoteProtocolError; the adapter writes and closes.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from collections import deque
+
+from . import events as ev
+from .errors import ErrorCode, LocalProtocolError, RemoteProtocolError
+from .frames import (
+    LINK_FRAMES,
+    MAX_PAYLOAD,
+    Flag,
+    Frame,
+    FrameDecoder,
+    FrameType,
+    decode_code,
+    decode_window,
+    encode,
+    encode_code,
+    encode_window,
+    header,
+)
+
+DEFAULT_WINDOW = 256 * 1024
+MAX_WINDOW = (1 << 31) - 1
+MAX_STREAMS = 32768
+MAX_PENDING_OPENS = 8192
+KEEPALIVE_INTERVAL = 5.0
+DEAD_AFTER = 15.0
+_PING = struct.Struct("!d")
+
+
+class StreamState(enum.Enum):
+    OPENING = "opening"  # we sent OPEN, no answer yet
+    PENDING = "pending"  # the peer sent OPEN, we have not answered
+    OPEN = "open"
+    LOCAL_ENDED = "local-ended"  # we sent END, the peer may still send
+    REMOTE_ENDED = "remote-ended"  # the peer sent END, we may still send
+    CLOSED = "closed"
+
+
+class _Action(enum.Enum):
+    SEND_ACCEPT = "send ACCEPT"
+    RECV_ACCEPT = "receive ACCEPT"
+    SEND_END = "send END"
+    RECV_END = "receive END"
+
+
+S, A = StreamState, _Action
+# Every legal transition; anything else is an error of whoever caused it.
+# OPEN/REFUSE/RESET create or destroy streams and are handled where they occur.
+_TRANSITIONS: dict[tuple[StreamState, _Action], StreamState] = {
+    (S.OPENING, A.RECV_ACCEPT): S.OPEN,
+    (S.PENDING, A.SEND_ACCEPT): S.OPEN,
+    (S.OPEN, A.SEND_END): S.LOCAL_ENDED,
+    (S.OPEN, A.RECV_END): S.REMOTE_ENDED,
+    (S.LOCAL_ENDED, A.RECV_END): S.CLOSED,
+    (S.REMOTE_ENDED, A.SEND_END): S.CLOSED,
+}
+_CAN_SEND = frozenset({S.OPEN, S.REMOTE_ENDED})
+_CAN_RECEIVE = frozenset({S.OPEN, S.LOCAL_ENDED})
+del S, A
+
+
+class _Stream:
+    __slots__ = (
+        "id", "state", "local", "send_window", "recv_window", "recv_size",
+        "unacked", "outbox", "outbox_bytes", "end_queued",
+    )  # fmt: skip
+
+    def __init__(self, stream_id: int, state: StreamState, local: bool, recv_size: int):
+        self.id = stream_id
+        self.state = state
+        self.local = local  # opened by this side
+        self.send_window = 0
+        self.recv_window = recv_size  # credit the peer still holds
+        self.recv_size = recv_size
+        self.unacked = 0  # bytes used by the app, not yet given back
+        self.outbox: deque[memoryview] = deque()
+        self.outbox_bytes = 0
+        self.end_queued = False
+
+
+class Mux:
+    def __init__(
+        self,
+        *,
+        client: bool,
+        now: float = 0.0,
+        window: int = DEFAULT_WINDOW,
+        max_streams: int = MAX_STREAMS,
+        max_pending_opens: int = MAX_PENDING_OPENS,
+        keepalive: float = KEEPALIVE_INTERVAL,
+        dead_after: float = DEAD_AFTER,
+    ):
+        self.window = window
+        self.max_streams = max_streams
+        self.max_pending_opens = max_pending_opens
+        self.keepalive = keepalive
+        self.dead_after = dead_after
+        self.terminated = False
+        self._decoder = FrameDecoder()
+        self._out: list[bytes | memoryview] = []
+        self._streams: dict[int, _Stream] = {}
+        self._parity = 1 if client else 0
+        self._next_id = 1 if client else 2
+        self._last_peer_id = 0
+        self._local_live = 0  # live streams we opened
+        self._peer_live = 0  # live streams the peer opened
+        self._opening = 0  # our OPENs without an answer
+        self._pending = 0  # the peer's OPENs we have not answered
+        self._last_received = now
+        self._ping_sent_at: float | None = None
+        self._next_ping = now + keepalive
+
+    # ------------------------------------------------------------------ queries
+
+    def state(self, stream_id: int) -> StreamState:
+        st = self._streams.get(stream_id)
+        return st.state if st else StreamState.CLOSED
+
+    def pending(self, stream_id: int) -> int:
+        """Bytes accepted by send_data() that still wait for credit."""
+        st = self._streams.get(stream_id)
+        return st.outbox_bytes if st else 0
+
+    def can_open(self) -> bool:
+        return (
+            not self.terminated
+            and self._local_live < self.max_streams
+            and self._opening < self.max_pending_opens
+        )
+
+    @property
+    def stream_count(self) -> int:
+        return len(self._streams)
+
+    # ----------------------------------------------------------- local actions
+
+    def open_stream(self, payload: bytes = b"", window: int | None = None) -> int:
+        self._check_usable()
+        if not self.can_open():
+            raise LocalProtocolError("stream limit reached on this link", ErrorCode.STREAM_LIMIT)
+        sid = self._next_id
+        self._next_id += 2
+        size = self.window if window is None else window
+        self._streams[sid] = _Stream(sid, StreamState.OPENING, True, size)
+        self._local_live += 1
+        self._opening += 1
+        self._emit(FrameType.OPEN, sid, encode_window(size, payload))
+        return sid
+
+    def accept(self, stream_id: int, payload: bytes = b"", window: int | None = None) -> None:
+        st = self._local_stream(stream_id)
+        self._transition(st, _Action.SEND_ACCEPT)
+        self._pending -= 1
+        size = self.window if window is None else window
+        st.recv_window = st.recv_size = size
+        self._emit(FrameType.ACCEPT, stream_id, encode_window(size, payload))
+
+    def refuse(self, stream_id: int, code: int, reason: str = "") -> None:
+        st = self._local_stream(stream_id)
+        if st.state is not StreamState.PENDING:
+            raise LocalProtocolError(f"cannot refuse stream {stream_id} in state {st.state.value}")
+        self._forget(st)
+        self._emit(FrameType.REFUSE, stream_id, encode_code(code, reason))
+
+    def send_data(self, stream_id: int, data: bytes | memoryview, end: bool = False) -> None:
+        st = self._local_stream(stream_id)
+        if st.state not in _CAN_SEND or st.end_queued:
+            raise LocalProtocolError(f"cannot send on stream {stream_id} in state {st.state.value}")
+        if data:
+            st.outbox.append(memoryview(data))
+            st.outbox_bytes += len(data)
+        st.end_queued = end
+        self._flush(st)
+
+    def end_stream(self, stream_id: int) -> None:
+        self.send_data(stream_id, b"", end=True)
+
+    def reset(self, stream_id: int, code: int, reason: str = "") -> None:
+        """Abort a stream in any state; unknown or closed streams are ignored."""
+        st = self._streams.get(stream_id)
+        if st is None or self.terminated:
+            return
+        self._forget(st)
+        self._emit(FrameType.RESET, stream_id, encode_code(code, reason))
+
+    def acknowledge(self, stream_id: int, nbytes: int) -> None:
+        """The app has used `nbytes` received on the stream: give the credit back."""
+        st = self._streams.get(stream_id)
+        if st is None or self.terminated or nbytes <= 0:
+            return
+        st.unacked += nbytes
+        # Batch credit into quarter windows: fewer frames, and no deadlock, since
+        # the peer still holds at least three quarters of the window.
+        if st.unacked >= (st.recv_size >> 2 or 1) and st.state in _CAN_RECEIVE:
+            st.recv_window += st.unacked
+            self._emit(FrameType.WINDOW, stream_id, encode_window(st.unacked))
+            st.unacked = 0
+
+    def send_control(self, payload: bytes) -> None:
+        self._check_usable()
+        if len(payload) > MAX_PAYLOAD:
+            raise LocalProtocolError("control message larger than a frame")
+        self._emit(FrameType.CONTROL, 0, payload)
+
+    def ping(self, now: float) -> None:
+        self._check_usable()
+        self._ping_sent_at = now
+        self._emit(FrameType.PING, 0, _PING.pack(now))
+
+    def close(self, code: int = ErrorCode.NO_ERROR, reason: str = "") -> None:
+        if not self.terminated:
+            self._emit(FrameType.GOAWAY, 0, encode_code(code, reason))
+            self.terminated = True
+
+    def data_to_send(self) -> bytes:
+        out = b"".join(self._out)
+        self._out.clear()
+        return out
+
+    # ------------------------------------------------------------------- timers
+
+    def get_timer(self) -> float | None:
+        if self.terminated:
+            return None
+        return min(self._last_received + self.dead_after, self._next_ping)
+
+    def handle_timer(self, now: float) -> list[ev.Event]:
+        if self.terminated:
+            return []
+        if now - self._last_received >= self.dead_after:
+            reason = f"no frames from the peer for {self.dead_after:g} s"
+            self.close(ErrorCode.LINK_TIMEOUT, reason)
+            return [ev.ConnectionTerminated(ErrorCode.LINK_TIMEOUT, reason)]
+        if now >= self._next_ping:
+            self._next_ping = now + self.keepalive
+            if now - self._last_received >= self.keepalive:
+                self.ping(now)
+        return []
+
+    # -------------------------------------------------------------------- input
+
+    def receive_data(self, data: bytes, now: float) -> list[ev.Event]:
+        if self.terminated:
+            return []
+        self._last_received = now
+        self._next_ping = now + self.keepalive
+        events: list[ev.Event] = []
+        try:
+            for frame in self._decoder.feed(data):
+                self._handle(frame, now, events)
+                if self.terminated:
+                    break
+        except RemoteProtocolError as exc:
+            self.close(exc.code, str(exc))
+            raise
+        return events
+
+    def _handle(self, frame: Frame, now: float, events: list[ev.Event]) -> None:
+        type_, sid = frame.type, frame.stream_id
+        if (sid == 0) != (type_ in LINK_FRAMES):
+            raise RemoteProtocolError(f"{type_.name} frame on stream {sid}")
+        if type_ is FrameType.DATA:
+            st = self._peer_stream(sid)
+            if st is not None:
+                self._on_data(st, frame, events)
+        elif type_ is FrameType.WINDOW:
+            st = self._peer_stream(sid)
+            if st is not None:
+                self._on_window(st, frame.payload, events)
+        elif type_ is FrameType.OPEN:
+            self._on_open(sid, frame.payload, events)
+        elif type_ is FrameType.ACCEPT:
+            st = self._peer_stream(sid)
+            if st is not None:
+                window, payload = decode_window(frame.payload)
+                self._transition(st, _Action.RECV_ACCEPT, RemoteProtocolError)
+                self._opening -= 1
+                st.send_window = self._checked_window(window)
+                events.append(ev.StreamAccepted(sid, payload, window))
+        elif type_ is FrameType.REFUSE:
+            st = self._peer_stream(sid)
+            if st is not None:
+                if st.state is not StreamState.OPENING:
+                    raise RemoteProtocolError(f"REFUSE for stream {sid} in state {st.state.value}")
+                self._forget(st)
+                events.append(ev.StreamRefused(sid, *decode_code(frame.payload)))
+        elif type_ is FrameType.RESET:
+            st = self._peer_stream(sid)
+            if st is not None:
+                self._forget(st)
+                events.append(ev.StreamReset(sid, *decode_code(frame.payload)))
+        elif type_ is FrameType.PING:
+            if len(frame.payload) != 8:
+                raise RemoteProtocolError("PING payload must be 8 bytes")
+            if frame.flags & Flag.ACK:
+                if self._ping_sent_at is not None:
+                    events.append(ev.PingAcknowledged(now - self._ping_sent_at))
+                    self._ping_sent_at = None
+            else:
+                self._emit(FrameType.PING, 0, frame.payload, Flag.ACK)
+        elif type_ is FrameType.CONTROL:
+            events.append(ev.ControlReceived(frame.payload))
+        elif type_ is FrameType.GOAWAY:
+            code, reason = decode_code(frame.payload)
+            self.terminated = True
+            events.append(ev.ConnectionTerminated(code, reason))
+
+    def _on_open(self, sid: int, payload: bytes, events: list[ev.Event]) -> None:
+        if sid & 1 == self._parity or sid <= self._last_peer_id:
+            raise RemoteProtocolError(f"OPEN with stream id {sid} out of order or of the wrong parity")
+        if self._peer_live >= self.max_streams:
+            raise RemoteProtocolError("peer exceeded the stream limit", ErrorCode.STREAM_LIMIT)
+        if self._pending >= self.max_pending_opens:
+            raise RemoteProtocolError("peer exceeded the pending-open limit", ErrorCode.STREAM_LIMIT)
+        window, rest = decode_window(payload)
+        self._last_peer_id = sid
+        st = _Stream(sid, StreamState.PENDING, False, 0)
+        st.send_window = self._checked_window(window)
+        self._streams[sid] = st
+        self._peer_live += 1
+        self._pending += 1
+        events.append(ev.StreamOpened(sid, rest, window))
+
+    def _on_data(self, st: _Stream, frame: Frame, events: list[ev.Event]) -> None:
+        if st.state not in _CAN_RECEIVE:
+            raise RemoteProtocolError(f"DATA on stream {st.id} in state {st.state.value}")
+        size = len(frame.payload)
+        if size > st.recv_window:
+            raise RemoteProtocolError(
+                f"DATA of {size} bytes beyond the {st.recv_window}-byte credit on stream {st.id}",
+                ErrorCode.FLOW_CONTROL_ERROR,
+            )
+        st.recv_window -= size
+        if size:
+            events.append(ev.DataReceived(st.id, frame.payload))
+        if frame.flags & Flag.END:
+            self._transition(st, _Action.RECV_END, RemoteProtocolError)
+            events.append(ev.StreamEnded(st.id))
+
+    def _on_window(self, st: _Stream, payload: bytes, events: list[ev.Event]) -> None:
+        increment, _ = decode_window(payload)
+        st.send_window = self._checked_window(st.send_window + increment)
+        if st.state in _CAN_SEND:
+            self._flush(st)
+        events.append(ev.WindowUpdated(st.id, increment, st.outbox_bytes))
+
+    # ----------------------------------------------------------------- helpers
+
+    def _emit(self, type_: FrameType, sid: int, payload: bytes, flags: int = 0) -> None:
+        self._out.append(encode(type_, sid, payload, flags))
+
+    def _flush(self, st: _Stream) -> None:
+        out = self._out
+        while st.outbox and st.send_window > 0:
+            chunk = st.outbox[0]
+            size = min(len(chunk), st.send_window, MAX_PAYLOAD)
+            if size == len(chunk):
+                st.outbox.popleft()
+            else:
+                st.outbox[0] = chunk[size:]
+                chunk = chunk[:size]
+            st.outbox_bytes -= size
+            st.send_window -= size
+            last = st.end_queued and not st.outbox
+            out.append(header(FrameType.DATA, st.id, size, Flag.END if last else 0))
+            out.append(chunk)  # type: ignore[arg-type]  # join() takes memoryviews
+            if last:
+                self._transition(st, _Action.SEND_END)
+                return
+        if st.end_queued and not st.outbox:
+            out.append(header(FrameType.DATA, st.id, 0, Flag.END))
+            self._transition(st, _Action.SEND_END)
+
+    def _transition(self, st: _Stream, action: _Action, error=LocalProtocolError) -> None:
+        new = _TRANSITIONS.get((st.state, action))
+        if new is None:
+            raise error(f"cannot {action.value} on stream {st.id} in state {st.state.value}")
+        st.state = new
+        if new is StreamState.CLOSED:
+            self._forget(st)
+
+    def _forget(self, st: _Stream) -> None:
+        if self._streams.pop(st.id, None) is None:
+            return
+        if st.state is StreamState.OPENING:
+            self._opening -= 1
+        elif st.state is StreamState.PENDING:
+            self._pending -= 1
+        if st.local:
+            self._local_live -= 1
+        else:
+            self._peer_live -= 1
+        st.state = StreamState.CLOSED
+        st.outbox.clear()
+
+    def _local_stream(self, sid: int) -> _Stream:
+        self._check_usable()
+        st = self._streams.get(sid)
+        if st is None:
+            raise LocalProtocolError(f"stream {sid} is not open")
+        return st
+
+    def _peer_stream(self, sid: int) -> _Stream | None:
+        """The stream a peer frame names; None if it was closed (frames in flight)."""
+        st = self._streams.get(sid)
+        if st is not None:
+            return st
+        opened = sid < self._next_id if sid & 1 == self._parity else sid <= self._last_peer_id
+        if not opened:
+            raise RemoteProtocolError(f"frame for stream {sid}, which was never opened")
+        return None
+
+    def _check_usable(self) -> None:
+        if self.terminated:
+            raise LocalProtocolError("the link is closed")
+
+    @staticmethod
+    def _checked_window(window: int) -> int:
+        if window > MAX_WINDOW:
+            raise RemoteProtocolError("flow-control window above 2^31-1", ErrorCode.FLOW_CONTROL_ERROR)
+        return window
