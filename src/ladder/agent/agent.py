@@ -1,0 +1,319 @@
+"""The agent role: one member's link to its hub, its proxy front and its exit.
+
+The agent keeps one outbound link to the hub (this is why NAT does not
+matter), dialling again with jittered exponential backoff whenever it
+drops. As a user it serves the proxy front and opens each stream towards an
+exit chosen from the hub's directory (`--exit auto`, a country code or a
+member name), trying the next candidate when one is gone. As a sharer it
+announces itself and serves the streams the hub splices to it. Its state is
+written to status.json in the member's folder for `ladder status`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import os
+import random
+import socket
+import time
+
+from ladder.config import MemberConfig, format_address, write_file
+from ladder.link.client import HubIdentityMismatch, dial
+from ladder.link.connection import Endpoint, Link, LinkRefused
+from ladder.protocol.errors import ErrorCode, RemoteProtocolError
+from ladder.protocol.messages import decode_route, decode_target, encode_route, encode_target
+
+from .exit import ExitGuard, TargetRefused, connect_target
+from .front import ProxyConnection
+from .relay import Relay
+
+log = logging.getLogger(__name__)
+OPEN_TIMEOUT = 30.0  # the exit gives up on a target after 10 s; this covers a silent hub
+BACKOFF_MIN, BACKOFF_MAX = 0.5, 30.0
+RETRYABLE = {ErrorCode.NO_ROUTE, ErrorCode.BUSY, ErrorCode.LINK_LOST}
+
+
+class AgentFatal(Exception):
+    """The agent cannot go on (wrong hub key, membership refused, port in use)."""
+
+
+class Agent:
+    def __init__(
+        self,
+        config: MemberConfig,
+        *,
+        proxy: tuple[str, int] | None = None,
+        share: bool = False,
+        country: str | None = None,
+        exit_choice: str = "auto",
+        allow_private: bool = False,
+    ):
+        self.config = config
+        self.proxy = proxy
+        self.share = share
+        self.country = (country or "??").upper()
+        self.exit_choice = exit_choice
+        self.guard = ExitGuard(allow_private=allow_private)
+        self.link: Link | None = None
+        self.exits: list[dict] = []
+        self.local_load: dict[str, int] = {}  # our own open streams per exit id
+        self.state = "starting"
+        self.error = ""
+        self.since = time.time()
+        self.proxy_server: asyncio.AbstractServer | None = None
+        self.proxy_address: tuple[str, int] | None = None
+        self.exit_streams = 0
+        self._tasks: set[asyncio.Task] = set()
+        self._link_down: asyncio.Future | None = None
+        self._up = asyncio.Event()
+
+    # -------------------------------------------------------------- running
+
+    async def start_proxy(self) -> None:
+        if self.proxy is None:
+            return
+        loop = asyncio.get_running_loop()
+        host, port = self.proxy
+        try:
+            self.proxy_server = await loop.create_server(
+                lambda: ProxyConnection(self.open, self._stream_done), host, port, backlog=1024
+            )
+        except OSError as exc:
+            raise AgentFatal(f"cannot listen on {format_address(host, port)}: {exc.strerror or exc}") from None
+        self.proxy_address = self.proxy_server.sockets[0].getsockname()[:2]
+
+    async def run(self) -> None:
+        """Serve until cancelled; raises AgentFatal when going on makes no sense."""
+        await self.start_proxy()
+        await self._block_hub_addresses()
+        backoff = BACKOFF_MIN
+        try:
+            while True:
+                started = time.monotonic()
+                await self._connect_once()
+                if time.monotonic() - started > 10:
+                    backoff = BACKOFF_MIN
+                delay = backoff * random.uniform(0.5, 1.5)
+                log.info("reconnecting in %.1f s", delay)
+                await asyncio.sleep(delay)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+        finally:
+            self.state = "stopped"
+            self.write_status()
+            if self.proxy_server is not None:
+                self.proxy_server.close()
+            if self.link is not None:
+                self.link.close(ErrorCode.NO_ERROR, "agent stopping")
+
+    async def wait_up(self, timeout: float) -> None:
+        await asyncio.wait_for(self._up.wait(), timeout)
+
+    async def _connect_once(self) -> None:
+        self.state = "connecting"
+        self.write_status()
+        try:
+            link, welcome = await dial(self.config.hub_address, self.config.fingerprint, self.config.key, self)
+        except HubIdentityMismatch as exc:
+            raise AgentFatal(str(exc)) from None
+        except LinkRefused:
+            raise AgentFatal(
+                f"the hub {self.config.hub_name} did not accept this member's key "
+                "(membership revoked, or this folder belongs to another hub)"
+            ) from None
+        except (OSError, asyncio.TimeoutError, ConnectionError) as exc:
+            self.error = f"cannot reach the hub at {format_address(*self.config.hub_address)}: {exc or 'timeout'}"
+            log.warning("%s", self.error)
+            self.state = "down"
+            self.write_status()
+            return
+        self.link, self.error = link, ""
+        self._link_down = asyncio.get_running_loop().create_future()
+        self.state, self.since = "up", time.time()
+        log.info("link up to hub %s as %s", welcome.get("hub"), welcome.get("member"))
+        if self.share:
+            link.send_control({"type": "share", "country": self.country})
+        self.write_status()
+        self._up.set()
+        reason = await self._link_down
+        self._up.clear()
+        self.link = None
+        self.exits = []
+        self.state, self.error = "down", f"link lost: {reason}"
+        self.write_status()
+        if reason == "membership revoked":
+            raise AgentFatal("the hub revoked this membership")
+
+    async def _block_hub_addresses(self) -> None:
+        """The exit never connects to the hub's own addresses."""
+        host, port = self.config.hub_address
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError:
+            return
+        for info in infos:
+            self.guard.hub.add((ipaddress.ip_address(info[4][0].split("%")[0]), port))
+
+    # ---------------------------------------------------------- LinkOwner
+
+    def control_received(self, link: Link, message: dict) -> None:
+        if message["type"] == "directory":
+            self.exits = [e for e in message.get("exits", []) if isinstance(e, dict) and "id" in e]
+            self.write_status()
+
+    def link_closed(self, link: Link, reason: str) -> None:
+        if self._link_down is not None and not self._link_down.done():
+            self._link_down.set_result(reason)
+
+    def stream_opened(self, link: Link, sid: int, payload: bytes, window: int) -> None:
+        """The hub splices another member's stream to this exit."""
+        if not self.share:
+            link.refuse(sid, ErrorCode.FORBIDDEN, "this member does not share its connection")
+            return
+        try:
+            _user, inner = decode_route(payload)
+            host, port = decode_target(inner)
+        except RemoteProtocolError as exc:
+            link.refuse(sid, exc.code, str(exc))
+            return
+        relay = ExitRelay(self)
+        link.endpoints[sid] = relay  # a reset while we connect reaches the relay
+        task = asyncio.get_running_loop().create_task(self._connect_target(link, sid, host, port, relay))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _connect_target(self, link: Link, sid: int, host: str, port: int, relay: Relay) -> None:
+        try:
+            await connect_target(host, port, self.guard, lambda: relay)
+        except TargetRefused as exc:
+            link.endpoints.pop(sid, None)
+            link.refuse(sid, exc.code, str(exc))
+            return
+        if relay.done or link.closed:
+            relay.transport.abort()
+            return
+        link.accept(sid, relay)
+        relay.attach(link, sid)
+
+    # ------------------------------------------------------ the user's side
+
+    def candidates(self) -> list[dict]:
+        """Exits matching --exit, least loaded first."""
+        choice = self.exit_choice
+        mine = self.config.id
+        exits = [e for e in self.exits if e["id"] != mine]
+        if choice != "auto":
+            exits = [
+                e for e in exits
+                if choice in (e["id"], e.get("name")) or str(e.get("country", "")).upper() == choice.upper()
+            ]
+        random.shuffle(exits)  # ties go to a random exit, not always the first
+        return sorted(exits, key=lambda e: e.get("streams", 0) + self.local_load.get(e["id"], 0))
+
+    def open(self, host: str, port: int, relay: ProxyConnection) -> None:
+        """Open a stream to (host, port) through an exit for the proxy front."""
+        if self.link is None:
+            relay.on_refused(ErrorCode.NO_ROUTE, "not connected to the hub")
+            return
+        candidates = self.candidates()
+        if not candidates:
+            relay.on_refused(ErrorCode.NO_ROUTE, f"no exit online matches --exit {self.exit_choice}")
+            return
+        _Opening(self, host, port, relay, candidates).try_next()
+
+    def _stream_done(self, conn: ProxyConnection) -> None:
+        if conn.exit_id is not None:
+            self.local_load[conn.exit_id] = max(0, self.local_load.get(conn.exit_id, 0) - 1)
+            conn.exit_id = None
+
+    # --------------------------------------------------------------- status
+
+    def status(self) -> dict:
+        return {
+            "pid": os.getpid(),
+            "state": self.state,
+            "since": self.since,
+            "error": self.error,
+            "hub": self.config.hub_name,
+            "hub_address": format_address(*self.config.hub_address),
+            "member": self.config.name,
+            "member_id": self.config.id,
+            "proxy": format_address(*self.proxy_address) if self.proxy_address else None,
+            "sharing": self.country if self.share else None,
+            "exit_choice": self.exit_choice,
+            "exits": self.exits,
+        }
+
+    def write_status(self) -> None:
+        try:
+            write_file(self.config.status_path, json.dumps(self.status(), indent=1).encode())
+        except OSError as exc:
+            log.warning("cannot write %s: %s", self.config.status_path, exc)
+
+
+class ExitRelay(Relay):
+    def __init__(self, agent: Agent):
+        super().__init__()
+        self.agent = agent
+        agent.exit_streams += 1
+        self._counted = True
+
+    def stream_gone(self) -> None:
+        if self._counted:
+            self._counted = False
+            self.agent.exit_streams -= 1
+
+
+class _Opening(Endpoint):
+    """A stream being opened for the front, moving on to the next exit if one is gone."""
+
+    def __init__(self, agent: Agent, host: str, port: int, relay: ProxyConnection, candidates: list[dict]):
+        self.agent = agent
+        self.target = encode_target(host, port)
+        self.relay = relay
+        self.candidates = candidates
+        self.exit_id = ""
+        self.link: Link | None = None
+        self.sid = 0
+        self.timer: asyncio.TimerHandle | None = None
+
+    def try_next(self) -> None:
+        link = self.agent.link
+        exit_id = self.candidates.pop(0)["id"]
+        if link is None or not link.mux.can_open():
+            return self._give_up(ErrorCode.NO_ROUTE, "not connected to the hub")
+        self.link, self.exit_id = link, exit_id
+        self.sid = link.open_stream(encode_route(exit_id, self.target), self)
+        self.timer = link.loop.call_later(OPEN_TIMEOUT, self._timeout)
+
+    def on_accepted(self, payload: bytes, window: int) -> None:
+        self.timer.cancel()
+        relay = self.relay
+        if relay.done:
+            self.link.reset(self.sid, ErrorCode.CANCEL, "the client went away")
+            return
+        load = self.agent.local_load
+        load[self.exit_id] = load.get(self.exit_id, 0) + 1
+        relay.exit_id = self.exit_id
+        self.link.endpoints[self.sid] = relay
+        relay.attach(self.link, self.sid)
+        relay.on_accepted(payload, window)
+
+    def on_refused(self, code: int, reason: str) -> None:
+        self.timer.cancel()
+        if code in RETRYABLE and self.candidates and not self.relay.done:
+            log.info("exit %s unavailable (%s); trying the next one", self.exit_id, reason)
+            return self.try_next()
+        self._give_up(code, reason)
+
+    on_reset = on_refused  # a link lost while opening counts as a refusal
+
+    def _timeout(self) -> None:
+        self.link.reset(self.sid, ErrorCode.CANCEL, "open timed out")
+        self._give_up(ErrorCode.TARGET_TIMEOUT, f"no answer from the exit within {OPEN_TIMEOUT:g} s")
+
+    def _give_up(self, code: int, reason: str) -> None:
+        if not self.relay.done:
+            self.relay.on_refused(code, reason)

@@ -1,0 +1,94 @@
+"""The exit: a sharer's agent resolving, checking and connecting targets for others.
+
+Names are resolved here, at the exit, never by the user. Every resolved
+address is checked before the connection is made, and the connection goes to
+that checked address (not the name again), so a DNS answer that changes
+between check and connect (rebinding) gains nothing. By default only
+globally routable unicast addresses are allowed: no loopback, private,
+link-local, CGNAT, multicast, reserved or unspecified addresses, nor the
+hub's own, so nobody reaches the sharer's router or LAN.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from dataclasses import dataclass, field
+
+from ladder.protocol.errors import ErrorCode
+
+CONNECT_TIMEOUT = 10.0
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class TargetRefused(Exception):
+    def __init__(self, code: ErrorCode, reason: str):
+        super().__init__(reason)
+        self.code = code
+
+
+@dataclass
+class ExitGuard:
+    allow_private: bool = False
+    hub: set[tuple[IPAddress, int]] = field(default_factory=set)  # the hub's own addresses
+
+    def refusal(self, address: IPAddress, port: int) -> str | None:
+        """Why the exit must not connect to this address, or None.
+
+        --allow-private (demos, labs) still keeps the hub's own port out of
+        reach, but not other services on the hub's machine.
+        """
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        if (address, port) in self.hub or not self.allow_private and any(address == ip for ip, _ in self.hub):
+            return "the exit does not connect to the hub's own address"
+        if address.is_multicast or address.is_unspecified:
+            return "the exit does not connect to multicast or unspecified addresses"
+        if not self.allow_private and not address.is_global:
+            return "the exit does not connect to private, loopback or local addresses"
+        return None
+
+
+async def resolve_allowed(host: str, port: int, guard: ExitGuard) -> list[tuple]:
+    """Socket addresses for (host, port) that the guard allows, in resolver order."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise TargetRefused(ErrorCode.NAME_NOT_RESOLVED, f"the exit could not resolve {host}") from None
+    allowed, reason = [], ""
+    for family, _, _, _, sockaddr in infos:
+        why = guard.refusal(ipaddress.ip_address(sockaddr[0].split("%")[0]), port)
+        if why is None:
+            allowed.append((family, sockaddr))
+        else:
+            reason = why
+    if not allowed:
+        raise TargetRefused(ErrorCode.FORBIDDEN, f"{reason} ({host})")
+    return allowed
+
+
+async def connect_target(host: str, port: int, guard: ExitGuard, protocol_factory) -> asyncio.Protocol:
+    """Connect to the first reachable allowed address; raise TargetRefused with the reason."""
+    loop = asyncio.get_running_loop()
+    addresses = await resolve_allowed(host, port, guard)
+    error = TargetRefused(ErrorCode.UNREACHABLE, f"{host}:{port} is unreachable from the exit")
+    deadline = loop.time() + CONNECT_TIMEOUT
+    for family, sockaddr in addresses:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            break
+        try:
+            _, protocol = await asyncio.wait_for(
+                loop.create_connection(protocol_factory, sockaddr[0], sockaddr[1], family=family),
+                remaining,
+            )
+            return protocol
+        except ConnectionRefusedError:
+            error = TargetRefused(ErrorCode.TARGET_REFUSED, f"{host}:{port} refused the connection")
+        except asyncio.TimeoutError:
+            error = TargetRefused(ErrorCode.TARGET_TIMEOUT, f"{host}:{port} did not answer in time")
+        except OSError:
+            pass
+    raise error

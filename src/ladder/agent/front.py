@@ -1,0 +1,292 @@
+"""The local proxy front: SOCKS5 and HTTP proxying on one port.
+
+The first byte decides: 0x05 is SOCKS5 (RFC 1928, CONNECT only, no
+authentication: the port listens on loopback), anything else is an HTTP/1.1
+proxy request (RFC 9110 section 9.3.6 CONNECT, or an absolute-form request
+of any method, RFC 9112 section 3.2.2). Names are passed to the exit as
+names: the member's own resolver, possibly poisoned, is never asked.
+
+A connection becomes a `Relay` once its stream is open. Absolute-form
+requests keep the client's connection alive across requests; each request
+is rewritten to origin-form and sent on a stream to its host, opening a new
+stream when the host changes. A request with a chunked body turns the rest
+of the connection into a plain pipe to that host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import struct
+from typing import Callable
+
+from ladder.protocol.errors import ErrorCode
+
+from .relay import Relay
+
+log = logging.getLogger(__name__)
+
+MAX_HEAD = 64 * 1024
+# Opener: (host, port, relay) -> None; it later calls relay.on_accepted/on_refused.
+Opener = Callable[[str, int, "ProxyConnection"], None]
+
+# RFC 1928 section 6 reply codes for each reason a stream was refused.
+SOCKS_REPLY = {
+    ErrorCode.NO_ROUTE: 0x03,  # network unreachable: no exit online
+    ErrorCode.FORBIDDEN: 0x02,  # connection not allowed by ruleset
+    ErrorCode.UNREACHABLE: 0x04,
+    ErrorCode.NAME_NOT_RESOLVED: 0x04,
+    ErrorCode.TARGET_REFUSED: 0x05,
+    ErrorCode.TARGET_TIMEOUT: 0x06,
+}
+HTTP_STATUS = {
+    ErrorCode.NO_ROUTE: "503 Service Unavailable",
+    ErrorCode.BUSY: "503 Service Unavailable",
+    ErrorCode.TARGET_TIMEOUT: "504 Gateway Timeout",
+}
+_HOP_BY_HOP = (b"proxy-connection", b"proxy-authorization", b"keep-alive")
+
+
+class FrontError(Exception):
+    """A client request this front cannot serve; the message goes to the client."""
+
+
+def http_error(status: str, message: str) -> bytes:
+    body = f"ladder: {message}\n".encode()
+    return (
+        f"HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode() + body
+
+
+def split_authority(authority: str, default_port: int) -> tuple[str, int]:
+    """'host:port', '[v6]:port' or 'host' → (host, port)."""
+    if authority.startswith("["):
+        host, _, rest = authority[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    elif authority.count(":") == 1:
+        host, port = authority.split(":")
+    else:
+        host, port = authority, ""
+    try:
+        number = int(port) if port else default_port
+    except ValueError:
+        raise FrontError(f"bad port in {authority!r}") from None
+    if not host or not 0 < number < 65536:
+        raise FrontError(f"bad address {authority!r}")
+    return host, number
+
+
+def parse_head(head: bytes) -> tuple[bytes, bytes, bytes, list[tuple[bytes, bytes]]]:
+    """Method, target, version and header fields of an HTTP/1.1 request head."""
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(b" ")
+    if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
+        raise FrontError("malformed request line")
+    fields = []
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep or not name or name != name.strip():
+            raise FrontError("malformed header field")
+        fields.append((name, value.strip()))
+    return parts[0], parts[1], parts[2], fields
+
+
+class ProxyConnection(Relay):
+    """One client connection to the proxy port."""
+
+    def __init__(self, opener: Opener, on_stream_done: Callable[[ProxyConnection], None] | None = None):
+        super().__init__()
+        self.opener = opener
+        self.on_stream_done = on_stream_done
+        self.exit_id: str | None = None  # set by the opener while a stream is open
+        self.buffer = bytearray()
+        self.mode = "new"  # new → socks-greeting/socks-request/http → tunnel/forward/pipe
+        self.reply_ok = b""  # what the client hears when the stream opens
+        self.target: tuple[str, int] | None = None
+        self.body_left = 0  # bytes of the current forwarded request's body still to pass
+
+    # ---------------------------------------------------------------- input
+
+    def data_received(self, data: bytes) -> None:
+        if self.mode in ("tunnel", "pipe"):
+            return super().data_received(data)
+        self.buffer += data
+        try:
+            if self.mode == "new":
+                self.mode = "socks-greeting" if self.buffer[0] == 5 else "http"
+            if self.mode == "socks-greeting":
+                self._socks_greeting()
+            if self.mode == "socks-request":
+                self._socks_request()
+            if self.mode in ("http", "forward"):
+                self._http()
+        except FrontError as exc:
+            self._fail_http("400 Bad Request", str(exc)) if self.mode != "socks-request" else self._close()
+
+    def _socks_greeting(self) -> None:
+        buf = self.buffer
+        if len(buf) < 2 or len(buf) < 2 + buf[1]:
+            return
+        methods = buf[2 : 2 + buf[1]]
+        del buf[: 2 + len(methods)]
+        if 0 not in methods:  # only "no authentication" on a loopback port
+            self.transport.write(b"\x05\xff")
+            return self._close()
+        self.transport.write(b"\x05\x00")
+        self.mode = "socks-request"
+
+    def _socks_request(self) -> None:
+        buf = self.buffer
+        if len(buf) < 5:
+            return
+        version, command, _, atyp = buf[:4]
+        if atyp == 1:
+            size = 4 + 4 + 2
+        elif atyp == 4:
+            size = 4 + 16 + 2
+        elif atyp == 3:
+            size = 4 + 1 + buf[4] + 2
+        else:
+            return self._socks_fail(0x08)  # address type not supported
+        if len(buf) < size:
+            return
+        if version != 5 or command != 1:
+            return self._socks_fail(0x07)  # command not supported: CONNECT only
+        if atyp == 3:
+            host = bytes(buf[5 : size - 2]).decode("ascii", "replace")
+        else:
+            host = str(ipaddress.ip_address(bytes(buf[4 : size - 2])))
+        (port,) = struct.unpack_from("!H", buf, size - 2)
+        rest = bytes(buf[size:])
+        buf.clear()
+        self.reply_ok = b"\x05\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+        self._open(host, port, "tunnel", rest)
+
+    def _http(self) -> None:
+        while True:
+            if self.mode == "forward" and self.body_left:
+                chunk = bytes(self.buffer[: self.body_left])
+                del self.buffer[: len(chunk)]
+                self.body_left -= len(chunk)
+                self._forward(chunk)
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self.buffer) > MAX_HEAD:
+                    raise FrontError("request head too large")
+                return
+            head = bytes(self.buffer[:end])
+            del self.buffer[: end + 4]
+            self._request(head)
+            if self.mode not in ("forward",) or self.sid is None and self.target is None:
+                return
+
+    def _request(self, head: bytes) -> None:
+        method, target, version, fields = parse_head(head)
+        if method == b"CONNECT":
+            host, port = split_authority(target.decode("ascii", "replace"), 443)
+            self.reply_ok = b"HTTP/1.1 200 Connection Established\r\n\r\n"
+            rest = bytes(self.buffer)
+            self.buffer.clear()
+            return self._open(host, port, "tunnel", rest)
+        if not target.lower().startswith(b"http://"):
+            if target.startswith(b"/"):
+                raise FrontError("this is a proxy: set it as your HTTP or SOCKS5 proxy")
+            raise FrontError("only http:// URLs can be proxied this way; use CONNECT for https")
+        authority, _, path = target[7:].partition(b"/")
+        host, port = split_authority(authority.decode("ascii", "replace"), 80)
+        lines = [method + b" /" + path + b" " + version]
+        has_host = False
+        chunked = False
+        self.body_left = 0
+        for name, value in fields:
+            lower = name.lower()
+            if lower in _HOP_BY_HOP:
+                continue
+            if lower == b"host":
+                has_host = True
+            elif lower == b"content-length":
+                try:
+                    self.body_left = int(value)
+                except ValueError:
+                    raise FrontError("bad Content-Length") from None
+            elif lower == b"transfer-encoding" and b"chunked" in value.lower():
+                chunked = True
+            lines.append(name + b": " + value)
+        if not has_host:
+            lines.insert(1, b"Host: " + authority)
+        data = b"\r\n".join(lines) + b"\r\n\r\n"
+        if (host, port) != self.target or self.sid is None and self.mode == "forward" and self.got_end:
+            self._switch_target(host, port)
+        self._forward(data)
+        if chunked:  # no more request parsing: the rest is a pipe to this host
+            self.mode = "pipe"
+            rest = bytes(self.buffer)
+            self.buffer.clear()
+            if rest:
+                self._forward(rest)
+
+    # ------------------------------------------------------------- streams
+
+    def _open(self, host: str, port: int, mode: str, rest: bytes) -> None:
+        self.mode = mode
+        self.target = (host, port)
+        if rest:
+            self.backlog.append(rest)
+        self._pause_reading()
+        self.opener(host, port, self)
+
+    def _switch_target(self, host: str, port: int) -> None:
+        if self.sid is not None:  # the previous host's answer is complete: browsers wait for it
+            self.link.reset(self.sid, ErrorCode.CANCEL, "client moved on to another host")
+            self.link = self.sid = None
+            self.stream_gone()
+        self.got_end = self.sent_end = False
+        self._open(host, port, "forward", b"")
+
+    def _forward(self, data: bytes) -> None:
+        if not data:
+            return
+        if self.sid is None:
+            self.backlog.append(data)
+        else:
+            self.link.send(self.sid, data)
+            self._check_pending()
+
+    def on_accepted(self, payload: bytes, window: int) -> None:
+        """The opener calls this with the link and sid already attached."""
+        if self.reply_ok:
+            self.transport.write(self.reply_ok)
+            self.reply_ok = b""
+
+    def on_refused(self, code: int, reason: str) -> None:
+        log.info("proxy: %s refused: %s", self.target, reason)
+        self.target = None
+        if self.mode == "tunnel" and self.reply_ok.startswith(b"\x05"):
+            return self._socks_fail(SOCKS_REPLY.get(code, 0x01))
+        self._fail_http(HTTP_STATUS.get(code, "502 Bad Gateway"), reason)
+
+    def on_reset(self, code: int, reason: str) -> None:
+        if self.mode == "forward" and self.got_end:
+            return  # the host closed after its answer; the client may still ask another
+        super().on_reset(code, reason)
+
+    def stream_gone(self) -> None:
+        if self.on_stream_done is not None:
+            self.on_stream_done(self)
+
+    # ------------------------------------------------------------ failures
+
+    def _socks_fail(self, code: int) -> None:
+        self.transport.write(bytes([5, code, 0, 1, 0, 0, 0, 0, 0, 0]))
+        self._close()
+
+    def _fail_http(self, status: str, message: str) -> None:
+        self.transport.write(http_error(status, message))
+        self._close()
+
+    def _close(self) -> None:
+        self.mode = "closed"
+        self.done = True
+        self.transport.close()

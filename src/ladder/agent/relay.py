@@ -1,0 +1,132 @@
+"""Splices one TCP connection onto one stream of a link, with backpressure both ways.
+
+TCP → stream: bytes go into the mux; while the stream's credit is used up
+(`link.pending(sid)` > 0) the socket stops being read, and reading resumes
+when WINDOW frames drain the outbox. Stream → TCP: bytes are written to the
+socket and their credit is given back at once, unless the socket's write
+buffer is full (asyncio's pause_writing), in which case credit waits until
+it drains. So a slow reader on either side holds at most one window.
+Half-closes pass through (TCP FIN ⇄ stream END) and a reset aborts the socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from ladder.link.connection import Endpoint, Link
+from ladder.protocol.errors import ErrorCode
+
+log = logging.getLogger(__name__)
+
+
+class Relay(asyncio.Protocol, Endpoint):
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.link: Link | None = None
+        self.sid: int | None = None
+        self.backlog: list[bytes] = []  # TCP bytes that arrived before the stream was ready
+        self.sent_end = False  # TCP FIN passed on as stream END
+        self.got_end = False  # stream END passed on as TCP FIN
+        self.done = False
+        self._write_paused = False
+        self._read_paused = False
+        self._unacked = 0
+
+    # --------------------------------------------------------- stream ready
+
+    def attach(self, link: Link, sid: int) -> None:
+        """The stream is open: start relaying, first whatever TCP already sent."""
+        self.link, self.sid = link, sid
+        backlog, self.backlog = self.backlog, []
+        for chunk in backlog:
+            link.send(sid, chunk)
+        if self.sent_end:
+            link.end(sid)
+        self._check_pending()
+
+    # -------------------------------------------------------------- TCP side
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self.sid is None:
+            self.backlog.append(data)
+            self._pause_reading()
+            return
+        self.link.send(self.sid, data)
+        self._check_pending()
+
+    def eof_received(self) -> bool:
+        self.sent_end = True
+        if self.sid is not None:
+            self.link.end(self.sid)
+            self._maybe_done()
+        return True  # keep the socket open for the other direction
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done:
+            self.done = True
+            if self.sid is not None and not (self.sent_end and self.got_end):
+                self.link.reset(self.sid, ErrorCode.CANCEL, "the TCP connection closed")
+            self.stream_gone()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._unacked and self.sid is not None:
+            self.link.acknowledge(self.sid, self._unacked)
+            self._unacked = 0
+
+    # ----------------------------------------------------------- stream side
+
+    def on_data(self, data: bytes) -> None:
+        self.transport.write(data)
+        if self._write_paused:
+            self._unacked += len(data)
+        else:
+            self.link.acknowledge(self.sid, len(data))
+
+    def on_end(self) -> None:
+        self.got_end = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self._maybe_done()
+
+    def on_reset(self, code: int, reason: str) -> None:
+        log.debug("stream %s reset: %s %s", self.sid, code, reason)
+        self.done = True
+        if self.transport is not None:
+            self.transport.abort()
+        self.stream_gone()
+
+    def on_window(self, increment: int, pending: int) -> None:
+        if pending == 0 and self._read_paused:
+            self._read_paused = False
+            self.transport.resume_reading()
+
+    def stream_gone(self) -> None:
+        """Hook: the stream is over (subclasses count it)."""
+
+    # --------------------------------------------------------------- helpers
+
+    def _check_pending(self) -> None:
+        if self.link.pending(self.sid):
+            self._pause_reading()
+        elif self._read_paused:
+            self._read_paused = False
+            self.transport.resume_reading()
+
+    def _pause_reading(self) -> None:
+        if not self._read_paused and self.transport is not None:
+            self._read_paused = True
+            self.transport.pause_reading()
+
+    def _maybe_done(self) -> None:
+        if self.sent_end and self.got_end and not self.done:
+            self.done = True
+            self.transport.close()
+            self.stream_gone()

@@ -1,0 +1,372 @@
+"""The `ladder` command: parses, calls the roles, prints one clear line on error."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from ladder.config import (
+    ConfigError,
+    HubConfig,
+    InviteLink,
+    MemberConfig,
+    hub_folder,
+    member_folder,
+    parse_address,
+)
+
+DIR_HELP = "Folder holding this member's or hub's keys and config (default: $LADDER_HOME or the user folder)."
+
+
+class LadderError(Exception):
+    """A failure to report in one line."""
+
+
+def run_async(coro):
+    """Run a coroutine on uvloop where available, the standard loop otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
+def setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+
+
+def parse_duration(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    number, unit = text[:-1], text[-1:].lower()
+    if unit not in units or not number.isdigit() or int(number) == 0:
+        raise click.BadParameter(f"{text!r} is not a duration like 30m, 12h, 7d or 2w")
+    return int(number) * units[unit]
+
+
+def address_option(value: str | None) -> tuple[str, int] | None:
+    if value is None:
+        return None
+    try:
+        return parse_address(value)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="ladder")
+def cli() -> None:
+    """Ladder: a shared network that climbs over firewalls.
+
+    A hub on a VPS bridges members into one network. Members share their
+    connection as exits and browse through each other's exits with a local
+    SOCKS5/HTTP proxy. Try `ladder demo` to see it all on this machine.
+    """
+
+
+# ------------------------------------------------------------------ hub
+
+
+@cli.group()
+def hub() -> None:
+    """Run a hub: the relay members connect to (on a VPS with a public address)."""
+
+
+@hub.command("init")
+@click.option("--dir", "folder", help=DIR_HELP)
+@click.option("--name", default="hub", show_default=True, help="The hub's name, shown to members.")
+@click.option("--listen", default="0.0.0.0:443", show_default=True, help="Address and port to listen on.")
+@click.option("--public-address", help="host:port members dial (goes into invite links). Default: --listen.")
+@click.option("--cert", type=click.Path(dir_okay=False), help="Your own TLS certificate (PEM), e.g. from a CA.")
+@click.option("--key", type=click.Path(dir_okay=False), help="The private key of --cert (PEM).")
+def hub_init(folder, name, listen, public_address, cert, key) -> None:
+    """Create a hub: its TLS key and certificate, its member store, its config."""
+    from ladder.link.tls import check_key_matches_cert, fingerprint_of_cert_file, generate_self_signed
+    from ladder.store.hubdb import HubStore
+
+    path = hub_folder(folder)
+    if (path / "hub.toml").exists():
+        raise LadderError(f"{path} already holds a hub; use another --dir")
+    listen_at = address_option(listen)
+    public = address_option(public_address) or listen_at
+    if (cert is None) != (key is None):
+        raise click.UsageError("--cert and --key go together")
+    path.mkdir(parents=True, exist_ok=True)
+    if cert:
+        cert_path, key_path = Path(cert).resolve(), Path(key).resolve()
+        check_key_matches_cert(cert_path, key_path)
+    else:
+        cert_path, key_path = path / "tls.crt", path / "tls.key"
+        generate_self_signed(cert_path, key_path, public[0], [public[0]])
+    config = HubConfig(path, name, listen_at, public, cert_path, key_path)
+    HubStore(config.db_path).close()
+    config.save()
+    click.echo(f"hub {name} created in {path}")
+    click.echo(f"key fingerprint: {fingerprint_of_cert_file(cert_path)}")
+    click.echo(f"next: ladder hub run --dir {path}   then: ladder hub invite --dir {path} NAME")
+
+
+@hub.command("run")
+@click.option("--dir", "folder", help=DIR_HELP)
+@click.option("-v", "--verbose", is_flag=True, help="Log every link and stream event.")
+def hub_run(folder, verbose) -> None:
+    """Serve members until interrupted (Ctrl-C)."""
+    from ladder.hub.hub import Hub
+    from ladder.store.hubdb import HubStore
+
+    config = HubConfig.load(hub_folder(folder))
+    setup_logging(verbose)
+
+    async def serve() -> None:
+        with HubStore(config.db_path) as store:
+            hub_ = Hub(config, store)
+            try:
+                await hub_.start()
+            except OSError as exc:
+                raise LadderError(f"cannot listen on {config.listen[0]}:{config.listen[1]}: {exc.strerror or exc}")
+            logging.info("hub %s listening on %s:%d, fingerprint %s", config.name, *config.listen, hub_.fingerprint)
+            try:
+                await hub_.server.serve_forever()
+            finally:
+                hub_.close()
+
+    run_async(serve())
+
+
+@hub.command("invite")
+@click.argument("name")
+@click.option("--dir", "folder", help=DIR_HELP)
+@click.option("--uses", default=1, show_default=True, type=click.IntRange(1), help="How many members may join with it.")
+@click.option("--expires", default="7d", show_default=True, help="Lifetime: 30m, 12h, 7d, 2w.")
+def hub_invite(name, folder, uses, expires) -> None:
+    """Print an invite link for NAME (one line; send it to them privately)."""
+    from ladder.link.tls import fingerprint_of_cert_file
+    from ladder.store.hubdb import HubStore
+
+    config = HubConfig.load(hub_folder(folder))
+    lifetime = parse_duration(expires)
+    with HubStore(config.db_path) as store:
+        token = store.create_invite(name, uses=uses, expires_in=lifetime)
+    click.echo(InviteLink(token, config.public_address, fingerprint_of_cert_file(config.cert), config.name))
+
+
+@hub.command("members")
+@click.option("--dir", "folder", help=DIR_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def hub_members(folder, as_json) -> None:
+    """List members: who is online, as exit or user, and who was revoked."""
+    from ladder.store.hubdb import HubStore
+
+    config = HubConfig.load(hub_folder(folder))
+    with HubStore(config.db_path) as store:
+        members = store.members()
+    rows = [
+        {"name": m.name, "id": m.id, "online": m.online_as, "revoked": m.revoked,
+         "last_seen": m.last_seen, "joined": m.created}
+        for m in members
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    if not rows:
+        click.echo(f"no members yet: ladder hub invite --dir {config.folder} NAME")
+        return
+    click.echo(f"{'NAME':<20} {'STATUS':<12} {'LAST SEEN':<20} ID")
+    for r in rows:
+        status = "revoked" if r["revoked"] else (f"online {r['online']}" if r["online"] else "offline")
+        seen = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["last_seen"])) if r["last_seen"] else "-"
+        click.echo(f"{r['name']:<20} {status:<12} {seen:<20} {r['id']}")
+
+
+@hub.command("revoke")
+@click.argument("name")
+@click.option("--dir", "folder", help=DIR_HELP)
+def hub_revoke(name, folder) -> None:
+    """Remove member NAME: its link drops within seconds and cannot come back."""
+    from ladder.store.hubdb import HubStore
+
+    config = HubConfig.load(hub_folder(folder))
+    with HubStore(config.db_path) as store:
+        member = store.revoke_member(name)
+    click.echo(f"revoked {member.name} ({member.id})")
+
+
+# ---------------------------------------------------------------- member
+
+
+@cli.command()
+@click.argument("invite")
+@click.option("--dir", "folder", help=DIR_HELP)
+def join(invite, folder) -> None:
+    """Join a hub with an INVITE link (ladder://...)."""
+    from ladder.link.client import HubIdentityMismatch, dial
+    from ladder.link.connection import LinkRefused
+
+    link = InviteLink.parse(invite)
+    path = member_folder(folder)
+    if (path / "ladder.toml").exists():
+        raise LadderError(f"{path} already holds a membership; use another --dir")
+    key = MemberConfig.load_or_create_key(path)
+
+    async def knock() -> dict:
+        try:
+            _, reply = await dial(link.address, link.fingerprint, key, None, token=link.token)
+        except HubIdentityMismatch as exc:
+            raise LadderError(str(exc)) from None
+        except LinkRefused:
+            raise LadderError("the hub does not know this invite (mistyped, revoked or for another hub)") from None
+        except (OSError, asyncio.TimeoutError) as exc:
+            raise LadderError(f"cannot reach the hub at {link.address[0]}:{link.address[1]}: {exc or 'timeout'}") from None
+        return reply
+
+    reply = run_async(knock())
+    if reply.get("type") != "joined":
+        raise LadderError(f"the hub refused the invite: {reply.get('reason', reply)}")
+    config = MemberConfig(path, key, link.address, link.fingerprint, str(reply.get("hub", link.hub_name)),
+                          str(reply["name"]))
+    config.save()
+    click.echo(f"joined hub {config.hub_name} as {config.name} (id {config.id})")
+    click.echo(f"next: ladder up --dir {path}            (a proxy on 127.0.0.1:1080)")
+    click.echo(f"  or: ladder up --dir {path} --share --country XX   (lend your connection)")
+
+
+@cli.command()
+@click.option("--dir", "folder", help=DIR_HELP)
+@click.option("--proxy", help="Serve SOCKS5 and HTTP proxying here (default 127.0.0.1:1080 unless sharing only).")
+@click.option("--exit", "exit_choice", default="auto", show_default=True,
+              help="Which exit carries your traffic: auto (least loaded), a country code (US) or a member name.")
+@click.option("--share", is_flag=True, help="Lend your connection to other members as an exit.")
+@click.option("--country", help="Country of your exit, e.g. US (with --share).")
+@click.option("--allow-private", is_flag=True,
+              help="Let the exit reach private/loopback addresses. For demos and labs only.")
+@click.option("-v", "--verbose", is_flag=True, help="Log every link and stream event.")
+def up(folder, proxy, exit_choice, share, country, allow_private, verbose) -> None:
+    """Connect to the hub and serve: a local proxy, an exit, or both."""
+    from ladder.agent.agent import Agent, AgentFatal
+
+    config = MemberConfig.load(member_folder(folder))
+    proxy_at = address_option(proxy) if proxy else (None if share else ("127.0.0.1", 1080))
+    setup_logging(verbose)
+    if allow_private:
+        logging.warning("--allow-private: members can reach this machine's loopback and LAN through your exit")
+    agent = Agent(config, proxy=proxy_at, share=share, country=country, exit_choice=exit_choice,
+                  allow_private=allow_private)
+
+    async def serve() -> None:
+        task = asyncio.ensure_future(agent.run())
+        if proxy_at:
+            while agent.proxy_address is None and not task.done():
+                await asyncio.sleep(0.01)
+            if agent.proxy_address:
+                logging.info("proxy on %s:%d (SOCKS5 and HTTP)", *agent.proxy_address)
+        try:
+            await task
+        except AgentFatal as exc:
+            raise LadderError(str(exc)) from None
+
+    run_async(serve())
+
+
+@cli.command()
+@click.option("--dir", "folder", help=DIR_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print the agent's status as JSON.")
+def status(folder, as_json) -> None:
+    """Is the link up, to which hub, which exits are online. Exit 0 only if up."""
+    path = member_folder(folder)
+    config = MemberConfig.load(path)
+    try:
+        state = json.loads(config.status_path.read_text())
+    except (OSError, ValueError):
+        state = {"state": "not running"}
+    if state.get("state") not in ("not running", "stopped") and not _alive(state.get("pid")):
+        state["state"] = "not running"
+    state.setdefault("hub", config.hub_name)
+    state.setdefault("member", config.name)
+    if as_json:
+        click.echo(json.dumps(state, indent=1))
+    else:
+        click.echo(f"link:   {state['state']}" + (f" ({state['error']})" if state.get("error") else ""))
+        click.echo(f"hub:    {state['hub']} at {state.get('hub_address', '-')}, as {state['member']}")
+        if state.get("proxy"):
+            click.echo(f"proxy:  {state['proxy']} (SOCKS5 and HTTP), exit {state.get('exit_choice')}")
+        if state.get("sharing"):
+            click.echo(f"share:  exit in {state['sharing']}")
+        exits = state.get("exits") or []
+        click.echo(f"exits:  {len(exits)} online")
+        for e in exits:
+            click.echo(f"  {e.get('name', '?'):<20} {e.get('country') or '??':<4} {e.get('streams', 0)} streams")
+    sys.exit(0 if state["state"] == "up" else 1)
+
+
+def _alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (TypeError, ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# ----------------------------------------------------------- demo, tests
+
+
+@cli.command()
+@click.option("--check", is_flag=True, help="Run the self-check, then exit 0 (or 1 with the reason).")
+@click.option("--port", default=1080, show_default=True, help="Proxy port to try first (any free one otherwise).")
+def demo(check, port) -> None:
+    """Start a hub, a sharer, a user and a web site on this machine and prove they work."""
+    from ladder.demo import run_demo
+
+    sys.exit(run_async(run_demo(check=check, port=port, echo=click.echo)))
+
+
+@cli.group()
+def selftest() -> None:
+    """Checks of Ladder's building blocks against published test vectors."""
+
+
+@selftest.command("noise-vectors")
+@click.argument("file", type=click.Path())
+def noise_vectors(file) -> None:
+    """Run a Noise test-vector FILE (cacophony JSON layout); skip unsupported protocols."""
+    from ladder.selftest import main as run_vectors
+
+    sys.exit(run_vectors(file, out=click.echo))
+
+
+# -------------------------------------------------------------- entry
+
+
+def main() -> None:
+    from ladder.agent.agent import AgentFatal
+    from ladder.link.tls import TLSMaterialError
+    from ladder.store.hubdb import StoreError
+
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (LadderError, ConfigError, StoreError, TLSMaterialError, AgentFatal) as exc:
+        click.echo(f"ladder: error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except OSError as exc:
+        click.echo(f"ladder: error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), err=True)
+        sys.exit(1)

@@ -1,0 +1,223 @@
+"""Folders, files and invite links: where a member's or a hub's state lives.
+
+A folder (`--dir`, else $LADDER_HOME, else the platform's user folders)
+holds everything one member or one hub needs, so several run side by side.
+Secrets are created with mode 0600 and replaced atomically.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, quote, urlsplit
+
+import platformdirs
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ladder.protocol.hello import TOKEN_SIZE, member_id, public_bytes
+
+
+class ConfigError(Exception):
+    """Bad or missing configuration; the message is one line for the user."""
+
+
+def member_folder(given: str | None) -> Path:
+    return Path(given or os.environ.get("LADDER_HOME") or platformdirs.user_config_dir("ladder"))
+
+
+def hub_folder(given: str | None) -> Path:
+    return Path(given or os.environ.get("LADDER_HOME") or Path(platformdirs.user_data_dir("ladder")) / "hub")
+
+
+def write_file(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Replace `path` atomically; the content never exists with looser permissions."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def dump_toml(tables: dict[str, dict[str, str | int | bool]]) -> bytes:
+    """TOML for flat tables of scalars (json.dumps of a str is a valid TOML string)."""
+    out = []
+    for table, values in tables.items():
+        out.append(f"[{table}]")
+        for key, value in values.items():
+            out.append(f"{key} = {json.dumps(value)}" if not isinstance(value, bool) else f"{key} = {str(value).lower()}")
+        out.append("")
+    return "\n".join(out).encode()
+
+
+def load_toml(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path} does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+
+
+def parse_address(text: str, default_port: int = 443) -> tuple[str, int]:
+    """'host:port', '[v6]:port' or 'host' → (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or "]" in port:
+        host, port = text, str(default_port)
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"not an address: {text!r} (expected host:port)")
+    return host, int(port)
+
+
+def format_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+# ---------------------------------------------------------------- invites
+
+
+@dataclass(frozen=True)
+class InviteLink:
+    """ladder://<token>@<host>:<port>?fp=<hub key fingerprint>&hub=<hub name>"""
+
+    token: bytes
+    address: tuple[str, int]
+    fingerprint: str
+    hub_name: str
+
+    def __str__(self) -> str:
+        token = base64.urlsafe_b64encode(self.token).rstrip(b"=").decode()
+        return (
+            f"ladder://{token}@{format_address(*self.address)}"
+            f"?fp={quote(self.fingerprint, safe=':')}&hub={quote(self.hub_name)}"
+        )
+
+    @classmethod
+    def parse(cls, text: str) -> InviteLink:
+        bad = ConfigError("not a Ladder invite link (expected ladder://TOKEN@HOST:PORT?fp=...)")
+        try:
+            url = urlsplit(text.strip())
+            query = parse_qs(url.query)
+            token = base64.urlsafe_b64decode(url.username + "=" * (-len(url.username) % 4))
+            port = url.port or 443
+            host = url.hostname
+        except (ValueError, TypeError):
+            raise bad from None
+        if url.scheme != "ladder" or not host or len(token) != TOKEN_SIZE or "fp" not in query:
+            raise bad
+        return cls(token, (host, port), query["fp"][0], query.get("hub", ["hub"])[0])
+
+
+# ---------------------------------------------------------------- members
+
+
+@dataclass
+class MemberConfig:
+    """One member's folder: its key, its hub and its name there."""
+
+    folder: Path
+    key: Ed25519PrivateKey
+    hub_address: tuple[str, int]
+    fingerprint: str
+    hub_name: str
+    name: str
+
+    @property
+    def id(self) -> str:
+        return member_id(public_bytes(self.key))
+
+    @property
+    def status_path(self) -> Path:
+        return self.folder / "status.json"
+
+    @staticmethod
+    def key_path(folder: Path) -> Path:
+        return folder / "member.key"
+
+    @classmethod
+    def load_or_create_key(cls, folder: Path) -> Ed25519PrivateKey:
+        path = cls.key_path(folder)
+        if path.exists():
+            return cls._read_key(path)
+        key = Ed25519PrivateKey.generate()
+        write_file(path, base64.b64encode(key.private_bytes_raw()) + b"\n", 0o600)
+        return key
+
+    @staticmethod
+    def _read_key(path: Path) -> Ed25519PrivateKey:
+        try:
+            raw = base64.b64decode(path.read_bytes().strip(), validate=True)
+            return Ed25519PrivateKey.from_private_bytes(raw)
+        except (ValueError, OSError) as exc:
+            raise ConfigError(f"cannot read the member key {path}: {exc}") from None
+
+    def save(self) -> None:
+        write_file(
+            self.folder / "ladder.toml",
+            dump_toml({
+                "hub": {"address": format_address(*self.hub_address), "fingerprint": self.fingerprint,
+                        "name": self.hub_name},
+                "member": {"name": self.name},
+            }),
+        )
+
+    @classmethod
+    def load(cls, folder: Path) -> MemberConfig:
+        path = folder / "ladder.toml"
+        if not path.exists():
+            raise ConfigError(f"{folder} holds no membership: run `ladder join INVITE --dir {folder}` first")
+        data = load_toml(path)
+        try:
+            hub, member = data["hub"], data["member"]
+            return cls(folder, cls._read_key(cls.key_path(folder)), parse_address(hub["address"]),
+                       hub["fingerprint"], hub.get("name", "hub"), member["name"])
+        except (KeyError, TypeError) as exc:
+            raise ConfigError(f"{path} lacks {exc}") from None
+
+
+# -------------------------------------------------------------------- hubs
+
+
+@dataclass
+class HubConfig:
+    folder: Path
+    name: str
+    listen: tuple[str, int]
+    public_address: tuple[str, int]
+    cert: Path
+    key: Path
+
+    @property
+    def db_path(self) -> Path:
+        return self.folder / "hub.db"
+
+    def save(self) -> None:
+        write_file(
+            self.folder / "hub.toml",
+            dump_toml({"hub": {
+                "name": self.name,
+                "listen": format_address(*self.listen),
+                "public_address": format_address(*self.public_address),
+                "cert": str(self.cert),
+                "key": str(self.key),
+            }}),
+        )
+
+    @classmethod
+    def load(cls, folder: Path) -> HubConfig:
+        path = folder / "hub.toml"
+        if not path.exists():
+            raise ConfigError(f"{folder} holds no hub: run `ladder hub init --dir {folder}` first")
+        try:
+            hub = load_toml(path)["hub"]
+            return cls(folder, hub["name"], parse_address(hub["listen"]), parse_address(hub["public_address"]),
+                       folder / hub["cert"], folder / hub["key"])
+        except (KeyError, TypeError) as exc:
+            raise ConfigError(f"{path} lacks {exc}") from None

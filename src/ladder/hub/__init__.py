@@ -1,0 +1,1 @@
+"""Hub role: members and invites, the directory of exits, the switch."""

@@ -1,0 +1,216 @@
+"""The hub role: members' links, the directory of exits, the switch between them.
+
+One `Hub` listens on one TLS port. The doorway hands it each valid hello:
+an AUTH from a current member becomes a `Session` (that member's link), a
+JOIN redeems an invite. Sessions that share announce it; the hub keeps the
+directory of online exits and pushes it to every session when it changes.
+A user's stream names an exit by member id; the switch splices it onto a
+new stream on that exit's link. Revocations made by the CLI in the store
+are noticed within a second and drop the member's link.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from ladder.config import HubConfig
+from ladder.link.connection import Link
+from ladder.link.server import Doorway
+from ladder.link.tls import fingerprint_of_cert_file, server_context
+from ladder.protocol.errors import ErrorCode, RemoteProtocolError
+from ladder.protocol.hello import JOIN, Hello, member_id
+from ladder.protocol.messages import decode_route, encode_route
+from ladder.store.hubdb import HubStore, InviteError, InviteUnknown, Member, StoreError
+
+from .switch import splice
+
+log = logging.getLogger(__name__)
+REVOCATION_POLL = 1.0
+DIRECTORY_PUSH = 2.0  # load figures are pushed at most this often
+
+
+class Session:
+    """One member's link at the hub."""
+
+    def __init__(self, hub: Hub, member: Member, link: Link):
+        self.hub = hub
+        self.member = member
+        self.link = link
+        self.country: str | None = None  # set while the member shares as an exit
+        self.streams = 0  # live streams through this member's exit
+
+    @property
+    def role(self) -> str:
+        return "exit" if self.country is not None else "user"
+
+    def entry(self) -> dict:
+        return {"id": self.member.id, "name": self.member.name, "country": self.country, "streams": self.streams}
+
+    # LinkOwner
+
+    def stream_opened(self, link: Link, sid: int, payload: bytes, window: int) -> None:
+        try:
+            target_id, inner = decode_route(payload)
+        except RemoteProtocolError as exc:
+            link.refuse(sid, exc.code, str(exc))
+            return
+        exit_session = self.hub.sessions.get(target_id)
+        if exit_session is None or exit_session.country is None:
+            link.refuse(sid, ErrorCode.NO_ROUTE, "that exit is not online")
+            return
+        if not exit_session.link.mux.can_open():
+            link.refuse(sid, ErrorCode.BUSY, "that exit has too many streams")
+            return
+        exit_session.streams += 1
+        self.hub.directory_changed(urgent=False)
+
+        def closed() -> None:
+            exit_session.streams -= 1
+            self.hub.directory_changed(urgent=False)
+
+        splice(link, sid, window, exit_session.link, encode_route(self.member.id, inner), closed)
+
+    def control_received(self, link: Link, message: dict) -> None:
+        if message["type"] == "share":
+            country = str(message.get("country") or "??")[:8].upper()
+            self.country = country
+            self.hub.store.set_online(self.member.id, self.role)
+            log.info("%s shares as an exit in %s", self.member.name, country)
+            self.hub.directory_changed(urgent=True)
+
+    def link_closed(self, link: Link, reason: str) -> None:
+        log.info("%s went offline: %s", self.member.name, reason)
+        if self.hub.sessions.get(self.member.id) is self:
+            del self.hub.sessions[self.member.id]
+            self.hub.store.set_online(self.member.id, None)
+            if self.country is not None:
+                self.hub.directory_changed(urgent=True)
+
+
+class Hub:
+    def __init__(self, config: HubConfig, store: HubStore):
+        self.config = config
+        self.store = store
+        self.fingerprint = fingerprint_of_cert_file(config.cert)
+        self.sessions: dict[str, Session] = {}
+        self.server: asyncio.AbstractServer | None = None
+        self._push: asyncio.TimerHandle | None = None
+        self._data_version = -1
+        self._closed = False
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.store.clear_online()
+        host, port = self.config.listen
+        self.server = await loop.create_server(
+            lambda: Doorway(self.fingerprint, self.admit),
+            host or None,
+            port,
+            ssl=server_context(self.config.cert, self.config.key),
+            ssl_handshake_timeout=15.0,
+            backlog=1024,
+        )
+        self._data_version = self.store.data_version()
+        loop.call_later(REVOCATION_POLL, self._poll_store)
+
+    @property
+    def port(self) -> int:
+        return self.server.sockets[0].getsockname()[1]
+
+    async def run(self) -> None:
+        await self.start()
+        try:
+            await self.server.serve_forever()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._closed = True
+        for session in list(self.sessions.values()):
+            session.link.close(ErrorCode.NO_ERROR, "the hub is shutting down")
+        if self.server is not None:
+            self.server.close()
+
+    # ----------------------------------------------------------- admission
+
+    def admit(self, hello: Hello, binding: bytes, transport: asyncio.Transport, rest: bytes) -> bool:
+        """Called by the doorway for a correctly signed hello on this connection."""
+        if hello.kind == JOIN:
+            return self._join(hello, transport)
+        member = self.store.member_by_pubkey(hello.pubkey)
+        if member is None or member.revoked:
+            return False  # looks like any stranger's bytes
+        link = self._take(transport, f"member {member.name}")
+        old = self.sessions.get(member.id)
+        if old is not None:
+            old.link.close(ErrorCode.NO_ERROR, "replaced by a new link from the same member")
+        session = Session(self, member, link)
+        link.owner = session
+        self.sessions[member.id] = session
+        self.store.set_online(member.id, session.role)
+        link.send_control({"type": "welcome", "hub": self.config.name, "member": member.name, "id": member.id})
+        link.send_control(self.directory_message())
+        log.info("%s is online", member.name)
+        if rest:
+            link.data_received(rest)
+        return True
+
+    def _join(self, hello: Hello, transport: asyncio.Transport) -> bool:
+        try:
+            member = self.store.redeem_invite(hello.token, member_id(hello.pubkey), hello.pubkey)
+        except InviteUnknown:
+            return False  # a stranger guessing tokens sees the web site
+        except (InviteError, StoreError) as exc:
+            reply = {"type": "join-refused", "reason": str(exc)}
+        else:
+            log.info("%s joined", member.name)
+            reply = {"type": "joined", "hub": self.config.name, "name": member.name, "id": member.id}
+        link = self._take(transport, "joining member")
+        link.send_control(reply)
+        link.close(ErrorCode.NO_ERROR, "join done")
+        return True
+
+    def _take(self, transport: asyncio.Transport, label: str) -> Link:
+        link = Link(None, client=False, label=label)
+        transport.set_protocol(link)
+        link.connection_made(transport)
+        return link
+
+    # ----------------------------------------------------------- directory
+
+    def directory_message(self) -> dict:
+        exits = [s.entry() for s in self.sessions.values() if s.country is not None]
+        return {"type": "directory", "exits": exits}
+
+    def directory_changed(self, urgent: bool) -> None:
+        """Push the directory now (exits came or went) or soon (only load changed)."""
+        if urgent:
+            if self._push is not None:
+                self._push.cancel()
+            self._push_directory()
+        elif self._push is None:
+            self._push = asyncio.get_running_loop().call_later(DIRECTORY_PUSH, self._push_directory)
+
+    def _push_directory(self) -> None:
+        self._push = None
+        message = self.directory_message()
+        for session in self.sessions.values():
+            session.link.send_control(message)
+
+    # --------------------------------------------------------- revocation
+
+    def _poll_store(self) -> None:
+        if self._closed:
+            return
+        try:
+            version = self.store.data_version()
+            if version != self._data_version:
+                self._data_version = version
+                revoked = self.store.active_revoked_ids()
+                for mid in revoked & self.sessions.keys():
+                    log.info("%s was revoked: dropping its link", self.sessions[mid].member.name)
+                    self.sessions[mid].link.close(ErrorCode.NO_ERROR, "membership revoked")
+        except StoreError as exc:
+            log.warning("cannot read the member store: %s", exc)
+        asyncio.get_running_loop().call_later(REVOCATION_POLL, self._poll_store)

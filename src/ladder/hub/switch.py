@@ -1,0 +1,78 @@
+"""The switch: splices a stream on one member's link onto a stream on another's.
+
+The hub forwards frames; it never reads what they carry. Flow control runs
+end to end: the hub grants the opener exactly the window the far end
+granted, and gives credit back to one side only when the other side's
+WINDOW frames arrive, so the hub holds at most one window per direction per
+stream however slowly either end reads.
+"""
+
+from __future__ import annotations
+
+from ladder.link.connection import Endpoint, Link
+from ladder.protocol.errors import ErrorCode
+from ladder.protocol.mux import StreamState
+
+
+class SpliceEnd(Endpoint):
+    """One side of a splice: what arrives here leaves on `other`."""
+
+    __slots__ = ("link", "sid", "other", "opener", "accepted", "on_close")
+
+    def __init__(self, link: Link, sid: int | None, opener: bool):
+        self.link = link
+        self.sid = sid
+        self.other: SpliceEnd = self
+        self.opener = opener  # the member who asked for the stream
+        self.accepted = False
+        self.on_close = None
+
+    def on_data(self, data: bytes) -> None:
+        self.other.link.send(self.other.sid, data)
+
+    def on_window(self, increment: int, pending: int) -> None:
+        self.other.link.acknowledge(self.other.sid, increment)
+
+    def on_end(self) -> None:
+        self.other.link.end(self.other.sid)
+        self._maybe_closed()
+
+    def on_reset(self, code: int, reason: str) -> None:
+        other = self.other
+        if code == ErrorCode.LINK_LOST:
+            reason = "the far end's link to the hub went down"
+        if other.opener and not other.accepted:  # it still waits for an answer
+            other.link.refuse(other.sid, ErrorCode.NO_ROUTE if code == ErrorCode.LINK_LOST else code, reason)
+        else:
+            other.link.reset(other.sid, code, reason)
+        self._closed()
+
+    # The exit side's answer to the open the hub forwarded:
+
+    def on_accepted(self, payload: bytes, window: int) -> None:
+        user = self.other
+        self.accepted = user.accepted = True
+        user.link.accept(user.sid, user, payload, window)
+
+    def on_refused(self, code: int, reason: str) -> None:
+        self.other.link.refuse(self.other.sid, code, reason)
+        self._closed()
+
+    def _maybe_closed(self) -> None:
+        if self.link.mux.state(self.sid) is StreamState.CLOSED:
+            self._closed()
+
+    def _closed(self) -> None:
+        if self.on_close is not None:
+            callback, self.on_close = self.on_close, None
+            self.other.on_close = None
+            callback()
+
+
+def splice(user: Link, user_sid: int, user_window: int, exit_link: Link, payload: bytes, on_close) -> None:
+    """Open a stream on `exit_link` for the user's pending stream and join the two."""
+    a, b = SpliceEnd(user, user_sid, opener=True), SpliceEnd(exit_link, None, opener=False)
+    a.other, b.other = b, a
+    a.on_close = b.on_close = on_close
+    user.endpoints[user_sid] = a  # so a reset while the exit answers reaches us
+    b.sid = exit_link.open_stream(payload, b, window=user_window)

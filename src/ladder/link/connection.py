@@ -1,0 +1,265 @@
+"""Drives one Mux over one real connection: the thin asyncio adapter.
+
+`Link` is an asyncio Protocol. Bytes from the transport go into the mux;
+each event goes to the `Endpoint` that owns the stream, or, for new streams,
+control messages and the end of the link, to the link's `LinkOwner` (a role:
+the hub's member session, an agent). Whatever the mux wants to send is
+written once per loop turn, so many small frames become one TLS write.
+One timer per link drives keepalives and dead-peer detection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol
+
+from ladder.protocol import events as ev
+from ladder.protocol.errors import ErrorCode, RemoteProtocolError
+from ladder.protocol.messages import decode_control, encode_control
+from ladder.protocol.mux import Mux, StreamState
+
+log = logging.getLogger(__name__)
+
+
+class Endpoint:
+    """Owner of one stream on a link; every callback is optional."""
+
+    __slots__ = ()
+
+    def on_accepted(self, payload: bytes, window: int) -> None: ...
+
+    def on_refused(self, code: int, reason: str) -> None: ...
+
+    def on_data(self, data: bytes) -> None: ...
+
+    def on_end(self) -> None: ...
+
+    def on_reset(self, code: int, reason: str) -> None: ...
+
+    def on_window(self, increment: int, pending: int) -> None: ...
+
+
+class LinkOwner(Protocol):
+    def stream_opened(self, link: Link, stream_id: int, payload: bytes, window: int) -> None: ...
+
+    def control_received(self, link: Link, message: dict) -> None: ...
+
+    def link_closed(self, link: Link, reason: str) -> None: ...
+
+
+class LinkRefused(Exception):
+    """The hub answered like a web server: it did not accept this member."""
+
+
+class Link(asyncio.Protocol):
+    def __init__(self, owner: LinkOwner | None, *, client: bool, label: str = "link"):
+        self.owner = owner
+        self.label = label
+        self.loop = asyncio.get_running_loop()
+        self.mux = Mux(client=client, now=self.loop.time())
+        self.transport: asyncio.Transport | None = None
+        self.endpoints: dict[int, Endpoint] = {}
+        self.closed = False
+        self.rtt: float | None = None
+        # A dialling member waits for the hub's first CONTROL message.
+        self.welcome: asyncio.Future[dict] | None = self.loop.create_future() if client else None
+        self._flush_scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
+
+    # ------------------------------------------------------------ stream API
+
+    def open_stream(self, payload: bytes, endpoint: Endpoint, window: int | None = None) -> int:
+        sid = self.mux.open_stream(payload, window)
+        self.endpoints[sid] = endpoint
+        self._flush_soon()
+        return sid
+
+    def accept(self, sid: int, endpoint: Endpoint, payload: bytes = b"", window: int | None = None) -> None:
+        self.mux.accept(sid, payload, window)
+        self.endpoints[sid] = endpoint
+        self._flush_soon()
+
+    def refuse(self, sid: int, code: int, reason: str) -> None:
+        if not self.closed:
+            self.mux.refuse(sid, code, reason)
+            self._flush_soon()
+
+    def send(self, sid: int, data: bytes, end: bool = False) -> None:
+        self.mux.send_data(sid, data, end)
+        self._flush_soon()
+
+    def end(self, sid: int) -> None:
+        if not self.closed and sid in self.endpoints:
+            self.mux.end_stream(sid)
+            self._flush_soon()
+
+    def reset(self, sid: int, code: int, reason: str = "") -> None:
+        self.endpoints.pop(sid, None)
+        if not self.closed:
+            self.mux.reset(sid, code, reason)
+            self._flush_soon()
+
+    def acknowledge(self, sid: int, nbytes: int) -> None:
+        if not self.closed:
+            self.mux.acknowledge(sid, nbytes)
+            self._flush_soon()
+
+    def pending(self, sid: int) -> int:
+        return self.mux.pending(sid)
+
+    def send_control(self, message: dict) -> None:
+        if not self.closed:
+            self.mux.send_control(encode_control(message))
+            self._flush_soon()
+
+    def close(self, code: int = ErrorCode.NO_ERROR, reason: str = "") -> None:
+        """Say GOAWAY, flush, and close the transport."""
+        if self.closed:
+            return
+        self.mux.close(code, reason)
+        self._flush()
+        if self.transport is not None:
+            self.transport.close()
+        self._shutdown(reason or "closed")
+
+    def abort(self, reason: str) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+        self._shutdown(reason)
+
+    # ------------------------------------------------------ asyncio protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self._arm_timer()
+
+    def data_received(self, data: bytes) -> None:
+        if self.welcome is not None and not self.welcome.done() and data[:5] == b"HTTP/":
+            # A web server's answer where a member expected frames.
+            self.welcome.set_exception(LinkRefused("the hub did not accept this member's key"))
+            self.abort("refused by the hub")
+            return
+        try:
+            events = self.mux.receive_data(data, self.loop.time())
+        except RemoteProtocolError as exc:
+            log.warning("%s: protocol error from peer: %s", self.label, exc)
+            self.close(exc.code, str(exc))
+            return
+        self._dispatch(events)
+        self._flush_soon()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._shutdown(f"connection lost: {exc}" if exc else "connection closed")
+
+    def pause_writing(self) -> None:  # windows bound what we buffer; nothing to do
+        pass
+
+    def resume_writing(self) -> None:
+        pass
+
+    # --------------------------------------------------------------- inside
+
+    def _dispatch(self, events: list) -> None:
+        endpoints = self.endpoints
+        for event in events:
+            kind = type(event)
+            if kind is ev.DataReceived:
+                endpoint = endpoints.get(event.stream_id)
+                if endpoint is not None:
+                    endpoint.on_data(event.data)
+            elif kind is ev.WindowUpdated:
+                endpoint = endpoints.get(event.stream_id)
+                if endpoint is not None:
+                    endpoint.on_window(event.increment, event.pending)
+            elif kind is ev.StreamEnded:
+                endpoint = endpoints.get(event.stream_id)
+                if endpoint is not None:
+                    endpoint.on_end()
+            elif kind is ev.StreamOpened:
+                if self.owner is None:
+                    self.mux.refuse(event.stream_id, ErrorCode.FORBIDDEN, "no streams accepted here")
+                else:
+                    self.owner.stream_opened(self, event.stream_id, event.payload, event.window)
+            elif kind is ev.StreamAccepted:
+                endpoint = endpoints.get(event.stream_id)
+                if endpoint is not None:
+                    endpoint.on_accepted(event.payload, event.window)
+            elif kind is ev.StreamRefused:
+                endpoint = endpoints.pop(event.stream_id, None)
+                if endpoint is not None:
+                    endpoint.on_refused(event.code, event.reason)
+            elif kind is ev.StreamReset:
+                endpoint = endpoints.pop(event.stream_id, None)
+                if endpoint is not None:
+                    endpoint.on_reset(event.code, event.reason)
+            elif kind is ev.ControlReceived:
+                self._on_control(event.payload)
+            elif kind is ev.PingAcknowledged:
+                self.rtt = event.rtt
+            elif kind is ev.ConnectionTerminated:
+                self.close(ErrorCode.NO_ERROR, f"peer closed the link: {event.reason or event.code}")
+            if self.closed:
+                return
+        self._forget_closed_streams()
+
+    def _forget_closed_streams(self) -> None:
+        # Streams both sides have ended leave the mux; drop their endpoints too.
+        if len(self.endpoints) > self.mux.stream_count:
+            for sid in [s for s in self.endpoints if self.mux.state(s) is StreamState.CLOSED]:
+                del self.endpoints[sid]
+
+    def _on_control(self, payload: bytes) -> None:
+        try:
+            message = decode_control(payload)
+        except RemoteProtocolError as exc:
+            self.close(exc.code, str(exc))
+            return
+        if self.welcome is not None and not self.welcome.done():
+            self.welcome.set_result(message)
+        elif self.owner is not None:
+            self.owner.control_received(self, message)
+
+    def _flush_soon(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        data = self.mux.data_to_send()
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def _arm_timer(self) -> None:
+        when = self.mux.get_timer()
+        if when is not None and not self.closed:
+            self._timer = self.loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        events = self.mux.handle_timer(self.loop.time())
+        self._flush()
+        if events:  # the peer went silent
+            log.info("%s: %s", self.label, events[0].reason)
+            self.abort(events[0].reason)
+            return
+        self._arm_timer()
+
+    def _shutdown(self, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.mux.terminated = True
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.welcome is not None and not self.welcome.done():
+            self.welcome.set_exception(ConnectionError(f"the hub closed the connection ({reason})"))
+        endpoints, self.endpoints = self.endpoints, {}
+        for endpoint in endpoints.values():
+            try:
+                endpoint.on_reset(ErrorCode.LINK_LOST, reason)
+            except Exception:  # one endpoint's bug must not keep the others open
+                log.exception("%s: endpoint failed while the link closed", self.label)
+        if self.owner is not None:
+            self.owner.link_closed(self, reason)
+

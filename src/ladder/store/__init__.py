@@ -1,0 +1,1 @@
+"""Store: SQLite schemas and queries shared by hub and agent."""

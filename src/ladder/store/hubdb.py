@@ -1,0 +1,411 @@
+"""The hub's membership store: members and invites in one SQLite file, hub.db.
+
+Theory of operation
+-------------------
+One file per hub, opened by the running hub and, at the same time, by the
+`ladder` CLI (to invite or remove people).  WAL mode lets both read while one
+writes; every write is one short ``BEGIN IMMEDIATE`` transaction, so two
+writers queue on SQLite's lock (``busy_timeout``) instead of failing.  The
+hub notices a change made by another process by polling ``data_version()``.
+
+Invite tokens are 16 random bytes made here and handed to the caller once;
+only their SHA-256 is stored, so a copy of hub.db cannot be used to join.
+
+A member is identified by a key.  Its id (derived from the key elsewhere)
+and its Ed25519 public key are both unique forever; its name is a label,
+unique among active members only, so a removed member's name can be given
+to somebody new.  Removing a member keeps its row (``revoked_at``), so the
+key can never rejoin through another invite.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+DB_FILENAME = "hub.db"
+SCHEMA_VERSION = 1
+PUBKEY_LEN = 32
+TOKEN_LEN = 16
+NAME_MAX = 32
+_NAME_RE = re.compile(r"[a-z0-9_-]{1,%d}" % NAME_MAX)
+_BUSY_TIMEOUT_S = 10.0
+
+# Version 1.  Times are Unix seconds (REAL).  revoked_at IS NULL means active.
+_SCHEMA_V1 = """
+CREATE TABLE invites (
+    token_hash BLOB PRIMARY KEY CHECK (length(token_hash) = 32),
+    name       TEXT NOT NULL,
+    uses_left  INTEGER NOT NULL CHECK (uses_left >= 0),
+    expires_at REAL,
+    created    REAL NOT NULL,
+    revoked_at REAL
+);
+CREATE INDEX invites_by_name ON invites (name);
+
+CREATE TABLE members (
+    id         TEXT PRIMARY KEY,
+    name       TEXT NOT NULL,
+    pubkey     BLOB NOT NULL UNIQUE CHECK (length(pubkey) = 32),
+    created    REAL NOT NULL,
+    revoked_at REAL,
+    online_as  TEXT,
+    last_seen  REAL,
+    invite     BLOB REFERENCES invites (token_hash)
+);
+-- A name is unique among active members (removed members keep theirs).
+CREATE UNIQUE INDEX members_active_name ON members (name)
+    WHERE revoked_at IS NULL;
+"""
+
+
+class StoreError(Exception):
+    """A request the store refuses; the message is one line for a person."""
+
+
+class InviteError(StoreError):
+    """An invite token that cannot be used to join."""
+
+
+class InviteUnknown(InviteError):
+    def __init__(self) -> None:
+        super().__init__("this invite is not known to this hub")
+
+
+class InviteRevoked(InviteError):
+    def __init__(self) -> None:
+        super().__init__("this invite has been withdrawn by the hub's operator")
+
+
+class InviteExpired(InviteError):
+    def __init__(self) -> None:
+        super().__init__("this invite has expired")
+
+
+class InviteUsed(InviteError):
+    def __init__(self) -> None:
+        super().__init__("this invite has already been used")
+
+
+class MemberRevoked(StoreError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"this key belonged to member {name!r}, who was removed")
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    id: str
+    name: str
+    pubkey: bytes
+    created: float
+    revoked: bool
+    online_as: str | None
+    last_seen: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Invite:
+    name: str
+    uses_left: int
+    expires_at: float | None
+    created: float
+    revoked: bool
+
+
+_MEMBER_COLUMNS = "id, name, pubkey, created, revoked_at, online_as, last_seen"
+_INVITE_COLUMNS = "name, uses_left, expires_at, created, revoked_at"
+
+
+def _member(row: tuple | None) -> Member | None:
+    if row is None:
+        return None
+    id_, name, pubkey, created, revoked_at, online_as, last_seen = row
+    return Member(id_, name, bytes(pubkey), created, revoked_at is not None,
+                  online_as, last_seen)
+
+
+def _invite(row: tuple | None) -> Invite | None:
+    if row is None:
+        return None
+    name, uses_left, expires_at, created, revoked_at = row
+    return Invite(name, uses_left, expires_at, created, revoked_at is not None)
+
+
+def _token_hash(token: bytes) -> bytes:
+    return hashlib.sha256(token).digest()
+
+
+def normalize_name(name: str) -> str:
+    """Lowercase `name` and check it is 1-32 of [a-z0-9-_], else StoreError."""
+    if not isinstance(name, str):
+        raise StoreError("a member name must be text")
+    lowered = name.strip().lower()
+    if not _NAME_RE.fullmatch(lowered):
+        raise StoreError(
+            f"invalid name {name!r}: use 1-{NAME_MAX} letters, digits, '-' or '_'")
+    return lowered
+
+
+def _now(now: float | None) -> float:
+    return time.time() if now is None else float(now)
+
+
+class HubStore:
+    """Members and invites of one hub.
+
+    `path` is the database file, or the hub's folder (then ``hub.db`` in it).
+    A new file is created with mode 0600.  Usable as a context manager.
+    Safe to share between threads (one lock around the connection).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        path = Path(path)
+        if path.is_dir():
+            path = path / DB_FILENAME
+        self.path = path
+        self._lock = threading.Lock()
+        try:
+            # Create the file ourselves so that it is 0600 from its first
+            # byte; SQLite gives the -wal and -shm files the same mode.
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        except OSError as exc:
+            raise StoreError(f"cannot open {path}: {exc.strerror}") from None
+        self._db = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S,
+                                   isolation_level=None,
+                                   check_same_thread=False)
+        try:
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise StoreError(f"cannot use {path} as a hub database: {exc}") from None
+        except BaseException:
+            self._db.close()
+            raise
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> HubStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _migrate(self) -> None:
+        with self._write() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path} has schema version {version}; this Ladder "
+                    f"knows up to {SCHEMA_VERSION} (upgrade Ladder)")
+            if version == 0:
+                for statement in _SCHEMA_V1.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+            # Later versions add `if version < N:` steps here.
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction that takes SQLite's write lock up front."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _read(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    # -- invites -----------------------------------------------------------
+
+    def create_invite(self, name: str, uses: int = 1,
+                      expires_in: float | None = None,
+                      now: float | None = None) -> bytes:
+        """Make an invite for `name`; return its token (shown once, not stored)."""
+        name = normalize_name(name)
+        if isinstance(uses, bool) or not isinstance(uses, int) or uses < 1:
+            raise StoreError(f"an invite needs at least one use, not {uses!r}")
+        if expires_in is not None and expires_in <= 0:
+            raise StoreError(f"an invite must expire in the future, not in {expires_in!r} s")
+        now = _now(now)
+        expires_at = None if expires_in is None else now + expires_in
+        token = secrets.token_bytes(TOKEN_LEN)
+        with self._write() as db:
+            if self._active_by_name(db, name) is not None:
+                raise StoreError(f"the name {name!r} already belongs to a member")
+            db.execute(
+                "INSERT INTO invites (token_hash, name, uses_left, expires_at, created)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (_token_hash(token), name, uses, expires_at, now))
+        return token
+
+    def invite(self, token: bytes) -> Invite | None:
+        rows = self._read(f"SELECT {_INVITE_COLUMNS} FROM invites WHERE token_hash = ?",
+                          (_token_hash(token),))
+        return _invite(rows[0] if rows else None)
+
+    def invites(self, now: float | None = None) -> list[Invite]:
+        """Invites that can still be redeemed, by name then age."""
+        return [_invite(row) for row in self._read(
+            f"SELECT {_INVITE_COLUMNS} FROM invites"
+            " WHERE revoked_at IS NULL AND uses_left > 0"
+            " AND (expires_at IS NULL OR expires_at > ?)"
+            " ORDER BY name, created", (_now(now),))]
+
+    def revoke_invite(self, token: bytes, now: float | None = None) -> Invite:
+        """Withdraw one invite (idempotent); StoreError if the token is unknown."""
+        now = _now(now)
+        key = _token_hash(token)
+        with self._write() as db:
+            db.execute("UPDATE invites SET revoked_at = ?"
+                       " WHERE token_hash = ? AND revoked_at IS NULL", (now, key))
+            row = db.execute(f"SELECT {_INVITE_COLUMNS} FROM invites WHERE token_hash = ?",
+                             (key,)).fetchone()
+        if row is None:
+            raise InviteUnknown()
+        return _invite(row)
+
+    def redeem_invite(self, token: bytes, member_id: str, pubkey: bytes,
+                      now: float | None = None) -> Member:
+        """Turn an invite into a member, or raise an InviteError.
+
+        A key that is already a member gets its member back and the invite
+        keeps its uses, so a join whose answer was lost can be retried with
+        the same token.  This check comes right after "is the token known",
+        before revoked/expired/used, for the same reason.
+        """
+        if not isinstance(member_id, str) or not member_id:
+            raise StoreError("a member id must be a non-empty string")
+        pubkey = bytes(pubkey)
+        if len(pubkey) != PUBKEY_LEN:
+            raise StoreError(f"a member key is {PUBKEY_LEN} bytes, not {len(pubkey)}")
+        now = _now(now)
+        key = _token_hash(token)
+        with self._write() as db:
+            row = db.execute("SELECT name, uses_left, expires_at, revoked_at"
+                             " FROM invites WHERE token_hash = ?", (key,)).fetchone()
+            if row is None:
+                raise InviteUnknown()
+            invite_name, uses_left, expires_at, revoked_at = row
+            existing = _member(db.execute(
+                f"SELECT {_MEMBER_COLUMNS} FROM members WHERE pubkey = ?",
+                (pubkey,)).fetchone())
+            if existing is not None:
+                if existing.revoked:
+                    raise MemberRevoked(existing.name)
+                return existing
+            if revoked_at is not None:
+                raise InviteRevoked()
+            if expires_at is not None and now >= expires_at:
+                raise InviteExpired()
+            if uses_left < 1:
+                raise InviteUsed()
+            if db.execute("SELECT 1 FROM members WHERE id = ?", (member_id,)).fetchone():
+                raise StoreError(f"member id {member_id!r} already belongs to another key")
+            name = self._free_name(db, invite_name)
+            db.execute("UPDATE invites SET uses_left = uses_left - 1 WHERE token_hash = ?",
+                       (key,))
+            db.execute("INSERT INTO members (id, name, pubkey, created, invite)"
+                       " VALUES (?, ?, ?, ?, ?)", (member_id, name, pubkey, now, key))
+            return _member(db.execute(f"SELECT {_MEMBER_COLUMNS} FROM members WHERE id = ?",
+                                      (member_id,)).fetchone())
+
+    @staticmethod
+    def _active_by_name(db: sqlite3.Connection, name: str) -> Member | None:
+        return _member(db.execute(
+            f"SELECT {_MEMBER_COLUMNS} FROM members"
+            " WHERE name = ? AND revoked_at IS NULL", (name,)).fetchone())
+
+    def _free_name(self, db: sqlite3.Connection, base: str) -> str:
+        """`base`, or base-2, base-3 ... : the first not held by an active member."""
+        candidate, n = base, 1
+        while self._active_by_name(db, candidate) is not None:
+            n += 1
+            suffix = f"-{n}"
+            candidate = base[:NAME_MAX - len(suffix)] + suffix
+        return candidate
+
+    # -- members -----------------------------------------------------------
+
+    def member_by_pubkey(self, pubkey: bytes) -> Member | None:
+        """The member with this key, removed or not (check `.revoked`)."""
+        rows = self._read(f"SELECT {_MEMBER_COLUMNS} FROM members WHERE pubkey = ?",
+                          (bytes(pubkey),))
+        return _member(rows[0] if rows else None)
+
+    def member_by_name(self, name: str) -> Member | None:
+        """The active member with this name, else the latest removed one."""
+        rows = self._read(
+            f"SELECT {_MEMBER_COLUMNS} FROM members WHERE name = ?"
+            " ORDER BY revoked_at IS NOT NULL, revoked_at DESC LIMIT 1",
+            (name.strip().lower(),))
+        return _member(rows[0] if rows else None)
+
+    def members(self) -> list[Member]:
+        """All members, removed ones included, ordered by name."""
+        return [_member(row) for row in self._read(
+            f"SELECT {_MEMBER_COLUMNS} FROM members"
+            " ORDER BY name, revoked_at IS NOT NULL, created")]
+
+    def revoke_member(self, name: str, now: float | None = None) -> Member:
+        """Remove the member called `name` and withdraw pending invites for it.
+
+        Removing a member who is already removed returns it unchanged.
+        """
+        name = name.strip().lower()
+        now = _now(now)
+        with self._write() as db:
+            db.execute("UPDATE members SET revoked_at = ?"
+                       " WHERE name = ? AND revoked_at IS NULL", (now, name))
+            row = db.execute(
+                f"SELECT {_MEMBER_COLUMNS} FROM members WHERE name = ?"
+                " ORDER BY revoked_at DESC LIMIT 1", (name,)).fetchone()
+            if row is None:
+                raise StoreError(f"no member named {name!r}")
+            db.execute("UPDATE invites SET revoked_at = ?"
+                       " WHERE name = ? AND revoked_at IS NULL AND uses_left > 0",
+                       (now, name))
+        return _member(row)
+
+    def active_revoked_ids(self) -> set[str]:
+        """Ids of removed members (a hub drops their links)."""
+        return {row[0] for row in self._read(
+            "SELECT id FROM members WHERE revoked_at IS NOT NULL")}
+
+    def set_online(self, member_id: str, online_as: str | None,
+                   now: float | None = None) -> None:
+        """Record that a member's link came up as `online_as`, or went (None)."""
+        with self._write() as db:
+            cursor = db.execute("UPDATE members SET online_as = ?, last_seen = ?"
+                                " WHERE id = ?", (online_as, _now(now), member_id))
+            if cursor.rowcount == 0:
+                raise StoreError(f"no member with id {member_id!r}")
+
+    def clear_online(self) -> None:
+        """Mark everybody offline (a starting hub has no links yet)."""
+        with self._write() as db:
+            db.execute("UPDATE members SET online_as = NULL WHERE online_as IS NOT NULL")
+
+    def data_version(self) -> int:
+        """Changes when another connection commits (PRAGMA data_version)."""
+        return self._read("PRAGMA data_version")[0][0]
