@@ -1,0 +1,155 @@
+"""When things break: dead exits, revoked or wrong members, bad invites, restarts."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import signal
+import socket
+import struct
+import time
+
+from conftest import BIG, MARKER, curl, free_port, ladder, wait_for
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+
+def open_download(proxy, port: int, path: str) -> tuple[socket.socket, int]:
+    """Start a GET through SOCKS5; returns the socket and the body length announced."""
+    s = socket.create_connection(proxy, timeout=30)
+    s.sendall(b"\x05\x01\x00\x05\x01\x00\x01\x7f\x00\x00\x01" + struct.pack("!H", port))
+    head = b""
+    while b"\r\n\r\n" not in head[12:]:
+        chunk = s.recv(4096)
+        assert chunk, f"proxy closed early: {head!r}"
+        head += chunk
+        if len(head) == 12:
+            assert head[:4] == b"\x05\x00\x05\x00", head
+            s.sendall(f"GET /{path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    http_head, _, body = head[12:].partition(b"\r\n\r\n")
+    length = int(next(l.split(b":")[1] for l in http_head.split(b"\r\n") if l.lower().startswith(b"content-length")))
+    return s, length, body
+
+
+def read_some(s: socket.socket, digest, want: int) -> int:
+    got = 0
+    while got < want:
+        chunk = s.recv(min(1 << 20, want - got))
+        if not chunk:
+            break
+        digest.update(chunk)
+        got += len(chunk)
+    return got
+
+
+def test_exit_dying_mid_download_fails_that_stream_only(network, origin):
+    alpha = network.exit("alpha", "AA", "--allow-private")
+    network.exit("bravo", "BB", "--allow-private")
+    u1 = network.user("u1", "--exit", "AA")
+    u2 = network.user("u2", "--exit", "BB")
+    u1.wait_exits(2)
+    u2.wait_exits(2)
+    s1, n1, b1 = open_download(u1.proxy, origin.port, "big.bin")
+    s2, n2, b2 = open_download(u2.proxy, origin.port, "big.bin")
+    d1, d2 = hashlib.sha256(b1), hashlib.sha256(b2)
+    got1 = len(b1) + read_some(s1, d1, 4 << 20)
+    got2 = len(b2) + read_some(s2, d2, 4 << 20)
+    assert got1 < n1 and got2 < n2, "the download finished before the exit could be killed"
+
+    alpha.proc.stop(signal.SIGKILL)
+    started = time.monotonic()
+    s1.settimeout(30)
+    try:
+        got1 += read_some(s1, d1, n1 - got1)
+    except ConnectionResetError:
+        pass
+    assert got1 < n1, "the stream through the dead exit delivered the whole file"
+    assert time.monotonic() - started < 20, "the user waited instead of getting an error"
+    s1.close()
+
+    got2 += read_some(s2, d2, n2 - got2)
+    s2.close()
+    assert got2 == n2 == BIG and d2.hexdigest() == origin.big_sha, "the other exit's stream was disturbed"
+
+
+def test_revoked_member_is_dropped_and_cannot_come_back(network):
+    network.exit("alpha", "AA", "--allow-private")
+    mallory = network.user("mallory")
+    ladder("hub", "revoke", "--dir", str(network.hub_dir), "mallory")
+    wait_for(lambda: not mallory.proc.alive(), 5, "mallory's agent to be dropped")
+    assert "revoked" in mallory.proc.output() or "did not accept" in mallory.proc.output()
+    again = ladder("up", "--dir", str(mallory.folder), "--proxy", f"127.0.0.1:{free_port()}", check=False)
+    assert again.returncode == 1
+    assert "did not accept this member's key" in again.stderr and "Traceback" not in again.stderr
+    members = ladder("hub", "members", "--dir", str(network.hub_dir)).stdout
+    assert "mallory" in members and "revoked" in members
+
+
+def test_member_with_wrong_key_is_refused(network):
+    folder = network.join("eve")
+    key = Ed25519PrivateKey.generate()
+    (folder / "member.key").write_bytes(base64.b64encode(key.private_bytes_raw()))
+    result = ladder("up", "--dir", str(folder), "--proxy", f"127.0.0.1:{free_port()}", check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("ladder: error: the hub testhub did not accept")
+
+
+def test_invite_errors_are_one_clear_line(network, tmp_path):
+    invite = network.invite("once")
+    ladder("join", invite, "--dir", str(tmp_path / "first"))
+    cases = {
+        "used": (invite, "already been used"),
+        "malformed": ("ladder://garbage", "not a Ladder invite link"),
+        "unknown": (invite.replace(invite[9:15], "AAAAAA"), "does not know this invite"),
+        "expired": (network.invite("late", "--expires", "1s"), "expired"),
+    }
+    time.sleep(1.5)
+    for what, (link, message) in cases.items():
+        result = ladder("join", link, "--dir", str(tmp_path / what), check=False)
+        assert result.returncode == 1, f"{what}: {result.stdout}"
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], f"{what}: {result.stderr}"
+
+
+def test_wrong_hub_key_is_refused_at_join(network, tmp_path):
+    invite = network.invite("victim")
+    fp = invite.split("fp=")[1].split("&")[0]
+    forged = invite.replace(fp, "sha256:" + "A" * 43)
+    result = ladder("join", forged, "--dir", str(tmp_path / "victim"), check=False)
+    assert result.returncode == 1
+    assert "not the pinned" in result.stderr and "refusing to connect" in result.stderr
+
+
+def test_hub_restart_keeps_members_and_invites(network, origin):
+    network.exit("alpha", "AA", "--allow-private")
+    user = network.user("user")
+    pending = network.invite("later")
+    network.hub.stop()
+    wait_for(lambda: user.status().get("state") != "up", 20, "the user to notice the hub went away")
+    network.hub = network.start_hub()
+    user.wait_up(40)
+    user.wait_exits(1, 40)
+    result = curl("-x", user.socks, origin.url("index.html"))
+    assert result.returncode == 0 and MARKER in result.stdout.decode(), result.stderr
+    ladder("join", pending, "--dir", str(network.root / "later"))
+
+
+def test_cli_errors_are_one_line_without_traceback(network, tmp_path):
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    folder = network.join("busy")
+    cases = [
+        (["up", "--dir", str(tmp_path / "nothing")], "holds no membership"),
+        (["hub", "run", "--dir", str(tmp_path / "nohub")], "holds no hub"),
+        (["up", "--dir", str(folder), "--proxy", f"127.0.0.1:{busy.getsockname()[1]}"], "cannot listen on"),
+        (["join", network.invite("x").replace(str(network.hub_port), str(free_port())), "--dir",
+          str(tmp_path / "x")], "cannot reach the hub"),
+        (["hub", "invite", "--dir", str(network.hub_dir), "bad name!"], "name"),
+        (["hub", "revoke", "--dir", str(network.hub_dir), "nobody"], "no member named"),
+    ]
+    for args, message in cases:
+        result = ladder(*args, check=False)
+        assert result.returncode != 0, args
+        assert "Traceback" not in result.stderr, result.stderr
+        assert message in result.stderr, f"{args}: {result.stderr}"
+    busy.close()
