@@ -41,12 +41,12 @@ class ExitGuard:
         """
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
             address = address.ipv4_mapped
-        if (address, port) in self.hub or not self.allow_private and any(address == ip for ip, _ in self.hub):
-            return "the exit does not connect to the hub's own address"
         if address.is_multicast or address.is_unspecified:
             return "the exit does not connect to multicast or unspecified addresses"
         if not self.allow_private and not address.is_global:
             return "the exit does not connect to private, loopback or local addresses"
+        if (address, port) in self.hub or not self.allow_private and any(address == ip for ip, _ in self.hub):
+            return "the exit does not connect to the hub's own address"
         return None
 
 
