@@ -102,6 +102,10 @@ class WebFace:
         self._clock = clock
         self._buffer = bytearray()
         self._closing = False
+        # The request line at the front of the buffer, once judged:
+        # (offset of its LF, method, site path, version).
+        self._line: tuple[int, bytes, str, tuple[int, int]] | None = None
+        self._scanned = 0  # where to resume looking for the end of the head
         self._body_left = 0                       # Content-Length bytes to discard
         self._chunked: _ChunkedBody | None = None  # chunked body to discard
 
@@ -142,35 +146,44 @@ class WebFace:
 
     def _next_request(self) -> bytes | None:
         buf = self._buffer
-        # §2.2: ignore empty lines received before the request line.
-        skip = 0
-        while skip < len(buf) and buf[skip] in b"\r\n":
-            skip += 1
-        del buf[:skip]
-        if not buf:
-            return None
         method = b""
         try:
-            line_end = buf.find(b"\n")
-            line = buf if line_end < 0 else buf[:line_end]
-            if line_end < 0:
-                if not _REQUEST_LINE_PREFIX.fullmatch(line):
-                    raise _Reject(400)
-                if len(buf) > MAX_HEAD:
+            if self._line is None:
+                # §2.2: ignore empty lines received before the request line.
+                skip = 0
+                while skip < len(buf) and buf[skip] in b"\r\n":
+                    skip += 1
+                del buf[:skip]
+                if not buf:
+                    return None
+                line_end = buf.find(b"\n")
+                if line_end < 0:
+                    # §3: an invalid request line gets 400; say so as soon
+                    # as the first bad octet arrives, as nginx does.
+                    if not _REQUEST_LINE_PREFIX.fullmatch(buf):
+                        raise _Reject(400)
+                    # §3: a request line longer than we parse gets 414.
+                    if len(buf) > MAX_HEAD:
+                        raise _Reject(414)
+                    return None
+                if line_end > MAX_HEAD:
                     raise _Reject(414)
-                return None
-            if line_end > MAX_HEAD:
-                raise _Reject(414)
-            # The request line is complete: judge it now, as nginx does,
-            # without waiting for the header section.
-            method, path, version = _parse_request_line(bytes(line))
-            end = _HEAD_END.search(buf)
+                # The request line is complete: judge it now, without
+                # waiting for the header section.
+                self._line = (line_end, *_parse_request_line(bytes(buf[:line_end])))
+                self._scanned = max(line_end - 1, 0)
+            line_end, method, path, version = self._line
+            # §2.1: the header section ends with an empty line.  Search only
+            # what came since last time (a terminator is at most 4 octets).
+            end = _HEAD_END.search(buf, self._scanned)
             if end is None or end.end() > MAX_HEAD:
                 if len(buf) > MAX_HEAD:
                     raise _Reject(400, HEADER_TOO_LARGE)
+                self._scanned = max(len(buf) - 3, self._scanned)
                 return None
             head = bytes(buf[line_end + 1:end.start()])
             del buf[:end.end()]
+            self._line = None
             return self._answer(method, path, version, _parse_fields(head))
         except _Reject as reject:
             self._closing = True
