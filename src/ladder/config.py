@@ -19,6 +19,7 @@ import platformdirs
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ladder.protocol.hello import TOKEN_SIZE, member_id, public_bytes
+from ladder.protocol.noise import generate_keypair
 
 
 class ConfigError(Exception):
@@ -157,6 +158,25 @@ class MemberConfig:
             return Ed25519PrivateKey.from_private_bytes(raw)
         except (ValueError, OSError) as exc:
             raise ConfigError(f"cannot read the member key {path}: {exc}") from None
+
+    def noise_key(self) -> bytes:
+        """This member's static X25519 key for end-to-end channels (created on first use)."""
+        path = self.folder / "noise.key"
+        if path.exists():
+            try:
+                raw = base64.b64decode(path.read_bytes().strip(), validate=True)
+            except ValueError:
+                raw = b""
+            if len(raw) != 32:
+                raise ConfigError(f"cannot read the channel key {path}")
+            return raw
+        private, _ = generate_keypair()
+        write_file(path, base64.b64encode(private) + b"\n", 0o600)
+        return private
+
+    @property
+    def pins_path(self) -> Path:
+        return self.folder / "pins.json"
 
     def save(self) -> None:
         write_file(

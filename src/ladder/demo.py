@@ -142,9 +142,9 @@ async def _self_check(hub, sharer, user, origin, origin_port, echo) -> int:
         await sharer.wait_up(10)
         await user.wait_up(10)
         deadline = time.monotonic() + 10
-        while not user.candidates() and time.monotonic() < deadline:
+        while not user.directory.candidates("auto") and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        echo(f"sharer and user joined with invites and linked up; exits online: {len(user.exits)}")
+        echo(f"sharer and user joined with invites and linked up; exits online: {len(user.directory.records)}")
         proxy = user.proxy_address
         page = await asyncio.wait_for(fetch(proxy, "127.0.0.1", origin_port, "/", socks=False), 30)
         if page != PAGE:
@@ -159,7 +159,7 @@ async def _self_check(hub, sharer, user, origin, origin_port, echo) -> int:
             raise RuntimeError(f"sha256 mismatch: sent {want}, received {got}")
         echo(f"fetched a 16 MiB file through SOCKS5 in {seconds:.2f} s "
              f"({len(body) / seconds / 1e6:.0f} MB/s), sha256 {got[:16]}… matches")
-        echo("demo check passed: user → hub → sharer's exit → web site, over TLS")
+        echo("demo check passed: user → hub → sharer's exit → web site, over TLS, end to end encrypted")
         return 0
     except Exception as exc:  # the demo reports any failure as one line
         echo(f"demo check FAILED: {type(exc).__name__}: {exc}")

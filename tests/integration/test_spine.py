@@ -128,7 +128,7 @@ def test_unresolvable_name_and_missing_exit_get_clear_errors(spine):
     _, users = spine
     unresolved = curl("-i", "-x", users["auto"].http, "http://no-such-host.invalid/")
     assert unresolved.stdout.decode().startswith("HTTP/1.1 502")
-    assert "could not resolve no-such-host.invalid" in unresolved.stdout.decode()
+    assert "could not resolve the name (no-such-host.invalid:80)" in unresolved.stdout.decode()
     nowhere = curl("-i", "-x", users["nowhere"].http, "http://example.com/")
     assert nowhere.stdout.decode().startswith("HTTP/1.1 503")
     assert "no exit online matches --exit ZZ" in nowhere.stdout.decode()

@@ -21,11 +21,16 @@ import socket
 import time
 
 from ladder.config import MemberConfig, format_address, write_file
+from ladder.link.channel import Channel
 from ladder.link.client import HubIdentityMismatch, dial
 from ladder.link.connection import Endpoint, Link, LinkRefused
+from ladder.protocol.channel import ChannelError, Initiator, Responder
 from ladder.protocol.errors import ErrorCode, RemoteProtocolError
 from ladder.protocol.messages import decode_route, decode_target, encode_route, encode_target
+from ladder.protocol.noise import public_key_of
+from ladder.protocol.records import ExitRecord, sign_exit_record
 
+from .directory import Directory
 from .exit import ExitGuard, TargetRefused, connect_target
 from .front import ProxyConnection
 from .relay import Relay
@@ -57,9 +62,9 @@ class Agent:
         self.country = (country or "??").upper()
         self.exit_choice = exit_choice
         self.guard = ExitGuard(allow_private=allow_private)
+        self.noise_private = config.noise_key()
+        self.directory = Directory(config.pins_path, config.id)
         self.link: Link | None = None
-        self.exits: list[dict] = []
-        self.local_load: dict[str, int] = {}  # our own open streams per exit id
         self.state = "starting"
         self.error = ""
         self.since = time.time()
@@ -134,13 +139,15 @@ class Agent:
         self.state, self.since = "up", time.time()
         log.info("link up to hub %s as %s", welcome.get("hub"), welcome.get("member"))
         if self.share:
-            link.send_control({"type": "share", "country": self.country})
+            record = sign_exit_record(self.config.key, self.country, public_key_of(self.noise_private),
+                                      int(time.time()))
+            link.send_control({"type": "share", **record})
         self.write_status()
         self._up.set()
         reason = await self._link_down
         self._up.clear()
         self.link = None
-        self.exits = []
+        self.directory.clear()
         self.state, self.error = "down", f"link lost: {reason}"
         self.write_status()
         if reason == "membership revoked":
@@ -160,7 +167,7 @@ class Agent:
 
     def control_received(self, link: Link, message: dict) -> None:
         if message["type"] == "directory":
-            self.exits = [e for e in message.get("exits", []) if isinstance(e, dict) and "id" in e]
+            self.directory.update(message.get("exits") or [])
             self.write_status()
 
     def link_closed(self, link: Link, reason: str) -> None:
@@ -173,59 +180,49 @@ class Agent:
             link.refuse(sid, ErrorCode.FORBIDDEN, "this member does not share its connection")
             return
         try:
-            _user, inner = decode_route(payload)
-            host, port = decode_target(inner)
-        except RemoteProtocolError as exc:
+            user_id, message1 = decode_route(payload)
+            responder = Responder(self.noise_private, user_id, self.config.id)
+            host, port = decode_target(responder.read_first(message1))
+        except RemoteProtocolError as exc:  # ChannelError included
             link.refuse(sid, exc.code, str(exc))
             return
+        message2, sealed = responder.answer()
         relay = ExitRelay(self)
-        link.endpoints[sid] = relay  # a reset while we connect reaches the relay
-        task = asyncio.get_running_loop().create_task(self._connect_target(link, sid, host, port, relay))
+        link.endpoints[sid] = channel = Channel(link, sid, sealed, relay)  # a reset while we connect
+        task = asyncio.get_running_loop().create_task(self._connect_target(channel, host, port, message2))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _connect_target(self, link: Link, sid: int, host: str, port: int, relay: Relay) -> None:
+    async def _connect_target(self, channel: Channel, host: str, port: int, message2: bytes) -> None:
+        link, relay = channel.link, channel.inner
         try:
             await connect_target(host, port, self.guard, lambda: relay)
         except TargetRefused as exc:
-            link.endpoints.pop(sid, None)
-            link.refuse(sid, exc.code, str(exc))
+            link.endpoints.pop(channel.sid, None)
+            link.refuse(channel.sid, exc.code, str(exc))
             return
         if relay.done or link.closed:
             relay.transport.abort()
             return
-        link.accept(sid, relay)
-        relay.attach(link, sid)
+        link.accept(channel.sid, channel, message2)
+        relay.attach(channel)
 
     # ------------------------------------------------------ the user's side
-
-    def candidates(self) -> list[dict]:
-        """Exits matching --exit, least loaded first."""
-        choice = self.exit_choice
-        mine = self.config.id
-        exits = [e for e in self.exits if e["id"] != mine]
-        if choice != "auto":
-            exits = [
-                e for e in exits
-                if choice in (e["id"], e.get("name")) or str(e.get("country", "")).upper() == choice.upper()
-            ]
-        random.shuffle(exits)  # ties go to a random exit, not always the first
-        return sorted(exits, key=lambda e: e.get("streams", 0) + self.local_load.get(e["id"], 0))
 
     def open(self, host: str, port: int, relay: ProxyConnection) -> None:
         """Open a stream to (host, port) through an exit for the proxy front."""
         if self.link is None:
             relay.on_refused(ErrorCode.NO_ROUTE, "not connected to the hub")
             return
-        candidates = self.candidates()
+        candidates = [record for _, record in self.directory.candidates(self.exit_choice)]
         if not candidates:
-            relay.on_refused(ErrorCode.NO_ROUTE, f"no exit online matches --exit {self.exit_choice}")
+            relay.on_refused(ErrorCode.NO_ROUTE, self.directory.why_none(self.exit_choice))
             return
         _Opening(self, host, port, relay, candidates).try_next()
 
     def _stream_done(self, conn: ProxyConnection) -> None:
         if conn.exit_id is not None:
-            self.local_load[conn.exit_id] = max(0, self.local_load.get(conn.exit_id, 0) - 1)
+            self.directory.opened(conn.exit_id, -1)
             conn.exit_id = None
 
     # --------------------------------------------------------------- status
@@ -243,7 +240,9 @@ class Agent:
             "proxy": format_address(*self.proxy_address) if self.proxy_address else None,
             "sharing": self.country if self.share else None,
             "exit_choice": self.exit_choice,
-            "exits": self.exits,
+            "exits": [{k: e.get(k) for k in ("id", "name", "country", "streams")}
+                      for e in self.directory.entries if e["id"] in self.directory.records],
+            "refused_exits": self.directory.rejected,
         }
 
     def write_status(self) -> None:
@@ -267,44 +266,52 @@ class ExitRelay(Relay):
 
 
 class _Opening(Endpoint):
-    """A stream being opened for the front, moving on to the next exit if one is gone."""
+    """A channel being opened for the front, moving on to the next exit if one is gone."""
 
-    def __init__(self, agent: Agent, host: str, port: int, relay: ProxyConnection, candidates: list[dict]):
+    def __init__(self, agent: Agent, host: str, port: int, relay: ProxyConnection, candidates: list[ExitRecord]):
         self.agent = agent
         self.target = encode_target(host, port)
         self.relay = relay
         self.candidates = candidates
-        self.exit_id = ""
+        self.exit: ExitRecord | None = None
+        self.initiator: Initiator | None = None
         self.link: Link | None = None
         self.sid = 0
         self.timer: asyncio.TimerHandle | None = None
 
     def try_next(self) -> None:
         link = self.agent.link
-        exit_id = self.candidates.pop(0)["id"]
+        self.exit = self.candidates.pop(0)
         if link is None or not link.mux.can_open():
             return self._give_up(ErrorCode.NO_ROUTE, "not connected to the hub")
-        self.link, self.exit_id = link, exit_id
-        self.sid = link.open_stream(encode_route(exit_id, self.target), self)
+        self.initiator = Initiator(self.agent.noise_private, self.exit.noise_key, self.agent.config.id, self.exit.id)
+        message1 = self.initiator.first_message(self.target)  # the target travels encrypted
+        self.link = link
+        self.sid = link.open_stream(encode_route(self.exit.id, message1), self)
         self.timer = link.loop.call_later(OPEN_TIMEOUT, self._timeout)
 
     def on_accepted(self, payload: bytes, window: int) -> None:
         self.timer.cancel()
-        relay = self.relay
+        relay, link = self.relay, self.link
         if relay.done:
-            self.link.reset(self.sid, ErrorCode.CANCEL, "the client went away")
+            link.reset(self.sid, ErrorCode.CANCEL, "the client went away")
             return
-        load = self.agent.local_load
-        load[self.exit_id] = load.get(self.exit_id, 0) + 1
-        relay.exit_id = self.exit_id
-        self.link.endpoints[self.sid] = relay
-        relay.attach(self.link, self.sid)
-        relay.on_accepted(payload, window)
+        try:
+            sealed = self.initiator.finish(payload)
+        except ChannelError as exc:
+            link.reset(self.sid, exc.code, "channel handshake failed")
+            return self._give_up(ErrorCode.FORBIDDEN, f"{exc}: the hub may be impersonating the exit")
+        self.agent.directory.pin(self.exit)
+        self.agent.directory.opened(self.exit.id, +1)
+        relay.exit_id = self.exit.id
+        link.endpoints[self.sid] = channel = Channel(link, self.sid, sealed, relay)
+        relay.attach(channel)
+        relay.on_accepted(b"", window)
 
     def on_refused(self, code: int, reason: str) -> None:
         self.timer.cancel()
         if code in RETRYABLE and self.candidates and not self.relay.done:
-            log.info("exit %s unavailable (%s); trying the next one", self.exit_id, reason)
+            log.info("exit %s unavailable (%s); trying the next one", self.exit.id, reason)
             return self.try_next()
         self._give_up(code, reason)
 

@@ -56,7 +56,7 @@ async def resolve_allowed(host: str, port: int, guard: ExitGuard) -> list[tuple]
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
-        raise TargetRefused(ErrorCode.NAME_NOT_RESOLVED, f"the exit could not resolve {host}") from None
+        raise TargetRefused(ErrorCode.NAME_NOT_RESOLVED, "the exit could not resolve the name") from None
     allowed, reason = [], ""
     for family, _, _, _, sockaddr in infos:
         why = guard.refusal(ipaddress.ip_address(sockaddr[0].split("%")[0]), port)
@@ -65,15 +65,18 @@ async def resolve_allowed(host: str, port: int, guard: ExitGuard) -> list[tuple]
         else:
             reason = why
     if not allowed:
-        raise TargetRefused(ErrorCode.FORBIDDEN, f"{reason} ({host})")
+        raise TargetRefused(ErrorCode.FORBIDDEN, reason)
     return allowed
 
 
 async def connect_target(host: str, port: int, guard: ExitGuard, protocol_factory) -> asyncio.Protocol:
-    """Connect to the first reachable allowed address; raise TargetRefused with the reason."""
+    """Connect to the first reachable allowed address; raise TargetRefused with the reason.
+
+    Reasons never name the target: they cross the hub in clear.
+    """
     loop = asyncio.get_running_loop()
     addresses = await resolve_allowed(host, port, guard)
-    error = TargetRefused(ErrorCode.UNREACHABLE, f"{host}:{port} is unreachable from the exit")
+    error = TargetRefused(ErrorCode.UNREACHABLE, "the target is unreachable from the exit")
     deadline = loop.time() + CONNECT_TIMEOUT
     for family, sockaddr in addresses:
         remaining = deadline - loop.time()
@@ -86,9 +89,9 @@ async def connect_target(host: str, port: int, guard: ExitGuard, protocol_factor
             )
             return protocol
         except ConnectionRefusedError:
-            error = TargetRefused(ErrorCode.TARGET_REFUSED, f"{host}:{port} refused the connection")
+            error = TargetRefused(ErrorCode.TARGET_REFUSED, "the target refused the connection")
         except asyncio.TimeoutError:
-            error = TargetRefused(ErrorCode.TARGET_TIMEOUT, f"{host}:{port} did not answer in time")
+            error = TargetRefused(ErrorCode.TARGET_TIMEOUT, "the target did not answer in time")
         except OSError:
             pass
     raise error

@@ -179,8 +179,8 @@ class ProxyConnection(Relay):
             head = bytes(self.buffer[:end])
             del self.buffer[: end + 4]
             self._request(head)
-            if self.mode not in ("forward",) or self.sid is None and self.target is None:
-                return
+            if self.mode != "forward" or self.target is None:
+                return  # a tunnel, a pipe, or a refused open: no more requests to parse
 
     def _request(self, head: bytes) -> None:
         method, target, version, fields = parse_head(head)
@@ -217,7 +217,7 @@ class ProxyConnection(Relay):
         if not has_host:
             lines.insert(1, b"Host: " + authority)
         data = b"\r\n".join(lines) + b"\r\n\r\n"
-        if (host, port) != self.target or self.sid is None and self.mode == "forward" and self.got_end:
+        if (host, port) != self.target or self.got_end:  # another host, or this one hung up
             self._switch_target(host, port)
         self._forward(data)
         if chunked:  # no more request parsing: the rest is a pipe to this host
@@ -238,9 +238,9 @@ class ProxyConnection(Relay):
         self.opener(host, port, self)
 
     def _switch_target(self, host: str, port: int) -> None:
-        if self.sid is not None:  # the previous host's answer is complete: browsers wait for it
-            self.link.reset(self.sid, ErrorCode.CANCEL, "client moved on to another host")
-            self.link = self.sid = None
+        if self.stream is not None:  # the previous host's answer is complete: browsers wait for it
+            self.stream.reset(ErrorCode.CANCEL, "client moved on to another host")
+            self.stream = None
             self.stream_gone()
         self.got_end = self.sent_end = False
         self._open(host, port, "forward", b"")
@@ -248,29 +248,26 @@ class ProxyConnection(Relay):
     def _forward(self, data: bytes) -> None:
         if not data:
             return
-        if self.sid is None:
+        if self.stream is None:
             self.backlog.append(data)
         else:
-            self.link.send(self.sid, data)
+            self.stream.send(data)
             self._check_pending()
 
     def on_accepted(self, payload: bytes, window: int) -> None:
-        """The opener calls this with the link and sid already attached."""
+        """The opener calls this once the stream is attached."""
         if self.reply_ok:
             self.transport.write(self.reply_ok)
             self.reply_ok = b""
 
     def on_refused(self, code: int, reason: str) -> None:
-        log.info("proxy: %s refused: %s", self.target, reason)
-        self.target = None
+        if self.target is not None:  # the exit never names the target: the hub would read it
+            reason = f"{reason} ({self.target[0]}:{self.target[1]})"
+            self.target = None
+        log.info("proxy: refused: %s", reason)
         if self.mode == "tunnel" and self.reply_ok.startswith(b"\x05"):
             return self._socks_fail(SOCKS_REPLY.get(code, 0x01))
         self._fail_http(HTTP_STATUS.get(code, "502 Bad Gateway"), reason)
-
-    def on_reset(self, code: int, reason: str) -> None:
-        if self.mode == "forward" and self.got_end:
-            return  # the host closed after its answer; the client may still ask another
-        super().on_reset(code, reason)
 
     def stream_gone(self) -> None:
         if self.on_stream_done is not None:

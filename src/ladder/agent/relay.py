@@ -1,7 +1,7 @@
 """Splices one TCP connection onto one stream of a link, with backpressure both ways.
 
 TCP → stream: bytes go into the mux; while the stream's credit is used up
-(`link.pending(sid)` > 0) the socket stops being read, and reading resumes
+(`stream.pending()` > 0) the socket stops being read, and reading resumes
 when WINDOW frames drain the outbox. Stream → TCP: bytes are written to the
 socket and their credit is given back at once, unless the socket's write
 buffer is full (asyncio's pause_writing), in which case credit waits until
@@ -13,18 +13,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import struct
 
-from ladder.link.connection import Endpoint, Link
+from ladder.link.channel import StreamRef
+from ladder.link.connection import Endpoint
 from ladder.protocol.errors import ErrorCode
 
 log = logging.getLogger(__name__)
+_LINGER_NOW = struct.pack("ii", 1, 0)
+
+
+def abort_with_rst(transport: asyncio.BaseTransport) -> None:
+    """Close with a TCP RST, so a client cannot take a cut-off download for a whole one."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_NOW)
+        except OSError:
+            pass
+    transport.abort()
 
 
 class Relay(asyncio.Protocol, Endpoint):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self.link: Link | None = None
-        self.sid: int | None = None
+        self.stream: StreamRef | None = None  # plain or a sealed Channel
         self.backlog: list[bytes] = []  # TCP bytes that arrived before the stream was ready
         self.sent_end = False  # TCP FIN passed on as stream END
         self.got_end = False  # stream END passed on as TCP FIN
@@ -35,14 +49,14 @@ class Relay(asyncio.Protocol, Endpoint):
 
     # --------------------------------------------------------- stream ready
 
-    def attach(self, link: Link, sid: int) -> None:
+    def attach(self, stream: StreamRef) -> None:
         """The stream is open: start relaying, first whatever TCP already sent."""
-        self.link, self.sid = link, sid
-        backlog, self.backlog = self.backlog, []
-        for chunk in backlog:
-            link.send(sid, chunk)
+        self.stream = stream
+        if self.backlog:
+            stream.send(b"".join(self.backlog))
+            self.backlog = []
         if self.sent_end:
-            link.end(sid)
+            stream.end()
         self._check_pending()
 
     # -------------------------------------------------------------- TCP side
@@ -51,25 +65,25 @@ class Relay(asyncio.Protocol, Endpoint):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        if self.sid is None:
+        if self.stream is None:
             self.backlog.append(data)
             self._pause_reading()
             return
-        self.link.send(self.sid, data)
+        self.stream.send(data)
         self._check_pending()
 
     def eof_received(self) -> bool:
         self.sent_end = True
-        if self.sid is not None:
-            self.link.end(self.sid)
+        if self.stream is not None:
+            self.stream.end()
             self._maybe_done()
         return True  # keep the socket open for the other direction
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.done:
             self.done = True
-            if self.sid is not None and not (self.sent_end and self.got_end):
-                self.link.reset(self.sid, ErrorCode.CANCEL, "the TCP connection closed")
+            if self.stream is not None and not (self.sent_end and self.got_end):
+                self.stream.reset(ErrorCode.CANCEL, "the TCP connection closed")
             self.stream_gone()
 
     def pause_writing(self) -> None:
@@ -77,8 +91,8 @@ class Relay(asyncio.Protocol, Endpoint):
 
     def resume_writing(self) -> None:
         self._write_paused = False
-        if self._unacked and self.sid is not None:
-            self.link.acknowledge(self.sid, self._unacked)
+        if self._unacked and self.stream is not None:
+            self.stream.acknowledge(self._unacked)
             self._unacked = 0
 
     # ----------------------------------------------------------- stream side
@@ -88,7 +102,7 @@ class Relay(asyncio.Protocol, Endpoint):
         if self._write_paused:
             self._unacked += len(data)
         else:
-            self.link.acknowledge(self.sid, len(data))
+            self.stream.acknowledge(len(data))
 
     def on_end(self) -> None:
         self.got_end = True
@@ -97,10 +111,10 @@ class Relay(asyncio.Protocol, Endpoint):
         self._maybe_done()
 
     def on_reset(self, code: int, reason: str) -> None:
-        log.debug("stream %s reset: %s %s", self.sid, code, reason)
+        log.debug("stream reset: %s %s", code, reason)
         self.done = True
         if self.transport is not None:
-            self.transport.abort()
+            abort_with_rst(self.transport)
         self.stream_gone()
 
     def on_window(self, increment: int, pending: int) -> None:
@@ -114,7 +128,7 @@ class Relay(asyncio.Protocol, Endpoint):
     # --------------------------------------------------------------- helpers
 
     def _check_pending(self) -> None:
-        if self.link.pending(self.sid):
+        if self.stream.pending():
             self._pause_reading()
         elif self._read_paused:
             self._read_paused = False

@@ -21,6 +21,7 @@ from ladder.link.tls import fingerprint_of_cert_file, server_context
 from ladder.protocol.errors import ErrorCode, RemoteProtocolError
 from ladder.protocol.hello import JOIN, Hello, member_id
 from ladder.protocol.messages import decode_route, encode_route
+from ladder.protocol.records import RecordError, b64, verify_exit_record
 from ladder.store.hubdb import HubStore, InviteError, InviteUnknown, Member, StoreError
 
 from .switch import splice
@@ -37,15 +38,18 @@ class Session:
         self.hub = hub
         self.member = member
         self.link = link
-        self.country: str | None = None  # set while the member shares as an exit
+        self.record: dict | None = None  # the exit record it signed, while it shares
+        self.country = ""
         self.streams = 0  # live streams through this member's exit
 
     @property
     def role(self) -> str:
-        return "exit" if self.country is not None else "user"
+        return "exit" if self.record is not None else "user"
 
     def entry(self) -> dict:
-        return {"id": self.member.id, "name": self.member.name, "country": self.country, "streams": self.streams}
+        """The directory entry: the member's own signed record, plus what the hub knows."""
+        return {"id": self.member.id, "name": self.member.name, "country": self.country,
+                "streams": self.streams, **self.record}
 
     # LinkOwner
 
@@ -56,7 +60,7 @@ class Session:
             link.refuse(sid, exc.code, str(exc))
             return
         exit_session = self.hub.sessions.get(target_id)
-        if exit_session is None or exit_session.country is None:
+        if exit_session is None or exit_session.record is None:
             link.refuse(sid, ErrorCode.NO_ROUTE, "that exit is not online")
             return
         if not exit_session.link.mux.can_open():
@@ -73,10 +77,16 @@ class Session:
 
     def control_received(self, link: Link, message: dict) -> None:
         if message["type"] == "share":
-            country = str(message.get("country") or "??")[:8].upper()
-            self.country = country
+            record = {k: message.get(k) for k in ("record", "signature")}
+            record["pubkey"] = b64(self.member.pubkey)  # the key this hub vouched for at join time
+            try:
+                verified = verify_exit_record({"id": self.member.id, **record})
+            except RecordError as exc:
+                log.warning("%s sent an exit record that does not verify: %s", self.member.name, exc)
+                return
+            self.record, self.country = record, verified.country
             self.hub.store.set_online(self.member.id, self.role)
-            log.info("%s shares as an exit in %s", self.member.name, country)
+            log.info("%s shares as an exit in %s", self.member.name, self.country)
             self.hub.directory_changed(urgent=True)
 
     def link_closed(self, link: Link, reason: str) -> None:
@@ -84,7 +94,7 @@ class Session:
         if self.hub.sessions.get(self.member.id) is self:
             del self.hub.sessions[self.member.id]
             self.hub.store.set_online(self.member.id, None)
-            if self.country is not None:
+            if self.record is not None:
                 self.hub.directory_changed(urgent=True)
 
 
@@ -180,7 +190,7 @@ class Hub:
     # ----------------------------------------------------------- directory
 
     def directory_message(self) -> dict:
-        exits = [s.entry() for s in self.sessions.values() if s.country is not None]
+        exits = [s.entry() for s in self.sessions.values() if s.record is not None]
         return {"type": "directory", "exits": exits}
 
     def directory_changed(self, urgent: bool) -> None:

@@ -87,35 +87,56 @@ def decode_window(payload: bytes) -> tuple[int, bytes]:
 
 
 class FrameDecoder:
-    """Turns a byte stream into Frames; keeps at most one partial frame."""
+    """Turns a byte stream into Frames; keeps at most one partial frame.
+
+    A malformed header stops decoding: the frames before it are returned and
+    the error is kept in `error`, so the caller can act on them first (a
+    GOAWAY followed by garbage is still a clean GOAWAY).
+    """
 
     def __init__(self, max_payload: int = MAX_PAYLOAD):
         self._buffer = bytearray()
         self._max_payload = max_payload
+        self.error: RemoteProtocolError | None = None
 
     def feed(self, data: bytes) -> list[Frame]:
-        buf = self._buffer
-        buf += data
+        if self.error is not None:
+            raise self.error
+        # Parse straight from `data` when nothing is pending: each payload is
+        # then copied once, not once into the buffer and again out of it.
+        if self._buffer:
+            self._buffer += data
+            source = memoryview(self._buffer)
+        else:
+            source = memoryview(data)
         frames: list[Frame] = []
         offset = 0
-        end = len(buf)
+        end = len(source)
         while end - offset >= HEADER_SIZE:
-            word, flags, stream_id = HEADER.unpack_from(buf, offset)
+            word, flags, stream_id = HEADER.unpack_from(source, offset)
             length = word >> 8
             if length > self._max_payload:
-                raise RemoteProtocolError(
+                self.error = RemoteProtocolError(
                     f"frame of {length} bytes exceeds the {self._max_payload}-byte limit",
                     ErrorCode.FRAME_SIZE_ERROR,
                 )
+                break
             try:
                 type_ = FrameType(word & 0xFF)
             except ValueError:
-                raise RemoteProtocolError(f"unknown frame type {word & 0xFF}") from None
-            if end - offset - HEADER_SIZE < length:
+                self.error = RemoteProtocolError(f"unknown frame type {word & 0xFF}")
                 break
             start = offset + HEADER_SIZE
-            frames.append(Frame(type_, flags, stream_id, bytes(buf[start : start + length])))
+            if end - start < length:
+                break
+            frames.append(Frame(type_, flags, stream_id, source[start : start + length].tobytes()))
             offset = start + length
-        if offset:
-            del buf[:offset]
+        if source.obj is self._buffer:
+            source.release()
+            del self._buffer[:offset]
+        else:
+            self._buffer = bytearray(source[offset:])
+            source.release()
+        if self.error is not None and not frames:
+            raise self.error
         return frames

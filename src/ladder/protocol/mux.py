@@ -55,6 +55,7 @@ MAX_STREAMS = 32768
 MAX_PENDING_OPENS = 8192
 KEEPALIVE_INTERVAL = 5.0
 DEAD_AFTER = 15.0
+MAX_PINGS_OUT = 16
 _PING = struct.Struct("!d")
 
 
@@ -138,8 +139,8 @@ class Mux:
         self._opening = 0  # our OPENs without an answer
         self._pending = 0  # the peer's OPENs we have not answered
         self._last_received = now
-        self._ping_sent_at: float | None = None
         self._next_ping = now + keepalive
+        self._pings: set[bytes] = set()  # payloads of our pings not yet answered
 
     # ------------------------------------------------------------------ queries
 
@@ -198,7 +199,8 @@ class Mux:
         if st.state not in _CAN_SEND or st.end_queued:
             raise LocalProtocolError(f"cannot send on stream {stream_id} in state {st.state.value}")
         if data:
-            st.outbox.append(memoryview(data))
+            # Keep bytes, not a view of a buffer the caller may reuse.
+            st.outbox.append(memoryview(data if type(data) is bytes else bytes(data)))
             st.outbox_bytes += len(data)
         st.end_queued = end
         self._flush(st)
@@ -235,8 +237,10 @@ class Mux:
 
     def ping(self, now: float) -> None:
         self._check_usable()
-        self._ping_sent_at = now
-        self._emit(FrameType.PING, 0, _PING.pack(now))
+        payload = _PING.pack(now)
+        if len(self._pings) < MAX_PINGS_OUT:
+            self._pings.add(payload)
+        self._emit(FrameType.PING, 0, payload)
 
     def close(self, code: int = ErrorCode.NO_ERROR, reason: str = "") -> None:
         if not self.terminated:
@@ -258,14 +262,15 @@ class Mux:
     def handle_timer(self, now: float) -> list[ev.Event]:
         if self.terminated:
             return []
-        if now - self._last_received >= self.dead_after:
+        # Compare against the very deadlines get_timer() returned, so a timer
+        # that fires exactly on time acts (no float rounding in between).
+        if now >= self._last_received + self.dead_after:
             reason = f"no frames from the peer for {self.dead_after:g} s"
             self.close(ErrorCode.LINK_TIMEOUT, reason)
             return [ev.ConnectionTerminated(ErrorCode.LINK_TIMEOUT, reason)]
         if now >= self._next_ping:
             self._next_ping = now + self.keepalive
-            if now - self._last_received >= self.keepalive:
-                self.ping(now)
+            self.ping(now)
         return []
 
     # -------------------------------------------------------------------- input
@@ -280,7 +285,9 @@ class Mux:
             for frame in self._decoder.feed(data):
                 self._handle(frame, now, events)
                 if self.terminated:
-                    break
+                    return events
+            if self._decoder.error is not None:
+                raise self._decoder.error
         except RemoteProtocolError as exc:
             self.close(exc.code, str(exc))
             raise
@@ -324,9 +331,9 @@ class Mux:
             if len(frame.payload) != 8:
                 raise RemoteProtocolError("PING payload must be 8 bytes")
             if frame.flags & Flag.ACK:
-                if self._ping_sent_at is not None:
-                    events.append(ev.PingAcknowledged(now - self._ping_sent_at))
-                    self._ping_sent_at = None
+                if frame.payload in self._pings:  # our own timestamp, echoed
+                    self._pings.remove(frame.payload)
+                    events.append(ev.PingAcknowledged(now - _PING.unpack(frame.payload)[0]))
             else:
                 self._emit(FrameType.PING, 0, frame.payload, Flag.ACK)
         elif type_ is FrameType.CONTROL:

@@ -1,0 +1,116 @@
+"""End-to-end channels: Noise IK between a member and an exit, through the hub.
+
+The opener knows the exit's static key from its signed record, so it runs
+Noise_IK_25519_ChaChaPoly_BLAKE2s: message 1 rides in the stream's OPEN and
+already carries the target as its encrypted payload; message 2 rides in the
+ACCEPT. Encryption therefore costs no round trip. The prologue binds both
+member ids, so a hub that reroutes a handshake to someone else breaks it.
+
+After the handshake every stream byte is a sealed message:
+
+    length u16 | Noise transport message (ciphertext + 16-byte tag)
+
+A message that fails to authenticate — tampered, replayed, reordered or
+cut — raises ChannelError; nothing is ever decrypted into garbage.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from .errors import ErrorCode, RemoteProtocolError
+from .noise import NoiseError, HandshakeState, TransportCipher, MAX_MESSAGE_LEN, TAG_LEN
+
+PROTOCOL = "Noise_IK_25519_ChaChaPoly_BLAKE2s"
+_LEN = struct.Struct("!H")
+OVERHEAD = _LEN.size + TAG_LEN  # per sealed message
+
+
+class ChannelError(RemoteProtocolError):
+    """The far end's handshake or a sealed message did not authenticate."""
+
+    def __init__(self, message: str):
+        super().__init__(message, ErrorCode.PROTOCOL_ERROR)
+
+
+def prologue(opener_id: str, exit_id: str) -> bytes:
+    return b"ladder channel v1\x00" + opener_id.encode() + b"\x00" + exit_id.encode()
+
+
+class Initiator:
+    """The opener's side: message 1 now, the sealed stream once message 2 arrives."""
+
+    def __init__(self, static_private: bytes, exit_public: bytes, opener_id: str, exit_id: str):
+        self._hs = HandshakeState.initialize(
+            PROTOCOL, True, prologue(opener_id, exit_id), s=static_private, rs=exit_public
+        )
+
+    def first_message(self, payload: bytes) -> bytes:
+        return self._hs.write_message(payload)
+
+    def finish(self, message2: bytes) -> SealedStream:
+        try:
+            self._hs.read_message(message2)
+        except NoiseError as exc:
+            raise ChannelError(f"the exit's handshake answer did not authenticate ({exc})") from None
+        return SealedStream(TransportCipher.from_handshake(self._hs))
+
+
+class Responder:
+    """The exit's side: read message 1 (the target), answer with message 2."""
+
+    def __init__(self, static_private: bytes, opener_id: str, exit_id: str):
+        self._hs = HandshakeState.initialize(PROTOCOL, False, prologue(opener_id, exit_id), s=static_private)
+
+    def read_first(self, message1: bytes) -> bytes:
+        try:
+            return self._hs.read_message(message1)
+        except NoiseError as exc:
+            raise ChannelError(f"the opener's handshake did not authenticate ({exc})") from None
+
+    @property
+    def opener_key(self) -> bytes:
+        return self._hs.remote_static
+
+    def answer(self) -> tuple[bytes, SealedStream]:
+        message2 = self._hs.write_message(b"")
+        return message2, SealedStream(TransportCipher.from_handshake(self._hs))
+
+
+class SealedStream:
+    """Seals plaintext into length-prefixed Noise messages and opens them again."""
+
+    def __init__(self, cipher: TransportCipher):
+        self._cipher = cipher
+        self._buffer = bytearray()
+
+    def seal(self, plaintext: bytes) -> bytes:
+        out = []
+        for message in self._cipher.encrypt(plaintext):
+            out.append(_LEN.pack(len(message)))
+            out.append(message)
+        return b"".join(out)
+
+    def open(self, data: bytes) -> tuple[list[bytes], int]:
+        """Plaintexts of the whole messages so far, and how many stream bytes were overhead."""
+        buf = self._buffer
+        buf += data
+        plaintexts, overhead, offset = [], 0, 0
+        while len(buf) - offset >= _LEN.size:
+            (size,) = _LEN.unpack_from(buf, offset)
+            if size < TAG_LEN:
+                raise ChannelError(f"sealed message of {size} bytes is shorter than its tag")
+            end = offset + _LEN.size + size
+            if end > len(buf):
+                break
+            try:
+                plaintexts.append(self._cipher.decrypt(bytes(buf[offset + _LEN.size : end])))
+            except NoiseError as exc:
+                raise ChannelError(f"a sealed message failed to authenticate ({exc})") from None
+            overhead += OVERHEAD
+            offset = end
+        del buf[:offset]
+        return plaintexts, overhead
+
+
+assert MAX_MESSAGE_LEN < 1 << 16  # the u16 length prefix holds any Noise message
