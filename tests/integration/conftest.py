@@ -79,22 +79,23 @@ class Proc:
 class Network:
     """One hub and any number of members, each in its own folder and process."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, hub_command: list[str] | None = None):
         self.root = root
         self.procs: list[Proc] = []
         self.hub_dir = root / "hub"
         self.hub_port = free_port()
         ladder("hub", "init", "--dir", str(self.hub_dir), "--name", "testhub",
                "--listen", f"127.0.0.1:{self.hub_port}", "--public-address", f"127.0.0.1:{self.hub_port}")
+        self.hub_command = hub_command or ["-m", "ladder", "hub", "run", "--dir", str(self.hub_dir)]
         self.hub = self.start_hub()
 
-    def start(self, name: str, *args: str) -> Proc:
-        proc = Proc(name, [sys.executable, "-m", "ladder", *args], self.root)
+    def start(self, name: str, *args: str, python_args: tuple[str, ...] = ("-m", "ladder")) -> Proc:
+        proc = Proc(name, [sys.executable, *python_args, *args], self.root)
         self.procs.append(proc)
         return proc
 
     def start_hub(self) -> Proc:
-        proc = self.start("hub", "hub", "run", "--dir", str(self.hub_dir))
+        proc = self.start("hub", python_args=tuple(self.hub_command))
         wait_for(lambda: _accepts(self.hub_port) or not proc.alive(), 20, "the hub to listen")
         assert proc.alive(), f"hub died:\n{proc.output()}"
         return proc

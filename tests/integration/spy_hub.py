@@ -1,0 +1,68 @@
+"""A hub with a hostile operator, for tests: it records every byte it relays, or forges exit records.
+
+    python spy_hub.py record HUB_DIR FILE   # run the hub, append all link bytes it sees to FILE
+    python spy_hub.py forge HUB_DIR         # run the hub, swapping each exit's Noise key for its own
+"""
+
+import base64
+import json
+import logging
+import sys
+
+from ladder.cli import run_async
+from ladder.config import HubConfig
+from ladder.hub.hub import Hub
+from ladder.protocol.mux import Mux
+from ladder.protocol.noise import generate_keypair
+from ladder.store.hubdb import HubStore
+
+
+class ForgingHub(Hub):
+    """Hands out each exit's record with the Noise key replaced by one the hub holds."""
+
+    _, hub_noise_key = generate_keypair()
+
+    def directory_message(self):
+        message = super().directory_message()
+        for entry in message["exits"]:
+            record = json.loads(base64.b64decode(entry["record"]))
+            record["noise_key"] = base64.b64encode(self.hub_noise_key).decode()
+            entry["record"] = base64.b64encode(json.dumps(record).encode()).decode()
+        return message
+
+
+def record_everything(path: str) -> None:
+    """After TLS, the hub's view of every link, both directions, appended to one file."""
+    out = open(path, "ab")
+    receive, send = Mux.receive_data, Mux.data_to_send
+
+    def spied_receive(self, data, now):
+        out.write(data)
+        out.flush()
+        return receive(self, data, now)
+
+    def spied_send(self):
+        data = send(self)
+        out.write(data)
+        out.flush()
+        return data
+
+    Mux.receive_data, Mux.data_to_send = spied_receive, spied_send
+
+
+async def serve(hub_class, folder):
+    config = HubConfig.load(folder)
+    with HubStore(config.db_path) as store:
+        hub = hub_class(config, store)
+        await hub.start()
+        await hub.server.serve_forever()
+
+
+if __name__ == "__main__":
+    from pathlib import Path
+
+    logging.basicConfig(level=logging.INFO)
+    mode, folder = sys.argv[1], Path(sys.argv[2])
+    if mode == "record":
+        record_everything(sys.argv[3])
+    run_async(serve(ForgingHub if mode == "forge" else Hub, folder))

@@ -1,0 +1,53 @@
+"""End-to-end encryption against a hostile hub: it sees no site and no content, and cannot impersonate an exit."""
+
+from __future__ import annotations
+
+from conftest import HERE, MARKER, Network, curl, ladder
+
+
+def test_hub_relays_neither_the_site_nor_the_content(tmp_path, origin):
+    capture = tmp_path / "relayed.bin"
+    net = Network(tmp_path, hub_command=[str(HERE / "spy_hub.py"), "record", str(tmp_path / "hub"), str(capture)])
+    try:
+        net.exit("alpha", "AA", "--allow-private")
+        user = net.user("user")
+        user.wait_exits(1)
+        host = "localhost"  # a name, so the exit resolves it: the name must cross the hub hidden
+        result = curl("-x", user.http, origin.url("index.html", host=host) + "?q=" + MARKER[::-1])
+        assert result.returncode == 0 and MARKER in result.stdout.decode(), result.stderr
+        relayed = capture.read_bytes()
+        assert len(relayed) > 2000, "the spy captured nothing: the test would prove nothing"
+        for secret in (MARKER.encode(), MARKER[::-1].encode(), b"localhost", b"index.html", b"GET /"):
+            assert secret not in relayed, f"the hub saw {secret!r} in the bytes it relayed"
+        hub_log = net.hub.output()
+        assert "localhost" not in hub_log and MARKER not in hub_log, "the hub's log names the target"
+    finally:
+        net.close()
+
+
+def test_user_refuses_an_exit_record_forged_by_the_hub(tmp_path, origin):
+    net = Network(tmp_path, hub_command=[str(HERE / "spy_hub.py"), "forge", str(tmp_path / "hub")])
+    try:
+        net.exit("alpha", "AA", "--allow-private")
+        user = net.user("user")
+        result = curl("-i", "-x", user.http, origin.url("index.html"))
+        text = result.stdout.decode()
+        assert text.startswith("HTTP/1.1 503"), text[:300]
+        assert "signature does not verify" in text and "hub may be lying about exit alpha" in text
+        assert MARKER not in text
+        assert "WARNING" in user.proc.output()
+        status = user.status()
+        assert status["exits"] == [] and "alpha" in status["refused_exits"]
+    finally:
+        net.close()
+
+
+def test_selftest_runs_the_published_noise_vectors():
+    vectors = HERE.parents[2] / "shared" / "vectors" / "noise" / "cacophony.json"
+    result = ladder("selftest", "noise-vectors", str(vectors))
+    last = result.stdout.strip().splitlines()[-1]
+    passed, failed, skipped = (int(part.split()[0]) for part in last.split(", "))
+    assert last == f"{passed} passed, {failed} failed, {skipped} skipped"
+    assert failed == 0 and passed >= 400
+    missing = ladder("selftest", "noise-vectors", str(HERE / "no-such-file.json"), check=False)
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr + missing.stdout
