@@ -46,6 +46,7 @@ class Flag(enum.IntFlag):
 
 
 LINK_FRAMES = frozenset({FrameType.PING, FrameType.GOAWAY, FrameType.CONTROL})
+_TYPES = tuple(FrameType(i) if i in FrameType._value2member_map_ else None for i in range(256))
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,9 +122,8 @@ class FrameDecoder:
                     ErrorCode.FRAME_SIZE_ERROR,
                 )
                 break
-            try:
-                type_ = FrameType(word & 0xFF)
-            except ValueError:
+            type_ = _TYPES[word & 0xFF]
+            if type_ is None:
                 self.error = RemoteProtocolError(f"unknown frame type {word & 0xFF}")
                 break
             start = offset + HEADER_SIZE
