@@ -8,8 +8,10 @@ the hub tells members from strangers by that byte without reading further.
     JOIN  0xA2 | invite token (16) | member public key (32) | signature (64)
 
 The Ed25519 signature covers a context string, the hub's key fingerprint and
-the TLS channel binding (tls-unique, the client's Finished message), so a
-hello is valid on exactly one TLS connection to exactly one hub: a replay on
+the TLS channel binding (OpenSSL's tls-unique: the client's Finished
+message, which is unique per connection under TLS 1.3 too, although RFC 9266
+defines no tls-unique there; Python offers no tls-exporter), so a hello is
+valid on exactly one TLS connection to exactly one hub: a replay on
 another connection, or through a man in the middle, fails like a stranger's
 bytes. No secret that could be replayed ever crosses the wire.
 """
@@ -83,7 +85,33 @@ def parse_hello(data: bytes) -> Hello | None:
     return Hello(kind, pubkey, token, data[33 + token_size :])
 
 
+def _y(hex_le: str) -> bytes:
+    return bytes.fromhex(hex_le)
+
+
+# Encodings of the Ed25519 points of small order (with the x sign bit cleared),
+# including the non-canonical ones: such a key "verifies" forged signatures
+# (the identity with S = 0 verifies anything), so no member may hold one.
+_P = "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"
+_SMALL_ORDER = frozenset({
+    bytes(32),  # y = 0, order 4
+    b"\x01" + bytes(31),  # the identity
+    _y("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"),  # order 8
+    _y("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"),  # order 8
+    _y("ec" + _P[2:]),  # y = p - 1, order 2
+    _y("ed" + _P[2:]),  # y = p, non-canonical 0
+    _y("ee" + _P[2:]),  # y = p + 1, non-canonical 1
+})
+
+
+def is_weak_key(pubkey: bytes) -> bool:
+    """True for a public key of small order, whatever its sign bit."""
+    return len(pubkey) != 32 or pubkey[:31] + bytes([pubkey[31] & 0x7F]) in _SMALL_ORDER
+
+
 def verify_hello(hello: Hello, hub_fingerprint: str, binding: bytes) -> bool:
+    if is_weak_key(hello.pubkey) or is_weak_key(hello.signature[:32]):
+        return False
     try:
         Ed25519PublicKey.from_public_bytes(hello.pubkey).verify(
             hello.signature, _signed(hello.kind, hub_fingerprint, binding, hello.token, hello.pubkey)

@@ -86,8 +86,8 @@ def decode_control(payload: bytes) -> dict:
         raise RemoteProtocolError("control message too large")
     try:
         message = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        raise RemoteProtocolError("control message is not JSON") from None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise RemoteProtocolError("control message is not JSON (or nested too deeply)") from None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise RemoteProtocolError("control message without a type")
     return message

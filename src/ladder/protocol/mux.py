@@ -51,6 +51,7 @@ from .frames import (
 
 DEFAULT_WINDOW = 256 * 1024
 MAX_WINDOW = (1 << 31) - 1
+MAX_STREAM_ID = (1 << 32) - 1
 MAX_STREAMS = 32768
 MAX_PENDING_OPENS = 8192
 KEEPALIVE_INTERVAL = 5.0
@@ -170,9 +171,11 @@ class Mux:
         self._check_usable()
         if not self.can_open():
             raise LocalProtocolError("stream limit reached on this link", ErrorCode.STREAM_LIMIT)
+        size = self._checked_local_window(window, payload)
         sid = self._next_id
+        if sid > MAX_STREAM_ID:
+            raise LocalProtocolError("stream ids exhausted on this link: open a new link")
         self._next_id += 2
-        size = self.window if window is None else window
         self._streams[sid] = _Stream(sid, StreamState.OPENING, True, size)
         self._local_live += 1
         self._opening += 1
@@ -181,9 +184,9 @@ class Mux:
 
     def accept(self, stream_id: int, payload: bytes = b"", window: int | None = None) -> None:
         st = self._local_stream(stream_id)
+        size = self._checked_local_window(window, payload)
         self._transition(st, _Action.SEND_ACCEPT)
         self._pending -= 1
-        size = self.window if window is None else window
         st.recv_window = st.recv_size = size
         self._emit(FrameType.ACCEPT, stream_id, encode_window(size, payload))
 
@@ -221,7 +224,8 @@ class Mux:
         st = self._streams.get(stream_id)
         if st is None or self.terminated or nbytes <= 0:
             return
-        st.unacked += nbytes
+        # Never give back more than was received: the peer's credit stays <= the window.
+        st.unacked += min(nbytes, st.recv_size - st.recv_window - st.unacked)
         # Batch credit into quarter windows: fewer frames, and no deadlock, since
         # the peer still holds at least three quarters of the window.
         if st.unacked >= (st.recv_size >> 2 or 1) and st.state in _CAN_RECEIVE:
@@ -451,6 +455,14 @@ class Mux:
     def _check_usable(self) -> None:
         if self.terminated:
             raise LocalProtocolError("the link is closed")
+
+    def _checked_local_window(self, window: int | None, payload: bytes) -> int:
+        size = self.window if window is None else window
+        if not 0 <= size <= MAX_WINDOW:
+            raise LocalProtocolError(f"window {size} outside 0..2^31-1")
+        if len(payload) + 4 > MAX_PAYLOAD:
+            raise LocalProtocolError("open or accept payload larger than a frame")
+        return size
 
     @staticmethod
     def _checked_window(window: int) -> int:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from .hello import member_id, public_bytes
+from .hello import is_weak_key, member_id, public_bytes
 
 _CONTEXT = b"ladder exit record v1\x00"
 
@@ -63,6 +63,8 @@ def verify_exit_record(entry: dict) -> ExitRecord:
                             int(fields["issued"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise RecordError(f"malformed exit record ({exc})") from None
+    if is_weak_key(pubkey):
+        raise RecordError("the exit record is signed with a key of small order")
     if member_id(pubkey) != record.id or entry.get("id") != record.id:
         raise RecordError("the exit record names another member than the key that signed it")
     try:

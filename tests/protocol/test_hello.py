@@ -1,0 +1,256 @@
+"""Hellos: the signed first message inside TLS. A hello must verify on exactly
+one channel binding, for exactly one hub, with exactly the key it names, and
+any single flipped bit must make it a stranger's bytes."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ladder.protocol.hello import (
+    AUTH,
+    JOIN,
+    SIZES,
+    TOKEN_SIZE,
+    Hello,
+    hello_size,
+    make_hello,
+    member_id,
+    parse_hello,
+    public_bytes,
+    verify_hello,
+)
+
+HUB = "sha256:2f6c1b5e7d0a9c4b3e8f1a6d5c7b9e0f2a4d6c8b1e3f5a7c9d0b2e4f6a8c1d3e"
+BINDING = bytes(range(12))  # tls-unique is the 12-byte Finished verify_data in TLS 1.2
+TOKEN = bytes(range(100, 116))
+KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+OTHER_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
+
+KINDS = pytest.mark.parametrize("token", [None, TOKEN], ids=["auth", "join"])
+
+
+def hello(token=None, key=KEY, hub=HUB, binding=BINDING) -> bytes:
+    return make_hello(key, hub, binding, token)
+
+
+def verifies(data: bytes, hub: str = HUB, binding: bytes = BINDING) -> bool:
+    parsed = parse_hello(data)
+    return parsed is not None and verify_hello(parsed, hub, binding)
+
+
+# ------------------------------------------------------------------ layout
+
+
+def test_auth_layout():
+    data = hello()
+    assert len(data) == SIZES[AUTH] == 97
+    assert data[0] == AUTH == 0xA1
+    assert data[1:33] == public_bytes(KEY)
+    assert parse_hello(data) == Hello(AUTH, public_bytes(KEY), b"", data[33:])
+    assert len(parse_hello(data).signature) == 64
+
+
+def test_join_layout():
+    data = hello(TOKEN)
+    assert len(data) == SIZES[JOIN] == 113
+    assert data[0] == JOIN == 0xA2
+    assert data[1:17] == TOKEN
+    assert data[17:49] == public_bytes(KEY)
+    assert parse_hello(data) == Hello(JOIN, public_bytes(KEY), TOKEN, data[49:])
+
+
+def test_hello_size_by_first_byte():
+    assert hello_size(AUTH) == 97
+    assert hello_size(JOIN) == 113
+    for byte in (0, ord("G"), ord("P"), 0x16, 0xA0, 0xA3, 0xFF):
+        assert hello_size(byte) is None
+
+
+def test_first_bytes_cannot_start_an_http_request():
+    # The hub tells members from browsers by this byte alone.
+    assert not chr(AUTH).isascii() and not chr(JOIN).isascii()
+
+
+@pytest.mark.parametrize("size", [0, 1, 31, 32, 64, 96, 98, 112, 114, 200])
+def test_join_token_must_be_16_bytes(size):
+    if size == TOKEN_SIZE:
+        return
+    with pytest.raises(ValueError):
+        hello(bytes(size))
+
+
+def test_empty_token_is_a_join_and_is_rejected():
+    # b"" is not None: the caller asked for a JOIN without a token.
+    with pytest.raises(ValueError):
+        hello(b"")
+
+
+# ------------------------------------------------------------ verification
+
+
+@KINDS
+def test_hello_verifies_for_its_hub_and_binding(token):
+    assert verifies(hello(token))
+
+
+@KINDS
+def test_signatures_are_deterministic(token):
+    assert hello(token) == hello(token)  # Ed25519 (RFC 8032) needs no randomness
+
+
+@KINDS
+def test_other_channel_binding_fails(token):
+    data = hello(token)
+    assert not verifies(data, binding=BINDING[:-1] + b"\x00")
+    assert not verifies(data, binding=BINDING + b"\x00")
+    assert not verifies(data, binding=b"")
+
+
+@KINDS
+def test_other_hub_fails(token):
+    data = hello(token)
+    assert not verifies(data, hub=HUB[:-1] + "f")
+    assert not verifies(data, hub="")
+
+
+@KINDS
+def test_other_key_fails(token):
+    data = hello(token)
+    size = TOKEN_SIZE if token else 0
+    swapped = data[: 1 + size] + public_bytes(OTHER_KEY) + data[33 + size :]
+    assert not verifies(swapped)
+    # A hello that OTHER_KEY signed does verify, under its own key only.
+    assert verifies(hello(token, key=OTHER_KEY))
+
+
+def test_token_is_covered_by_the_signature():
+    data = hello(TOKEN)
+    other_token = bytes(16)
+    assert not verifies(data[:1] + other_token + data[17:])
+
+
+def test_auth_signature_does_not_verify_as_join_or_the_reverse():
+    auth = parse_hello(hello())
+    join = parse_hello(hello(TOKEN))
+    assert not verify_hello(Hello(JOIN, auth.pubkey, TOKEN, auth.signature), HUB, BINDING)
+    assert not verify_hello(Hello(AUTH, join.pubkey, b"", join.signature), HUB, BINDING)
+
+
+def test_fields_do_not_slide_across_the_hub_binding_boundary():
+    # Length prefixes keep ("ab", "c") and ("a", "bc") from signing the same bytes.
+    data = make_hello(KEY, "hub-a", b"bc")
+    assert verifies(data, hub="hub-a", binding=b"bc")
+    assert not verifies(data, hub="hub-ab", binding=b"c")
+
+
+@KINDS
+def test_every_single_bit_flip_fails(token):
+    data = hello(token)
+    for i in range(len(data) * 8):
+        flipped = bytearray(data)
+        flipped[i // 8] ^= 1 << (i % 8)
+        assert not verifies(bytes(flipped)), f"hello with bit {i} flipped still verifies"
+
+
+@KINDS
+def test_truncated_or_extended_hellos_do_not_parse(token):
+    data = hello(token)
+    for cut in range(len(data)):
+        assert parse_hello(data[:cut]) is None
+    assert parse_hello(data + b"\x00") is None
+    assert parse_hello(data + data) is None
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"\x16\x03\x01" + bytes(94),  # a TLS record, 97 bytes
+        b"\xa0" + bytes(96),
+        b"\xa3" + bytes(112),
+        b"\xa1" + bytes(112),  # AUTH byte with a JOIN's size
+        b"\xa2" + bytes(96),  # JOIN byte with an AUTH's size
+    ],
+)
+def test_other_bytes_are_not_hellos(data):
+    assert parse_hello(data) is None
+
+
+@given(st.binary(max_size=150))
+def test_arbitrary_bytes_never_raise(data):
+    parsed = parse_hello(data)
+    if parsed is not None:
+        assert not verify_hello(parsed, HUB, BINDING)
+
+
+@given(st.binary(min_size=32, max_size=32), st.binary(min_size=64, max_size=64))
+def test_arbitrary_keys_and_signatures_never_raise(pubkey, signature):
+    # Not "always False": see the small-order keys below.
+    assert verify_hello(Hello(AUTH, pubkey, b"", signature), HUB, BINDING) in (True, False)
+    assert verify_hello(Hello(JOIN, pubkey, TOKEN, signature), HUB, BINDING) in (True, False)
+
+
+@given(st.binary(min_size=32, max_size=32), st.binary(min_size=64, max_size=64))
+def test_random_signatures_for_real_keys_fail(seed, signature):
+    pubkey = public_bytes(Ed25519PrivateKey.from_private_bytes(seed))
+    assert verify_hello(Hello(AUTH, pubkey, b"", signature), HUB, BINDING) is False
+    assert verify_hello(Hello(JOIN, pubkey, TOKEN, signature), HUB, BINDING) is False
+
+
+IDENTITY = b"\x01" + bytes(31)  # the neutral point, order 1
+ZERO = bytes(32)  # y = 0, a point of order 4
+
+
+@pytest.mark.parametrize("pubkey", [IDENTITY, ZERO], ids=["identity", "zero"])
+@pytest.mark.parametrize("token", [None, TOKEN], ids=["auth", "join"])
+def test_small_order_public_keys_never_verify(pubkey, token):
+    kind = AUTH if token is None else JOIN
+    forged = bytes([kind]) + (token or b"") + pubkey + pubkey + bytes(32)  # R = key, S = 0
+    assert not any(verifies(forged, hub=f"hub-{i}", binding=bytes([i]) * 12) for i in range(16))
+
+
+def test_wrongly_sized_fields_fail_without_raising():
+    parsed = parse_hello(hello())
+    assert not verify_hello(Hello(AUTH, parsed.pubkey[:31], b"", parsed.signature), HUB, BINDING)
+    assert not verify_hello(Hello(AUTH, parsed.pubkey, b"", parsed.signature[:63]), HUB, BINDING)
+
+
+def test_oversized_hub_fingerprint_or_binding_fails_verification_without_raising():
+    parsed = parse_hello(hello())
+    assert not verify_hello(parsed, "h" * 300, BINDING)
+    assert not verify_hello(parsed, HUB, bytes(300))
+
+
+# --------------------------------------------------------------- member id
+
+
+def test_member_id_is_stable_and_24_lowercase_base32_chars():
+    mid = member_id(public_bytes(KEY))
+    assert mid == member_id(public_bytes(KEY))
+    assert len(mid) == 24
+    assert set(mid) <= set("abcdefghijklmnopqrstuvwxyz234567")
+    assert base64.b32decode(mid.upper())  # decodes: no padding needed for 15 bytes
+
+
+def test_member_id_is_pinned():
+    # Ids are stored in hub databases: changing the derivation orphans every member.
+    # sha256("ladder member id\0" + key)[:15] in lowercase base32.
+    assert member_id(bytes(32)) == "mw7kjmxzdqc3kon7bqnsnsih"
+    assert member_id(public_bytes(KEY)) != member_id(public_bytes(OTHER_KEY))
+
+
+@given(st.binary(min_size=32, max_size=32), st.binary(min_size=32, max_size=32))
+def test_member_ids_differ_per_key(a, b):
+    assert len(member_id(a)) == 24
+    assert (member_id(a) == member_id(b)) == (a == b)
+
+
+def test_many_fresh_keys_have_distinct_ids():
+    ids = {member_id(public_bytes(Ed25519PrivateKey.generate())) for _ in range(200)}
+    assert len(ids) == 200
