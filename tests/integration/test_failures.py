@@ -155,3 +155,17 @@ def test_cli_errors_are_one_line_without_traceback(network, tmp_path):
         assert "Traceback" not in result.stderr, result.stderr
         assert message in result.stderr, f"{args}: {result.stderr}"
     busy.close()
+
+
+def test_silent_exit_is_dropped_within_15_s_and_comes_back(network):
+    alpha = network.exit("alpha", "AA", "--allow-private")
+    user = network.user("user")
+    user.wait_exits(1)
+    alpha.proc.popen.send_signal(signal.SIGSTOP)  # alive, but silent: no FIN, no RST
+    try:
+        started = time.monotonic()
+        wait_for(lambda: not user.status().get("exits"), 25, "the hub to drop the silent exit")
+        assert time.monotonic() - started < 20, "a dead peer took longer than 15 s (+ margin) to detect"
+    finally:
+        alpha.proc.popen.send_signal(signal.SIGCONT)
+    user.wait_exits(1, 40)  # the exit notices, reconnects with backoff, and shares again

@@ -1,0 +1,70 @@
+"""The user's directory: only exits that signed their own record, pinned on first use."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ladder.agent.directory import Directory
+from ladder.protocol.hello import member_id, public_bytes
+from ladder.protocol.noise import generate_keypair
+from ladder.protocol.records import sign_exit_record
+
+
+def exit_entry(key, name, country="US", streams=0, noise_public=None):
+    noise_public = noise_public or generate_keypair()[1]
+    return {"id": member_id(public_bytes(key)), "name": name, "country": country, "streams": streams,
+            **sign_exit_record(key, country, noise_public, 1)}
+
+
+def test_choice_by_country_name_or_auto_least_loaded_first(tmp_path):
+    keys = [Ed25519PrivateKey.generate() for _ in range(3)]
+    directory = Directory(tmp_path / "pins.json", own_id="me")
+    directory.update([exit_entry(keys[0], "a", "US", 5), exit_entry(keys[1], "b", "US", 1),
+                      exit_entry(keys[2], "c", "CN", 0)])
+    assert [e["name"] for e, _ in directory.candidates("US")] == ["b", "a"]
+    assert [e["name"] for e, _ in directory.candidates("us")] == ["b", "a"]
+    assert [e["name"] for e, _ in directory.candidates("auto")] == ["c", "b", "a"]
+    assert [e["name"] for e, _ in directory.candidates("a")] == ["a"]
+    assert directory.candidates("ZZ") == [] and "no exit online matches --exit ZZ" in directory.why_none("ZZ")
+    directory.opened(directory.records[exit_entry(keys[2], "c")["id"]].id, +9)
+    assert [e["name"] for e, _ in directory.candidates("auto")][-1] == "c"
+
+
+def test_own_exit_is_never_a_candidate(tmp_path):
+    key = Ed25519PrivateKey.generate()
+    entry = exit_entry(key, "me")
+    directory = Directory(tmp_path / "pins.json", own_id=entry["id"])
+    directory.update([entry])
+    assert directory.candidates("auto") == []
+
+
+def test_a_forged_record_is_set_aside_with_the_reason(tmp_path):
+    entry = exit_entry(Ed25519PrivateKey.generate(), "alice")
+    body = json.loads(base64.b64decode(entry["record"]))
+    body["noise_key"] = base64.b64encode(generate_keypair()[1]).decode()
+    entry["record"] = base64.b64encode(json.dumps(body).encode()).decode()
+    directory = Directory(tmp_path / "pins.json", own_id="me")
+    directory.update([entry])
+    assert directory.candidates("auto") == []
+    assert "hub may be lying about exit alice" in directory.why_none("alice")
+
+
+def test_a_pinned_exit_whose_key_changes_is_refused_loudly(tmp_path, caplog):
+    key = Ed25519PrivateKey.generate()
+    pins = tmp_path / "pins.json"
+    first = Directory(pins, own_id="me")
+    first.update([exit_entry(key, "alice")])
+    (_, record), = first.candidates("alice")
+    first.pin(record)
+    assert oct(pins.stat().st_mode & 0o777) == "0o600"
+
+    later = Directory(pins, own_id="me")  # a new session reads the pins back
+    later.update([exit_entry(key, "alice")])  # same member, new Noise key: a hub substitution
+    assert later.candidates("alice") == []
+    assert "key changed since it was first used" in later.why_none("alice")
+    assert any("WARNING" in r.getMessage() for r in caplog.records)
+    later.update([exit_entry(key, "alice", noise_public=record.noise_key)])
+    assert len(later.candidates("alice")) == 1, "the pinned key is accepted again"
