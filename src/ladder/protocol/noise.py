@@ -44,6 +44,7 @@ specification treats any such error as the end of the handshake.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -135,7 +136,13 @@ def public_key_of(private_key: bytes) -> bytes:
 def _private_key(raw: bytes) -> X25519PrivateKey:
     if not isinstance(raw, (bytes, bytearray)) or len(raw) != DH_LEN:
         raise NoiseUsageError(f"a 25519 private key is {DH_LEN} raw bytes")
-    return X25519PrivateKey.from_private_bytes(bytes(raw))
+    return _loaded_private_key(bytes(raw))
+
+
+@functools.lru_cache(maxsize=64)
+def _loaded_private_key(raw: bytes) -> X25519PrivateKey:
+    # A static key is used for every handshake: load it once, not per channel.
+    return X25519PrivateKey.from_private_bytes(raw)
 
 
 def _dh(private: X25519PrivateKey, public: bytes) -> bytes:
