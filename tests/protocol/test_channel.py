@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ladder.protocol.channel import OVERHEAD, ChannelError, Initiator, Responder
+from ladder.protocol.channel import OVERHEAD, SEAL_CHUNK, ChannelError, Initiator, Responder
 from ladder.protocol.hello import member_id, public_bytes
 from ladder.protocol.messages import decode_target, encode_target
 from ladder.protocol.noise import generate_keypair
@@ -39,7 +39,7 @@ def test_sealed_bytes_round_trip_with_exact_overhead():
     user, exit_, _ = handshake()
     data = bytes(range(256)) * 1000  # 256,000 bytes: several Noise messages
     sealed = user.seal(data)
-    messages = -(-len(data) // 65519)
+    messages = -(-len(data) // SEAL_CHUNK)
     assert len(sealed) == len(data) + messages * OVERHEAD
     # Delivered in awkward pieces, the plaintext and the overhead add up exactly.
     out, overhead = [], 0

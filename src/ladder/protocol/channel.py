@@ -19,11 +19,13 @@ from __future__ import annotations
 import struct
 
 from .errors import ErrorCode, RemoteProtocolError
+from .frames import MAX_PAYLOAD
 from .noise import NoiseError, HandshakeState, TransportCipher, MAX_MESSAGE_LEN, TAG_LEN
 
 PROTOCOL = "Noise_IK_25519_ChaChaPoly_BLAKE2s"
 _LEN = struct.Struct("!H")
 OVERHEAD = _LEN.size + TAG_LEN  # per sealed message
+SEAL_CHUNK = MAX_PAYLOAD - OVERHEAD  # plaintext per message: one message fills one DATA frame
 
 
 class ChannelError(RemoteProtocolError):
@@ -86,30 +88,44 @@ class SealedStream:
 
     def seal(self, plaintext: bytes) -> bytes:
         out = []
-        for message in self._cipher.encrypt(plaintext):
+        view = memoryview(plaintext)
+        # One message per full DATA frame, so the far end can open each frame
+        # as it arrives, without gathering pieces first.
+        for start in range(0, len(view), SEAL_CHUNK):
+            (message,) = self._cipher.encrypt(view[start : start + SEAL_CHUNK])
             out.append(_LEN.pack(len(message)))
             out.append(message)
         return b"".join(out)
 
     def open(self, data: bytes) -> tuple[list[bytes], int]:
         """Plaintexts of the whole messages so far, and how many stream bytes were overhead."""
-        buf = self._buffer
-        buf += data
-        plaintexts, overhead, offset = [], 0, 0
-        while len(buf) - offset >= _LEN.size:
-            (size,) = _LEN.unpack_from(buf, offset)
-            if size < TAG_LEN:
-                raise ChannelError(f"sealed message of {size} bytes is shorter than its tag")
-            end = offset + _LEN.size + size
-            if end > len(buf):
-                break
-            try:
-                plaintexts.append(self._cipher.decrypt(bytes(buf[offset + _LEN.size : end])))
-            except NoiseError as exc:
-                raise ChannelError(f"a sealed message failed to authenticate ({exc})") from None
-            overhead += OVERHEAD
-            offset = end
-        del buf[:offset]
+        if self._buffer:
+            self._buffer += data
+            source = memoryview(self._buffer)
+        else:
+            source = memoryview(data)
+        plaintexts, overhead, offset, end = [], 0, 0, len(source)
+        try:
+            while end - offset >= _LEN.size:
+                (size,) = _LEN.unpack_from(source, offset)
+                if size < TAG_LEN:
+                    raise ChannelError(f"sealed message of {size} bytes is shorter than its tag")
+                stop = offset + _LEN.size + size
+                if stop > end:
+                    break
+                try:
+                    plaintexts.append(self._cipher.decrypt(source[offset + _LEN.size : stop]))
+                except NoiseError as exc:
+                    raise ChannelError(f"a sealed message failed to authenticate ({exc})") from None
+                overhead += OVERHEAD
+                offset = stop
+        finally:
+            if source.obj is self._buffer:
+                source.release()
+                del self._buffer[:offset]
+            else:
+                self._buffer = bytearray(source[offset:])
+                source.release()
         return plaintexts, overhead
 
 

@@ -425,7 +425,8 @@ class CipherState:
         if self._aead is None:
             return bytes(plaintext)
         self._check_nonce()
-        ciphertext = self._aead.encrypt(self._nonce_bytes(self._n), bytes(plaintext), bytes(ad))
+        # The AEAD reads any buffer: no copy of a view (bulk data passes here).
+        ciphertext = self._aead.encrypt(self._nonce_bytes(self._n), plaintext, ad)
         self._n += 1
         return ciphertext
 
@@ -441,7 +442,7 @@ class CipherState:
         if len(ciphertext) < TAG_LEN:
             raise NoiseDecryptError(f"message of {len(ciphertext)} bytes is shorter than the tag")
         try:
-            plaintext = self._aead.decrypt(self._nonce_bytes(self._n), bytes(ciphertext), bytes(ad))
+            plaintext = self._aead.decrypt(self._nonce_bytes(self._n), ciphertext, ad)
         except InvalidTag:
             raise NoiseDecryptError(f"message {self._n} failed to authenticate") from None
         self._n += 1
@@ -834,7 +835,7 @@ class TransportCipher:
         """
         if self._send is None:
             raise NoiseUsageError("this side of a one-way pattern cannot send")
-        view = memoryview(bytes(plaintext))
+        view = memoryview(plaintext)
         step = self.MAX_PLAINTEXT
         chunks = [view[i : i + step] for i in range(0, len(view), step)] or [view]
         return [self._send.encrypt_with_ad(ad, chunk) for chunk in chunks]
