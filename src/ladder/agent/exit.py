@@ -53,6 +53,16 @@ class ExitGuard:
 async def resolve_allowed(host: str, port: int, guard: ExitGuard) -> list[tuple]:
     """Socket addresses for (host, port) that the guard allows, in resolver order."""
     loop = asyncio.get_running_loop()
+    try:  # an address literal needs no resolver thread
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        family = socket.AF_INET if literal.version == 4 else socket.AF_INET6
+        why = guard.refusal(literal, port)
+        if why is not None:
+            raise TargetRefused(ErrorCode.FORBIDDEN, why)
+        return [(family, (host, port))]
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
