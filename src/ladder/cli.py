@@ -265,14 +265,8 @@ def up(folder, proxy, exit_choice, share, country, allow_private, verbose) -> No
                   allow_private=allow_private)
 
     async def serve() -> None:
-        task = asyncio.ensure_future(agent.run())
-        if proxy_at:
-            while agent.proxy_address is None and not task.done():
-                await asyncio.sleep(0.01)
-            if agent.proxy_address:
-                logging.info("proxy on %s:%d (SOCKS5 and HTTP)", *agent.proxy_address)
         try:
-            await task
+            await agent.run()
         except AgentFatal as exc:
             raise LadderError(str(exc)) from None
 

@@ -67,11 +67,15 @@ def load_toml(path: Path) -> dict:
 
 
 def parse_address(text: str, default_port: int = 443) -> tuple[str, int]:
-    """'host:port', '[v6]:port' or 'host' → (host, port)."""
-    host, sep, port = text.rpartition(":")
-    if not sep or "]" in port:
-        host, port = text, str(default_port)
-    host = host.strip("[]")
+    """'host:port', '[v6]:port', 'host' or a bare IPv6 literal → (host, port)."""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ("" if not rest else "x")
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    else:
+        host, port = text, ""
+    port = port or str(default_port)
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"not an address: {text!r} (expected host:port)")
     return host, int(port)

@@ -117,7 +117,6 @@ async def run_demo(check: bool, port: int, echo=print) -> int:
                     break
                 except Exception:
                     continue
-            user.proxy = None  # already listening
             for agent in (sharer, user):
                 tasks.append(asyncio.ensure_future(agent.run()))
             try:

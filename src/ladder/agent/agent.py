@@ -70,7 +70,6 @@ class Agent:
         self.since = time.time()
         self.proxy_server: asyncio.AbstractServer | None = None
         self.proxy_address: tuple[str, int] | None = None
-        self.exit_streams = 0
         self._tasks: set[asyncio.Task] = set()
         self._link_down: asyncio.Future | None = None
         self._up = asyncio.Event()
@@ -78,7 +77,7 @@ class Agent:
     # -------------------------------------------------------------- running
 
     async def start_proxy(self) -> None:
-        if self.proxy is None:
+        if self.proxy is None or self.proxy_server is not None:
             return
         loop = asyncio.get_running_loop()
         host, port = self.proxy
@@ -89,6 +88,7 @@ class Agent:
         except OSError as exc:
             raise AgentFatal(f"cannot listen on {format_address(host, port)}: {exc.strerror or exc}") from None
         self.proxy_address = self.proxy_server.sockets[0].getsockname()[:2]
+        log.info("proxy on %s (SOCKS5 and HTTP)", format_address(*self.proxy_address))
 
     async def run(self) -> None:
         """Serve until cancelled; raises AgentFatal when going on makes no sense."""
@@ -187,7 +187,7 @@ class Agent:
             link.refuse(sid, exc.code, str(exc))
             return
         message2, sealed = responder.answer()
-        relay = ExitRelay(self)
+        relay = Relay()
         link.endpoints[sid] = channel = Channel(link, sid, sealed, relay)  # a reset while we connect
         task = asyncio.get_running_loop().create_task(self._connect_target(channel, host, port, message2))
         self._tasks.add(task)
@@ -250,19 +250,6 @@ class Agent:
             write_file(self.config.status_path, json.dumps(self.status(), indent=1).encode())
         except OSError as exc:
             log.warning("cannot write %s: %s", self.config.status_path, exc)
-
-
-class ExitRelay(Relay):
-    def __init__(self, agent: Agent):
-        super().__init__()
-        self.agent = agent
-        agent.exit_streams += 1
-        self._counted = True
-
-    def stream_gone(self) -> None:
-        if self._counted:
-            self._counted = False
-            self.agent.exit_streams -= 1
 
 
 class _Opening(Endpoint):

@@ -21,6 +21,7 @@ import logging
 import struct
 from typing import Callable
 
+from ladder.config import ConfigError, parse_address
 from ladder.protocol.errors import ErrorCode
 
 from .relay import Relay
@@ -61,21 +62,10 @@ def http_error(status: str, message: str) -> bytes:
 
 
 def split_authority(authority: str, default_port: int) -> tuple[str, int]:
-    """'host:port', '[v6]:port' or 'host' → (host, port)."""
-    if authority.startswith("["):
-        host, _, rest = authority[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else ""
-    elif authority.count(":") == 1:
-        host, port = authority.split(":")
-    else:
-        host, port = authority, ""
     try:
-        number = int(port) if port else default_port
-    except ValueError:
-        raise FrontError(f"bad port in {authority!r}") from None
-    if not host or not 0 < number < 65536:
-        raise FrontError(f"bad address {authority!r}")
-    return host, number
+        return parse_address(authority, default_port)
+    except ConfigError as exc:
+        raise FrontError(str(exc)) from None
 
 
 def parse_head(head: bytes) -> tuple[bytes, bytes, bytes, list[tuple[bytes, bytes]]]:

@@ -165,12 +165,6 @@ class Link(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._shutdown(f"connection lost: {exc}" if exc else "connection closed")
 
-    def pause_writing(self) -> None:  # windows bound what we buffer; nothing to do
-        pass
-
-    def resume_writing(self) -> None:
-        pass
-
     # --------------------------------------------------------------- inside
 
     def _dispatch(self, events: list) -> None:
