@@ -92,7 +92,14 @@ def hub() -> None:
 @click.option("--cert", type=click.Path(dir_okay=False), help="Your own TLS certificate (PEM), e.g. from a CA.")
 @click.option("--key", type=click.Path(dir_okay=False), help="The private key of --cert (PEM).")
 def hub_init(folder, name, listen, public_address, cert, key) -> None:
-    """Create a hub: its TLS key and certificate, its member store, its config."""
+    """Create a hub: its TLS key and certificate, its member store, its config.
+
+    \b
+    Example:
+      ladder hub init --dir ~/hub --name tokyo --listen 0.0.0.0:443 \\
+                      --public-address hub.example.org:443
+      ladder hub run --dir ~/hub
+    """
     from ladder.link.tls import check_key_matches_cert, fingerprint_of_cert_file, generate_self_signed
     from ladder.store.hubdb import HubStore
 
@@ -253,7 +260,17 @@ def join(invite, folder) -> None:
               help="Let the exit reach private/loopback addresses. For demos and labs only.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every link and stream event.")
 def up(folder, proxy, exit_choice, share, country, allow_private, verbose) -> None:
-    """Connect to the hub and serve: a local proxy, an exit, or both."""
+    """Connect to the hub and serve: a local proxy, an exit, or both.
+
+    \b
+    Examples:
+      ladder up --dir ~/ladder                               # proxy on 127.0.0.1:1080, any exit
+      ladder up --dir ~/ladder --exit US                     # only exits in the US
+      ladder up --dir ~/ladder --share --country DE          # lend your connection
+      curl -x socks5h://127.0.0.1:1080 https://example.com/  # then browse through it
+
+    The link reconnects by itself; `ladder status --dir ~/ladder` tells how it is.
+    """
     from ladder.agent.agent import Agent, AgentFatal
 
     config = MemberConfig.load(member_folder(folder))
