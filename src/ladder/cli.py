@@ -91,7 +91,11 @@ def hub() -> None:
 @click.option("--public-address", help="host:port members dial (goes into invite links). Default: --listen.")
 @click.option("--cert", type=click.Path(dir_okay=False), help="Your own TLS certificate (PEM), e.g. from a CA.")
 @click.option("--key", type=click.Path(dir_okay=False), help="The private key of --cert (PEM).")
-def hub_init(folder, name, listen, public_address, cert, key) -> None:
+@click.option("--web-backend", help="A real web server (plain HTTP host:port) that answers everyone who is "
+              "not a member, instead of the built-in small site.")
+@click.option("--raw-backend", help="That server's TLS host:port, for connections that do not start TLS "
+              "(probes, plain HTTP), so it answers them itself.")
+def hub_init(folder, name, listen, public_address, cert, key, web_backend, raw_backend) -> None:
     """Create a hub: its TLS key and certificate, its member store, its config.
 
     \b
@@ -108,6 +112,7 @@ def hub_init(folder, name, listen, public_address, cert, key) -> None:
         raise LadderError(f"{path} already holds a hub; use another --dir")
     listen_at = address_option(listen)
     public = address_option(public_address) or listen_at
+    backends = address_option(web_backend), address_option(raw_backend)
     if (cert is None) != (key is None):
         raise click.UsageError("--cert and --key go together")
     path.mkdir(parents=True, exist_ok=True)
@@ -117,7 +122,7 @@ def hub_init(folder, name, listen, public_address, cert, key) -> None:
     else:
         cert_path, key_path = path / "tls.crt", path / "tls.key"
         generate_self_signed(cert_path, key_path, public[0], [public[0]])
-    config = HubConfig(path, name, listen_at, public, cert_path, key_path)
+    config = HubConfig(path, name, listen_at, public, cert_path, key_path, *backends)
     HubStore(config.db_path).close()
     config.save()
     click.echo(f"hub {name} created in {path}")

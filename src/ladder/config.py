@@ -217,22 +217,25 @@ class HubConfig:
     public_address: tuple[str, int]
     cert: Path
     key: Path
+    web_backend: tuple[str, int] | None = None  # a real web server for strangers (plain HTTP)
+    raw_backend: tuple[str, int] | None = None  # its TLS port, for connections without a ClientHello
 
     @property
     def db_path(self) -> Path:
         return self.folder / "hub.db"
 
     def save(self) -> None:
-        write_file(
-            self.folder / "hub.toml",
-            dump_toml({"hub": {
-                "name": self.name,
-                "listen": format_address(*self.listen),
-                "public_address": format_address(*self.public_address),
-                "cert": str(self.cert),
-                "key": str(self.key),
-            }}),
-        )
+        hub = {
+            "name": self.name,
+            "listen": format_address(*self.listen),
+            "public_address": format_address(*self.public_address),
+            "cert": str(self.cert),
+            "key": str(self.key),
+        }
+        for name in ("web_backend", "raw_backend"):
+            if getattr(self, name) is not None:
+                hub[name] = format_address(*getattr(self, name))
+        write_file(self.folder / "hub.toml", dump_toml({"hub": hub}))
 
     @classmethod
     def load(cls, folder: Path) -> HubConfig:
@@ -241,7 +244,8 @@ class HubConfig:
             raise ConfigError(f"{folder} holds no hub: run `ladder hub init --dir {folder}` first")
         try:
             hub = load_toml(path)["hub"]
+            backends = {name: parse_address(hub[name]) for name in ("web_backend", "raw_backend") if name in hub}
             return cls(folder, hub["name"], parse_address(hub["listen"]), parse_address(hub["public_address"]),
-                       folder / hub["cert"], folder / hub["key"])
+                       folder / hub["cert"], folder / hub["key"], **backends)
         except (KeyError, TypeError) as exc:
             raise ConfigError(f"{path} lacks {exc}") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import sys
 import hashlib
 import signal
 import socket
@@ -169,3 +170,37 @@ def test_silent_exit_is_dropped_within_15_s_and_comes_back(network):
     finally:
         alpha.proc.popen.send_signal(signal.SIGCONT)
     user.wait_exits(1, 40)  # the exit notices, reconnects with backoff, and shares again
+
+
+def test_strangers_are_handed_to_the_real_web_server_beside_the_hub(tmp_path, origin):
+    """--web-backend gets decrypted non-member requests; --raw-backend gets connections without TLS."""
+    from conftest import HERE, Proc, _accepts
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text("<html>the operator's own site</html>\n")
+    web_port, raw_port = free_port(), free_port()
+    servers = [Proc(f"web{p}", [sys.executable, str(HERE / "origin.py"), str(p), str(site)], tmp_path)
+               for p in (web_port, raw_port)]
+    try:
+        wait_for(lambda: _accepts(web_port) and _accepts(raw_port), 10, "the web backends")
+        hub_port = free_port()
+        hub_dir = tmp_path / "hub2"
+        ladder("hub", "init", "--dir", str(hub_dir), "--listen", f"127.0.0.1:{hub_port}",
+               "--web-backend", f"127.0.0.1:{web_port}", "--raw-backend", f"127.0.0.1:{raw_port}")
+        hub = Proc("hub2", [sys.executable, "-m", "ladder", "hub", "run", "--dir", str(hub_dir)], tmp_path)
+        servers.append(hub)
+        wait_for(lambda: _accepts(hub_port), 10, "the hub")
+
+        https = curl("-k", "-i", f"https://127.0.0.1:{hub_port}/")
+        assert b"the operator's own site" in https.stdout, https.stdout[:300]
+        plain = curl("-i", f"http://127.0.0.1:{hub_port}/")  # plain HTTP to the TLS port: raw to the backend
+        assert b"the operator's own site" in plain.stdout, plain.stdout[:300]
+
+        folder = tmp_path / "member"
+        invite = ladder("hub", "invite", "--dir", str(hub_dir), "member").stdout.strip()
+        ladder("join", invite, "--dir", str(folder))  # members still get through
+        assert (folder / "ladder.toml").exists()
+    finally:
+        for proc in servers:
+            proc.stop()

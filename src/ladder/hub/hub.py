@@ -16,7 +16,7 @@ import logging
 
 from ladder.config import HubConfig
 from ladder.link.connection import Link
-from ladder.link.server import Doorway
+from ladder.link.server import Doorway, listen
 from ladder.link.tls import fingerprint_of_cert_file, server_context
 from ladder.protocol.errors import ErrorCode, RemoteProtocolError
 from ladder.protocol.hello import JOIN, Hello, member_id
@@ -112,14 +112,11 @@ class Hub:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.store.clear_online()
-        host, port = self.config.listen
-        self.server = await loop.create_server(
-            lambda: Doorway(self.fingerprint, self.admit),
-            host or None,
-            port,
-            ssl=server_context(self.config.cert, self.config.key),
-            ssl_handshake_timeout=15.0,
-            backlog=1024,
+        self.server = await listen(
+            self.config.listen,
+            server_context(self.config.cert, self.config.key),
+            lambda: Doorway(self.fingerprint, self.admit, self.config.web_backend),
+            self.config.raw_backend,
         )
         self._data_version = self.store.data_version()
         loop.call_later(REVOCATION_POLL, self._poll_store)

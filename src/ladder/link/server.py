@@ -12,13 +12,20 @@ sees the same small web site as everyone else.
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
+import ssl
 from typing import Callable
 
 from ladder.protocol.hello import Hello, hello_size, parse_hello, verify_hello
 
+from .fallback import hand_to_backend, pipe_end, splice_to_backend
 from .webface import WebFace
 
+log = logging.getLogger(__name__)
 FIRST_BYTES_TIMEOUT = 60.0  # nginx's client_header_timeout
+PEEK_TIMEOUT = 10.0  # a member's ClientHello comes at once; silence goes to the raw backend
+TLS_HANDSHAKE_TIMEOUT = 15.0
 KEEPALIVE_TIMEOUT = 75.0  # nginx's keepalive_timeout
 
 # (hello, binding, transport, rest) -> True if the hub took the connection.
@@ -57,10 +64,10 @@ class WebVisitor(asyncio.Protocol):
 
 
 class Doorway(asyncio.Protocol):
-    def __init__(self, fingerprint: str, admit: Admit, face_factory: Callable[[], WebFace] = WebFace):
+    def __init__(self, fingerprint: str, admit: Admit, web_backend: tuple[str, int] | None = None):
         self.fingerprint = fingerprint
         self.admit = admit
-        self.face_factory = face_factory
+        self.web_backend = web_backend
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -88,7 +95,107 @@ class Doorway(asyncio.Protocol):
             self._timer.cancel()
 
     def _hand_to_web(self) -> None:
-        visitor = WebVisitor(self.face_factory())
+        if self.web_backend is not None:
+            return hand_to_backend(self.transport, self.web_backend, bytes(self.buffer))
+        visitor = WebVisitor(WebFace())
         self.transport.set_protocol(visitor)
         visitor.connection_made(self.transport)
         visitor.data_received(bytes(self.buffer))
+
+
+async def listen(
+    address: tuple[str, int],
+    context: ssl.SSLContext,
+    doorway: Callable[[], Doorway],
+    raw_backend: tuple[str, int] | None = None,
+):
+    """Serve the hub's port: TLS into a Doorway; without a ClientHello, raw to `raw_backend`."""
+    loop = asyncio.get_running_loop()
+    host, port = address
+    if raw_backend is None:
+        return await loop.create_server(doorway, host or None, port, ssl=context,
+                                        ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT, backlog=1024)
+    return await SniffingServer.start(address, context, doorway, raw_backend)
+
+
+class SniffingServer:
+    """Accepts TCP itself, so the first byte can be peeked at before TLS reads it."""
+
+    def __init__(self, sock: socket.socket, context: ssl.SSLContext, doorway, raw_backend: tuple[str, int]):
+        self.sockets = [sock]
+        self.context = context
+        self.doorway = doorway
+        self.raw_backend = raw_backend
+        self._tasks: set[asyncio.Task] = set()
+        self._accepting: asyncio.Task | None = None
+
+    @classmethod
+    async def start(cls, address, context, doorway, raw_backend) -> SniffingServer:
+        host, port = address
+        infos = await asyncio.get_running_loop().getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)
+        family, kind, proto, _, sockaddr = infos[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(sockaddr)
+            sock.listen(1024)
+        except OSError:
+            sock.close()
+            raise
+        sock.setblocking(False)
+        server = cls(sock, context, doorway, raw_backend)
+        server._accepting = asyncio.get_running_loop().create_task(server._accept())
+        return server
+
+    async def serve_forever(self) -> None:
+        await self._accepting
+
+    def close(self) -> None:
+        if self._accepting is not None:
+            self._accepting.cancel()
+        for task in self._tasks:
+            task.cancel()
+        self.sockets[0].close()
+
+    async def _accept(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            conn, _ = await loop.sock_accept(self.sockets[0])
+            conn.setblocking(False)
+            task = loop.create_task(self._route(conn))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _route(self, conn: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            first = await asyncio.wait_for(_peek(conn), PEEK_TIMEOUT)
+        except asyncio.TimeoutError:
+            first = b""  # silence: let the real server time it out
+        except OSError:
+            conn.close()
+            return
+        try:
+            if first[:1] == b"\x16":  # a TLS handshake record: ours to answer
+                await loop.connect_accepted_socket(self.doorway, conn, ssl=self.context,
+                                                   ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
+            else:
+                client = pipe_end()
+                transport, _ = await loop.connect_accepted_socket(lambda: client, conn)
+                await splice_to_backend(transport, self.raw_backend, b"", client)
+        except (OSError, ssl.SSLError, asyncio.TimeoutError) as exc:
+            log.debug("connection dropped before it was routed: %s", exc)
+            conn.close()
+
+
+async def _peek(conn: socket.socket) -> bytes:
+    """The first bytes waiting on `conn`, left in place for whoever reads next."""
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+    loop.add_reader(conn.fileno(), lambda: ready.done() or ready.set_result(None))
+    try:
+        await ready
+    finally:
+        loop.remove_reader(conn.fileno())
+    return conn.recv(8, socket.MSG_PEEK)

@@ -1,0 +1,104 @@
+"""Handing a stranger's connection to a real web server beside the hub.
+
+A probe that compares the hub with a real web server should find a real web
+server. With `--web-backend`, a TLS connection that is not a member's is
+spliced, decrypted and with every byte already read, to that server's plain
+HTTP port; with `--raw-backend`, a connection that does not even start with
+a TLS ClientHello is spliced, raw, to that server's TLS port, so the server
+itself answers the garbage, the plain HTTP request or the silence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+log = logging.getLogger(__name__)
+HIGH_WATER = 256 * 1024
+CONNECT_TIMEOUT = 5.0
+
+
+class _Half(asyncio.Protocol):
+    """One side of a byte pipe: what it reads, the other side writes."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.other: _Half | None = None
+        self.pending: list[bytes] = []  # read before the other side was connected
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        other = self.other
+        if other is None or other.transport is None:
+            self.pending.append(data)
+            return
+        other.transport.write(data)
+        if other.transport.get_write_buffer_size() > HIGH_WATER:
+            self.transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        other = self.other
+        if other is not None and other.transport is not None:
+            if other.transport.can_write_eof():
+                other.transport.write_eof()
+                return True
+            other.transport.close()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.other is not None and self.other.transport is not None:
+            self.other.transport.close()
+
+    def pause_writing(self) -> None:
+        if self.other is not None and self.other.transport is not None:
+            self.other.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.other is not None and self.other.transport is not None:
+            self.other.transport.resume_reading()
+
+
+def pipe_end() -> _Half:
+    """A protocol for a connection to be spliced later; it keeps what it reads until then."""
+    return _Half()
+
+
+async def splice_to_backend(transport: asyncio.Transport, backend: tuple[str, int], first: bytes,
+                            client: _Half) -> None:
+    """Join `transport` to a new connection to `backend`; `first` goes out before anything else.
+
+    `client` is the pipe_end() already driving the transport.
+    """
+    loop = asyncio.get_running_loop()
+    transport.pause_reading()
+    try:
+        _, server = await asyncio.wait_for(loop.create_connection(_Half, *backend), CONNECT_TIMEOUT)
+    except (OSError, asyncio.TimeoutError) as exc:
+        log.warning("web backend %s:%d unreachable: %s", *backend, exc)
+        transport.abort()
+        return
+    client.other, server.other = server, client
+    if first:
+        server.transport.write(first)
+    for chunk in client.pending:
+        server.transport.write(chunk)
+    client.pending.clear()
+    if not transport.is_closing():
+        transport.resume_reading()
+    else:
+        server.transport.close()
+
+
+def hand_to_backend(transport: asyncio.Transport, backend: tuple[str, int], first: bytes) -> None:
+    """Splice soon; from now on whatever the transport reads waits for the backend."""
+    client = _Half()
+    transport.set_protocol(client)
+    client.connection_made(transport)
+    task = asyncio.get_running_loop().create_task(splice_to_backend(transport, backend, first, client))
+    _TASKS.add(task)
+    task.add_done_callback(_TASKS.discard)
+
+
+_TASKS: set[asyncio.Task] = set()
