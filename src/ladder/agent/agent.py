@@ -175,14 +175,15 @@ class Agent:
             self._link_down.set_result(reason)
 
     def stream_opened(self, link: Link, sid: int, payload: bytes, window: int) -> None:
-        """The hub splices another member's stream to this exit."""
-        if not self.share:
-            link.refuse(sid, ErrorCode.FORBIDDEN, "this member does not share its connection")
-            return
+        """The hub splices another member's stream here: to this exit, or to a service."""
         try:
             user_id, message1 = decode_route(payload)
             responder = Responder(self.noise_private, user_id, self.config.id)
-            host, port = decode_target(responder.read_first(message1))
+            request = responder.read_first(message1)
+            if not self.share:
+                link.refuse(sid, ErrorCode.FORBIDDEN, "this member does not share its connection")
+                return
+            host, port = decode_target(request)
         except RemoteProtocolError as exc:  # ChannelError included
             link.refuse(sid, exc.code, str(exc))
             return
@@ -218,7 +219,7 @@ class Agent:
         if not candidates:
             relay.on_refused(ErrorCode.NO_ROUTE, self.directory.why_none(self.exit_choice))
             return
-        _Opening(self, host, port, relay, candidates).try_next()
+        _Opening(self, encode_target(host, port), relay, candidates).try_next()
 
     def _stream_done(self, conn: ProxyConnection) -> None:
         if conn.exit_id is not None:
@@ -255,9 +256,10 @@ class Agent:
 class _Opening(Endpoint):
     """A channel being opened for the front, moving on to the next exit if one is gone."""
 
-    def __init__(self, agent: Agent, host: str, port: int, relay: ProxyConnection, candidates: list[ExitRecord]):
+    def __init__(self, agent: Agent, request: bytes, relay: ProxyConnection, candidates: list[ExitRecord]):
+        """`request` rides encrypted in Noise message 1; each candidate needs .id and .noise_key."""
         self.agent = agent
-        self.target = encode_target(host, port)
+        self.target = request
         self.relay = relay
         self.candidates = candidates
         self.exit: ExitRecord | None = None
