@@ -317,7 +317,7 @@ def start_ladder(procs: Processes, tmp: Path, profile_dir: Path | None, tool: st
         link = run_cli_ok(["hub", "invite", "--dir", str(hub_dir), name]).strip()
         run_cli_ok(["join", link, "--dir", str(folder)])
     procs.start("sharer", ladder_argv(["up", "--dir", str(sharer_dir), "--share", "--country", "ZZ",
-                                    "--allow-private"], "sharer", profile_dir, tool))
+                                    "--allow-private", "--ports", "1-65535"], "sharer", profile_dir, tool))
     procs.start("user", ladder_argv(["up", "--dir", str(user_dir), "--proxy", f"127.0.0.1:{proxy_port}"],
                                  "user", profile_dir, tool))
     deadline = time.monotonic() + READY_TIMEOUT

@@ -263,8 +263,17 @@ def join(invite, folder) -> None:
 @click.option("--country", help="Country of your exit, e.g. US (with --share).")
 @click.option("--allow-private", is_flag=True,
               help="Let the exit reach private/loopback addresses. For demos and labs only.")
+@click.option("--rules", "rules_source", help="Routing rules: a preset (inside-cn, abroad) or a rules file. "
+              "Default: [route] in ladder.toml, else everything through --exit.")
+@click.option("--members", help="With --share: only these members (comma-separated names) may use your exit.")
+@click.option("--ports", help="With --share: destination ports allowed, e.g. 80,443,8000-8100 (default 80,443).")
+@click.option("--rate", help="With --share: bytes per second for the whole exit, e.g. 20M.")
+@click.option("--user-rate", help="With --share: bytes per second per member, e.g. 5M.")
+@click.option("--daily-cap", help="With --share: bytes per day, e.g. 10G; then no new streams until tomorrow.")
+@click.option("--monthly-cap", help="With --share: bytes per month, e.g. 200G.")
+@click.option("--user-streams", type=click.IntRange(1), help="With --share: open streams per member (default 64).")
 @click.option("-v", "--verbose", is_flag=True, help="Log every link and stream event.")
-def up(folder, proxy, exit_choice, share, country, allow_private, verbose) -> None:
+def up(folder, proxy, exit_choice, share, country, allow_private, rules_source, verbose, **limits) -> None:
     """Connect to the hub and serve: a local proxy, an exit, or both.
 
     \b
@@ -277,14 +286,18 @@ def up(folder, proxy, exit_choice, share, country, allow_private, verbose) -> No
     The link reconnects by itself; `ladder status --dir ~/ladder` tells how it is.
     """
     from ladder.agent.agent import Agent, AgentFatal
+    from ladder.agent.rules import load_rules
+    from ladder.agent.sharing import SharePolicy
 
     config = MemberConfig.load(member_folder(folder))
     proxy_at = address_option(proxy) if proxy else (None if share else ("127.0.0.1", 1080))
+    rules = load_rules(rules_source or config.route.get("rules"))
+    policy = SharePolicy.from_table({**config.share, **{k: v for k, v in limits.items() if v is not None}})
     setup_logging(verbose)
     if allow_private:
         logging.warning("--allow-private: members can reach this machine's loopback and LAN through your exit")
     agent = Agent(config, proxy=proxy_at, share=share, country=country, exit_choice=exit_choice,
-                  allow_private=allow_private)
+                  allow_private=allow_private, rules=rules, policy=policy)
 
     async def serve() -> None:
         try:
@@ -295,19 +308,76 @@ def up(folder, proxy, exit_choice, share, country, allow_private, verbose) -> No
     run_async(serve())
 
 
+@cli.group()
+def route() -> None:
+    """Routing rules: which sites go through which exit, directly, or nowhere."""
+
+
+@route.command("test")
+@click.argument("destination")
+@click.option("--dir", "folder", help=DIR_HELP)
+@click.option("--rules", "rules_source", help="A preset (inside-cn, abroad) or a rules file instead of the config's.")
+@click.option("--exit", "exit_choice", default="auto", show_default=True, help="The default exit, as for `up`.")
+def route_test(destination, folder, rules_source, exit_choice) -> None:
+    """Print which rule matches DESTINATION (a name or an address) and where it would go."""
+    from ladder.agent.rules import Router, load_rules
+
+    source = rules_source
+    if source is None:
+        path = member_folder(folder)
+        source = MemberConfig.load(path).route.get("rules") if (path / "ladder.toml").exists() else None
+    rule = Router(load_rules(source), exit_choice).route(destination)
+    where = {"direct": "directly, not through the network", "block": "nowhere: blocked"}.get(
+        rule.action, f"through an exit ({rule.action.removeprefix('exit:')})")
+    origin = f"line {rule.line} of the rules" if rule.line else "the built-in default"
+    click.echo(f"{destination}: {origin} `{rule.text}` -> {where}")
+
+
+@cli.group()
+def share() -> None:
+    """Your exit: who uses it, how much, and its limits."""
+
+
+@share.command("status")
+@click.option("--dir", "folder", help=DIR_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def share_status(folder, as_json) -> None:
+    """Who is using your exit now, bytes per member today, and the caps."""
+    config = MemberConfig.load(member_folder(folder))
+    state = _agent_state(config)
+    info = state.get("share")
+    if as_json:
+        click.echo(json.dumps(info, indent=1))
+    elif not info:
+        click.echo(f"not sharing (agent {state['state']}): start with `ladder up --dir {config.folder} --share`")
+    else:
+        limits = info["limits"]
+        click.echo(f"today: {info['today_bytes'] / 1e6:.1f} MB, this month: {info['month_bytes'] / 1e6:.1f} MB"
+                   + (f"  [{info['capped']}]" if info["capped"] else ""))
+        click.echo("limits: " + ", ".join(f"{k}={v}" for k, v in limits.items() if v is not None))
+        for user in info["users"].values():
+            click.echo(f"  {user['name']:<20} {user['streams']:>4} streams  {user['bytes_today'] / 1e6:10.1f} MB today")
+    sys.exit(0 if info else 1)
+
+
+def _agent_state(config: MemberConfig) -> dict:
+    """The running agent's status.json, or {"state": "not running"}."""
+    try:
+        state = json.loads(config.status_path.read_text())
+    except (OSError, ValueError):
+        return {"state": "not running"}
+    if state.get("state") not in ("not running", "stopped") and not _alive(state.get("pid")):
+        state["state"] = "not running"
+    return state
+
+
 @cli.command()
 @click.option("--dir", "folder", help=DIR_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the agent's status as JSON.")
 def status(folder, as_json) -> None:
     """Is the link up, to which hub, which exits are online. Exit 0 only if up."""
-    path = member_folder(folder)
-    config = MemberConfig.load(path)
-    try:
-        state = json.loads(config.status_path.read_text())
-    except (OSError, ValueError):
-        state = {"state": "not running"}
-    if state.get("state") not in ("not running", "stopped") and not _alive(state.get("pid")):
-        state["state"] = "not running"
+    config = MemberConfig.load(member_folder(folder))
+    state = _agent_state(config)
     state.setdefault("hub", config.hub_name)
     state.setdefault("member", config.name)
     if as_json:
@@ -334,6 +404,126 @@ def _alive(pid) -> bool:
     except PermissionError:
         return True
     return True
+
+
+# ------------------------------------------------------------- services
+
+
+@cli.command()
+@click.argument("address", required=False)
+@click.option("--dir", "folder", help=DIR_HELP)
+@click.option("--name", help="The service's name (1-32 of a-z, 0-9, '-'): reached as NAME.<member>.ladder.")
+@click.option("--title", default="", help="A title, shown in `ladder services`.")
+@click.option("--description", default="", help="A line or two about it, shown in `ladder services --json`.")
+@click.option("--members", help="Only these members may connect: names or member ids, comma-separated. "
+              "Default: every member.")
+@click.option("--tcp", is_flag=True, help="Any TCP service (SSH, a game server), not a web site.")
+@click.option("--remove", metavar="NAME", help="Take the service NAME down, at once if the agent is running.")
+def publish(address, folder, name, title, description, members, tcp, remove) -> None:
+    """Put a service on this machine's loopback online inside the network only.
+
+    \b
+    Examples:
+      ladder publish --dir ~/ladder 127.0.0.1:5000 --name blog --title "Ryan's photos"
+      ladder publish --dir ~/ladder 127.0.0.1:22 --name ssh --tcp --members alice,bob
+      ladder publish --dir ~/ladder --remove blog
+      ladder publish --dir ~/ladder                  # what this member publishes
+      curl -x socks5h://127.0.0.1:1080 http://blog.ryan.ladder/     # any member, through its proxy
+
+    No port is opened: members reach the service through the hub, end to end
+    encrypted. It is kept in services.json in the member's folder; the running
+    agent (`ladder up`) picks changes up within a second and publishes again
+    after every reconnect.
+    """
+    from ladder.agent.services import Published, load_published, loopback_address, save_published
+    from ladder.protocol.hello import public_bytes
+    from ladder.protocol.records import service_address
+
+    config = MemberConfig.load(member_folder(folder))
+    services = load_published(config.folder)
+    state = _agent_state(config)
+    running = state["state"] not in ("not running", "stopped")
+    pubkey = public_bytes(config.key)
+    if remove is not None:
+        if address or name:
+            raise click.UsageError("--remove takes only the service's name")
+        if services.pop(remove, None) is None:
+            raise LadderError(f"{remove} is not published by {config.name} "
+                              f"(see `ladder publish --dir {config.folder}`)")
+        save_published(config.folder, services)
+        click.echo(f"removed {remove}.{config.name}.ladder" + (": the agent takes it down within a second"
+                                                                if running else ""))
+        return
+    if address is None:
+        if name:
+            raise click.UsageError("give the local ADDRESS to publish, e.g. 127.0.0.1:5000")
+        for s in services.values():
+            access = ", ".join(s.members.values()) if s.members else "every member"
+            click.echo(f"{s.name}.{config.name}.ladder  {service_address(pubkey, s.name)}  "
+                       f"{s.kind} from {s.address[0]}:{s.address[1]}  for {access}  {s.title}")
+        if not services:
+            click.echo(f"nothing published: ladder publish --dir {config.folder} 127.0.0.1:PORT --name NAME")
+        return
+    if not name:
+        raise click.UsageError("--name is required: the service is reached as NAME.<member>.ladder")
+    service = Published(name, loopback_address(address), title, description, "tcp" if tcp else "http",
+                        _member_ids(members, state, config) if members else {})
+    service.check()
+    services[name] = service
+    save_published(config.folder, services)
+    access = ", ".join(f"{n} ({i})" for i, n in service.members.items()) or "every member"
+    scheme = "http://{}/" if not tcp else "{} (any port)"
+    click.echo(f"published {name} from {service.address[0]}:{service.address[1]} for {access}:")
+    click.echo("  " + scheme.format(f"{name}.{config.name}.ladder"))
+    click.echo("  " + scheme.format(service_address(pubkey, name)) + "   (no hub can redirect this name)")
+    click.echo("the agent puts it online within a second" if running
+               else f"start the agent to put it online: ladder up --dir {config.folder}")
+
+
+def _member_ids(text: str, state: dict, config: MemberConfig) -> dict[str, str]:
+    """Member names or ids → {id: name}, from the member list the agent last had from the hub."""
+    known = (state.get("services") or {}).get("members") or {}
+    by_name = {name: mid for mid, name in known.items()}
+    out = {}
+    for token in filter(None, (t.strip().lower() for t in text.split(","))):
+        if token in by_name:
+            out[by_name[token]] = token
+        elif token in known:
+            out[token] = known[token]
+        elif len(token) == 24 and all(c in "abcdefghijklmnopqrstuvwxyz234567" for c in token):
+            out[token] = token  # a member id the agent has not heard of yet
+        else:
+            hint = "" if known else f" (run `ladder up --dir {config.folder}` so the agent learns the members)"
+            raise LadderError(f"no member named {token!r} is known{hint}; member ids work too "
+                              "(`ladder hub members` shows them)")
+    return out
+
+
+@cli.command()
+@click.option("--dir", "folder", help=DIR_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def services(folder, as_json) -> None:
+    """What is published in the network, by whom, online or not (as the agent last heard)."""
+    config = MemberConfig.load(member_folder(folder))
+    state = _agent_state(config)
+    info = state.get("services") or {"listed": [], "refused": {}, "published": []}
+    if as_json:
+        click.echo(json.dumps(info, indent=1))
+        return
+    if state["state"] != "up":
+        click.echo(f"(the agent is {state['state']}: this is what it last heard from the hub)")
+    listed = info.get("listed") or []
+    for s in listed:
+        online = "online" if s["online"] else "offline"
+        access = ",".join(s.get("access") or ["everyone"]) + ("" if s["allowed"] else " (not you)")
+        click.echo(f"{s['name']:<32} {online:<8} {s['kind']:<5} {access:<24} {s['title']}")
+        click.echo(f"  {s['address']}")
+    if not listed:
+        click.echo("no services published in the network")
+    for host, reason in (info.get("refused") or {}).items():
+        click.echo(f"REFUSED {host}: {reason}")
+    if info.get("error"):
+        click.echo(f"your services.json: {info['error']}")
 
 
 # ----------------------------------------------------------- demo, tests

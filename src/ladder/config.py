@@ -11,7 +11,7 @@ import base64
 import json
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -122,6 +122,32 @@ class InviteLink:
 
 # ---------------------------------------------------------------- members
 
+MEMBER_EXAMPLES = b"""
+# --- Sharing your connection (ladder up --share). Flags of the same names override these.
+# [share]
+# members = "everyone"            # or ["alice", "bob"]: only these members may use your exit
+# ports = [80, 443]               # destination ports; ranges like "8000-8100"
+# deny = ["example.com", "203.0.113.0/24"]   # never served (a domain covers its subdomains)
+# rate = "20M"                    # bytes per second for the whole exit (K, M, G)
+# user_rate = "5M"                # bytes per second per member
+# daily_cap = "10G"               # the exit stops taking new streams when reached
+# monthly_cap = "200G"
+# user_streams = 64               # open streams per member
+# Loopback, private, link-local, CGNAT, multicast addresses, the hub's and
+# your own public address are always refused.
+
+# --- Routing (ladder up): the first matching rule wins. `ladder route test NAME` shows the choice.
+# [route]
+# rules = "inside-cn"             # a preset (inside-cn, abroad), or a list:
+# rules = [
+#   "domain-suffix cn -> direct",
+#   "domain-keyword google -> exit:US",
+#   "ip-cidr 192.168.0.0/16 -> direct",
+#   "domain ads.example -> block",
+#   "default -> exit:auto",
+# ]
+"""
+
 
 @dataclass
 class MemberConfig:
@@ -133,6 +159,8 @@ class MemberConfig:
     fingerprint: str
     hub_name: str
     name: str
+    share: dict = field(default_factory=dict)  # the [share] table: the sharer's policy
+    route: dict = field(default_factory=dict)  # the [route] table: rules = [...] or a preset name
 
     @property
     def id(self) -> str:
@@ -183,13 +211,14 @@ class MemberConfig:
         return self.folder / "pins.json"
 
     def save(self) -> None:
+        """Write ladder.toml at join time, with the optional tables as commented examples."""
         write_file(
             self.folder / "ladder.toml",
             dump_toml({
                 "hub": {"address": format_address(*self.hub_address), "fingerprint": self.fingerprint,
                         "name": self.hub_name},
                 "member": {"name": self.name},
-            }),
+            }) + MEMBER_EXAMPLES,
         )
 
     @classmethod
@@ -200,8 +229,11 @@ class MemberConfig:
         data = load_toml(path)
         try:
             hub, member = data["hub"], data["member"]
+            share, route = data.get("share", {}), data.get("route", {})
+            if not isinstance(share, dict) or not isinstance(route, dict):
+                raise ConfigError(f"{path}: [share] and [route] must be tables")
             return cls(folder, cls._read_key(cls.key_path(folder)), parse_address(hub["address"]),
-                       hub["fingerprint"], hub.get("name", "hub"), member["name"])
+                       hub["fingerprint"], hub.get("name", "hub"), member["name"], share, route)
         except (KeyError, TypeError) as exc:
             raise ConfigError(f"{path} lacks {exc}") from None
 

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from ladder.agent.agent import Agent
+from ladder.agent.sharing import SharePolicy
 from ladder.config import HubConfig, MemberConfig
 from ladder.hub.hub import Hub
 from ladder.link.client import dial
@@ -107,7 +108,7 @@ async def run_demo(check: bool, port: int, echo=print) -> int:
             origin_port = await origin.start()
             echo(f"hub 'demo' on 127.0.0.1:{hub.port} (TLS), web site on 127.0.0.1:{origin_port}")
             sharer = Agent(await enroll(hub, store, root / "sharer", "sharer"), share=True, country="ZZ",
-                           allow_private=True)
+                           allow_private=True, policy=SharePolicy(ports=((1, 65535),)))
             user_config = await enroll(hub, store, root / "user", "user")
             user = None
             for proxy_port in (port, 0):

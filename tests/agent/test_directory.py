@@ -68,3 +68,18 @@ def test_a_pinned_exit_whose_key_changes_is_refused_loudly(tmp_path, caplog):
     assert any("WARNING" in r.getMessage() for r in caplog.records)
     later.update([exit_entry(key, "alice", noise_public=record.noise_key)])
     assert len(later.candidates("alice")) == 1, "the pinned key is accepted again"
+
+
+def test_failed_exits_go_last_and_faster_exits_first(tmp_path):
+    keys = [Ed25519PrivateKey.generate() for _ in range(3)]
+    directory = Directory(tmp_path / "pins.json", own_id="me")
+    directory.update([exit_entry(k, n) for k, n in zip(keys, "abc")])
+    ids = {e["name"]: r.id for e, r in directory.candidates("auto")}
+    directory.observe(ids["a"], 0.050)
+    directory.observe(ids["b"], 0.010)
+    directory.observe(ids["c"], 0.020)
+    assert [e["name"] for e, _ in directory.candidates("auto")] == ["b", "c", "a"]
+    directory.failed(ids["b"])
+    assert [e["name"] for e, _ in directory.candidates("auto")] == ["c", "a", "b"]
+    directory.observe(ids["b"], 0.010)  # it answered again: healthy
+    assert [e["name"] for e, _ in directory.candidates("auto")][0] == "b"

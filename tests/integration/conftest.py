@@ -116,7 +116,8 @@ class Network:
         return member
 
     def exit(self, name: str, country: str, *extra: str) -> Member:
-        return self.member(name, "--share", "--country", country, *extra)
+        ports = () if "--ports" in extra else ("--ports", "1-65535")  # the test sites sit on high ports
+        return self.member(name, "--share", "--country", country, *ports, *extra)
 
     def user(self, name: str, *extra: str) -> Member:
         port = free_port()

@@ -2,6 +2,7 @@
 
     python spy_hub.py record HUB_DIR FILE   # run the hub, append all link bytes it sees to FILE
     python spy_hub.py forge HUB_DIR         # run the hub, swapping each exit's Noise key for its own
+    python spy_hub.py forge-services HUB_DIR  # the same for every published service's record
 """
 
 import base64
@@ -12,6 +13,7 @@ import sys
 from ladder.cli import run_async
 from ladder.config import HubConfig
 from ladder.hub.hub import Hub
+from ladder.hub.services import ServiceBoard
 from ladder.protocol.mux import Mux
 from ladder.protocol.noise import generate_keypair
 from ladder.store.hubdb import HubStore
@@ -29,6 +31,24 @@ class ForgingHub(Hub):
             record["noise_key"] = base64.b64encode(self.hub_noise_key).decode()
             entry["record"] = base64.b64encode(json.dumps(record).encode()).decode()
         return message
+
+
+class ForgingBoard(ServiceBoard):
+    """Lists each service with the publisher's Noise key replaced by the hub's own."""
+
+    def entries(self):
+        entries = super().entries()
+        for entry in entries:
+            record = json.loads(base64.b64decode(entry["record"]))
+            record["noise_key"] = base64.b64encode(ForgingHub.hub_noise_key).decode()
+            entry["record"] = base64.b64encode(json.dumps(record).encode()).decode()
+        return entries
+
+
+class ServiceForgingHub(Hub):
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.services = ForgingBoard(self)
 
 
 def record_everything(path: str) -> None:
@@ -65,4 +85,5 @@ if __name__ == "__main__":
     mode, folder = sys.argv[1], Path(sys.argv[2])
     if mode == "record":
         record_everything(sys.argv[3])
-    run_async(serve(ForgingHub if mode == "forge" else Hub, folder))
+    hub_class = {"forge": ForgingHub, "forge-services": ServiceForgingHub}.get(mode, Hub)
+    run_async(serve(hub_class, folder))

@@ -26,19 +26,25 @@ from ladder.link.client import HubIdentityMismatch, dial
 from ladder.link.connection import Endpoint, Link, LinkRefused
 from ladder.protocol.channel import ChannelError, Initiator, Responder
 from ladder.protocol.errors import ErrorCode, RemoteProtocolError
-from ladder.protocol.messages import decode_route, decode_target, encode_route, encode_target
+from ladder.protocol.messages import (
+    decode_route, decode_target, encode_route, encode_target, is_service_request,
+)
 from ladder.protocol.noise import public_key_of
 from ladder.protocol.records import ExitRecord, sign_exit_record
 
+from .direct import connect_direct
 from .directory import Directory
-from .exit import ExitGuard, TargetRefused, connect_target
+from .exit import TargetRefused, connect_target
 from .front import ProxyConnection
-from .relay import Relay
+from .rules import Router, Rule
+from .services import Services, is_service_host
+from .sharing import ExitRelay, SharePolicy, Sharing
 
 log = logging.getLogger(__name__)
 OPEN_TIMEOUT = 30.0  # the exit gives up on a target after 10 s; this covers a silent hub
 BACKOFF_MIN, BACKOFF_MAX = 0.5, 30.0
-RETRYABLE = {ErrorCode.NO_ROUTE, ErrorCode.BUSY, ErrorCode.LINK_LOST}
+RETRYABLE = {ErrorCode.NO_ROUTE, ErrorCode.BUSY, ErrorCode.LINK_LOST, ErrorCode.TARGET_TIMEOUT}
+STATUS_EVERY = 2.0
 
 
 class AgentFatal(Exception):
@@ -55,15 +61,22 @@ class Agent:
         country: str | None = None,
         exit_choice: str = "auto",
         allow_private: bool = False,
+        rules: list[Rule] = (),
+        policy: SharePolicy | None = None,
     ):
         self.config = config
         self.proxy = proxy
         self.share = share
         self.country = (country or "??").upper()
         self.exit_choice = exit_choice
-        self.guard = ExitGuard(allow_private=allow_private)
+        self.router = Router(list(rules), exit_choice)
+        policy = policy or SharePolicy()
+        self.guard = policy.guard(allow_private)
+        self.sharing = Sharing(policy, config.folder / "share-usage.json") if share else None
+        self.member_names: dict[str, str] = {}  # member id → name, from the hub
         self.noise_private = config.noise_key()
         self.directory = Directory(config.pins_path, config.id)
+        self.services = Services(self)  # published here, and others' by name
         self.link: Link | None = None
         self.state = "starting"
         self.error = ""
@@ -83,7 +96,7 @@ class Agent:
         host, port = self.proxy
         try:
             self.proxy_server = await loop.create_server(
-                lambda: ProxyConnection(self.open, self._stream_done), host, port, backlog=1024
+                lambda: ProxyConnection(self.open, self._stream_done, self.pac), host, port, backlog=1024
             )
         except OSError as exc:
             raise AgentFatal(f"cannot listen on {format_address(host, port)}: {exc.strerror or exc}") from None
@@ -107,6 +120,8 @@ class Agent:
                 backoff = min(backoff * 2, BACKOFF_MAX)
         finally:
             self.state = "stopped"
+            if self.sharing is not None:
+                self.sharing.save()
             self.write_status()
             if self.proxy_server is not None:
                 self.proxy_server.close()
@@ -138,13 +153,18 @@ class Agent:
         self._link_down = asyncio.get_running_loop().create_future()
         self.state, self.since = "up", time.time()
         log.info("link up to hub %s as %s", welcome.get("hub"), welcome.get("member"))
+        self._note_own_address(welcome.get("address"))
         if self.share:
             record = sign_exit_record(self.config.key, self.country, public_key_of(self.noise_private),
                                       int(time.time()))
             link.send_control({"type": "share", **record})
+        self.services.link_up(link)
         self.write_status()
         self._up.set()
+        ticker = asyncio.get_running_loop().create_task(self._share_ticker(link)) if self.sharing else None
         reason = await self._link_down
+        if ticker is not None:
+            ticker.cancel()
         self._up.clear()
         self.link = None
         self.directory.clear()
@@ -152,6 +172,18 @@ class Agent:
         self.write_status()
         if reason == "membership revoked":
             raise AgentFatal("the hub revoked this membership")
+
+    async def _share_ticker(self, link: Link) -> None:
+        """While sharing: keep status.json current and tell the hub when a cap is reached or lifted."""
+        capped = None
+        while not link.closed:
+            now_capped = self.sharing.capped()
+            if now_capped != capped:
+                capped = now_capped
+                link.send_control({"type": "share-status", "accepting": capped is None, "reason": capped or ""})
+            self.sharing.save()
+            self.write_status()
+            await asyncio.sleep(STATUS_EVERY)
 
     async def _block_hub_addresses(self) -> None:
         """The exit never connects to the hub's own addresses."""
@@ -166,8 +198,13 @@ class Agent:
     # ---------------------------------------------------------- LinkOwner
 
     def control_received(self, link: Link, message: dict) -> None:
-        if message["type"] == "directory":
+        if self.services.control_received(message):
+            self.write_status()
+        elif message["type"] == "directory":
             self.directory.update(message.get("exits") or [])
+            names = message.get("members")
+            if isinstance(names, dict):
+                self.member_names = {str(k): str(v) for k, v in names.items()}
             self.write_status()
 
     def link_closed(self, link: Link, reason: str) -> None:
@@ -180,6 +217,8 @@ class Agent:
             user_id, message1 = decode_route(payload)
             responder = Responder(self.noise_private, user_id, self.config.id)
             request = responder.read_first(message1)
+            if is_service_request(request):
+                return self.services.serve(link, sid, user_id, request, responder)
             if not self.share:
                 link.refuse(sid, ErrorCode.FORBIDDEN, "this member does not share its connection")
                 return
@@ -187,12 +226,15 @@ class Agent:
         except RemoteProtocolError as exc:  # ChannelError included
             link.refuse(sid, exc.code, str(exc))
             return
+        user_name = self.member_names.get(user_id, user_id)
+        why = self.sharing.admit(user_id, user_name)
+        if why is not None:
+            link.refuse(sid, ErrorCode.FORBIDDEN if "cap" not in why else ErrorCode.BUSY, why)
+            return
         message2, sealed = responder.answer()
-        relay = Relay()
+        relay = ExitRelay(self.sharing, user_id, user_name)
         link.endpoints[sid] = channel = Channel(link, sid, sealed, relay)  # a reset while we connect
-        task = asyncio.get_running_loop().create_task(self._connect_target(channel, host, port, message2))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._connect_target(channel, host, port, message2))
 
     async def _connect_target(self, channel: Channel, host: str, port: int, message2: bytes) -> None:
         link, relay = channel.link, channel.inner
@@ -201,6 +243,7 @@ class Agent:
         except TargetRefused as exc:
             link.endpoints.pop(channel.sid, None)
             link.refuse(channel.sid, exc.code, str(exc))
+            relay.stream_gone()
             return
         if relay.done or link.closed:
             relay.transport.abort()
@@ -211,15 +254,55 @@ class Agent:
     # ------------------------------------------------------ the user's side
 
     def open(self, host: str, port: int, relay: ProxyConnection) -> None:
-        """Open a stream to (host, port) through an exit for the proxy front."""
+        """Open a stream to (host, port) for the proxy front, where the rules say."""
+        if is_service_host(host):  # a network-only service: never DNS, never an exit
+            return self.services.open(host, port, relay)
+        rule = self.router.route(host)
+        if rule.action == "block":
+            relay.on_refused(ErrorCode.FORBIDDEN, f"blocked by your rule `{rule.text}`")
+            return
+        if rule.action == "direct":
+            self._spawn(self._open_direct(host, port, relay))
+            return
+        choice = rule.action.removeprefix("exit:")
         if self.link is None:
             relay.on_refused(ErrorCode.NO_ROUTE, "not connected to the hub")
             return
-        candidates = [record for _, record in self.directory.candidates(self.exit_choice)]
+        candidates = [record for _, record in self.directory.candidates(choice)]
         if not candidates:
-            relay.on_refused(ErrorCode.NO_ROUTE, self.directory.why_none(self.exit_choice))
+            relay.on_refused(ErrorCode.NO_ROUTE, self.directory.why_none(choice))
             return
         _Opening(self, encode_target(host, port), relay, candidates).try_next()
+
+    async def _open_direct(self, host: str, port: int, relay: ProxyConnection) -> None:
+        try:
+            stream = await connect_direct(host, port, relay)
+        except ConnectionRefusedError:
+            return relay.on_refused(ErrorCode.TARGET_REFUSED, "refused the direct connection")
+        except asyncio.TimeoutError:
+            return relay.on_refused(ErrorCode.TARGET_TIMEOUT, "no answer to the direct connection")
+        except OSError as exc:
+            return relay.on_refused(ErrorCode.UNREACHABLE, f"direct connection failed: {exc.strerror or exc}")
+        if relay.done:
+            stream.transport.abort()
+            return
+        relay.attach(stream)
+        relay.on_accepted(b"", 0)
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _note_own_address(self, address) -> None:
+        """The exit never connects to the sharer's own public address (as the hub sees it)."""
+        try:
+            self.guard.own = {ipaddress.ip_address(str(address))}
+        except ValueError:
+            pass
+
+    def pac(self) -> str:
+        return self.router.pac(self.proxy_address)
 
     def _stream_done(self, conn: ProxyConnection) -> None:
         if conn.exit_id is not None:
@@ -244,6 +327,8 @@ class Agent:
             "exits": [{k: e.get(k) for k in ("id", "name", "country", "streams")}
                       for e in self.directory.entries if e["id"] in self.directory.records],
             "refused_exits": self.directory.rejected,
+            "services": self.services.status(),
+            "share": self.sharing.status() if self.sharing else None,
         }
 
     def write_status(self) -> None:
@@ -277,6 +362,7 @@ class _Opening(Endpoint):
         message1 = self.initiator.first_message(self.target)  # the target travels encrypted
         self.link = link
         self.sid = link.open_stream(encode_route(self.exit.id, message1), self)
+        self.started = link.loop.time()
         self.timer = link.loop.call_later(OPEN_TIMEOUT, self._timeout)
 
     def on_accepted(self, payload: bytes, window: int) -> None:
@@ -290,8 +376,10 @@ class _Opening(Endpoint):
         except ChannelError as exc:
             link.reset(self.sid, exc.code, "channel handshake failed")
             return self._give_up(ErrorCode.FORBIDDEN, f"{exc}: the hub may be impersonating the exit")
-        self.agent.directory.pin(self.exit)
-        self.agent.directory.opened(self.exit.id, +1)
+        directory = self.agent.directory
+        directory.pin(self.exit)
+        directory.observe(self.exit.id, link.loop.time() - self.started)
+        directory.opened(self.exit.id, +1)
         relay.exit_id = self.exit.id
         link.endpoints[self.sid] = channel = Channel(link, self.sid, sealed, relay)
         relay.attach(channel)
@@ -299,6 +387,8 @@ class _Opening(Endpoint):
 
     def on_refused(self, code: int, reason: str) -> None:
         self.timer.cancel()
+        if code in RETRYABLE:
+            self.agent.directory.failed(self.exit.id)
         if code in RETRYABLE and self.candidates and not self.relay.done:
             log.info("exit %s unavailable (%s); trying the next one", self.exit.id, reason)
             return self.try_next()

@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 import logging
 import random
+import time
 from pathlib import Path
 
 from ladder.config import write_file
 from ladder.protocol.records import ExitRecord, RecordError, b64, verify_exit_record
 
 log = logging.getLogger(__name__)
+FAILURE_MEMORY = 60.0  # a failed exit goes to the back of the line for this long
 
 
 class Directory:
@@ -29,6 +31,8 @@ class Directory:
         self.records: dict[str, ExitRecord] = {}  # verified, by exit id
         self.rejected: dict[str, str] = {}  # exit name or id → why it is refused
         self.local_load: dict[str, int] = {}  # our own open streams per exit id
+        self.latency: dict[str, float] = {}  # smoothed open→accept time per exit id, seconds
+        self.failed_at: dict[str, float] = {}  # when an exit last failed to carry a stream
         try:
             self.pins: dict[str, str] = json.loads(pins_path.read_text())
         except (OSError, ValueError):
@@ -71,7 +75,24 @@ class Directory:
             if choice == "auto" or choice in (record.id, entry.get("name")) or record.country == choice.upper():
                 found.append((entry, record))
         random.shuffle(found)  # ties go to a random exit, not always the first
-        return sorted(found, key=lambda pair: pair[0].get("streams", 0) + self.local_load.get(pair[1].id, 0))
+        now = time.monotonic()
+
+        def rank(pair):
+            entry, record = pair
+            failed = now - self.failed_at.get(record.id, -FAILURE_MEMORY) < FAILURE_MEMORY
+            load = entry.get("streams", 0) + self.local_load.get(record.id, 0)
+            return failed, load, self.latency.get(record.id, 0.0)  # least loaded, then fastest
+
+        return sorted(found, key=rank)
+
+    def observe(self, exit_id: str, seconds: float) -> None:
+        """An exit answered an open in `seconds`: it is healthy; remember how fast."""
+        previous = self.latency.get(exit_id)
+        self.latency[exit_id] = seconds if previous is None else 0.8 * previous + 0.2 * seconds
+        self.failed_at.pop(exit_id, None)
+
+    def failed(self, exit_id: str) -> None:
+        self.failed_at[exit_id] = time.monotonic()
 
     def why_none(self, choice: str) -> str:
         if choice in self.rejected:

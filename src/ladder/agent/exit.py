@@ -28,16 +28,42 @@ class TargetRefused(Exception):
         self.code = code
 
 
+DEFAULT_PORTS = ((80, 80), (443, 443))  # like a cautious Tor exit policy
+
+
 @dataclass
 class ExitGuard:
+    """Where the exit may connect: ports, names and addresses. Reasons name the rule.
+
+    The sharer's own lists (`deny_domains`, `deny_networks`) come on top of
+    the fixed ones, which only --allow-private (demos, labs) lifts.
+    """
+
     allow_private: bool = False
     hub: set[tuple[IPAddress, int]] = field(default_factory=set)  # the hub's own addresses
+    own: set[IPAddress] = field(default_factory=set)  # the sharer's public address, as the hub sees it
+    ports: tuple[tuple[int, int], ...] = DEFAULT_PORTS
+    deny_domains: tuple[str, ...] = ()  # each also covers its subdomains
+    deny_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+    def port_refusal(self, port: int) -> str | None:
+        if any(low <= port <= high for low, high in self.ports):
+            return None
+        allowed = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in self.ports)
+        return f"the exit's policy allows ports {allowed} only"
+
+    def name_refusal(self, host: str) -> str | None:
+        name = host.lower().rstrip(".")
+        for domain in self.deny_domains:
+            if name == domain or name.endswith("." + domain):
+                return f"the exit's policy denies {domain}"
+        return None
 
     def refusal(self, address: IPAddress, port: int) -> str | None:
         """Why the exit must not connect to this address, or None.
 
-        --allow-private (demos, labs) still keeps the hub's own port out of
-        reach, but not other services on the hub's machine.
+        --allow-private still keeps the hub's own port out of reach, but not
+        other services on the hub's machine.
         """
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
             address = address.ipv4_mapped
@@ -47,11 +73,19 @@ class ExitGuard:
             return "the exit does not connect to private, loopback or local addresses"
         if (address, port) in self.hub or not self.allow_private and any(address == ip for ip, _ in self.hub):
             return "the exit does not connect to the hub's own address"
+        if address in self.own and not self.allow_private:
+            return "the exit does not connect to its own public address"
+        for network in self.deny_networks:
+            if address.version == network.version and address in network:
+                return f"the exit's policy denies {network}"
         return None
 
 
 async def resolve_allowed(host: str, port: int, guard: ExitGuard) -> list[tuple]:
     """Socket addresses for (host, port) that the guard allows, in resolver order."""
+    why = guard.port_refusal(port) or guard.name_refusal(host)
+    if why is not None:
+        raise TargetRefused(ErrorCode.FORBIDDEN, why)
     loop = asyncio.get_running_loop()
     try:  # an address literal needs no resolver thread
         literal = ipaddress.ip_address(host)

@@ -86,9 +86,11 @@ def parse_head(head: bytes) -> tuple[bytes, bytes, bytes, list[tuple[bytes, byte
 class ProxyConnection(Relay):
     """One client connection to the proxy port."""
 
-    def __init__(self, opener: Opener, on_stream_done: Callable[[ProxyConnection], None] | None = None):
+    def __init__(self, opener: Opener, on_stream_done: Callable[[ProxyConnection], None] | None = None,
+                 pac: Callable[[], str] | None = None):
         super().__init__()
         self.opener = opener
+        self.pac = pac  # the PAC file, served at /proxy.pac
         self.on_stream_done = on_stream_done
         self.exit_id: str | None = None  # set by the opener while a stream is open
         self.buffer = bytearray()
@@ -181,8 +183,10 @@ class ProxyConnection(Relay):
             self.buffer.clear()
             return self._open(host, port, "tunnel", rest)
         if not target.lower().startswith(b"http://"):
+            if target.split(b"?")[0] == b"/proxy.pac" and method in (b"GET", b"HEAD") and self.pac:
+                return self._serve_pac(method)
             if target.startswith(b"/"):
-                raise FrontError("this is a proxy: set it as your HTTP or SOCKS5 proxy")
+                raise FrontError("this is a proxy: set it as your HTTP or SOCKS5 proxy, or load /proxy.pac")
             raise FrontError("only http:// URLs can be proxied this way; use CONNECT for https")
         authority, _, path = target[7:].partition(b"/")
         host, port = split_authority(authority.decode("ascii", "replace"), 80)
@@ -262,6 +266,13 @@ class ProxyConnection(Relay):
     def stream_gone(self) -> None:
         if self.on_stream_done is not None:
             self.on_stream_done(self)
+
+    def _serve_pac(self, method: bytes) -> None:
+        body = self.pac().encode()
+        head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/x-ns-proxy-autoconfig\r\n"
+                f"Content-Length: {len(body)}\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n")
+        self.transport.write(head.encode() + (body if method == b"GET" else b""))
+        self._close()
 
     # ------------------------------------------------------------ failures
 

@@ -134,8 +134,7 @@ class Relay(asyncio.BufferedProtocol, Endpoint):
 
     def on_window(self, increment: int, pending: int) -> None:
         if pending == 0 and self._read_paused:
-            self._read_paused = False
-            self.transport.resume_reading()
+            self._resume_reading()
 
     def stream_gone(self) -> None:
         """Hook: the stream is over (subclasses count it)."""
@@ -146,8 +145,16 @@ class Relay(asyncio.BufferedProtocol, Endpoint):
         if self.stream.pending():
             self._pause_reading()
         elif self._read_paused:
-            self._read_paused = False
+            self._resume_reading()
+
+    def _resume_reading(self) -> None:
+        self._read_paused = False
+        if not self.held():
             self.transport.resume_reading()
+
+    def held(self) -> bool:
+        """Hook: True while something else (a rate limit) keeps the socket paused."""
+        return False
 
     def _pause_reading(self) -> None:
         if not self._read_paused and self.transport is not None:

@@ -24,6 +24,7 @@ from ladder.protocol.messages import decode_route, encode_route
 from ladder.protocol.records import RecordError, b64, verify_exit_record
 from ladder.store.hubdb import HubStore, InviteError, InviteUnknown, Member, StoreError
 
+from .services import ServiceBoard
 from .switch import splice
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class Session:
         self.member = member
         self.link = link
         self.record: dict | None = None  # the exit record it signed, while it shares
+        self.accepting = True  # False while the exit's daily or monthly cap is reached
         self.country = ""
         self.streams = 0  # live streams through this member's exit
 
@@ -60,7 +62,7 @@ class Session:
             link.refuse(sid, exc.code, str(exc))
             return
         exit_session = self.hub.sessions.get(target_id)
-        if exit_session is None or exit_session.record is None:
+        if exit_session is None or exit_session.record is None and not self.hub.services.publishes(target_id):
             link.refuse(sid, ErrorCode.NO_ROUTE, "that exit is not online")
             return
         if not exit_session.link.mux.can_open():
@@ -76,7 +78,14 @@ class Session:
         splice(link, sid, window, exit_session.link, encode_route(self.member.id, inner), closed)
 
     def control_received(self, link: Link, message: dict) -> None:
-        if message["type"] == "share":
+        if message["type"] == "share-status":
+            self.accepting = bool(message.get("accepting", True))
+            log.info("%s %s new streams %s", self.member.name, "accepts" if self.accepting else "refuses",
+                     str(message.get("reason", ""))[:200])
+            self.hub.directory_changed(urgent=True)
+        elif message["type"] == "publish":
+            self.hub.services.publish(self, message)
+        elif message["type"] == "share":
             record = {k: message.get(k) for k in ("record", "signature")}
             record["pubkey"] = b64(self.member.pubkey)  # the key this hub vouched for at join time
             try:
@@ -94,6 +103,7 @@ class Session:
         if self.hub.sessions.get(self.member.id) is self:
             del self.hub.sessions[self.member.id]
             self.hub.store.set_online(self.member.id, None)
+            self.hub.services.member_offline(self)
             if self.record is not None:
                 self.hub.directory_changed(urgent=True)
 
@@ -108,6 +118,7 @@ class Hub:
         self._push: asyncio.TimerHandle | None = None
         self._data_version = -1
         self._closed = False
+        self.services = ServiceBoard(self)  # published services and member names
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -156,8 +167,11 @@ class Hub:
         link.owner = session
         self.sessions[member.id] = session
         self.store.set_online(member.id, session.role)
-        link.send_control({"type": "welcome", "hub": self.config.name, "member": member.name, "id": member.id})
-        link.send_control(self.directory_message())
+        peer = transport.get_extra_info("peername")
+        link.send_control({"type": "welcome", "hub": self.config.name, "member": member.name, "id": member.id,
+                           "address": peer[0] if peer else None})
+        self.directory_changed(urgent=True)  # everyone, this member included: exits learn its name
+        self.services.member_online(session)
         log.info("%s is online", member.name)
         if rest:
             link.data_received(rest)
@@ -187,8 +201,9 @@ class Hub:
     # ----------------------------------------------------------- directory
 
     def directory_message(self) -> dict:
-        exits = [s.entry() for s in self.sessions.values() if s.record is not None]
-        return {"type": "directory", "exits": exits}
+        exits = [s.entry() for s in self.sessions.values() if s.record is not None and s.accepting]
+        names = {s.member.id: s.member.name for s in self.sessions.values()}
+        return {"type": "directory", "exits": exits, "members": names}
 
     def directory_changed(self, urgent: bool) -> None:
         """Push the directory now (exits came or went) or soon (only load changed)."""
@@ -215,6 +230,7 @@ class Hub:
             if version != self._data_version:
                 self._data_version = version
                 revoked = self.store.active_revoked_ids()
+                self.services.members_changed()
                 for mid in revoked & self.sessions.keys():
                     log.info("%s was revoked: dropping its link", self.sessions[mid].member.name)
                     self.sessions[mid].link.close(ErrorCode.NO_ERROR, "membership revoked")

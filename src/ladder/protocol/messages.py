@@ -4,7 +4,8 @@ A user's OPEN to the hub carries a *route* (which member the stream is for)
 wrapped around an opaque inner payload that only the far end reads; the hub
 rewrites the route to say who the stream comes from and forwards the inner
 payload untouched. The inner payload names the *target* the exit connects
-to. CONTROL frames carry small JSON objects with a "type" field.
+to, or the published service the opener wants. CONTROL frames carry small
+JSON objects with a "type" field.
 """
 
 from __future__ import annotations
@@ -77,6 +78,36 @@ def decode_target(data: bytes) -> tuple[str, int]:
     return host, port
 
 
+# A channel request for a published service instead of a target: this first
+# byte is no SOCKS5 address type. Then the service name (u8 length, ASCII)
+# and the opener's proof of membership (fixed size, protocol/records.py).
+SERVICE_REQUEST = 0x10
+SERVICE_PROOF_SIZE = 32 + 64
+
+
+def is_service_request(data: bytes) -> bool:
+    return data[:1] == bytes([SERVICE_REQUEST])
+
+
+def encode_service_request(name: str, proof: bytes) -> bytes:
+    raw = name.encode("ascii")
+    if not 0 < len(raw) < 256 or len(proof) != SERVICE_PROOF_SIZE:
+        raise ValueError("service name must be 1-255 ASCII bytes and the proof 96 bytes")
+    return bytes([SERVICE_REQUEST, len(raw)]) + raw + proof
+
+
+def decode_service_request(data: bytes) -> tuple[str, bytes]:
+    """The service name and the opener's proof; raises on anything malformed."""
+    size = 2 + data[1] + SERVICE_PROOF_SIZE if len(data) >= 2 else -1
+    if data[:1] != bytes([SERVICE_REQUEST]) or len(data) != size or not data[1]:
+        raise RemoteProtocolError("malformed service request", ErrorCode.BAD_REQUEST)
+    try:
+        name = data[2 : 2 + data[1]].decode("ascii")
+    except UnicodeDecodeError:
+        raise RemoteProtocolError("malformed service request", ErrorCode.BAD_REQUEST) from None
+    return name, bytes(data[2 + data[1] :])
+
+
 def encode_control(message: dict) -> bytes:
     return json.dumps(message, separators=(",", ":")).encode()
 
@@ -91,3 +122,40 @@ def decode_control(payload: bytes) -> dict:
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise RemoteProtocolError("control message without a type")
     return message
+
+
+# A list too long for one control message (services, members) goes in
+# several messages of the same type; every one but the last says "more".
+def split_list_message(message: dict, key: str, items: list, limit: int = MAX_CONTROL - 1000) -> list[dict]:
+    """`message` with `key` set to consecutive pieces of `items`, each encoding within `limit`."""
+    base = len(encode_control({**message, key: [], "more": False}))
+    pieces, piece, size = [], [], base
+    for item in items:
+        item_size = len(encode_control(item)) + 1
+        if base + item_size > limit:
+            continue  # one item alone is too large: it cannot be sent at all
+        if piece and size + item_size > limit:
+            pieces.append(piece)
+            piece, size = [], base
+        piece.append(item)
+        size += item_size
+    pieces.append(piece)
+    return [{**message, key: p, "more": i < len(pieces) - 1} for i, p in enumerate(pieces)]
+
+
+class ListAssembler:
+    """Gathers the pieces of split list messages; `add` returns the whole list after the last piece."""
+
+    def __init__(self, key: str, max_items: int = 100_000):
+        self.key = key
+        self.max_items = max_items
+        self._items: list = []
+
+    def add(self, message: dict) -> list | None:
+        items = message.get(self.key)
+        if isinstance(items, list):
+            self._items.extend(items[: self.max_items - len(self._items)])
+        if message.get("more") is True:
+            return None
+        whole, self._items = self._items, []
+        return whole

@@ -6,11 +6,13 @@ the member's public key; a user accepts the record only if the public key
 derives the id the record names and the signature verifies. A hub that
 substitutes its own Noise key therefore cannot produce a valid record, and
 without the exit's Noise key it cannot complete the channel handshake.
+Published services sign their records the same way (see below).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from dataclasses import dataclass
 
@@ -74,3 +76,124 @@ def verify_exit_record(entry: dict) -> ExitRecord:
     if len(record.noise_key) != 32:
         raise RecordError("the exit record's Noise key is not 32 bytes")
     return record
+
+
+# ------------------------------------------------------------------ services
+#
+# A publisher signs one record per service (its name, title, description,
+# kind, access list and the publisher's static Noise key) with the context
+# below, distinct from exits' so that no exit record can pass for a service
+# record. Its self-certifying address hashes the publisher's Ed25519 key and
+# the service name, so a name bookmarked once cannot be redirected by a hub.
+
+_SERVICE_CONTEXT = b"ladder service record v1\x00"
+_ADDRESS_CONTEXT = b"ladder service address v1\x00"
+_ACCESS_CONTEXT = b"ladder service access v1\x00"
+SERVICE_KINDS = ("http", "tcp")
+SERVICE_NAME_MAX = 32
+TITLE_MAX, DESCRIPTION_MAX, ACCESS_MAX = 100, 500, 256
+ACCESS_PROOF_SIZE = 32 + 64  # opener's Ed25519 public key and signature
+
+
+def valid_service_name(name: object) -> bool:
+    """1-32 of [a-z0-9-], not starting or ending with '-': one DNS label."""
+    return (isinstance(name, str) and 0 < len(name) <= SERVICE_NAME_MAX and name.isascii()
+            and all(c.isdigit() or "a" <= c <= "z" or c == "-" for c in name)
+            and not name.startswith("-") and not name.endswith("-"))
+
+
+def service_address(pubkey: bytes, name: str) -> str:
+    """The self-certifying host name: base32 of SHA-256(context · Ed25519 key · name), 160 bits."""
+    digest = hashlib.sha256(_ADDRESS_CONTEXT + pubkey + name.encode("ascii")).digest()
+    return base64.b32encode(digest[:20]).decode().lower() + ".ladder"
+
+
+@dataclass(frozen=True)
+class ServiceRecord:
+    id: str  # the publisher's member id
+    name: str
+    title: str
+    description: str
+    kind: str  # "http" or "tcp"
+    noise_key: bytes  # the publisher's static X25519 key
+    access: tuple[str, ...]  # member ids allowed in; empty: every member
+    issued: int
+    pubkey: bytes  # the publisher's Ed25519 key, which signed the record
+
+    @property
+    def address(self) -> str:
+        return service_address(self.pubkey, self.name)
+
+    def admits(self, member: str) -> bool:
+        return not self.access or member in self.access or member == self.id
+
+
+def sign_service_record(key: Ed25519PrivateKey, name: str, title: str, description: str, kind: str,
+                        noise_key: bytes, access: list[str], issued: int) -> dict:
+    """The fields a publisher sends the hub for one service: record and signature (base64)."""
+    pubkey = public_bytes(key)
+    body = json.dumps(
+        {"id": member_id(pubkey), "name": name, "title": title, "description": description, "kind": kind,
+         "noise_key": b64(noise_key), "access": sorted(set(access)), "issued": issued},
+        sort_keys=True, separators=(",", ":"),
+    ).encode()
+    return {"record": b64(body), "signature": b64(key.sign(_SERVICE_CONTEXT + body))}
+
+
+def verify_service_record(entry: dict) -> ServiceRecord:
+    """Check a listing entry ({id, record, signature, pubkey}); RecordError unless its publisher signed it."""
+    try:
+        body = unb64(entry["record"])
+        signature = unb64(entry["signature"])
+        pubkey = unb64(entry["pubkey"])
+        fields = json.loads(body)
+        access = fields["access"]
+        if not isinstance(access, list) or not all(isinstance(a, str) for a in access):
+            raise ValueError("access is not a list of member ids")
+        record = ServiceRecord(str(fields["id"]), fields["name"], str(fields["title"]),
+                               str(fields["description"]), fields["kind"], unb64(fields["noise_key"]),
+                               tuple(access), int(fields["issued"]), pubkey)
+    except (KeyError, TypeError, ValueError, RecursionError) as exc:
+        raise RecordError(f"malformed service record ({exc})") from None
+    if is_weak_key(pubkey):
+        raise RecordError("the service record is signed with a key of small order")
+    if member_id(pubkey) != record.id or entry.get("id") != record.id:
+        raise RecordError("the service record names another member than the key that signed it")
+    try:
+        Ed25519PublicKey.from_public_bytes(pubkey).verify(signature, _SERVICE_CONTEXT + body)
+    except (InvalidSignature, ValueError):
+        raise RecordError("the service record's signature does not verify") from None
+    if not valid_service_name(record.name) or record.kind not in SERVICE_KINDS:
+        raise RecordError("the service record has an invalid name or kind")
+    if len(record.noise_key) != 32:
+        raise RecordError("the service record's Noise key is not 32 bytes")
+    if len(record.title) > TITLE_MAX or len(record.description) > DESCRIPTION_MAX or len(access) > ACCESS_MAX:
+        raise RecordError("the service record is too large")
+    return record
+
+
+def _access_signed(noise_key: bytes, publisher_id: str, name: str) -> bytes:
+    return _ACCESS_CONTEXT + noise_key + publisher_id.encode("ascii") + b"\x00" + name.encode("ascii")
+
+
+def sign_access(key: Ed25519PrivateKey, noise_key: bytes, publisher_id: str, name: str) -> bytes:
+    """The opener's proof that its channel key belongs to its member key: public key · signature.
+
+    The publisher reads the opener's static Noise key from the handshake, so
+    the proof cannot be lifted onto another channel: the hub's word on who
+    opened a stream is never what grants access.
+    """
+    return public_bytes(key) + key.sign(_access_signed(noise_key, publisher_id, name))
+
+
+def verify_access(proof: bytes, noise_key: bytes, publisher_id: str, name: str) -> str:
+    """The member id the proof speaks for; raise RecordError unless it binds `noise_key`."""
+    pubkey, signature = proof[:32], proof[32:]
+    if len(proof) != ACCESS_PROOF_SIZE or is_weak_key(pubkey):
+        raise RecordError("malformed proof of membership")
+    try:
+        signed = _access_signed(noise_key, publisher_id, name)
+        Ed25519PublicKey.from_public_bytes(pubkey).verify(signature, signed)
+    except (InvalidSignature, ValueError):
+        raise RecordError("the opener's proof of membership does not verify") from None
+    return member_id(pubkey)

@@ -1,0 +1,87 @@
+"""Direct connections: what a `direct` rule sends past the network.
+
+`DirectStream` is a TCP connection to the destination that a proxy
+connection's Relay uses exactly like a channel (send, end, reset,
+acknowledge, pending): the relay needs no second code path, and
+backpressure still holds both ways.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from ladder.link.connection import Endpoint
+from ladder.protocol.errors import ErrorCode
+
+WINDOW = 256 * 1024  # bytes read from the destination and not yet written to the client
+CONNECT_TIMEOUT = 10.0
+
+
+class DirectStream(asyncio.Protocol):
+    def __init__(self, relay: Endpoint):
+        self.relay = relay
+        self.transport: asyncio.Transport | None = None
+        self.unacked = 0
+        self.paused = False
+        self.write_paused = False
+        self.eof = False
+
+    # --- what the relay calls (the stream API)
+
+    def send(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    def end(self) -> None:
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+
+    def reset(self, code: int, reason: str = "") -> None:
+        self.transport.abort()
+
+    def acknowledge(self, nbytes: int) -> None:
+        self.unacked -= nbytes
+        if self.paused and self.unacked < WINDOW:
+            self.paused = False
+            self.transport.resume_reading()
+
+    def pending(self) -> int:
+        """Non-zero while the destination's socket buffer is over its high-water mark."""
+        return 1 if self.write_paused else 0
+
+    # --- the destination's socket
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.unacked += len(data)
+        if self.unacked >= WINDOW and not self.paused:
+            self.paused = True
+            self.transport.pause_reading()
+        self.relay.on_data(data)
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self.relay.on_end()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None:
+            self.relay.on_reset(ErrorCode.CANCEL, f"the destination's connection failed: {exc}")
+        elif not self.eof:
+            self.eof = True
+            self.relay.on_end()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self.relay.on_window(0, 0)
+
+
+async def connect_direct(host: str, port: int, relay) -> DirectStream:
+    loop = asyncio.get_running_loop()
+    _, stream = await asyncio.wait_for(loop.create_connection(lambda: DirectStream(relay), host, port),
+                                       CONNECT_TIMEOUT)
+    return stream

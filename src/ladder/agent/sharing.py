@@ -1,0 +1,284 @@
+"""Sharing safely: who may use this exit, how much, how fast — and what it carried.
+
+`SharePolicy` is the sharer's say, from the [share] table of the member's
+ladder.toml and from flags. `Sharing` applies it to every stream the exit
+serves: it admits or refuses (naming the rule), counts streams per member,
+meters bytes per member per day and for the whole exit per day and month
+(kept in share-usage.json so a restart does not reset a cap), and throttles
+with token buckets, for the whole exit and per member. `ExitRelay` is the
+relay that asks it before passing bytes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ladder.config import ConfigError, write_file
+
+from .exit import DEFAULT_PORTS, ExitGuard
+from .relay import Relay
+
+log = logging.getLogger(__name__)
+SAVE_EVERY = 5.0
+_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+
+
+def parse_amount(value, what: str) -> int | None:
+    """'20M', '1.5G', 300000 or 0/None (no limit) → bytes (or bytes per second)."""
+    if value in (None, 0, "0", "", "none", "off"):
+        return None
+    text = str(value).strip().upper().removesuffix("/S").removesuffix("B")
+    try:
+        number = float(text[:-1] if text[-1:] in _UNITS else text) * _UNITS.get(text[-1:], 1)
+    except (ValueError, IndexError):
+        raise ConfigError(f"{what}: {value!r} is not an amount like 500K, 20M or 10G") from None
+    if number <= 0:
+        raise ConfigError(f"{what}: {value!r} must be positive")
+    return int(number)
+
+
+def parse_ports(value) -> tuple[tuple[int, int], ...]:
+    """[80, 443, "8000-8100"] or "80,443" → ranges."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    ranges = []
+    for item in items:
+        low, _, high = str(item).strip().partition("-")
+        try:
+            pair = (int(low), int(high or low))
+        except ValueError:
+            raise ConfigError(f"ports: {item!r} is not a port or a range like 8000-8100") from None
+        if not 0 < pair[0] <= pair[1] < 65536:
+            raise ConfigError(f"ports: {item!r} is out of range")
+        ranges.append(pair)
+    return tuple(ranges)
+
+
+@dataclass
+class SharePolicy:
+    members: frozenset[str] | None = None  # names allowed; None = everyone in the network
+    ports: tuple[tuple[int, int], ...] = DEFAULT_PORTS
+    deny_domains: tuple[str, ...] = ()
+    deny_networks: tuple = ()
+    rate: int | None = None  # bytes/s for the whole exit
+    user_rate: int | None = None  # bytes/s per member
+    daily_cap: int | None = None  # bytes per day for the whole exit
+    monthly_cap: int | None = None
+    user_streams: int = 64
+
+    @classmethod
+    def from_table(cls, table: dict) -> SharePolicy:
+        """The [share] table of ladder.toml (flags are merged in as the same keys)."""
+        known = {"members", "ports", "deny", "rate", "user_rate", "daily_cap", "monthly_cap", "user_streams"}
+        unknown = set(table) - known
+        if unknown:
+            raise ConfigError(f"[share] has unknown keys: {', '.join(sorted(unknown))}")
+        members = table.get("members", "everyone")
+        if isinstance(members, str):
+            members = None if members == "everyone" else [m for m in members.split(",") if m]
+        domains, networks = [], []
+        for item in table.get("deny", []):
+            try:
+                networks.append(ipaddress.ip_network(str(item), strict=False))
+            except ValueError:
+                domains.append(str(item).lower().strip(".").encode("idna").decode())
+        try:
+            user_streams = int(table.get("user_streams", 64))
+        except (TypeError, ValueError):
+            raise ConfigError("user_streams must be a number") from None
+        return cls(
+            members=None if members is None else frozenset(str(m).lower() for m in members),
+            ports=parse_ports(table["ports"]) if "ports" in table else DEFAULT_PORTS,
+            deny_domains=tuple(domains),
+            deny_networks=tuple(networks),
+            rate=parse_amount(table.get("rate"), "rate"),
+            user_rate=parse_amount(table.get("user_rate"), "user_rate"),
+            daily_cap=parse_amount(table.get("daily_cap"), "daily_cap"),
+            monthly_cap=parse_amount(table.get("monthly_cap"), "monthly_cap"),
+            user_streams=user_streams,
+        )
+
+    def guard(self, allow_private: bool) -> ExitGuard:
+        return ExitGuard(allow_private=allow_private, ports=self.ports, deny_domains=self.deny_domains,
+                         deny_networks=self.deny_networks)
+
+
+class TokenBucket:
+    """`rate` bytes per second with one second of burst; `take` says how long to wait."""
+
+    def __init__(self, rate: int):
+        self.rate = rate
+        self.tokens = float(rate)
+        self.stamp = time.monotonic()
+
+    def take(self, nbytes: int) -> float:
+        now = time.monotonic()
+        self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate) - nbytes
+        self.stamp = now
+        return -self.tokens / self.rate if self.tokens < 0 else 0.0
+
+
+@dataclass
+class _User:
+    name: str
+    streams: int = 0
+    bucket: TokenBucket | None = None
+
+
+@dataclass
+class Sharing:
+    policy: SharePolicy
+    usage_path: Path
+    users: dict[str, _User] = field(default_factory=dict)  # by member id
+    usage: dict = field(default_factory=dict)
+    _bucket: TokenBucket | None = None
+    _dirty: bool = False
+    _saved: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.policy.rate:
+            self._bucket = TokenBucket(self.policy.rate)
+        try:
+            self.usage = json.loads(self.usage_path.read_text())
+        except (OSError, ValueError):
+            self.usage = {}
+        self._roll()
+
+    # ----------------------------------------------------------- admission
+
+    def admit(self, user_id: str, user_name: str) -> str | None:
+        """Why this member may not open a stream now, or None."""
+        policy = self.policy
+        if policy.members is not None and user_name.lower() not in policy.members:
+            return "the exit's policy serves listed members only"
+        capped = self.capped()
+        if capped:
+            return capped
+        user = self.users.get(user_id)
+        if user is not None and user.streams >= policy.user_streams:
+            return f"the exit's policy allows {policy.user_streams} streams per member"
+        return None
+
+    def capped(self) -> str | None:
+        self._roll()
+        if self.policy.daily_cap and self.usage["day_bytes"] >= self.policy.daily_cap:
+            return "the exit reached its daily cap"
+        if self.policy.monthly_cap and self.usage["month_bytes"] >= self.policy.monthly_cap:
+            return "the exit reached its monthly cap"
+        return None
+
+    def opened(self, user_id: str, user_name: str) -> None:
+        user = self.users.get(user_id)
+        if user is None:
+            rate = self.policy.user_rate
+            user = self.users[user_id] = _User(user_name, bucket=TokenBucket(rate) if rate else None)
+        user.streams += 1
+
+    def closed(self, user_id: str) -> None:
+        user = self.users.get(user_id)
+        if user is not None:
+            user.streams -= 1
+
+    # ----------------------------------------------------------- metering
+
+    def carried(self, user_id: str, nbytes: int) -> float:
+        """Count bytes carried for a member; returns how long to pause (rate limits)."""
+        usage = self.usage
+        usage["day_bytes"] += nbytes
+        usage["month_bytes"] += nbytes
+        usage["users"][user_id] = usage["users"].get(user_id, 0) + nbytes
+        self._dirty = True
+        delay = self._bucket.take(nbytes) if self._bucket else 0.0
+        user = self.users.get(user_id)
+        if user is not None and user.bucket is not None:
+            delay = max(delay, user.bucket.take(nbytes))
+        if time.monotonic() - self._saved > SAVE_EVERY:
+            self.save()
+        return delay
+
+    def save(self) -> None:
+        if self._dirty:
+            self._dirty = False
+            self._saved = time.monotonic()
+            try:
+                write_file(self.usage_path, json.dumps(self.usage).encode(), 0o600)
+            except OSError as exc:
+                log.warning("cannot save %s: %s", self.usage_path, exc)
+
+    def _roll(self) -> None:
+        day, month = time.strftime("%Y-%m-%d"), time.strftime("%Y-%m")
+        usage = self.usage
+        if usage.get("month") != month:
+            usage.update(month=month, month_bytes=0)
+        if usage.get("day") != day:
+            usage.update(day=day, day_bytes=0, users={})
+
+    def status(self) -> dict:
+        names = {uid: u.name for uid, u in self.users.items()}
+        policy = self.policy
+        return {
+            "today_bytes": self.usage["day_bytes"],
+            "month_bytes": self.usage["month_bytes"],
+            "capped": self.capped(),
+            "users": {
+                uid: {"name": names.get(uid, uid), "streams": self.users[uid].streams if uid in self.users else 0,
+                      "bytes_today": count}
+                for uid, count in self.usage["users"].items()
+            },
+            "limits": {"members": sorted(policy.members) if policy.members else "everyone",
+                       "ports": [f"{a}-{b}" if a != b else str(a) for a, b in policy.ports],
+                       "rate": policy.rate, "user_rate": policy.user_rate, "daily_cap": policy.daily_cap,
+                       "monthly_cap": policy.monthly_cap, "user_streams": policy.user_streams},
+        }
+
+
+class ExitRelay(Relay):
+    """The exit's relay: every byte is metered, and rate limits pause the flow."""
+
+    def __init__(self, sharing: Sharing, user_id: str, user_name: str):
+        super().__init__()
+        self.sharing = sharing
+        self.user_id = user_id
+        self._throttled = False
+        self._held = 0  # credit held back from the user while throttled
+        self._counted = True
+        sharing.opened(user_id, user_name)
+
+    def held(self) -> bool:
+        return self._throttled
+
+    def data_received(self, data) -> None:  # target → user
+        super().data_received(data)
+        delay = self.sharing.carried(self.user_id, len(data))
+        if delay > 0 and self.transport is not None and not self._throttled:
+            self._throttled = True
+            self.transport.pause_reading()
+            asyncio.get_running_loop().call_later(delay, self._unthrottle)
+
+    def _unthrottle(self) -> None:
+        self._throttled = False
+        if not self.done and not self._read_paused:
+            self.transport.resume_reading()
+
+    def on_data(self, data: bytes) -> None:  # user → target: hold the credit back as long as the rate says
+        delay = self.sharing.carried(self.user_id, len(data))
+        if delay <= 0:
+            return super().on_data(data)
+        self.transport.write(data)
+        self._held += len(data)
+        asyncio.get_running_loop().call_later(delay, self._release)
+
+    def _release(self) -> None:
+        if self._held and self.stream is not None and not self.done:
+            self.stream.acknowledge(self._held)
+        self._held = 0
+
+    def stream_gone(self) -> None:
+        if self._counted:
+            self._counted = False
+            self.sharing.closed(self.user_id)

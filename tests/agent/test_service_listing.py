@@ -1,0 +1,205 @@
+"""Services without processes: the config file, the user's verified listing, the hub's board."""
+
+from __future__ import annotations
+
+import base64
+import json
+from types import SimpleNamespace
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ladder.agent.services import (
+    Published,
+    ServiceListing,
+    ServiceUnknown,
+    is_service_host,
+    load_published,
+    loopback_address,
+    save_published,
+)
+from ladder.config import ConfigError
+from ladder.hub.services import ServiceBoard
+from ladder.protocol.errors import ErrorCode
+from ladder.protocol.hello import member_id, public_bytes
+from ladder.protocol.noise import generate_keypair
+from ladder.protocol.records import b64, service_address, sign_service_record
+
+RYAN, BOB = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+
+
+def listing_entry(key, member_name, name="blog", online=True, noise=None, access=()):
+    noise = noise or generate_keypair()[1]
+    return {"id": member_id(public_bytes(key)), "name": member_name, "online": online,
+            "pubkey": b64(public_bytes(key)),
+            **sign_service_record(key, name, f"{name} of {member_name}", "", "http", noise, list(access), 1)}
+
+
+# ------------------------------------------------------------------ config
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("127.0.0.1:5000", ("127.0.0.1", 5000)),
+    ("localhost:80", ("127.0.0.1", 80)),
+    ("[::1]:22", ("::1", 22)),
+    ("5000", ("127.0.0.1", 5000)),
+    ("127.9.9.9:8080", ("127.9.9.9", 8080)),
+])
+def test_loopback_addresses_are_published(text, expected):
+    assert loopback_address(text) == expected
+
+
+@pytest.mark.parametrize("text", ["0.0.0.0:80", "10.0.0.1:80", "192.168.1.2:22", "example.com:80", "[::]:80",
+                                  "127.0.0.1", "127.0.0.1:0", "127.0.0.1:70000"])
+def test_anything_but_loopback_with_a_port_is_refused(text):
+    with pytest.raises(ConfigError):
+        loopback_address(text)
+
+
+def test_services_file_round_trips_and_bad_files_say_why(tmp_path):
+    assert load_published(tmp_path) == {}
+    services = {"blog": Published("blog", ("127.0.0.1", 5000), "Ryan's photos 写真"),
+                "ssh": Published("ssh", ("::1", 22), kind="tcp", members={"id1": "alice"})}
+    save_published(tmp_path, services)
+    assert load_published(tmp_path) == services
+    assert (tmp_path / "services.json").stat().st_mode & 0o777 == 0o600
+    (tmp_path / "services.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_published(tmp_path)
+    (tmp_path / "services.json").write_text(json.dumps({"services": {"Bad Name": {"address": "127.0.0.1:1"}}}))
+    with pytest.raises(ConfigError, match="invalid service name"):
+        load_published(tmp_path)
+    (tmp_path / "services.json").write_text(json.dumps({"services": {"lan": {"address": "10.1.1.1:80"}}}))
+    with pytest.raises(ConfigError, match="loopback"):
+        load_published(tmp_path)
+
+
+def test_only_ladder_names_are_services():
+    assert is_service_host("blog.ryan.ladder") and is_service_host("ABC.LADDER.") and is_service_host("x.ladder")
+    assert not is_service_host("ladder.example.com") and not is_service_host("notladder")
+
+
+# ---------------------------------------------------------- user's listing
+
+
+def test_human_and_self_certifying_names_find_the_signed_record():
+    listing = ServiceListing({}, own_id="me")
+    listing.update([listing_entry(RYAN, "ryan"), listing_entry(RYAN, "ryan", "echo"), listing_entry(BOB, "bob")])
+    _, record = listing.find("blog.ryan.ladder")
+    assert record.id == member_id(public_bytes(RYAN)) and record.name == "blog"
+    assert listing.find("BLOG.Ryan.ladder.")[1] is record
+    assert listing.find(service_address(public_bytes(RYAN), "blog"))[1] is record
+    assert listing.find("blog.bob.ladder")[1].id == member_id(public_bytes(BOB))
+    with pytest.raises(ServiceUnknown) as info:
+        listing.find("nosuch.ryan.ladder")
+    assert info.value.code == ErrorCode.NO_ROUTE
+    assert [s["name"] for s in listing.status()] == ["blog.bob.ladder", "blog.ryan.ladder", "echo.ryan.ladder"]
+
+
+def test_forged_record_is_refused_under_both_its_names():
+    forged = listing_entry(RYAN, "ryan")
+    fields = json.loads(base64.b64decode(forged["record"]))
+    fields["noise_key"] = b64(generate_keypair()[1])
+    forged["record"] = b64(json.dumps(fields).encode())
+    listing = ServiceListing({}, own_id="me")
+    listing.update([forged])
+    address = service_address(public_bytes(RYAN), "blog")
+    assert set(listing.rejected) == {"blog.ryan.ladder", address}
+    for host in ("blog.ryan.ladder", address):
+        with pytest.raises(ServiceUnknown) as info:
+            listing.find(host)
+        assert info.value.code == ErrorCode.FORBIDDEN and "hub may be lying about service" in str(info.value)
+    assert listing.status() == []
+
+
+def test_a_pinned_key_that_changed_is_refused():
+    old_noise, new_noise = generate_keypair()[1], generate_keypair()[1]
+    listing = ServiceListing({member_id(public_bytes(RYAN)): b64(old_noise)}, own_id="me")
+    listing.update([listing_entry(RYAN, "ryan", noise=old_noise)])
+    assert listing.find("blog.ryan.ladder")
+    listing.update([listing_entry(RYAN, "ryan", noise=new_noise)])
+    with pytest.raises(ServiceUnknown, match="another key"):
+        listing.find("blog.ryan.ladder")
+
+
+def test_a_hub_relabelling_members_cannot_move_a_self_certifying_name():
+    listing = ServiceListing({}, own_id="me")
+    listing.update([listing_entry(RYAN, "ryan"), listing_entry(BOB, "ryan")])  # the hub calls bob "ryan" too
+    assert listing.find("blog.ryan.ladder")[1].id == member_id(public_bytes(RYAN))  # the first one stays
+    assert listing.find(service_address(public_bytes(BOB), "blog"))[1].id == member_id(public_bytes(BOB))
+    assert listing.find(service_address(public_bytes(RYAN), "blog"))[1].id == member_id(public_bytes(RYAN))
+
+
+def test_access_list_is_shown_with_names():
+    listing = ServiceListing({}, own_id="me")
+    listing.members = {"alice-id": "alice"}
+    listing.update([listing_entry(RYAN, "ryan", access=["alice-id"])])
+    (service,) = listing.status()
+    assert service["access"] == ["alice"] and service["allowed"] is False
+
+
+# -------------------------------------------------------------- hub board
+
+
+class FakeLink:
+    def __init__(self):
+        self.sent = []
+
+    def send_control(self, message):
+        self.sent.append(message)
+
+
+def board_with(*keys_and_names):
+    members = [SimpleNamespace(id=member_id(public_bytes(k)), name=n, pubkey=public_bytes(k), revoked=False)
+               for k, n in keys_and_names]
+    hub = SimpleNamespace(sessions={}, store=SimpleNamespace(members=lambda: members))
+    board = ServiceBoard(hub)
+    sessions = [SimpleNamespace(member=m, link=FakeLink()) for m in members]
+    for session in sessions:
+        hub.sessions[session.member.id] = session
+        board.member_online(session)
+    return hub, board, members, sessions
+
+
+def published(hub_board_session, *records, more=False):
+    _, board, _, sessions = hub_board_session
+    board.publish(sessions[0], {"type": "publish", "services": list(records), "more": more})
+
+
+def test_board_lists_only_records_the_member_signed_and_keeps_offline_publishers():
+    setup = board_with((RYAN, "ryan"), (BOB, "bob"))
+    hub, board, members, sessions = setup
+    noise = generate_keypair()[1]
+    good = sign_service_record(RYAN, "blog", "", "", "http", noise, [], 1)
+    bobs = sign_service_record(BOB, "evil", "", "", "http", noise, [], 1)  # sent over ryan's link
+    published(setup, good, {"record": "junk", "signature": "junk"}, bobs, good)
+    (entry,) = board.entries()
+    assert entry["name"] == "ryan" and entry["online"] is True and board.publishes(members[0].id)
+    last = sessions[1].link.sent[-1]
+    assert last["type"] == "services" and len(last["services"]) == 1 and last["more"] is False
+    del hub.sessions[members[0].id]
+    board.member_offline(sessions[0])
+    assert board.entries()[0]["online"] is False and not board.publishes(members[0].id)
+
+
+def test_board_gathers_pieces_and_an_empty_publish_withdraws():
+    setup = board_with((RYAN, "ryan"))
+    _, board, _, _ = setup
+    noise = generate_keypair()[1]
+    published(setup, sign_service_record(RYAN, "a", "", "", "http", noise, [], 1), more=True)
+    assert board.entries() == []
+    published(setup, sign_service_record(RYAN, "b", "", "", "tcp", noise, [], 1))
+    assert len(board.entries()) == 2
+    published(setup)
+    assert board.entries() == []
+
+
+def test_members_are_pushed_and_revoked_publishers_disappear():
+    setup = board_with((RYAN, "ryan"), (BOB, "bob"))
+    hub, board, members, sessions = setup
+    published(setup, sign_service_record(RYAN, "blog", "", "", "http", generate_keypair()[1], [], 1))
+    pushed = [m for m in sessions[1].link.sent if m["type"] == "members"][-1]
+    assert {m["name"] for m in pushed["members"]} == {"ryan", "bob"}
+    members[0].revoked = True
+    board.members_changed()
+    assert board.entries() == [] and board.names == {members[1].id: "bob"}
