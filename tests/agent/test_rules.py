@@ -79,6 +79,8 @@ def test_pac_follows_the_rules():
     assert '(host == "cn" || dnsDomainIs(host, ".cn")) return "DIRECT"' in pac
     assert 'isInNet(host, "10.0.0.0", "255.0.0.0")) return "DIRECT"' in pac
     assert "SOCKS5 127.0.0.1:1080" in pac and pac.rstrip().endswith("}")
+    first = next(line for line in pac.splitlines() if line.strip().startswith("if"))
+    assert '".ladder"' in first, "network-only names must reach the agent before any direct rule"
 
 
 # Global addresses, only compared, never contacted (documentation ranges are not global).

@@ -154,6 +154,7 @@ class Router:
             "function FindProxyForURL(url, host) {",
             "  host = host.toLowerCase();",
             '  var isV4 = /^\\d+\\.\\d+\\.\\d+\\.\\d+$/.test(host);',
+            f'  if (dnsDomainIs(host, ".ladder")) return "{via}";  // network-only services: always the agent',
         ]
         for rule in self.rules:
             target = '"DIRECT"' if rule.action == "direct" else f'"{via}"'
