@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 FIRST_BYTES_TIMEOUT = 60.0  # nginx's client_header_timeout
 PEEK_TIMEOUT = 10.0  # a member's ClientHello comes at once; silence goes to the raw backend
 TLS_HANDSHAKE_TIMEOUT = 15.0
+PEEK_BYTES = 16 * 1024 + 5  # one whole TLS record and a byte past it
 KEEPALIVE_TIMEOUT = 75.0  # nginx's keepalive_timeout
 
 # (hello, binding, transport, rest) -> True if the hub took the connection.
@@ -177,7 +178,7 @@ class SniffingServer:
             conn.close()
             return
         try:
-            if first[:1] == b"\x16":  # a TLS handshake record: ours to answer
+            if _lone_client_hello(first):  # a fresh TLS handshake: ours to answer
                 await loop.connect_accepted_socket(self.doorway, conn, ssl=self.context,
                                                    ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
             else:
@@ -189,6 +190,19 @@ class SniffingServer:
             conn.close()
 
 
+def _lone_client_hello(first: bytes) -> bool:
+    """A TLS handshake record with nothing after it.
+
+    A fresh client sends its ClientHello and waits for the server. A first
+    flight with more behind the hello (a replayed handshake, early data, or
+    garbage) is not a member dialling: the real web server answers it, and
+    reacts as only a real server would (its handshake, then an alert).
+    """
+    if len(first) < 5 or first[0] != 0x16:
+        return False
+    return len(first) <= 5 + int.from_bytes(first[3:5], "big")
+
+
 async def _peek(conn: socket.socket) -> bytes:
     """The first bytes waiting on `conn`, left in place for whoever reads next."""
     loop = asyncio.get_running_loop()
@@ -198,4 +212,4 @@ async def _peek(conn: socket.socket) -> bytes:
         await ready
     finally:
         loop.remove_reader(conn.fileno())
-    return conn.recv(8, socket.MSG_PEEK)
+    return conn.recv(PEEK_BYTES, socket.MSG_PEEK)

@@ -49,7 +49,10 @@ from .frames import (
     header,
 )
 
-DEFAULT_WINDOW = 256 * 1024
+# Credit per stream: at least the bandwidth-delay product of the slowest path
+# expected (2 MiB carries ~6 MB/s over a 300 ms round trip across a border).
+# It is credit, not memory: idle streams hold nothing.
+DEFAULT_WINDOW = 2 * 1024 * 1024
 MAX_WINDOW = (1 << 31) - 1
 MAX_STREAM_ID = (1 << 32) - 1
 MAX_STREAMS = 32768

@@ -1,0 +1,279 @@
+"""The firewall lab's checks (issue 4): Ladder across a simulated national firewall, behind NATs.
+
+Each test is one line of the issue; docs/LAB.md says what each proves.
+Needs root and the lab's tools; otherwise every test skips with one line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+import sys
+import time
+
+import gfw
+import pcap
+from ladderlab import BLOCKED_NAME, KEYWORD, LAN_SERVICE_PORT, MAINLAND_MARKER, MAINLAND_NAME, MARKER
+from netlab import ADDR, ADDRESS_RULE, KEYWORD_RULE, ban, rule_packets, run_in, unban
+from netlab import wait_for
+
+BIG_TIMEOUT = 120
+IMPAIRED_TIMEOUT = 180  # check 8: 64 MiB with 150 ms delay and 1% loss each way
+PROBE_WAIT = 5.0  # check 6: how long a probe watches for a reaction
+INBOUND_PORTS = [1080, LAN_SERVICE_PORT, 22, 80, 443, 8080]  # check 7
+HUB = (ADDR["hub"], 443)
+
+
+def _said(result) -> str:
+    return (result.stderr.decode(errors="replace").strip() or result.stdout[:300].decode(errors="replace"))
+
+
+def _ok(result, marker: str, what: str, lab=None) -> None:
+    """`result` (curl's) succeeded with `marker` in the body; else fail saying what, with Ladder's logs."""
+    body = result.stdout.decode(errors="replace")
+    assert result.returncode == 0 and marker in body, (
+        f"{what} failed (curl exit {result.returncode}): {_said(result)}"
+        + (f"\n{lab.ladder_logs()}" if lab is not None else ""))
+
+
+def test_1_without_ladder_the_phone_cannot_reach_the_blocked_site(lab):
+    blocked_before = rule_packets("border", "LAD-BLOCK")
+    for url in (f"http://{ADDR['usweb']}/", f"https://{ADDR['usweb']}/"):
+        result = lab.curl("phone", "--cacert", str(lab.ca.cert_path), url, timeout=4)
+        assert result.returncode != 0, (
+            f"the phone fetched {url} without Ladder: the border does not block the site's address")
+    blocked_after = rule_packets("border", "LAD-BLOCK")
+    assert blocked_after[ADDRESS_RULE] > blocked_before[ADDRESS_RULE], (
+        "the phone's requests to the blocked address failed, but not at the border's block rule")
+
+    resolved = run_in("phone", "getent", "hosts", BLOCKED_NAME, check=False).stdout.decode().split()
+    assert resolved[:1] == [ADDR["poisoned"]], (
+        f"inside, {BLOCKED_NAME} should resolve to the poisoned {ADDR['poisoned']}, got {resolved}")
+    result = lab.curl("phone", f"http://{BLOCKED_NAME}/", timeout=4)
+    assert result.returncode != 0, f"the phone fetched http://{BLOCKED_NAME}/ by name without Ladder"
+
+    # The outside as such is reachable (an unblocked address), and the ban chain works.
+    mirror = f"http://{ADDR['usweb-mirror']}/"
+    _ok(lab.curl("phone", mirror, timeout=5), MARKER, f"control: the phone fetching the unblocked {mirror}")
+    ban(ADDR["usweb-mirror"])
+    try:
+        banned = lab.curl("phone", mirror, timeout=3)
+    finally:
+        unban(ADDR["usweb-mirror"])
+    assert banned.returncode != 0, f"the border's LAD-BAN chain did not stop traffic to a banned address ({mirror})"
+
+
+def test_2_through_ladder_the_phone_fetches_the_blocked_site(lab):
+    _ok(lab.curl("phone", *lab.proxy(f"http://{BLOCKED_NAME}/")), MARKER,
+        f"the phone fetching http://{BLOCKED_NAME}/ through Ladder", lab)
+    _ok(lab.curl("phone", *lab.proxy("--cacert", str(lab.ca.cert_path), f"https://{BLOCKED_NAME}/")), MARKER,
+        f"the phone fetching https://{BLOCKED_NAME}/ through Ladder (lab CA)", lab)
+    digest, seconds, result = lab.fetch_big("phone", BIG_TIMEOUT)
+    assert result.returncode == 0, (
+        f"the 64 MiB download through Ladder failed after {seconds:.1f} s: {_said(result)}\n{lab.ladder_logs()}")
+    assert digest == lab.blocked.big_sha, "the 64 MiB file arrived through Ladder, but corrupted (sha256 differs)"
+    print(f"64 MiB through Ladder in {seconds:.1f} s ({64 / seconds:.1f} MiB/s)")
+
+
+def test_3_the_keyword_filter_never_matches_ladder_traffic(lab):
+    site = lab.blocked
+    for path in (site.keyword_path, site.keyword_page):
+        result = lab.curl("phone", *lab.proxy(f"http://{BLOCKED_NAME}{path}"))
+        _ok(result, KEYWORD, f"the phone fetching http://{BLOCKED_NAME}{path} (keyword in cleartext) through Ladder",
+            lab)
+
+    # Control: the same requests without Ladder, to an address the border does not block, are dropped.
+    mirror = f"http://{ADDR['usweb-mirror']}"
+    _ok(lab.curl("phone", f"{mirror}/", timeout=5), MARKER, "control: a page without the keyword, without Ladder")
+    dropped_before = rule_packets("border", "LAD-BLOCK")[KEYWORD_RULE]
+    for path, where in ((site.keyword_path, "in the URL"), (site.keyword_page, "in the page")):
+        result = lab.curl("phone", f"{mirror}{path}", timeout=4)
+        assert result.returncode != 0, (
+            f"control: {mirror}{path} (keyword {where}) arrived without Ladder: the keyword filter does not work")
+    assert rule_packets("border", "LAD-BLOCK")[KEYWORD_RULE] > dropped_before, "the keyword rule dropped nothing"
+
+
+def test_4_two_way_sharing_outside_reaches_mainland_only_content(lab):
+    url = f"http://{MAINLAND_NAME}/"
+    _ok(lab.curl("phone", url), MAINLAND_MARKER, "control: the phone (inside) fetching the mainland-only site")
+    direct = lab.curl("laptop", "-o", "/dev/null", "-w", "%{http_code}", url)
+    assert direct.stdout.decode() == "403", (
+        f"without Ladder the laptop (outside) should get 403 from {url}, got {direct.stdout!r} {_said(direct)}")
+    _ok(lab.curl("laptop", *lab.proxy(url)), MAINLAND_MARKER,
+        f"the laptop fetching {url} through the inside member's exit (--exit CN)", lab)
+
+
+def test_5_the_link_across_the_border_looks_like_https(lab):
+    small = lab.root / "small-through-capture.bin"
+    with lab.capture("cn") as path:
+        lab.restart_member("laptop")  # a new link, so its handshake crosses the border during the capture
+        page = lab.curl("phone", *lab.proxy(f"http://{BLOCKED_NAME}{lab.blocked.keyword_path}"))
+        https = lab.curl("phone", *lab.proxy("--cacert", str(lab.ca.cert_path), "-o", str(small),
+                                             f"https://{BLOCKED_NAME}/small.bin"))
+        mainland = lab.curl("laptop", *lab.proxy(f"http://{MAINLAND_NAME}/"))
+    _ok(page, KEYWORD, "the keyword page through Ladder during the capture", lab)
+    assert https.returncode == 0 and hashlib.sha256(small.read_bytes()).hexdigest() == lab.blocked.small_sha, (
+        f"the 1 MiB file through Ladder during the capture: {_said(https)}")
+    _ok(mainland, MAINLAND_MARKER, "the mainland page through Ladder during the capture", lab)
+
+    packets = pcap.read_pcap(path)
+    assert packets, "the border capture is empty"
+    not_tcp = [p for p in packets if not p.is_tcp]
+    assert not not_tcp, "packets other than TCP crossed the border: " + ", ".join(
+        f"proto {p.proto} {p.src}:{p.sport} -> {p.dst}:{p.dport}" for p in not_tcp[:5])
+    connections = pcap.tcp_connections(packets)
+    elsewhere = [c for c in connections if c.server != HUB]
+    assert not elsewhere, "TCP connections crossed the border to something other than the hub's port 443: " + ", ".join(
+        f"{c.client} -> {c.server}" for c in elsewhere[:5])
+    new = [c for c in connections if c.saw_syn]
+    assert new, "no connection was opened across the border during the capture: the test proves nothing"
+
+    problems = []
+    for conn in new:
+        for side, who in ((conn.client, "client"), (conn.server, "hub")):
+            try:
+                records = gfw.tls_records(conn.stream(side))
+            except gfw.NotTLS as exc:
+                problems.append(f"{conn.client}->{conn.server} {who}'s bytes are not TLS records: {exc}")
+                continue
+            if not records:
+                problems.append(f"{conn.client}->{conn.server}: the {who} sent nothing")
+            first = conn.first_data(side)
+            if first is not None and not gfw.is_exempt(first):
+                problems.append(
+                    f"{conn.client}->{conn.server}: the {who}'s first data packet ({len(first)} bytes, "
+                    f"{gfw.popcount_per_byte(first):.2f} bits/byte, starts {first[:8].hex()}) is exempt under "
+                    "none of Ex1-Ex5: the GFW would flag it as fully encrypted")
+    for packet in packets:
+        found = gfw.banners(packet.payload)
+        if found:
+            problems.append(f"{packet.src}:{packet.sport} -> {packet.dst}:{packet.dport} carries {found}")
+    cleartext = b"".join(p.payload for p in packets)
+    print(f"border capture: {len(packets)} packets, {len(connections)} connections ({len(new)} opened), "
+          f"{len(cleartext)} payload bytes; first packets exempt by "
+          + ", ".join("/".join(gfw.exemptions(c.first_data(c.client) or b"")) for c in new))
+    if len(cleartext) < len(small.read_bytes()):
+        problems.append(f"only {len(cleartext)} payload bytes crossed the border, less than the 1 MiB file: "
+                        "Ladder's traffic did not go through the captured link")
+    for secret in (KEYWORD, MARKER, BLOCKED_NAME, MAINLAND_NAME, MAINLAND_MARKER, "GET /"):
+        if secret.encode() in cleartext:
+            problems.append(f"{secret!r} crossed the border in cleartext")
+    assert not problems, "the border saw more than HTTPS:\n" + "\n".join(problems[:20])
+    lab.remember_handshake(new)
+
+
+def test_6_probes_get_the_same_reaction_from_the_hub_as_from_nginx(lab):
+    handshake = lab.member_handshake()
+    rng = random.Random(20230809)
+    probes: dict[str, dict] = {"no data": {}}
+    for length in (1, 16, 64, 256, 1024, 4096):
+        probes[f"{length} random bytes"] = {"send": rng.randbytes(length).hex()}
+    probes["HTTP GET"] = {"send": b"GET / HTTP/1.1\r\nHost: www.example.org\r\n\r\n".hex()}
+    probes["TLS with a wrong SNI, then HTTP GET"] = {"tls_sni": "wrong.example",
+                                                     "send": b"GET / HTTP/1.1\r\nHost: wrong.example\r\n\r\n".hex()}
+    probes["replayed member ClientHello"] = {"send": handshake[0].hex()}
+    probes["replayed member first flight"] = {"send": b"".join(handshake[:3]).hex()}
+    targets = {"hub": ADDR["hub"], "nginx": ADDR["ref"]}
+    spec = {f"{name} @{who}": {"host": address, "port": 443, "wait": PROBE_WAIT, **probe}
+            for name, probe in probes.items() for who, address in targets.items()}
+    reactions = lab.probes("react", "border", spec)
+    for name in probes:
+        print(f"{name:<40} hub {reactions[name + ' @hub']}  nginx {reactions[name + ' @nginx']}")
+    differ = [f"{name}: hub {reactions[name + ' @hub']}, nginx {reactions[name + ' @nginx']}"
+              for name in probes if reactions[name + " @hub"]["class"] != reactions[name + " @nginx"]["class"]]
+    assert not differ, (f"a prober tells the hub from nginx on {len(differ)} of {len(probes)} probes:\n"
+                        + "\n".join(differ))
+
+
+def test_7_both_nats_stay_closed_to_inbound_connections(lab):
+    # Controls: the LAN services exist and answer inside their own home.
+    control = {"phone": ("cnhome", ADDR["phone"]), "laptop": ("ushome", ADDR["laptop"])}
+    for name, (router, address) in control.items():
+        reached = lab.probes("connect", router, {"x": {"host": address, "port": LAN_SERVICE_PORT}})["x"]
+        assert reached == "connected", f"control: the LAN service on the {name} does not answer its own router"
+
+    targets = {"phone": ADDR["phone"], "cnsharer": ADDR["cnsharer"], "cnhome WAN": ADDR["cnhome-wan"],
+               "laptop": ADDR["laptop"], "ushome WAN": ADDR["ushome-wan"]}
+    spec = {f"{name}:{port}": {"host": address, "port": port, "timeout": 2.0}
+            for name, address in targets.items() for port in INBOUND_PORTS}
+    opened = []
+    for origin in ("border", "usweb", "hub"):
+        for target, outcome in lab.probes("connect", origin, spec).items():
+            if outcome == "connected":
+                opened.append(f"{origin} -> {target}")
+    assert not opened, "inbound connections got through a home NAT: " + ", ".join(opened)
+
+    for router, rules in lab.nat_rules.items():
+        now = lab.nat_table(router)
+        assert now == rules and not re.search(r"DNAT|REDIRECT", now), (
+            f"{router}'s NAT table changed during the run (port forwarding?):\n{now}")
+
+    for name in ("phone", "laptop", "cnsharer"):
+        member = lab.members[name]
+        sockets = run_in(member.host, "ss", "-Hanptu").stdout.decode().splitlines()
+        own = [line for line in sockets if f"pid={member.proc.pid}," in line]
+        assert own, f"ss shows no socket of {name}'s agent (pid {member.proc.pid}): the check would prove nothing"
+        wide = [line for line in own if line.split()[0] == "udp" or
+                (line.split()[1] == "LISTEN" and not line.split()[4].startswith("127.0.0.1:"))]
+        assert not wide, f"{name}'s agent opened sockets beyond loopback and its link:\n" + "\n".join(wide)
+
+
+def test_8_the_big_file_survives_delay_and_loss_at_the_border(lab):
+    with lab.impaired_border(delay_ms=150, loss_percent=1, max_seconds=IMPAIRED_TIMEOUT + 120) as line:
+        lab.members["phone"].wait_ready("US")
+        digest, seconds, result = lab.fetch_big("phone", IMPAIRED_TIMEOUT)
+        baseline = ""
+        if result.returncode != 0:  # for the message: what plain TCP does on the same path
+            plain = lab.curl("phone", "-o", "/dev/null", "-w", "%{speed_download}",
+                             f"http://{ADDR['usweb-mirror']}/big.bin", timeout=30)
+            baseline = (f"; plain TCP on the same path (no Ladder, an unblocked address) ran at "
+                        f"{float(plain.stdout or 0) / 2**20:.2f} MiB/s")
+    counts = re.search(r"forwarded (\d+) dropped (\d+)", line.output())
+    assert result.returncode == 0, (
+        f"the 64 MiB download through Ladder with 150 ms delay and 1% loss each way at the border failed after "
+        f"{seconds:.1f} s: {_said(result)}{baseline}")
+    assert digest == lab.blocked.big_sha, "the 64 MiB file arrived through a lossy border, but corrupted"
+    assert counts and int(counts[2]) > 0, f"the delay line lost no packet: the loss was not applied\n{line.output()}"
+    print(f"64 MiB through Ladder, 150 ms + 1% loss each way, in {seconds:.1f} s ({64 / seconds:.2f} MiB/s); "
+          f"delay line {counts[0]}")
+
+
+def test_9_default_inside_rules_send_blocked_sites_abroad_and_mainland_sites_directly(lab):
+    """Issue 6: the phone runs `--rules inside-cn --exit US`: one session, two ways."""
+    def carried() -> int:  # bytes the laptop's US exit has carried today, published every 2 s
+        return lab.members["laptop"].status()["share"]["today_bytes"]
+
+    time.sleep(2.5)  # let earlier checks' traffic be published first
+    before = carried()
+    _ok(lab.curl("phone", *lab.proxy(f"http://{BLOCKED_NAME}/")), MARKER,
+        "the phone fetching the blocked site through its rules (exit US)", lab)
+    time.sleep(2.5)
+    after_blocked = carried()
+    assert after_blocked > before, "the blocked site did not go through the US exit"
+    _ok(lab.curl("phone", *lab.proxy(f"http://{MAINLAND_NAME}/")), MAINLAND_MARKER,
+        "the phone fetching the mainland-only site through its rules (direct)", lab)
+    route = lab.ladder("route", "test", MAINLAND_NAME, "--rules", "inside-cn").stdout
+    assert "directly" in route, route
+    time.sleep(2.5)
+    assert carried() == after_blocked, "the mainland-only site went through the US exit instead of directly"
+
+
+def test_10_the_phone_opens_a_site_published_outside_by_name(lab):
+    """Issue 7: a web server on the laptop's loopback, published, reached from inside across the border."""
+    site = lab.root / "laptop-site"
+    site.mkdir(exist_ok=True)
+    (site / "index.html").write_text(f"<html>{MARKER}-published</html>\n")
+    server = lab.spawn("laptop-site", "laptop", sys.executable, "-m", "http.server", "--bind", "127.0.0.1",
+                       "--directory", str(site), "5000")
+    try:
+        wait_for(lambda: run_in("laptop", "ss", "-ltn").stdout.decode().count("127.0.0.1:5000") > 0, 10,
+                 "the laptop's site to listen")
+        lab.ladder_in("laptop", "publish", "127.0.0.1:5000", "--name", "photos", "--title", "Photos",
+                      "--dir", str(lab.members["laptop"].folder))
+        url = "http://photos.laptop.ladder/"
+        wait_for(lambda: lab.curl("phone", *lab.proxy(url)).returncode == 0, 20, "the service to be listed")
+        _ok(lab.curl("phone", *lab.proxy(url)), f"{MARKER}-published",
+            "the phone opening the laptop's published site by name", lab)
+    finally:
+        server.stop()
