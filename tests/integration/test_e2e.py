@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import HERE, MARKER, Network, curl, ladder
+from harness import HERE, MARKER, Network, curl, ladder
 
 
 def test_hub_relays_neither_the_site_nor_the_content(tmp_path, origin):

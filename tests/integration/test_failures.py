@@ -10,7 +10,7 @@ import socket
 import struct
 import time
 
-from conftest import BIG, MARKER, curl, free_port, ladder, wait_for
+from harness import BIG, HERE, MARKER, Proc, _accepts, curl, free_port, ladder, wait_for
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 
@@ -174,8 +174,6 @@ def test_silent_exit_is_dropped_within_15_s_and_comes_back(network):
 
 def test_strangers_are_handed_to_the_real_web_server_beside_the_hub(tmp_path, origin):
     """--web-backend gets decrypted non-member requests; --raw-backend gets connections without TLS."""
-    from conftest import HERE, Proc, _accepts
-
     site = tmp_path / "site"
     site.mkdir()
     (site / "index.html").write_text("<html>the operator's own site</html>\n")

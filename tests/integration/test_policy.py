@@ -9,7 +9,7 @@ import struct
 import time
 
 import pytest
-from conftest import MARKER, curl, ladder, wait_for
+from harness import MARKER, curl, ladder, wait_for
 
 
 def http_status(user, url: str) -> tuple[str, str]:

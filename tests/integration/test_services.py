@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import HERE, Member, Network, curl, free_port, ladder, wait_for
+from harness import HERE, Member, Network, curl, free_port, ladder, wait_for
 
 BODY = os.urandom(8 * 1024 * 1024)
 BODY_SHA = hashlib.sha256(BODY).hexdigest()

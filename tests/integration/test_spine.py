@@ -10,7 +10,7 @@ import struct
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import MARKER, curl, ladder
+from harness import MARKER, curl, ladder
 
 
 def socks_fetch(proxy: tuple[str, int], host: str, port: int, path: str) -> bytes:

@@ -1,0 +1,194 @@
+"""Real hubs, agents and an origin web server, started as processes on loopback (test helpers)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+BIG = 64 * 1024 * 1024
+MARKER = "ladder-marker-7f3a9c"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ladder(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run one `ladder` command to completion."""
+    result = subprocess.run([sys.executable, "-m", "ladder", *args], capture_output=True, text=True,
+                            timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"ladder {' '.join(args)} failed ({result.returncode}): {result.stderr}")
+    return result
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class Proc:
+    """A long-running process whose output goes to a log file."""
+
+    def __init__(self, name: str, args: list[str], log_dir: Path):
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self.log = open(self.log_path, "wb")
+        self.popen = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def output(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.alive():
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(5)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(5)
+        self.log.close()
+
+
+class Network:
+    """One hub and any number of members, each in its own folder and process."""
+
+    def __init__(self, root: Path, hub_command: list[str] | None = None):
+        self.root = root
+        self.procs: list[Proc] = []
+        self.hub_dir = root / "hub"
+        self.hub_port = free_port()
+        ladder("hub", "init", "--dir", str(self.hub_dir), "--name", "testhub",
+               "--listen", f"127.0.0.1:{self.hub_port}", "--public-address", f"127.0.0.1:{self.hub_port}")
+        self.hub_command = hub_command or ["-m", "ladder", "hub", "run", "--dir", str(self.hub_dir)]
+        self.hub = self.start_hub()
+
+    def start(self, name: str, *args: str, python_args: tuple[str, ...] = ("-m", "ladder")) -> Proc:
+        proc = Proc(name, [sys.executable, *python_args, *args], self.root)
+        self.procs.append(proc)
+        return proc
+
+    def start_hub(self) -> Proc:
+        proc = self.start("hub", python_args=tuple(self.hub_command))
+        wait_for(lambda: _accepts(self.hub_port) or not proc.alive(), 20, "the hub to listen")
+        assert proc.alive(), f"hub died:\n{proc.output()}"
+        return proc
+
+    def invite(self, name: str, *args: str) -> str:
+        return ladder("hub", "invite", "--dir", str(self.hub_dir), name, *args).stdout.strip()
+
+    def join(self, name: str) -> Path:
+        folder = self.root / name
+        ladder("join", self.invite(name), "--dir", str(folder))
+        return folder
+
+    def member(self, name: str, *up_args: str) -> Member:
+        folder = self.join(name)
+        proc = self.start(name, "up", "--dir", str(folder), *up_args)
+        member = Member(name, folder, proc)
+        member.wait_up()
+        return member
+
+    def exit(self, name: str, country: str, *extra: str) -> Member:
+        ports = () if "--ports" in extra else ("--ports", "1-65535")  # the test sites sit on high ports
+        return self.member(name, "--share", "--country", country, *ports, *extra)
+
+    def user(self, name: str, *extra: str) -> Member:
+        port = free_port()
+        member = self.member(name, "--proxy", f"127.0.0.1:{port}", *extra)
+        member.proxy = ("127.0.0.1", port)
+        return member
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop()
+
+
+class Member:
+    def __init__(self, name: str, folder: Path, proc: Proc):
+        self.name = name
+        self.folder = folder
+        self.proc = proc
+        self.proxy: tuple[str, int] | None = None
+
+    def status(self) -> dict:
+        try:
+            return json.loads((self.folder / "status.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def wait_up(self, timeout: float = 20) -> None:
+        wait_for(lambda: self.status().get("state") == "up" or not self.proc.alive(), timeout,
+                 f"{self.name}'s link to come up")
+        assert self.proc.alive(), f"{self.name} died:\n{self.proc.output()}"
+
+    def wait_exits(self, count: int, timeout: float = 20) -> None:
+        wait_for(lambda: len(self.status().get("exits", [])) >= count, timeout,
+                 f"{self.name} to see {count} exits")
+
+    @property
+    def socks(self) -> str:
+        return f"socks5h://{self.proxy[0]}:{self.proxy[1]}"
+
+    @property
+    def http(self) -> str:
+        return f"http://{self.proxy[0]}:{self.proxy[1]}"
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), 0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+class Origin:
+    """An ordinary web server holding a page with a marker and a 64 MiB file."""
+
+    def __init__(self, root: Path):
+        self.dir = root / "www"
+        self.dir.mkdir()
+        (self.dir / "index.html").write_text(f"<html><body>{MARKER}</body></html>\n")
+        big = os.urandom(BIG)
+        (self.dir / "big.bin").write_bytes(big)
+        self.big_sha = hashlib.sha256(big).hexdigest()
+        self.small = {}
+        for i in range(50):
+            data = os.urandom(1024 * 1024)
+            (self.dir / f"s{i}.bin").write_bytes(data)
+            self.small[f"s{i}.bin"] = hashlib.sha256(data).hexdigest()
+        self.port = free_port()
+        self.proc = Proc("origin", [sys.executable, str(HERE / "origin.py"), str(self.port), str(self.dir)], root)
+        wait_for(lambda: _accepts(self.port), 10, "the origin web server")
+
+    def url(self, path: str = "", host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.port}/{path}"
+
+
+def curl(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(["curl", "-sS", "--max-time", str(int(timeout)), *args], capture_output=True,
+                          timeout=timeout + 10)
