@@ -125,7 +125,8 @@ class InviteLink:
 MEMBER_EXAMPLES = b"""
 # --- Sharing your connection (ladder up --share). Flags of the same names override these.
 # [share]
-# members = "everyone"            # or ["alice", "bob"]: only these members may use your exit
+# members = "everyone"            # or ["alice", "@family"]: only these members (and groups) may use your exit
+# groups = { family = ["mum", "dad"] }
 # ports = [80, 443]               # destination ports; ranges like "8000-8100"
 # deny = ["example.com", "203.0.113.0/24"]   # never served (a domain covers its subdomains)
 # rate = "20M"                    # bytes per second for the whole exit (K, M, G)

@@ -139,6 +139,10 @@ def test_share_policy_from_config():
     assert (policy.rate, policy.user_rate, policy.daily_cap) == (20_000_000, 500_000, 1_500_000_000)
     with pytest.raises(ConfigError, match="unknown keys"):
         SharePolicy.from_table({"rates": 1})
+    grouped = SharePolicy.from_table({"members": ["@family", "carol"], "groups": {"family": ["Mum", "dad"]}})
+    assert grouped.members == {"mum", "dad", "carol"}
+    with pytest.raises(ConfigError, match="does not define"):
+        SharePolicy.from_table({"members": ["@nobody"]})
     for bad in ("fast", "-1M"):
         with pytest.raises(ConfigError):
             parse_amount(bad, "rate")

@@ -74,13 +74,16 @@ class SharePolicy:
     @classmethod
     def from_table(cls, table: dict) -> SharePolicy:
         """The [share] table of ladder.toml (flags are merged in as the same keys)."""
-        known = {"members", "ports", "deny", "rate", "user_rate", "daily_cap", "monthly_cap", "user_streams"}
+        known = {"members", "groups", "ports", "deny", "rate", "user_rate", "daily_cap", "monthly_cap",
+                 "user_streams"}
         unknown = set(table) - known
         if unknown:
             raise ConfigError(f"[share] has unknown keys: {', '.join(sorted(unknown))}")
         members = table.get("members", "everyone")
         if isinstance(members, str):
             members = None if members == "everyone" else [m for m in members.split(",") if m]
+        if members is not None:
+            members = cls._expand_groups(members, table.get("groups", {}))
         domains, networks = [], []
         for item in table.get("deny", []):
             try:
@@ -102,6 +105,21 @@ class SharePolicy:
             monthly_cap=parse_amount(table.get("monthly_cap"), "monthly_cap"),
             user_streams=user_streams,
         )
+
+    @staticmethod
+    def _expand_groups(members: list, groups) -> list[str]:
+        """'@friends' in the members list stands for the names in groups.friends."""
+        if not isinstance(groups, dict):
+            raise ConfigError("[share] groups must be a table like { friends = [\"alice\", \"bob\"] }")
+        names = []
+        for member in map(str, members):
+            if member.startswith("@"):
+                if member[1:] not in groups:
+                    raise ConfigError(f"[share] members names the group {member}, which groups does not define")
+                names.extend(map(str, groups[member[1:]]))
+            else:
+                names.append(member)
+        return names
 
     def guard(self, allow_private: bool) -> ExitGuard:
         return ExitGuard(allow_private=allow_private, ports=self.ports, deny_domains=self.deny_domains,
