@@ -19,7 +19,7 @@ from __future__ import annotations
 import struct
 
 from .errors import ErrorCode, RemoteProtocolError
-from .frames import MAX_PAYLOAD
+from .frames import MAX_PAYLOAD, Reassembly
 from .noise import NoiseError, HandshakeState, TransportCipher, MAX_MESSAGE_LEN, TAG_LEN
 
 PROTOCOL = "Noise_IK_25519_ChaChaPoly_BLAKE2s"
@@ -84,7 +84,7 @@ class SealedStream:
 
     def __init__(self, cipher: TransportCipher):
         self._cipher = cipher
-        self._buffer = bytearray()
+        self._tail = Reassembly()
 
     def seal(self, plaintext: bytes) -> bytes:
         out = []
@@ -99,11 +99,7 @@ class SealedStream:
 
     def open(self, data: bytes) -> tuple[list[bytes], int]:
         """Plaintexts of the whole messages so far, and how many stream bytes were overhead."""
-        if self._buffer:
-            self._buffer += data
-            source = memoryview(self._buffer)
-        else:
-            source = memoryview(data)
+        source = self._tail.view(data)
         plaintexts, overhead, offset, end = [], 0, 0, len(source)
         try:
             while end - offset >= _LEN.size:
@@ -120,12 +116,7 @@ class SealedStream:
                 overhead += OVERHEAD
                 offset = stop
         finally:
-            if source.obj is self._buffer:
-                source.release()
-                del self._buffer[:offset]
-            else:
-                self._buffer = bytearray(source[offset:])
-                source.release()
+            self._tail.keep(source, offset)
         return plaintexts, overhead
 
 

@@ -87,6 +87,33 @@ def decode_window(payload: bytes) -> tuple[int, bytes]:
     return _U32.unpack_from(payload)[0], payload[4:]
 
 
+class Reassembly:
+    """The unfinished tail of a byte stream, kept between feeds.
+
+    Whole messages are parsed in place: from the caller's bytes when nothing
+    is pending, so each payload is copied once, not into a buffer and out again.
+    """
+
+    def __init__(self) -> None:
+        self._pending = bytearray()
+
+    def view(self, data: bytes) -> memoryview:
+        """All bytes not yet consumed, `data` included."""
+        if self._pending:
+            self._pending += data
+            return memoryview(self._pending)
+        return memoryview(data)
+
+    def keep(self, view: memoryview, consumed: int) -> None:
+        """Keep what follows `consumed` for the next feed, and let `view` go."""
+        if view.obj is self._pending:
+            view.release()
+            del self._pending[:consumed]
+        else:
+            self._pending = bytearray(view[consumed:])
+            view.release()
+
+
 class FrameDecoder:
     """Turns a byte stream into Frames; keeps at most one partial frame.
 
@@ -96,20 +123,14 @@ class FrameDecoder:
     """
 
     def __init__(self, max_payload: int = MAX_PAYLOAD):
-        self._buffer = bytearray()
+        self._tail = Reassembly()
         self._max_payload = max_payload
         self.error: RemoteProtocolError | None = None
 
     def feed(self, data: bytes) -> list[Frame]:
         if self.error is not None:
             raise self.error
-        # Parse straight from `data` when nothing is pending: each payload is
-        # then copied once, not once into the buffer and again out of it.
-        if self._buffer:
-            self._buffer += data
-            source = memoryview(self._buffer)
-        else:
-            source = memoryview(data)
+        source = self._tail.view(data)
         frames: list[Frame] = []
         offset = 0
         end = len(source)
@@ -131,12 +152,7 @@ class FrameDecoder:
                 break
             frames.append(Frame(type_, flags, stream_id, source[start : start + length].tobytes()))
             offset = start + length
-        if source.obj is self._buffer:
-            source.release()
-            del self._buffer[:offset]
-        else:
-            self._buffer = bytearray(source[offset:])
-            source.release()
+        self._tail.keep(source, offset)
         if self.error is not None and not frames:
             raise self.error
         return frames
