@@ -24,8 +24,10 @@ from .webface import WebFace
 
 log = logging.getLogger(__name__)
 FIRST_BYTES_TIMEOUT = 60.0  # nginx's client_header_timeout
-PEEK_TIMEOUT = 10.0  # a member's ClientHello comes at once; silence goes to the raw backend
-TLS_HANDSHAKE_TIMEOUT = 15.0
+# Silence is closed when nginx would close it (client_header_timeout), by us:
+# handing it to the real server late would add our wait to its own.
+PEEK_TIMEOUT = FIRST_BYTES_TIMEOUT
+TLS_HANDSHAKE_TIMEOUT = FIRST_BYTES_TIMEOUT
 PEEK_BYTES = 16 * 1024 + 5  # one whole TLS record and a byte past it
 KEEPALIVE_TIMEOUT = 75.0  # nginx's keepalive_timeout
 
@@ -172,9 +174,7 @@ class SniffingServer:
         loop = asyncio.get_running_loop()
         try:
             first = await asyncio.wait_for(_peek(conn), PEEK_TIMEOUT)
-        except asyncio.TimeoutError:
-            first = b""  # silence: let the real server time it out
-        except OSError:
+        except (asyncio.TimeoutError, OSError):
             conn.close()
             return
         try:
