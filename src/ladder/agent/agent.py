@@ -170,8 +170,6 @@ class Agent:
         self.directory.clear()
         self.state, self.error = "down", f"link lost: {reason}"
         self.write_status()
-        if reason == "membership revoked":
-            raise AgentFatal("the hub revoked this membership")
 
     async def _share_ticker(self, link: Link) -> None:
         """While sharing: keep status.json current and tell the hub when a cap is reached or lifted."""
@@ -234,19 +232,32 @@ class Agent:
         message2, sealed = responder.answer()
         relay = ExitRelay(self.sharing, user_id, user_name)
         link.endpoints[sid] = channel = Channel(link, sid, sealed, relay)  # a reset while we connect
-        self._spawn(self._connect_target(channel, host, port, message2))
+        self.answer_when_connected(channel, connect_target(host, port, self.guard, lambda: relay), message2,
+                                   "the stream was cancelled while the exit connected")
 
-    async def _connect_target(self, channel: Channel, host: str, port: int, message2: bytes) -> None:
+    def answer_when_connected(self, channel: Channel, connecting, message2: bytes, withdrawn: str) -> None:
+        """Accept `channel` (with Noise message 2) once `connecting` reached the target.
+
+        `connecting` connects the channel's relay and raises TargetRefused with
+        a reason for the opener; `withdrawn` is the refusal if the relay was
+        withdrawn while it connected. The exit and the services both answer so.
+        """
+        self._spawn(self._answer(channel, connecting, message2, withdrawn))
+
+    async def _answer(self, channel: Channel, connecting, message2: bytes, withdrawn: str) -> None:
         link, relay = channel.link, channel.inner
         try:
-            await connect_target(host, port, self.guard, lambda: relay)
+            await connecting
         except TargetRefused as exc:
-            link.endpoints.pop(channel.sid, None)
-            link.refuse(channel.sid, exc.code, str(exc))
+            if link.endpoints.pop(channel.sid, None) is not None:
+                link.refuse(channel.sid, exc.code, str(exc))
             relay.stream_gone()
             return
         if relay.done or link.closed:
             relay.transport.abort()
+            relay.stream_gone()
+            if link.endpoints.pop(channel.sid, None) is not None:
+                link.refuse(channel.sid, ErrorCode.NO_ROUTE, withdrawn)
             return
         link.accept(channel.sid, channel, message2)
         relay.attach(channel)

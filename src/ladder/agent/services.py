@@ -61,6 +61,7 @@ from ladder.protocol.records import (
     verify_service_record,
 )
 
+from .exit import TargetRefused
 from .relay import Relay, abort_with_rst
 
 if TYPE_CHECKING:
@@ -138,6 +139,19 @@ def loopback_address(text: str) -> tuple[str, int]:
         raise ConfigError(f"{text}: only addresses on this machine's loopback (127.0.0.1, ::1) can be "
                           "published; bind the service there, so nobody reaches it but through Ladder")
     return host, port
+
+
+async def _dial(service: Published, relay: Relay) -> None:
+    """Connect the relay to the published loopback port; refusals name no address."""
+    loop = asyncio.get_running_loop()
+    try:
+        await asyncio.wait_for(loop.create_connection(lambda: relay, *service.address), CONNECT_TIMEOUT)
+    except ConnectionRefusedError:
+        raise TargetRefused(ErrorCode.TARGET_REFUSED, "the service is not running (its port refused)") from None
+    except asyncio.TimeoutError:
+        raise TargetRefused(ErrorCode.TARGET_TIMEOUT, "the service did not answer in time") from None
+    except OSError:
+        raise TargetRefused(ErrorCode.UNREACHABLE, "the publisher cannot reach its own service") from None
 
 
 def services_path(folder: Path) -> Path:
@@ -418,34 +432,9 @@ class Services:
         message2, sealed = responder.answer()
         relay = ServiceRelay(self.live.setdefault(name, set()))
         link.endpoints[sid] = channel = Channel(link, sid, sealed, relay)  # a reset while we connect
-        task = asyncio.get_running_loop().create_task(self._connect(channel, service, message2))
-        self.agent._tasks.add(task)
-        task.add_done_callback(self.agent._tasks.discard)
+        self.agent.answer_when_connected(channel, _dial(service, relay), message2,
+                                         "that service is not published (any more)")
 
-    async def _connect(self, channel: Channel, service: Published, message2: bytes) -> None:
-        link, relay = channel.link, channel.inner
-        loop = asyncio.get_running_loop()
-        try:
-            await asyncio.wait_for(loop.create_connection(lambda: relay, *service.address), CONNECT_TIMEOUT)
-        except (OSError, asyncio.TimeoutError) as exc:
-            relay.stream_gone()
-            if link.endpoints.pop(channel.sid, None) is not None:
-                if isinstance(exc, ConnectionRefusedError):
-                    code, reason = ErrorCode.TARGET_REFUSED, "the service is not running (its port refused)"
-                elif isinstance(exc, asyncio.TimeoutError):
-                    code, reason = ErrorCode.TARGET_TIMEOUT, "the service did not answer in time"
-                else:
-                    code, reason = ErrorCode.UNREACHABLE, "the publisher cannot reach its own service"
-                link.refuse(channel.sid, code, reason)
-            return
-        if relay.done or link.closed:
-            relay.transport.abort()
-            relay.stream_gone()
-            if link.endpoints.pop(channel.sid, None) is not None:  # taken down while connecting
-                link.refuse(channel.sid, ErrorCode.NO_ROUTE, "that service is not published (any more)")
-            return
-        link.accept(channel.sid, channel, message2)
-        relay.attach(channel)
 
     # -------------------------------------------------------------- status
 
