@@ -73,7 +73,6 @@ class Agent:
         policy = policy or SharePolicy()
         self.guard = policy.guard(allow_private)
         self.sharing = Sharing(policy, config.folder / "share-usage.json") if share else None
-        self.member_names: dict[str, str] = {}  # member id → name, from the hub
         self.noise_private = config.noise_key()
         self.directory = Directory(config.pins_path, config.id)
         self.services = Services(self)  # published here, and others' by name
@@ -200,9 +199,6 @@ class Agent:
             self.write_status()
         elif message["type"] == "directory":
             self.directory.update(message.get("exits") or [])
-            names = message.get("members")
-            if isinstance(names, dict):
-                self.member_names = {str(k): str(v) for k, v in names.items()}
             self.write_status()
 
     def link_closed(self, link: Link, reason: str) -> None:
@@ -224,7 +220,7 @@ class Agent:
         except RemoteProtocolError as exc:  # ChannelError included
             link.refuse(sid, exc.code, str(exc))
             return
-        user_name = self.member_names.get(user_id, user_id)
+        user_name = self.services.listing.members.get(user_id, user_id)  # names come with the services
         why = self.sharing.admit(user_id, user_name)
         if why is not None:
             link.refuse(sid, ErrorCode.FORBIDDEN if "cap" not in why else ErrorCode.BUSY, why)

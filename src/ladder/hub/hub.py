@@ -170,8 +170,8 @@ class Hub:
         peer = transport.get_extra_info("peername")
         link.send_control({"type": "welcome", "hub": self.config.name, "member": member.name, "id": member.id,
                            "address": peer[0] if peer else None})
-        self.directory_changed(urgent=True)  # everyone, this member included: exits learn its name
-        self.services.member_online(session)
+        link.send_control(self.directory_message())
+        self.services.member_online(session)  # member names go out from there: exits learn a new one
         log.info("%s is online", member.name)
         if rest:
             link.data_received(rest)
@@ -202,8 +202,7 @@ class Hub:
 
     def directory_message(self) -> dict:
         exits = [s.entry() for s in self.sessions.values() if s.record is not None and s.accepting]
-        names = {s.member.id: s.member.name for s in self.sessions.values()}
-        return {"type": "directory", "exits": exits, "members": names}
+        return {"type": "directory", "exits": exits}
 
     def directory_changed(self, urgent: bool) -> None:
         """Push the directory now (exits came or went) or soon (only load changed)."""
