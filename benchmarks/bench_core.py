@@ -32,6 +32,7 @@ import hashlib
 import json
 import os
 import platform
+import resource
 import selectors
 import shutil
 import signal
@@ -340,20 +341,20 @@ def start_ladder(procs: Processes, tmp: Path, profile_dir: Path | None, tool: st
 PROFILED = ("hub", "user", "sharer")
 
 
-def cpu_seconds(pid: int) -> tuple[float, float]:
-    """(user, system) CPU seconds a process has used so far (Linux /proc)."""
+def cpu_seconds(pid: int) -> tuple[float, float, float]:
+    """(user, system) CPU seconds a process has used so far, and its minor page faults (Linux /proc)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
-        return float("nan"), float("nan")
+        return float("nan"), float("nan"), float("nan")
     tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick
+    return int(fields[11]) / tick, int(fields[12]) / tick, float(fields[7])
 
 
 def cpu_snapshot(procs: Processes) -> dict[str, tuple[float, float]]:
     snap = {name: cpu_seconds(proc.pid) for name, proc, _ in procs.procs if not name.startswith("py-spy")}
     t = os.times()
-    snap["client"] = (t.user, t.system)
+    snap["client"] = (t.user, t.system, float(resource.getrusage(resource.RUSAGE_SELF).ru_minflt))
     return snap
 
 
@@ -593,9 +594,11 @@ def bench(args: argparse.Namespace, tmp: Path, procs: Processes) -> dict:
         mb = size / 1e6
         split = []
         for name in cpu_before:
-            user_ms, sys_ms = (1000 * (a - b) / mb for a, b in zip(cpu_after[name], cpu_before[name]))
+            user_ms, sys_ms, faults = ((a - b) / mb for a, b in zip(cpu_after[name], cpu_before[name]))
+            user_ms, sys_ms = 1000 * user_ms, 1000 * sys_ms
             rows.setdefault(f"cpu_ms_per_MB.{name}", []).append(user_ms + sys_ms)
-            split.append(f"{name} {user_ms:.2f}+{sys_ms:.2f}")
+            rows.setdefault(f"faults_per_MB.{name}", []).append(faults)
+            split.append(f"{name} {user_ms:.2f}+{sys_ms:.2f} ({faults:.0f} page faults)")
         log(f"round {r}: CPU ms per MB through ladder, user+system: " + ", ".join(split))
         for name in spies:
             procs.stop_one(name)
@@ -639,8 +642,12 @@ def bench(args: argparse.Namespace, tmp: Path, procs: Processes) -> dict:
     cpu = {k.split(".", 1)[1]: rnd(statistics.median(v), 3) for k, v in rows.items() if k.startswith("cpu_ms")}
     result["bulk_ladder_cpu_ms_per_MB"] = cpu
     result["bulk_ladder_cpu_ms_per_MB_total"] = rnd(sum(cpu.values()), 3)
+    # minor page faults per MB: fresh memory touched per MB (large short-lived buffers)
+    result["bulk_ladder_faults_per_MB"] = {k.split(".", 1)[1]: rnd(statistics.median(v), 0)
+                                           for k, v in rows.items() if k.startswith("faults")}
     if args.rounds > 1:
-        result["per_round"] = {k: [rnd(v, 3) for v in vs] for k, vs in rows.items() if not k.startswith("cpu_ms")}
+        result["per_round"] = {k: [rnd(v, 3) for v in vs] for k, vs in rows.items()
+                               if not k.startswith(("cpu_ms", "faults"))}
     result["sha256_ok"] = sha_ok
     return result
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from ladder import runtime
 from ladder.config import (
     ConfigError,
     HubConfig,
@@ -27,16 +28,6 @@ DIR_HELP = "Folder holding this member's or hub's keys and config (default: $LAD
 
 class LadderError(Exception):
     """A failure to report in one line."""
-
-
-def run_async(coro):
-    """Run a coroutine on uvloop where available, the standard loop otherwise."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(coro)
 
 
 def setup_logging(verbose: bool) -> None:
@@ -154,7 +145,7 @@ def hub_run(folder, verbose) -> None:
             finally:
                 hub_.close()
 
-    run_async(serve())
+    runtime.serve(serve())
 
 
 @hub.command("invite")
@@ -243,7 +234,7 @@ def join(invite, folder) -> None:
             raise LadderError(f"cannot reach the hub at {link.address[0]}:{link.address[1]}: {exc or 'timeout'}") from None
         return reply
 
-    reply = run_async(knock())
+    reply = runtime.run_async(knock())
     if reply.get("type") != "joined":
         raise LadderError(f"the hub refused the invite: {reply.get('reason', reply)}")
     config = MemberConfig(path, key, link.address, link.fingerprint, str(reply.get("hub", link.hub_name)),
@@ -305,7 +296,7 @@ def up(folder, proxy, exit_choice, share, country, allow_private, rules_source, 
         except AgentFatal as exc:
             raise LadderError(str(exc)) from None
 
-    run_async(serve())
+    runtime.serve(serve())
 
 
 @cli.group()
@@ -536,7 +527,7 @@ def demo(check, port) -> None:
     """Start a hub, a sharer, a user and a web site on this machine and prove they work."""
     from ladder.demo import run_demo
 
-    sys.exit(run_async(run_demo(check=check, port=port, echo=click.echo)))
+    sys.exit(runtime.serve(run_demo(check=check, port=port, echo=click.echo)))
 
 
 @cli.group()

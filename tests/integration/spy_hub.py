@@ -10,7 +10,7 @@ import json
 import logging
 import sys
 
-from ladder.cli import run_async
+from ladder.runtime import run_async
 from ladder.config import HubConfig
 from ladder.hub.hub import Hub
 from ladder.hub.services import ServiceBoard
@@ -61,8 +61,8 @@ def record_everything(path: str) -> None:
         out.flush()
         return receive(self, data, now)
 
-    def spied_send(self):
-        data = send(self)
+    def spied_send(self, amount=None):
+        data = send(self, amount)
         out.write(data)
         out.flush()
         return data

@@ -38,7 +38,7 @@ def test_target_is_not_visible_in_the_first_message():
 def test_sealed_bytes_round_trip_with_exact_overhead():
     user, exit_, _ = handshake()
     data = bytes(range(256)) * 1000  # 256,000 bytes: several Noise messages
-    sealed = user.seal(data)
+    sealed = b"".join(user.seal(data))
     messages = -(-len(data) // SEAL_CHUNK)
     assert len(sealed) == len(data) + messages * OVERHEAD
     # Delivered in awkward pieces, the plaintext and the overhead add up exactly.
@@ -48,8 +48,23 @@ def test_sealed_bytes_round_trip_with_exact_overhead():
         out += plain
         overhead += extra
     assert b"".join(out) == data and overhead + len(data) == len(sealed)
-    reply = exit_.seal(b"pong")
+    reply = b"".join(exit_.seal(b"pong"))
     assert user.open(reply) == ([b"pong"], OVERHEAD)
+
+
+@settings(max_examples=40, deadline=None)
+@given(cuts=st.lists(st.integers(0, 140_000), max_size=12))
+def test_sealed_stream_opens_the_same_however_it_is_cut(cuts):
+    user, exit_, _ = handshake()
+    data = bytes(range(256)) * 500
+    sealed = b"".join(user.seal(data) + user.seal(b"tail"))
+    out, overhead, start = [], 0, 0
+    for cut in sorted({c % (len(sealed) + 1) for c in cuts}) + [len(sealed)]:
+        plain, extra = exit_.open(sealed[start:cut])
+        out += plain
+        overhead += extra
+        start = cut
+    assert b"".join(out) == data + b"tail" and overhead + len(data) + 4 == len(sealed)
 
 
 def test_wrong_exit_key_or_wrong_route_breaks_the_handshake():
@@ -69,7 +84,7 @@ def test_wrong_exit_key_or_wrong_route_breaks_the_handshake():
 @given(st.data())
 def test_tampered_replayed_reordered_or_truncated_messages_are_refused(data):
     user, exit_, _ = handshake()
-    first, second = user.seal(b"first message"), user.seal(b"second message")
+    first, second = (b"".join(user.seal(m)) for m in (b"first message", b"second message"))
     attack = data.draw(st.sampled_from(["flip", "replay", "reorder", "truncate"]))
     if attack == "flip":
         index = data.draw(st.integers(2, len(first) - 1))  # any byte after the length

@@ -747,6 +747,45 @@ def test_data_larger_than_a_frame_is_split():
     assert b"".join(e.data for e in server.receive_data(wire, 0.0)) == data
 
 
+def test_queued_pieces_share_frames_up_to_the_frame_limit():
+    client, server = pair()
+    sid = established(client, server)
+    pieces = [bytes([i]) * size for i, size in enumerate([2, 65534, 2, 65534, 2, 100])]
+    client.send_data(sid, pieces)  # a sealed channel's (length, message) pairs
+    wire = client.data_to_send()
+    assert data_sizes(FrameDecoder().feed(wire)) == [MAX_PAYLOAD, MAX_PAYLOAD, 102]
+    assert b"".join(e.data for e in server.receive_data(wire, 0.0)) == b"".join(pieces)
+
+
+def test_a_view_of_a_reused_buffer_is_copied_when_queued():
+    client, server = pair()
+    sid = established(client, server, acceptor_window=10)
+    buffer = bytearray(b"a" * 30)
+    client.send_data(sid, memoryview(buffer))
+    buffer[:] = b"b" * 30  # the caller reuses its buffer before the credit arrives
+    received = b"".join(e.data for e in server.receive_data(client.data_to_send(), 0.0))
+    server.acknowledge(sid, 10)
+    deliver(server, client)
+    received += b"".join(e.data for e in server.receive_data(client.data_to_send(), 0.0))
+    assert received == b"a" * 20
+
+
+@given(amount=st.integers(1, 70_000), sizes=st.lists(st.integers(0, 150_000), min_size=1, max_size=6))
+@settings(max_examples=60, deadline=None)
+def test_bounded_data_to_send_gives_the_same_bytes_in_pieces(amount, sizes):
+    whole, bounded = pair(), pair()
+    for mux, server in (whole, bounded):
+        sid = established(mux, server, acceptor_window=1 << 20)
+        for i, size in enumerate(sizes):
+            mux.send_data(sid, bytes([i]) * size)
+        mux.send_control(b"{}")
+    chunks = []
+    while chunk := bounded[0].data_to_send(amount):
+        chunks.append(chunk)
+    assert all(len(c) == amount for c in chunks[:-1]) and 0 < len(chunks[-1]) <= amount
+    assert b"".join(chunks) == whole[0].data_to_send()
+
+
 def test_split_respects_both_the_frame_limit_and_the_window():
     client, server = pair()
     sid = established(client, server, acceptor_window=MAX_PAYLOAD + 10)

@@ -27,7 +27,7 @@ class StreamRef:
         self.link = link
         self.sid = sid
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes | memoryview) -> None:
         self.link.send(self.sid, data)
 
     def end(self) -> None:
@@ -53,7 +53,7 @@ class Channel(StreamRef, Endpoint):
         self.sealed = sealed
         self.inner = inner
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes | memoryview) -> None:
         self.link.send(self.sid, self.sealed.seal(data))
 
     # Endpoint: the link delivers ciphertext here.

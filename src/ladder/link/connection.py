@@ -53,6 +53,7 @@ class LinkRefused(Exception):
 
 
 RECEIVE_BUFFER = 256 * 1024
+WRITE_CHUNK = 4 * 16384  # four full TLS records
 
 
 class Link(asyncio.BufferedProtocol):
@@ -234,9 +235,14 @@ class Link(asyncio.BufferedProtocol):
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        data = self.mux.data_to_send()
-        if data and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            self.mux.data_to_send()  # nowhere to go
+            return
+        # Written a few TLS records at a time: one write of everything queued
+        # made TLS allocate (and the kernel fault in) a fresh large buffer.
+        while data := self.mux.data_to_send(WRITE_CHUNK):
+            transport.write(data)
 
     def _arm_timer(self) -> None:
         when = self.mux.get_timer()

@@ -84,9 +84,15 @@ class SealedStream:
 
     def __init__(self, cipher: TransportCipher):
         self._cipher = cipher
-        self._tail = Reassembly()
+        self._tail = Reassembly(_LEN.size, _message_size)
 
-    def seal(self, plaintext: bytes) -> bytes:
+    def seal(self, plaintext: bytes | memoryview) -> list[bytes]:
+        """The sealed stream bytes for `plaintext`, as pieces (length, message, length, ...).
+
+        Pieces, not one joined buffer: the mux frames them as they are, and
+        the link gathers a frame's worth at a time, so no large buffer is
+        built per read.
+        """
         out = []
         view = memoryview(plaintext)
         # One message per full DATA frame, so the far end can open each frame
@@ -95,29 +101,37 @@ class SealedStream:
             (message,) = self._cipher.encrypt(view[start : start + SEAL_CHUNK])
             out.append(_LEN.pack(len(message)))
             out.append(message)
-        return b"".join(out)
+        return out
 
     def open(self, data: bytes) -> tuple[list[bytes], int]:
         """Plaintexts of the whole messages so far, and how many stream bytes were overhead."""
-        source = self._tail.view(data)
-        plaintexts, overhead, offset, end = [], 0, 0, len(source)
-        try:
-            while end - offset >= _LEN.size:
-                (size,) = _LEN.unpack_from(source, offset)
-                if size < TAG_LEN:
-                    raise ChannelError(f"sealed message of {size} bytes is shorter than its tag")
-                stop = offset + _LEN.size + size
-                if stop > end:
-                    break
-                try:
-                    plaintexts.append(self._cipher.decrypt(source[offset + _LEN.size : stop]))
-                except NoiseError as exc:
-                    raise ChannelError(f"a sealed message failed to authenticate ({exc})") from None
-                overhead += OVERHEAD
-                offset = stop
-        finally:
-            self._tail.keep(source, offset)
-        return plaintexts, overhead
+        plaintexts: list[bytes] = []
+        head, rest = self._tail.complete(data)
+        if head is not None:
+            self._open_messages(head, plaintexts)
+        self._tail.keep(rest, self._open_messages(rest, plaintexts))
+        return plaintexts, OVERHEAD * len(plaintexts)
+
+    def _open_messages(self, source: memoryview, plaintexts: list[bytes]) -> int:
+        """Append the plaintext of each whole message in `source`; return the bytes consumed."""
+        offset, end = 0, len(source)
+        while end - offset >= _LEN.size:
+            (size,) = _LEN.unpack_from(source, offset)
+            if size < TAG_LEN:
+                raise ChannelError(f"sealed message of {size} bytes is shorter than its tag")
+            stop = offset + _LEN.size + size
+            if stop > end:
+                break
+            try:
+                plaintexts.append(self._cipher.decrypt(source[offset + _LEN.size : stop]))
+            except NoiseError as exc:
+                raise ChannelError(f"a sealed message failed to authenticate ({exc})") from None
+            offset = stop
+        return offset
+
+
+def _message_size(head: memoryview | bytearray) -> int:
+    return _LEN.size + _LEN.unpack_from(head)[0]
 
 
 assert MAX_MESSAGE_LEN < 1 << 16  # the u16 length prefix holds any Noise message

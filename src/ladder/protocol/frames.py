@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass
+from typing import Callable
 
 from .errors import ErrorCode, RemoteProtocolError
 
@@ -88,30 +89,49 @@ def decode_window(payload: bytes) -> tuple[int, bytes]:
 
 
 class Reassembly:
-    """The unfinished tail of a byte stream, kept between feeds.
+    """The unfinished tail of a stream of length-prefixed messages, kept between feeds.
 
-    Whole messages are parsed in place: from the caller's bytes when nothing
-    is pending, so each payload is copied once, not into a buffer and out again.
+    `prefix` bytes of a message tell its whole size, through `size_of(view)`.
+    Whole messages are parsed in place, from the caller's bytes, so a payload
+    is copied once; only the one message cut by a read boundary is gathered,
+    and only as many bytes as it lacks are taken from the next read (never a
+    whole read appended to a buffer: that cost a large allocation per read).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: int, size_of: Callable[[memoryview | bytearray], int]) -> None:
+        self._prefix = prefix
+        self._size_of = size_of
         self._pending = bytearray()
 
-    def view(self, data: bytes) -> memoryview:
-        """All bytes not yet consumed, `data` included."""
-        if self._pending:
-            self._pending += data
-            return memoryview(self._pending)
-        return memoryview(data)
+    def complete(self, data: bytes | memoryview) -> tuple[memoryview | None, memoryview]:
+        """Finish the pending message from the head of `data`.
+
+        Returns that message (None while it is still incomplete, or if none was
+        pending) and the rest of `data`, which starts at a message boundary.
+        """
+        view = memoryview(data)
+        pending = self._pending
+        if not pending:
+            return None, view
+        if len(pending) < self._prefix:
+            taken = self._prefix - len(pending)
+            pending += view[:taken]
+            view = view[taken:]
+            if len(pending) < self._prefix:
+                return None, view
+        size = self._size_of(pending)
+        taken = size - len(pending)
+        pending += view[:taken]
+        view = view[taken:]
+        if len(pending) < size:
+            return None, view
+        self._pending = bytearray()
+        return memoryview(pending), view
 
     def keep(self, view: memoryview, consumed: int) -> None:
-        """Keep what follows `consumed` for the next feed, and let `view` go."""
-        if view.obj is self._pending:
-            view.release()
-            del self._pending[:consumed]
-        else:
+        """Keep what follows `consumed` in `view` for the next feed."""
+        if consumed < len(view):
             self._pending = bytearray(view[consumed:])
-            view.release()
 
 
 class FrameDecoder:
@@ -123,15 +143,30 @@ class FrameDecoder:
     """
 
     def __init__(self, max_payload: int = MAX_PAYLOAD):
-        self._tail = Reassembly()
+        self._tail = Reassembly(HEADER_SIZE, self._frame_size)
         self._max_payload = max_payload
         self.error: RemoteProtocolError | None = None
 
-    def feed(self, data: bytes) -> list[Frame]:
+    def _frame_size(self, head: memoryview | bytearray) -> int:
+        length = HEADER.unpack_from(head)[0] >> 8
+        # An oversized length is reported by _parse; gather no more than the header for it.
+        return HEADER_SIZE + length if length <= self._max_payload else HEADER_SIZE
+
+    def feed(self, data: bytes | memoryview) -> list[Frame]:
         if self.error is not None:
             raise self.error
-        source = self._tail.view(data)
         frames: list[Frame] = []
+        head, rest = self._tail.complete(data)
+        if head is not None:
+            self._parse(head, frames)
+        if self.error is None:
+            self._tail.keep(rest, self._parse(rest, frames))
+        if self.error is not None and not frames:
+            raise self.error
+        return frames
+
+    def _parse(self, source: memoryview, frames: list[Frame]) -> int:
+        """Append the whole frames in `source` to `frames`; return the bytes consumed."""
         offset = 0
         end = len(source)
         while end - offset >= HEADER_SIZE:
@@ -152,7 +187,4 @@ class FrameDecoder:
                 break
             frames.append(Frame(type_, flags, stream_id, source[start : start + length].tobytes()))
             offset = start + length
-        self._tail.keep(source, offset)
-        if self.error is not None and not frames:
-            raise self.error
-        return frames
+        return offset

@@ -35,6 +35,7 @@ from collections import deque
 from . import events as ev
 from .errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 from .frames import (
+    HEADER_SIZE,
     LINK_FRAMES,
     MAX_PAYLOAD,
     Flag,
@@ -133,7 +134,8 @@ class Mux:
         self.dead_after = dead_after
         self.terminated = False
         self._decoder = FrameDecoder()
-        self._out: list[bytes | memoryview] = []
+        self._out: deque[bytes | memoryview] = deque()
+        self._out_bytes = 0  # the length of everything in _out
         self._streams: dict[int, _Stream] = {}
         self._parity = 1 if client else 0
         self._next_id = 1 if client else 2
@@ -200,14 +202,26 @@ class Mux:
         self._forget(st)
         self._emit(FrameType.REFUSE, stream_id, encode_code(code, reason))
 
-    def send_data(self, stream_id: int, data: bytes | memoryview, end: bool = False) -> None:
+    def send_data(self, stream_id: int, data: bytes | memoryview | list[bytes], end: bool = False) -> None:
+        """Queue `data` (a buffer, or a list of bytes sent one after the other) on the stream."""
         st = self._local_stream(stream_id)
         if st.state not in _CAN_SEND or st.end_queued:
             raise LocalProtocolError(f"cannot send on stream {stream_id} in state {st.state.value}")
-        if data:
-            # Keep bytes, not a view of a buffer the caller may reuse.
-            st.outbox.append(memoryview(data if type(data) is bytes else bytes(data)))
-            st.outbox_bytes += len(data)
+        if type(data) is list:
+            for piece in data:
+                st.outbox.append(memoryview(piece))
+                st.outbox_bytes += len(piece)
+        elif type(data) is bytes:
+            if data:
+                st.outbox.append(memoryview(data))
+                st.outbox_bytes += len(data)
+        else:
+            # A view of a buffer the caller may reuse: keep copies, a frame's worth
+            # each, since one large copy would be a fresh mapping of memory per call.
+            view = memoryview(data)
+            for start in range(0, len(view), MAX_PAYLOAD):
+                st.outbox.append(memoryview(view[start : start + MAX_PAYLOAD].tobytes()))
+            st.outbox_bytes += len(view)
         st.end_queued = end
         self._flush(st)
 
@@ -254,10 +268,25 @@ class Mux:
             self._emit(FrameType.GOAWAY, 0, encode_code(code, reason))
             self.terminated = True
 
-    def data_to_send(self) -> bytes:
-        out = b"".join(self._out)
-        self._out.clear()
-        return out
+    def data_to_send(self, amount: int | None = None) -> bytes:
+        """The bytes to write to the link: all of them, or at most `amount`."""
+        out = self._out
+        if amount is None or self._out_bytes <= amount:
+            data = b"".join(out)
+            out.clear()
+            self._out_bytes = 0
+            return data
+        parts, size = [], 0
+        while size < amount:
+            piece = out[0]
+            if size + len(piece) <= amount:
+                out.popleft()
+            else:
+                piece, out[0] = piece[: amount - size], piece[amount - size :]
+            parts.append(piece)
+            size += len(piece)
+        self._out_bytes -= size
+        return b"".join(parts)
 
     # ------------------------------------------------------------------- timers
 
@@ -392,28 +421,36 @@ class Mux:
     # ----------------------------------------------------------------- helpers
 
     def _emit(self, type_: FrameType, sid: int, payload: bytes, flags: int = 0) -> None:
-        self._out.append(encode(type_, sid, payload, flags))
+        frame = encode(type_, sid, payload, flags)
+        self._out.append(frame)
+        self._out_bytes += len(frame)
 
     def _flush(self, st: _Stream) -> None:
-        out = self._out
-        while st.outbox and st.send_window > 0:
-            chunk = st.outbox[0]
-            size = min(len(chunk), st.send_window, MAX_PAYLOAD)
-            if size == len(chunk):
-                st.outbox.popleft()
-            else:
-                st.outbox[0] = chunk[size:]
-                chunk = chunk[:size]
+        out, outbox = self._out, st.outbox
+        while outbox and st.send_window > 0:
+            # One DATA frame: as many queued pieces as credit and frame size allow.
+            budget = min(st.send_window, MAX_PAYLOAD, st.outbox_bytes)
+            parts, size = [], 0
+            while size < budget:
+                piece = outbox[0]
+                if size + len(piece) <= budget:
+                    outbox.popleft()
+                else:
+                    piece, outbox[0] = piece[: budget - size], piece[budget - size :]
+                parts.append(piece)
+                size += len(piece)
             st.outbox_bytes -= size
             st.send_window -= size
-            last = st.end_queued and not st.outbox
+            last = st.end_queued and not outbox
             out.append(header(FrameType.DATA, st.id, size, Flag.END if last else 0))
-            out.append(chunk)  # type: ignore[arg-type]  # join() takes memoryviews
+            out.extend(parts)
+            self._out_bytes += HEADER_SIZE + size
             if last:
                 self._transition(st, _Action.SEND_END)
                 return
-        if st.end_queued and not st.outbox:
+        if st.end_queued and not outbox:
             out.append(header(FrameType.DATA, st.id, 0, Flag.END))
+            self._out_bytes += HEADER_SIZE
             self._transition(st, _Action.SEND_END)
 
     def _transition(self, st: _Stream, action: _Action, error=LocalProtocolError) -> None:

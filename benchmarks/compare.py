@@ -1,0 +1,466 @@
+#!/usr/bin/env python3
+"""Ladder against other ways through a firewall, on one machine, against one origin.
+
+    python benchmarks/compare.py [--rounds 4] [--systems direct,ladder,seed,v2ray-reverse,shadowsocks]
+                                 [--size-mib 256] [--fetches 1000] [--rate-total 2000]
+                                 [--rate-concurrency 100] [--idle-conns 1000] [--idle-seconds 30]
+                                 [--quick] [--keep]
+
+Systems (every one on 127.0.0.1, each process started here and stopped by pid at the end):
+
+* direct         client → origin
+* ladder         client → user agent (SOCKS5) → hub → sharer's exit → origin, the real CLI
+* seed           client → sshd's -R port (HTTP CONNECT) → ssh → proxy.py 2.4.3 → origin
+* v2ray-reverse  client → portal (SOCKS5) → bridge (VLESS + TLS, Mux.Cool) → origin
+* shadowsocks    client → ss-local (SOCKS5) → ss-server (chacha20-ietf-poly1305) → origin
+
+The origin is nginx (a Python server without it) serving /1k and /256m; an asyncio
+echo server takes the idle connections. Each round measures every system in turn
+(the order rotates from round to round), so all see the same machine state:
+
+* bulk: one GET of /256m, 1 MiB reads, byte count and sha256 checked; MB/s (MB = 10**6),
+  and the CPU every process of the system spent per MB (Ladder: hub, sharer, user apart).
+* latency: FETCHES sequential fresh connections (proxy handshake, GET /1k, full read, close);
+  p50/p99 ms.
+* rate: RATE_TOTAL fetches as above, RATE_CONCURRENCY at a time, from an asyncio client in its
+  own process; req/s and errors by kind.
+
+Medians over the rounds are reported. After the rounds, once per system: IDLE_CONNS proxied
+connections to the echo server, each carrying one echo; RSS and PSS (smaps_rollup) summed over
+all the system's processes before and with them open; then, after IDLE_SECONDS idle, how many
+still echo.
+
+A table goes to stderr with the progress; stdout gets exactly one JSON line per system, with
+its numbers and its ratios (this ÷ that) to v2ray-reverse and to the seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from _common import (BIG_PATH, CHUNK, NGINX, BenchError, Holder, Processes, bulk, command_output, cpu_seconds,
+                     descendants, first_line, latency, log, machine_info, memory_kib, percentile, raise_nofile,
+                     remove_tree, run_rate, start_echo, start_origin, uvloop_version)
+from _systems import SYSTEMS, Context, System, start_checked
+
+REFERENCES = ("v2ray-reverse", "seed")
+QUICK = {"size_mib": 16, "fetches": 100, "rate_total": 300, "rate_concurrency": 50, "idle_conns": 200,
+         "idle_seconds": 5, "rounds": 2}
+DEFAULTS = {"size_mib": 256, "fetches": 1000, "rate_total": 2000, "rate_concurrency": 100, "idle_conns": 1000,
+            "idle_seconds": 30, "rounds": 4}
+LATENCY_LIMIT = 600.0  # seconds for one latency series
+LADDER_USER_STREAMS = 20000  # above anything the tests open at once
+HOLD_BATCH = 100  # idle connections opened this many at a time
+HOLD_TIMEOUT = 20.0  # one idle connection's open or echo
+HOLD_LIMIT = 180.0  # opening (or checking) all idle connections of one system
+
+
+class Record:
+    """What was measured on one system, round by round."""
+
+    def __init__(self, system: System, status: str = "ok", reason: str = ""):
+        self.system = system
+        self.status, self.reason = status, reason
+        self.rounds: dict[str, list[float]] = {}
+        self.rate_errors: Counter[str] = Counter()
+        self.errors: list[str] = []
+        self.bulk_ok = True
+        self.memory: dict = {}
+        self.startup_kib: tuple[int, int] | None = None  # (RSS, PSS) once started, before any test
+
+    def add(self, key: str, value: float) -> None:
+        self.rounds.setdefault(key, []).append(value)
+
+    def median(self, key: str) -> float | None:
+        values = self.rounds.get(key)
+        return statistics.median(values) if values else None
+
+    @property
+    def active(self) -> bool:
+        return self.status == "ok"
+
+
+# ------------------------------------------------------------ measurement
+
+
+def cpu_by_root(system: System) -> dict[str, float]:
+    """CPU seconds so far of each process the system started, with its descendants'."""
+    return {name: sum(cpu_seconds(p) for p in [pid, *descendants(pid)]) for name, pid in system.roots().items()}
+
+
+def measure_bulk(rec: Record, args: argparse.Namespace, ctx: Context, r: int) -> None:
+    system = rec.system
+    before, client_before = cpu_by_root(system), os.times()
+    mbps, got, sha_ok = bulk(system.proxy, ctx.origin)
+    after, client_after = cpu_by_root(system), os.times()
+    megabytes = got / 1e6
+    rec.bulk_ok &= sha_ok and got == ctx.origin.size
+    rec.add("bulk_MBps", mbps)
+    per_root = {name: 1000 * (after[name] - before[name]) / megabytes for name in before}
+    if per_root:  # direct has no processes of its own
+        rec.add("cpu_ms_per_MB", sum(per_root.values()))
+    rec.add("client_cpu_ms_per_MB", 1000 * ((client_after.user + client_after.system)
+                                            - (client_before.user + client_before.system)) / megabytes)
+    for name, ms in per_root.items():
+        rec.add(f"cpu_ms_per_MB.{name}", ms)
+    split = ", ".join(f"{name} {ms:.2f}" for name, ms in per_root.items())
+    log(f"round {r} {system.name}: bulk {mbps:.0f} MB/s, sha256 {'ok' if sha_ok else 'MISMATCH'}"
+        + (f"; CPU ms per MB: {split}" if split else ""))
+
+
+def measure_latency(rec: Record, args: argparse.Namespace, ctx: Context, r: int) -> None:
+    times = latency(rec.system.proxy, ctx.origin.port, args.fetches, LATENCY_LIMIT)
+    p50, p99 = percentile(times, 50), percentile(times, 99)
+    rec.add("p50_ms", p50)
+    rec.add("p99_ms", p99)
+    log(f"round {r} {rec.system.name}: {args.fetches} fetches of 1 KiB, p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+
+
+def measure_rate(rec: Record, args: argparse.Namespace, ctx: Context, r: int) -> None:
+    limit = max(120.0, args.rate_total * 0.2)
+    result = run_rate(rec.system.proxy, ctx.origin.port, args.rate_total, args.rate_concurrency, limit)
+    rec.add("rate_rps", result["rps"])
+    rec.add("rate_errors", sum(result["errors"].values()))
+    rec.rate_errors.update(result["errors"])
+    errors = ", ".join(f"{k}: {v}" for k, v in result["errors"].items()) or "none"
+    log(f"round {r} {rec.system.name}: {args.rate_total} fetches, {args.rate_concurrency} at a time: "
+        f"{result['rps']:.0f} req/s, errors {errors}")
+
+
+def run_round(records: list[Record], args: argparse.Namespace, ctx: Context, r: int) -> None:
+    live = [rec for rec in records if rec.active]
+    shift = (r - 1) % max(1, len(live))
+    for rec in live[shift:] + live[:shift]:  # a different system goes first each round
+        for measure in (measure_bulk, measure_latency, measure_rate):
+            if not rec.active:
+                break
+            try:
+                rec.system.check_alive()
+                measure(rec, args, ctx, r)
+            except (BenchError, OSError, ValueError) as exc:
+                fail(rec, ctx, f"round {r} {measure.__name__.removeprefix('measure_')}: "
+                               f"{type(exc).__name__}: {exc}")
+
+
+def fail(rec: Record, ctx: Context, message: str) -> None:
+    """Note an error; a system whose processes died takes no further part."""
+    rec.errors.append(message)
+    log(f"{rec.system.name}: {message}")
+    try:
+        rec.system.check_alive()
+    except BenchError as exc:
+        rec.status, rec.reason = "failed", str(exc)
+        log(f"{rec.system.name} is out: {exc}")
+        ctx.procs.dump_logs(rec.system.names)
+
+
+def mb(kib: int) -> float:
+    return round(kib * 1024 / 1e6, 1)
+
+
+def memory_by_root(system: System) -> dict[str, tuple[int, int]]:
+    """(RSS, PSS) in KiB of each process the system started, with its descendants'."""
+    return {name: memory_kib([pid, *descendants(pid)]) for name, pid in system.roots().items()}
+
+
+def memory_test(records: list[Record], args: argparse.Namespace, ctx: Context) -> None:
+    """Open IDLE_CONNS echo connections through each system, weigh its processes, then idle and recheck.
+
+    The systems are loaded one after the other and then all idle together; each is checked
+    IDLE_SECONDS after its own connections were open.
+    """
+    holds: list[tuple[Record, Holder, float]] = []
+    for rec in records:
+        if not rec.active or not rec.system.names:  # direct has no processes to weigh
+            continue
+        system = rec.system
+        try:
+            system.check_alive()
+            pids = system.pids()
+            base, base_by_root = memory_kib(pids), memory_by_root(system)
+            holder = Holder(ctx.procs, f"hold-{system.name}", system.proxy, ctx.echo_port, args.idle_conns,
+                            HOLD_BATCH, HOLD_TIMEOUT, probe=True, limit=HOLD_LIMIT)
+            opened = holder.wait_open(HOLD_LIMIT + 30)
+            time.sleep(1.0)  # let the processes settle (buffers freed, GC)
+            pids = system.pids()
+            loaded, loaded_by_root = memory_kib(pids), memory_by_root(system)
+        except (BenchError, OSError, ValueError) as exc:
+            fail(rec, ctx, f"memory: {type(exc).__name__}: {exc}")
+            continue
+        holds.append((rec, holder, time.monotonic()))
+        n = max(1, opened["ok"])
+        startup = rec.startup_kib or (None, None)
+        rec.memory = {
+            "conns": args.idle_conns, "opened": opened["ok"], "open_errors": opened["errors"],
+            "open_seconds": opened["seconds"], "processes": len(pids),
+            "startup_rss_MB": startup[0] and mb(startup[0]), "startup_pss_MB": startup[1] and mb(startup[1]),
+            "baseline_rss_MB": mb(base[0]), "baseline_pss_MB": mb(base[1]),
+            "rss_MB": mb(loaded[0]), "pss_MB": mb(loaded[1]),
+            "rss_per_conn_KiB": round((loaded[0] - base[0]) / n, 2),
+            "pss_per_conn_KiB": round((loaded[1] - base[1]) / n, 2),
+            "by_process_MB": {name: {"baseline_rss": mb(base_by_root[name][0]), "rss": mb(rss),
+                                     "baseline_pss": mb(base_by_root[name][1]), "pss": mb(pss)}
+                              for name, (rss, pss) in loaded_by_root.items() if name in base_by_root},
+        }
+        log(f"{system.name}: {opened['ok']} of {args.idle_conns} connections open in {opened['seconds']:.1f} s"
+            f" (errors: {opened['errors'] or 'none'}); {len(pids)} processes, RSS {base[0] / 1024:.1f} → "
+            f"{loaded[0] / 1024:.1f} MiB, PSS {base[1] / 1024:.1f} → {loaded[1] / 1024:.1f} MiB")
+    for rec, holder, opened_at in holds:
+        time.sleep(max(0.0, opened_at + args.idle_seconds - time.monotonic()))
+        try:
+            checked = holder.check(HOLD_LIMIT + 30)
+        except (BenchError, OSError) as exc:
+            fail(rec, ctx, f"idle check: {type(exc).__name__}: {exc}")
+            checked = {"ok": 0, "errors": {"check failed": rec.memory.get("opened", 0)}}
+        finally:
+            holder.close()
+        rec.memory.update(idle_seconds=args.idle_seconds, still_open=checked["ok"], idle_errors=checked["errors"])
+        log(f"{rec.system.name}: after {args.idle_seconds} s idle, {checked['ok']} of "
+            f"{rec.memory['opened']} still echo (errors: {checked['errors'] or 'none'})")
+
+
+# ---------------------------------------------------------------- report
+
+
+def rnd(x: float | None, digits: int = 2) -> float | None:
+    return None if x is None else round(x, digits)
+
+
+def summary(rec: Record) -> dict:
+    """The numbers of one system (medians over the rounds)."""
+    out: dict = {"bulk_MBps": rnd(rec.median("bulk_MBps"), 1), "p50_ms": rnd(rec.median("p50_ms"), 3),
+                 "p99_ms": rnd(rec.median("p99_ms"), 3), "rate_rps": rnd(rec.median("rate_rps"), 1),
+                 "rate_errors": dict(rec.rate_errors), "cpu_ms_per_MB": rnd(rec.median("cpu_ms_per_MB"), 3),
+                 "client_cpu_ms_per_MB": rnd(rec.median("client_cpu_ms_per_MB"), 3),
+                 "bulk_bytes_and_sha256_ok": rec.bulk_ok if "bulk_MBps" in rec.rounds else None}
+    out["cpu_ms_per_MB_by_process"] = {k.split(".", 1)[1]: rnd(statistics.median(v), 3)
+                                       for k, v in rec.rounds.items() if k.startswith("cpu_ms_per_MB.")}
+    if rec.system.name == "ladder" and "cpu_ms_per_MB.hub" in rec.rounds:
+        # ms per 10**6 bytes is numerically the same as s per 10**9 bytes
+        out["hub_cpu_s_per_GB"] = rnd(rec.median("cpu_ms_per_MB.hub"), 3)
+    out["memory"] = rec.memory or None
+    out["per_round"] = {k: [rnd(v, 3) for v in vs] for k, vs in rec.rounds.items()}
+    return out
+
+
+RATIO_KEYS = {"bulk_MBps": lambda s: s["bulk_MBps"], "p50_ms": lambda s: s["p50_ms"],
+              "p99_ms": lambda s: s["p99_ms"], "rate_rps": lambda s: s["rate_rps"],
+              "cpu_ms_per_MB": lambda s: s["cpu_ms_per_MB"],
+              "rss_MB": lambda s: (s["memory"] or {}).get("rss_MB"),
+              "pss_MB": lambda s: (s["memory"] or {}).get("pss_MB"),
+              "rss_per_conn_KiB": lambda s: (s["memory"] or {}).get("rss_per_conn_KiB"),
+              "still_open": lambda s: (s["memory"] or {}).get("still_open")}
+
+
+def ratios(mine: dict, ref: dict | None) -> dict | None:
+    """this ÷ reference for each number both have (> 1: more; better for MB/s and req/s, worse for ms and MB)."""
+    if ref is None:
+        return None
+    out = {}
+    for key, get in RATIO_KEYS.items():
+        a, b = get(mine), get(ref)
+        out[key] = round(a / b, 3) if a is not None and b not in (None, 0) else None
+    return out
+
+
+def environment(records: list[Record], origin_kind: str, load_before: float) -> dict:
+    versions = {"python": platform.python_version(), "uvloop": uvloop_version(), "origin": origin_kind,
+                "nginx": first_line(command_output([NGINX, "-v"])) if os.access(NGINX, os.X_OK) else None}
+    for rec in records:
+        if rec.status != "not installed":
+            try:
+                versions.update(rec.system.versions())
+            except OSError:
+                pass
+    machine = machine_info()
+    machine["loadavg_1m"] = [round(load_before, 2), machine["loadavg_1m"]]  # before and after the run
+    return {"versions": versions, "machine": machine}
+
+
+def fmt(x, digits: int = 1, suffix: str = "") -> str:
+    return "—" if x is None else f"{x:.{digits}f}{suffix}"
+
+
+def table(lines: list[dict]) -> str:
+    head = (f"{'system':<14} {'bulk MB/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'req/s':>7} {'err':>4} "
+            f"{'CPU ms/MB':>9} {'RSS MB base→conns':>18} {'PSS MB base→conns':>18} {'KiB/conn':>8} {'idle ok':>9}")
+    rows = [head, "-" * len(head)]
+    for line in lines:
+        if line["status"] != "ok":
+            reason = line.get("reason", "")
+            if line["status"] == "not installed":
+                reason = reason.rsplit(": ", 1)[-1]  # the apt-get command
+            rows.append(f"{line['system']:<14} {line['status']} ({reason})"[:len(head) + 40])
+            continue
+        mem = line["memory"] or {}
+        rss = f"{fmt(mem.get('baseline_rss_MB'))}→{fmt(mem.get('rss_MB'))}" if mem else "—"
+        pss = f"{fmt(mem.get('baseline_pss_MB'))}→{fmt(mem.get('pss_MB'))}" if mem else "—"
+        idle = f"{mem['still_open']}/{mem['opened']}" if "still_open" in mem else "—"
+        errs = sum(line["rate_errors"].values())
+        rows.append(f"{line['system']:<14} {fmt(line['bulk_MBps'], 0):>9} {fmt(line['p50_ms'], 2):>7} "
+                    f"{fmt(line['p99_ms'], 2):>7} {fmt(line['rate_rps'], 0):>7} {errs:>4} "
+                    f"{fmt(line['cpu_ms_per_MB'], 2):>9} {rss:>18} {pss:>18} "
+                    f"{fmt(mem.get('rss_per_conn_KiB')):>8} {idle:>9}")
+    for ref in REFERENCES:
+        rows.append("")
+        if ref not in {line["system"] for line in lines if line["status"] == "ok"}:
+            rows.append(f"no ratios to {ref}: it was not measured")
+            continue
+        rows.append(f"ratio to {ref} (this ÷ {ref}): bulk, p50, p99, req/s, CPU/MB, RSS with conns, PSS with conns")
+        for line in lines:
+            r = (line.get("ratios") or {}).get(f"vs_{ref}")
+            if line["status"] == "ok" and r:
+                rows.append(f"  {line['system']:<14} " + "  ".join(
+                    f"{fmt(r[k], 2):>5}" for k in ("bulk_MBps", "p50_ms", "p99_ms", "rate_rps", "cpu_ms_per_MB",
+                                                   "rss_MB", "pss_MB")))
+    ladder = next((l for l in lines if l["system"] == "ladder" and l["status"] == "ok"), None)
+    if ladder and ladder.get("cpu_ms_per_MB_by_process"):
+        rows.append("")
+        rows.append("Ladder CPU ms per MB of bulk: " + ", ".join(
+            f"{k} {v:.2f}" for k, v in ladder["cpu_ms_per_MB_by_process"].items())
+            + f"; hub {fmt(ladder.get('hub_cpu_s_per_GB'), 2)} CPU s per GB")
+    return "\n".join(rows)
+
+
+def report(records: list[Record], args: argparse.Namespace, env: dict) -> None:
+    date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    params = {k: getattr(args, k) for k in DEFAULTS} | {"quick": args.quick, "ss_cipher": "chacha20-ietf-poly1305",
+                                                        "mb": "10**6 bytes"}
+    lines = []
+    for rec in records:
+        line = {"system": rec.system.name, "status": rec.status, "path": rec.system.path}
+        if rec.reason:
+            line["reason"] = rec.reason
+        if rec.status != "not installed":
+            line.update(summary(rec))
+            line["errors"] = rec.errors
+            line["config"] = rec.system.config()
+        lines.append(line)
+    by_name = {line["system"]: line for line in lines if line["status"] == "ok"}
+    for line in lines:
+        if line["status"] == "ok":
+            line["ratios"] = {f"vs_{ref}": ratios(line, by_name.get(ref)) for ref in REFERENCES}
+    print("\n" + table(lines) + "\n", file=sys.stderr, flush=True)
+    for line in lines:
+        line.update(date=date, params=params, **env)
+        print(json.dumps(line), flush=True)
+
+
+# ------------------------------------------------------------------ main
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--rounds", type=int, help=f"rounds (default {DEFAULTS['rounds']}, quick {QUICK['rounds']})")
+    parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma list (default: all five)")
+    parser.add_argument("--size-mib", type=int, help="bulk file size in MiB (default 256)")
+    parser.add_argument("--fetches", type=int, help="sequential fetches per latency series (default 1000)")
+    parser.add_argument("--rate-total", type=int, help="fetches per rate test (default 2000)")
+    parser.add_argument("--rate-concurrency", type=int, help="fetches at a time in the rate test (default 100)")
+    parser.add_argument("--idle-conns", type=int, help="connections for the memory and idle test (default 1000)")
+    parser.add_argument("--idle-seconds", type=float, help="idle time before rechecking them (default 30)")
+    parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run: " + ", ".join(
+        f"{k.replace('_', '-')} {v}" for k, v in QUICK.items()))
+    parser.add_argument("--ladder-user-streams", type=int, default=LADDER_USER_STREAMS,
+                        help="the Ladder sharer's --user-streams: its per-member cap on open streams, 64 by "
+                             f"default in Ladder, which the rate and idle tests exceed (default here "
+                             f"{LADDER_USER_STREAMS}; 0: do not pass it, keep Ladder's default)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (configs, logs)")
+    args = parser.parse_args()
+    for key, value in (QUICK if args.quick else DEFAULTS).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    unknown = [s for s in args.systems if s not in SYSTEMS]
+    if unknown:
+        parser.error(f"unknown system(s) {', '.join(unknown)}; known: {', '.join(SYSTEMS)}")
+    if args.size_mib < 1 or args.fetches < 1 or args.rate_total < 1 or args.rate_concurrency < 1 \
+            or args.idle_conns < 1 or args.idle_seconds < 0 or not 1 <= args.rounds <= 50:
+        parser.error("sizes and counts ≥ 1, --idle-seconds ≥ 0, 1 ≤ --rounds ≤ 50")
+    return args
+
+
+def start_systems(names: list[str], ctx: Context, records: list[Record]) -> None:
+    """Start each system; its Record goes into `records` first, so the cleanup finds it whatever happens."""
+    for name in names:
+        system = SYSTEMS[name](ctx)
+        missing = system.missing()
+        if missing:
+            log(missing)
+            records.append(Record(system, "not installed", missing))
+            continue
+        rec = Record(system)
+        records.append(rec)
+        try:
+            start_checked(system)
+            rec.startup_kib = memory_kib(system.pids()) if system.names else None
+            log(f"{name} ready: {system.proxy.kind}" + (f" on 127.0.0.1:{system.proxy.port}" if system.proxy.port
+                                                        else ""))
+        except (BenchError, OSError, ValueError) as exc:
+            log(f"{name} did not start: {type(exc).__name__}: {exc}")
+            ctx.procs.dump_logs(system.names)
+            rec.status, rec.reason = "failed", f"start: {exc}"
+
+
+def run(args: argparse.Namespace, tmp: Path, procs: Processes, records: list[Record]) -> None:
+    load_before = os.getloadavg()[0]
+    origin = start_origin(procs, tmp, args.size_mib * CHUNK)
+    log(f"origin: {origin.kind} on 127.0.0.1:{origin.port}, sha256 of {BIG_PATH} {origin.sha256[:16]}…")
+    ctx = Context(procs, tmp, origin, start_echo(procs), ladder_user_streams=args.ladder_user_streams)
+    start_systems(args.systems, ctx, records)
+    for r in range(1, args.rounds + 1):
+        log(f"round {r} of {args.rounds}")
+        run_round(records, args, ctx, r)
+    log(f"memory and idle test: {args.idle_conns} connections per system, {args.idle_seconds:g} s idle")
+    memory_test(records, args, ctx)
+    report(records, args, environment(records, origin.kind, load_before))
+
+
+def main() -> int:
+    args = parse_args()
+    raise_nofile()
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    tmp = Path(tempfile.mkdtemp(prefix="ladder-compare-"))
+    procs = Processes(tmp)
+    records: list[Record] = []
+    code = 1
+    try:
+        run(args, tmp, procs, records)
+        code = 0 if all(rec.status != "failed" and rec.bulk_ok for rec in records) else 1
+    except KeyboardInterrupt:
+        log("interrupted")
+        code = 130
+    except (BenchError, OSError, ValueError) as exc:
+        log(f"FAILED: {type(exc).__name__}: {exc}")
+        procs.dump_logs()
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the cleanup
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for rec in records:
+            rec.system.stop()
+        procs.stop_all()
+        if args.keep:
+            log(f"kept {tmp}")
+        else:
+            remove_tree(tmp)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

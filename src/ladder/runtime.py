@@ -1,0 +1,70 @@
+"""How a long-running Ladder process sets itself up: event loop, file limit, allocator.
+
+Roles (hub, agent, demo) run through `serve()`; short commands use `run_async()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import os
+import platform
+import resource
+
+log = logging.getLogger(__name__)
+
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+# The data path allocates and frees many 64 KiB buffers a second. With glibc's
+# defaults (trim the heap once 128 KiB are free at its top) the heap shrank and
+# grew again all the time, and every MB forwarded cost 100-300 page faults and
+# ~0.5 ms of CPU in each process (docs/PERFORMANCE.md). Keeping up to 8 MiB of
+# free heap, and mapping only blocks of 1 MiB or more separately, stops that.
+TRIM_THRESHOLD = 8 * 1024 * 1024
+MMAP_THRESHOLD = 1024 * 1024
+
+
+def run_async(coro):
+    """Run a coroutine on uvloop where available, the standard loop otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
+def serve(coro):
+    """Run a role: tune the process for many connections and fast forwarding, then run."""
+    raise_file_limit()
+    tune_allocator()
+    return run_async(coro)
+
+
+def raise_file_limit() -> int:
+    """Let the process hold as many sockets as the system allows (soft limit up to hard)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = max(soft, 1 << 20)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as exc:
+            log.debug("cannot raise the open-file limit: %s", exc)
+    return soft
+
+
+def tune_allocator() -> bool:
+    """Set glibc's heap trim and mmap thresholds; a no-op elsewhere or if the user set them."""
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    if any(name in os.environ for name in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) and mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
