@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from harness import HERE, MARKER, Network, curl, ladder
+import json
+import socket
+import struct
+
+from harness import HERE, MARKER, Network, curl, ladder, wait_for
 
 
 def test_hub_relays_neither_the_site_nor_the_content(tmp_path, origin):
@@ -23,6 +27,35 @@ def test_hub_relays_neither_the_site_nor_the_content(tmp_path, origin):
         assert "localhost" not in hub_log and MARKER not in hub_log, "the hub's log names the target"
     finally:
         net.close()
+
+
+def test_the_hub_sees_one_channel_however_many_connections_cross_it(network, origin):
+    """Connections ride inside one channel per pair of members: the hub cannot count or time them."""
+    network.exit("alpha", "AA", "--allow-private")
+    user = network.user("user")
+    user.wait_exits(1)
+    held = []
+    try:
+        for _ in range(12):  # open connections, each through the exit to the origin, held idle
+            s = socket.create_connection(user.proxy, timeout=30)
+            held.append(s)
+            s.sendall(b"\x05\x01\x00\x05\x01\x00\x01\x7f\x00\x00\x01" + struct.pack("!H", origin.port))
+            reply = s.recv(12, socket.MSG_WAITALL)
+            assert reply[:2] == b"\x05\x00", f"SOCKS5 refused: {reply!r}"
+            s.sendall(b"GET /index.html HTTP/1.0\r\n")  # the request's first line only: it stays open
+
+        def streams_at_exit():
+            share = json.loads(ladder("share", "status", "--dir", str(network.root / "alpha"), "--json").stdout)
+            return [u["streams"] for u in share["users"].values()]
+
+        wait_for(lambda: streams_at_exit() == [12], 10, "the exit to count 12 streams from the user")
+        # The hub's own count of streams through the exit, as its directory tells every member:
+        wait_for(lambda: [e["streams"] for e in user.status()["exits"]] == [1], 10, "the hub to count 1 stream")
+        held[0].sendall(b"\r\n")
+        assert MARKER.encode() in b"".join(iter(lambda: held[0].recv(65536), b""))
+    finally:
+        for s in held:
+            s.close()
 
 
 def test_user_refuses_an_exit_record_forged_by_the_hub(tmp_path, origin):

@@ -21,13 +21,13 @@ import socket
 import time
 
 from ladder.config import MemberConfig, format_address, write_file
-from ladder.link.channel import Channel
+from ladder.link.channel import Channel, StreamRef
 from ladder.link.client import HubIdentityMismatch, dial
 from ladder.link.connection import Endpoint, Link, LinkRefused
-from ladder.protocol.channel import ChannelError, Initiator, Responder
+from ladder.protocol.channel import CHANNEL_REQUEST, Initiator, Responder
 from ladder.protocol.errors import ErrorCode, RemoteProtocolError
 from ladder.protocol.messages import (
-    decode_route, decode_target, encode_route, encode_target, is_service_request,
+    decode_route, decode_target, encode_target, is_service_request,
 )
 from ladder.protocol.noise import public_key_of
 from ladder.protocol.records import ExitRecord, sign_exit_record
@@ -36,6 +36,7 @@ from .direct import connect_direct
 from .directory import Directory
 from .exit import TargetRefused, connect_target
 from .front import ProxyConnection
+from .relay import Relay
 from .rules import Router, Rule
 from .services import Services, is_service_host
 from .sharing import ExitRelay, SharePolicy, Sharing
@@ -76,6 +77,7 @@ class Agent:
         self.noise_private = config.noise_key()
         self.directory = Directory(config.pins_path, config.id)
         self.services = Services(self)  # published here, and others' by name
+        self.channels: dict[tuple[str, bytes], Channel] = {}  # (member id, Noise key) → our channel to it
         self.link: Link | None = None
         self.state = "starting"
         self.error = ""
@@ -206,57 +208,69 @@ class Agent:
             self._link_down.set_result(reason)
 
     def stream_opened(self, link: Link, sid: int, payload: bytes, window: int) -> None:
-        """The hub splices another member's stream here: to this exit, or to a service."""
+        """Another member opens a channel to us through the hub (to this exit, or to a service)."""
         try:
-            user_id, message1 = decode_route(payload)
-            responder = Responder(self.noise_private, user_id, self.config.id)
+            member_id, message1 = decode_route(payload)
+            responder = Responder(self.noise_private, member_id, self.config.id)
             request = responder.read_first(message1)
-            if is_service_request(request):
-                return self.services.serve(link, sid, user_id, request, responder)
-            if not self.share:
-                link.refuse(sid, ErrorCode.FORBIDDEN, "this member does not share its connection")
-                return
-            host, port = decode_target(request)
         except RemoteProtocolError as exc:  # ChannelError included
             link.refuse(sid, exc.code, str(exc))
             return
-        user_name = self.services.listing.members.get(user_id, user_id)  # names come with the services
-        why = self.sharing.admit(user_id, user_name)
+        if not request.startswith(CHANNEL_REQUEST):
+            link.refuse(sid, ErrorCode.PROTOCOL_ERROR, "not a channel request")
+            return
+        message2, sealed = responder.answer()
+        visitor = _Visitor(self, member_id, responder.opener_key)
+        Channel.answer(link, sid, message2, sealed, request[len(CHANNEL_REQUEST):], visitor,
+                       f"channel from {member_id}")
+
+    def serve(self, link: Link, sid: int, request: bytes, member_id: str, noise_key: bytes) -> None:
+        """A stream in another member's channel: a connection through this exit, or to a service."""
+        if is_service_request(request):
+            return self.services.serve(link, sid, member_id, noise_key, request)
+        if not self.share:
+            link.refuse(sid, ErrorCode.FORBIDDEN, "this member does not share its connection")
+            return
+        try:
+            host, port = decode_target(request)
+        except RemoteProtocolError as exc:
+            link.refuse(sid, exc.code, str(exc))
+            return
+        user_name = self.services.listing.members.get(member_id, member_id)  # names come with the services
+        why = self.sharing.admit(member_id, user_name)
         if why is not None:
             link.refuse(sid, ErrorCode.FORBIDDEN if "cap" not in why else ErrorCode.BUSY, why)
             return
-        message2, sealed = responder.answer()
-        relay = ExitRelay(self.sharing, user_id, user_name)
-        link.endpoints[sid] = channel = Channel(link, sid, sealed, relay)  # a reset while we connect
-        self.answer_when_connected(channel, connect_target(host, port, self.guard, lambda: relay), message2,
+        relay = ExitRelay(self.sharing, member_id, user_name)
+        self.answer_when_connected(link, sid, relay, connect_target(host, port, self.guard, lambda: relay),
                                    "the stream was cancelled while the exit connected")
 
-    def answer_when_connected(self, channel: Channel, connecting, message2: bytes, withdrawn: str) -> None:
-        """Accept `channel` (with Noise message 2) once `connecting` reached the target.
+    def answer_when_connected(self, link: Link, sid: int, relay: Relay, connecting, withdrawn: str) -> None:
+        """Accept stream `sid` for `relay` once `connecting` reached the target.
 
-        `connecting` connects the channel's relay and raises TargetRefused with
-        a reason for the opener; `withdrawn` is the refusal if the relay was
-        withdrawn while it connected. The exit and the services both answer so.
+        `connecting` connects the relay and raises TargetRefused with a reason
+        for the opener; `withdrawn` is the refusal if the opener withdrew while
+        it connected. The exit and the services both answer so.
         """
-        self._spawn(self._answer(channel, connecting, message2, withdrawn))
+        link.endpoints[sid] = relay  # a reset while we connect reaches the relay
+        self._spawn(self._answer(link, sid, relay, connecting, withdrawn))
 
-    async def _answer(self, channel: Channel, connecting, message2: bytes, withdrawn: str) -> None:
-        link, relay = channel.link, channel.inner
+    async def _answer(self, link: Link, sid: int, relay: Relay, connecting, withdrawn: str) -> None:
         try:
             await connecting
         except TargetRefused as exc:
-            if link.endpoints.pop(channel.sid, None) is not None:
-                link.refuse(channel.sid, exc.code, str(exc))
+            if link.endpoints.pop(sid, None) is not None:
+                link.refuse(sid, exc.code, str(exc))
             relay.stream_gone()
             return
         if relay.done or link.closed:
             relay.transport.abort()
             relay.stream_gone()
-            if link.endpoints.pop(channel.sid, None) is not None:
-                link.refuse(channel.sid, ErrorCode.NO_ROUTE, withdrawn)
+            if link.endpoints.pop(sid, None) is not None:
+                link.refuse(sid, ErrorCode.NO_ROUTE, withdrawn)
             return
-        link.accept(channel.sid, channel, message2)
-        relay.attach(channel)
+        link.accept(sid, relay)
+        relay.attach(StreamRef(link, sid))
 
     # ------------------------------------------------------ the user's side
 
@@ -295,6 +309,21 @@ class Agent:
             return
         relay.attach(stream)
         relay.on_accepted(b"", 0)
+
+    def channel_to(self, record: ExitRecord) -> Channel | None:
+        """The channel to the member of `record` (an exit or a publisher): open, or opened now."""
+        key = (record.id, record.noise_key)
+        channel = self.channels.get(key)
+        if channel is not None:
+            return channel
+        link = self.link
+        if link is None or link.closed:
+            return None
+        initiator = Initiator(self.noise_private, record.noise_key, self.config.id, record.id)
+        channel = self.channels[key] = Channel.dial(link, initiator, record.id, f"channel to {record.id}")
+        channel.on_ready = lambda: self.directory.pin(record)
+        channel.on_close = lambda gone: self.channels.pop(key, None) if self.channels.get(key) is gone else None
+        return channel
 
     def _spawn(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -345,30 +374,43 @@ class Agent:
             log.warning("cannot write %s: %s", self.config.status_path, exc)
 
 
+class _Visitor:
+    """Owner of the nested link of a channel another member opened to us."""
+
+    def __init__(self, agent: Agent, member_id: str, noise_key: bytes):
+        self.agent, self.member_id, self.noise_key = agent, member_id, noise_key
+
+    def stream_opened(self, link: Link, sid: int, payload: bytes, window: int) -> None:
+        self.agent.serve(link, sid, payload, self.member_id, self.noise_key)
+
+    def control_received(self, link: Link, message: dict) -> None:
+        pass  # channels carry streams only
+
+    def link_closed(self, link: Link, reason: str) -> None:
+        pass
+
+
 class _Opening(Endpoint):
-    """A channel being opened for the front, moving on to the next exit if one is gone."""
+    """A stream being opened for the front, moving on to the next exit if one is gone."""
 
     def __init__(self, agent: Agent, request: bytes, relay: ProxyConnection, candidates: list[ExitRecord]):
-        """`request` rides encrypted in Noise message 1; each candidate needs .id and .noise_key."""
+        """`request` opens the stream inside the channel; each candidate needs .id and .noise_key."""
         self.agent = agent
-        self.target = request
+        self.request = request
         self.relay = relay
         self.candidates = candidates
         self.exit: ExitRecord | None = None
-        self.initiator: Initiator | None = None
         self.link: Link | None = None
         self.sid = 0
         self.timer: asyncio.TimerHandle | None = None
 
     def try_next(self) -> None:
-        link = self.agent.link
         self.exit = self.candidates.pop(0)
-        if link is None or not link.mux.can_open():
+        channel = self.agent.channel_to(self.exit)
+        if channel is None or not channel.inner.mux.can_open():
             return self._give_up(ErrorCode.NO_ROUTE, "not connected to the hub")
-        self.initiator = Initiator(self.agent.noise_private, self.exit.noise_key, self.agent.config.id, self.exit.id)
-        message1 = self.initiator.first_message(self.target)  # the target travels encrypted
-        self.link = link
-        self.sid = link.open_stream(encode_route(self.exit.id, message1), self)
+        self.link = link = channel.inner
+        self.sid = link.open_stream(self.request, self)
         self.started = link.loop.time()
         self.timer = link.loop.call_later(OPEN_TIMEOUT, self._timeout)
 
@@ -378,20 +420,13 @@ class _Opening(Endpoint):
         if relay.done:
             link.reset(self.sid, ErrorCode.CANCEL, "the client went away")
             return
-        try:
-            sealed = self.initiator.finish(payload)
-        except ChannelError as exc:
-            link.reset(self.sid, exc.code, "channel handshake failed")
-            return self._give_up(ErrorCode.FORBIDDEN, f"{exc}: the hub may be impersonating the exit")
         directory = self.agent.directory
-        directory.pin(self.exit)
         directory.observe(self.exit.id, link.loop.time() - self.started)
         directory.opened(self.exit.id, +1)
         relay.exit_id = self.exit.id
-        link.endpoints[self.sid] = channel = Channel(link, self.sid, sealed, relay)
-        relay.attach(channel)
+        link.endpoints[self.sid] = relay
+        relay.attach(StreamRef(link, self.sid))
         relay.on_accepted(b"", window)
-
     def on_refused(self, code: int, reason: str) -> None:
         self.timer.cancel()
         if code in RETRYABLE:

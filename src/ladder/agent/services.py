@@ -33,10 +33,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ladder.config import ConfigError, format_address, parse_address, write_file
-from ladder.link.channel import Channel
 from ladder.link.connection import Link
-from ladder.protocol.channel import Responder
-from ladder.protocol.errors import ErrorCode
+from ladder.protocol.errors import ErrorCode, RemoteProtocolError
 from ladder.protocol.hello import public_bytes
 from ladder.protocol.messages import (
     ListAssembler,
@@ -415,24 +413,28 @@ class Services:
             for s in self.published.values()
         ]
 
-    def serve(self, link: Link, sid: int, opener_id: str, request: bytes, responder: Responder) -> None:
-        """Another member's channel to one of our services; refuse with a reason that names no address."""
-        name, proof = decode_service_request(request)  # a RemoteProtocolError is refused by the caller
+    def serve(self, link: Link, sid: int, opener_id: str, opener_key: bytes, request: bytes) -> None:
+        """A stream to one of our services in another member's channel; refusals name no address.
+
+        `opener_key` is the opener's static Noise key from the channel's handshake.
+        """
+        try:
+            name, proof = decode_service_request(request)
+        except RemoteProtocolError as exc:
+            return link.refuse(sid, exc.code, str(exc))
         service = self.published.get(name)
         if service is None:
             return link.refuse(sid, ErrorCode.NO_ROUTE, "that service is not published (any more)")
         try:
-            prover = verify_access(proof, responder.opener_key, self.agent.config.id, name)
+            prover = verify_access(proof, opener_key, self.agent.config.id, name)
         except RecordError as exc:
             return link.refuse(sid, ErrorCode.FORBIDDEN, str(exc))
         if prover != opener_id:
             return link.refuse(sid, ErrorCode.FORBIDDEN, "the proof of membership names another member")
         if service.members and opener_id not in service.members and opener_id != self.agent.config.id:
             return link.refuse(sid, ErrorCode.FORBIDDEN, "this member is not on the service's access list")
-        message2, sealed = responder.answer()
         relay = ServiceRelay(self.live.setdefault(name, set()))
-        link.endpoints[sid] = channel = Channel(link, sid, sealed, relay)  # a reset while we connect
-        self.agent.answer_when_connected(channel, _dial(service, relay), message2,
+        self.agent.answer_when_connected(link, sid, relay, _dial(service, relay),
                                          "that service is not published (any more)")
 
 

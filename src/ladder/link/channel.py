@@ -1,23 +1,37 @@
-"""Stream handles: what a relay writes to, plain or sealed end to end.
+"""Channels: a link inside one stream of the hub link, sealed end to end.
 
-A relay never talks to the link directly; it holds a handle with send, end,
-reset, acknowledge and pending. `StreamRef` passes bytes straight to the
-link. `Channel` seals them into Noise transport messages and, as the link's
-endpoint for the stream, opens what arrives before handing the plaintext on.
-Credit stays exact: the relay acknowledges the plaintext it has written and
-the channel acknowledges the framing and tags itself, so every stream byte
-is given back once.
+A member keeps one channel to each exit or publisher it uses. The channel
+is one stream through the hub, sealed with Noise (protocol/channel.py);
+inside it runs a second `Link`, whose streams carry the member's
+connections. So a new connection costs one OPEN frame inside the channel,
+not a handshake, and the hub sees one stream per pair of members: never a
+target, nor when a connection starts or how many bytes it carries.
+
+`Channel` is both the hub stream's endpoint (ciphertext in) and the nested
+link's transport (plaintext out). Flow control stays per connection: the
+nested link's streams have their own windows, given back as relays drain.
+The hub stream's credit goes back as soon as a message is opened, since
+what it carries is already bounded by those windows.
+
+`StreamRef` is the handle a relay writes to: one stream of a link.
 """
 
 from __future__ import annotations
 
 import logging
 
-from ladder.protocol.channel import ChannelError, SealedStream
+from ladder.protocol.channel import CHANNEL_REQUEST, FIRST_BYTES_MAX, ChannelError, Initiator, SealedStream
+from ladder.protocol.errors import ErrorCode
+from ladder.protocol.messages import encode_route
 
-from .connection import Endpoint, Link
+from .connection import Endpoint, Link, LinkOwner
 
 log = logging.getLogger(__name__)
+
+# Credit of the hub stream under a channel: room for several connections'
+# windows in flight at once (each nested stream has its own 2 MiB window).
+CHANNEL_WINDOW = 16 * 1024 * 1024
+HANDSHAKE_TIMEOUT = 30.0
 
 
 class StreamRef:
@@ -43,40 +57,131 @@ class StreamRef:
         return self.link.pending(self.sid)
 
 
-class Channel(StreamRef, Endpoint):
-    """An end-to-end encrypted stream; the hub in between sees only ciphertext."""
+class Channel(Endpoint):
+    """One sealed stream of `link` and the nested link it carries (`inner`)."""
 
-    __slots__ = ("sealed", "inner")
+    def __init__(self, link: Link, owner: LinkOwner | None, *, opener: bool, label: str):
+        self.link = link  # the hub link
+        self.sid: int | None = None
+        self.sealed: SealedStream | None = None
+        self.closed = False
+        self.on_ready = None  # called once the handshake has finished (opener)
+        self.on_close = None  # called once, when the channel is gone
+        self._initiator: Initiator | None = None
+        self._route = ""
+        self._held: list[bytes] = []  # nested bytes written before the handshake finished
+        self._timer = None
+        self.inner = Link(owner, client=opener, label=label, nested=True)
+        self.inner.connection_made(self)
 
-    def __init__(self, link: Link, sid: int, sealed: SealedStream, inner: Endpoint):
-        super().__init__(link, sid)
-        self.sealed = sealed
-        self.inner = inner
+    @classmethod
+    def dial(cls, link: Link, initiator: Initiator, member_id: str, label: str) -> Channel:
+        """A channel to `member_id`; its stream opens with the nested link's first bytes."""
+        channel = cls(link, None, opener=True, label=label)
+        channel._initiator, channel._route = initiator, member_id
+        return channel
 
-    def send(self, data: bytes | memoryview) -> None:
-        self.link.send(self.sid, self.sealed.seal(data))
+    @classmethod
+    def answer(cls, link: Link, sid: int, message2: bytes, sealed: SealedStream, first: bytes,
+               owner: LinkOwner, label: str) -> Channel:
+        """Accept another member's channel; `first` is what rode in its message 1."""
+        channel = cls(link, owner, opener=False, label=label)
+        channel.sid, channel.sealed = sid, sealed
+        link.accept(sid, channel, message2, window=CHANNEL_WINDOW)
+        if first:
+            channel.inner.data_received(first)
+        return channel
 
-    # Endpoint: the link delivers ciphertext here.
+    # ------------------------------------------- transport of the nested link
+
+    def write(self, data: bytes) -> None:
+        if self.closed:
+            return
+        if self.sealed is not None:
+            self.link.send(self.sid, self.sealed.seal(data))
+        elif self.sid is None:
+            self._open(data[:FIRST_BYTES_MAX])
+            if len(data) > FIRST_BYTES_MAX:
+                self._held.append(data[FIRST_BYTES_MAX:])
+        else:
+            self._held.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        """The nested link said GOAWAY: end the stream after what is queued."""
+        if not self.closed:
+            self.closed = True
+            if self.sid is not None:
+                self.link.end(self.sid)
+            self._gone()
+
+    def abort(self) -> None:
+        if not self.closed:
+            self.closed = True
+            if self.sid is not None:
+                self.link.reset(self.sid, ErrorCode.CANCEL, "channel closed")
+            self._gone()
+
+    # ------------------------------------------------ endpoint on the hub link
+
+    def on_accepted(self, payload: bytes, window: int) -> None:
+        self._timer.cancel()
+        try:
+            self.sealed = self._initiator.finish(payload)
+        except ChannelError as exc:
+            return self._broken(ErrorCode.FORBIDDEN, f"{exc}: the hub may be impersonating the exit")
+        self._initiator = None
+        if self.on_ready is not None:
+            self.on_ready()
+        if self._held:
+            held, self._held = b"".join(self._held), []
+            self.write(held)
 
     def on_data(self, data: bytes) -> None:
-        try:
-            plaintexts, overhead = self.sealed.open(data)
-        except ChannelError as exc:
-            log.warning("stream %d: %s; resetting it", self.sid, exc)
-            self.link.reset(self.sid, exc.code, "channel integrity failure")
-            self.inner.on_reset(exc.code, f"end-to-end channel broken: {exc}")
+        if self.closed:
             return
-        if overhead:
-            self.link.acknowledge(self.sid, overhead)
+        try:
+            plaintexts, _ = self.sealed.open(data)
+        except ChannelError as exc:
+            return self._broken(exc.code, f"end-to-end channel broken: {exc}")
+        self.link.acknowledge(self.sid, len(data))
         for plaintext in plaintexts:
-            self.inner.on_data(plaintext)
+            self.inner.data_received(plaintext)
 
     def on_end(self) -> None:
-        self.inner.on_end()
+        if not self.closed:
+            self.link.end(self.sid)
+        self.on_reset(ErrorCode.NO_ERROR, "the far end closed the channel")
 
     def on_reset(self, code: int, reason: str) -> None:
-        self.inner.on_reset(code, reason)
+        if self._timer is not None:
+            self._timer.cancel()
+        if not self.closed:
+            self.closed = True
+            self.inner.abort(reason, code)
+            self._gone()
 
-    def on_window(self, increment: int, pending: int) -> None:
-        self.inner.on_window(increment, pending)
+    on_refused = on_reset
 
+    # ---------------------------------------------------------------- inside
+
+    def _open(self, first: bytes) -> None:
+        if self.link.closed or not self.link.mux.can_open():
+            return self.on_reset(ErrorCode.NO_ROUTE, "not connected to the hub")
+        message1 = self._initiator.first_message(CHANNEL_REQUEST + first)  # targets travel encrypted
+        self.sid = self.link.open_stream(encode_route(self._route, message1), self, window=CHANNEL_WINDOW)
+        self._timer = self.link.loop.call_later(HANDSHAKE_TIMEOUT, self._broken, ErrorCode.TARGET_TIMEOUT,
+                                                f"no answer from the member within {HANDSHAKE_TIMEOUT:g} s")
+
+    def _broken(self, code: int, reason: str) -> None:
+        """Reset the hub stream (its reason crosses the hub in clear) and close the channel."""
+        log.warning("%s: %s; closing it", self.inner.label, reason)
+        self.link.reset(self.sid, code, "channel failure")
+        self.on_reset(code, reason)
+
+    def _gone(self) -> None:
+        if self.on_close is not None:
+            callback, self.on_close = self.on_close, None
+            callback(self)

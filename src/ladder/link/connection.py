@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from typing import Protocol
 
 from ladder.protocol import events as ev
@@ -57,20 +58,27 @@ WRITE_CHUNK = 4 * 16384  # four full TLS records
 
 
 class Link(asyncio.BufferedProtocol):
-    def __init__(self, owner: LinkOwner | None, *, client: bool, label: str = "link"):
+    """One mux over one connection: a member's TLS link to the hub, or (`nested`) a channel.
+
+    A nested link runs inside a stream of another link (link/channel.py): that
+    link already carries keepalives and notices a dead peer, so it has none.
+    """
+
+    def __init__(self, owner: LinkOwner | None, *, client: bool, label: str = "link", nested: bool = False):
         self.owner = owner
         self.label = label
         self.loop = asyncio.get_running_loop()
-        self.mux = Mux(client=client, now=self.loop.time())
+        quiet = {"keepalive": math.inf, "dead_after": math.inf} if nested else {}
+        self.mux = Mux(client=client, now=self.loop.time(), **quiet)
         self.transport: asyncio.Transport | None = None
         self.endpoints: dict[int, Endpoint] = {}
         self.closed = False
         self.rtt: float | None = None
         # A dialling member waits for the hub's first CONTROL message.
-        self.welcome: asyncio.Future[dict] | None = self.loop.create_future() if client else None
+        self.welcome: asyncio.Future[dict] | None = self.loop.create_future() if client and not nested else None
         self._flush_scheduled = False
         self._timer: asyncio.TimerHandle | None = None
-        self._receive_buffer = memoryview(bytearray(RECEIVE_BUFFER))
+        self._receive_buffer: memoryview | None = None  # made on the first read: a nested link has none
 
     # ------------------------------------------------------------ stream API
 
@@ -128,10 +136,11 @@ class Link(asyncio.BufferedProtocol):
             self.transport.close()
         self._shutdown(reason or "closed")
 
-    def abort(self, reason: str) -> None:
+    def abort(self, reason: str, code: int = ErrorCode.LINK_LOST) -> None:
+        """Drop the connection at once; every open stream is reset with `code` and `reason`."""
         if self.transport is not None:
             self.transport.abort()
-        self._shutdown(reason)
+        self._shutdown(reason, code)
 
     # ------------------------------------------------------ asyncio protocol
 
@@ -143,6 +152,8 @@ class Link(asyncio.BufferedProtocol):
     # bytes objects cost more than the decryption itself (malloc trims and
     # page faults). The decoder copies each payload out once.
     def get_buffer(self, sizehint: int) -> memoryview:
+        if self._receive_buffer is None:
+            self._receive_buffer = memoryview(bytearray(RECEIVE_BUFFER))
         return self._receive_buffer
 
     def buffer_updated(self, nbytes: int) -> None:
@@ -258,7 +269,7 @@ class Link(asyncio.BufferedProtocol):
             return
         self._arm_timer()
 
-    def _shutdown(self, reason: str) -> None:
+    def _shutdown(self, reason: str, code: int = ErrorCode.LINK_LOST) -> None:
         if self.closed:
             return
         self.closed = True
@@ -270,7 +281,7 @@ class Link(asyncio.BufferedProtocol):
         endpoints, self.endpoints = self.endpoints, {}
         for endpoint in endpoints.values():
             try:
-                endpoint.on_reset(ErrorCode.LINK_LOST, reason)
+                endpoint.on_reset(code, reason)
             except Exception:  # one endpoint's bug must not keep the others open
                 log.exception("%s: endpoint failed while the link closed", self.label)
         if self.owner is not None:

@@ -1,17 +1,22 @@
-"""End-to-end channels: Noise IK between a member and an exit, through the hub.
+"""End-to-end channels: Noise IK between two members, through the hub.
 
-The opener knows the exit's static key from its signed record, so it runs
-Noise_IK_25519_ChaChaPoly_BLAKE2s: message 1 rides in the stream's OPEN and
-already carries the target as its encrypted payload; message 2 rides in the
-ACCEPT. Encryption therefore costs no round trip. The prologue binds both
-member ids, so a hub that reroutes a handshake to someone else breaks it.
+A member opens one channel to each exit or publisher it uses, as one stream
+of its hub link. The opener knows the far end's static key from its signed
+record, so it runs Noise_IK_25519_ChaChaPoly_BLAKE2s: message 1 rides in the
+stream's OPEN, message 2 in the ACCEPT. The prologue binds both member ids,
+so a hub that reroutes a handshake to someone else breaks it.
 
-After the handshake every stream byte is a sealed message:
+The payload of message 1 is CHANNEL_REQUEST followed by the first bytes of
+the channel's inner stream (its first OPEN frames, which name targets), so
+the first connection costs no extra round trip. After the handshake every
+stream byte is a sealed message:
 
     length u16 | Noise transport message (ciphertext + 16-byte tag)
 
-A message that fails to authenticate — tampered, replayed, reordered or
-cut — raises ChannelError; nothing is ever decrypted into garbage.
+The plaintext is the byte stream of a second mux (the same frames as the hub
+link's), whose streams carry the member's connections. A message that fails
+to authenticate — tampered, replayed, reordered or cut — raises
+ChannelError; nothing is ever decrypted into garbage.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ PROTOCOL = "Noise_IK_25519_ChaChaPoly_BLAKE2s"
 _LEN = struct.Struct("!H")
 OVERHEAD = _LEN.size + TAG_LEN  # per sealed message
 SEAL_CHUNK = MAX_PAYLOAD - OVERHEAD  # plaintext per message: one message fills one DATA frame
+CHANNEL_REQUEST = b"\x20"  # opens a channel of streams (0x01-0x04 are targets, 0x10 services)
+FIRST_BYTES_MAX = 16 * 1024  # inner bytes carried in message 1 at most; the rest waits for message 2
 
 
 class ChannelError(RemoteProtocolError):
@@ -36,7 +43,7 @@ class ChannelError(RemoteProtocolError):
 
 
 def prologue(opener_id: str, exit_id: str) -> bytes:
-    return b"ladder channel v1\x00" + opener_id.encode() + b"\x00" + exit_id.encode()
+    return b"ladder channel v2\x00" + opener_id.encode() + b"\x00" + exit_id.encode()
 
 
 class Initiator:

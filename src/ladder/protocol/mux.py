@@ -29,6 +29,7 @@ the code and raises RemoteProtocolError; the adapter writes and closes.
 from __future__ import annotations
 
 import enum
+import math
 import struct
 from collections import deque
 
@@ -291,9 +292,11 @@ class Mux:
     # ------------------------------------------------------------------- timers
 
     def get_timer(self) -> float | None:
+        """When to call handle_timer(); None if never (terminated, or keepalive and dead_after infinite)."""
         if self.terminated:
             return None
-        return min(self._last_received + self.dead_after, self._next_ping)
+        when = min(self._last_received + self.dead_after, self._next_ping)
+        return None if when == math.inf else when
 
     def handle_timer(self, now: float) -> list[ev.Event]:
         if self.terminated:
