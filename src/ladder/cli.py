@@ -547,11 +547,21 @@ def noise_vectors(file) -> None:
 # -------------------------------------------------------------- entry
 
 
-def main() -> None:
-    from ladder.agent.agent import AgentFatal
-    from ladder.link.tls import TLSMaterialError
-    from ladder.store.hubdb import StoreError
+# The errors a command ends with in one line, beside LadderError and ConfigError,
+# by the module that defines them. Importing those modules up front made every
+# process load the others' code (the hub the whole agent, an agent sqlite3); a
+# module that was never imported cannot have raised its error.
+_ONE_LINE_ERRORS = {"ladder.agent.agent": "AgentFatal", "ladder.link.tls": "TLSMaterialError",
+                    "ladder.store.hubdb": "StoreError"}
 
+
+def _one_line_errors() -> tuple[type[Exception], ...]:
+    loaded = [getattr(sys.modules[module], name)
+              for module, name in _ONE_LINE_ERRORS.items() if module in sys.modules]
+    return (LadderError, ConfigError, *loaded)
+
+
+def main() -> None:
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
@@ -559,7 +569,7 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except (LadderError, ConfigError, StoreError, TLSMaterialError, AgentFatal) as exc:
+    except _one_line_errors() as exc:
         click.echo(f"ladder: error: {exc}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
-import platformdirs
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ladder.protocol.hello import TOKEN_SIZE, member_id, public_bytes
@@ -27,11 +26,18 @@ class ConfigError(Exception):
 
 
 def member_folder(given: str | None) -> Path:
-    return Path(given or os.environ.get("LADDER_HOME") or platformdirs.user_config_dir("ladder"))
+    return Path(given or os.environ.get("LADDER_HOME") or _platform_dir("user_config_dir"))
 
 
 def hub_folder(given: str | None) -> Path:
-    return Path(given or os.environ.get("LADDER_HOME") or Path(platformdirs.user_data_dir("ladder")) / "hub")
+    return Path(given or os.environ.get("LADDER_HOME") or _platform_dir("user_data_dir") / "hub")
+
+
+def _platform_dir(kind: str) -> Path:
+    # Imported only when no folder was given: each running role holds it for nothing.
+    import platformdirs
+
+    return Path(getattr(platformdirs, kind)("ladder"))
 
 
 def write_file(path: Path, data: bytes, mode: int = 0o644) -> None:

@@ -28,8 +28,11 @@ class DirectStream(asyncio.Protocol):
 
     # --- what the relay calls (the stream API)
 
-    def send(self, data: bytes) -> None:
-        self.transport.write(data)
+    def send(self, data: bytes | memoryview) -> None:
+        # The relay hands over a view of its shared read buffer, and a transport
+        # keeps what it cannot send at once as given (uvloop does not copy it):
+        # so a copy, or the next read would overwrite the bytes still queued.
+        self.transport.write(bytes(data))
 
     def end(self) -> None:
         if self.transport.can_write_eof():
