@@ -36,7 +36,7 @@ from ladder.protocol.frames import (
     encode_code,
     encode_window,
 )
-from ladder.protocol.mux import DEFAULT_WINDOW, MAX_WINDOW, Mux, StreamState
+from ladder.protocol.mux import DEFAULT_WINDOW, EARLY_WINDOW, MAX_WINDOW, Mux, StreamState
 
 S = StreamState
 
@@ -192,9 +192,73 @@ def test_local_misuse_of_answers_is_a_local_error():
     with pytest.raises(LocalProtocolError):
         client.refuse(other, ErrorCode.CANCEL)  # still OPENING: reset, not refuse
     with pytest.raises(LocalProtocolError):
-        client.send_data(other, b"too early")  # no credit before ACCEPT
-    with pytest.raises(LocalProtocolError):
         client.send_data(77, b"nowhere")
+
+
+# --------------------------------------------------------------- early data
+
+
+def test_early_data_rides_with_the_open_and_the_accept_window_counts_it():
+    client, server = pair()
+    sid = client.open_stream(b"open")
+    client.send_data(sid, b"e" * (EARLY_WINDOW + 100), end=True)  # more than the early credit, then END
+    frames, events = sent_and_received(client, server)
+    assert [f.type for f in frames] == [FrameType.OPEN, FrameType.DATA]  # no END before the answer
+    assert events == [StreamOpened(sid, b"open", DEFAULT_WINDOW), DataReceived(sid, b"e" * EARLY_WINDOW)]
+    assert client.pending(sid) == 100 and server.state(sid) is S.PENDING
+    server.acknowledge(sid, EARLY_WINDOW)  # used, but no WINDOW before the answer
+    assert server.data_to_send() == b""
+    server.accept(sid, window=EARLY_WINDOW + 50)  # counts from the stream's first byte
+    frames, events = sent_and_received(server, client)
+    assert [f.type for f in frames] == [FrameType.ACCEPT]
+    assert events == [StreamAccepted(sid, b"", EARLY_WINDOW + 50)]
+    frames, events = sent_and_received(client, server)
+    assert data_sizes(frames) == [50] and not frames[-1].flags & Flag.END  # 50 left of the window
+    server.acknowledge(sid, 50)  # the early bytes' credit comes back with these
+    deliver(server, client)
+    assert deliver(client, server) == [DataReceived(sid, b"e" * 50), StreamEnded(sid)]
+
+
+def test_an_open_refused_with_early_data_drops_it():
+    client, server = pair()
+    sid = client.open_stream()
+    client.send_data(sid, b"request")
+    deliver(client, server)
+    server.refuse(sid, ErrorCode.FORBIDDEN, "no")
+    assert deliver(server, client) == [StreamRefused(sid, ErrorCode.FORBIDDEN, "no")]
+    assert client.pending(sid) == 0 and client.stream_count == 0
+
+
+def test_early_data_beyond_the_early_credit_is_a_flow_control_error():
+    server = Mux(client=False)
+    wire = encode(FrameType.OPEN, 1, encode_window(DEFAULT_WINDOW))
+    wire += encode(FrameType.DATA, 1, b"x" * EARLY_WINDOW) + encode(FrameType.DATA, 1, b"y")
+    with pytest.raises(RemoteProtocolError) as err:
+        server.receive_data(wire, 0.0)
+    assert err.value.code == ErrorCode.FLOW_CONTROL_ERROR
+
+
+def test_an_answer_window_below_the_early_data_is_refused_on_both_sides():
+    client, server = pair()
+    sid = client.open_stream()
+    client.send_data(sid, b"z" * 1000)
+    deliver(client, server)
+    with pytest.raises(LocalProtocolError):
+        server.accept(sid, window=999)
+    lying = encode(FrameType.ACCEPT, sid, encode_window(999))
+    with pytest.raises(RemoteProtocolError) as err:
+        client.receive_data(lying, 0.0)
+    assert err.value.code == ErrorCode.FLOW_CONTROL_ERROR
+
+
+def test_end_without_data_before_the_answer_waits_for_it():
+    client, server = pair()
+    sid = client.open_stream()
+    client.end_stream(sid)
+    assert [f.type for f in on_wire(client)] == [FrameType.OPEN]
+    client.receive_data(encode(FrameType.ACCEPT, sid, encode_window(DEFAULT_WINDOW)), 0.0)
+    (end,) = on_wire(client)
+    assert end.type is FrameType.DATA and end.flags & Flag.END and client.state(sid) is S.LOCAL_ENDED
 
 
 # --------------------------------------------------------------------- data
@@ -492,11 +556,11 @@ def test_stream_frames_on_stream_0_and_link_frames_on_streams_are_errors(frame):
     expect_remote_error(server, frame)
 
 
-def test_data_before_accept_is_a_protocol_error():
+def test_end_before_accept_is_a_protocol_error():
     client, server = pair()
     sid = client.open_stream()
     deliver(client, server)
-    expect_remote_error(server, raw(FrameType.DATA, sid, b"eager"))
+    expect_remote_error(server, encode(FrameType.DATA, sid, b"early and final", Flag.END))
 
 
 def test_data_to_an_opener_before_it_was_accepted_is_a_protocol_error():

@@ -391,7 +391,12 @@ class _Visitor:
 
 
 class _Opening(Endpoint):
-    """A stream being opened for the front, moving on to the next exit if one is gone."""
+    """A stream being opened for the front, moving on to the next exit if one is gone.
+
+    Until the answer it is also the relay's stream: what the client sends
+    meanwhile leaves at once as early data (so a request travels with the
+    OPEN), and a copy is kept to send again through the next exit.
+    """
 
     def __init__(self, agent: Agent, request: bytes, relay: ProxyConnection, candidates: list[ExitRecord]):
         """`request` opens the stream inside the channel; each candidate needs .id and .noise_key."""
@@ -403,6 +408,8 @@ class _Opening(Endpoint):
         self.link: Link | None = None
         self.sid = 0
         self.timer: asyncio.TimerHandle | None = None
+        self.sent: list[bytes] = []  # early data, for the next exit
+        self.ended = False
 
     def try_next(self) -> None:
         self.exit = self.candidates.pop(0)
@@ -411,11 +418,41 @@ class _Opening(Endpoint):
             return self._give_up(ErrorCode.NO_ROUTE, "not connected to the hub")
         self.link = link = channel.inner
         self.sid = link.open_stream(self.request, self)
+        for data in self.sent:
+            link.send(self.sid, data)
+        if self.ended:
+            link.end(self.sid)
         self.started = link.loop.time()
         self.timer = link.loop.call_later(OPEN_TIMEOUT, self._timeout)
+        if self.relay.stream is None:
+            self.relay.attach(self)
+
+    # The relay's stream until the answer:
+
+    def send(self, data: bytes | memoryview) -> None:
+        data = bytes(data)
+        self.sent.append(data)
+        self.link.send(self.sid, data)
+
+    def end(self) -> None:
+        self.ended = True
+        self.link.end(self.sid)
+
+    def reset(self, code: int, reason: str = "") -> None:
+        self.timer.cancel()
+        self.link.reset(self.sid, code, reason)
+
+    def acknowledge(self, nbytes: int) -> None:
+        pass  # nothing arrives before the answer
+
+    def pending(self) -> int:
+        return self.link.pending(self.sid)
+
+    # The answer:
 
     def on_accepted(self, payload: bytes, window: int) -> None:
         self.timer.cancel()
+        self.sent = []
         relay, link = self.relay, self.link
         if relay.done:
             link.reset(self.sid, ErrorCode.CANCEL, "the client went away")
@@ -425,8 +462,9 @@ class _Opening(Endpoint):
         directory.opened(self.exit.id, +1)
         relay.exit_id = self.exit.id
         link.endpoints[self.sid] = relay
-        relay.attach(StreamRef(link, self.sid))
+        relay.answered(StreamRef(link, self.sid))
         relay.on_accepted(b"", window)
+
     def on_refused(self, code: int, reason: str) -> None:
         self.timer.cancel()
         if code in RETRYABLE:

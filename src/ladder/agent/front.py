@@ -24,7 +24,7 @@ from typing import Callable
 from ladder.config import ConfigError, parse_address
 from ladder.protocol.errors import ErrorCode
 
-from .relay import Relay
+from .relay import Relay, abort_with_rst
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +248,16 @@ class ProxyConnection(Relay):
             self.stream.send(data)
             self._check_pending()
 
+    def attach(self, stream) -> None:
+        super().attach(stream)
+        if self.reply_ok.startswith(b"\x05"):
+            # SOCKS5 is answered as soon as the stream is on its way, as ss-local
+            # and v2ray do: the client's first bytes then travel with the OPEN
+            # as early data, a round trip through the exit sooner. A refusal
+            # after this can only cut the connection (the agent logs why).
+            self.transport.write(self.reply_ok)
+            self.reply_ok = b""
+
     def on_accepted(self, payload: bytes, window: int) -> None:
         """The opener calls this once the stream is attached."""
         if self.reply_ok:
@@ -259,6 +269,9 @@ class ProxyConnection(Relay):
             reason = f"{reason} ({self.target[0]}:{self.target[1]})"
             self.target = None
         log.info("proxy: refused: %s", reason)
+        if self.mode == "tunnel" and not self.reply_ok:  # answered already: cut, so it is not taken for an end
+            self.mode, self.done = "closed", True
+            return abort_with_rst(self.transport)
         if self.mode == "tunnel" and self.reply_ok.startswith(b"\x05"):
             return self._socks_fail(SOCKS_REPLY.get(code, 0x01))
         self._fail_http(HTTP_STATUS.get(code, "502 Bad Gateway"), reason)

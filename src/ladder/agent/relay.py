@@ -36,14 +36,21 @@ def abort_with_rst(transport: asyncio.BaseTransport) -> None:
 
 
 READ_BUFFER = 256 * 1024
+# One read buffer for every relay in the process. A read lands in it and
+# `data_received` passes it on at once: the mux copies the views it queues,
+# an opening stream copies what it keeps for a retry, DirectStream copies
+# before writing and the front copies what it parses or holds back. Nothing
+# keeps a view, so the next read, of any connection, may overwrite it. A
+# buffer per connection cost 256 KiB for each one, idle or not.
+_READ_BUFFER = memoryview(bytearray(READ_BUFFER))
 
 
 class Relay(asyncio.BufferedProtocol, Endpoint):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self._read_buffer: memoryview | None = None
         self.stream: StreamRef | None = None  # plain or a sealed Channel
         self.backlog: list[bytes] = []  # TCP bytes that arrived before the stream was ready
+        self.early: list[bytes] = []  # stream bytes (early data) that arrived before the TCP side was
         self.sent_end = False  # TCP FIN passed on as stream END
         self.got_end = False  # stream END passed on as TCP FIN
         self.done = False
@@ -59,8 +66,16 @@ class Relay(asyncio.BufferedProtocol, Endpoint):
         if self.backlog:
             stream.send(b"".join(self.backlog))
             self.backlog = []
+        early, self.early = self.early, []
+        for data in early:
+            self.on_data(data)
         if self.sent_end:
             stream.end()
+        self._check_pending()
+
+    def answered(self, stream: StreamRef) -> None:
+        """The stream, attached while it was opening, was accepted: go on through `stream`."""
+        self.stream = stream
         self._check_pending()
 
     # -------------------------------------------------------------- TCP side
@@ -69,14 +84,12 @@ class Relay(asyncio.BufferedProtocol, Endpoint):
         self.transport = transport  # type: ignore[assignment]
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        # One buffer per connection, reused: fresh 256 KiB bytes per read cost
-        # more in malloc and page faults than the copy the channel makes anyway.
-        if self._read_buffer is None:
-            self._read_buffer = memoryview(bytearray(READ_BUFFER))
-        return self._read_buffer
+        # A reused buffer: fresh 256 KiB bytes per read cost more in malloc and
+        # page faults than the copy the channel makes anyway.
+        return _READ_BUFFER
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(self._read_buffer[:nbytes])
+        self.data_received(_READ_BUFFER[:nbytes])
 
     def data_received(self, data: bytes | memoryview) -> None:
         """Bytes from TCP; `data` may be a view of the reused buffer, so keep none of it."""
@@ -113,6 +126,9 @@ class Relay(asyncio.BufferedProtocol, Endpoint):
     # ----------------------------------------------------------- stream side
 
     def on_data(self, data: bytes) -> None:
+        if self.stream is None:  # early data, while the exit or service still connects
+            self.early.append(data)
+            return
         self.transport.write(data)
         if self._write_paused:
             self._unacked += len(data)

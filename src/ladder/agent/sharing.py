@@ -284,6 +284,8 @@ class ExitRelay(Relay):
             self.transport.resume_reading()
 
     def on_data(self, data: bytes) -> None:  # user → target: hold the credit back as long as the rate says
+        if self.stream is None:
+            return super().on_data(data)  # early data: kept, and counted once the target is connected
         delay = self.sharing.carried(self.user_id, len(data))
         if delay <= 0:
             return super().on_data(data)

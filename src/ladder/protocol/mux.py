@@ -55,6 +55,9 @@ from .frames import (
 # expected (2 MiB carries ~6 MB/s over a 300 ms round trip across a border).
 # It is credit, not memory: idle streams hold nothing.
 DEFAULT_WINDOW = 2 * 1024 * 1024
+# Credit every new stream starts with, before its ACCEPT: a request or a TLS
+# ClientHello travels with the OPEN instead of one round trip later.
+EARLY_WINDOW = 16 * 1024
 MAX_WINDOW = (1 << 31) - 1
 MAX_STREAM_ID = (1 << 32) - 1
 MAX_STREAMS = 32768
@@ -92,8 +95,11 @@ _TRANSITIONS: dict[tuple[StreamState, _Action], StreamState] = {
     (S.LOCAL_ENDED, A.RECV_END): S.CLOSED,
     (S.REMOTE_ENDED, A.SEND_END): S.CLOSED,
 }
-_CAN_SEND = frozenset({S.OPEN, S.REMOTE_ENDED})
-_CAN_RECEIVE = frozenset({S.OPEN, S.LOCAL_ENDED})
+# Early data: before the answer the opener may send up to EARLY_WINDOW bytes
+# (END waits for the answer), which the acceptor holds until it decides.
+_CAN_SEND = frozenset({S.OPENING, S.OPEN, S.REMOTE_ENDED})
+_CAN_RECEIVE = frozenset({S.PENDING, S.OPEN, S.LOCAL_ENDED})
+_GIVES_CREDIT = frozenset({S.OPEN, S.LOCAL_ENDED})  # WINDOW frames only once accepted
 del S, A
 
 
@@ -182,7 +188,8 @@ class Mux:
         if sid > MAX_STREAM_ID:
             raise LocalProtocolError("stream ids exhausted on this link: open a new link")
         self._next_id += 2
-        self._streams[sid] = _Stream(sid, StreamState.OPENING, True, size)
+        self._streams[sid] = st = _Stream(sid, StreamState.OPENING, True, size)
+        st.send_window = EARLY_WINDOW
         self._local_live += 1
         self._opening += 1
         self._emit(FrameType.OPEN, sid, encode_window(size, payload))
@@ -191,9 +198,12 @@ class Mux:
     def accept(self, stream_id: int, payload: bytes = b"", window: int | None = None) -> None:
         st = self._local_stream(stream_id)
         size = self._checked_local_window(window, payload)
+        early = EARLY_WINDOW - st.recv_window  # received before this answer; the window counts it
+        if size < early:
+            raise LocalProtocolError(f"window {size} is smaller than the {early} bytes already received")
         self._transition(st, _Action.SEND_ACCEPT)
         self._pending -= 1
-        st.recv_window = st.recv_size = size
+        st.recv_size, st.recv_window = size, size - early
         self._emit(FrameType.ACCEPT, stream_id, encode_window(size, payload))
 
     def refuse(self, stream_id: int, code: int, reason: str = "") -> None:
@@ -246,7 +256,7 @@ class Mux:
         st.unacked += min(nbytes, st.recv_size - st.recv_window - st.unacked)
         # Batch credit into quarter windows: fewer frames, and no deadlock, since
         # the peer still holds at least three quarters of the window.
-        if st.unacked >= (st.recv_size >> 2 or 1) and st.state in _CAN_RECEIVE:
+        if st.unacked >= (st.recv_size >> 2 or 1) and st.state in _GIVES_CREDIT:
             st.recv_window += st.unacked
             self._emit(FrameType.WINDOW, stream_id, encode_window(st.unacked))
             st.unacked = 0
@@ -352,8 +362,13 @@ class Mux:
                 window, payload = decode_window(frame.payload)
                 self._transition(st, _Action.RECV_ACCEPT, RemoteProtocolError)
                 self._opening -= 1
-                st.send_window = self._checked_window(window)
+                early = EARLY_WINDOW - st.send_window  # sent before the answer; the window counts it
+                if window < early:
+                    raise RemoteProtocolError(f"ACCEPT window {window} below the {early} bytes of early data",
+                                              ErrorCode.FLOW_CONTROL_ERROR)
+                st.send_window = self._checked_window(window) - early
                 events.append(ev.StreamAccepted(sid, payload, window))
+                self._flush(st)
         elif type_ is FrameType.REFUSE:
             st = self._peer_stream(sid)
             if st is not None:
@@ -391,7 +406,7 @@ class Mux:
             raise RemoteProtocolError("peer exceeded the pending-open limit", ErrorCode.STREAM_LIMIT)
         window, rest = decode_window(payload)
         self._last_peer_id = sid
-        st = _Stream(sid, StreamState.PENDING, False, 0)
+        st = _Stream(sid, StreamState.PENDING, False, EARLY_WINDOW)
         st.send_window = self._checked_window(window)
         self._streams[sid] = st
         self._peer_live += 1
@@ -444,14 +459,14 @@ class Mux:
                 size += len(piece)
             st.outbox_bytes -= size
             st.send_window -= size
-            last = st.end_queued and not outbox
+            last = st.end_queued and not outbox and st.state is not StreamState.OPENING
             out.append(header(FrameType.DATA, st.id, size, Flag.END if last else 0))
             out.extend(parts)
             self._out_bytes += HEADER_SIZE + size
             if last:
                 self._transition(st, _Action.SEND_END)
                 return
-        if st.end_queued and not outbox:
+        if st.end_queued and not outbox and st.state is not StreamState.OPENING:
             out.append(header(FrameType.DATA, st.id, 0, Flag.END))
             self._out_bytes += HEADER_SIZE
             self._transition(st, _Action.SEND_END)
