@@ -1,15 +1,17 @@
 """Shared pieces of the benchmark scripts in this folder (compare.py, many_streams.py).
 
 Process lifecycle (one `Processes` object per run), free ports, RLIMIT_NOFILE,
-readers of /proc (memory, CPU, process trees), the origin (nginx, or a Python
-fallback) and the echo server, starting Ladder with the real CLI, and the
-blocking client used for bulk and latency (SOCKS5, HTTP CONNECT or direct).
+readers of /proc (memory, CPU, open files, process trees), py-spy recordings, the
+origin (nginx, or a Python fallback) and the echo server, starting Ladder with the
+real CLI, and the blocking client used for bulk and latency (SOCKS5, HTTP CONNECT
+or direct).
 
 Not a test and not part of Ladder: a helper for scripts run by hand.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -21,7 +23,9 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -271,6 +275,113 @@ def nofile_limit(pid: int) -> str:
     return "?"
 
 
+def memory_by_root(roots: dict[str, int]) -> dict[str, tuple[int, int]]:
+    """(RSS, PSS) in KiB of each named process (name → pid) with its descendants."""
+    return {name: memory_kib([pid, *descendants(pid)]) for name, pid in roots.items()}
+
+
+def open_fds(pids: list[int]) -> int:
+    """How many file descriptors `pids` hold open, summed (those that can be read)."""
+    count = 0
+    for pid in pids:
+        try:
+            count += len(os.listdir(f"/proc/{pid}/fd"))
+        except OSError:
+            pass
+    return count
+
+
+# --------------------------------------------------------------- profiling
+
+PYSPY_RATE = 250  # samples per second
+PYSPY_ATTACH = 1.5  # seconds py-spy needs to attach before the work to profile starts
+
+
+@contextlib.contextmanager
+def pyspy_recording(procs: Processes, targets: dict[str, int], out_dir: Path, label: str, native: bool,
+                    top: int = 12):
+    """`py-spy record` attached to each pid of `targets` for the duration of the `with` block.
+
+    Per target NAME: LABEL-NAME.pyspy.txt in `out_dir` (py-spy's raw output: collapsed stacks,
+    one "frame;frame;... count" a line, for flamegraph.pl or speedscope) and LABEL-NAME.top.txt,
+    the summary of `summarize_pyspy`, which also goes to stderr. Without --native, py-spy samples
+    with --nonblocking (the targets are not paused). If py-spy cannot attach, the block runs
+    unprofiled and the reason is logged.
+    """
+    outputs = {}
+    try:
+        for name, pid in targets.items():
+            out = out_dir / f"{label}-{name}.pyspy.txt"
+            argv = [shutil.which("py-spy") or "py-spy", "record", "--pid", str(pid), "--format", "raw",
+                    "--rate", str(PYSPY_RATE), "-o", str(out), "--native" if native else "--nonblocking"]
+            outputs[f"py-spy-{label}-{name}"] = out
+            procs.start(f"py-spy-{label}-{name}", argv)
+        time.sleep(PYSPY_ATTACH)
+        procs.check_alive(list(outputs))
+    except (BenchError, OSError) as exc:
+        log(f"py-spy ({label}): {exc}; this part runs without a profile")
+        procs.dump_logs(list(outputs), lines=5)
+    try:
+        yield
+    finally:
+        for spy, out in outputs.items():
+            procs.stop_one(spy)  # SIGINT: py-spy writes its file and exits
+            text = summarize_pyspy(out, top) if out.exists() else f"{out.name}: not written"
+            out.with_name(out.name.replace(".pyspy.txt", ".top.txt")).write_text(text + "\n")
+            print(text, file=sys.stderr, flush=True)
+
+
+def summarize_pyspy(path: Path, top: int = 12) -> str:
+    """Self and inclusive share of samples per function, from py-spy's raw (collapsed) output.
+
+    Inclusive time leaves out the frames that all samples starting in the same outermost frame
+    share (the entry point down to the event loop), which would otherwise top the list; only
+    for an outermost frame with a tenth of the samples or more (py-spy --nonblocking also
+    yields a few cut-off stacks, whose frames are all counted).
+    """
+    samples: list[tuple[list[str], int]] = []
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        frames = []
+        for frame in stack.split(";"):
+            if frame.startswith(("process ", "thread ")):
+                continue
+            func, _, where = frame.partition(" (")
+            where = where.rstrip(")").rsplit(":", 1)[0]
+            frames.append(f"{func} ({os.path.basename(where)})" if where else func)
+        if frames:
+            samples.append((frames, int(count)))
+    total = sum(n for _, n in samples)
+    if not total:
+        return f"{path.name}: no samples"
+    shared: dict[str, list[str]] = {}  # outermost frame → the frames all its samples start with
+    weight: dict[str, int] = {}
+    for frames, n in samples:
+        prefix = shared.setdefault(frames[0], frames)
+        k = 0
+        while k < min(len(prefix), len(frames)) and prefix[k] == frames[k]:
+            k += 1
+        shared[frames[0]] = prefix[:k]
+        weight[frames[0]] = weight.get(frames[0], 0) + n
+    shared = {root: prefix for root, prefix in shared.items() if 10 * weight[root] >= total}
+    selfs: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    for frames, n in samples:
+        selfs[frames[-1]] = selfs.get(frames[-1], 0) + n
+        for f in set(frames[len(shared.get(frames[0], ())):]):
+            incl[f] = incl.get(f, 0) + n
+    out = [f"{path.name}: {total} samples; top self time:"]
+    for f, n in sorted(selfs.items(), key=lambda kv: -kv[1])[:top]:
+        out.append(f"  {100 * n / total:5.1f}%  self  {f}")
+    below = "; ".join(prefix[-1] for prefix in shared.values() if prefix)
+    out.append(f"  top inclusive time{', below ' + below if below else ''}:")
+    for f, n in sorted(incl.items(), key=lambda kv: -kv[1])[:top]:
+        out.append(f"  {100 * n / total:5.1f}%  incl  {f}")
+    return "\n".join(out)
+
+
 # ---------------------------------------------------------------- context
 
 
@@ -296,9 +407,15 @@ def uvloop_version() -> str | None:
 
 
 def ladder_version() -> str:
-    """Ladder's version and the git commit of the work tree (+dirty if src/ has changes)."""
+    """Ladder's version and the git commit of the work tree (+dirty if src/ has changes).
+
+    If `python -m ladder` is not this work tree's (PYTHONPATH elsewhere), where it comes from instead.
+    """
     version = command_output([sys.executable, "-m", "ladder", "--version"]).rsplit(" ", 1)[-1]
     root = HERE.parent
+    where = command_output([sys.executable, "-c", "import ladder; print(ladder.__file__)"])
+    if where and not Path(where).resolve().is_relative_to(root / "src"):
+        return f"{version} (from {Path(where).parent})"
     commit = command_output(["git", "-C", str(root), "rev-parse", "--short", "HEAD"])
     dirty = command_output(["git", "-C", str(root), "status", "--porcelain", "--", "src"])
     return f"{version} ({commit}{'+dirty' if dirty else ''})"
@@ -425,7 +542,7 @@ LADDER_ROLES = ("hub", "sharer", "user")
 
 def start_ladder(procs: Processes, tmp: Path, prefix: str = "ladder-", nofile_soft: int | None = None,
                  user_streams: int = 0) -> tuple[int, dict[str, str]]:
-    """Hub, sharer and user, each its own process via the real CLI, as bench_core.py does.
+    """Hub, sharer and user, each its own process via the real CLI.
 
     `user_streams` > 0 adds `--user-streams N` to the sharer (Ladder's default policy allows
     64 open streams per member). Returns the user's proxy port and the names in `procs` of
@@ -490,6 +607,20 @@ def recv_exact(sock: socket.socket, n: int) -> bytes:
     return bytes(buf)
 
 
+SOCKS5_GREETING = b"\x05\x01\x00"  # version 5, one method: no authentication
+SOCKS5_ACCEPTED = b"\x05\x00"
+
+
+def socks5_connect(port: int) -> bytes:
+    """A SOCKS5 CONNECT request to 127.0.0.1:`port`."""
+    return b"\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") + port.to_bytes(2, "big")
+
+
+def http_connect(port: int) -> bytes:
+    """An HTTP CONNECT request to 127.0.0.1:`port`."""
+    return f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+
+
 def socks5_reply_rest(first4: bytes) -> int:
     """How many bytes of a SOCKS5 reply follow its first four (by address type); -1 if a domain."""
     return {1: 4 + 2, 4: 16 + 2}.get(first4[3], -1)
@@ -501,17 +632,17 @@ def open_tunnel(proxy: Proxy, port: int, timeout: float) -> socket.socket:
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if proxy.kind == "socks5":
-            sock.sendall(b"\x05\x01\x00")
-            if recv_exact(sock, 2) != b"\x05\x00":
+            sock.sendall(SOCKS5_GREETING)
+            if recv_exact(sock, 2) != SOCKS5_ACCEPTED:
                 raise BenchError("SOCKS5 greeting refused")
-            sock.sendall(b"\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") + port.to_bytes(2, "big"))
+            sock.sendall(socks5_connect(port))
             head = recv_exact(sock, 4)
             if head[1] != 0:
                 raise BenchError(f"SOCKS5 CONNECT refused with code {head[1]}")
             rest = socks5_reply_rest(head)
             recv_exact(sock, rest if rest >= 0 else recv_exact(sock, 1)[0] + 2)
         elif proxy.kind == "http-connect":
-            sock.sendall(f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+            sock.sendall(http_connect(port))
             head = b""
             while not head.endswith(b"\r\n\r\n"):  # byte by byte: nothing of the tunnel is read here
                 head += recv_exact(sock, 1)
@@ -696,3 +827,44 @@ def run_rate(proxy: Proxy, origin_port: int, total: int, concurrency: int, timeo
 
 def remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+def run_script(prefix: str, keep: bool, body: Callable[[Path, Processes], int],
+               cleanup: Callable[[], None] | None = None) -> int:
+    """The frame of a benchmark's main: `body(tmp, procs)` gives the exit code.
+
+    RLIMIT_NOFILE is raised and SIGTERM acts as Ctrl-C (exit code 130). Whatever happens,
+    `cleanup` runs, then every process in `procs` is stopped by pid, and the temporary
+    folder (prefix `prefix`) is removed unless `keep`. A BenchError, OSError or ValueError
+    is logged with the tails of the processes' logs (exit code 1).
+    """
+    raise_nofile()
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    procs = Processes(tmp)
+    code = 1
+    try:
+        code = body(tmp, procs)
+    except KeyboardInterrupt:
+        log("interrupted")
+        code = 130
+    except (BenchError, OSError, ValueError) as exc:
+        log(f"FAILED: {type(exc).__name__}: {exc}")
+        procs.dump_logs()
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the cleanup
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            if cleanup is not None:
+                cleanup()
+        finally:
+            procs.stop_all()
+            if keep:
+                log(f"kept {tmp}")
+            else:
+                remove_tree(tmp)
+    return code

@@ -28,7 +28,8 @@ import time
 from collections import Counter
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import SMALL_BODY, SMALL_PATH, get_request, raise_nofile  # noqa: E402
+from _common import (SMALL_BODY, SMALL_PATH, SOCKS5_ACCEPTED, SOCKS5_GREETING, get_request,  # noqa: E402
+                     http_connect, raise_nofile, socks5_connect, socks5_reply_rest)
 
 
 class ProxyRefused(Exception):
@@ -65,17 +66,17 @@ async def open_tunnel(kind: str, proxy_port: int, port: int) -> tuple[asyncio.St
     try:
         writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if kind == "socks5":
-            writer.write(b"\x05\x01\x00")
-            if await reader.readexactly(2) != b"\x05\x00":
+            writer.write(SOCKS5_GREETING)
+            if await reader.readexactly(2) != SOCKS5_ACCEPTED:
                 raise ProxyRefused("SOCKS5 greeting refused")
-            writer.write(b"\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") + port.to_bytes(2, "big"))
+            writer.write(socks5_connect(port))
             head = await reader.readexactly(4)
             if head[1] != 0:
                 raise ProxyRefused(f"SOCKS5 CONNECT refused (code {head[1]})")
-            rest = {1: 6, 4: 18}.get(head[3])
-            await reader.readexactly(rest if rest is not None else (await reader.readexactly(1))[0] + 2)
+            rest = socks5_reply_rest(head)
+            await reader.readexactly(rest if rest >= 0 else (await reader.readexactly(1))[0] + 2)
         elif kind == "http-connect":
-            writer.write(f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+            writer.write(http_connect(port))
             head = await reader.readuntil(b"\r\n\r\n")
             if head.split(b" ", 2)[1:2] != [b"200"]:
                 raise ProxyRefused(f"HTTP CONNECT answered {head.split(b' ', 2)[1:2]}")

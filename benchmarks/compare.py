@@ -4,7 +4,7 @@
     python benchmarks/compare.py [--rounds 4] [--systems direct,ladder,seed,v2ray-reverse,shadowsocks]
                                  [--size-mib 256] [--fetches 1000] [--rate-total 2000]
                                  [--rate-concurrency 100] [--idle-conns 1000] [--idle-seconds 30]
-                                 [--quick] [--keep]
+                                 [--quick] [--keep] [--profile DIR [--native]]
 
 Systems (every one on 127.0.0.1, each process started here and stopped by pid at the end):
 
@@ -32,26 +32,33 @@ still echo.
 
 A table goes to stderr with the progress; stdout gets exactly one JSON line per system, with
 its numbers and its ratios (this ÷ that) to v2ray-reverse and to the seed.
+
+With --profile DIR, `py-spy record` is attached to Ladder's hub, sharer and user during the
+first round's Ladder bulk transfer and, apart, during its rate test: DIR/bulk-hub.pyspy.txt,
+DIR/rate-user.pyspy.txt, ... (raw: collapsed stacks) and DIR/*.top.txt, a summary of the
+functions with the most samples (self and inclusive), also printed to stderr. --native adds C
+frames (py-spy then pauses the process at each sample). Round 1's Ladder numbers carry py-spy's
+overhead; the JSON says so under params.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
 import platform
-import signal
+import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
 from _common import (BIG_PATH, CHUNK, NGINX, BenchError, Holder, Processes, bulk, command_output, cpu_seconds,
-                     descendants, first_line, latency, log, machine_info, memory_kib, percentile, raise_nofile,
-                     remove_tree, run_rate, start_echo, start_origin, uvloop_version)
+                     descendants, first_line, latency, log, machine_info, memory_by_root, memory_kib,
+                     percentile, pyspy_recording, run_rate, run_script, start_echo, start_origin, uvloop_version)
 from _systems import SYSTEMS, Context, System, start_checked
 
 REFERENCES = ("v2ray-reverse", "seed")
@@ -64,6 +71,8 @@ LADDER_USER_STREAMS = 20000  # above anything the tests open at once
 HOLD_BATCH = 100  # idle connections opened this many at a time
 HOLD_TIMEOUT = 20.0  # one idle connection's open or echo
 HOLD_LIMIT = 180.0  # opening (or checking) all idle connections of one system
+PROFILED_SYSTEM = "ladder"  # --profile: its processes, in round 1
+PROFILED_ROUND = 1
 
 
 class Record:
@@ -138,6 +147,19 @@ def measure_rate(rec: Record, args: argparse.Namespace, ctx: Context, r: int) ->
         f"{result['rps']:.0f} req/s, errors {errors}")
 
 
+PROFILED_MEASURES = (measure_bulk, measure_rate)
+
+
+def profiling(rec: Record, args: argparse.Namespace, ctx: Context, r: int, measure):
+    """py-spy on the system's processes around `measure` if --profile asks for this one."""
+    if args.profile is None or rec.system.name != PROFILED_SYSTEM or r != PROFILED_ROUND \
+            or measure not in PROFILED_MEASURES:
+        return contextlib.nullcontext()
+    label = measure.__name__.removeprefix("measure_")
+    log(f"round {r} {rec.system.name}: py-spy on {', '.join(rec.system.roots())} during {label}")
+    return pyspy_recording(ctx.procs, rec.system.roots(), args.profile, label, args.native)
+
+
 def run_round(records: list[Record], args: argparse.Namespace, ctx: Context, r: int) -> None:
     live = [rec for rec in records if rec.active]
     shift = (r - 1) % max(1, len(live))
@@ -147,7 +169,8 @@ def run_round(records: list[Record], args: argparse.Namespace, ctx: Context, r: 
                 break
             try:
                 rec.system.check_alive()
-                measure(rec, args, ctx, r)
+                with profiling(rec, args, ctx, r, measure):
+                    measure(rec, args, ctx, r)
             except (BenchError, OSError, ValueError) as exc:
                 fail(rec, ctx, f"round {r} {measure.__name__.removeprefix('measure_')}: "
                                f"{type(exc).__name__}: {exc}")
@@ -169,11 +192,6 @@ def mb(kib: int) -> float:
     return round(kib * 1024 / 1e6, 1)
 
 
-def memory_by_root(system: System) -> dict[str, tuple[int, int]]:
-    """(RSS, PSS) in KiB of each process the system started, with its descendants'."""
-    return {name: memory_kib([pid, *descendants(pid)]) for name, pid in system.roots().items()}
-
-
 def memory_test(records: list[Record], args: argparse.Namespace, ctx: Context) -> None:
     """Open IDLE_CONNS echo connections through each system, weigh its processes, then idle and recheck.
 
@@ -188,13 +206,13 @@ def memory_test(records: list[Record], args: argparse.Namespace, ctx: Context) -
         try:
             system.check_alive()
             pids = system.pids()
-            base, base_by_root = memory_kib(pids), memory_by_root(system)
+            base, base_by_root = memory_kib(pids), memory_by_root(system.roots())
             holder = Holder(ctx.procs, f"hold-{system.name}", system.proxy, ctx.echo_port, args.idle_conns,
                             HOLD_BATCH, HOLD_TIMEOUT, probe=True, limit=HOLD_LIMIT)
             opened = holder.wait_open(HOLD_LIMIT + 30)
             time.sleep(1.0)  # let the processes settle (buffers freed, GC)
             pids = system.pids()
-            loaded, loaded_by_root = memory_kib(pids), memory_by_root(system)
+            loaded, loaded_by_root = memory_kib(pids), memory_by_root(system.roots())
         except (BenchError, OSError, ValueError) as exc:
             fail(rec, ctx, f"memory: {type(exc).__name__}: {exc}")
             continue
@@ -337,6 +355,10 @@ def report(records: list[Record], args: argparse.Namespace, env: dict) -> None:
     date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     params = {k: getattr(args, k) for k in DEFAULTS} | {"quick": args.quick, "ss_cipher": "chacha20-ietf-poly1305",
                                                         "mb": "10**6 bytes"}
+    if args.profile is not None:
+        params["profile"] = {"dir": str(args.profile), "native": args.native, "round": PROFILED_ROUND,
+                             "system": PROFILED_SYSTEM, "during": [m.__name__.removeprefix("measure_")
+                                                                  for m in PROFILED_MEASURES]}
     lines = []
     for rec in records:
         line = {"system": rec.system.name, "status": rec.status, "path": rec.system.path}
@@ -378,6 +400,10 @@ def parse_args() -> argparse.Namespace:
                              f"default in Ladder, which the rate and idle tests exceed (default here "
                              f"{LADDER_USER_STREAMS}; 0: do not pass it, keep Ladder's default)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (configs, logs)")
+    parser.add_argument("--profile", metavar="DIR", type=Path,
+                        help="py-spy record on Ladder's hub, sharer and user during round 1's bulk and rate "
+                             "tests; raw output and a top-N summary per process into DIR")
+    parser.add_argument("--native", action="store_true", help="with --profile: also sample C frames")
     args = parser.parse_args()
     for key, value in (QUICK if args.quick else DEFAULTS).items():
         if getattr(args, key) is None:
@@ -389,6 +415,15 @@ def parse_args() -> argparse.Namespace:
     if args.size_mib < 1 or args.fetches < 1 or args.rate_total < 1 or args.rate_concurrency < 1 \
             or args.idle_conns < 1 or args.idle_seconds < 0 or not 1 <= args.rounds <= 50:
         parser.error("sizes and counts ≥ 1, --idle-seconds ≥ 0, 1 ≤ --rounds ≤ 50")
+    if args.native and args.profile is None:
+        parser.error("--native goes with --profile")
+    if args.profile is not None:
+        if not shutil.which("py-spy"):
+            parser.error("--profile needs py-spy (pip install py-spy)")
+        if PROFILED_SYSTEM not in args.systems:
+            parser.error(f"--profile profiles {PROFILED_SYSTEM}: add it to --systems")
+        args.profile = args.profile.resolve()
+        args.profile.mkdir(parents=True, exist_ok=True)
     return args
 
 
@@ -430,36 +465,17 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes, records: list[Rec
 
 def main() -> int:
     args = parse_args()
-    raise_nofile()
-
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    tmp = Path(tempfile.mkdtemp(prefix="ladder-compare-"))
-    procs = Processes(tmp)
     records: list[Record] = []
-    code = 1
-    try:
+
+    def body(tmp: Path, procs: Processes) -> int:
         run(args, tmp, procs, records)
-        code = 0 if all(rec.status != "failed" and rec.bulk_ok for rec in records) else 1
-    except KeyboardInterrupt:
-        log("interrupted")
-        code = 130
-    except (BenchError, OSError, ValueError) as exc:
-        log(f"FAILED: {type(exc).__name__}: {exc}")
-        procs.dump_logs()
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the cleanup
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        return 0 if all(rec.status != "failed" and rec.bulk_ok for rec in records) else 1
+
+    def stop_systems() -> None:  # each system's own stop (the seed removes the folder it made)
         for rec in records:
             rec.system.stop()
-        procs.stop_all()
-        if args.keep:
-            log(f"kept {tmp}")
-        else:
-            remove_tree(tmp)
-    return code
+
+    return run_script("ladder-compare-", args.keep, body, stop_systems)
 
 
 if __name__ == "__main__":

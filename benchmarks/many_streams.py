@@ -5,8 +5,8 @@
                                       [--open-limit 300] [--timeout 30]
                                       [--ladder-user-streams 20000] [--ladder-nofile inherit] [--keep]
 
-Starts a hub, a sharer and a user with the real CLI (as bench_core.py and compare.py do) and
-an asyncio echo server, then, from a client in its own process (RLIMIT_NOFILE raised to the
+Starts a hub, a sharer and a user with the real CLI (as compare.py does) and an
+asyncio echo server, then, from a client in its own process (RLIMIT_NOFILE raised to the
 hard limit), opens STREAMS SOCKS5 connections through the user agent to the echo server,
 BATCH at a time, and holds them all open at once. Then it sends a distinct payload on every
 one and checks that the whole payload comes back. Every failure is counted by kind
@@ -14,9 +14,10 @@ one and checks that the whole payload comes back. Every failure is counted by ki
 
 Reported: the time to open them all; RSS and PSS (/proc/PID/smaps_rollup) of the hub, the
 user agent and the sharer before, with all streams open, after the echo on each, and after
-they are closed; memory per stream in KiB; each Ladder process's RLIMIT_NOFILE and any
-"Too many open files" in its log. Progress and a summary go to stderr, one JSON line to
-stdout. Exit code 0 only if every stream opened and echoed.
+they are closed; memory per stream in KiB; open file descriptors of each at every step (they
+tell streams still open from memory the allocator keeps after closing); each Ladder process's
+RLIMIT_NOFILE and any "Too many open files" in its log. Progress and a summary go to stderr,
+one JSON line to stdout. Exit code 0 only if every stream opened and echoed.
 """
 
 from __future__ import annotations
@@ -25,14 +26,12 @@ import argparse
 import datetime
 import json
 import platform
-import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from _common import (LADDER_ROLES, BenchError, Holder, Processes, Proxy, descendants, ladder_version, log,
-                     machine_info, memory_kib, nofile_limit, open_tunnel, raise_nofile, recv_exact, remove_tree,
+                     machine_info, memory_by_root, nofile_limit, open_fds, open_tunnel, recv_exact, run_script,
                      start_echo, start_ladder, uvloop_version)
 
 
@@ -51,13 +50,16 @@ def echo_probe(proxy: Proxy, port: int, timeout: float = 30.0) -> None:
         time.sleep(0.2)
 
 
-def weigh(procs: Processes, names: dict[str, str]) -> dict[str, tuple[int, int]]:
-    """(RSS, PSS) in KiB of the hub, sharer and user (each with its descendants, if any)."""
-    out = {}
-    for role, name in names.items():
-        pid = procs.get(name).pid
-        out[role] = memory_kib([pid, *descendants(pid)])
-    return out
+def weigh(procs: Processes, names: dict[str, str], fds: dict[str, dict[str, int]], phase: str
+          ) -> dict[str, tuple[int, int]]:
+    """(RSS, PSS) in KiB of the hub, sharer and user (each with its descendants, if any).
+
+    Also notes in fds[phase] how many file descriptors each holds open (one per TCP connection,
+    so it tells streams still open from memory an allocator keeps).
+    """
+    roots = {role: procs.get(name).pid for role, name in names.items()}
+    fds[phase] = {role: open_fds([pid, *descendants(pid)]) for role, pid in roots.items()}
+    return memory_by_root(roots)
 
 
 def emfile_lines(procs: Processes, names: dict[str, str]) -> dict[str, list[str]]:
@@ -93,7 +95,8 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes) -> dict:
     limits = {role: nofile_limit(procs.get(name).pid) for role, name in names.items()}
     log("RLIMIT_NOFILE (soft/hard) of " + ", ".join(f"{r} {v}" for r, v in limits.items()))
     time.sleep(1.0)
-    before = weigh(procs, names)
+    fds: dict[str, dict[str, int]] = {}
+    before = weigh(procs, names, fds, "before")
     holder = Holder(procs, "client", proxy, echo_port, args.streams, args.batch, args.timeout, probe=False,
                     payload_bytes=args.payload_bytes, limit=args.open_limit)
     log(f"opening {args.streams} streams, {args.batch} at a time")
@@ -102,17 +105,17 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes) -> dict:
         log(f"{opened['ok']} of {args.streams} open in {opened['seconds']:.1f} s; errors: {opened['errors'] or 'none'}")
         procs.check_alive(list(names.values()))
         time.sleep(1.0)
-        with_open = weigh(procs, names)
+        with_open = weigh(procs, names, fds, "all_open")
         log(f"sending {args.payload_bytes} bytes on each open stream and checking the echo")
         checked = holder.check(args.open_limit + args.timeout + 60)
         log(f"{checked['ok']} of {opened['ok']} echoed in {checked['seconds']:.1f} s; "
             f"errors: {checked['errors'] or 'none'}")
         procs.check_alive(list(names.values()))
-        after_echo = weigh(procs, names)
+        after_echo = weigh(procs, names, fds, "after_echo")
     finally:
         holder.close()
     time.sleep(3.0)
-    closed = weigh(procs, names)
+    closed = weigh(procs, names, fds, "after_close")
     failed = args.streams - checked["ok"]
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -122,6 +125,7 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes) -> dict:
         "failed": failed,
         "memory_MiB": {"before": mib(before), "all_open": mib(with_open), "after_echo": mib(after_echo),
                        "after_close": mib(closed)},
+        "open_fds": fds,
         "per_stream_open_KiB": per_stream(before, with_open, opened["ok"]),
         "per_stream_after_echo_KiB": per_stream(before, after_echo, checked["ok"]),
         "ladder_nofile": limits, "ladder_emfile_log_lines": emfile_lines(procs, names),
@@ -138,14 +142,17 @@ def summary(result: dict) -> str:
             f"errors opening: {result['open_errors'] or 'none'}; errors echoing: {result['echo_errors'] or 'none'}",
             "",
             f"{'process':<8} {'RSS before':>10} {'all open':>9} {'echoed':>8} {'closed':>8} {'KiB/stream':>10}"
-            f" {'PSS before':>10} {'all open':>9} {'KiB/stream':>10} {'nofile':>12}"]
+            f" {'PSS before':>10} {'all open':>9} {'KiB/stream':>10} {'nofile':>12} {'fds open→closed':>16}"]
     mem = result["memory_MiB"]
+    fds = result["open_fds"]
     for role in LADDER_ROLES:
+        fds_text = f"{fds['all_open'][role]}→{fds['after_close'][role]}"
         rows.append(f"{role:<8} {mem['before'][role]['rss_MiB']:>8.1f}Mi {mem['all_open'][role]['rss_MiB']:>7.1f}Mi"
                     f" {mem['after_echo'][role]['rss_MiB']:>6.1f}Mi {mem['after_close'][role]['rss_MiB']:>6.1f}Mi"
                     f" {result['per_stream_open_KiB'][role]['rss_KiB']:>10.2f}"
                     f" {mem['before'][role]['pss_MiB']:>8.1f}Mi {mem['all_open'][role]['pss_MiB']:>7.1f}Mi"
-                    f" {result['per_stream_open_KiB'][role]['pss_KiB']:>10.2f} {result['ladder_nofile'][role]:>12}")
+                    f" {result['per_stream_open_KiB'][role]['pss_KiB']:>10.2f} {result['ladder_nofile'][role]:>12}"
+                    f" {fds_text:>16}")
     if result["ladder_emfile_log_lines"]:
         rows.append("")
         rows.append("EMFILE in Ladder's logs:")
@@ -167,43 +174,24 @@ def main() -> int:
                         help="the sharer's --user-streams (Ladder's default is 64 per member; 0: do not pass it)")
     parser.add_argument("--ladder-nofile", default="inherit",
                         help="soft RLIMIT_NOFILE the Ladder processes start with: a number (e.g. 1024, a "
-                             "common default), or 'inherit' (this shell's; default)")
+                             "common default), or 'inherit' (this shell's; default). Ladder raises its soft "
+                             "limit to the hard one at start, so the 'nofile' reported is what it runs with")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs)")
     args = parser.parse_args()
     if args.streams < 1 or args.batch < 1 or args.payload_bytes < 9:
         parser.error("--streams ≥ 1, --batch ≥ 1, --payload-bytes ≥ 9")
     if args.ladder_nofile != "inherit" and not args.ladder_nofile.isdigit():
         parser.error("--ladder-nofile: a number or 'inherit'")
-    raise_nofile()
+    results: list[dict] = []
 
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
+    def body(tmp: Path, procs: Processes) -> int:
+        results.append(run(args, tmp, procs))
+        return 0 if results[0]["failed"] == 0 else 1
 
-    signal.signal(signal.SIGTERM, on_term)
-    tmp = Path(tempfile.mkdtemp(prefix="ladder-streams-"))
-    procs = Processes(tmp)
-    result = None
-    code = 1
-    try:
-        result = run(args, tmp, procs)
-        code = 0 if result["failed"] == 0 else 1
-    except KeyboardInterrupt:
-        log("interrupted")
-        code = 130
-    except (BenchError, OSError, ValueError) as exc:
-        log(f"FAILED: {type(exc).__name__}: {exc}")
-        procs.dump_logs()
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        procs.stop_all()
-        if args.keep:
-            log(f"kept {tmp}")
-        else:
-            remove_tree(tmp)
-    if result is not None:
-        print("\n" + summary(result) + "\n", file=sys.stderr, flush=True)
-        print(json.dumps(result), flush=True)
+    code = run_script("ladder-streams-", args.keep, body)
+    if results:  # after the cleanup, so that the summary ends the output
+        print("\n" + summary(results[0]) + "\n", file=sys.stderr, flush=True)
+        print(json.dumps(results[0]), flush=True)
     return code
 
 
