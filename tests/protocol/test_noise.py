@@ -29,7 +29,7 @@ from ladder.selftest import main, run_noise_vectors
 
 VECTORS = Path(__file__).resolve().parents[3] / "shared/vectors/noise/cacophony.json"
 IK = "Noise_IK_25519_ChaChaPoly_BLAKE2s"
-REQUIRED = re.compile(r"^Noise_(IK|NN|XX|NK)_25519_ChaChaPoly_(BLAKE2s|BLAKE2b|SHA256|SHA512)$")
+REQUIRED = re.compile(r"^Noise_(IK|NN|XX|NK)_25519_(ChaChaPoly|AESGCM)_(BLAKE2s|BLAKE2b|SHA256|SHA512)$")
 
 
 # -- helpers ------------------------------------------------------------------
@@ -74,8 +74,9 @@ def test_cacophony_vectors_all_pass(cacophony_report):
 def test_cacophony_required_protocols_run_with_handshake_hash(cacophony_report):
     required = [r for r in cacophony_report.results if REQUIRED.match(r.protocol_name)]
     assert {r.protocol_name for r in required} == {
-        f"Noise_{p}_25519_ChaChaPoly_{h}"
+        f"Noise_{p}_25519_{c}_{h}"
         for p in ("IK", "NN", "XX", "NK")
+        for c in ("ChaChaPoly", "AESGCM")  # AESGCM seals the channels (protocol/channel.py)
         for h in ("BLAKE2s", "BLAKE2b", "SHA256", "SHA512")
     }
     for result in required:
