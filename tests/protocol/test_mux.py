@@ -803,8 +803,8 @@ def test_end_with_no_credit_left_is_still_sent():
 
 def test_data_larger_than_a_frame_is_split():
     client, server = pair()
-    sid = established(client, server)  # 1 MiB windows
-    data = bytes(range(256)) * 800  # 204800 bytes
+    sid = established(client, server)  # 2 MiB windows
+    data = bytes(range(256)) * (MAX_PAYLOAD * 25 // 8 // 256)  # 3.125 frames
     client.send_data(sid, data)
     wire = client.data_to_send()
     assert data_sizes(FrameDecoder().feed(wire)) == [MAX_PAYLOAD] * 3 + [len(data) - 3 * MAX_PAYLOAD]
@@ -814,7 +814,8 @@ def test_data_larger_than_a_frame_is_split():
 def test_queued_pieces_share_frames_up_to_the_frame_limit():
     client, server = pair()
     sid = established(client, server)
-    pieces = [bytes([i]) * size for i, size in enumerate([2, 65534, 2, 65534, 2, 100])]
+    sizes = [2, MAX_PAYLOAD - 2, 2, MAX_PAYLOAD - 2, 2, 100]
+    pieces = [bytes([i]) * size for i, size in enumerate(sizes)]
     client.send_data(sid, pieces)  # a sealed channel's (length, message) pairs
     wire = client.data_to_send()
     assert data_sizes(FrameDecoder().feed(wire)) == [MAX_PAYLOAD, MAX_PAYLOAD, 102]

@@ -23,7 +23,7 @@ from .errors import ErrorCode, RemoteProtocolError
 
 HEADER = struct.Struct("!I B I")  # length<<8|type as one u32, flags, stream id
 HEADER_SIZE = 9
-MAX_PAYLOAD = 65536  # largest payload either side may send
+MAX_PAYLOAD = 4 * 65536  # largest payload either side may send
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
 
