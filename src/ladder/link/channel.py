@@ -71,7 +71,7 @@ class Channel(Endpoint):
         self._route = ""
         self._held: list[bytes] = []  # nested bytes written before the handshake finished
         self._timer = None
-        self.inner = Link(owner, client=opener, label=label, nested=True)
+        self.inner = Link(owner, client=opener, label=label, parent=link)
         self.inner.connection_made(self)
 
     @classmethod

@@ -58,18 +58,23 @@ WRITE_CHUNK = 16 * 16384  # sixteen full TLS records a write: fewer syscalls, no
 
 
 class Link(asyncio.BufferedProtocol):
-    """One mux over one connection: a member's TLS link to the hub, or (`nested`) a channel.
+    """One mux over one connection: a member's TLS link to the hub, or a channel inside one.
 
-    A nested link runs inside a stream of another link (link/channel.py): that
-    link already carries keepalives and notices a dead peer, so it has none.
+    A channel's link runs inside a stream of its `parent` (link/channel.py):
+    the parent already carries keepalives and notices a dead peer, so it has
+    none, and the parent's flush writes what it has queued first, in the same
+    loop turn.
     """
 
-    def __init__(self, owner: LinkOwner | None, *, client: bool, label: str = "link", nested: bool = False):
+    def __init__(self, owner: LinkOwner | None, *, client: bool, label: str = "link", parent: Link | None = None):
         self.owner = owner
         self.label = label
         self.loop = asyncio.get_running_loop()
+        nested = parent is not None
         quiet = {"keepalive": math.inf, "dead_after": math.inf} if nested else {}
         self.mux = Mux(client=client, now=self.loop.time(), **quiet)
+        self.parent = parent
+        self._children_to_flush: list[Link] = []
         self.transport: asyncio.Transport | None = None
         self.endpoints: dict[int, Endpoint] = {}
         self.closed = False
@@ -242,9 +247,17 @@ class Link(asyncio.BufferedProtocol):
     def _flush_soon(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self.loop.call_soon(self._flush)
+            if self.parent is not None:
+                self.parent._children_to_flush.append(self)
+                self.parent._flush_soon()
+            else:
+                self.loop.call_soon(self._flush)
 
     def _flush(self) -> None:
+        if self._children_to_flush:  # their bytes become ours: write them in this same turn
+            children, self._children_to_flush = self._children_to_flush, []
+            for child in children:
+                child._flush()
         self._flush_scheduled = False
         transport = self.transport
         if transport is None or transport.is_closing():
