@@ -5,6 +5,7 @@ exact events asserted. Hostile peers are played with raw frames from
 from __future__ import annotations
 
 import hashlib
+import math
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -1272,6 +1273,31 @@ def test_the_answer_to_a_keepalive_ping_keeps_the_link_alive():
         assert events == [PingAcknowledged(0.25)]
     assert now > 60
     assert not client.terminated
+
+
+def test_an_idle_stream_outlives_ten_minutes_of_keepalives():
+    """Nothing closes a stream for being idle: both ends keep it as long as they like."""
+    client, server = pair()  # the default keepalive and dead-peer times
+    sid = established(client, server)
+    now = 0.0
+    for _ in range(1000):  # bounded; about 150 turns of both timers reach 11 minutes
+        if now > 11 * 60:
+            break
+        now = min(client.get_timer(), server.get_timer())
+        for mux, peer in ((client, server), (server, client)):
+            assert mux.handle_timer(now) == []
+            deliver(mux, peer, now)
+        deliver(client, server, now)
+    assert now > 11 * 60
+    assert client.state(sid) is S.OPEN and server.state(sid) is S.OPEN
+    client.send_data(sid, b"still here")
+    assert deliver(client, server, now) == [DataReceived(sid, b"still here")]
+
+
+def test_a_channel_mux_has_no_timers():
+    nested = Mux(client=True, keepalive=math.inf, dead_after=math.inf)  # as link/channel.py makes it
+    assert nested.get_timer() is None
+    assert nested.handle_timer(1e9) == [] and not nested.terminated
 
 
 def test_silent_peer_is_declared_dead():
