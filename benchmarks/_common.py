@@ -540,6 +540,18 @@ def ladder_cli_ok(args: list[str]) -> str:
 LADDER_ROLES = ("hub", "sharer", "user")
 
 
+def start_hub(procs: Processes, hub_dir: Path, name: str, nofile_soft: int | None = None) -> int:
+    """`ladder hub init` in `hub_dir` and `ladder hub run` as process `name`; returns its port."""
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    ladder_cli_ok(["hub", "init", "--dir", str(hub_dir), "--name", "bench", "--listen", address,
+                   "--public-address", address])
+    hub = procs.start(name, [sys.executable, "-m", "ladder", "hub", "run", "--dir", str(hub_dir)],
+                      nofile_soft=nofile_soft)
+    wait_port(port, 15, hub)
+    return port
+
+
 def start_ladder(procs: Processes, tmp: Path, prefix: str = "ladder-", nofile_soft: int | None = None,
                  user_streams: int = 0) -> tuple[int, dict[str, str]]:
     """Hub, sharer and user, each its own process via the real CLI.
@@ -549,14 +561,9 @@ def start_ladder(procs: Processes, tmp: Path, prefix: str = "ladder-", nofile_so
     the three processes by role.
     """
     hub_dir, sharer_dir, user_dir = tmp / "ladder-hub", tmp / "ladder-sharer", tmp / "ladder-user"
-    hub_port, proxy_port = free_port(), free_port()
-    address = f"127.0.0.1:{hub_port}"
+    proxy_port = free_port()
     names = {role: prefix + role for role in LADDER_ROLES}
-    ladder_cli_ok(["hub", "init", "--dir", str(hub_dir), "--name", "bench", "--listen", address,
-                   "--public-address", address])
-    hub = procs.start(names["hub"], [sys.executable, "-m", "ladder", "hub", "run", "--dir", str(hub_dir)],
-                      nofile_soft=nofile_soft)
-    wait_port(hub_port, 15, hub)
+    start_hub(procs, hub_dir, names["hub"], nofile_soft)
     for name, folder in (("sharer", sharer_dir), ("user", user_dir)):
         link = ladder_cli_ok(["hub", "invite", "--dir", str(hub_dir), name]).strip()
         ladder_cli_ok(["join", link, "--dir", str(folder)])

@@ -654,6 +654,61 @@ def test_sender_never_exceeds_the_window_the_acceptor_declared():
     assert events == [DataReceived(sid, b"x" * 1000)]
 
 
+# ------------------------------------------------------- window autotuning
+
+
+def test_a_fast_reader_s_window_doubles_up_to_the_maximum():
+    client, server = Mux(client=True), Mux(client=False, window=4096, max_window=16384)
+    sid = established(client, server)
+    sizes = [server._streams[sid].recv_size]
+    for step in range(40):  # the app uses every byte as it arrives, a window every 10 ms
+        client.send_data(sid, b"e" * 4096)
+        for event in server.receive_data(client.data_to_send(), step * 0.01):
+            server.acknowledge(sid, len(event.data))
+        client.receive_data(server.data_to_send(), step * 0.01)
+        sizes.append(server._streams[sid].recv_size)
+    assert sorted(set(sizes)) == [4096, 8192, 16384] and sizes == sorted(sizes)  # doubled, then capped
+    assert client.pending(sid) == 0  # the sender used the larger credit
+
+
+def test_a_slow_reader_keeps_its_window():
+    client, server = Mux(client=True), Mux(client=False, window=4096, max_window=16384)
+    sid = established(client, server)
+    client.send_data(sid, b"s" * 40960)
+    now = 0.0
+    for _ in range(40):  # a window arrives at once, but the app uses only 1 KiB every 0.25 s
+        for event in server.receive_data(client.data_to_send(), now):
+            assert isinstance(event, DataReceived)
+        server.acknowledge(sid, 1024)
+        client.receive_data(server.data_to_send(), now)
+        now += 0.25
+    assert server._streams[sid].recv_size == 4096 and client.pending(sid) < 40960 - 4096
+
+
+def test_credit_passes_on_a_grown_window_as_given():
+    """The hub's switch: the far member grew its window, so the hub's grows by as much."""
+    client, server = pair(window=4096)
+    sid = established(client, server)
+    client.send_data(sid, b"c" * 20000)
+    deliver(client, server)  # 4096 arrive; the rest waits for credit
+    server.credit(sid, 4096 + 8192)  # the far end used 4096 and grew its window by 8192
+    frames, events = sent_and_received(server, client)
+    assert [decode_window(f.payload)[0] for f in frames] == [12288]
+    assert data_sizes(on_wire(client)) == [12288]  # a window of 12288 now, not 4096
+    assert server._streams[sid].recv_size == 12288
+
+
+def test_windows_do_not_grow_unless_the_mux_is_told_a_maximum():
+    client, server = pair(window=4096)  # a hub link: its credit is mirrored end to end
+    sid = established(client, server)
+    for step in range(20):
+        client.send_data(sid, b"h" * 4096)
+        for event in server.receive_data(client.data_to_send(), step * 0.001):
+            server.acknowledge(sid, len(event.data))
+        client.receive_data(server.data_to_send(), step * 0.001)
+    assert server._streams[sid].recv_size == 4096
+
+
 def test_sender_never_exceeds_the_window_the_opener_declared():
     client, server = pair()
     sid = established(client, server, opener_window=1000)

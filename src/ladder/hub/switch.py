@@ -3,7 +3,8 @@
 The hub forwards frames; it never reads what they carry. Flow control runs
 end to end: the hub grants the opener exactly the window the far end
 granted, and gives credit back to one side only when the other side's
-WINDOW frames arrive, so the hub holds at most one window per direction per
+WINDOW frames arrive (the same increments, so a window the far member grows
+grows here too), so the hub holds at most one window per direction per
 stream however slowly either end reads.
 """
 
@@ -31,7 +32,7 @@ class SpliceEnd(Endpoint):
         self.other.link.send(self.other.sid, data)
 
     def on_window(self, increment: int, pending: int) -> None:
-        self.other.link.acknowledge(self.other.sid, increment)
+        self.other.link.credit(self.other.sid, increment)  # as given, growth included
 
     def on_end(self) -> None:
         self.other.link.end(self.other.sid)

@@ -28,9 +28,13 @@ from .connection import Endpoint, Link, LinkOwner
 
 log = logging.getLogger(__name__)
 
-# Credit of the hub stream under a channel: room for several connections'
-# windows in flight at once (each nested stream has its own 2 MiB window).
-CHANNEL_WINDOW = 16 * 1024 * 1024
+# Credit of the hub stream under a channel, at first and at most: it grows as
+# fast as the member's link to the hub delivers (mux autotuning), so the hub
+# holds a lot in flight only for a member that takes it away quickly.
+CHANNEL_WINDOW = 4 * 1024 * 1024
+CHANNEL_MAX_WINDOW = 32 * 1024 * 1024
+# The same for each connection in a channel (they start at the mux's 2 MiB).
+STREAM_MAX_WINDOW = 16 * 1024 * 1024
 HANDSHAKE_TIMEOUT = 30.0
 
 
@@ -71,7 +75,7 @@ class Channel(Endpoint):
         self._route = ""
         self._held: list[bytes] = []  # nested bytes written before the handshake finished
         self._timer = None
-        self.inner = Link(owner, client=opener, label=label, parent=link)
+        self.inner = Link(owner, client=opener, label=label, parent=link, max_window=STREAM_MAX_WINDOW)
         self.inner.connection_made(self)
 
     @classmethod

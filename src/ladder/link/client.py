@@ -8,6 +8,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ladder.protocol.hello import make_hello
 
+from .channel import CHANNEL_MAX_WINDOW
 from .connection import Link, LinkOwner
 from .tls import client_context, fingerprint_of_cert_der
 
@@ -34,7 +35,7 @@ async def dial(
     """
     loop = asyncio.get_running_loop()
     host, port = address
-    link = Link(owner, client=True, label=f"hub {host}:{port}")
+    link = Link(owner, client=True, label=f"hub {host}:{port}", max_window=CHANNEL_MAX_WINDOW)
     transport, _ = await asyncio.wait_for(
         loop.create_connection(lambda: link, host, port, ssl=client_context(), server_hostname=host),
         timeout,

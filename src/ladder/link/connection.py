@@ -54,6 +54,10 @@ class LinkRefused(Exception):
 
 
 RECEIVE_BUFFER = 256 * 1024
+# TLS decrypts into one buffer shared by every link of the process: the frame
+# decoder copies each payload out (and the unfinished tail) before it returns,
+# so no link keeps a view into it. One per link cost a hub 256 KiB per member.
+_RECEIVE_BUFFER = memoryview(bytearray(RECEIVE_BUFFER))
 WRITE_CHUNK = 16 * 16384  # sixteen full TLS records a write: fewer syscalls, no huge buffer
 
 
@@ -66,13 +70,20 @@ class Link(asyncio.BufferedProtocol):
     loop turn.
     """
 
-    def __init__(self, owner: LinkOwner | None, *, client: bool, label: str = "link", parent: Link | None = None):
+    def __init__(self, owner: LinkOwner | None, *, client: bool, label: str = "link", parent: Link | None = None,
+                 max_window: int | None = None):
+        """`max_window`: let the windows of streams this side receives on grow up to it (mux autotuning).
+
+        A member's side grows them, so a fast stream over a long path gets the
+        credit it needs; the hub's side never does: it passes on the credit
+        the far member gave.
+        """
         self.owner = owner
         self.label = label
         self.loop = asyncio.get_running_loop()
         nested = parent is not None
         quiet = {"keepalive": math.inf, "dead_after": math.inf} if nested else {}
-        self.mux = Mux(client=client, now=self.loop.time(), **quiet)
+        self.mux = Mux(client=client, now=self.loop.time(), max_window=max_window, **quiet)
         self.parent = parent
         self._children_to_flush: list[Link] = []
         self.transport: asyncio.Transport | None = None
@@ -83,7 +94,6 @@ class Link(asyncio.BufferedProtocol):
         self.welcome: asyncio.Future[dict] | None = self.loop.create_future() if client and not nested else None
         self._flush_scheduled = False
         self._timer: asyncio.TimerHandle | None = None
-        self._receive_buffer: memoryview | None = None  # made on the first read: a nested link has none
 
     # ------------------------------------------------------------ stream API
 
@@ -123,6 +133,11 @@ class Link(asyncio.BufferedProtocol):
             self.mux.acknowledge(sid, nbytes)
             self._flush_soon()
 
+    def credit(self, sid: int, nbytes: int) -> None:
+        if not self.closed:
+            self.mux.credit(sid, nbytes)
+            self._flush_soon()
+
     def pending(self, sid: int) -> int:
         return self.mux.pending(sid)
 
@@ -153,16 +168,14 @@ class Link(asyncio.BufferedProtocol):
         self.transport = transport  # type: ignore[assignment]
         self._arm_timer()
 
-    # TLS decrypts straight into one reused buffer: reading into fresh 256 KiB
+    # TLS decrypts straight into a reused buffer: reading into fresh 256 KiB
     # bytes objects cost more than the decryption itself (malloc trims and
     # page faults). The decoder copies each payload out once.
     def get_buffer(self, sizehint: int) -> memoryview:
-        if self._receive_buffer is None:
-            self._receive_buffer = memoryview(bytearray(RECEIVE_BUFFER))
-        return self._receive_buffer
+        return _RECEIVE_BUFFER
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(self._receive_buffer[:nbytes])
+        self.data_received(_RECEIVE_BUFFER[:nbytes])
 
     def data_received(self, data: bytes | memoryview) -> None:
         if self.welcome is not None and not self.welcome.done() and bytes(data[:5]) == b"HTTP/":

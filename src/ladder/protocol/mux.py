@@ -55,6 +55,12 @@ from .frames import (
 # expected (2 MiB carries ~6 MB/s over a 300 ms round trip across a border).
 # It is credit, not memory: idle streams hold nothing.
 DEFAULT_WINDOW = 2 * 1024 * 1024
+# Window autotuning (a Mux with max_window above window): a stream whose app
+# used a whole window within GROW_PERIOD gets twice the window, up to
+# max_window. It settles near what GROW_PERIOD carries at the stream's speed:
+# a fast reader over a long path gets the credit it needs, while a slow
+# reader, the only kind that makes data pile up, keeps the small window.
+GROW_PERIOD = 0.5
 # Credit every new stream starts with, before its ACCEPT: a request or a TLS
 # ClientHello travels with the OPEN instead of one round trip later.
 EARLY_WINDOW = 16 * 1024
@@ -106,10 +112,10 @@ del S, A
 class _Stream:
     __slots__ = (
         "id", "state", "local", "send_window", "recv_window", "recv_size",
-        "unacked", "outbox", "outbox_bytes", "end_queued",
+        "unacked", "outbox", "outbox_bytes", "end_queued", "epoch", "used",
     )  # fmt: skip
 
-    def __init__(self, stream_id: int, state: StreamState, local: bool, recv_size: int):
+    def __init__(self, stream_id: int, state: StreamState, local: bool, recv_size: int, now: float):
         self.id = stream_id
         self.state = state
         self.local = local  # opened by this side
@@ -120,6 +126,8 @@ class _Stream:
         self.outbox: deque[memoryview] = deque()
         self.outbox_bytes = 0
         self.end_queued = False
+        self.epoch = now  # when the app began using the current window (autotuning)
+        self.used = 0  # bytes the app has used since then
 
 
 class Mux:
@@ -129,12 +137,14 @@ class Mux:
         client: bool,
         now: float = 0.0,
         window: int = DEFAULT_WINDOW,
+        max_window: int | None = None,
         max_streams: int = MAX_STREAMS,
         max_pending_opens: int = MAX_PENDING_OPENS,
         keepalive: float = KEEPALIVE_INTERVAL,
         dead_after: float = DEAD_AFTER,
     ):
         self.window = window
+        self.max_window = max_window  # None: windows never grow
         self.max_streams = max_streams
         self.max_pending_opens = max_pending_opens
         self.keepalive = keepalive
@@ -188,7 +198,7 @@ class Mux:
         if sid > MAX_STREAM_ID:
             raise LocalProtocolError("stream ids exhausted on this link: open a new link")
         self._next_id += 2
-        self._streams[sid] = st = _Stream(sid, StreamState.OPENING, True, size)
+        self._streams[sid] = st = _Stream(sid, StreamState.OPENING, True, size, self._last_received)
         st.send_window = EARLY_WINDOW
         self._local_live += 1
         self._opening += 1
@@ -253,13 +263,46 @@ class Mux:
         if st is None or self.terminated or nbytes <= 0:
             return
         # Never give back more than was received: the peer's credit stays <= the window.
-        st.unacked += min(nbytes, st.recv_size - st.recv_window - st.unacked)
+        credit = min(nbytes, st.recv_size - st.recv_window - st.unacked)
+        st.unacked += credit
+        if self.max_window is not None and st.recv_size < self.max_window:
+            self._autotune(st, credit)
         # Batch credit into quarter windows: fewer frames, and no deadlock, since
         # the peer still holds at least three quarters of the window.
         if st.unacked >= (st.recv_size >> 2 or 1) and st.state in _GIVES_CREDIT:
             st.recv_window += st.unacked
             self._emit(FrameType.WINDOW, stream_id, encode_window(st.unacked))
             st.unacked = 0
+
+    def credit(self, stream_id: int, nbytes: int) -> None:
+        """Give the peer `nbytes` of credit now, as much as the far end of a splice gave.
+
+        Unlike acknowledge(), this may exceed what was received: the far end's
+        window grew, and so does this one. Nothing is batched here, since the
+        far end already did.
+        """
+        st = self._streams.get(stream_id)
+        if st is None or self.terminated or nbytes <= 0 or st.state not in _GIVES_CREDIT:
+            return
+        st.recv_window = self._checked_local_credit(st.recv_window + nbytes)
+        st.recv_size = max(st.recv_size, st.recv_window)
+        self._emit(FrameType.WINDOW, stream_id, encode_window(nbytes))
+
+    def _autotune(self, st: _Stream, credit: int) -> None:
+        """Double the window of a stream whose app used a whole window within GROW_PERIOD.
+
+        The clock is the time of the latest receive_data(): an app gives credit
+        back while it handles what arrived.
+        """
+        st.used += credit
+        if st.used < st.recv_size:
+            return
+        now = self._last_received
+        if now - st.epoch < GROW_PERIOD:
+            grow = min(st.recv_size, self.max_window - st.recv_size)
+            st.recv_size += grow
+            st.unacked += grow  # the growth leaves with this credit
+        st.epoch, st.used = now, 0
 
     def send_control(self, payload: bytes) -> None:
         self._check_usable()
@@ -406,7 +449,7 @@ class Mux:
             raise RemoteProtocolError("peer exceeded the pending-open limit", ErrorCode.STREAM_LIMIT)
         window, rest = decode_window(payload)
         self._last_peer_id = sid
-        st = _Stream(sid, StreamState.PENDING, False, EARLY_WINDOW)
+        st = _Stream(sid, StreamState.PENDING, False, EARLY_WINDOW, self._last_received)
         st.send_window = self._checked_window(window)
         self._streams[sid] = st
         self._peer_live += 1
@@ -521,6 +564,12 @@ class Mux:
         if len(payload) + 4 > MAX_PAYLOAD:
             raise LocalProtocolError("open or accept payload larger than a frame")
         return size
+
+    @staticmethod
+    def _checked_local_credit(window: int) -> int:
+        if window > MAX_WINDOW:
+            raise LocalProtocolError("flow-control window above 2^31-1")
+        return window
 
     @staticmethod
     def _checked_window(window: int) -> int:
