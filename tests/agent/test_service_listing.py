@@ -203,3 +203,22 @@ def test_members_are_pushed_and_revoked_publishers_disappear():
     members[0].revoked = True
     board.members_changed()
     assert board.entries() == [] and board.names == {members[1].id: "bob"}
+
+
+def test_a_join_reaches_the_others_as_one_member_and_the_newcomer_gets_the_list():
+    setup = board_with((RYAN, "ryan"), (BOB, "bob"))
+    hub, board, members, sessions = setup
+    carol_key = Ed25519PrivateKey.generate()
+    carol = SimpleNamespace(id=member_id(public_bytes(carol_key)), name="carol", pubkey=public_bytes(carol_key),
+                            revoked=False)
+    members.append(carol)
+    for session in sessions:
+        session.link.sent.clear()
+    newcomer = SimpleNamespace(member=carol, link=FakeLink())
+    hub.sessions[carol.id] = newcomer
+    board.member_online(newcomer)
+    for session in sessions:  # not the whole list again: that cost N² entries per join
+        assert [m for m in session.link.sent if m["type"] in ("member", "members")] == [
+            {"type": "member", "id": carol.id, "name": "carol"}]
+    full = [m for m in newcomer.link.sent if m["type"] == "members"][-1]
+    assert {m["name"] for m in full["members"]} == {"ryan", "bob", "carol"}

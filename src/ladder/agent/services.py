@@ -305,7 +305,7 @@ class Services:
     # ----------------------------------------------------------- user side
 
     def control_received(self, message: dict) -> bool:
-        """Take `services` and `members` from the hub; False for other messages."""
+        """Take `services`, `members` and `member` from the hub; False for other messages."""
         if message["type"] == "services":
             entries = self._services_in.add(message)
             if entries is not None:
@@ -315,6 +315,8 @@ class Services:
             if members is not None:
                 self.listing.members = {str(m.get("id")): str(m.get("name")) for m in members
                                         if isinstance(m, dict)}
+        elif message["type"] == "member":  # one member joined
+            self.listing.members[str(message.get("id"))] = str(message.get("name"))
         else:
             return False
         return True

@@ -8,7 +8,9 @@ online; a publisher that goes offline stays listed as offline until it
 comes back or is revoked (in memory: a restarted hub relists services as
 their publishers reconnect). Every change is pushed to every session as
 `services`; the names of all active members are pushed as `members`, so an
-agent can turn the names a publisher types into member ids.
+agent can turn the names a publisher types into member ids. A join is
+pushed as one `member`: the whole list to everyone on each join made a
+burst of N joins cost N³ list entries.
 """
 
 from __future__ import annotations
@@ -38,11 +40,10 @@ class ServiceBoard:
 
     def member_online(self, session: Session) -> None:
         """A member's link came up: it gets the listings; others see its services online again."""
-        if session.member.id not in self.names:  # it just joined
+        if session.member.id not in self.names:  # it just joined: the others hear of it
             self.members_changed()
-        else:
-            for message in self.members_messages():
-                session.link.send_control(message)
+        for message in self.members_messages():
+            session.link.send_control(message)
         if session.member.id in self.listed:
             self.push()
         else:
@@ -61,11 +62,15 @@ class ServiceBoard:
         except StoreError as exc:
             log.warning("cannot read the member store: %s", exc)
             return
-        self.names = {m.id: m.name for m in members}
+        old, self.names = self.names, {m.id: m.name for m in members}
         gone = self.listed.keys() - self.names.keys()
         for member_id in gone:
             del self.listed[member_id]
-        messages = self.members_messages()
+        if old.keys() <= self.names.keys() and all(self.names[mid] == name for mid, name in old.items()):
+            messages = [{"type": "member", "id": mid, "name": name}  # only joins: say just those
+                        for mid, name in self.names.items() if mid not in old]
+        else:
+            messages = self.members_messages()
         for session in self.hub.sessions.values():
             for message in messages:
                 session.link.send_control(message)
