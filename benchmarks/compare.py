@@ -71,6 +71,9 @@ LADDER_USER_STREAMS = 20000  # above anything the tests open at once
 HOLD_BATCH = 100  # idle connections opened this many at a time
 HOLD_TIMEOUT = 20.0  # one idle connection's open or echo
 HOLD_LIMIT = 180.0  # opening (or checking) all idle connections of one system
+# Before each weighing: time for every system to give back what the test before
+# freed (Go's scavenger, glibc trims: Ladder trims its heap every 5 s).
+SETTLE = 6.0
 PROFILED_SYSTEM = "ladder"  # --profile: its processes, in round 1
 PROFILED_ROUND = 1
 
@@ -199,6 +202,7 @@ def memory_test(records: list[Record], args: argparse.Namespace, ctx: Context) -
     IDLE_SECONDS after its own connections were open.
     """
     holds: list[tuple[Record, Holder, float]] = []
+    time.sleep(SETTLE)  # after the rounds, before the first baseline
     for rec in records:
         if not rec.active or not rec.system.names:  # direct has no processes to weigh
             continue
@@ -210,7 +214,7 @@ def memory_test(records: list[Record], args: argparse.Namespace, ctx: Context) -
             holder = Holder(ctx.procs, f"hold-{system.name}", system.proxy, ctx.echo_port, args.idle_conns,
                             HOLD_BATCH, HOLD_TIMEOUT, probe=True, limit=HOLD_LIMIT)
             opened = holder.wait_open(HOLD_LIMIT + 30)
-            time.sleep(1.0)  # let the processes settle (buffers freed, GC)
+            time.sleep(SETTLE)
             pids = system.pids()
             loaded, loaded_by_root = memory_kib(pids), memory_by_root(system.roots())
         except (BenchError, OSError, ValueError) as exc:
