@@ -54,6 +54,11 @@ class LinkRefused(Exception):
 
 
 RECEIVE_BUFFER = 256 * 1024
+# What the transport may hold unsent before the link stops handing it more
+# (pause_writing); the rest waits in the mux, as plain bytes. Without a limit a
+# slow peer made TLS encrypt a whole window ahead into an OpenSSL buffer that
+# never shrinks again.
+WRITE_BUFFER_HIGH = 1024 * 1024
 # TLS decrypts into one buffer shared by every link of the process: the frame
 # decoder copies each payload out (and the unfinished tail) before it returns,
 # so no link keeps a view into it. One per link cost a hub 256 KiB per member.
@@ -93,6 +98,7 @@ class Link(asyncio.BufferedProtocol):
         # A dialling member waits for the hub's first CONTROL message.
         self.welcome: asyncio.Future[dict] | None = self.loop.create_future() if client and not nested else None
         self._flush_scheduled = False
+        self._write_paused = False
         self._timer: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------ stream API
@@ -151,6 +157,7 @@ class Link(asyncio.BufferedProtocol):
         if self.closed:
             return
         self.mux.close(code, reason)
+        self._write_paused = False  # the last words go out whatever the buffer holds
         self._flush()
         if self.transport is not None:
             self.transport.close()
@@ -166,7 +173,16 @@ class Link(asyncio.BufferedProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        if self.parent is None:
+            transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
         self._arm_timer()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._flush_soon()
 
     # TLS decrypts straight into a reused buffer: reading into fresh 256 KiB
     # bytes objects cost more than the decryption itself (malloc trims and
@@ -278,8 +294,8 @@ class Link(asyncio.BufferedProtocol):
             return
         # Written a few TLS records at a time: one write of everything queued
         # made TLS allocate (and the kernel fault in) a fresh large buffer.
-        while data := self.mux.data_to_send(WRITE_CHUNK):
-            transport.write(data)
+        while not self._write_paused and (data := self.mux.data_to_send(WRITE_CHUNK)):
+            transport.write(data)  # may call pause_writing()
 
     def _arm_timer(self) -> None:
         when = self.mux.get_timer()

@@ -330,15 +330,7 @@ class Mux:
             out.clear()
             self._out_bytes = 0
             return data
-        parts, size = [], 0
-        while size < amount:
-            piece = out[0]
-            if size + len(piece) <= amount:
-                out.popleft()
-            else:
-                piece, out[0] = piece[: amount - size], piece[amount - size :]
-            parts.append(piece)
-            size += len(piece)
+        parts, size = _take(out, amount)
         self._out_bytes -= size
         return b"".join(parts)
 
@@ -490,16 +482,7 @@ class Mux:
         out, outbox = self._out, st.outbox
         while outbox and st.send_window > 0:
             # One DATA frame: as many queued pieces as credit and frame size allow.
-            budget = min(st.send_window, MAX_PAYLOAD, st.outbox_bytes)
-            parts, size = [], 0
-            while size < budget:
-                piece = outbox[0]
-                if size + len(piece) <= budget:
-                    outbox.popleft()
-                else:
-                    piece, outbox[0] = piece[: budget - size], piece[budget - size :]
-                parts.append(piece)
-                size += len(piece)
+            parts, size = _take(outbox, min(st.send_window, MAX_PAYLOAD, st.outbox_bytes))
             st.outbox_bytes -= size
             st.send_window -= size
             last = st.end_queued and not outbox and st.state is not StreamState.OPENING
@@ -576,3 +559,17 @@ class Mux:
         if window > MAX_WINDOW:
             raise RemoteProtocolError("flow-control window above 2^31-1", ErrorCode.FLOW_CONTROL_ERROR)
         return window
+
+
+def _take(pieces: deque, amount: int) -> tuple[list, int]:
+    """Pop pieces worth `amount` bytes from the front of `pieces`, cutting the last; and their size."""
+    parts, size = [], 0
+    while size < amount and pieces:
+        piece = pieces[0]
+        if size + len(piece) <= amount:
+            pieces.popleft()
+        else:
+            piece, pieces[0] = piece[: amount - size], piece[amount - size :]
+        parts.append(piece)
+        size += len(piece)
+    return parts, size

@@ -1,4 +1,4 @@
-"""Channels: many connections inside one sealed stream, over two real Link objects back to back."""
+"""Links over real Link objects: channels carrying many connections in one sealed stream, backpressure."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from ladder.link.channel import Channel, StreamRef
 from ladder.link.connection import Endpoint, Link
 from ladder.protocol.channel import CHANNEL_REQUEST, Initiator, Responder
 from ladder.protocol.errors import ErrorCode
+from ladder.protocol.frames import FrameDecoder, FrameType
 from ladder.protocol.messages import decode_route
 from ladder.protocol.noise import generate_keypair
 
@@ -28,6 +29,9 @@ class Pipe:
 
     def is_closing(self) -> bool:
         return self.closing
+
+    def set_write_buffer_limits(self, high=None, low=None) -> None:
+        pass  # everything is handed over at once
 
     def close(self) -> None:
         self.closing = True
@@ -196,5 +200,46 @@ def test_a_channel_the_far_end_refuses_resets_its_waiting_connections_with_the_r
         await asyncio.sleep(0.05)
         assert [c.reset for c in clients] == [(ErrorCode.NO_ROUTE, "gone")] * 3
         assert closed == [channel] and channel.closed
+
+    asyncio.run(main())
+
+
+def test_a_paused_transport_gets_nothing_more_until_it_resumes():
+    """Backpressure from the socket: what the link has not handed over waits in the mux, as bytes."""
+
+    class Full:
+        """A transport whose buffer is over its high-water mark after every write."""
+
+        def __init__(self):
+            self.written: list[bytes] = []
+            self.protocol: Link | None = None
+            self.high = None
+
+        def write(self, data: bytes) -> None:
+            self.written.append(bytes(data))
+            self.protocol.pause_writing()
+
+        def is_closing(self) -> bool:
+            return False
+
+        def set_write_buffer_limits(self, high=None, low=None) -> None:
+            self.high = high
+
+    async def main():
+        link, transport = Link(None, client=True), Full()
+        transport.protocol = link
+        link.connection_made(transport)
+        for i in range(6):  # 6 x ~60 KB: more than one write's worth
+            link.send_control({"pad": str(i) * 60_000})
+        await asyncio.sleep(0)
+        assert len(transport.written) == 1 and transport.high is not None
+        link.resume_writing()
+        await asyncio.sleep(0)
+        assert len(transport.written) == 2
+        for _ in range(10):
+            link.resume_writing()
+            await asyncio.sleep(0)
+        frames = FrameDecoder().feed(b"".join(transport.written))
+        assert [f.type for f in frames] == [FrameType.CONTROL] * 6
 
     asyncio.run(main())
