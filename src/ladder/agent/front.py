@@ -15,7 +15,6 @@ of the connection into a plain pipe to that host.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
 import struct

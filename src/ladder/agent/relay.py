@@ -48,7 +48,7 @@ _READ_BUFFER = memoryview(bytearray(READ_BUFFER))
 class Relay(asyncio.BufferedProtocol, Endpoint):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self.stream: StreamRef | None = None  # plain or a sealed Channel
+        self.stream: StreamRef | None = None  # a stream in a channel (an opening one until it is answered)
         self.backlog: list[bytes] = []  # TCP bytes that arrived before the stream was ready
         self.early: list[bytes] = []  # stream bytes (early data) that arrived before the TCP side was
         self.sent_end = False  # TCP FIN passed on as stream END
@@ -85,7 +85,7 @@ class Relay(asyncio.BufferedProtocol, Endpoint):
 
     def get_buffer(self, sizehint: int) -> memoryview:
         # A reused buffer: fresh 256 KiB bytes per read cost more in malloc and
-        # page faults than the copy the channel makes anyway.
+        # page faults than the copy the mux makes anyway.
         return _READ_BUFFER
 
     def buffer_updated(self, nbytes: int) -> None:

@@ -292,7 +292,7 @@ class Link(asyncio.BufferedProtocol):
         if transport is None or transport.is_closing():
             self.mux.data_to_send()  # nowhere to go
             return
-        # Written a few TLS records at a time: one write of everything queued
+        # Written in chunks of whole TLS records: one write of everything queued
         # made TLS allocate (and the kernel fault in) a fresh large buffer.
         while not self._write_paused and (data := self.mux.data_to_send(WRITE_CHUNK)):
             transport.write(data)  # may call pause_writing()

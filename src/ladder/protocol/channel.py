@@ -33,7 +33,7 @@ PROTOCOL = "Noise_IK_25519_AESGCM_BLAKE2s"
 _LEN = struct.Struct("!H")
 OVERHEAD = _LEN.size + TAG_LEN  # per sealed message
 SEAL_CHUNK = MAX_PAYLOAD // 4 - OVERHEAD  # plaintext per message: four messages fill one DATA frame
-CHANNEL_REQUEST = b"\x20"  # opens a channel of streams (0x01-0x04 are targets, 0x10 services)
+CHANNEL_REQUEST = b"\x20"  # the first byte of message 1's payload: "open a channel of streams" (v1)
 FIRST_BYTES_MAX = 16 * 1024  # inner bytes carried in message 1 at most; the rest waits for message 2
 
 

@@ -18,7 +18,11 @@ used the bytes (`acknowledge()`), so memory per stream is bounded by the
 window however slowly the far end reads. `send_data()` never refuses bytes:
 what exceeds the credit waits in the stream's outbox (`pending()` tells how
 much) and leaves as WINDOW frames arrive; the application pauses its source
-while anything is pending.
+while anything is pending. Before the ACCEPT the opener already holds
+EARLY_WINDOW of credit (the window in ACCEPT counts from the stream's first
+byte), so a request can travel with its OPEN. With `max_window`, a stream's
+window grows while its application keeps up (`_autotune`); `credit()` passes
+on a far end's credit as given, as the hub's switch needs.
 
 Limits: frames larger than MAX_PAYLOAD, more than `max_streams` live streams
 opened by the peer, more than `max_pending_opens` unanswered opens, or DATA
