@@ -253,8 +253,12 @@ class Lab:
     def capture(self, iface: str):
         """tcpdump on the border's `iface` for the duration of the block; yields the pcap's path."""
         path = self.root / f"border-{iface}-{time.monotonic_ns()}.pcap"
+        # --immediate-mode: libpcap hands over each packet as it comes, not in blocks
+        # that a SIGINT discards unread (a fast transfer's last few hundred packets);
+        # with a 32 MiB kernel buffer (-B, KiB), since a burst of MBs crosses the
+        # border in milliseconds, faster than tcpdump takes packets one by one.
         proc = self.spawn(f"tcpdump-{iface}", "border", "tcpdump", "-i", iface, "-n", "-s", "0", "-U",
-                          "-w", str(path))
+                          "--immediate-mode", "-B", "32768", "-w", str(path))
         try:
             wait_for(lambda: "listening on" in proc.output() or not proc.alive(), 10, "tcpdump to start")
             assert proc.alive(), f"tcpdump did not start:\n{proc.output()}"
