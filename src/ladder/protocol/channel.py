@@ -104,8 +104,8 @@ class SealedStream:
         """
         out = []
         view = memoryview(plaintext)
-        # One message per full DATA frame, so the far end can open each frame
-        # as it arrives, without gathering pieces first.
+        # Four whole messages per full DATA frame, so the far end opens each
+        # frame as it arrives, without gathering pieces first.
         for start in range(0, len(view), SEAL_CHUNK):
             (message,) = self._cipher.encrypt(view[start : start + SEAL_CHUNK])
             out.append(_LEN.pack(len(message)))

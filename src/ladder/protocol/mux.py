@@ -288,7 +288,7 @@ class Mux:
         st = self._streams.get(stream_id)
         if st is None or self.terminated or nbytes <= 0 or st.state not in _GIVES_CREDIT:
             return
-        st.recv_window = self._checked_local_credit(st.recv_window + nbytes)
+        st.recv_window = self._checked_window(st.recv_window + nbytes, LocalProtocolError)
         st.recv_size = max(st.recv_size, st.recv_window)
         self._emit(FrameType.WINDOW, stream_id, encode_window(nbytes))
 
@@ -484,19 +484,20 @@ class Mux:
 
     def _flush(self, st: _Stream) -> None:
         out, outbox = self._out, st.outbox
+        may_end = st.end_queued and st.state is not StreamState.OPENING  # END waits for the answer
         while outbox and st.send_window > 0:
             # One DATA frame: as many queued pieces as credit and frame size allow.
             parts, size = _take(outbox, min(st.send_window, MAX_PAYLOAD, st.outbox_bytes))
             st.outbox_bytes -= size
             st.send_window -= size
-            last = st.end_queued and not outbox and st.state is not StreamState.OPENING
+            last = may_end and not outbox
             out.append(header(FrameType.DATA, st.id, size, Flag.END if last else 0))
             out.extend(parts)
             self._out_bytes += HEADER_SIZE + size
             if last:
                 self._transition(st, _Action.SEND_END)
                 return
-        if st.end_queued and not outbox and st.state is not StreamState.OPENING:
+        if may_end and not outbox:
             out.append(header(FrameType.DATA, st.id, 0, Flag.END))
             self._out_bytes += HEADER_SIZE
             self._transition(st, _Action.SEND_END)
@@ -553,15 +554,9 @@ class Mux:
         return size
 
     @staticmethod
-    def _checked_local_credit(window: int) -> int:
+    def _checked_window(window: int, error=RemoteProtocolError) -> int:
         if window > MAX_WINDOW:
-            raise LocalProtocolError("flow-control window above 2^31-1")
-        return window
-
-    @staticmethod
-    def _checked_window(window: int) -> int:
-        if window > MAX_WINDOW:
-            raise RemoteProtocolError("flow-control window above 2^31-1", ErrorCode.FLOW_CONTROL_ERROR)
+            raise error("flow-control window above 2^31-1", ErrorCode.FLOW_CONTROL_ERROR)
         return window
 
 
