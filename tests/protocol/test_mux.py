@@ -1281,6 +1281,120 @@ def test_overlapping_pings_each_report_their_own_rtt():
     assert deliver(server, client, now=6.0) == [PingAcknowledged(6.0), PingAcknowledged(1.0)]
 
 
+# ----------------------------------------------------------------- backlog
+
+
+def ping_flood(count: int, start: int = 0) -> bytes:
+    return b"".join(raw(FrameType.PING, 0, i.to_bytes(8, "big")) for i in range(start, start + count))
+
+
+PING_SIZE = 9 + 8
+READ = 256 * 1024 // PING_SIZE  # the pings one 256 KiB read of the adapter holds
+
+
+def test_a_peer_that_pings_without_reading_is_paused_then_cut():
+    mux = Mux(client=False, pause_backlog=64 * 1024, max_backlog=1024 * 1024)
+    mux.pause_writing()  # the peer does not read: the transport is full
+    fed = 0
+    while not mux.reading_paused:
+        mux.receive_data(ping_flood(1000, fed), 1.0)
+        fed += 1000
+        assert fed < 10_000, "the backlog never paused reading"
+    assert mux.backlog == fed * PING_SIZE and mux.backlog > 64 * 1024
+    # An adapter that went on reading anyway: the link is cut past the cap, not before.
+    with pytest.raises(RemoteProtocolError) as info:
+        for step in range(100):
+            fed += READ
+            mux.receive_data(ping_flood(READ, fed - READ), 2.0)
+            assert mux.backlog == fed * PING_SIZE <= 1024 * 1024
+    assert info.value.code == ErrorCode.QUEUE_LIMIT
+    assert 1024 * 1024 < fed * PING_SIZE <= 1024 * 1024 + READ * PING_SIZE
+    assert goaway_code(mux) == ErrorCode.QUEUE_LIMIT
+
+
+def test_a_peer_that_reads_its_answers_is_never_paused_nor_cut():
+    mux = Mux(client=False, pause_backlog=1024, max_backlog=8192)
+    answered = 0
+    for step in range(50):  # 50 x 1000 pings: many times the cap in answers, all taken away
+        mux.receive_data(ping_flood(1000, step * 1000), 1.0)
+        assert mux.backlog == 1000 * PING_SIZE  # before the adapter writes them
+        answered += len(FrameDecoder().feed(mux.data_to_send()))
+        assert mux.backlog == 0 and not mux.reading_paused
+    assert answered == 50_000 and not mux.terminated
+
+
+def test_while_the_transport_takes_bytes_a_big_backlog_is_no_error():
+    """Right after admission a hub queues lists larger than the pause mark; the transport takes them."""
+    mux = Mux(client=False, pause_backlog=1024, max_backlog=8192)
+    for i in range(20):
+        mux.send_control(b"x" * 1000)
+    mux.receive_data(ping_flood(10), 1.0)
+    assert mux.backlog > 8192 and not mux.reading_paused and not mux.terminated
+    mux.pause_writing()
+    assert mux.reading_paused
+    mux.resume_writing()
+    assert not mux.reading_paused
+
+
+def test_data_waiting_for_the_transport_is_no_backlog():
+    """DATA is bounded by credit: a bulk sender whose transport is full keeps reading its peer."""
+    client, server = pair(pause_backlog=1024, max_backlog=8192)
+    sid = established(client, server)
+    server.send_data(sid, b"d" * DEFAULT_WINDOW)  # a whole window in the queue
+    server.pause_writing()
+    assert server.backlog == 0 and not server.reading_paused
+    client.send_data(sid, b"u" * 600_000)
+    assert sum(len(e.data) for e in deliver(client, server)) == 600_000
+    server.acknowledge(sid, 600_000)  # a quarter window used: a WINDOW frame, which is backlog
+    assert 0 < server.backlog < 1024 and not server.reading_paused
+
+
+def test_the_backlog_drains_as_its_last_bytes_leave():
+    mux = Mux(client=False, pause_backlog=100 * PING_SIZE, max_backlog=10_000 * PING_SIZE)
+    mux.pause_writing()
+    mux.receive_data(ping_flood(200), 1.0)
+    assert mux.reading_paused and mux.backlog == 200 * PING_SIZE
+    mux.resume_writing()
+    mux.pause_writing()  # one write's worth left, then the transport is full again
+    taken = mux.data_to_send(150 * PING_SIZE + 5)
+    assert len(taken) == 150 * PING_SIZE + 5
+    assert mux.backlog == 200 * PING_SIZE  # the merged run of answers has not left yet
+    mux.data_to_send(50 * PING_SIZE - 5)
+    assert mux.backlog == 0 and not mux.reading_paused
+    assert len(FrameDecoder().feed(taken + b"")) == 150
+
+
+def test_refusals_of_the_peer_s_opens_are_backlog():
+    """A peer that opens streams it knows are refused and never reads the refusals is paused too."""
+    mux = Mux(client=False, pause_backlog=4096, max_backlog=65536)
+    mux.pause_writing()
+    sid = 1
+    while not mux.reading_paused:
+        (opened,) = mux.receive_data(raw(FrameType.OPEN, sid, encode_window(0)), 1.0)
+        mux.refuse(opened.stream_id, ErrorCode.FORBIDDEN, "no streams accepted here")
+        sid += 2
+        assert sid < 2000, "refusals never paused reading"
+    assert mux.stream_count == 0 and mux.backlog > 4096
+
+
+def test_queued_answers_take_about_as_much_memory_as_their_bytes():
+    import tracemalloc
+
+    mux = Mux(client=False, max_backlog=1 << 30)
+    mux.pause_writing()
+    flood = [ping_flood(READ, i * READ) for i in range(2)]  # 512 KiB of pings
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for data in flood:
+            mux.receive_data(data, 1.0)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert mux.backlog == 2 * READ * PING_SIZE
+    assert held < 1.5 * mux.backlog, f"{held} bytes of memory for {mux.backlog} bytes of answers"
+
+
 # --------------------------------------------------------------- keepalive
 
 

@@ -20,6 +20,7 @@ class ErrorCode(enum.IntEnum):
     FRAME_SIZE_ERROR = 3
     STREAM_LIMIT = 4
     LINK_TIMEOUT = 5
+    QUEUE_LIMIT = 6  # the peer made this side queue too much without reading it
     # Stream level: why a stream was refused or reset.
     CANCEL = 16  # the opener no longer wants the stream
     NO_ROUTE = 17  # the exit or service is not online
@@ -32,6 +33,7 @@ class ErrorCode(enum.IntEnum):
     BUSY = 24  # too many streams on the far side
     INTERNAL = 25  # the far side failed; details in the reason
     TARGET_REFUSED = 26  # the target refused the connection
+    MEMBER_LIMIT = 27  # this member already holds as many streams there as one member may
 
 
 class ProtocolError(Exception):

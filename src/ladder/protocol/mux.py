@@ -28,6 +28,20 @@ Limits: frames larger than MAX_PAYLOAD, more than `max_streams` live streams
 opened by the peer, more than `max_pending_opens` unanswered opens, or DATA
 beyond the granted credit are protocol errors: the mux queues a GOAWAY with
 the code and raises RemoteProtocolError; the adapter writes and closes.
+
+The backlog. DATA waits for credit, so a peer that stops reading holds at
+most its windows here. Every other frame leaves at once, whether the peer
+reads or not: PING ACKs, WINDOW, ACCEPT, REFUSE and RESET answering its
+streams, CONTROL. `backlog` counts those bytes while they wait in the
+queue. The adapter says when its transport stops taking bytes
+(`pause_writing()` / `resume_writing()`); while it does, a backlog above
+`pause_backlog` sets `reading_paused` (the adapter stops reading the peer
+until the backlog drains, so a peer that pings without reading gets no
+more answers queued), and input that finds a backlog above `max_backlog`
+is a protocol error (QUEUE_LIMIT: the adapter drops the link). Reading
+pauses only on this backlog, never on DATA: two ends sending bulk both ways
+keep reading each other, so they cannot wedge. Small frames share one
+buffer in the queue, so memory follows the bytes, not the frame count.
 """
 
 from __future__ import annotations
@@ -75,7 +89,16 @@ MAX_PENDING_OPENS = 8192
 KEEPALIVE_INTERVAL = 5.0
 DEAD_AFTER = 15.0
 MAX_PINGS_OUT = 16
+# The backlog (frames other than DATA waiting while the transport is paused):
+# above PAUSE_BACKLOG the peer is not read; input that finds more than
+# MAX_BACKLOG ends the link. A hub's directory and member lists for a member
+# whose link is busy with a download fit well under the pause mark; a read of
+# pings (256 KiB) queues as much in answers, so pausing keeps a flood under the cap.
+PAUSE_BACKLOG = 256 * 1024
+MAX_BACKLOG = 4 * 1024 * 1024
 _PING = struct.Struct("!d")
+_SMALL_FRAME = 1024  # frames up to this size share a buffer in the queue,
+_SMALL_BUFFER = 64 * 1024  # of at most about this size (data_to_send() cuts buffers by copying)
 
 
 class StreamState(enum.Enum):
@@ -146,6 +169,8 @@ class Mux:
         max_pending_opens: int = MAX_PENDING_OPENS,
         keepalive: float = KEEPALIVE_INTERVAL,
         dead_after: float = DEAD_AFTER,
+        pause_backlog: int = PAUSE_BACKLOG,
+        max_backlog: int = MAX_BACKLOG,
     ):
         self.window = window
         self.max_window = max_window  # None: windows never grow
@@ -153,10 +178,18 @@ class Mux:
         self.max_pending_opens = max_pending_opens
         self.keepalive = keepalive
         self.dead_after = dead_after
+        self.pause_backlog = pause_backlog
+        self.max_backlog = max_backlog
         self.terminated = False
         self._decoder = FrameDecoder()
-        self._out: deque[bytes | memoryview] = deque()
+        self._out: deque[bytes | bytearray | memoryview] = deque()
         self._out_bytes = 0  # the length of everything in _out
+        self._taken = 0  # bytes data_to_send() has handed out, ever
+        # The frames other than DATA in _out: [offset just past them, their size],
+        # runs of adjacent frames merged; offsets count from the link's first byte.
+        self._runs: deque[list[int]] = deque()
+        self.backlog = 0  # their total size
+        self._writes_paused = False
         self._streams: dict[int, _Stream] = {}
         self._parity = 1 if client else 0
         self._next_id = 1 if client else 2
@@ -190,6 +223,20 @@ class Mux:
     @property
     def stream_count(self) -> int:
         return len(self._streams)
+
+    @property
+    def reading_paused(self) -> bool:
+        """Whether the adapter should stop reading the peer: its answers wait unread."""
+        return self._writes_paused and self.backlog > self.pause_backlog
+
+    # ---------------------------------------------------------- the transport
+
+    def pause_writing(self) -> None:
+        """The transport takes no more bytes for now: what is queued waits."""
+        self._writes_paused = True
+
+    def resume_writing(self) -> None:
+        self._writes_paused = False
 
     # ----------------------------------------------------------- local actions
 
@@ -333,10 +380,15 @@ class Mux:
             data = b"".join(out)
             out.clear()
             self._out_bytes = 0
-            return data
-        parts, size = _take(out, amount)
-        self._out_bytes -= size
-        return b"".join(parts)
+        else:
+            parts, size = _take(out, amount)
+            self._out_bytes -= size
+            data = b"".join(parts)
+        self._taken += len(data)
+        runs = self._runs
+        while runs and runs[0][0] <= self._taken:  # a run counts until its last byte leaves
+            self.backlog -= runs.popleft()[1]
+        return data
 
     # ------------------------------------------------------------------- timers
 
@@ -376,6 +428,11 @@ class Mux:
                     return events
             if self._decoder.error is not None:
                 raise self._decoder.error
+            if self._writes_paused and self.backlog > self.max_backlog:
+                raise RemoteProtocolError(
+                    f"{self.backlog} bytes of answers queued for a peer that does not read",
+                    ErrorCode.QUEUE_LIMIT,
+                )
         except RemoteProtocolError as exc:
             self.close(exc.code, str(exc))
             raise
@@ -478,9 +535,24 @@ class Mux:
     # ----------------------------------------------------------------- helpers
 
     def _emit(self, type_: FrameType, sid: int, payload: bytes, flags: int = 0) -> None:
+        """Queue a frame other than DATA: it counts in the backlog until it leaves."""
         frame = encode(type_, sid, payload, flags)
-        self._out.append(frame)
-        self._out_bytes += len(frame)
+        out, size = self._out, len(frame)
+        start = self._taken + self._out_bytes
+        # Small frames go into one buffer: a flood of 17-byte PING ACKs as
+        # separate bytes objects cost over three times its size in memory.
+        if out and type(out[-1]) is bytearray and size <= _SMALL_FRAME and len(out[-1]) < _SMALL_BUFFER:
+            out[-1] += frame
+        else:
+            out.append(bytearray(frame) if size <= _SMALL_FRAME else frame)
+        self._out_bytes += size
+        runs = self._runs
+        if runs and runs[-1][0] == start:
+            runs[-1][0] += size
+            runs[-1][1] += size
+        else:
+            runs.append([start + size, size])
+        self.backlog += size
 
     def _flush(self, st: _Stream) -> None:
         out, outbox = self._out, st.outbox
