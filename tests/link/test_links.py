@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import socket
 
 from ladder.link.channel import Channel, StreamRef
 from ladder.link.connection import Endpoint, Link
@@ -241,5 +243,128 @@ def test_a_paused_transport_gets_nothing_more_until_it_resumes():
             await asyncio.sleep(0)
         frames = FrameDecoder().feed(b"".join(transport.written))
         assert [f.type for f in frames] == [FrameType.CONTROL] * 6
+
+    asyncio.run(main())
+
+
+class Bulk(Endpoint):
+    """One stream carrying `size` bytes each way: sent as credit allows, received and hashed."""
+
+    CHUNK = 256 * 1024
+
+    def __init__(self, size: int):
+        self.size, self.link, self.sid = size, None, None
+        self.sent, self.received = 0, 0
+        self.digest = hashlib.sha256()
+        self.done = asyncio.get_running_loop().create_future()
+
+    def start(self, link: Link, sid: int) -> None:
+        self.link, self.sid = link, sid
+        self.pump()
+
+    def pump(self) -> None:
+        while self.sent < self.size and self.link.pending(self.sid) < 2 * self.CHUNK:
+            piece = _pattern(self.sent, min(self.CHUNK, self.size - self.sent))
+            self.sent += len(piece)
+            self.link.send(self.sid, piece, end=self.sent == self.size)
+
+    def on_accepted(self, payload, window):
+        self.pump()
+
+    def on_window(self, increment, pending):
+        self.pump()
+
+    def on_data(self, data):
+        self.digest.update(data)
+        self.received += len(data)
+        self.link.acknowledge(self.sid, len(data))
+
+    def on_end(self):
+        self.done.set_result(self.digest.hexdigest())
+
+    def on_reset(self, code, reason):
+        if not self.done.done():
+            self.done.set_exception(ConnectionResetError(reason))
+
+
+def _pattern(offset: int, size: int) -> bytes:
+    block = hashlib.sha256(offset.to_bytes(8, "big")).digest() * 8192  # 256 KiB, different per offset
+    return block[:size]
+
+
+def _expected(size: int) -> str:
+    digest = hashlib.sha256()
+    for offset in range(0, size, Bulk.CHUNK):
+        digest.update(_pattern(offset, min(Bulk.CHUNK, size - offset)))
+    return digest.hexdigest()
+
+
+class BulkServer:
+    """The hub's side: answers each stream with a Bulk of its own (LinkOwner)."""
+
+    def __init__(self, size: int):
+        self.size, self.streams = size, []
+
+    def stream_opened(self, link, sid, payload, window):
+        bulk = Bulk(self.size)
+        self.streams.append(bulk)
+        link.accept(sid, bulk)
+        bulk.start(link, sid)
+
+    def control_received(self, link, message): ...
+
+    def link_closed(self, link, reason): ...
+
+
+def test_bulk_both_ways_through_real_sockets_never_wedges_even_when_any_backlog_pauses_reading():
+    """Both ends run the same Link; with the hub's side pausing on the smallest backlog of answers
+    (WINDOW frames that wait while its writes are paused), both directions still finish."""
+    size, streams = 24 * 1024 * 1024, 3
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        server_owner = BulkServer(size)
+        links = []
+
+        def tight(link: Link) -> Link:
+            link.mux.pause_backlog = 0  # any unread answer at all pauses reading
+            links.append(link)
+            return link
+
+        def small_buffers(transport) -> None:
+            sock = transport.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32 * 1024)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+            transport.set_write_buffer_limits(high=64 * 1024)
+
+        server = await loop.create_server(lambda: tight(Link(server_owner, client=False)), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        transport, client_link = await loop.create_connection(lambda: tight(Link(None, client=True)),
+                                                              "127.0.0.1", port)
+        (hub_side,) = [link for link in links if link is not client_link]
+        small_buffers(transport)
+        small_buffers(hub_side.transport)
+        mine = [Bulk(size) for _ in range(streams)]
+        for bulk in mine:
+            bulk.start(client_link, client_link.open_stream(b"bulk", bulk))
+        paused_reading = 0
+
+        async def watch():
+            nonlocal paused_reading
+            while True:
+                paused_reading += hub_side._read_paused
+                await asyncio.sleep(0.005)
+
+        watcher = loop.create_task(watch())
+        try:
+            results = await asyncio.wait_for(asyncio.gather(*(b.done for b in mine)), 60)
+            theirs = await asyncio.wait_for(asyncio.gather(*(b.done for b in server_owner.streams)), 60)
+        finally:
+            watcher.cancel()
+            client_link.close()
+            server.close()
+        expected = _expected(size)
+        assert results == [expected] * streams and theirs == [expected] * streams
+        assert paused_reading > 0, "the hub's side never paused reading: the test proved nothing"
 
     asyncio.run(main())

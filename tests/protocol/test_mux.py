@@ -1312,6 +1312,17 @@ def test_a_peer_that_pings_without_reading_is_paused_then_cut():
     assert goaway_code(mux) == ErrorCode.QUEUE_LIMIT
 
 
+def test_the_dialling_side_never_pauses_reading_but_is_cut_past_the_cap():
+    """If both ends of a link could pause, bulk both ways could wedge it: only the hub's side pauses."""
+    mux = Mux(client=True, pause_backlog=1024, max_backlog=64 * 1024)
+    mux.pause_writing()
+    with pytest.raises(RemoteProtocolError) as info:
+        for step in range(100):
+            mux.receive_data(ping_flood(1000, step * 1000), 1.0)
+            assert not mux.reading_paused
+    assert info.value.code == ErrorCode.QUEUE_LIMIT and step == 3
+
+
 def test_a_peer_that_reads_its_answers_is_never_paused_nor_cut():
     mux = Mux(client=False, pause_backlog=1024, max_backlog=8192)
     answered = 0

@@ -6,6 +6,13 @@ control messages and the end of the link, to the link's `LinkOwner` (a role:
 the hub's member session, an agent). Whatever the mux wants to send is
 written once per loop turn, so many small frames become one TLS write.
 One timer per link drives keepalives and dead-peer detection.
+
+The transport's backpressure reaches the mux (pause_writing): while the
+mux's backlog of answers the peer does not read is too large, the link stops
+reading the peer (`Mux.reading_paused`), and past the mux's cap it drops the
+link. A closed link's transport gets CLOSE_LINGER seconds to hand its last
+bytes to a peer that may never read them, then it is aborted, so nothing of
+a closed link stays in memory.
 """
 
 from __future__ import annotations
@@ -64,6 +71,7 @@ WRITE_BUFFER_HIGH = 1024 * 1024
 # so no link keeps a view into it. One per link cost a hub 256 KiB per member.
 _RECEIVE_BUFFER = memoryview(bytearray(RECEIVE_BUFFER))
 WRITE_CHUNK = 16 * 16384  # sixteen full TLS records a write: fewer syscalls, no huge buffer
+CLOSE_LINGER = 5.0
 
 
 class Link(asyncio.BufferedProtocol):
@@ -99,6 +107,7 @@ class Link(asyncio.BufferedProtocol):
         self.welcome: asyncio.Future[dict] | None = self.loop.create_future() if client and not nested else None
         self._flush_scheduled = False
         self._write_paused = False
+        self._read_paused = False
         self._timer: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------ stream API
@@ -161,6 +170,8 @@ class Link(asyncio.BufferedProtocol):
         self._flush()
         if self.transport is not None:
             self.transport.close()
+            if self.parent is None:  # a peer that does not read would keep the buffer forever
+                self.loop.call_later(CLOSE_LINGER, self.transport.abort)
         self._shutdown(reason or "closed")
 
     def abort(self, reason: str, code: int = ErrorCode.LINK_LOST) -> None:
@@ -179,9 +190,11 @@ class Link(asyncio.BufferedProtocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        self.mux.pause_writing()
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        self.mux.resume_writing()
         self._flush_soon()
 
     # TLS decrypts straight into a reused buffer: reading into fresh 256 KiB
@@ -203,10 +216,14 @@ class Link(asyncio.BufferedProtocol):
             events = self.mux.receive_data(data, self.loop.time())
         except RemoteProtocolError as exc:
             log.warning("%s: protocol error from peer: %s", self.label, exc)
-            self.close(exc.code, str(exc))
+            if exc.code == ErrorCode.QUEUE_LIMIT:
+                self.abort(str(exc))  # it does not read: a GOAWAY would only join the queue
+            else:
+                self.close(exc.code, str(exc))
             return
         self._dispatch(events)
         self._flush_soon()
+        self._follow_backlog()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._shutdown(f"connection lost: {exc}" if exc else "connection closed")
@@ -296,6 +313,17 @@ class Link(asyncio.BufferedProtocol):
         # made TLS allocate (and the kernel fault in) a fresh large buffer.
         while not self._write_paused and (data := self.mux.data_to_send(WRITE_CHUNK)):
             transport.write(data)  # may call pause_writing()
+        self._follow_backlog()
+
+    def _follow_backlog(self) -> None:
+        """Stop or resume reading the peer as the mux's backlog of unread answers asks."""
+        paused = self.mux.reading_paused
+        if paused != self._read_paused and self.parent is None and not self.closed:
+            self._read_paused = paused
+            if paused:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
 
     def _arm_timer(self) -> None:
         when = self.mux.get_timer()
@@ -316,6 +344,7 @@ class Link(asyncio.BufferedProtocol):
             return
         self.closed = True
         self.mux.terminated = True
+        self.mux.data_to_send()  # what never went out is dropped, not kept with the link
         if self._timer is not None:
             self._timer.cancel()
         if self.welcome is not None and not self.welcome.done():

@@ -38,10 +38,13 @@ queue. The adapter says when its transport stops taking bytes
 `pause_backlog` sets `reading_paused` (the adapter stops reading the peer
 until the backlog drains, so a peer that pings without reading gets no
 more answers queued), and input that finds a backlog above `max_backlog`
-is a protocol error (QUEUE_LIMIT: the adapter drops the link). Reading
-pauses only on this backlog, never on DATA: two ends sending bulk both ways
-keep reading each other, so they cannot wedge. Small frames share one
-buffer in the queue, so memory follows the bytes, not the frame count.
+is a protocol error (QUEUE_LIMIT: the adapter drops the link). Only the
+side that was dialled (the hub) pauses: if both ends stopped reading while
+their writes wait, a link carrying bulk both ways could wedge for good;
+with one side pausing, the other always reads, so the paused side's queue
+drains. The dialling side has the cap alone. Reading never pauses on DATA.
+Small frames share one buffer in the queue, so memory follows the bytes,
+not the frame count.
 """
 
 from __future__ import annotations
@@ -227,7 +230,7 @@ class Mux:
     @property
     def reading_paused(self) -> bool:
         """Whether the adapter should stop reading the peer: its answers wait unread."""
-        return self._writes_paused and self.backlog > self.pause_backlog
+        return not self._parity and self._writes_paused and self.backlog > self.pause_backlog
 
     # ---------------------------------------------------------- the transport
 
