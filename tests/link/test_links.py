@@ -6,11 +6,11 @@ import asyncio
 import hashlib
 import socket
 
-from ladder.link.channel import Channel, StreamRef
+from ladder.link.channel import CHANNEL_WINDOW, CHANNEL_WRITE_HIGH, Channel, StreamRef
 from ladder.link.connection import Endpoint, Link
 from ladder.protocol.channel import CHANNEL_REQUEST, Initiator, Responder
 from ladder.protocol.errors import ErrorCode
-from ladder.protocol.frames import FrameDecoder, FrameType
+from ladder.protocol.frames import FrameDecoder, FrameType, encode
 from ladder.protocol.messages import decode_route
 from ladder.protocol.noise import generate_keypair
 
@@ -366,5 +366,31 @@ def test_bulk_both_ways_through_real_sockets_never_wedges_even_when_any_backlog_
         expected = _expected(size)
         assert results == [expected] * streams and theirs == [expected] * streams
         assert paused_reading > 0, "the hub's side never paused reading: the test proved nothing"
+
+    asyncio.run(main())
+
+
+def test_a_member_pinging_inside_its_channel_without_reading_loses_that_channel_only():
+    """Answers inside a channel wait for the hub stream's credit; the exit drops the channel past its cap."""
+    async def main():
+        channel, exit_, user_link = linked()
+        await fetch(channel, b"target", b"hello")
+        (exit_channel,) = exit_.channels
+        exit_channel.inner.mux.max_backlog = 256 * 1024
+        channel.on_data = lambda data: None  # the attacker never reads: no credit goes back to the exit
+        ping = encode(FrameType.PING, 0, bytes(8))
+        sent = 0
+        for batch in range(400):  # bounded: 400 x 1,000 pings
+            channel.write(ping * 1000)
+            sent += 1000
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            if exit_channel.closed:
+                break
+        assert exit_channel.closed and exit_channel.inner.closed, f"still open after {sent} pings"
+        exit_link = exit_channel.link
+        # What waited for the attacker is bounded by the channel's window, the mark and the cap.
+        assert sent * len(ping) < CHANNEL_WINDOW + CHANNEL_WRITE_HIGH + 2 * 256 * 1024 + 1000 * len(ping)
+        assert not exit_link.closed and exit_link.mux.stream_count == 0
 
     asyncio.run(main())

@@ -11,7 +11,11 @@ target, nor when a connection starts or how many bytes it carries.
 link's transport (plaintext out). Flow control stays per connection: the
 nested link's streams have their own windows, given back as relays drain.
 The hub stream's credit goes back as soon as a message is opened, since
-what it carries is already bounded by those windows.
+what it carries is already bounded by those windows. Towards the hub the
+channel acts as a transport with a buffer: once CHANNEL_WRITE_HIGH bytes
+wait for the hub stream's credit, the nested link is paused (its mux then
+bounds the answers a far member makes it queue without reading, and drops
+the nested link past its cap) until credit comes back.
 
 `StreamRef` is the handle a relay writes to: one stream of a link.
 """
@@ -35,6 +39,8 @@ CHANNEL_WINDOW = 4 * 1024 * 1024
 CHANNEL_MAX_WINDOW = 32 * 1024 * 1024
 # The same for each connection in a channel (they start at the mux's 2 MiB).
 STREAM_MAX_WINDOW = 16 * 1024 * 1024
+# What may wait for the hub stream's credit before the nested link is paused.
+CHANNEL_WRITE_HIGH = 1024 * 1024
 HANDSHAKE_TIMEOUT = 30.0
 
 
@@ -74,6 +80,7 @@ class Channel(Endpoint):
         self._initiator: Initiator | None = None
         self._route = ""
         self._held: list[bytes] = []  # nested bytes written before the handshake finished
+        self._paused = False  # the nested link was told to stop writing
         self._timer = None
         self.inner = Link(owner, client=opener, label=label, parent=link, max_window=STREAM_MAX_WINDOW)
         self.inner.connection_made(self)
@@ -103,6 +110,9 @@ class Channel(Endpoint):
             return
         if self.sealed is not None:
             self.link.send(self.sid, self.sealed.seal(data))
+            if not self._paused and self.link.pending(self.sid) > CHANNEL_WRITE_HIGH:
+                self._paused = True
+                self.inner.pause_writing()
         elif self.sid is None:
             self._open(data[:FIRST_BYTES_MAX])
             if len(data) > FIRST_BYTES_MAX:
@@ -153,6 +163,11 @@ class Channel(Endpoint):
         self.link.acknowledge(self.sid, len(data))
         for plaintext in plaintexts:
             self.inner.data_received(plaintext)
+
+    def on_window(self, increment: int, pending: int) -> None:
+        if self._paused and pending <= CHANNEL_WRITE_HIGH:
+            self._paused = False
+            self.inner.resume_writing()
 
     def on_end(self) -> None:
         if not self.closed:
