@@ -46,6 +46,10 @@ OPEN_TIMEOUT = 30.0  # the exit gives up on a target after 10 s; this covers a s
 BACKOFF_MIN, BACKOFF_MAX = 0.5, 30.0
 RETRYABLE = {ErrorCode.NO_ROUTE, ErrorCode.BUSY, ErrorCode.LINK_LOST, ErrorCode.TARGET_TIMEOUT}
 STATUS_EVERY = 2.0
+# Channels one member may hold to this agent at once: it needs one, a few
+# while its link or ours comes back; more would let it take the streams of
+# our hub link (and the memory of their channels) from the others.
+CHANNELS_PER_MEMBER = 8
 
 
 class AgentFatal(Exception):
@@ -78,6 +82,7 @@ class Agent:
         self.directory = Directory(config.pins_path, config.id)
         self.services = Services(self)  # published here, and others' by name
         self.channels: dict[tuple[str, bytes], Channel] = {}  # (member id, Noise key) → our channel to it
+        self.visiting: dict[str, int] = {}  # member id → channels it holds to us
         self.link: Link | None = None
         self.state = "starting"
         self.error = ""
@@ -211,6 +216,10 @@ class Agent:
         """Another member opens a channel to us through the hub (to this exit, or to a service)."""
         try:
             member_id, message1 = decode_route(payload)
+            if self.visiting.get(member_id, 0) >= CHANNELS_PER_MEMBER:  # before any work for it
+                link.refuse(sid, ErrorCode.MEMBER_LIMIT,
+                            f"you already hold {CHANNELS_PER_MEMBER} channels to this member")
+                return
             responder = Responder(self.noise_private, member_id, self.config.id)
             request = responder.read_first(message1)
         except RemoteProtocolError as exc:  # ChannelError included
@@ -220,6 +229,7 @@ class Agent:
             link.refuse(sid, ErrorCode.PROTOCOL_ERROR, "not a channel request")
             return
         message2, sealed = responder.answer()
+        self.visiting[member_id] = self.visiting.get(member_id, 0) + 1  # until its nested link closes
         visitor = _Visitor(self, member_id, responder.opener_key)
         Channel.answer(link, sid, message2, sealed, request[len(CHANNEL_REQUEST):], visitor,
                        f"channel from {member_id}")
@@ -387,7 +397,10 @@ class _Visitor:
         pass  # channels carry streams only
 
     def link_closed(self, link: Link, reason: str) -> None:
-        pass
+        visiting = self.agent.visiting
+        visiting[self.member_id] -= 1
+        if not visiting[self.member_id]:
+            del visiting[self.member_id]
 
 
 class _Opening(Endpoint):

@@ -5,7 +5,10 @@ an AUTH from a current member becomes a `Session` (that member's link), a
 JOIN redeems an invite. Sessions that share announce it; the hub keeps the
 directory of online exits and pushes it to every session when it changes.
 A user's stream names an exit by member id; the switch splices it onto a
-new stream on that exit's link. Revocations made by the CLI in the store
+new stream on that exit's link. A member holds one such stream (a channel)
+per exit or publisher it uses, a few while it reconnects: past
+STREAMS_PER_DESTINATION to one member its opens are refused, so one member
+cannot take the streams of an exit's link from the others. Revocations made by the CLI in the store
 are noticed within a second and drop the member's link.
 """
 
@@ -30,6 +33,7 @@ from .switch import splice
 log = logging.getLogger(__name__)
 REVOCATION_POLL = 1.0
 DIRECTORY_PUSH = 2.0  # load figures are pushed at most this often
+STREAMS_PER_DESTINATION = 8  # live streams one member may hold to one other member
 
 
 class Session:
@@ -43,6 +47,7 @@ class Session:
         self.accepting = True  # False while the exit's daily or monthly cap is reached
         self.country = ""
         self.streams = 0  # live streams through this member's exit
+        self.held: dict[str, int] = {}  # destination member id → live streams this member opened to it
 
     @property
     def role(self) -> str:
@@ -65,14 +70,23 @@ class Session:
         if exit_session is None or exit_session.record is None and not self.hub.services.publishes(target_id):
             link.refuse(sid, ErrorCode.NO_ROUTE, "that exit is not online")
             return
+        held = self.held.get(target_id, 0)
+        if held >= STREAMS_PER_DESTINATION:
+            link.refuse(sid, ErrorCode.MEMBER_LIMIT, f"you already hold {held} streams to that member")
+            return
         if not exit_session.link.mux.can_open():
             link.refuse(sid, ErrorCode.BUSY, "that exit has too many streams")
             return
+        self.held[target_id] = held + 1
         exit_session.streams += 1
         self.hub.directory_changed(urgent=False)
 
         def closed() -> None:
             exit_session.streams -= 1
+            if self.held[target_id] == 1:
+                del self.held[target_id]
+            else:
+                self.held[target_id] -= 1
             self.hub.directory_changed(urgent=False)
 
         splice(link, sid, window, exit_session.link, encode_route(self.member.id, inner), closed)
