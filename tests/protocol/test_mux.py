@@ -1323,6 +1323,32 @@ def test_the_dialling_side_never_pauses_reading_but_is_cut_past_the_cap():
     assert info.value.code == ErrorCode.QUEUE_LIMIT and step == 3
 
 
+def test_a_peer_not_read_lives_while_it_reads_and_is_dropped_when_it_stops():
+    """A slow member whose answers wait behind its download is not read meanwhile, but it is there."""
+    mux = Mux(client=False, now=0.0, pause_backlog=1024, keepalive=5, dead_after=15)
+    mux.pause_writing()
+    mux.receive_data(ping_flood(100), 0.0)
+    assert mux.reading_paused
+    for now in range(10, 100, 10):  # the transport drains now and then, then is full again
+        assert mux.handle_timer(float(now)) == []
+        mux.resume_writing(float(now))
+        mux.pause_writing()
+        assert mux.reading_paused and not mux.terminated
+    assert mux.handle_timer(95.0) == [] and mux.handle_timer(104.9) == []  # it pings, unanswered
+    assert mux.get_timer() == 105.0
+    (event,) = mux.handle_timer(105.0)
+    assert event == ConnectionTerminated(ErrorCode.QUEUE_LIMIT, "the peer read none of its answers for 15 s")
+    assert mux.terminated
+
+
+def test_a_peer_that_is_read_is_dropped_after_its_silence_whatever_the_transport_does():
+    mux = Mux(client=False, now=0.0, keepalive=5, dead_after=15)
+    mux.pause_writing()
+    mux.resume_writing(14.0)  # the transport drained, but the peer has said nothing since 0
+    (event,) = mux.handle_timer(15.0)
+    assert event.code == ErrorCode.LINK_TIMEOUT
+
+
 def test_a_peer_that_reads_its_answers_is_never_paused_nor_cut():
     mux = Mux(client=False, pause_backlog=1024, max_backlog=8192)
     answered = 0
@@ -1343,7 +1369,7 @@ def test_while_the_transport_takes_bytes_a_big_backlog_is_no_error():
     assert mux.backlog > 8192 and not mux.reading_paused and not mux.terminated
     mux.pause_writing()
     assert mux.reading_paused
-    mux.resume_writing()
+    mux.resume_writing(1.0)
     assert not mux.reading_paused
 
 
@@ -1365,7 +1391,7 @@ def test_the_backlog_drains_as_its_last_bytes_leave():
     mux.pause_writing()
     mux.receive_data(ping_flood(200), 1.0)
     assert mux.reading_paused and mux.backlog == 200 * PING_SIZE
-    mux.resume_writing()
+    mux.resume_writing(1.0)
     mux.pause_writing()  # one write's worth left, then the transport is full again
     taken = mux.data_to_send(150 * PING_SIZE + 5)
     assert len(taken) == 150 * PING_SIZE + 5

@@ -194,7 +194,7 @@ class Link(asyncio.BufferedProtocol):
 
     def resume_writing(self) -> None:
         self._write_paused = False
-        self.mux.resume_writing()
+        self.mux.resume_writing(self.loop.time())
         self._flush_soon()
 
     # TLS decrypts straight into a reused buffer: reading into fresh 256 KiB

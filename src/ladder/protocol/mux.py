@@ -43,6 +43,9 @@ side that was dialled (the hub) pauses: if both ends stopped reading while
 their writes wait, a link carrying bulk both ways could wedge for good;
 with one side pausing, the other always reads, so the paused side's queue
 drains. The dialling side has the cap alone. Reading never pauses on DATA.
+While the peer is not read, its silence proves nothing: the link stays
+alive as long as the transport drains (`resume_writing(now)`), and is
+dropped after `dead_after` without either.
 Small frames share one buffer in the queue, so memory follows the bytes,
 not the frame count.
 """
@@ -193,6 +196,7 @@ class Mux:
         self._runs: deque[list[int]] = deque()
         self.backlog = 0  # their total size
         self._writes_paused = False
+        self._last_drained = now  # when the transport last took bytes again after a pause
         self._streams: dict[int, _Stream] = {}
         self._parity = 1 if client else 0
         self._next_id = 1 if client else 2
@@ -238,8 +242,10 @@ class Mux:
         """The transport takes no more bytes for now: what is queued waits."""
         self._writes_paused = True
 
-    def resume_writing(self) -> None:
+    def resume_writing(self, now: float) -> None:
+        """The transport takes bytes again: the peer reads (which counts while it is not read)."""
         self._writes_paused = False
+        self._last_drained = now
 
     # ----------------------------------------------------------- local actions
 
@@ -399,18 +405,27 @@ class Mux:
         """When to call handle_timer(); None if never (terminated, or keepalive and dead_after infinite)."""
         if self.terminated:
             return None
-        when = min(self._last_received + self.dead_after, self._next_ping)
+        when = min(self._alive() + self.dead_after, self._next_ping)
         return None if when == math.inf else when
+
+    def _alive(self) -> float:
+        """When the peer last showed it is there: it sent, or, while it is not read, it read."""
+        if self.reading_paused:
+            return max(self._last_received, self._last_drained)
+        return self._last_received
 
     def handle_timer(self, now: float) -> list[ev.Event]:
         if self.terminated:
             return []
         # Compare against the very deadlines get_timer() returned, so a timer
         # that fires exactly on time acts (no float rounding in between).
-        if now >= self._last_received + self.dead_after:
-            reason = f"no frames from the peer for {self.dead_after:g} s"
-            self.close(ErrorCode.LINK_TIMEOUT, reason)
-            return [ev.ConnectionTerminated(ErrorCode.LINK_TIMEOUT, reason)]
+        if now >= self._alive() + self.dead_after:
+            if self.reading_paused:
+                code, reason = ErrorCode.QUEUE_LIMIT, f"the peer read none of its answers for {self.dead_after:g} s"
+            else:
+                code, reason = ErrorCode.LINK_TIMEOUT, f"no frames from the peer for {self.dead_after:g} s"
+            self.close(code, reason)
+            return [ev.ConnectionTerminated(code, reason)]
         if now >= self._next_ping:
             self._next_ping = now + self.keepalive
             self.ping(now)
