@@ -1341,12 +1341,16 @@ def test_a_peer_not_read_lives_while_it_reads_and_is_dropped_when_it_stops():
     assert mux.terminated
 
 
-def test_a_peer_that_is_read_is_dropped_after_its_silence_whatever_the_transport_does():
-    mux = Mux(client=False, now=0.0, keepalive=5, dead_after=15)
+def test_a_peer_read_again_after_a_long_pause_is_not_taken_for_dead():
+    mux = Mux(client=False, now=0.0, pause_backlog=1024, keepalive=5, dead_after=15)
     mux.pause_writing()
-    mux.resume_writing(14.0)  # the transport drained, but the peer has said nothing since 0
-    (event,) = mux.handle_timer(15.0)
-    assert event.code == ErrorCode.LINK_TIMEOUT
+    mux.receive_data(ping_flood(100), 0.0)
+    mux.resume_writing(20.0)  # 20 s later the peer read it all: nothing was heard from it meanwhile
+    mux.data_to_send()
+    assert not mux.reading_paused
+    assert mux.handle_timer(21.0) == [] and not mux.terminated
+    (event,) = mux.handle_timer(35.0)  # and then silence, with nothing to drain
+    assert event == ConnectionTerminated(ErrorCode.LINK_TIMEOUT, "no frames from the peer for 15 s")
 
 
 def test_a_peer_that_reads_its_answers_is_never_paused_nor_cut():

@@ -43,9 +43,9 @@ side that was dialled (the hub) pauses: if both ends stopped reading while
 their writes wait, a link carrying bulk both ways could wedge for good;
 with one side pausing, the other always reads, so the paused side's queue
 drains. The dialling side has the cap alone. Reading never pauses on DATA.
-While the peer is not read, its silence proves nothing: the link stays
-alive as long as the transport drains (`resume_writing(now)`), and is
-dropped after `dead_after` without either.
+While the peer is not read, its silence proves nothing: a peer is alive
+while it sends or while a paused transport drains (`resume_writing(now)`),
+and is dropped after `dead_after` without either.
 Small frames share one buffer in the queue, so memory follows the bytes,
 not the frame count.
 """
@@ -409,10 +409,12 @@ class Mux:
         return None if when == math.inf else when
 
     def _alive(self) -> float:
-        """When the peer last showed it is there: it sent, or, while it is not read, it read."""
-        if self.reading_paused:
-            return max(self._last_received, self._last_drained)
-        return self._last_received
+        """When the peer last showed it is there: it sent, or it took bytes a paused transport held.
+
+        The second counts because a peer that is not read cannot be heard, and
+        must not be taken for dead the moment it is read again.
+        """
+        return max(self._last_received, self._last_drained)
 
     def handle_timer(self, now: float) -> list[ev.Event]:
         if self.terminated:
@@ -420,10 +422,11 @@ class Mux:
         # Compare against the very deadlines get_timer() returned, so a timer
         # that fires exactly on time acts (no float rounding in between).
         if now >= self._alive() + self.dead_after:
+            silence = f"for {self.dead_after:g} s"
             if self.reading_paused:
-                code, reason = ErrorCode.QUEUE_LIMIT, f"the peer read none of its answers for {self.dead_after:g} s"
+                code, reason = ErrorCode.QUEUE_LIMIT, f"the peer read none of its answers {silence}"
             else:
-                code, reason = ErrorCode.LINK_TIMEOUT, f"no frames from the peer for {self.dead_after:g} s"
+                code, reason = ErrorCode.LINK_TIMEOUT, f"no frames from the peer {silence}"
             self.close(code, reason)
             return [ev.ConnectionTerminated(code, reason)]
         if now >= self._next_ping:
