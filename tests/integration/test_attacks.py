@@ -108,6 +108,7 @@ def test_a_member_flooding_pings_without_reading_is_stopped_and_cut_while_others
           f"{speed_during:.0f} MB/s during", file=sys.stderr)
     assert peak - baseline < 32 * MiB, f"the hub grew by {(peak - baseline) / MiB:.0f} MiB"
     assert after - baseline < 16 * MiB
+    assert "member mallory: the peer read none of its answers for 15 s" in network.hub.output()
     assert "Traceback" not in network.hub.output()
     for other in ("user", "alpha"):
         assert f"{other} went offline" not in network.hub.output()
