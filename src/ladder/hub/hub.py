@@ -8,8 +8,9 @@ A user's stream names an exit by member id; the switch splices it onto a
 new stream on that exit's link. A member holds one such stream (a channel)
 per exit or publisher it uses, a few while it reconnects: past
 STREAMS_PER_DESTINATION to one member its opens are refused, so one member
-cannot take the streams of an exit's link from the others. Revocations made by the CLI in the store
-are noticed within a second and drop the member's link.
+cannot take the streams of an exit's link from the others. Revocations
+made by the CLI in the store are noticed within a second and drop the
+member's link.
 """
 
 from __future__ import annotations
