@@ -136,6 +136,14 @@ def test_curl_through_socks4_and_socks4a(town, pages, scheme):
     assert result.returncode == 0 and b'id="result"' in result.stdout, result.stderr
 
 
+def test_refusals_known_before_opening_get_a_reply_not_a_reset(town):
+    network, _, _ = town
+    nowhere = network.user("nowhere", "--exit", "ZZ")
+    for scheme, code in (("socks5h", b"(3)"), ("socks4a", b"request rejected")):
+        result = curl("-x", f"{scheme}://{nowhere.proxy[0]}:{nowhere.proxy[1]}", "http://example.com/", timeout=30)
+        assert result.returncode != 0 and code in result.stderr and b"reset" not in result.stderr, result.stderr
+
+
 def rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         return int(next(line.split()[1] for line in f if line.startswith("VmRSS:")))
