@@ -9,6 +9,7 @@ server with the agent's own `connect_direct`.
 from __future__ import annotations
 
 import asyncio
+import re
 import struct
 
 import pytest
@@ -159,3 +160,9 @@ def test_an_http_name_that_cannot_be_a_target_is_a_400():
     opener = Opener(refuse=ErrorCode.FORBIDDEN)
     answer, closed = run(opener, b"CONNECT \xff\xfe.example:443 HTTP/1.1\r\n\r\n", 12)
     assert answer.startswith(b"HTTP/1.1 400") and closed and opener.asked == []
+
+
+def test_the_proxy_address_typed_into_a_browser_says_how_to_use_it():
+    answer, closed = run(Opener(), b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 12)
+    assert answer.startswith(b"HTTP/1.1 400") and closed
+    assert re.search(rb"SOCKS5 proxy .* or HTTP proxy, or use the PAC file http://127\.0\.0\.1:\d+/proxy\.pac", answer)

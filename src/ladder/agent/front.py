@@ -30,7 +30,7 @@ import logging
 import struct
 from typing import Callable
 
-from ladder.config import ConfigError, parse_address
+from ladder.config import ConfigError, format_address, parse_address
 from ladder.protocol.errors import ErrorCode
 from ladder.protocol.messages import encode_target
 
@@ -240,8 +240,11 @@ class ProxyConnection(Relay):
         if not target.lower().startswith(b"http://"):
             if target.split(b"?")[0] == b"/proxy.pac" and method in (b"GET", b"HEAD") and self.pac:
                 return self._serve_pac(method)
-            if target.startswith(b"/"):
-                raise FrontError("this is a proxy: set it as your HTTP or SOCKS5 proxy, or load /proxy.pac")
+            if target.startswith(b"/"):  # someone typed the proxy's address into a browser
+                here = format_address(*self.transport.get_extra_info("sockname")[:2])
+                raise FrontError(f"this is Ladder's proxy, not a web site. Set {here} as your browser's SOCKS5 "
+                                 f"proxy (with DNS through the proxy) or HTTP proxy, or use the PAC file "
+                                 f"http://{here}/proxy.pac")
             raise FrontError("only http:// URLs can be proxied this way; use CONNECT for https")
         authority, _, path = target[7:].partition(b"/")
         host, port = split_authority(_name(authority), 80)
