@@ -11,7 +11,8 @@ and throttles with token buckets, for the whole exit and per member.
 Slots: a member may hold `user_streams` open streams. The default is sized
 for a browser with many tabs plus a phone in global mode, not for a handful
 of downloads: what a stream holds is bounded by its credit window, and an
-idle one costs the exit a socket and a few KiB (docs/PERFORMANCE.md). A
+idle one costs the exit a socket and about 3.5 KiB (4,000 measured with
+benchmarks/many_streams.py: 14 MiB). A
 stream over the limit waits for a slot, in order, up to WAIT_FOR_SLOT
 seconds and MAX_WAITING streams per member; only then is it refused, as
 busy, with the rule named. A page that opens more connections than the
