@@ -15,6 +15,7 @@ import struct
 import pytest
 
 from ladder.agent.direct import connect_direct
+from ladder.agent import front
 from ladder.agent.front import MAX_HEAD, ProxyConnection
 from ladder.protocol.errors import ErrorCode
 from ladder.protocol.messages import encode_target
@@ -114,6 +115,16 @@ def test_socks4_and_socks4a_are_answered_and_carry_the_address_or_the_name():
     answer, closed = run(opener, socks4(b"\0\0\0\x01", 443, b"", b"example.com"), 8)
     assert answer == b"\x00\x5b" + bytes(6) and closed
     assert opener.asked == [("93.184.216.34", 80), ("example.com", 443)]  # never resolved here
+
+
+def test_socks4_with_an_address_warns_once_that_the_client_resolved_the_name(caplog, monkeypatch):
+    monkeypatch.setattr(front, "_hints_given", set())  # as in a fresh process
+    opener = Opener(refuse=ErrorCode.NO_ROUTE)
+    run(opener, socks4(b"\0\0\0\x01", 80, name=b"example.com"), 8)  # SOCKS4a carries the name: no hint
+    assert not [r for r in caplog.records if "resolved names itself" in r.getMessage()]
+    for _ in range(3):
+        run(opener, socks4(bytes([93, 184, 216, 34]), 80), 8)
+    assert len([r for r in caplog.records if "resolved names itself" in r.getMessage()]) == 1
 
 
 def test_socks4_connect_relays_after_an_early_answer():

@@ -204,6 +204,8 @@ class ProxyConnection(Relay):
             host, size = _name(bytes(buf[user_end + 1 : name_end])), name_end + 1
         else:
             host, size = str(ipaddress.IPv4Address(address)), user_end + 1
+            _hint_once("a client speaks SOCKS4 with addresses, so it resolved names itself with the local DNS, "
+                       "which may be poisoned: set it to SOCKS5 with DNS through the proxy, or to the HTTP proxy")
         if command != 1:
             return self._socks_fail(0x07)  # CONNECT only (BIND is refused)
         rest = bytes(buf[size:])
@@ -367,6 +369,16 @@ class ProxyConnection(Relay):
         self.mode = "closed"
         self.done = True
         self.transport.close()
+
+
+_hints_given: set[str] = set()
+
+
+def _hint_once(hint: str) -> None:
+    """Tell the member about a client's setting once per process, not once per connection."""
+    if hint not in _hints_given:
+        _hints_given.add(hint)
+        log.warning("proxy: %s", hint)
 
 
 def _name(raw: bytes) -> str:
