@@ -87,7 +87,12 @@ def socks4(address: bytes, port: int, user: bytes = b"", name: bytes | None = No
             + (name + b"\0" if name is not None else b""))
 
 
-@pytest.mark.parametrize("name", [b"\xff\xfe.example", "caf\u00e9 \u2028.example".encode(), b"", b"a" * 70 + "\u00e9".encode()])
+@pytest.mark.parametrize("name", [
+    b"\xff\xfe.example",                    # not UTF-8
+    "caf\u00e9 \u2028.example".encode(),    # UTF-8, but no IDNA name
+    b"",                                    # empty
+    b"a" * 70 + "\u00e9".encode(),           # a label too long for IDNA
+])
 def test_a_socks5_name_that_cannot_be_a_target_gets_a_reply_code(name):
     opener = Opener(refuse=ErrorCode.FORBIDDEN)
     answer, closed = run(opener, socks5(name), 2 + 10)
@@ -176,4 +181,5 @@ def test_an_http_name_that_cannot_be_a_target_is_a_400():
 def test_the_proxy_address_typed_into_a_browser_says_how_to_use_it():
     answer, closed = run(Opener(), b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 12)
     assert answer.startswith(b"HTTP/1.1 400") and closed
-    assert re.search(rb"SOCKS5 proxy .* or HTTP proxy, or use the PAC file http://127\.0\.0\.1:\d+/proxy\.pac", answer)
+    assert re.search(rb"SOCKS5 proxy .* or HTTP proxy, or use the PAC file http://127\.0\.0\.1:\d+/proxy\.pac",
+                     answer)

@@ -2,18 +2,19 @@
 
 Chromium (headless) loads one page whose 150 images sit on 30 host names,
 through SOCKS5, through the HTTP proxy, through the PAC file and (as a
-browser does with a PAC's plain `SOCKS`) through SOCKS4; every
-image must arrive (the page counts onload/onerror into its DOM, read with
---dump-dom, and the page server logs each image served), and the exit's
-meter must have counted them (so none went around Ladder). The names are
-29 loopback addresses and `localhost`, which the exit resolves: /etc/hosts
-is left alone. Chromium sends whatever it takes for loopback around a PAC,
+browser does with a PAC's plain `SOCKS`) through SOCKS4. Every image must
+arrive: the page counts onload/onerror into its DOM (read with
+--dump-dom), the page server logs each image served, and the exit's meter
+must have counted them, so none went around Ladder. The names are 29
+loopback addresses and `localhost`, which the exit resolves: /etc/hosts is
+left alone. Chromium sends whatever it takes for loopback around a PAC,
 whatever the bypass list says, so through the PAC the 30 hosts are
 network-only services (`img<i>.sharer.ladder`, all on the page server):
-names only the agent can reach, so every image arriving came through it. Then 1,000 idle SOCKS5 connections must all stay open and
-still echo, and a stream over a small explicit limit waits for a slot
-instead of being cut. Load times and memory per idle stream are printed
-(run with -s), never asserted.
+names only the agent can reach. Then 1,000 idle SOCKS5 connections must
+all stay open and still echo, refusals known before opening must reach
+curl as SOCKS replies, and a stream over a small explicit limit waits for
+a slot instead of being cut. Load times and memory per idle stream are
+printed (run with -s), never asserted.
 """
 
 from __future__ import annotations
