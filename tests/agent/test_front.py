@@ -183,3 +183,19 @@ def test_the_proxy_address_typed_into_a_browser_says_how_to_use_it():
     assert answer.startswith(b"HTTP/1.1 400") and closed
     assert re.search(rb"SOCKS5 proxy .* or HTTP proxy, or use the PAC file http://127\.0\.0\.1:\d+/proxy\.pac",
                      answer)
+
+
+@pytest.mark.parametrize("stalled, answer_starts", [
+    (b"", b"HTTP/1.1 408"),                                   # connected, said nothing
+    (b"GET http://example.com/ HTTP/1.1\r\nHost: ex", b"HTTP/1.1 408"),  # half a head
+    (b"\x05\x02\x00", b""),                                   # half a SOCKS5 greeting
+    (b"\x05\x01\x00\x05\x01\x00\x03\x0bexample", b"\x05\x00"),  # half a SOCKS5 request
+    (b"\x04\x01\x00\x50\x7f\x00\x00\x01user", b""),           # a SOCKS4 user id without its NUL
+])
+def test_a_client_that_stalls_before_its_first_request_is_closed(monkeypatch, stalled, answer_starts):
+    monkeypatch.setattr(front, "REQUEST_TIMEOUT", 0.3)
+    opener = Opener(refuse=ErrorCode.FORBIDDEN)
+    answer, closed = run(opener, stalled, 1 << 20)
+    assert closed and answer.startswith(answer_starts) and opener.asked == []
+    if answer_starts.startswith(b"HTTP"):
+        assert b"no complete request within 0.3 s" in answer

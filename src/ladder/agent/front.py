@@ -8,7 +8,9 @@ authentication: the port listens on loopback), 0x04 is SOCKS4 or SOCKS4a
 to the exit as names: the member's own resolver, possibly poisoned, is
 never asked (a SOCKS4 request without a name carries an address, used as
 it is). A name that cannot be sent as a target (undecodable bytes, too
-long) and a request head over MAX_HEAD are refused before anything opens.
+long) and a request head over MAX_HEAD are refused before anything opens,
+and a client that has not finished its first request within REQUEST_TIMEOUT
+is closed (HTTP hears 408).
 
 SOCKS is answered as soon as the stream is on its way, so the client's
 first bytes ride with the OPEN as early data; refusals known before that
@@ -25,6 +27,7 @@ of the connection into a plain pipe to that host.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import struct
@@ -39,6 +42,9 @@ from .relay import Relay, abort_with_rst
 log = logging.getLogger(__name__)
 
 MAX_HEAD = 64 * 1024
+# A client has this long from connecting to finishing its first request (the
+# SOCKS exchange or an HTTP head): one that stalls halfway is closed, not held.
+REQUEST_TIMEOUT = 30.0
 # Opener: (host, port, relay) -> None; it later calls relay.on_accepted/on_refused.
 Opener = Callable[[str, int, "ProxyConnection"], None]
 
@@ -117,6 +123,24 @@ class ProxyConnection(Relay):
         self.reply_ok = b""  # what the client hears when the stream opens
         self.target: tuple[str, int] | None = None
         self.body_left = 0  # bytes of the current forwarded request's body still to pass
+        self._first_request: asyncio.TimerHandle | None = None  # the deadline for the first request
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._first_request = asyncio.get_running_loop().call_later(REQUEST_TIMEOUT, self._too_slow)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._first_request.cancel()
+        super().connection_lost(exc)
+
+    def _too_slow(self) -> None:
+        if self.mode == "closed":
+            return
+        log.info("proxy: a client did not finish its request within %g s", REQUEST_TIMEOUT)
+        if self.socks:
+            self._close()
+        else:
+            self._fail_http("408 Request Timeout", f"no complete request within {REQUEST_TIMEOUT:g} s")
 
     # ---------------------------------------------------------------- input
 
@@ -289,6 +313,7 @@ class ProxyConnection(Relay):
         if rest:
             self.backlog.append(rest)
         self._pause_reading()
+        self._first_request.cancel()
         try:
             encode_target(host, port)  # what cannot reach an exit is refused here, with a reply
         except ValueError as exc:
