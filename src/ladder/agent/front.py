@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 MAX_HEAD = 64 * 1024
 # A client has this long from connecting to finishing its first request (the
 # SOCKS exchange or an HTTP head): one that stalls halfway is closed, not held.
-REQUEST_TIMEOUT = 30.0
+REQUEST_TIMEOUT = 60.0  # as nginx's client_header_timeout; browsers may preconnect and wait
 # Opener: (host, port, relay) -> None; it later calls relay.on_accepted/on_refused.
 Opener = Callable[[str, int, "ProxyConnection"], None]
 
