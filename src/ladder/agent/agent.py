@@ -252,8 +252,17 @@ class Agent:
             link.refuse(sid, ErrorCode.FORBIDDEN if "cap" not in why else ErrorCode.BUSY, why)
             return
         relay = ExitRelay(self.sharing, member_id, user_name)
-        self.answer_when_connected(link, sid, relay, connect_target(host, port, self.guard, lambda: relay),
-                                   "the stream was cancelled while the exit connected")
+        link.endpoints[sid] = relay  # early data and a withdrawal reach it while it waits for a slot
+
+        def start() -> None:
+            self.answer_when_connected(link, sid, relay, connect_target(host, port, self.guard, lambda: relay),
+                                       "the stream was cancelled while the exit connected")
+
+        def refuse(why: str) -> None:
+            if link.endpoints.pop(sid, None) is not None:
+                link.refuse(sid, ErrorCode.BUSY, why)
+
+        self.sharing.take_slot(relay, start, refuse)
 
     def answer_when_connected(self, link: Link, sid: int, relay: Relay, connecting, withdrawn: str) -> None:
         """Accept stream `sid` for `relay` once `connecting` reached the target.

@@ -6,7 +6,13 @@ that checked address (not the name again), so a DNS answer that changes
 between check and connect (rebinding) gains nothing. By default only
 globally routable unicast addresses are allowed: no loopback, private,
 link-local, CGNAT, multicast, reserved or unspecified addresses, nor the
-hub's own, so nobody reaches the sharer's router or LAN.
+hub's own, so nobody reaches the sharer's router or LAN. An IPv6 address
+that embeds an IPv4 one (IPv4-compatible, -mapped and -translated forms,
+NAT64's well-known prefix, 6to4, Teredo) is checked as that IPv4 address
+too: Python calls most of these forms global, yet a NAT64 or 6to4 gateway
+beside the sharer turns them into the IPv4 address inside. NAT64's
+local-use prefix (RFC 8215) is refused outright: where it leads is up to
+the local network.
 """
 
 from __future__ import annotations
@@ -29,6 +35,21 @@ class TargetRefused(Exception):
 
 
 DEFAULT_PORTS = ((80, 80), (443, 443))  # like a cautious Tor exit policy
+# IPv6 forms whose last 32 bits are an IPv4 address: IPv4-compatible (RFC 4291),
+# IPv4-mapped, IPv4-translated (RFC 2765) and NAT64's well-known prefix (RFC 6052).
+_LOW_32_IS_IPV4 = tuple(ipaddress.ip_network(n) for n in ("::/96", "::ffff:0:0/96", "::ffff:0:0:0/96",
+                                                          "64:ff9b::/96"))
+_LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
+_LOCAL = "the exit does not connect to private, loopback or local addresses"
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> tuple[ipaddress.IPv4Address, ...]:
+    """The IPv4 addresses an IPv6 address carries (6to4 one, Teredo two: server and client)."""
+    if any(address in network for network in _LOW_32_IS_IPV4):
+        return (ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF),)
+    if address.sixtofour is not None:
+        return (address.sixtofour,)
+    return address.teredo or ()
 
 
 @dataclass
@@ -65,12 +86,17 @@ class ExitGuard:
         --allow-private still keeps the hub's own port out of reach, but not
         other services on the hub's machine.
         """
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-            address = address.ipv4_mapped
+        if isinstance(address, ipaddress.IPv6Address):
+            if address in _LOCAL_NAT64 and not self.allow_private:
+                return _LOCAL
+            for inner in embedded_ipv4(address):
+                why = self.refusal(inner, port)
+                if why is not None:
+                    return why
         if address.is_multicast or address.is_unspecified:
             return "the exit does not connect to multicast or unspecified addresses"
         if not self.allow_private and not address.is_global:
-            return "the exit does not connect to private, loopback or local addresses"
+            return _LOCAL
         if (address, port) in self.hub or not self.allow_private and any(address == ip for ip, _ in self.hub):
             return "the exit does not connect to the hub's own address"
         if address in self.own and not self.allow_private:

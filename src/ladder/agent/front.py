@@ -1,10 +1,22 @@
-"""The local proxy front: SOCKS5 and HTTP proxying on one port.
+"""The local proxy front: SOCKS5, SOCKS4/4a and HTTP proxying on one port.
 
 The first byte decides: 0x05 is SOCKS5 (RFC 1928, CONNECT only, no
-authentication: the port listens on loopback), anything else is an HTTP/1.1
-proxy request (RFC 9110 section 9.3.6 CONNECT, or an absolute-form request
-of any method, RFC 9112 section 3.2.2). Names are passed to the exit as
-names: the member's own resolver, possibly poisoned, is never asked.
+authentication: the port listens on loopback), 0x04 is SOCKS4 or SOCKS4a
+(CONNECT only), a letter starts an HTTP/1.1 proxy request (RFC 9110 section
+9.3.6 CONNECT, or an absolute-form request of any method, RFC 9112 section
+3.2.2); anything else is answered 400 and closed at once. Names are passed
+to the exit as names: the member's own resolver, possibly poisoned, is
+never asked (a SOCKS4 request without a name carries an address, used as
+it is). A name that cannot be sent as a target (undecodable bytes, too
+long) and a request head over MAX_HEAD are refused before anything opens,
+and a client that has not finished its first request within REQUEST_TIMEOUT
+is closed (HTTP hears 408).
+
+SOCKS is answered as soon as the stream is on its way, so the client's
+first bytes ride with the OPEN as early data; refusals known before that
+(a block rule, no exit, no hub) still get a SOCKS reply code, while a
+refusal from the exit, which comes after the answer, can only cut the
+connection (with a reset, so it is not taken for a complete answer).
 
 A connection becomes a `Relay` once its stream is open. Absolute-form
 requests keep the client's connection alive across requests; each request
@@ -15,19 +27,24 @@ of the connection into a plain pipe to that host.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import struct
 from typing import Callable
 
-from ladder.config import ConfigError, parse_address
+from ladder.config import ConfigError, format_address, parse_address
 from ladder.protocol.errors import ErrorCode
+from ladder.protocol.messages import encode_target
 
 from .relay import Relay, abort_with_rst
 
 log = logging.getLogger(__name__)
 
 MAX_HEAD = 64 * 1024
+# A client has this long from connecting to finishing its first request (the
+# SOCKS exchange or an HTTP head): one that stalls halfway is closed, not held.
+REQUEST_TIMEOUT = 60.0  # as nginx's client_header_timeout; browsers may preconnect and wait
 # Opener: (host, port, relay) -> None; it later calls relay.on_accepted/on_refused.
 Opener = Callable[[str, int, "ProxyConnection"], None]
 
@@ -36,11 +53,15 @@ SOCKS_REPLY = {
     ErrorCode.NO_ROUTE: 0x03,  # network unreachable: no exit online
     ErrorCode.FORBIDDEN: 0x02,  # connection not allowed by ruleset
     ErrorCode.UNREACHABLE: 0x04,
+    ErrorCode.BAD_REQUEST: 0x04,  # host unreachable: a name that cannot be sent
     ErrorCode.NAME_NOT_RESOLVED: 0x04,
     ErrorCode.TARGET_REFUSED: 0x05,
     ErrorCode.TARGET_TIMEOUT: 0x06,
 }
+SOCKS4_GRANTED, SOCKS4_REJECTED = 0x5A, 0x5B  # SOCKS4 has one code for every refusal
+SOCKS4_MAX_FIELD = 255  # the user id and the SOCKS4a name, each up to its NUL
 HTTP_STATUS = {
+    ErrorCode.BAD_REQUEST: "400 Bad Request",
     ErrorCode.NO_ROUTE: "503 Service Unavailable",
     ErrorCode.BUSY: "503 Service Unavailable",
     ErrorCode.TARGET_TIMEOUT: "504 Gateway Timeout",
@@ -51,9 +72,13 @@ _HOP_BY_HOP = (b"proxy-connection", b"proxy-authorization", b"keep-alive")
 class FrontError(Exception):
     """A client request this front cannot serve; the message goes to the client."""
 
+    def __init__(self, message: str, status: str = "400 Bad Request"):
+        super().__init__(message)
+        self.status = status
+
 
 def http_error(status: str, message: str) -> bytes:
-    body = f"ladder: {message}\n".encode()
+    body = f"ladder: {message}\n".encode("utf-8", "backslashreplace")  # a client's undecodable name, escaped
     return (
         f"HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
@@ -93,10 +118,29 @@ class ProxyConnection(Relay):
         self.on_stream_done = on_stream_done
         self.exit_id: str | None = None  # set by the opener while a stream is open
         self.buffer = bytearray()
-        self.mode = "new"  # new → socks-greeting/socks-request/http → tunnel/forward/pipe
+        self.mode = "new"  # new → socks-greeting/socks-request/socks4/http → tunnel/forward/pipe
+        self.socks = 0  # the SOCKS version spoken, 0 for HTTP
         self.reply_ok = b""  # what the client hears when the stream opens
         self.target: tuple[str, int] | None = None
         self.body_left = 0  # bytes of the current forwarded request's body still to pass
+        self._first_request: asyncio.TimerHandle | None = None  # the deadline for the first request
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._first_request = asyncio.get_running_loop().call_later(REQUEST_TIMEOUT, self._too_slow)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._first_request.cancel()
+        super().connection_lost(exc)
+
+    def _too_slow(self) -> None:
+        if self.mode == "closed":
+            return
+        log.info("proxy: a client did not finish its request within %g s", REQUEST_TIMEOUT)
+        if self.socks:
+            self._close()
+        else:
+            self._fail_http("408 Request Timeout", f"no complete request within {REQUEST_TIMEOUT:g} s")
 
     # ---------------------------------------------------------------- input
 
@@ -106,15 +150,28 @@ class ProxyConnection(Relay):
         self.buffer += data
         try:
             if self.mode == "new":
-                self.mode = "socks-greeting" if self.buffer[0] == 5 else "http"
+                self._choose_protocol(self.buffer[0])
             if self.mode == "socks-greeting":
                 self._socks_greeting()
             if self.mode == "socks-request":
                 self._socks_request()
+            if self.mode == "socks4":
+                self._socks4_request()
             if self.mode in ("http", "forward"):
                 self._http()
         except FrontError as exc:
-            self._fail_http("400 Bad Request", str(exc)) if self.mode != "socks-request" else self._close()
+            log.info("proxy: bad request: %s", exc)
+            self._socks_fail(0x01) if self.socks else self._fail_http(exc.status, str(exc))
+
+    def _choose_protocol(self, first: int) -> None:
+        if first == 5:
+            self.mode, self.socks = "socks-greeting", 5
+        elif first == 4:
+            self.mode, self.socks = "socks4", 4
+        elif chr(first).isascii() and chr(first).isalpha():  # an HTTP method is a token
+            self.mode = "http"
+        else:
+            raise FrontError("this is a proxy: speak SOCKS5, SOCKS4 or HTTP to it, or load /proxy.pac")
 
     def _socks_greeting(self) -> None:
         buf = self.buffer
@@ -146,13 +203,38 @@ class ProxyConnection(Relay):
         if version != 5 or command != 1:
             return self._socks_fail(0x07)  # command not supported: CONNECT only
         if atyp == 3:
-            host = bytes(buf[5 : size - 2]).decode("ascii", "replace")
+            host = _name(bytes(buf[5 : size - 2]))
         else:
             host = str(ipaddress.ip_address(bytes(buf[4 : size - 2])))
         (port,) = struct.unpack_from("!H", buf, size - 2)
         rest = bytes(buf[size:])
         buf.clear()
         self.reply_ok = b"\x05\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+        self._open(host, port, "tunnel", rest)
+
+    def _socks4_request(self) -> None:
+        """SOCKS4: version, command, port, IPv4 address, user id up to a NUL; SOCKS4a puts
+        0.0.0.x (x > 0) in the address and the name, up to a NUL, after the user id."""
+        buf = self.buffer
+        user_end = _field_end(buf, 8)
+        if user_end < 0:
+            return
+        command, address = buf[1], bytes(buf[4:8])
+        (port,) = struct.unpack_from("!H", buf, 2)
+        if address[:3] == b"\0\0\0" and address[3]:
+            name_end = _field_end(buf, user_end + 1)
+            if name_end < 0:
+                return
+            host, size = _name(bytes(buf[user_end + 1 : name_end])), name_end + 1
+        else:
+            host, size = str(ipaddress.IPv4Address(address)), user_end + 1
+            _hint_once("a client speaks SOCKS4 with addresses, so it resolved names itself with the local DNS, "
+                       "which may be poisoned: set it to SOCKS5 with DNS through the proxy, or to the HTTP proxy")
+        if command != 1:
+            return self._socks_fail(0x07)  # CONNECT only (BIND is refused)
+        rest = bytes(buf[size:])
+        buf.clear()
+        self.reply_ok = bytes([0, SOCKS4_GRANTED]) + bytes(6)
         self._open(host, port, "tunnel", rest)
 
     def _http(self) -> None:
@@ -162,10 +244,10 @@ class ProxyConnection(Relay):
                 del self.buffer[: len(chunk)]
                 self.body_left -= len(chunk)
                 self._forward(chunk)
-            end = self.buffer.find(b"\r\n\r\n")
+            end = self.buffer.find(b"\r\n\r\n", 0, MAX_HEAD + 4)  # bounded however the bytes arrived
             if end < 0:
-                if len(self.buffer) > MAX_HEAD:
-                    raise FrontError("request head too large")
+                if len(self.buffer) >= MAX_HEAD + 4:
+                    raise FrontError("request head too large", "431 Request Header Fields Too Large")
                 return
             head = bytes(self.buffer[:end])
             del self.buffer[: end + 4]
@@ -176,7 +258,7 @@ class ProxyConnection(Relay):
     def _request(self, head: bytes) -> None:
         method, target, version, fields = parse_head(head)
         if method == b"CONNECT":
-            host, port = split_authority(target.decode("ascii", "replace"), 443)
+            host, port = split_authority(_name(target), 443)
             self.reply_ok = b"HTTP/1.1 200 Connection Established\r\n\r\n"
             rest = bytes(self.buffer)
             self.buffer.clear()
@@ -184,11 +266,14 @@ class ProxyConnection(Relay):
         if not target.lower().startswith(b"http://"):
             if target.split(b"?")[0] == b"/proxy.pac" and method in (b"GET", b"HEAD") and self.pac:
                 return self._serve_pac(method)
-            if target.startswith(b"/"):
-                raise FrontError("this is a proxy: set it as your HTTP or SOCKS5 proxy, or load /proxy.pac")
+            if target.startswith(b"/"):  # someone typed the proxy's address into a browser
+                here = format_address(*self.transport.get_extra_info("sockname")[:2])
+                raise FrontError(f"this is Ladder's proxy, not a web site. Set {here} as your browser's SOCKS5 "
+                                 f"proxy (with DNS through the proxy) or HTTP proxy, or use the PAC file "
+                                 f"http://{here}/proxy.pac")
             raise FrontError("only http:// URLs can be proxied this way; use CONNECT for https")
         authority, _, path = target[7:].partition(b"/")
-        host, port = split_authority(authority.decode("ascii", "replace"), 80)
+        host, port = split_authority(_name(authority), 80)
         lines = [method + b" /" + path + b" " + version]
         has_host = False
         chunked = False
@@ -228,6 +313,11 @@ class ProxyConnection(Relay):
         if rest:
             self.backlog.append(rest)
         self._pause_reading()
+        self._first_request.cancel()
+        try:
+            encode_target(host, port)  # what cannot reach an exit is refused here, with a reply
+        except ValueError as exc:
+            return self.on_refused(ErrorCode.BAD_REQUEST, str(exc))
         self.opener(host, port, self)
 
     def _switch_target(self, host: str, port: int) -> None:
@@ -249,8 +339,8 @@ class ProxyConnection(Relay):
 
     def attach(self, stream) -> None:
         super().attach(stream)
-        if self.reply_ok.startswith(b"\x05"):
-            # SOCKS5 is answered as soon as the stream is on its way, as ss-local
+        if self.socks:
+            # SOCKS is answered as soon as the stream is on its way, as ss-local
             # and v2ray do: the client's first bytes then travel with the OPEN
             # as early data, a round trip through the exit sooner. A refusal
             # after this can only cut the connection (the agent logs why).
@@ -271,7 +361,7 @@ class ProxyConnection(Relay):
         if self.mode == "tunnel" and not self.reply_ok:  # answered already: cut, so it is not taken for an end
             self.mode, self.done = "closed", True
             return abort_with_rst(self.transport)
-        if self.mode == "tunnel" and self.reply_ok.startswith(b"\x05"):
+        if self.socks:
             return self._socks_fail(SOCKS_REPLY.get(code, 0x01))
         self._fail_http(HTTP_STATUS.get(code, "502 Bad Gateway"), reason)
 
@@ -289,7 +379,11 @@ class ProxyConnection(Relay):
     # ------------------------------------------------------------ failures
 
     def _socks_fail(self, code: int) -> None:
-        self.transport.write(bytes([5, code, 0, 1, 0, 0, 0, 0, 0, 0]))
+        """A SOCKS5 reply `code`, or SOCKS4's one refusal."""
+        if self.socks == 4:
+            self.transport.write(bytes([0, SOCKS4_REJECTED]) + bytes(6))
+        else:
+            self.transport.write(bytes([5, code, 0, 1, 0, 0, 0, 0, 0, 0]))
         self._close()
 
     def _fail_http(self, status: str, message: str) -> None:
@@ -300,3 +394,26 @@ class ProxyConnection(Relay):
         self.mode = "closed"
         self.done = True
         self.transport.close()
+
+
+_hints_given: set[str] = set()
+
+
+def _hint_once(hint: str) -> None:
+    """Tell the member about a client's setting once per process, not once per connection."""
+    if hint not in _hints_given:
+        _hints_given.add(hint)
+        log.warning("proxy: %s", hint)
+
+
+def _name(raw: bytes) -> str:
+    """A host name as the client sent it; bytes that are not UTF-8 stay undecodable (and are refused)."""
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def _field_end(buf: bytearray, start: int) -> int:
+    """Where the NUL ending the SOCKS4 field at `start` is, -1 while it has not arrived."""
+    end = buf.find(b"\0", start, start + SOCKS4_MAX_FIELD + 1)
+    if end < 0 and len(buf) > start + SOCKS4_MAX_FIELD:
+        raise FrontError("SOCKS4 user id or name too long")
+    return end

@@ -2,11 +2,21 @@
 
 `SharePolicy` is the sharer's say, from the [share] table of the member's
 ladder.toml and from flags. `Sharing` applies it to every stream the exit
-serves: it admits or refuses (naming the rule), counts streams per member,
-meters bytes per member per day and for the whole exit per day and month
-(kept in share-usage.json so a restart does not reset a cap), and throttles
-with token buckets, for the whole exit and per member. `ExitRelay` is the
-relay that asks it before passing bytes on.
+serves: it admits or refuses (naming the rule), gives each stream one of its
+member's slots, meters bytes per member per day and for the whole exit per
+day and month (kept in share-usage.json so a restart does not reset a cap),
+and throttles with token buckets, for the whole exit and per member.
+`ExitRelay` is the relay that asks it before passing bytes on.
+
+Slots: a member may hold `user_streams` open streams. The default is sized
+for a browser with many tabs plus a phone in global mode, not for a handful
+of downloads: what a stream holds is bounded by its credit window, and an
+idle one costs the exit a socket and about 3.5 KiB (4,000 measured with
+benchmarks/many_streams.py: 14 MiB). A
+stream over the limit waits for a slot, in order, up to WAIT_FOR_SLOT
+seconds and MAX_WAITING streams per member; only then is it refused, as
+busy, with the rule named. A page that opens more connections than the
+limit at once then loads a little later instead of losing the rest.
 """
 
 from __future__ import annotations
@@ -16,8 +26,10 @@ import ipaddress
 import json
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from ladder.config import ConfigError, write_file
 
@@ -26,6 +38,9 @@ from .relay import Relay
 
 log = logging.getLogger(__name__)
 SAVE_EVERY = 5.0
+USER_STREAMS = 4096  # open streams per member by default
+WAIT_FOR_SLOT = 20.0  # seconds a stream over the limit waits: within the opener's 30 s, so it hears why
+MAX_WAITING = 512  # streams per member waiting for a slot; each holds at most its early data (16 KiB)
 _UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 
 
@@ -69,7 +84,7 @@ class SharePolicy:
     user_rate: int | None = None  # bytes/s per member
     daily_cap: int | None = None  # bytes per day for the whole exit
     monthly_cap: int | None = None
-    user_streams: int = 64
+    user_streams: int = USER_STREAMS
 
     @classmethod
     def from_table(cls, table: dict) -> SharePolicy:
@@ -91,9 +106,11 @@ class SharePolicy:
             except ValueError:
                 domains.append(str(item).lower().strip(".").encode("idna").decode())
         try:
-            user_streams = int(table.get("user_streams", 64))
+            user_streams = int(table.get("user_streams", USER_STREAMS))
         except (TypeError, ValueError):
             raise ConfigError("user_streams must be a number") from None
+        if user_streams < 1:
+            raise ConfigError("user_streams must be at least 1")
         return cls(
             members=None if members is None else frozenset(str(m).lower() for m in members),
             ports=parse_ports(table["ports"]) if "ports" in table else DEFAULT_PORTS,
@@ -142,10 +159,21 @@ class TokenBucket:
 
 
 @dataclass
+class _Waiting:
+    """A stream waiting for one of its member's slots."""
+
+    relay: ExitRelay
+    start: Callable[[], None]
+    refuse: Callable[[str], None]
+    timer: asyncio.TimerHandle | None = None
+
+
+@dataclass
 class _User:
     name: str
-    streams: int = 0
+    streams: int = 0  # streams holding a slot
     bucket: TokenBucket | None = None
+    waiting: deque[_Waiting] = field(default_factory=deque)
 
 
 @dataclass
@@ -174,13 +202,7 @@ class Sharing:
         policy = self.policy
         if policy.members is not None and user_name.lower() not in policy.members:
             return "the exit's policy serves listed members only"
-        capped = self.capped()
-        if capped:
-            return capped
-        user = self.users.get(user_id)
-        if user is not None and user.streams >= policy.user_streams:
-            return f"the exit's policy allows {policy.user_streams} streams per member"
-        return None
+        return self.capped()
 
     def capped(self) -> str | None:
         self._roll()
@@ -190,17 +212,58 @@ class Sharing:
             return "the exit reached its monthly cap"
         return None
 
-    def opened(self, user_id: str, user_name: str) -> None:
+    def take_slot(self, relay: ExitRelay, start: Callable[[], None], refuse: Callable[[str], None]) -> None:
+        """Call `start` once `relay` holds one of its member's slots: now, or when one frees.
+
+        `refuse(reason)` instead if none frees within WAIT_FOR_SLOT or too
+        many wait already. A relay that is gone before (its opener withdrew)
+        gives its place up through `release`.
+        """
+        user = self._user(relay.user_id, relay.user_name)
+        limit = self.policy.user_streams
+        if user.streams < limit and not user.waiting:
+            return self._start(user, _Waiting(relay, start, refuse))
+        if len(user.waiting) >= MAX_WAITING:
+            return refuse(f"the exit's policy allows {limit} streams per member, and {MAX_WAITING} wait already")
+        waiting = _Waiting(relay, start, refuse)
+        waiting.timer = asyncio.get_running_loop().call_later(WAIT_FOR_SLOT, self._expire, user, waiting)
+        user.waiting.append(waiting)
+
+    def release(self, relay: ExitRelay) -> None:
+        """`relay`'s stream is over: its slot goes to the next stream waiting, or its place in the queue."""
+        user = self.users.get(relay.user_id)
+        if user is None:
+            return
+        if relay.slot:
+            relay.slot = False
+            user.streams -= 1
+        else:
+            for waiting in user.waiting:
+                if waiting.relay is relay:
+                    waiting.timer.cancel()
+                    user.waiting.remove(waiting)
+                    break
+        while user.waiting and user.streams < self.policy.user_streams:
+            waiting = user.waiting.popleft()
+            waiting.timer.cancel()
+            self._start(user, waiting)
+
+    def _start(self, user: _User, waiting: _Waiting) -> None:
+        user.streams += 1
+        waiting.relay.slot = True
+        waiting.start()
+
+    def _expire(self, user: _User, waiting: _Waiting) -> None:
+        user.waiting.remove(waiting)
+        waiting.refuse(f"the exit's policy allows {self.policy.user_streams} streams per member, "
+                       f"and none freed within {WAIT_FOR_SLOT:g} s")
+
+    def _user(self, user_id: str, user_name: str) -> _User:
         user = self.users.get(user_id)
         if user is None:
             rate = self.policy.user_rate
             user = self.users[user_id] = _User(user_name, bucket=TokenBucket(rate) if rate else None)
-        user.streams += 1
-
-    def closed(self, user_id: str) -> None:
-        user = self.users.get(user_id)
-        if user is not None:
-            user.streams -= 1
+        return user
 
     # ----------------------------------------------------------- metering
 
@@ -245,7 +308,7 @@ class Sharing:
             "capped": self.capped(),
             "users": {
                 uid: {"name": names.get(uid, uid), "streams": self.users[uid].streams if uid in self.users else 0,
-                      "bytes_today": count}
+                      "waiting": len(self.users[uid].waiting) if uid in self.users else 0, "bytes_today": count}
                 for uid, count in self.usage["users"].items()
             },
             "limits": {"members": sorted(policy.members) if policy.members else "everyone",
@@ -256,16 +319,21 @@ class Sharing:
 
 
 class ExitRelay(Relay):
-    """The exit's relay: every byte is metered, and rate limits pause the flow."""
+    """The exit's relay: every byte is metered, and rate limits pause the flow.
+
+    It is the stream's endpoint from the OPEN on, so early data and a reset
+    reach it while it waits for a slot or connects.
+    """
 
     def __init__(self, sharing: Sharing, user_id: str, user_name: str):
         super().__init__()
         self.sharing = sharing
         self.user_id = user_id
+        self.user_name = user_name
+        self.slot = False  # holds one of its member's slots (Sharing sets it)
         self._throttled = False
         self._held = 0  # credit held back from the user while throttled
-        self._counted = True
-        sharing.opened(user_id, user_name)
+        self._over = False
 
     def held(self) -> bool:
         return self._throttled
@@ -299,6 +367,6 @@ class ExitRelay(Relay):
         self._held = 0
 
     def stream_gone(self) -> None:
-        if self._counted:
-            self._counted = False
-            self.sharing.closed(self.user_id)
+        if not self._over:
+            self._over = True
+            self.sharing.release(self)

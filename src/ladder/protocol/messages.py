@@ -42,12 +42,16 @@ def decode_route(payload: bytes) -> tuple[str, bytes]:
 
 
 def encode_target(host: str, port: int) -> bytes:
+    """The SOCKS5 address form of (host, port); ValueError (never another error) for what it cannot be."""
     if not 0 < port < 65536:
         raise ValueError(f"port {port} out of range")
     try:
         ip = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
-        name = host.encode("idna") if not host.isascii() else host.encode("ascii")
+        try:
+            name = host.encode("ascii") if host.isascii() else host.encode("idna")
+        except UnicodeError:  # not a name IDNA can write in ASCII (undecodable bytes, forbidden characters)
+            raise ValueError("host name is not a valid domain name") from None
         if not 0 < len(name) < 256:
             raise ValueError("host name must be 1-255 bytes") from None
         return bytes([ATYP_NAME, len(name)]) + name + _PORT.pack(port)

@@ -1,0 +1,201 @@
+"""The proxy front over real loopback sockets: SOCKS5, SOCKS4/4a and HTTP, answers and refusals.
+
+The opener stands in for Agent.open: it encodes the target as the agent
+does before choosing an exit, then refuses (as a block rule or a missing
+exit does, before anything opens) or connects directly to a local echo
+server with the agent's own `connect_direct`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import struct
+
+import pytest
+
+from ladder.agent.direct import connect_direct
+from ladder.agent import front
+from ladder.agent.front import MAX_HEAD, ProxyConnection
+from ladder.protocol.errors import ErrorCode
+from ladder.protocol.messages import encode_target
+
+WAIT = 5.0  # no answer in this long counts as a hang
+
+
+class Opener:
+    def __init__(self, refuse: ErrorCode | None = None, echo_port: int = 0):
+        self.refuse, self.echo_port = refuse, echo_port
+        self.asked: list[tuple[str, int]] = []
+        self.tasks: set[asyncio.Task] = set()
+
+    def __call__(self, host: str, port: int, relay: ProxyConnection) -> None:
+        self.asked.append((host, port))
+        encode_target(host, port)  # Agent.open does this before it picks an exit
+        if self.refuse is not None:
+            return relay.on_refused(self.refuse, "refused by the test")
+        task = asyncio.get_running_loop().create_task(self._direct(relay))
+        self.tasks.add(task)
+
+    async def _direct(self, relay: ProxyConnection) -> None:
+        stream = await connect_direct("127.0.0.1", self.echo_port, relay)
+        relay.attach(stream)
+        relay.on_accepted(b"", 0)
+
+
+async def _echo(reader, writer):
+    while data := await reader.read(65536):
+        writer.write(data)
+    writer.close()
+
+
+async def exchange(opener: Opener, request: bytes, expect: int) -> tuple[bytes, bool]:
+    """Send `request` to a front; return what it answered and whether it closed.
+
+    Reads until the front closes, or for a moment once `expect` bytes are in
+    (a connection that stays open); nothing within WAIT is a hang.
+    """
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: ProxyConnection(opener, pac=lambda: "// pac\n"), "127.0.0.1", 0)
+    reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname())
+    try:
+        writer.write(request)
+        answer = b""
+        while True:
+            try:
+                chunk = await asyncio.wait_for(reader.read(65536), WAIT if len(answer) < expect else 0.5)
+            except asyncio.TimeoutError:
+                return answer, False
+            if not chunk:
+                return answer, True
+            answer += chunk
+    finally:
+        writer.close()
+        server.close()
+
+
+def run(opener: Opener, request: bytes, expect: int) -> tuple[bytes, bool]:
+    return asyncio.run(exchange(opener, request, expect))
+
+
+def socks5(name: bytes, port: int = 443) -> bytes:
+    return b"\x05\x01\x00" + b"\x05\x01\x00\x03" + bytes([len(name)]) + name + struct.pack("!H", port)
+
+
+def socks4(address: bytes, port: int, user: bytes = b"", name: bytes | None = None, command: int = 1) -> bytes:
+    return (bytes([4, command]) + struct.pack("!H", port) + address + user + b"\0"
+            + (name + b"\0" if name is not None else b""))
+
+
+@pytest.mark.parametrize("name", [
+    b"\xff\xfe.example",                    # not UTF-8
+    "caf\u00e9 \u2028.example".encode(),    # UTF-8, but no IDNA name
+    b"",                                    # empty
+    b"a" * 70 + "\u00e9".encode(),           # a label too long for IDNA
+])
+def test_a_socks5_name_that_cannot_be_a_target_gets_a_reply_code(name):
+    opener = Opener(refuse=ErrorCode.FORBIDDEN)
+    answer, closed = run(opener, socks5(name), 2 + 10)
+    assert answer == b"\x05\x00" + b"\x05\x04\x00\x01" + bytes(6) and closed
+    assert opener.asked == []
+
+
+def test_an_international_socks5_name_goes_to_the_exit_as_a_name():
+    opener = Opener(refuse=ErrorCode.FORBIDDEN)
+    answer, closed = run(opener, socks5("bücher.example".encode()), 12)
+    assert opener.asked == [("bücher.example", 443)]
+    assert answer[2:4] == b"\x05\x02" and closed  # refused before opening: a real reply code
+
+
+@pytest.mark.parametrize("code, reply", [(ErrorCode.FORBIDDEN, 0x02), (ErrorCode.NO_ROUTE, 0x03)])
+def test_refusals_known_before_opening_get_a_socks5_reply_code(code, reply):
+    answer, closed = run(Opener(refuse=code), socks5(b"example.com"), 12)
+    assert answer == b"\x05\x00" + bytes([5, reply, 0, 1]) + bytes(6) and closed
+
+
+def test_socks4_and_socks4a_are_answered_and_carry_the_address_or_the_name():
+    opener = Opener(refuse=ErrorCode.NO_ROUTE)
+    answer, closed = run(opener, socks4(bytes([93, 184, 216, 34]), 80, b"someone"), 8)
+    assert answer == b"\x00\x5b" + bytes(6) and closed
+    answer, closed = run(opener, socks4(b"\0\0\0\x01", 443, b"", b"example.com"), 8)
+    assert answer == b"\x00\x5b" + bytes(6) and closed
+    assert opener.asked == [("93.184.216.34", 80), ("example.com", 443)]  # never resolved here
+
+
+def test_socks4_with_an_address_warns_once_that_the_client_resolved_the_name(caplog, monkeypatch):
+    monkeypatch.setattr(front, "_hints_given", set())  # as in a fresh process
+    opener = Opener(refuse=ErrorCode.NO_ROUTE)
+    run(opener, socks4(b"\0\0\0\x01", 80, name=b"example.com"), 8)  # SOCKS4a carries the name: no hint
+    assert not [r for r in caplog.records if "resolved names itself" in r.getMessage()]
+    for _ in range(3):
+        run(opener, socks4(bytes([93, 184, 216, 34]), 80), 8)
+    assert len([r for r in caplog.records if "resolved names itself" in r.getMessage()]) == 1
+
+
+def test_socks4_connect_relays_after_an_early_answer():
+    async def attempt():
+        echo = await asyncio.start_server(_echo, "127.0.0.1", 0)
+        port = echo.sockets[0].getsockname()[1]
+        try:
+            return await exchange(Opener(echo_port=port), socks4(b"\x7f\0\0\x01", port) + b"hello", 8 + 5)
+        finally:
+            echo.close()
+    answer, closed = asyncio.run(attempt())
+    assert answer == b"\x00\x5a" + bytes(6) + b"hello" and not closed
+
+
+@pytest.mark.parametrize("request_bytes", [
+    socks4(b"\x7f\0\0\x01", 80, command=2),                      # BIND
+    socks4(b"\x7f\0\0\x01", 80, user=b"u" * 300),               # a user id that never ends
+    socks4(b"\0\0\0\x01", 80, name=b"n" * 300),                 # a SOCKS4a name that never ends
+    socks4(b"\0\0\0\x01", 80, name=b"\xff.example"),            # an undecodable SOCKS4a name
+])
+def test_bad_socks4_requests_are_refused_at_once(request_bytes):
+    opener = Opener(refuse=ErrorCode.FORBIDDEN)
+    answer, closed = run(opener, request_bytes, 8)
+    assert answer == b"\x00\x5b" + bytes(6) and closed and opener.asked == []
+
+
+@pytest.mark.parametrize("first", [b"\x16\x03\x01\x02\x00\x01", b"\x00", b"\xff" * 7, b"{}", b"\r\n"])
+def test_first_bytes_the_front_does_not_speak_get_400_and_a_close(first):
+    answer, closed = run(Opener(), first, 12)
+    assert answer.startswith(b"HTTP/1.1 400") and closed
+
+
+def test_a_request_head_over_the_limit_is_refused_even_in_one_read():
+    head = b"GET http://example.com/ HTTP/1.1\r\nHost: example.com\r\nX-Big: " + b"a" * (70 * 1024) + b"\r\n\r\n"
+    opener = Opener(refuse=ErrorCode.FORBIDDEN)
+    answer, closed = run(opener, head, 12)
+    assert answer.startswith(b"HTTP/1.1 431") and closed and opener.asked == []
+    fits = b"GET http://example.com/ HTTP/1.1\r\nX: " + b"a" * (MAX_HEAD - 64) + b"\r\n\r\n"
+    run(opener, fits, 12)
+    assert opener.asked == [("example.com", 80)]  # a head under the limit is served
+
+
+def test_an_http_name_that_cannot_be_a_target_is_a_400():
+    opener = Opener(refuse=ErrorCode.FORBIDDEN)
+    answer, closed = run(opener, b"CONNECT \xff\xfe.example:443 HTTP/1.1\r\n\r\n", 12)
+    assert answer.startswith(b"HTTP/1.1 400") and closed and opener.asked == []
+
+
+def test_the_proxy_address_typed_into_a_browser_says_how_to_use_it():
+    answer, closed = run(Opener(), b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 12)
+    assert answer.startswith(b"HTTP/1.1 400") and closed
+    assert re.search(rb"SOCKS5 proxy .* or HTTP proxy, or use the PAC file http://127\.0\.0\.1:\d+/proxy\.pac",
+                     answer)
+
+
+@pytest.mark.parametrize("stalled, answer_starts", [
+    (b"", b"HTTP/1.1 408"),                                   # connected, said nothing
+    (b"GET http://example.com/ HTTP/1.1\r\nHost: ex", b"HTTP/1.1 408"),  # half a head
+    (b"\x05\x02\x00", b""),                                   # half a SOCKS5 greeting
+    (b"\x05\x01\x00\x05\x01\x00\x03\x0bexample", b"\x05\x00"),  # half a SOCKS5 request
+    (b"\x04\x01\x00\x50\x7f\x00\x00\x01user", b""),           # a SOCKS4 user id without its NUL
+])
+def test_a_client_that_stalls_before_its_first_request_is_closed(monkeypatch, stalled, answer_starts):
+    monkeypatch.setattr(front, "REQUEST_TIMEOUT", 0.3)
+    opener = Opener(refuse=ErrorCode.FORBIDDEN)
+    answer, closed = run(opener, stalled, 1 << 20)
+    assert closed and answer.startswith(answer_starts) and opener.asked == []
+    if answer_starts.startswith(b"HTTP"):
+        assert b"no complete request within 0.3 s" in answer
