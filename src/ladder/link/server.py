@@ -23,10 +23,11 @@ nginx's timers (measured with Debian's nginx 1.22): one client_header_timeout
 runs from accept through the TLS handshake to the end of the first request's
 head; a request's first byte starts a fixed header deadline that later bytes
 do not extend; keepalive_timeout runs only between requests. Strangers cost
-little and are bounded: bare sockets (MAX_WAITING), concurrent handshakes
-(MAX_HANDSHAKES; the rest wait their turn), visitors past the handshake
-(MAX_VISITORS; the longest idle is shed first). Members' links are not
-counted. The limits are module constants, so tests can shrink them.
+little and are bounded, the oldest going first when a bound is reached: bare
+sockets (MAX_WAITING), TLS handshakes in progress (MAX_HANDSHAKES; a
+member's takes one round trip, a staller's waits for its deadline, so the
+oldest is the likeliest staller), visitors past the handshake (MAX_VISITORS;
+the longest idle goes). Members' links are not counted. The limits are module constants, so tests can shrink them.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import math
 import socket
 import ssl
 from typing import Callable
@@ -51,7 +53,7 @@ HELLO_ANSWER_DELAY = 0.005  # well above the work a hello costs (a signature che
 SSL_SHUTDOWN_TIMEOUT = 0.001  # nginx sends close_notify and closes; it does not wait for the peer's
 PEEK_BYTES = 16 * 1024 + 5  # one whole TLS record and a byte past it
 MAX_WAITING = 60_000  # bare connections that have sent nothing yet
-MAX_HANDSHAKES = 64  # TLS handshakes at once
+MAX_HANDSHAKES = 256  # TLS handshakes at once
 MAX_VISITORS = 2_000  # strangers past the first byte (web visits, doorways awaiting a hello)
 ACCEPTS_PER_TURN = 256  # one wake-up of the listening socket takes at most this many
 SWEEP_EVERY = 0.25  # how often bare sockets past their deadline are closed
@@ -214,7 +216,12 @@ class Doorway(asyncio.Protocol):
             if self.visitors is not None:
                 self.visitors.add(self, self.transport)
         self._refused = True
-        asyncio.get_running_loop().call_at(arrived + HELLO_ANSWER_DELAY, self._hand_to_web)
+        # On the loop clock's whole-millisecond grid: event loops wait in whole
+        # milliseconds counted from when they start waiting, which is after the
+        # work, so `arrived + delay` would come late by the work's fraction of a
+        # millisecond; a grid point depends only on when the hello arrived.
+        when = math.ceil((arrived + HELLO_ANSWER_DELAY) * 1000) / 1000
+        asyncio.get_running_loop().call_at(when, self._hand_to_web)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
@@ -252,8 +259,7 @@ class FrontDoor:
         self.loop = asyncio.get_running_loop()
         # fd -> (socket, deadline), in order of arrival: the oldest are first to go.
         self.bare: collections.OrderedDict[int, tuple[socket.socket, float]] = collections.OrderedDict()
-        self.queued: collections.deque[int] = collections.deque()  # bare sockets awaiting a handshake slot
-        self.handshakes = 0
+        self.handshakes: collections.OrderedDict[asyncio.Task, None] = collections.OrderedDict()
         self.visitors = Visitors(lambda: MAX_VISITORS)
         self._tasks: set[asyncio.Task] = set()
         self._closed = asyncio.Event()
@@ -347,8 +353,11 @@ class FrontDoor:
                 if self.raw_backend is not None:
                     return self._start(self._raw(self._take(fd), b""))
                 return self._refuse(self._take(fd), first, refusal)
-            self.queued.append(fd)
-            return self._next_handshake()
+            conn, deadline = self.bare.pop(fd)
+            while len(self.handshakes) >= MAX_HANDSHAKES:
+                self.handshakes.popitem(last=False)[0].cancel()
+            self.handshakes[self._start(self._tls(conn, deadline))] = None
+            return
         conn = self._take(fd)
         if self.raw_backend is not None:
             return self._start(self._raw(conn, b""))
@@ -369,18 +378,11 @@ class FrontDoor:
 
     # -- past the first byte ---------------------------------------------------
 
-    def _start(self, coro) -> None:
+    def _start(self, coro) -> asyncio.Task:
         task = self.loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    def _next_handshake(self) -> None:
-        while self.queued and self.handshakes < MAX_HANDSHAKES:
-            fd = self.queued.popleft()
-            if fd in self.bare:  # not swept while it waited
-                conn, deadline = self.bare.pop(fd)
-                self.handshakes += 1
-                self._start(self._tls(conn, deadline))
+        return task
 
     async def _tls(self, conn: socket.socket, deadline: float) -> None:
         try:
@@ -388,12 +390,14 @@ class FrontDoor:
                 lambda: Doorway(self.fingerprint, self.admit, deadline, self.web_backend, self.visitors), conn,
                 ssl=self.context, ssl_handshake_timeout=max(deadline - self.loop.time(), 0.001),
                 ssl_shutdown_timeout=SSL_SHUTDOWN_TIMEOUT)
+        # The transport owns the socket now and has closed it: closing `conn`
+        # again could close a newer connection that got the same descriptor.
         except (OSError, ssl.SSLError, asyncio.TimeoutError) as exc:
             log.debug("TLS handshake failed: %s", exc)
-            conn.close()
+        except asyncio.CancelledError:  # shed for a newer one, or the door closes
+            pass
         finally:
-            self.handshakes -= 1
-            self._next_handshake()
+            self.handshakes.pop(asyncio.current_task(), None)
 
     async def _plain(self, conn: socket.socket, deadline: float) -> None:
         visitor = WebVisitor(WebFace(plain_on_https_port=True), deadline, self.visitors)
