@@ -43,15 +43,15 @@ class _Half(asyncio.Protocol):
 
         The other side may be gone already (the web server answered a probe
         and closed before the prober's EOF came): then there is nothing to
-        pass on, and this side closes too. A TLS transport cannot half-close
-        (asyncio ignores True there), so it closes whatever it returns.
+        pass on, and this side closes too. A TLS transport cannot stay half
+        open (asyncio closes it whatever this returns, and warns about True).
         """
         other = self.other
         if other is None or other.transport is None or other.transport.is_closing():
             return False
         if other.transport.can_write_eof():
             other.transport.write_eof()
-            return True
+            return self.transport.can_write_eof()
         other.transport.close()
         return False
 
