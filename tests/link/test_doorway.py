@@ -127,6 +127,35 @@ def test_plain_http_on_the_tls_port_gets_nginx_s_497_page_then_a_fin(context):
     assert end == "FIN"
 
 
+def test_after_a_request_it_cannot_parse_the_door_reads_on_as_nginx_does(context, monkeypatch):
+    """nginx's lingering close: FIN after the 400, but later bytes are read, not reset; a 497 closes at once."""
+    monkeypatch.setattr(server, "LINGERING_TIMEOUT", 0.5)
+
+    async def main():
+        door = await open_door(context)
+        port = door.sockets[0].getsockname()[1]
+        ends = {}
+        for name, request in (("junk", b"\x01abc"), ("497", b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(request)
+            got, end, _ = await until_closed(reader, 5)
+            assert got.startswith(b"HTTP/1.1 400 ") and end == "FIN"
+            await asyncio.sleep(0.1)
+            try:
+                for _ in range(3):
+                    writer.write(b"more bytes")
+                    await writer.drain()
+                    await asyncio.sleep(0.05)
+                ends[name] = "read on"
+            except ConnectionError:  # reset, or the broken pipe that follows one
+                ends[name] = "RST"
+            writer.close()
+        door.close()
+        return ends
+
+    assert asyncio.run(main()) == {"junk": "read on", "497": "RST"}
+
+
 def test_tls_garbage_gets_openssl_s_alert_then_a_fin(context):
     async def main():
         door = await open_door(context)

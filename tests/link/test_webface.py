@@ -477,3 +477,28 @@ def test_which_timer_runs_follows_the_request():
     assert web.reading_body and not web.awaiting_request
     web.receive_data(b"cd")
     assert web.awaiting_request and not web.reading_body
+
+
+@pytest.mark.parametrize("data, lingers, body_to_come", [
+    (b"\x01", True, False),  # a request nginx could not parse: it reads on
+    (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", True, False),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nBad Header\r\n\r\n", True, False),
+    (b"GET / HTTP/1.1\r\n\r\n", False, False),  # parsed, nothing left: it closes at once
+    (b"GET /" + b"a" * 9000, False, False),  # 414: not after a head too long to read
+    (b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", False, False),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET /", True, False),  # bytes it never answered
+    (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 9999999\r\n\r\n", True, True),  # 413, its body to come
+])
+def test_when_nginx_reads_on_after_its_answer(data, lingers, body_to_come):
+    web = face()
+    web.receive_data(data)
+    assert web.closing and (web.lingers, web.body_to_come) == (lingers, body_to_come)
+
+
+def test_a_497_with_its_whole_body_closes_at_once_but_one_still_coming_is_read_first():
+    whole = face(plain_on_https_port=True)
+    whole.receive_data(req("POST / HTTP/1.1", HOST, "Content-Length: 5", body=b"hello"))
+    assert whole.closing and not whole.lingers
+    coming = face(plain_on_https_port=True)
+    coming.receive_data(req("POST / HTTP/1.1", HOST, "Content-Length: 2000000"))
+    assert coming.closing and coming.lingers and coming.body_to_come

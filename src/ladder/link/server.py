@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 HEAD_TIMEOUT = 60.0  # nginx's client_header_timeout
 KEEPALIVE_TIMEOUT = 75.0  # nginx's keepalive_timeout
 BODY_TIMEOUT = 60.0  # nginx's client_body_timeout, between two reads of a body
+LINGERING_TIMEOUT = 5.0  # nginx's lingering_timeout: a lingering close waits this long for more bytes
+LINGERING_TIME = 30.0  # nginx's lingering_time: and reads for this long at most
 HELLO_ANSWER_DELAY = 0.003  # above the work a hello costs (a signature check, a lookup: ~0.4 ms); short, as nginx answers at once
 HELLO_SPIN = 0.002  # its last stretch, waited on a fine clock (event loops wake in whole milliseconds)
 SSL_SHUTDOWN_TIMEOUT = 0.001  # nginx sends close_notify and closes; it does not wait for the peer's
@@ -139,17 +141,33 @@ class WebVisitor(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._between_requests = False
+        self._lingering_until: float | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self._arm(self.deadline)
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering_until is not None:  # read and thrown away
+            now = asyncio.get_running_loop().time()
+            return self._arm(min(now + LINGERING_TIMEOUT, self._lingering_until))
         reply = self.face.receive_data(data)
         if reply:
             self.transport.write(reply)
         if self.face.closing:
-            self.transport.close()
+            # nginx's lingering close: read on, so that bytes still coming do
+            # not meet a reset; a body still to come first, then FIN and read
+            # on. TLS cannot half-close here, so after the body it closes.
+            now = asyncio.get_running_loop().time()
+            if self.face.lingers and self.face.body_to_come:
+                self._lingering_until = now + LINGERING_TIME
+                self._arm(now + LINGERING_TIMEOUT)
+            elif self.face.lingers and self.transport.can_write_eof():
+                self.transport.write_eof()
+                self._lingering_until = now + LINGERING_TIME
+                self._arm(now + LINGERING_TIMEOUT)
+            else:
+                self.transport.close()
             return
         if self.visitors is not None:
             self.visitors.touch(self)
@@ -162,6 +180,9 @@ class WebVisitor(asyncio.Protocol):
         elif self._between_requests:  # this request's first bytes: its head is due in HEAD_TIMEOUT
             self._between_requests = False
             self._arm(now + HEAD_TIMEOUT)
+
+    def eof_received(self) -> bool:
+        return False  # the visitor is done: close, as nginx does on a read of 0
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:

@@ -116,6 +116,9 @@ class WebFace:
         self._plain_on_https_port = plain_on_https_port
         self._bare = False  # an HTTP/0.9 request: answer the body alone
         self._empty_lines = False  # only empty lines since the last answer: a request started
+        self._lingers = False
+        self._body_to_come = False
+        self._declared = 0, False
         self._buffer = bytearray()
         self._closing = False
         # The request line at the front of the buffer, once judged:
@@ -129,6 +132,16 @@ class WebFace:
     def closing(self) -> bool:
         """True when the connection should be closed after sending the output."""
         return self._closing
+
+    @property
+    def lingers(self) -> bool:
+        """With closing: nginx would half-close and read on for a while, not close at once."""
+        return self._lingers
+
+    @property
+    def body_to_come(self) -> bool:
+        """With lingers: the body the head announced is still coming; nginx reads it before its FIN."""
+        return self._body_to_come
 
     @property
     def awaiting_request(self) -> bool:
@@ -174,6 +187,8 @@ class WebFace:
     def _next_request(self) -> bytes | None:
         buf = self._buffer
         method = b""
+        parsed = False  # the request line and header fields are read and valid
+        self._declared = 0, False  # the body the head announces
         try:
             if self._line is None:
                 # §2.2: ignore empty lines received before the request line.
@@ -207,7 +222,9 @@ class WebFace:
                     del buf[:line_end + 1]
                     if method != b"GET":
                         raise _Reject(400)
-                    return self._answer(method, _site_path(target), version, {})
+                    path = _site_path(target)
+                    parsed = True
+                    return self._answer(method, path, version, {})
                 path = _site_path(target)
                 self._line = (line_end, method, path, version)
                 self._scanned = max(line_end - 1, 0)
@@ -223,10 +240,29 @@ class WebFace:
             head = bytes(buf[line_end + 1:end.start()])
             del buf[:end.end()]
             self._line = None
-            return self._answer(method, path, version, _parse_fields(head))
+            fields = _parse_fields(head)
+            parsed = True
+            return self._answer(method, path, version, fields)
         except _Reject as reject:
             self._closing = True
+            # nginx reads on for a while (a lingering close) after a request it
+            # could not parse, or while bytes it never answered wait; not after
+            # a head too long to read (its 414 and 494). Measured with 1.22.
+            too_long = reject.status == 414 or reject.title == HEADER_TOO_LARGE
+            self._lingers = not too_long and (not parsed or self._unanswered_bytes())
             return self._error(reject.status, method == b"HEAD" and not self._bare, reject.title)
+
+    def _unanswered_bytes(self) -> bool:
+        """Closing after a parsed head: do bytes beyond the announced body wait, or is body to come?
+
+        nginx reads the announced body first (and throws it away): a body
+        sent whole leaves nothing behind; one still to come, or a request
+        after it, keeps nginx reading.
+        """
+        length, chunked = self._declared
+        self._body_to_come = chunked or length > len(self._buffer)
+        del self._buffer[:length]
+        return self._body_to_come or bool(self._buffer)
 
     def _answer(self, method: bytes, path: str, version: tuple[int, int],
                 fields: dict[str, list[str]]) -> bytes:
@@ -238,6 +274,7 @@ class WebFace:
         if hosts and not _HOST.fullmatch(hosts[0].encode("latin-1")):
             raise _Reject(400)
         body_length, chunked = _framing(fields, http11)
+        self._declared = body_length, chunked
         if self._plain_on_https_port:
             # nginx checks this once the head is read and valid, before the body's size.
             raise _Reject(400, PLAIN_ON_HTTPS_PORT)
@@ -261,6 +298,7 @@ class WebFace:
 
         if not keep_alive:
             self._closing = True
+            self._lingers = self._unanswered_bytes()
             return response
         # A body follows; read it and throw it away (RFC 9110 §9.3.1: a GET
         # body has no meaning).  RFC 9110 §10.1.1: promise to read it.
