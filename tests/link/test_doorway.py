@@ -391,3 +391,47 @@ def test_refused_hellos_of_every_kind_are_answered_after_the_same_time(material,
         for b in names[i + 1:]:
             p = _superiority(times[a], times[b])
             assert 0.2 < p < 0.8, f"a prober tells {a!r} from {b!r} by timing (P={p:.2f}; medians {medians})"
+
+
+def test_out_of_descriptors_the_door_pauses_and_frees_the_oldest_silent_socket(context, monkeypatch):
+    monkeypatch.setattr(server, "ACCEPT_PAUSE", 0.2)
+
+    class Exhausted:
+        """The listening socket in a process out of file descriptors: accept fails, twice."""
+
+        def __init__(self, real):
+            self.real, self.failures = real, 0
+
+        def accept(self):
+            if self.failures < 2:
+                self.failures += 1
+                raise OSError(24, "Too many open files")
+            return self.real.accept()
+
+        def __getattr__(self, name):
+            return getattr(self.real, name)
+
+    async def main():
+        door = await open_door(context)
+        port = door.sockets[0].getsockname()[1]
+        silent = socket.create_connection(("127.0.0.1", port))
+        for _ in range(50):
+            await asyncio.sleep(0.02)
+            if door.bare:
+                break
+        door.sockets[0] = exhausted = Exhausted(door.sockets[0])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        started = time.monotonic()
+        writer.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        got, _, _ = await until_closed(reader, 5)
+        waited = time.monotonic() - started
+        silent.settimeout(1)
+        dropped = silent.recv(1) == b""
+        silent.close()
+        door.sockets[0] = exhausted.real
+        door.close()
+        return exhausted.failures, waited, got, dropped
+
+    failures, waited, got, dropped = asyncio.run(main())
+    assert failures == 2 and got.startswith(b"HTTP/1.1 400 ") and dropped
+    assert waited > 0.3  # two pauses, not a busy loop of failed accepts

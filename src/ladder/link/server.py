@@ -59,6 +59,7 @@ MAX_WAITING = 60_000  # bare connections that have sent nothing yet
 MAX_HANDSHAKES = 256  # TLS handshakes at once
 MAX_VISITORS = 2_000  # strangers past the first byte (web visits, doorways awaiting a hello)
 ACCEPTS_PER_TURN = 256  # one wake-up of the listening socket takes at most this many
+ACCEPT_PAUSE = 0.5  # out of file descriptors: accept again after this (nginx waits 500 ms too)
 SWEEP_EVERY = 0.25  # how often bare sockets past their deadline are closed
 
 # (hello, binding, transport, rest) -> True if the hub took the connection.
@@ -337,8 +338,14 @@ class FrontDoor:
                 conn, _ = self.sockets[0].accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # out of file descriptors, say: the next wake-up tries again
-                log.warning("cannot accept a connection: %s", exc)
+            except OSError as exc:
+                # Out of file descriptors, say: the socket stays readable, so
+                # pause instead of spinning, and let the oldest silent one go.
+                log.warning("cannot accept connections for %.1f s: %s", ACCEPT_PAUSE, exc)
+                self.loop.remove_reader(self.sockets[0].fileno())
+                self.loop.call_later(ACCEPT_PAUSE, self._resume_accepting)
+                if self.bare:
+                    self._drop(next(iter(self.bare)))
                 return
             conn.setblocking(False)
             fd = conn.fileno()
@@ -346,6 +353,10 @@ class FrontDoor:
             self.loop.add_reader(fd, self._first_bytes, fd)
             while len(self.bare) > MAX_WAITING:
                 self._drop(next(iter(self.bare)))
+
+    def _resume_accepting(self) -> None:
+        if not self._closed.is_set():
+            self.loop.add_reader(self.sockets[0].fileno(), self._accept)
 
     def _sweep(self) -> None:
         now = self.loop.time()
