@@ -385,11 +385,11 @@ class FrontDoor:
         self.loop.remove_reader(fd)
         if is_tls_start(first[0]):
             if self.raw_backend is not None and not lone_client_hello(first):
-                return self._start(self._raw(self._take(fd), b""))
+                return self._start(self._raw(self._take(fd)))
             refusal = tls_refusal(self.context, first)
             if refusal is not None:
                 if self.raw_backend is not None:
-                    return self._start(self._raw(self._take(fd), b""))
+                    return self._start(self._raw(self._take(fd)))
                 return self._refuse(self._take(fd), first, refusal)
             conn, deadline = self.bare.pop(fd)
             while len(self.handshakes) >= MAX_HANDSHAKES:
@@ -398,7 +398,7 @@ class FrontDoor:
             return
         conn = self._take(fd)
         if self.raw_backend is not None:
-            return self._start(self._raw(conn, b""))
+            return self._start(self._raw(conn))
         self._start(self._plain(conn, deadline))
 
     def _take(self, fd: int) -> socket.socket:
@@ -446,11 +446,12 @@ class FrontDoor:
             return
         self.visitors.add(visitor, transport)
 
-    async def _raw(self, conn: socket.socket, first: bytes) -> None:
+    async def _raw(self, conn: socket.socket) -> None:
+        """Splice, untouched, to the real server's TLS port: its answers are a real server's."""
         client = pipe_end()
         try:
             transport, _ = await self.loop.connect_accepted_socket(lambda: client, conn)
-            await splice_to_backend(transport, self.raw_backend, first, client)
+            await splice_to_backend(transport, self.raw_backend, b"", client)
         except OSError as exc:
             log.debug("connection dropped before it was spliced: %s", exc)
             conn.close()
