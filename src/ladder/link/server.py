@@ -53,7 +53,7 @@ LINGERING_TIMEOUT = 5.0  # nginx's lingering_timeout: a lingering close waits th
 LINGERING_TIME = 30.0  # nginx's lingering_time: and reads for this long at most
 HELLO_ANSWER_DELAY = 0.003  # above the work a hello costs (a signature check, a lookup: ~0.4 ms); short, as nginx answers at once
 HELLO_SPIN = 0.002  # its last stretch, waited on a fine clock (event loops wake in whole milliseconds)
-SSL_SHUTDOWN_TIMEOUT = 0.001  # nginx sends close_notify and closes; it does not wait for the peer's
+SHUTDOWN_WAIT = 0.001  # nginx sends close_notify and closes; it does not wait for the peer's
 PEEK_BYTES = 16 * 1024 + 5  # one whole TLS record and a byte past it
 MAX_WAITING = 60_000  # bare connections that have sent nothing yet
 MAX_HANDSHAKES = 256  # TLS handshakes at once
@@ -64,6 +64,16 @@ SWEEP_EVERY = 0.25  # how often bare sockets past their deadline are closed
 
 # (hello, binding, transport, rest) -> True if the hub took the connection.
 Admit = Callable[[Hello, bytes, asyncio.Transport, bytes], bool]
+
+
+def hang_up(transport: asyncio.BaseTransport) -> None:
+    """Close a stranger's connection as nginx does: close_notify (under TLS) and FIN, at once.
+
+    asyncio's TLS transport would wait up to 30 s for the peer's
+    close_notify first; members' links keep that courtesy.
+    """
+    transport.close()
+    asyncio.get_running_loop().call_later(SHUTDOWN_WAIT, transport.abort)
 
 
 def is_tls_start(first_byte: int) -> bool:
@@ -118,7 +128,7 @@ class Visitors:
         self._order[visitor] = transport
         while len(self._order) > self._limit():
             _, oldest = self._order.popitem(last=False)
-            oldest.close()
+            hang_up(oldest)
 
     def touch(self, visitor: object) -> None:
         if visitor in self._order:
@@ -168,7 +178,7 @@ class WebVisitor(asyncio.Protocol):
                 self._lingering_until = now + LINGERING_TIME
                 self._arm(now + LINGERING_TIMEOUT)
             else:
-                self.transport.close()
+                hang_up(self.transport)
             return
         if self.visitors is not None:
             self.visitors.touch(self)
@@ -194,7 +204,7 @@ class WebVisitor(asyncio.Protocol):
     def _arm(self, when: float) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = asyncio.get_running_loop().call_at(when, self.transport.close)
+        self._timer = asyncio.get_running_loop().call_at(when, hang_up, self.transport)
 
 
 class Doorway(asyncio.Protocol):
@@ -214,7 +224,7 @@ class Doorway(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self._timer = asyncio.get_running_loop().call_at(self.deadline, transport.close)
+        self._timer = asyncio.get_running_loop().call_at(self.deadline, hang_up, transport)
         if self.visitors is not None:
             self.visitors.add(self, transport)
 
@@ -426,8 +436,7 @@ class FrontDoor:
         try:
             await self.loop.connect_accepted_socket(
                 lambda: Doorway(self.fingerprint, self.admit, deadline, self.web_backend, self.visitors), conn,
-                ssl=self.context, ssl_handshake_timeout=max(deadline - self.loop.time(), 0.001),
-                ssl_shutdown_timeout=SSL_SHUTDOWN_TIMEOUT)
+                ssl=self.context, ssl_handshake_timeout=max(deadline - self.loop.time(), 0.001))
         # The transport owns the socket now and has closed it: closing `conn`
         # again could close a newer connection that got the same descriptor.
         except (OSError, ssl.SSLError, asyncio.TimeoutError) as exc:
