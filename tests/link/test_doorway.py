@@ -181,7 +181,7 @@ def test_silence_is_closed_at_the_head_deadline_with_a_fin(context, monkeypatch)
         return result
 
     got, end, seconds = asyncio.run(main())
-    assert (got, end) == (b"", "FIN") and 0.5 < seconds < 2
+    assert (got, end) == (b"", "FIN") and 0.5 < seconds < 4
 
 
 def test_a_dribbled_head_is_closed_at_its_deadline_however_often_bytes_come(context, monkeypatch):
@@ -205,12 +205,12 @@ def test_a_dribbled_head_is_closed_at_its_deadline_however_often_bytes_come(cont
         return result
 
     got, end, seconds = asyncio.run(main())
-    assert got == b"" and end == "FIN" and seconds < 2
+    assert got == b"" and end == "FIN" and seconds < 4
 
 
 def test_keepalive_runs_between_requests_and_a_dribble_does_not_restart_it(context, monkeypatch):
-    monkeypatch.setattr(server, "HEAD_TIMEOUT", 0.6)
-    monkeypatch.setattr(server, "KEEPALIVE_TIMEOUT", 1.2)
+    monkeypatch.setattr(server, "HEAD_TIMEOUT", 0.5)
+    monkeypatch.setattr(server, "KEEPALIVE_TIMEOUT", 2.5)
 
     async def main():
         door = await open_door(context)
@@ -239,8 +239,10 @@ def test_keepalive_runs_between_requests_and_a_dribble_does_not_restart_it(conte
         return results
 
     (idle_end, idle), (dribble_end, dribbled) = asyncio.run(main())
-    assert idle_end == "FIN" and 1.0 < idle < 2.5  # the keepalive timer
-    assert dribble_end == "FIN" and 0.7 < dribbled < 1.2  # 0.3 s idle, then the head deadline from its first byte
+    assert idle_end == "FIN" and 2.3 < idle < 4.5  # the keepalive timer
+    # 0.3 s idle, then the head deadline from the request's first byte (0.8 s), not the keepalive
+    # timer (2.5 s), nor one the dribble restarts (never)
+    assert dribble_end == "FIN" and 0.6 < dribbled < 2.0
 
 
 def test_the_longest_idle_visitor_is_shed_first(context, monkeypatch):
