@@ -32,6 +32,7 @@ BLOCKED_NAME = "blocked.example"
 MAINLAND_NAME = "mainland.example.cn"  # under .cn, so the inside-cn rules send it directly
 PROXY = "127.0.0.1:1080"
 WEB_BACKEND, RAW_BACKEND = "127.0.0.1:8080", "127.0.0.1:8443"
+FACE_PORT = 4443  # a second hub beside the first, with the built-in web face (no backends)
 DELAY_DEVICE = "delay"
 LAN_SERVICE_PORT = 8000  # an ordinary service on the home LANs, which must stay unreachable from outside
 
@@ -100,6 +101,7 @@ class Lab:
         self.procs: list[Proc] = []
         self.hub_dir = root / "hub"
         self.hub_proc: Proc | None = None
+        self.face_hub_proc: Proc | None = None  # the hub with the built-in face, for check 6
         self.members: dict[str, Member] = {}
         self.nat_rules: dict[str, str] = {}
         self._handshake: list[bytes] | None = None
@@ -169,6 +171,15 @@ class Lab:
         wait_for(lambda: netlab.listening("hub", ADDR["hub"], 443) or not self.hub_proc.alive(), 20,
                  "the hub to listen")
         assert self.hub_proc.alive(), f"the hub died:\n{self.hub_proc.output()}"
+        # The same hub as every default install runs it: the built-in web face answers strangers.
+        face_dir, face_address = self.root / "hub-face", f"{ADDR['hub']}:{FACE_PORT}"
+        self.ladder("hub", "init", "--dir", str(face_dir), "--name", "facehub", "--listen", face_address,
+                    "--public-address", face_address)
+        self.face_hub_proc = self.spawn("hub-face", "hub", sys.executable, "-m", "ladder", "hub", "run", "--dir",
+                                        str(face_dir))
+        wait_for(lambda: netlab.listening("hub", ADDR["hub"], FACE_PORT) or not self.face_hub_proc.alive(), 20,
+                 "the hub with the built-in face to listen")
+        assert self.face_hub_proc.alive(), f"the hub with the built-in face died:\n{self.face_hub_proc.output()}"
 
     def start_members(self) -> None:
         specs = [
@@ -240,7 +251,7 @@ class Lab:
 
     def ladder_logs(self) -> str:
         """The last lines of the hub's and the members' logs, for failure messages."""
-        procs = [self.hub_proc] + [m.proc for m in self.members.values()]
+        procs = [self.hub_proc, self.face_hub_proc] + [m.proc for m in self.members.values()]
         return "\n".join(f"--- {p.name} ---\n{p.output(1200)}" for p in procs)
 
     def probes(self, mode: str, host: str, spec: dict, timeout: float = 60) -> dict:

@@ -7,8 +7,9 @@ A reaction is classified as the GFW's prober would see it (Frolov, Wampler
 and Wustrow, "Detecting Probe-resistant Proxies", NDSS 2020): ``data`` if
 the server sent anything within the wait, otherwise ``FIN`` (closed),
 ``RST`` (reset) or ``timeout`` (still open, silent); ``refused`` and
-``unreachable`` if no connection was made. Every probe is bounded by its
-wait; all probes run concurrently.
+``unreachable`` if no connection was made. ``data`` holds what was
+answered (hex, the first KEEP bytes), for comparing answers byte for byte.
+Every probe is bounded by its wait; all probes run concurrently.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 CONNECT_TIMEOUT = 5.0
+KEEP = 16 * 1024
 
 
 def react(host: str, port: int, send: bytes = b"", wait: float = 5.0, tls_sni: str | None = None) -> dict:
@@ -29,10 +31,10 @@ def react(host: str, port: int, send: bytes = b"", wait: float = 5.0, tls_sni: s
     try:
         sock = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT)
     except ConnectionRefusedError:
-        return {"class": "refused", "received": 0, "end": "refused"}
+        return {"class": "refused", "received": 0, "end": "refused", "data": ""}
     except OSError as exc:
-        return {"class": "unreachable", "received": 0, "end": str(exc)}
-    received, end = 0, None
+        return {"class": "unreachable", "received": 0, "end": str(exc), "data": ""}
+    received, end, kept = 0, None, b""
     try:
         if tls_sni is not None:
             context = ssl.create_default_context()
@@ -42,7 +44,7 @@ def react(host: str, port: int, send: bytes = b"", wait: float = 5.0, tls_sni: s
             try:
                 sock = context.wrap_socket(sock, server_hostname=tls_sni)
             except (ssl.SSLError, OSError) as exc:
-                return {"class": _error_class(exc), "received": 0, "end": f"TLS handshake: {exc}"}
+                return {"class": _error_class(exc), "received": 0, "end": f"TLS handshake: {exc}", "data": ""}
         if send:
             sock.sendall(send)
         while end is None:
@@ -62,6 +64,7 @@ def react(host: str, port: int, send: bytes = b"", wait: float = 5.0, tls_sni: s
             else:
                 if chunk:
                     received += len(chunk)
+                    kept = (kept + chunk)[:KEEP]
                 else:
                     end = "FIN"
     except ConnectionResetError:
@@ -70,7 +73,7 @@ def react(host: str, port: int, send: bytes = b"", wait: float = 5.0, tls_sni: s
         end = _error_class(exc)
     finally:
         sock.close()
-    return {"class": "data" if received else end, "received": received, "end": end}
+    return {"class": "data" if received else end, "received": received, "end": end, "data": kept.hex()}
 
 
 def _error_class(exc: BaseException) -> str:
@@ -98,7 +101,7 @@ def connect(host: str, port: int, timeout: float = 2.0) -> str:
 
 def main(argv: list[str]) -> int:
     mode, spec = argv[1], json.loads(open(argv[2]).read())
-    with ThreadPoolExecutor(max_workers=64) as pool:
+    with ThreadPoolExecutor(max_workers=128) as pool:
         if mode == "react":
             futures = {name: pool.submit(react, p["host"], p["port"], bytes.fromhex(p.get("send", "")),
                                          p.get("wait", 5.0), p.get("tls_sni"))

@@ -160,7 +160,9 @@ def nginx_config(folder: Path, servers: str) -> Path:
     temp = folder / "temp"
     temp.mkdir(exist_ok=True)
     conf = folder / "nginx.conf"
-    # The http block is Debian's /etc/nginx/nginx.conf as shipped, less its includes and logs.
+    # The http block is Debian's /etc/nginx/nginx.conf as shipped, less its includes and logs,
+    # and with server_tokens off (the version in the Server header and error pages), as the
+    # hub's built-in face answers: so their answers can be compared byte for byte.
     conf.write_text(f"""\
 daemon off;
 user root;
@@ -172,6 +174,7 @@ http {{
     sendfile on;
     tcp_nopush on;
     types_hash_max_size 2048;
+    server_tokens off;
     include /etc/nginx/mime.types;
     default_type application/octet-stream;
     ssl_protocols TLSv1 TLSv1.1 TLSv1.2 TLSv1.3;

@@ -128,12 +128,10 @@ CASES = [
     ("http2-preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", set(), [(400, {}, None)], True),
     ("http2-version", req("GET / HTTP/2.0", HOST), set(),
      [(505, {"Connection": "close"}, error_page(505, "nginx"))], True),
-    ("http09", b"GET /\r\n", set(), [(400, {}, None)], True),
     ("http-0-9-version", req("GET / HTTP/0.9"), set(), [(400, {}, None)], True),
     ("tab-in-target", b"GET /a\tb HTTP/1.1\r\n", set(), [(400, {}, None)], True),
     ("leading-space", b" GET / HTTP/1.1\r\n\r\n", set(), [(400, {}, None)], True),
     ("cr-in-line", b"GET / HTTP/1.1\rHost: x\r\n\r\n", set(), [(400, {}, None)], True),
-    ("no-version", b"GET / \r\n\r\n", set(), [(400, {}, None)], True),
     # a complete request line is judged before the header section arrives
     ("early-bad-target", b"GET /%zz HTTP/1.1\r\n", set(), [(400, {}, None)], True),
     ("early-bad-version", b"GET / HTTP/3.0\r\nHost:", set(), [(505, {}, None)], True),
@@ -379,7 +377,8 @@ def _check_output(chunks: list[bytes]) -> None:
     web = face()
     for chunk in chunks:
         out = web.receive_data(chunk)
-        assert out == b"" or out.startswith(b"HTTP/1.1 ")
+        # HTTP/0.9 gets the page alone
+        assert out == b"" or out.startswith((b"HTTP/1.1 ", b"<html>", b"<!DOCTYPE"))
         assert isinstance(web.closing, bool)
 
 
@@ -404,3 +403,102 @@ def test_splitting_never_changes_the_answer(data, draw):
     split = face()
     assert whole.receive_data(data) == b"".join(split.receive_data(p) for p in pieces)
     assert whole.closing == split.closing
+
+
+# -- as nginx answers on its HTTPS port, measured with Debian's nginx 1.22 -----------
+
+TO_HTTPS_PAGE = (b"<html>\r\n<head><title>400 The plain HTTP request was sent to HTTPS port</title></head>\r\n"
+                 b"<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n"
+                 b"<center>The plain HTTP request was sent to HTTPS port</center>\r\n"
+                 b"<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
+BAD_REQUEST_PAGE = error_page(400, "nginx")
+
+
+@pytest.mark.parametrize("data", [get("/"), get("/nothere"), req("GET / HTTP/1.0"),
+                                  req("POST / HTTP/1.1", HOST, "Content-Length: 5", body=b"hello"),
+                                  req("POST / HTTP/1.1", HOST, "Content-Length: 99999999")])
+def test_a_plain_request_on_the_https_port_gets_nginx_s_497_page(data):
+    web = face(plain_on_https_port=True)
+    [(status, reason, fields, body)] = parse_responses(web.receive_data(data))
+    assert (status, reason, body) == (400, "Bad Request", TO_HTTPS_PAGE)
+    assert fields == [("Server", "nginx"), ("Date", DATE), ("Content-Type", "text/html"),
+                      ("Content-Length", str(len(TO_HTTPS_PAGE))), ("Connection", "close")]
+    assert web.closing
+
+
+def test_a_plain_head_request_on_the_https_port_gets_the_497_head_alone():
+    web = face(plain_on_https_port=True)
+    out = web.receive_data(req("HEAD / HTTP/1.1", HOST))
+    assert out.endswith(f"Content-Length: {len(TO_HTTPS_PAGE)}\r\nConnection: close\r\n\r\n".encode()) and web.closing
+
+
+@pytest.mark.parametrize("data", [b"GET / HTTP/1.1\r\n\r\n", b"\x01", b"get / HTTP/1.1\r\n", b"PRI * HTTP/2.0\r\n"])
+def test_a_bad_plain_request_on_the_https_port_gets_the_ordinary_400(data):
+    web = face(plain_on_https_port=True)
+    [(status, _, _, body)] = parse_responses(web.receive_data(data))
+    assert (status, body) == (400, BAD_REQUEST_PAGE) and web.closing
+
+
+@pytest.mark.parametrize("data, answer", [
+    (b"GET /\r\n", INDEX), (b"GET / \r\n", INDEX), (b"GET /?a=b\r\n", INDEX),
+    (b"GET /nothere\r\n", NGINX_404), (b"GET /%zz\r\n", BAD_REQUEST_PAGE), (b"GET /../\r\n", BAD_REQUEST_PAGE),
+    (b"HEAD /\r\n", BAD_REQUEST_PAGE), (b"POST /\r\n", BAD_REQUEST_PAGE),
+])
+def test_http_0_9_gets_the_body_alone(data, answer):
+    for feed in (feed_whole, feed_bytewise):
+        assert feed(data) == (answer, True)
+
+
+def test_http_0_9_on_the_https_port_gets_the_497_page_alone():
+    assert feed_whole(b"GET /\r\n", plain_on_https_port=True) == (TO_HTTPS_PAGE, True)
+
+
+@pytest.mark.parametrize("data", [b"GET GET \r\n", b"GET /a\x01b\r\n", b"GET * HTTP/2.0\r\n"])
+def test_a_target_nginx_cannot_read_gets_400_with_headers_even_without_a_version(data):
+    out, closing = feed_whole(data)
+    assert out.startswith(b"HTTP/1.1 400 Bad Request\r\n") and closing
+
+
+def test_a_bad_version_is_judged_before_the_target_s_escapes():
+    out, _ = feed_whole(b"GET /%zz HTTP/2.0\r\n")
+    assert out.startswith(b"HTTP/1.1 505 ")
+
+
+def test_which_timer_runs_follows_the_request():
+    web = face()
+    assert web.awaiting_request and not web.reading_body
+    web.receive_data(b"\r\n")  # nginx starts a request on any byte, an empty line too
+    assert not web.awaiting_request
+    web.receive_data(b"GET / HTTP/1.1\r\nHost: a\r\n")
+    assert not web.awaiting_request and not web.reading_body
+    web.receive_data(b"\r\n")
+    assert web.awaiting_request
+    web.receive_data(req("POST /index.html HTTP/1.1", HOST, "Content-Length: 4", body=b"ab"))
+    assert web.reading_body and not web.awaiting_request
+    web.receive_data(b"cd")
+    assert web.awaiting_request and not web.reading_body
+
+
+@pytest.mark.parametrize("data, lingers, body_to_come", [
+    (b"\x01", True, False),  # a request nginx could not parse: it reads on
+    (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", True, False),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nBad Header\r\n\r\n", True, False),
+    (b"GET / HTTP/1.1\r\n\r\n", False, False),  # parsed, nothing left: it closes at once
+    (b"GET /" + b"a" * 9000, False, False),  # 414: not after a head too long to read
+    (b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", False, False),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET /", True, False),  # bytes it never answered
+    (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 9999999\r\n\r\n", True, True),  # 413, its body to come
+])
+def test_when_nginx_reads_on_after_its_answer(data, lingers, body_to_come):
+    web = face()
+    web.receive_data(data)
+    assert web.closing and (web.lingers, web.body_to_come) == (lingers, body_to_come)
+
+
+def test_a_497_with_its_whole_body_closes_at_once_but_one_still_coming_is_read_first():
+    whole = face(plain_on_https_port=True)
+    whole.receive_data(req("POST / HTTP/1.1", HOST, "Content-Length: 5", body=b"hello"))
+    assert whole.closing and not whole.lingers
+    coming = face(plain_on_https_port=True)
+    coming.receive_data(req("POST / HTTP/1.1", HOST, "Content-Length: 2000000"))
+    assert coming.closing and coming.lingers and coming.body_to_come

@@ -20,7 +20,7 @@ import logging
 
 from ladder.config import HubConfig
 from ladder.link.connection import Link
-from ladder.link.server import Doorway, listen
+from ladder.link.server import FrontDoor, listen
 from ladder.link.tls import fingerprint_of_cert_file, server_context
 from ladder.protocol.errors import ErrorCode, RemoteProtocolError
 from ladder.protocol.hello import JOIN, Hello, member_id
@@ -129,7 +129,7 @@ class Hub:
         self.store = store
         self.fingerprint = fingerprint_of_cert_file(config.cert)
         self.sessions: dict[str, Session] = {}
-        self.server: asyncio.AbstractServer | None = None
+        self.server: FrontDoor | None = None
         self._push: asyncio.TimerHandle | None = None
         self._data_version = -1
         self._closed = False
@@ -138,12 +138,9 @@ class Hub:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.store.clear_online()
-        self.server = await listen(
-            self.config.listen,
-            server_context(self.config.cert, self.config.key),
-            lambda: Doorway(self.fingerprint, self.admit, self.config.web_backend),
-            self.config.raw_backend,
-        )
+        self.server = await listen(self.config.listen, server_context(self.config.cert, self.config.key),
+                                   self.fingerprint, self.admit, web_backend=self.config.web_backend,
+                                   raw_backend=self.config.raw_backend)
         self._data_version = self.store.data_version()
         loop.call_later(REVOCATION_POLL, self._poll_store)
 

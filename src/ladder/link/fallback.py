@@ -39,12 +39,20 @@ class _Half(asyncio.Protocol):
             self.transport.pause_reading()
 
     def eof_received(self) -> bool:
+        """Pass the half-close on; keep this side open only while the other can still answer.
+
+        The other side may be gone already (the web server answered a probe
+        and closed before the prober's EOF came): then there is nothing to
+        pass on, and this side closes too. A TLS transport cannot stay half
+        open (asyncio closes it whatever this returns, and warns about True).
+        """
         other = self.other
-        if other is not None and other.transport is not None:
-            if other.transport.can_write_eof():
-                other.transport.write_eof()
-                return True
-            other.transport.close()
+        if other is None or other.transport is None or other.transport.is_closing():
+            return False
+        if other.transport.can_write_eof():
+            other.transport.write_eof()
+            return self.transport.can_write_eof()
+        other.transport.close()
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:

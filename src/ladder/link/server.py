@@ -1,20 +1,43 @@
-"""The hub's front door: every TLS connection is a member's link or a web visit.
+"""The hub's front door: every connection is a member's link or a web visit, decided as nginx would.
 
-`Doorway` reads the first bytes without answering (a web server never
-speaks first). A first byte that starts a hello (0xA1/0xA2, never the start
-of an HTTP request) waits for the whole fixed-size hello; a valid signature
-over this connection's channel binding goes to the hub, which may take the
-connection as a link. Everything else — and any hello that fails — goes,
-bytes and all, to the web face, so a stranger, a prober or a replayed hello
-sees the same small web site as everyone else.
+`FrontDoor` accepts TCP itself and keeps each new connection as a bare
+socket — no TLS objects, no protocol, no timer of its own — until its first
+bytes arrive, then peeks at them as nginx does on an HTTPS port: a first
+byte of 0x16 (a TLS handshake record) or with the high bit set (SSLv2) is
+TLS; anything else is plain HTTP, which the web face answers as nginx
+answers plain HTTP on its HTTPS port. A first flight OpenSSL refuses gets
+what OpenSSL says (its alert) and a close, as nginx would send it: the
+asyncio TLS transport would drop that alert. With `--raw-backend`, what is
+not a fresh ClientHello ours to answer goes, raw, to the real server.
+
+Inside TLS, `Doorway` reads the first bytes without answering (a web server
+never speaks first). A first byte that starts a hello (0xA1/0xA2, never the
+start of an HTTP request) waits for the whole fixed-size hello; a valid
+signature over this connection's channel binding goes to the hub, which may
+take the connection as a link. Everything else — and any hello that fails —
+goes, bytes and all, to the web face (or `--web-backend`). A refused hello
+is handed over HELLO_ANSWER_DELAY after it arrived, whatever was wrong with
+it, so its answer's timing does not tell a bad signature from an unknown key.
+
+nginx's timers (measured with Debian's nginx 1.22): one client_header_timeout
+runs from accept through the TLS handshake to the end of the first request's
+head; a request's first byte starts a fixed header deadline that later bytes
+do not extend; keepalive_timeout runs only between requests. Strangers cost
+little and are bounded, the oldest going first when a bound is reached: bare
+sockets (MAX_WAITING), TLS handshakes in progress (MAX_HANDSHAKES; a
+member's takes one round trip, a staller's waits for its deadline, so the
+oldest is the likeliest staller), visitors past the handshake (MAX_VISITORS;
+the longest idle goes). Members' links are not counted. The limits are module constants, so tests can shrink them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import socket
 import ssl
+import time
 from typing import Callable
 
 from ladder.protocol.hello import Hello, hello_size, parse_hello, verify_hello
@@ -23,117 +46,265 @@ from .fallback import hand_to_backend, pipe_end, splice_to_backend
 from .webface import WebFace
 
 log = logging.getLogger(__name__)
-FIRST_BYTES_TIMEOUT = 60.0  # nginx's client_header_timeout
-# Silence is closed when nginx would close it (client_header_timeout), by us:
-# handing it to the real server late would add our wait to its own.
-PEEK_TIMEOUT = FIRST_BYTES_TIMEOUT
-TLS_HANDSHAKE_TIMEOUT = FIRST_BYTES_TIMEOUT
-PEEK_BYTES = 16 * 1024 + 5  # one whole TLS record and a byte past it
+HEAD_TIMEOUT = 60.0  # nginx's client_header_timeout
 KEEPALIVE_TIMEOUT = 75.0  # nginx's keepalive_timeout
+BODY_TIMEOUT = 60.0  # nginx's client_body_timeout, between two reads of a body
+LINGERING_TIMEOUT = 5.0  # nginx's lingering_timeout: a lingering close waits this long for more bytes
+LINGERING_TIME = 30.0  # nginx's lingering_time: and reads for this long at most
+HELLO_ANSWER_DELAY = 0.003  # above the work a hello costs (a signature check, a lookup: ~0.4 ms); short, as nginx answers at once
+HELLO_SPIN = 0.002  # its last stretch, waited on a fine clock (event loops wake in whole milliseconds)
+SHUTDOWN_WAIT = 0.001  # nginx sends close_notify and closes; it does not wait for the peer's
+PEEK_BYTES = 16 * 1024 + 5  # one whole TLS record and a byte past it
+MAX_WAITING = 60_000  # bare connections that have sent nothing yet
+MAX_HANDSHAKES = 256  # TLS handshakes at once
+MAX_VISITORS = 2_000  # strangers past the first byte (web visits, doorways awaiting a hello)
+ACCEPTS_PER_TURN = 256  # one wake-up of the listening socket takes at most this many
+ACCEPT_PAUSE = 0.5  # out of file descriptors: accept again after this (nginx waits 500 ms too)
+SWEEP_EVERY = 0.25  # how often bare sockets past their deadline are closed
 
 # (hello, binding, transport, rest) -> True if the hub took the connection.
 Admit = Callable[[Hello, bytes, asyncio.Transport, bytes], bool]
 
 
-class WebVisitor(asyncio.Protocol):
-    """A stranger's connection, answered by the web face as nginx would."""
+def hang_up(transport: asyncio.BaseTransport) -> None:
+    """Close a stranger's connection as nginx does: close_notify (under TLS) and FIN, at once.
 
-    def __init__(self, face: WebFace):
+    asyncio's TLS transport would wait up to 30 s for the peer's
+    close_notify first; members' links keep that courtesy.
+    """
+    transport.close()
+    asyncio.get_running_loop().call_later(SHUTDOWN_WAIT, transport.abort)
+
+
+def is_tls_start(first_byte: int) -> bool:
+    """nginx's test (ngx_http_ssl_handshake): a handshake record or an SSLv2 hello."""
+    return first_byte == 0x16 or bool(first_byte & 0x80)
+
+
+def tls_refusal(context: ssl.SSLContext, first: bytes) -> bytes | None:
+    """What OpenSSL sends to a first flight it refuses (its alert, after its own flight if it got
+    that far), or None while the flight may still lead somewhere.
+
+    Runs the flight through a throwaway TLS object in memory, as nginx's
+    OpenSSL would read it from the socket (nginx turns read-ahead on, so it
+    takes everything that arrived).
+    """
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    probe = context.wrap_bio(incoming, outgoing, server_side=True)
+    incoming.write(first)
+    try:
+        probe.do_handshake()
+    except ssl.SSLWantReadError:
+        return None
+    except ssl.SSLError:
+        return outgoing.read()
+    return None
+
+
+def lone_client_hello(first: bytes) -> bool:
+    """A TLS handshake record with nothing after it.
+
+    A fresh client sends its ClientHello and waits for the server. A first
+    flight with more behind the hello (a replayed handshake, early data, or
+    garbage) is not a member dialling: with a raw backend, the real web
+    server answers it, and reacts as only a real server would.
+    """
+    if len(first) < 5 or first[0] != 0x16:
+        return False
+    return len(first) <= 5 + int.from_bytes(first[3:5], "big")
+
+
+class Visitors:
+    """Strangers past their first byte, least recently active first; the oldest go under pressure."""
+
+    def __init__(self, limit: Callable[[], int]):
+        self._limit = limit
+        self._order: collections.OrderedDict[object, asyncio.BaseTransport] = collections.OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def add(self, visitor: object, transport: asyncio.BaseTransport) -> None:
+        self._order[visitor] = transport
+        while len(self._order) > self._limit():
+            _, oldest = self._order.popitem(last=False)
+            hang_up(oldest)
+
+    def touch(self, visitor: object) -> None:
+        if visitor in self._order:
+            self._order.move_to_end(visitor)
+
+    def replace(self, old: object, new: object, transport: asyncio.BaseTransport) -> None:
+        self._order.pop(old, None)
+        self.add(new, transport)
+
+    def remove(self, visitor: object) -> None:
+        self._order.pop(visitor, None)
+
+
+class WebVisitor(asyncio.Protocol):
+    """A stranger's connection, answered by the web face as nginx would, on nginx's timers."""
+
+    def __init__(self, face: WebFace, deadline: float, visitors: Visitors | None = None):
         self.face = face
+        self.deadline = deadline  # the first request's head is due by then (from accept)
+        self.visitors = visitors
         self.transport: asyncio.Transport | None = None
-        self._idle: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._between_requests = False
+        self._lingering_until: float | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self._rearm()
+        self._arm(self.deadline)
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering_until is not None:  # read and thrown away
+            now = asyncio.get_running_loop().time()
+            return self._arm(min(now + LINGERING_TIMEOUT, self._lingering_until))
         reply = self.face.receive_data(data)
         if reply:
             self.transport.write(reply)
         if self.face.closing:
-            self.transport.close()
-        else:
-            self._rearm()
+            # nginx's lingering close: read on, so that bytes still coming do
+            # not meet a reset; a body still to come first, then FIN and read
+            # on. TLS cannot half-close here, so after the body it closes.
+            now = asyncio.get_running_loop().time()
+            if self.face.lingers and self.face.body_to_come:
+                self._lingering_until = now + LINGERING_TIME
+                self._arm(now + LINGERING_TIMEOUT)
+            elif self.face.lingers and self.transport.can_write_eof():
+                self.transport.write_eof()
+                self._lingering_until = now + LINGERING_TIME
+                self._arm(now + LINGERING_TIMEOUT)
+            else:
+                hang_up(self.transport)
+            return
+        if self.visitors is not None:
+            self.visitors.touch(self)
+        now = asyncio.get_running_loop().time()
+        if self.face.awaiting_request:
+            self._between_requests = True
+            self._arm(now + KEEPALIVE_TIMEOUT)
+        elif self.face.reading_body:
+            self._arm(now + BODY_TIMEOUT)
+        elif self._between_requests:  # this request's first bytes: its head is due in HEAD_TIMEOUT
+            self._between_requests = False
+            self._arm(now + HEAD_TIMEOUT)
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-
-    def _rearm(self) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-        self._idle = asyncio.get_running_loop().call_later(KEEPALIVE_TIMEOUT, self.transport.close)
-
-
-class Doorway(asyncio.Protocol):
-    def __init__(self, fingerprint: str, admit: Admit, web_backend: tuple[str, int] | None = None):
-        self.fingerprint = fingerprint
-        self.admit = admit
-        self.web_backend = web_backend
-        self.buffer = bytearray()
-        self.transport: asyncio.Transport | None = None
-        self._timer: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self._timer = asyncio.get_running_loop().call_later(FIRST_BYTES_TIMEOUT, transport.close)
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        size = hello_size(self.buffer[0])
-        if size is not None and len(self.buffer) < size:
-            return  # a hello in progress
-        self._timer.cancel()
-        if size is not None:
-            hello = parse_hello(bytes(self.buffer[:size]))
-            binding = self.transport.get_extra_info("ssl_object").get_channel_binding("tls-unique")
-            if hello and binding and verify_hello(hello, self.fingerprint, binding):
-                if self.admit(hello, binding, self.transport, bytes(self.buffer[size:])):
-                    return
-        self._hand_to_web()
+    def eof_received(self) -> bool:
+        return False  # the visitor is done: close, as nginx does on a read of 0
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        if self.visitors is not None:
+            self.visitors.remove(self)
+
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_at(when, hang_up, self.transport)
+
+
+class Doorway(asyncio.Protocol):
+    """The first bytes inside TLS: a member's hello for the hub, or a stranger's for the web face."""
+
+    def __init__(self, fingerprint: str, admit: Admit, deadline: float,
+                 web_backend: tuple[str, int] | None = None, visitors: Visitors | None = None):
+        self.fingerprint = fingerprint
+        self.admit = admit
+        self.deadline = deadline
+        self.web_backend = web_backend
+        self.visitors = visitors
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._refused = False  # a hello failed: bytes only gather until the hand-over
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self._timer = asyncio.get_running_loop().call_at(self.deadline, hang_up, transport)
+        if self.visitors is not None:
+            self.visitors.add(self, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self._refused:
+            return
+        size = hello_size(self.buffer[0])
+        if size is None:
+            return self._hand_to_web()
+        if len(self.buffer) < size:
+            return  # a hello in progress
+        arrived = time.perf_counter()
+        hello = parse_hello(bytes(self.buffer[:size]))
+        binding = self.transport.get_extra_info("ssl_object").get_channel_binding("tls-unique")
+        if hello and binding and verify_hello(hello, self.fingerprint, binding):
+            self._timer.cancel()
+            if self.visitors is not None:
+                self.visitors.remove(self)
+            if self.admit(hello, binding, self.transport, bytes(self.buffer[size:])):
+                return
+            if self.visitors is not None:
+                self.visitors.add(self, self.transport)
+        self._refused = True
+        # An event loop waits whole milliseconds counted from when it starts
+        # waiting, after this work: a timer alone would answer late by a
+        # fraction of the work (measured: 0.15 ms in the median). So the timer
+        # wakes early, and the rest is waited on a fine clock.
+        asyncio.get_running_loop().call_later(HELLO_ANSWER_DELAY - HELLO_SPIN, self._answer_refused,
+                                              arrived + HELLO_ANSWER_DELAY)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.visitors is not None:
+            self.visitors.remove(self)
+
+    def _answer_refused(self, at: float) -> None:
+        while time.perf_counter() < at:  # at most HELLO_SPIN, for strangers' hello-shaped bytes only
+            pass
+        self._hand_to_web()
 
     def _hand_to_web(self) -> None:
+        if self.transport.is_closing():
+            return
+        self._timer.cancel()
         if self.web_backend is not None:
+            if self.visitors is not None:
+                self.visitors.remove(self)
             return hand_to_backend(self.transport, self.web_backend, bytes(self.buffer))
-        visitor = WebVisitor(WebFace())
+        visitor = WebVisitor(WebFace(), self.deadline, self.visitors)
+        if self.visitors is not None:
+            self.visitors.replace(self, visitor, self.transport)
         self.transport.set_protocol(visitor)
         visitor.connection_made(self.transport)
         visitor.data_received(bytes(self.buffer))
 
 
-async def listen(
-    address: tuple[str, int],
-    context: ssl.SSLContext,
-    doorway: Callable[[], Doorway],
-    raw_backend: tuple[str, int] | None = None,
-):
-    """Serve the hub's port: TLS into a Doorway; without a ClientHello, raw to `raw_backend`."""
-    loop = asyncio.get_running_loop()
-    host, port = address
-    if raw_backend is None:
-        return await loop.create_server(doorway, host or None, port, ssl=context,
-                                        ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT, backlog=1024)
-    return await SniffingServer.start(address, context, doorway, raw_backend)
+class FrontDoor:
+    """The hub's listening socket: bare connections until their first bytes, then TLS or the web face."""
 
-
-class SniffingServer:
-    """Accepts TCP itself, so the first byte can be peeked at before TLS reads it."""
-
-    def __init__(self, sock: socket.socket, context: ssl.SSLContext, doorway, raw_backend: tuple[str, int]):
+    def __init__(self, sock: socket.socket, context: ssl.SSLContext, fingerprint: str, admit: Admit,
+                 web_backend: tuple[str, int] | None, raw_backend: tuple[str, int] | None):
         self.sockets = [sock]
         self.context = context
-        self.doorway = doorway
+        self.fingerprint = fingerprint
+        self.admit = admit
+        self.web_backend = web_backend
         self.raw_backend = raw_backend
+        self.loop = asyncio.get_running_loop()
+        # fd -> (socket, deadline), in order of arrival: the oldest are first to go.
+        self.bare: collections.OrderedDict[int, tuple[socket.socket, float]] = collections.OrderedDict()
+        self.handshakes: collections.OrderedDict[asyncio.Task, None] = collections.OrderedDict()
+        self.visitors = Visitors(lambda: MAX_VISITORS)
         self._tasks: set[asyncio.Task] = set()
-        self._accepting: asyncio.Task | None = None
+        self._closed = asyncio.Event()
+        self._sweeper: asyncio.TimerHandle | None = None
 
     @classmethod
-    async def start(cls, address, context, doorway, raw_backend) -> SniffingServer:
+    async def start(cls, address, context, fingerprint, admit, web_backend=None, raw_backend=None) -> FrontDoor:
         host, port = address
         infos = await asyncio.get_running_loop().getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
                                                              flags=socket.AI_PASSIVE)
@@ -142,74 +313,161 @@ class SniffingServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(sockaddr)
-            sock.listen(1024)
+            sock.listen(4096)
         except OSError:
             sock.close()
             raise
         sock.setblocking(False)
-        server = cls(sock, context, doorway, raw_backend)
-        server._accepting = asyncio.get_running_loop().create_task(server._accept())
-        return server
+        door = cls(sock, context, fingerprint, admit, web_backend, raw_backend)
+        door.loop.add_reader(sock.fileno(), door._accept)
+        door._sweeper = door.loop.call_later(SWEEP_EVERY, door._sweep)
+        return door
 
     async def serve_forever(self) -> None:
-        await self._accepting
+        await self._closed.wait()
 
     def close(self) -> None:
-        if self._accepting is not None:
-            self._accepting.cancel()
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self.loop.remove_reader(self.sockets[0].fileno())
+        self.sockets[0].close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for fd in list(self.bare):
+            self._drop(fd)
         for task in self._tasks:
             task.cancel()
-        self.sockets[0].close()
 
-    async def _accept(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            conn, _ = await loop.sock_accept(self.sockets[0])
+    # -- bare sockets ----------------------------------------------------------
+
+    def _accept(self) -> None:
+        deadline = self.loop.time() + HEAD_TIMEOUT
+        for _ in range(ACCEPTS_PER_TURN):
+            try:
+                conn, _ = self.sockets[0].accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                # Out of file descriptors, say: the socket stays readable, so
+                # pause instead of spinning, and let the oldest silent one go.
+                log.warning("cannot accept connections for %.1f s: %s", ACCEPT_PAUSE, exc)
+                self.loop.remove_reader(self.sockets[0].fileno())
+                self.loop.call_later(ACCEPT_PAUSE, self._resume_accepting)
+                if self.bare:
+                    self._drop(next(iter(self.bare)))
+                return
             conn.setblocking(False)
-            task = loop.create_task(self._route(conn))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            fd = conn.fileno()
+            self.bare[fd] = (conn, deadline)
+            self.loop.add_reader(fd, self._first_bytes, fd)
+            while len(self.bare) > MAX_WAITING:
+                self._drop(next(iter(self.bare)))
 
-    async def _route(self, conn: socket.socket) -> None:
-        loop = asyncio.get_running_loop()
+    def _resume_accepting(self) -> None:
+        if not self._closed.is_set():
+            self.loop.add_reader(self.sockets[0].fileno(), self._accept)
+
+    def _sweep(self) -> None:
+        now = self.loop.time()
+        while self.bare:
+            fd, (_, deadline) = next(iter(self.bare.items()))
+            if deadline > now:
+                break
+            self._drop(fd)  # silence: nginx closes it at client_header_timeout, with a FIN
+        self._sweeper = self.loop.call_later(SWEEP_EVERY, self._sweep)
+
+    def _drop(self, fd: int) -> None:
+        conn, _ = self.bare.pop(fd)
+        self.loop.remove_reader(fd)
+        conn.close()
+
+    def _first_bytes(self, fd: int) -> None:
+        conn, deadline = self.bare[fd]
         try:
-            first = await asyncio.wait_for(_peek(conn), PEEK_TIMEOUT)
-        except (asyncio.TimeoutError, OSError):
+            first = conn.recv(PEEK_BYTES, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            first = b""
+        if not first:
+            return self._drop(fd)
+        self.loop.remove_reader(fd)
+        if is_tls_start(first[0]):
+            if self.raw_backend is not None and not lone_client_hello(first):
+                return self._start(self._raw(self._take(fd)))
+            refusal = tls_refusal(self.context, first)
+            if refusal is not None:
+                if self.raw_backend is not None:
+                    return self._start(self._raw(self._take(fd)))
+                return self._refuse(self._take(fd), first, refusal)
+            conn, deadline = self.bare.pop(fd)
+            while len(self.handshakes) >= MAX_HANDSHAKES:
+                self.handshakes.popitem(last=False)[0].cancel()
+            self.handshakes[self._start(self._tls(conn, deadline))] = None
+            return
+        conn = self._take(fd)
+        if self.raw_backend is not None:
+            return self._start(self._raw(conn))
+        self._start(self._plain(conn, deadline))
+
+    def _take(self, fd: int) -> socket.socket:
+        conn, _ = self.bare.pop(fd)
+        return conn
+
+    def _refuse(self, conn: socket.socket, first: bytes, refusal: bytes) -> None:
+        """Say what OpenSSL said and close; what it read is consumed, so the close is a FIN."""
+        try:
+            conn.recv(len(first))
+            conn.send(refusal)
+        except OSError:
+            pass
+        conn.close()
+
+    # -- past the first byte ---------------------------------------------------
+
+    def _start(self, coro) -> asyncio.Task:
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _tls(self, conn: socket.socket, deadline: float) -> None:
+        try:
+            await self.loop.connect_accepted_socket(
+                lambda: Doorway(self.fingerprint, self.admit, deadline, self.web_backend, self.visitors), conn,
+                ssl=self.context, ssl_handshake_timeout=max(deadline - self.loop.time(), 0.001))
+        # The transport owns the socket now and has closed it: closing `conn`
+        # again could close a newer connection that got the same descriptor.
+        except (OSError, ssl.SSLError, asyncio.TimeoutError) as exc:
+            log.debug("TLS handshake failed: %s", exc)
+        except asyncio.CancelledError:  # shed for a newer one, or the door closes
+            pass
+        finally:
+            self.handshakes.pop(asyncio.current_task(), None)
+
+    async def _plain(self, conn: socket.socket, deadline: float) -> None:
+        visitor = WebVisitor(WebFace(plain_on_https_port=True), deadline, self.visitors)
+        try:
+            transport, _ = await self.loop.connect_accepted_socket(lambda: visitor, conn)
+        except OSError:
             conn.close()
             return
+        self.visitors.add(visitor, transport)
+
+    async def _raw(self, conn: socket.socket) -> None:
+        """Splice, untouched, to the real server's TLS port: its answers are a real server's."""
+        client = pipe_end()
         try:
-            if _lone_client_hello(first):  # a fresh TLS handshake: ours to answer
-                await loop.connect_accepted_socket(self.doorway, conn, ssl=self.context,
-                                                   ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
-            else:
-                client = pipe_end()
-                transport, _ = await loop.connect_accepted_socket(lambda: client, conn)
-                await splice_to_backend(transport, self.raw_backend, b"", client)
-        except (OSError, ssl.SSLError, asyncio.TimeoutError) as exc:
-            log.debug("connection dropped before it was routed: %s", exc)
+            transport, _ = await self.loop.connect_accepted_socket(lambda: client, conn)
+            await splice_to_backend(transport, self.raw_backend, b"", client)
+        except OSError as exc:
+            log.debug("connection dropped before it was spliced: %s", exc)
             conn.close()
 
 
-def _lone_client_hello(first: bytes) -> bool:
-    """A TLS handshake record with nothing after it.
-
-    A fresh client sends its ClientHello and waits for the server. A first
-    flight with more behind the hello (a replayed handshake, early data, or
-    garbage) is not a member dialling: the real web server answers it, and
-    reacts as only a real server would (its handshake, then an alert).
-    """
-    if len(first) < 5 or first[0] != 0x16:
-        return False
-    return len(first) <= 5 + int.from_bytes(first[3:5], "big")
-
-
-async def _peek(conn: socket.socket) -> bytes:
-    """The first bytes waiting on `conn`, left in place for whoever reads next."""
-    loop = asyncio.get_running_loop()
-    ready = loop.create_future()
-    loop.add_reader(conn.fileno(), lambda: ready.done() or ready.set_result(None))
-    try:
-        await ready
-    finally:
-        loop.remove_reader(conn.fileno())
-    return conn.recv(PEEK_BYTES, socket.MSG_PEEK)
+async def listen(address: tuple[str, int], context: ssl.SSLContext, fingerprint: str, admit: Admit,
+                 web_backend: tuple[str, int] | None = None,
+                 raw_backend: tuple[str, int] | None = None) -> FrontDoor:
+    """Serve the hub's port: members' links, and the web face (or the real web server) for everyone else."""
+    return await FrontDoor.start(address, context, fingerprint, admit, web_backend, raw_backend)

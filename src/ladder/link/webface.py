@@ -7,7 +7,17 @@ error pages, same choice of when to close.
 
 Sans-IO: ``WebFace.receive_data(bytes) -> bytes`` answers whatever complete
 requests the bytes hold (pipelined requests in order) and ``closing`` says
-when the caller should close after sending.  No sockets, no clock unless
+when the caller should close after sending; ``awaiting_request`` and
+``reading_body`` tell the caller which of nginx's timers runs (keepalive
+between requests, the header deadline once a request's first byte came, the
+body timer while a body is read).
+
+The hub's port speaks TLS, so a request that arrives without it is on
+nginx's HTTPS port in plain text (``plain_on_https_port``): nginx parses it
+like any other, answers the same 400s to a bad request line or header, and
+answers a good one with its 400 page "The plain HTTP request was sent to
+HTTPS port". HTTP/0.9 (a request line without a version) is answered as
+nginx does: the body alone, no status line or headers.  No sockets, no clock unless
 asked (``clock`` gives the Date header), no HTTP library.  One WebFace serves
 one connection.
 
@@ -47,10 +57,12 @@ _REASONS = {
 # Statuses after which nginx drops keep-alive (ngx_http_special_response_handler).
 _CLOSING = {400, 413, 414, 501, 505}
 HEADER_TOO_LARGE = "Request Header Or Cookie Too Large"  # nginx's 494, sent as 400
+PLAIN_ON_HTTPS_PORT = "The plain HTTP request was sent to HTTPS port"  # nginx's 497, sent as 400
 
 # §2.2 and §3: a request line.  nginx allows several spaces between words and
 # after the version; its methods are upper-case letters, '_' and '-'.
-_REQUEST_LINE = re.compile(rb"([A-Z_-]+) +([^\x00-\x20\x7f]+) +HTTP/([0-9]{1,3})\.([0-9]{1,3}) *")
+# Without a version it is HTTP/0.9.
+_REQUEST_LINE = re.compile(rb"([A-Z_-]+) +([^\x00-\x20\x7f]+)(?: +HTTP/([0-9]{1,3})\.([0-9]{1,3}))? *")
 # What an unfinished request line may look like; anything else is answered
 # with 400 at once, as nginx's incremental parser does.
 _REQUEST_LINE_PREFIX = re.compile(rb"[A-Z_-]*|[A-Z_-]+ [^\x00-\x1f\x7f]*\r?")
@@ -95,11 +107,18 @@ class WebFace:
     def __init__(self, site: dict[str, tuple[str, bytes]] | None = None,
                  server_header: str = "nginx", *,
                  last_modified: float = SITE_LAST_MODIFIED,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 plain_on_https_port: bool = False) -> None:
         self._site = DEFAULT_SITE if site is None else site
         self._server = server_header
         self._last_modified = int(last_modified)
         self._clock = clock
+        self._plain_on_https_port = plain_on_https_port
+        self._bare = False  # an HTTP/0.9 request: answer the body alone
+        self._empty_lines = False  # only empty lines since the last answer: a request started
+        self._lingers = False
+        self._body_to_come = False
+        self._declared = 0, False
         self._buffer = bytearray()
         self._closing = False
         # The request line at the front of the buffer, once judged:
@@ -113,6 +132,26 @@ class WebFace:
     def closing(self) -> bool:
         """True when the connection should be closed after sending the output."""
         return self._closing
+
+    @property
+    def lingers(self) -> bool:
+        """With closing: nginx would half-close and read on for a while, not close at once."""
+        return self._lingers
+
+    @property
+    def body_to_come(self) -> bool:
+        """With lingers: the body the head announced is still coming; nginx reads it before its FIN."""
+        return self._body_to_come
+
+    @property
+    def awaiting_request(self) -> bool:
+        """True between requests: every byte received so far has been answered."""
+        return not (self._buffer or self._line or self.reading_body or self._empty_lines)
+
+    @property
+    def reading_body(self) -> bool:
+        """True while a request's body is being read (and thrown away)."""
+        return bool(self._body_left) or self._chunked is not None
 
     def receive_data(self, data: bytes) -> bytes:
         """Take bytes from the peer; return the bytes to send back (maybe b"")."""
@@ -139,6 +178,7 @@ class WebFace:
             response = self._next_request()
             if response is None:
                 break
+            self._empty_lines = False
             out.append(response)
         return b"".join(out)
 
@@ -147,6 +187,8 @@ class WebFace:
     def _next_request(self) -> bytes | None:
         buf = self._buffer
         method = b""
+        parsed = False  # the request line and header fields are read and valid
+        self._declared = 0, False  # the body the head announces
         try:
             if self._line is None:
                 # §2.2: ignore empty lines received before the request line.
@@ -155,6 +197,8 @@ class WebFace:
                     skip += 1
                 del buf[:skip]
                 if not buf:
+                    # nginx has started a request (and its header timer) all the same
+                    self._empty_lines = self._empty_lines or skip > 0
                     return None
                 line_end = buf.find(b"\n")
                 if line_end < 0:
@@ -170,7 +214,19 @@ class WebFace:
                     raise _Reject(414)
                 # The request line is complete: judge it now, without
                 # waiting for the header section.
-                self._line = (line_end, *_parse_request_line(bytes(buf[:line_end])))
+                method, target, version = _parse_request_line(bytes(buf[:line_end]))
+                if version == (0, 9):
+                    # RFC 1945 §4.1: no header section follows; nginx
+                    # takes GET only, and answers with the body alone.
+                    self._bare = True
+                    del buf[:line_end + 1]
+                    if method != b"GET":
+                        raise _Reject(400)
+                    path = _site_path(target)
+                    parsed = True
+                    return self._answer(method, path, version, {})
+                path = _site_path(target)
+                self._line = (line_end, method, path, version)
                 self._scanned = max(line_end - 1, 0)
             line_end, method, path, version = self._line
             # §2.1: the header section ends with an empty line.  Search only
@@ -184,10 +240,29 @@ class WebFace:
             head = bytes(buf[line_end + 1:end.start()])
             del buf[:end.end()]
             self._line = None
-            return self._answer(method, path, version, _parse_fields(head))
+            fields = _parse_fields(head)
+            parsed = True
+            return self._answer(method, path, version, fields)
         except _Reject as reject:
             self._closing = True
-            return self._error(reject.status, method == b"HEAD", reject.title)
+            # nginx reads on for a while (a lingering close) after a request it
+            # could not parse, or while bytes it never answered wait; not after
+            # a head too long to read (its 414 and 494). Measured with 1.22.
+            too_long = reject.status == 414 or reject.title == HEADER_TOO_LARGE
+            self._lingers = not too_long and (not parsed or self._unanswered_bytes())
+            return self._error(reject.status, method == b"HEAD" and not self._bare, reject.title)
+
+    def _unanswered_bytes(self) -> bool:
+        """Closing after a parsed head: do bytes beyond the announced body wait, or is body to come?
+
+        nginx reads the announced body first (and throws it away): a body
+        sent whole leaves nothing behind; one still to come, or a request
+        after it, keeps nginx reading.
+        """
+        length, chunked = self._declared
+        self._body_to_come = chunked or length > len(self._buffer)
+        del self._buffer[:length]
+        return self._body_to_come or bool(self._buffer)
 
     def _answer(self, method: bytes, path: str, version: tuple[int, int],
                 fields: dict[str, list[str]]) -> bytes:
@@ -199,11 +274,15 @@ class WebFace:
         if hosts and not _HOST.fullmatch(hosts[0].encode("latin-1")):
             raise _Reject(400)
         body_length, chunked = _framing(fields, http11)
+        self._declared = body_length, chunked
+        if self._plain_on_https_port:
+            # nginx checks this once the head is read and valid, before the body's size.
+            raise _Reject(400, PLAIN_ON_HTTPS_PORT)
         if body_length > MAX_BODY:
             raise _Reject(413)
         # §9.3: HTTP/1.1 persists unless "close"; HTTP/1.0 only on "keep-alive".
         tokens = {t.strip().lower() for v in fields.get("connection", []) for t in v.split(",")}
-        keep_alive = "close" not in tokens and (http11 or "keep-alive" in tokens)
+        keep_alive = not self._bare and "close" not in tokens and (http11 or "keep-alive" in tokens)
 
         head_only = method == b"HEAD"
         entry = self._site.get(path)
@@ -219,6 +298,7 @@ class WebFace:
 
         if not keep_alive:
             self._closing = True
+            self._lingers = self._unanswered_bytes()
             return response
         # A body follows; read it and throw it away (RFC 9110 §9.3.1: a GET
         # body has no meaning).  RFC 9110 §10.1.1: promise to read it.
@@ -273,6 +353,8 @@ class WebFace:
         ]) + (b"" if head_only else page)
 
     def _head(self, status: int, fields: list[tuple[str, str]]) -> bytes:
+        if self._bare:
+            return b""
         lines = [f"HTTP/1.1 {status} {_REASONS[status]}", f"Server: {self._server}",
                  f"Date: {_http_date(self._clock())}"]
         lines += [f"{name}: {value}" for name, value in fields]
@@ -286,8 +368,8 @@ def _conn(keep_alive: bool) -> str:
 # -- parsing -------------------------------------------------------------------
 
 
-def _parse_request_line(line: bytes) -> tuple[bytes, str, tuple[int, int]]:
-    """(method, site path, version) of a complete request line, or _Reject."""
+def _parse_request_line(line: bytes) -> tuple[bytes, bytes, tuple[int, int]]:
+    """(method, request-target, version) of a complete request line, or _Reject."""
     # §2.2: a bare LF ends a line too; drop the CR of a CRLF.
     if line.endswith(b"\r"):
         line = line[:-1]
@@ -295,15 +377,20 @@ def _parse_request_line(line: bytes) -> tuple[bytes, str, tuple[int, int]]:
     if match is None:
         raise _Reject(400)
     method, target, major, minor = match.groups()
-    path = _site_path(target)
+    # nginx's parser refuses a target that is neither a path nor a URI as it
+    # reads it, before the version; the rest of its checks come after.
+    if not target.startswith(b"/") and _ABSOLUTE_FORM.fullmatch(target) is None:
+        raise _Reject(400)
+    if major is None:
+        return method, target, (0, 9)
     # §2.3: HTTP/1.x is ours; HTTP/2.0 and later in a request line gets 505
-    # (nginx); 0.x and the version-less HTTP/0.9 form get 400.
+    # (nginx), 0.x gets 400; both before the target is looked at, as nginx.
     version = (int(major), int(minor))
     if version[0] >= 2:
         raise _Reject(505)
     if version[0] != 1:
         raise _Reject(400)
-    return method, path, version
+    return method, target, version
 
 
 def _site_path(target: bytes) -> str:

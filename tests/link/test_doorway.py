@@ -1,0 +1,439 @@
+"""The hub's front door as a prober meets it: first bytes, nginx's timers, bounds, refused hellos.
+
+What nginx does was measured with Debian's nginx 1.22 (tests/lab compares the
+two live); these tests pin the hub's side: the sans-IO parts by feeding
+bytes, the rest over loopback with the timeouts shrunk (module constants).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import ssl
+import time
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ladder.config import HubConfig
+from ladder.hub.hub import Hub
+from ladder.link import server
+from ladder.link.server import Doorway, FrontDoor, is_tls_start, tls_refusal
+from ladder.link.tls import generate_self_signed, server_context
+from ladder.link.webface import PLAIN_ON_HTTPS_PORT
+from ladder.runtime import run_async
+from ladder.protocol.hello import make_hello, member_id, public_bytes
+from ladder.store.hubdb import HubStore
+
+RECORD_OVERFLOW_ALERT = bytes.fromhex("15030300020216")  # what nginx's OpenSSL sent to 16 03 01 ff ff ...
+
+
+@pytest.fixture
+def material(tmp_path):
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    fingerprint = generate_self_signed(cert, key, "127.0.0.1", ["127.0.0.1"])
+    return cert, key, fingerprint
+
+
+@pytest.fixture
+def context(material):
+    return server_context(*material[:2])
+
+
+def client_hello() -> bytes:
+    """A browser-like client's first flight (one ClientHello record)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing, server_hostname="www.example.org")
+    with pytest.raises(ssl.SSLWantReadError):
+        obj.do_handshake()
+    return outgoing.read()
+
+
+def never_admit(hello, binding, transport, rest) -> bool:
+    return False
+
+
+async def open_door(context, admit=never_admit, **kwargs) -> FrontDoor:
+    return await server.listen(("127.0.0.1", 0), context, "sha256:x", admit, **kwargs)
+
+
+async def until_closed(reader: asyncio.StreamReader, limit: float) -> tuple[bytes, str, float]:
+    """Everything the door sends until it closes: (bytes, "FIN"/"RST"/"open", seconds)."""
+    started, got = time.monotonic(), b""
+    try:
+        while True:
+            chunk = await asyncio.wait_for(reader.read(65536), limit - (time.monotonic() - started))
+            if not chunk:
+                return got, "FIN", time.monotonic() - started
+            got += chunk
+    except (asyncio.TimeoutError, TimeoutError):
+        return got, "open", time.monotonic() - started
+    except ConnectionResetError:
+        return got, "RST", time.monotonic() - started
+
+
+def tls_client() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    return ctx
+
+
+# -- the first bytes, sans-IO ----------------------------------------------------------
+
+
+def test_the_first_byte_decides_tls_as_nginx_does():
+    assert [b for b in range(256) if is_tls_start(b)] == [0x16, *range(0x80, 0x100)]
+
+
+def test_openssl_s_refusal_of_a_bad_first_flight_is_what_nginx_sends():
+    assert tls_refusal(ssl_context_for_unit(), b"\x16\x03\x01\xff\xff" + bytes(50)) == RECORD_OVERFLOW_ALERT
+
+
+def test_a_real_client_hello_whole_or_in_part_is_not_refused(context):
+    hello = client_hello()
+    assert tls_refusal(context, hello) is None
+    assert tls_refusal(context, hello[:40]) is None
+    assert tls_refusal(context, hello[:1]) is None
+
+
+def test_a_hello_followed_by_garbage_gets_the_server_s_flight_and_an_alert(context):
+    answer = tls_refusal(context, client_hello() + b"\x17\x03\x03\x00\x20" + os.urandom(32))
+    assert answer and answer[0] == 0x16  # ServerHello first, then the (encrypted) alert
+
+
+def ssl_context_for_unit() -> ssl.SSLContext:
+    # record-layer errors come before any certificate is needed
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+
+
+# -- over loopback ------------------------------------------------------------------------
+
+
+def test_plain_http_on_the_tls_port_gets_nginx_s_497_page_then_a_fin(context):
+    async def main():
+        door = await open_door(context)
+        reader, writer = await asyncio.open_connection("127.0.0.1", door.sockets[0].getsockname()[1])
+        writer.write(b"GET / HTTP/1.1\r\nHost: example.org\r\n\r\n")
+        got, end, _ = await until_closed(reader, 5)
+        door.close()
+        return got, end
+
+    got, end = asyncio.run(main())
+    assert got.startswith(b"HTTP/1.1 400 Bad Request\r\n") and PLAIN_ON_HTTPS_PORT.encode() in got
+    assert end == "FIN"
+
+
+def test_after_a_request_it_cannot_parse_the_door_reads_on_as_nginx_does(context, monkeypatch):
+    """nginx's lingering close: FIN after the 400, but later bytes are read, not reset; a 497 closes at once."""
+    monkeypatch.setattr(server, "LINGERING_TIMEOUT", 0.5)
+
+    async def main():
+        door = await open_door(context)
+        port = door.sockets[0].getsockname()[1]
+        ends = {}
+        for name, request in (("junk", b"\x01abc"), ("497", b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(request)
+            got, end, _ = await until_closed(reader, 5)
+            assert got.startswith(b"HTTP/1.1 400 ") and end == "FIN"
+            await asyncio.sleep(0.1)
+            try:
+                for _ in range(3):
+                    writer.write(b"more bytes")
+                    await writer.drain()
+                    await asyncio.sleep(0.05)
+                ends[name] = "read on"
+            except ConnectionError:  # reset, or the broken pipe that follows one
+                ends[name] = "RST"
+            writer.close()
+        door.close()
+        return ends
+
+    assert asyncio.run(main()) == {"junk": "read on", "497": "RST"}
+
+
+def test_tls_garbage_gets_openssl_s_alert_then_a_fin(context):
+    async def main():
+        door = await open_door(context)
+        reader, writer = await asyncio.open_connection("127.0.0.1", door.sockets[0].getsockname()[1])
+        writer.write(b"\x16\x03\x01\xff\xff" + os.urandom(300))
+        result = await until_closed(reader, 5)
+        door.close()
+        return result
+
+    got, end, _ = asyncio.run(main())
+    assert (got, end) == (RECORD_OVERFLOW_ALERT, "FIN")
+
+
+def test_silence_is_closed_at_the_head_deadline_with_a_fin(context, monkeypatch):
+    monkeypatch.setattr(server, "HEAD_TIMEOUT", 0.6)
+    monkeypatch.setattr(server, "SWEEP_EVERY", 0.05)
+
+    async def main():
+        door = await open_door(context)
+        reader, _ = await asyncio.open_connection("127.0.0.1", door.sockets[0].getsockname()[1])
+        result = await until_closed(reader, 5)
+        door.close()
+        return result
+
+    got, end, seconds = asyncio.run(main())
+    assert (got, end) == (b"", "FIN") and 0.5 < seconds < 4
+
+
+def test_a_dribbled_head_is_closed_at_its_deadline_however_often_bytes_come(context, monkeypatch):
+    monkeypatch.setattr(server, "HEAD_TIMEOUT", 0.8)
+
+    async def main():
+        door = await open_door(context)
+        port = door.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls_client())
+        writer.write(b"GET / HTTP/1.1\r\n")
+
+        async def dribble():
+            for _ in range(60):  # 6 s at most: far past the deadline
+                await asyncio.sleep(0.1)
+                writer.write(b"X")
+
+        dribbling = asyncio.ensure_future(dribble())
+        result = await until_closed(reader, 5)
+        dribbling.cancel()
+        door.close()
+        return result
+
+    got, end, seconds = asyncio.run(main())
+    assert got == b"" and end == "FIN" and seconds < 4
+
+
+def test_keepalive_runs_between_requests_and_a_dribble_does_not_restart_it(context, monkeypatch):
+    monkeypatch.setattr(server, "HEAD_TIMEOUT", 0.5)
+    monkeypatch.setattr(server, "KEEPALIVE_TIMEOUT", 2.5)
+
+    async def main():
+        door = await open_door(context)
+        port = door.sockets[0].getsockname()[1]
+        results = []
+        for dribbling in (False, True):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls_client())
+            writer.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert (await reader.readuntil(b"</html>\n")).startswith(b"HTTP/1.1 200 OK")
+            answered = time.monotonic()
+            task = None
+            if dribbling:
+                await asyncio.sleep(0.3)
+
+                async def dribble():
+                    for _ in range(60):
+                        writer.write(b"G")
+                        await asyncio.sleep(0.1)
+
+                task = asyncio.ensure_future(dribble())
+            _, end, _ = await until_closed(reader, 5)
+            results.append((end, time.monotonic() - answered))
+            if task:
+                task.cancel()
+        door.close()
+        return results
+
+    (idle_end, idle), (dribble_end, dribbled) = asyncio.run(main())
+    assert idle_end == "FIN" and 2.3 < idle < 4.5  # the keepalive timer
+    # 0.3 s idle, then the head deadline from the request's first byte (0.8 s), not the keepalive
+    # timer (2.5 s), nor one the dribble restarts (never)
+    assert dribble_end == "FIN" and 0.6 < dribbled < 2.0
+
+
+def test_the_longest_idle_visitor_is_shed_first(context, monkeypatch):
+    monkeypatch.setattr(server, "MAX_VISITORS", 3)
+
+    async def main():
+        door = await open_door(context)
+        port = door.sockets[0].getsockname()[1]
+        conns, writers = [], []
+        for _ in range(5):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls_client())
+            writer.write(b"GET / HTTP/1.1\r\n")  # a visitor inside its first request
+            conns.append(reader)
+            writers.append(writer)  # a collected writer would close its connection
+            await asyncio.sleep(0.05)
+        ends = [(await until_closed(reader, 0.5))[1] for reader in conns]
+        visitors = len(door.visitors)
+        door.close()
+        return ends, visitors
+
+    ends, visitors = asyncio.run(main())
+    assert ends == ["FIN", "FIN", "open", "open", "open"] and visitors == 3
+
+
+def test_stalled_handshakes_are_shed_oldest_first_and_a_new_one_completes(context, monkeypatch):
+    monkeypatch.setattr(server, "MAX_HANDSHAKES", 2)
+    partial = client_hello()[:20]
+
+    async def main():
+        door = await open_door(context)
+        port = door.sockets[0].getsockname()[1]
+        stalled, writers = [], []
+        for _ in range(3):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(partial)
+            stalled.append(reader)
+            writers.append(writer)
+            await asyncio.sleep(0.1)
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port, ssl=tls_client()), 5)
+        writer.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        answer = await reader.readuntil(b"\r\n")
+        ends = [(await until_closed(reader, 0.3))[1] for reader in stalled]
+        door.close()
+        return ends, answer
+
+    ends, answer = asyncio.run(main())
+    assert ends[:2] == ["FIN", "FIN"] and ends[2] == "open"  # the third's arrival shed the first; the TLS client the second
+    assert answer == b"HTTP/1.1 200 OK\r\n"
+
+
+def test_connections_that_send_nothing_hold_no_tls_object_nor_visitor(context):
+    async def main():
+        door = await open_door(context)
+        port = door.sockets[0].getsockname()[1]
+        socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(200)]
+        for _ in range(50):
+            await asyncio.sleep(0.02)
+            if len(door.bare) == 200:
+                break
+        counts = len(door.bare), len(door.handshakes), len(door.visitors), len(door._tasks)
+        for sock in socks:
+            sock.close()
+        door.close()
+        return counts
+
+    assert asyncio.run(main()) == (200, 0, 0, 0)
+
+
+# -- refused hellos: the answer's timing does not say what was wrong ------------------------
+
+
+class FakeTLS(asyncio.Transport):
+    """Enough of a TLS transport for a Doorway: a channel binding, and when the answer came."""
+
+    def __init__(self, binding: bytes):
+        super().__init__()
+        self.binding = binding
+        self.answered = asyncio.get_running_loop().create_future()
+        self.closing = False
+
+    def get_extra_info(self, name, default=None):
+        return {"ssl_object": self, "peername": ("192.0.2.1", 4000)}.get(name, default)
+
+    def get_channel_binding(self, kind):
+        return self.binding
+
+    def write(self, data):
+        if not self.answered.done():
+            self.answered.set_result(time.perf_counter())
+
+    def set_protocol(self, protocol):
+        self.protocol = protocol
+
+    def is_closing(self):
+        return self.closing
+
+    def close(self):
+        self.closing = True
+
+
+def _superiority(a: list[float], b: list[float]) -> float:
+    """P(a sample of a < one of b), ties counting half: 0.5 when the two cannot be told apart."""
+    wins = sum((x < y) + 0.5 * (x == y) for x in a for y in b)
+    return wins / (len(a) * len(b))
+
+
+def test_refused_hellos_of_every_kind_are_answered_after_the_same_time(material, tmp_path):
+    cert, key, fingerprint = material
+    config = HubConfig(tmp_path, "t", ("127.0.0.1", 0), ("127.0.0.1", 0), cert, key)
+    member_key = Ed25519PrivateKey.generate()
+    binding = os.urandom(32)
+    with HubStore(tmp_path / "hub.db") as store:
+        token = store.create_invite("ryan")
+        store.redeem_invite(token, member_id(public_bytes(member_key)), public_bytes(member_key))
+        store.create_invite("someone")  # a live invite whose token the prober does not have
+        stranger = Ed25519PrivateKey.generate()
+        good = make_hello(member_key, fingerprint, binding)
+        kinds = {
+            "malformed": lambda: b"\xa1" + os.urandom(96),
+            "bad signature": lambda: good[:33] + os.urandom(64),
+            "unknown member": lambda: make_hello(stranger, fingerprint, binding),
+            "unknown invite": lambda: make_hello(stranger, fingerprint, binding, token=os.urandom(16)),
+        }
+
+        async def main():
+            hub = Hub(config, store)
+            order = [kind for kind in kinds for _ in range(60)]
+            random.Random(11).shuffle(order)
+            times: dict[str, list[float]] = {kind: [] for kind in kinds}
+            loop = asyncio.get_running_loop()
+            for kind in order:
+                hello = kinds[kind]()
+                transport = FakeTLS(binding)
+                doorway = Doorway(fingerprint, hub.admit, loop.time() + 60)
+                doorway.connection_made(transport)
+                sent = time.perf_counter()
+                doorway.data_received(hello)
+                answered = await asyncio.wait_for(transport.answered, 5)
+                times[kind].append(answered - sent)
+                doorway.connection_lost(None)
+            return times
+
+        times = run_async(main())  # the loop a hub runs on (uvloop)
+    medians = {kind: sorted(t)[len(t) // 2] * 1000 for kind, t in times.items()}
+    print("refused hellos, median ms to the answer:", {k: round(v, 3) for k, v in medians.items()})
+    names = list(times)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            p = _superiority(times[a], times[b])
+            assert 0.2 < p < 0.8, f"a prober tells {a!r} from {b!r} by timing (P={p:.2f}; medians {medians})"
+
+
+def test_out_of_descriptors_the_door_pauses_and_frees_the_oldest_silent_socket(context, monkeypatch):
+    monkeypatch.setattr(server, "ACCEPT_PAUSE", 0.2)
+
+    class Exhausted:
+        """The listening socket in a process out of file descriptors: accept fails, twice."""
+
+        def __init__(self, real):
+            self.real, self.failures = real, 0
+
+        def accept(self):
+            if self.failures < 2:
+                self.failures += 1
+                raise OSError(24, "Too many open files")
+            return self.real.accept()
+
+        def __getattr__(self, name):
+            return getattr(self.real, name)
+
+    async def main():
+        door = await open_door(context)
+        port = door.sockets[0].getsockname()[1]
+        silent = socket.create_connection(("127.0.0.1", port))
+        for _ in range(50):
+            await asyncio.sleep(0.02)
+            if door.bare:
+                break
+        door.sockets[0] = exhausted = Exhausted(door.sockets[0])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        started = time.monotonic()
+        writer.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        got, _, _ = await until_closed(reader, 5)
+        waited = time.monotonic() - started
+        silent.settimeout(1)
+        dropped = silent.recv(1) == b""
+        silent.close()
+        door.sockets[0] = exhausted.real
+        door.close()
+        return exhausted.failures, waited, got, dropped
+
+    failures, waited, got, dropped = asyncio.run(main())
+    assert failures == 2 and got.startswith(b"HTTP/1.1 400 ") and dropped
+    assert waited > 0.3  # two pauses, not a busy loop of failed accepts
