@@ -383,7 +383,8 @@ def status(folder, as_json) -> None:
         exits = state.get("exits") or []
         click.echo(f"exits:  {len(exits)} online")
         for e in exits:
-            click.echo(f"  {e.get('name', '?'):<20} {e.get('country') or '??':<4} {e.get('streams', 0)} streams")
+            closed = "" if e.get("admits_me", True) else "  (serves listed members only, not you)"
+            click.echo(f"  {e.get('name', '?'):<20} {e.get('country') or '??':<4} {e.get('streams', 0)} streams{closed}")
     sys.exit(0 if state["state"] == "up" else 1)
 
 

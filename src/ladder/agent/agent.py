@@ -46,6 +46,7 @@ OPEN_TIMEOUT = 30.0  # the exit gives up on a target after 10 s; this covers a s
 BACKOFF_MIN, BACKOFF_MAX = 0.5, 30.0
 RETRYABLE = {ErrorCode.NO_ROUTE, ErrorCode.BUSY, ErrorCode.LINK_LOST, ErrorCode.TARGET_TIMEOUT}
 STATUS_EVERY = 2.0
+MEMBERS_ONLY = "listed members only"  # in an exit's refusal when its policy does not serve this member
 
 
 class AgentFatal(Exception):
@@ -75,7 +76,7 @@ class Agent:
         self.guard = policy.guard(allow_private)
         self.sharing = Sharing(policy, config.folder / "share-usage.json") if share else None
         self.noise_private = config.noise_key()
-        self.directory = Directory(config.pins_path, config.id)
+        self.directory = Directory(config.pins_path, config.id, config.name)
         self.services = Services(self)  # published here, and others' by name
         self.channels: dict[tuple[str, bytes], Channel] = {}  # (member id, Noise key) → our channel to it
         self.link: Link | None = None
@@ -157,7 +158,7 @@ class Agent:
         self._note_own_address(welcome.get("address"))
         if self.share:
             record = sign_exit_record(self.config.key, self.country, public_key_of(self.noise_private),
-                                      int(time.time()))
+                                      int(time.time()), self.sharing.policy.members)
             link.send_control({"type": "share", **record})
         self.services.link_up(link)
         self.write_status()
@@ -173,13 +174,19 @@ class Agent:
         self.write_status()
 
     async def _share_ticker(self, link: Link) -> None:
-        """While sharing: keep status.json current and tell the hub when a cap is reached or lifted."""
-        capped = None
+        """While sharing: keep status.json current; tell the hub when a cap is reached or lifted, and our load.
+
+        The load is the number of streams this exit carries now, which only
+        the exit knows: the hub sees one channel per member, idle or not.
+        """
+        reported = None
         while not link.closed:
-            now_capped = self.sharing.capped()
-            if now_capped != capped:
-                capped = now_capped
-                link.send_control({"type": "share-status", "accepting": capped is None, "reason": capped or ""})
+            capped = self.sharing.capped()
+            streams = sum(user.streams for user in self.sharing.users.values())
+            if (capped, streams) != reported:
+                reported = capped, streams
+                link.send_control({"type": "share-status", "accepting": capped is None, "reason": capped or "",
+                                   "streams": streams})
             self.sharing.save()
             self.write_status()
             await asyncio.sleep(STATUS_EVERY)
@@ -360,7 +367,8 @@ class Agent:
             "proxy": format_address(*self.proxy_address) if self.proxy_address else None,
             "sharing": self.country if self.share else None,
             "exit_choice": self.exit_choice,
-            "exits": [{k: e.get(k) for k in ("id", "name", "country", "streams")}
+            "exits": [{**{k: e.get(k) for k in ("id", "name", "country", "streams")},
+                       "admits_me": self.directory.admits_me(e["id"])}
                       for e in self.directory.entries if e["id"] in self.directory.records],
             "refused_exits": self.directory.rejected,
             "services": self.services.status(),
@@ -467,9 +475,13 @@ class _Opening(Endpoint):
 
     def on_refused(self, code: int, reason: str) -> None:
         self.timer.cancel()
-        if code in RETRYABLE:
-            self.agent.directory.failed(self.exit.id)
-        if code in RETRYABLE and self.candidates and not self.relay.done:
+        directory = self.agent.directory
+        refused_me = code == ErrorCode.FORBIDDEN and MEMBERS_ONLY in reason
+        if refused_me:
+            directory.refused(self.exit.id)
+        elif code in RETRYABLE:
+            directory.failed(self.exit.id)
+        if (code in RETRYABLE or refused_me) and self.candidates and not self.relay.done:
             log.info("exit %s unavailable (%s); trying the next one", self.exit.id, reason)
             return self.try_next()
         self._give_up(code, reason)

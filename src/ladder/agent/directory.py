@@ -6,6 +6,12 @@ set aside with the reason. The first time an exit carries a stream its
 Noise key is pinned in pins.json; if the hub later hands out another key
 for the same exit, the exit is refused loudly (trust on first use, as SSH
 does with host keys).
+
+An exit never listed for a member who may not use it: its signed record
+names the members it serves, and an exit that refused this member anyway
+(its record predates that field, or its policy changed) is skipped until
+it signs a new record. Load is the exit's own count of its live streams (it
+reports it through the hub; the hub sees channels, not streams) plus ours.
 """
 
 from __future__ import annotations
@@ -24,15 +30,16 @@ FAILURE_MEMORY = 60.0  # a failed exit goes to the back of the line for this lon
 
 
 class Directory:
-    def __init__(self, pins_path: Path, own_id: str):
+    def __init__(self, pins_path: Path, own_id: str, own_name: str):
         self.pins_path = pins_path
-        self.own_id = own_id
+        self.own_id, self.own_name = own_id, own_name
         self.entries: list[dict] = []  # as the hub sent them, for status
         self.records: dict[str, ExitRecord] = {}  # verified, by exit id
         self.rejected: dict[str, str] = {}  # exit name or id → why it is refused
         self.local_load: dict[str, int] = {}  # our own open streams per exit id
         self.latency: dict[str, float] = {}  # smoothed open→accept time per exit id, seconds
         self.failed_at: dict[str, float] = {}  # when an exit last failed to carry a stream
+        self.refused_me: dict[str, int] = {}  # exit id → issue time of the record whose exit refused us
         try:
             self.pins: dict[str, str] = json.loads(pins_path.read_text())
         except (OSError, ValueError):
@@ -66,21 +73,16 @@ class Directory:
         self.entries, self.records, self.rejected = [], {}, {}
 
     def candidates(self, choice: str) -> list[tuple[dict, ExitRecord]]:
-        """Verified exits matching --exit (auto, a country code, a name or an id), least loaded first."""
-        found = []
-        for entry in self.entries:
-            record = self.records.get(entry["id"])
-            if record is None or record.id == self.own_id:
-                continue
-            if choice == "auto" or choice in (record.id, entry.get("name")) or record.country == choice.upper():
-                found.append((entry, record))
+        """Verified exits matching --exit (auto, a country code, a name or an id) that serve us, least loaded first."""
+        found = [(entry, record) for entry, record in self._matching(choice) if self.admits_me(record.id)]
         random.shuffle(found)  # ties go to a random exit, not always the first
         now = time.monotonic()
 
         def rank(pair):
             entry, record = pair
             failed = now - self.failed_at.get(record.id, -FAILURE_MEMORY) < FAILURE_MEMORY
-            load = entry.get("streams", 0) + self.local_load.get(record.id, 0)
+            reported = entry.get("streams")
+            load = (reported if isinstance(reported, int) else 0) + self.local_load.get(record.id, 0)
             return failed, load, self.latency.get(record.id, 0.0)  # least loaded, then fastest
 
         return sorted(found, key=rank)
@@ -94,12 +96,42 @@ class Directory:
     def failed(self, exit_id: str) -> None:
         self.failed_at[exit_id] = time.monotonic()
 
+    def admits_me(self, exit_id: str) -> bool:
+        """Whether the exit's signed policy serves this member, and it has not refused us since."""
+        record = self.records[exit_id]
+        return record.admits(self.own_name, self.own_id) and self.refused_me.get(exit_id) != record.issued
+
+    def refused(self, exit_id: str) -> None:
+        """The exit refused this member by policy: skip it until it signs a new record."""
+        record = self.records.get(exit_id)
+        if record is not None:
+            self.refused_me[exit_id] = record.issued
+
+    def _matching(self, choice: str) -> list[tuple[dict, ExitRecord]]:
+        """The verified exits other than ours that --exit `choice` names, whoever they serve."""
+        found = []
+        for entry in self.entries:
+            record = self.records.get(entry["id"])
+            if record is None or record.id == self.own_id:
+                continue
+            if choice == "auto" or choice in (record.id, entry.get("name")) or record.country == choice.upper():
+                found.append((entry, record))
+        return found
+
     def why_none(self, choice: str) -> str:
         if choice in self.rejected:
             return self.rejected[choice]
         if self.rejected and choice == "auto":
             return "; ".join(self.rejected.values())
-        return f"no exit online matches --exit {choice}"
+        closed = [str(entry.get("name") or record.id) for entry, record in self._matching(choice)]
+        if closed:
+            return f"the exits online for --exit {choice} ({', '.join(closed)}) serve listed members only, not you"
+        return f"no exit online matches --exit {choice}" + (f"; online: {self.online()}" if self.entries else "")
+
+    def online(self) -> str:
+        """The verified exits other than ours, as `name (country)`, for messages."""
+        return ", ".join(sorted(f"{entry.get('name') or record.id} ({record.country})"
+                                for entry, record in self._matching("auto"))) or "none"
 
     def pin(self, record: ExitRecord) -> None:
         if record.id not in self.pins:

@@ -42,16 +42,21 @@ class Session:
         self.record: dict | None = None  # the exit record it signed, while it shares
         self.accepting = True  # False while the exit's daily or monthly cap is reached
         self.country = ""
-        self.streams = 0  # live streams through this member's exit
+        self.streams = 0  # channels spliced to this member now (idle ones too)
+        self.load = 0  # live streams through this member's exit, as the exit reports them
 
     @property
     def role(self) -> str:
         return "exit" if self.record is not None else "user"
 
     def entry(self) -> dict:
-        """The directory entry: the member's own signed record, plus what the hub knows."""
+        """The directory entry: the member's own signed record, plus what the hub knows.
+
+        `streams` is the exit's own count: the hub sees one channel per
+        member, which stays open while idle, so its channel count is no load.
+        """
         return {"id": self.member.id, "name": self.member.name, "country": self.country,
-                "streams": self.streams, **self.record}
+                "streams": self.load, **self.record}
 
     # LinkOwner
 
@@ -79,10 +84,14 @@ class Session:
 
     def control_received(self, link: Link, message: dict) -> None:
         if message["type"] == "share-status":
-            self.accepting = bool(message.get("accepting", True))
-            log.info("%s %s new streams %s", self.member.name, "accepts" if self.accepting else "refuses",
-                     str(message.get("reason", ""))[:200])
-            self.hub.directory_changed(urgent=True)
+            accepting = bool(message.get("accepting", True))
+            load = message.get("streams")
+            self.load = load if isinstance(load, int) and 0 <= load < 1 << 32 else 0
+            changed, self.accepting = accepting != self.accepting, accepting
+            if changed:
+                log.info("%s %s new streams %s", self.member.name, "accepts" if accepting else "refuses",
+                         str(message.get("reason", ""))[:200])
+            self.hub.directory_changed(urgent=changed)  # only load changed: pushed with others, soon
         elif message["type"] == "publish":
             self.hub.services.publish(self, message)
         elif message["type"] == "share":
