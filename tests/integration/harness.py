@@ -1,4 +1,9 @@
-"""Real hubs, agents and an origin web server, started as processes on loopback (test helpers)."""
+"""Real hubs, agents and an origin web server, started as processes on loopback (test helpers).
+
+Logs must be clean: a `ladder` command whose stderr, or a process whose
+log, holds a traceback or an exception nobody retrieved fails the test
+(`ladder()` at once, a Network's processes when it closes).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,17 @@ from pathlib import Path
 HERE = Path(__file__).parent
 BIG = 64 * 1024 * 1024
 MARKER = "ladder-marker-7f3a9c"
+LOG_PROBLEMS = ("Traceback (most recent call last)", "exception was never retrieved")
+
+
+def log_problem(text: str) -> str | None:
+    """An excerpt of the first traceback or unretrieved exception in a log, or None if it is clean."""
+    for mark in LOG_PROBLEMS:
+        at = text.find(mark)
+        if at >= 0:
+            start = text.rfind("\n", 0, max(0, text.rfind("\n", 0, at))) + 1  # the line before, too
+            return text[start:at + 2000]
+    return None
 
 
 def free_port() -> int:
@@ -27,6 +43,9 @@ def ladder(*args: str, check: bool = True, timeout: float = 60) -> subprocess.Co
     """Run one `ladder` command to completion."""
     result = subprocess.run([sys.executable, "-m", "ladder", *args], capture_output=True, text=True,
                             timeout=timeout)
+    problem = log_problem(result.stderr)
+    if problem:
+        raise AssertionError(f"ladder {' '.join(args)} logged:\n{problem}")
     if check and result.returncode != 0:
         raise AssertionError(f"ladder {' '.join(args)} failed ({result.returncode}): {result.stderr}")
     return result
@@ -71,6 +90,11 @@ class Proc:
                 self.popen.kill()
                 self.popen.wait(5)
         self.log.close()
+
+    def check_log(self) -> None:
+        problem = log_problem(self.log_path.read_text(errors="replace"))
+        if problem:
+            raise AssertionError(f"the {self.name} process logged:\n{problem}")
 
 
 class Network:
@@ -125,6 +149,8 @@ class Network:
     def close(self) -> None:
         for proc in reversed(self.procs):
             proc.stop()
+        for proc in self.procs:
+            proc.check_log()
 
 
 class Member:
