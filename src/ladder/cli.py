@@ -18,6 +18,8 @@ from ladder.config import (
     HubConfig,
     InviteLink,
     MemberConfig,
+    country_code,
+    format_address,
     hub_folder,
     member_folder,
     parse_address,
@@ -45,6 +47,27 @@ def parse_duration(text: str) -> float:
     if unit not in units or not number.isdigit() or int(number) == 0:
         raise click.BadParameter(f"{text!r} is not a duration like 30m, 12h, 7d or 2w")
     return int(number) * units[unit]
+
+
+def proxy_option(value: str, allow_lan: bool) -> tuple[str, int]:
+    """--proxy: host:port, or a bare port on 127.0.0.1; other machines only with --allow-lan."""
+    address = ("127.0.0.1", int(value)) if value.isdigit() else address_option(value)
+    if not 0 < address[1] < 65536:
+        raise click.BadParameter(f"{value!r}: a port is 1-65535", param_hint="--proxy")
+    if not allow_lan and not _is_loopback(address[0]):
+        raise click.BadParameter(
+            f"{value!r} would let every machine that reaches this one use your proxy, with no password; "
+            "use 127.0.0.1:PORT, or add --allow-lan if that is what you want", param_hint="--proxy")
+    return address
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def address_option(value: str | None) -> tuple[str, int] | None:
@@ -247,11 +270,17 @@ def join(invite, folder) -> None:
 
 @cli.command()
 @click.option("--dir", "folder", help=DIR_HELP)
-@click.option("--proxy", help="Serve SOCKS5 and HTTP proxying here (default 127.0.0.1:1080 unless sharing only).")
+@click.option("--proxy", metavar="[HOST:]PORT",
+              help="Serve SOCKS5 and HTTP proxying here; a bare port means 127.0.0.1:PORT "
+              "(default 127.0.0.1:1080, or none with --share).")
+@click.option("--allow-lan", is_flag=True,
+              help="Let --proxy listen on an address other machines reach (0.0.0.0, a LAN address). "
+              "Anyone who reaches it can use it, without a password.")
 @click.option("--exit", "exit_choice", default="auto", show_default=True,
-              help="Which exit carries your traffic: auto (least loaded), a country code (US) or a member name.")
-@click.option("--share", is_flag=True, help="Lend your connection to other members as an exit.")
-@click.option("--country", help="Country of your exit, e.g. US (with --share).")
+              help="Which exit carries your traffic: auto (least loaded of those that serve you), "
+              "a country code (US) or a member name.")
+@click.option("--share", is_flag=True, help="Lend your connection to other members as an exit (needs --country).")
+@click.option("--country", help="With --share: the country your exit is in, as a two-letter ISO code (US, DE, JP).")
 @click.option("--allow-private", is_flag=True,
               help="Let the exit reach private/loopback addresses. For demos and labs only.")
 @click.option("--rules", "rules_source", help="Routing rules: a preset (inside-cn, abroad) or a rules file. "
@@ -264,7 +293,8 @@ def join(invite, folder) -> None:
 @click.option("--monthly-cap", help="With --share: bytes per month, e.g. 200G.")
 @click.option("--user-streams", type=click.IntRange(1), help="With --share: open streams per member (default 64).")
 @click.option("-v", "--verbose", is_flag=True, help="Log every link and stream event.")
-def up(folder, proxy, exit_choice, share, country, allow_private, rules_source, verbose, **limits) -> None:
+def up(folder, proxy, allow_lan, exit_choice, share, country, allow_private, rules_source, verbose,
+       **limits) -> None:
     """Connect to the hub and serve: a local proxy, an exit, or both.
 
     \b
@@ -274,19 +304,30 @@ def up(folder, proxy, exit_choice, share, country, allow_private, rules_source, 
       ladder up --dir ~/ladder --share --country DE          # lend your connection
       curl -x socks5h://127.0.0.1:1080 https://example.com/  # then browse through it
 
-    The link reconnects by itself; `ladder status --dir ~/ladder` tells how it is.
+    Runs until Ctrl-C; the link reconnects by itself. `ladder status --dir ~/ladder`
+    tells how it is. Point a browser at the proxy, or at the PAC file it serves:
+    http://127.0.0.1:1080/proxy.pac
     """
     from ladder.agent.agent import Agent, AgentFatal
     from ladder.agent.rules import load_rules
     from ladder.agent.sharing import SharePolicy
 
     config = MemberConfig.load(member_folder(folder))
-    proxy_at = address_option(proxy) if proxy else (None if share else ("127.0.0.1", 1080))
+    proxy_at = proxy_option(proxy, allow_lan) if proxy else (None if share else ("127.0.0.1", 1080))
+    if share and not country:
+        raise click.UsageError("--share needs --country: the two-letter code of the country your exit is in "
+                               "(e.g. --country DE), so that members can choose it")
+    if country and not share:
+        raise click.UsageError("--country only goes with --share (it is where your exit is)")
+    country = country_code(country) if country else None
     rules = load_rules(rules_source or config.route.get("rules"))
     policy = SharePolicy.from_table({**config.share, **{k: v for k, v in limits.items() if v is not None}})
     setup_logging(verbose)
     if allow_private:
         logging.warning("--allow-private: members can reach this machine's loopback and LAN through your exit")
+    if proxy_at is not None and not _is_loopback(proxy_at[0]):
+        logging.warning("--allow-lan: the proxy on %s serves every machine that reaches it, without a password",
+                        format_address(*proxy_at))
     agent = Agent(config, proxy=proxy_at, share=share, country=country, exit_choice=exit_choice,
                   allow_private=allow_private, rules=rules, policy=policy)
 
@@ -310,18 +351,45 @@ def route() -> None:
 @click.option("--rules", "rules_source", help="A preset (inside-cn, abroad) or a rules file instead of the config's.")
 @click.option("--exit", "exit_choice", default="auto", show_default=True, help="The default exit, as for `up`.")
 def route_test(destination, folder, rules_source, exit_choice) -> None:
-    """Print which rule matches DESTINATION (a name or an address) and where it would go."""
-    from ladder.agent.rules import Router, load_rules
+    """Print which rule matches DESTINATION (a name or an address) and where it would go.
 
+    \b
+    Examples:
+      ladder route test --rules inside-cn www.baidu.com     # direct
+      ladder route test --dir ~/ladder 8.8.8.8              # by your ladder.toml's rules
+      ladder route test blog.ryan.ladder                    # a network-only service
+    """
+    from ladder.agent.rules import Router, load_rules
+    from ladder.agent.services import is_service_host
+
+    path = member_folder(folder)
+    member = MemberConfig.load(path) if (path / "ladder.toml").exists() else None
+    if is_service_host(destination):
+        click.echo(f"{destination}: a network-only service -> {_service_publisher(destination, member)}, "
+                   "end to end through the hub; never rules, an exit or DNS")
+        return
     source = rules_source
-    if source is None:
-        path = member_folder(folder)
-        source = MemberConfig.load(path).route.get("rules") if (path / "ladder.toml").exists() else None
+    if source is None and member is not None:
+        source = member.route.get("rules")
     rule = Router(load_rules(source), exit_choice).route(destination)
     where = {"direct": "directly, not through the network", "block": "nowhere: blocked"}.get(
         rule.action, f"through an exit ({rule.action.removeprefix('exit:')})")
     origin = f"line {rule.line} of the rules" if rule.line else "the built-in default"
     click.echo(f"{destination}: {origin} `{rule.text}` -> {where}")
+
+
+def _service_publisher(host: str, member: MemberConfig | None) -> str:
+    """Who publishes a .ladder name, as the agent last heard from the hub, else as the name says."""
+    host = host.lower().rstrip(".")
+    listed = ((_agent_state(member).get("services") or {}).get("listed") or []) if member else []
+    for service in listed:
+        if host in (service.get("name"), service.get("address")):
+            online = "online" if service.get("online") else "offline"
+            return f"to {service.get('publisher')}'s service {service['name']} ({online})"
+    labels = host.split(".")
+    if len(labels) == 3:  # NAME.MEMBER.ladder
+        return f"to member {labels[1]}'s service {labels[0]} (not heard of yet)"
+    return "to its publisher (not heard of yet)"
 
 
 @cli.group()
@@ -378,6 +446,8 @@ def status(folder, as_json) -> None:
         click.echo(f"hub:    {state['hub']} at {state.get('hub_address', '-')}, as {state['member']}")
         if state.get("proxy"):
             click.echo(f"proxy:  {state['proxy']} (SOCKS5 and HTTP), exit {state.get('exit_choice')}")
+        if state.get("exit_warning"):
+            click.echo(f"WARNING: --exit {state.get('exit_choice')}: {state['exit_warning']}")
         if state.get("sharing"):
             click.echo(f"share:  exit in {state['sharing']}")
         exits = state.get("exits") or []
@@ -405,11 +475,12 @@ def _alive(pid) -> bool:
 @click.argument("address", required=False)
 @click.option("--dir", "folder", help=DIR_HELP)
 @click.option("--name", help="The service's name (1-32 of a-z, 0-9, '-'): reached as NAME.<member>.ladder.")
-@click.option("--title", default="", help="A title, shown in `ladder services`.")
-@click.option("--description", default="", help="A line or two about it, shown in `ladder services --json`.")
-@click.option("--members", help="Only these members may connect: names or member ids, comma-separated. "
-              "Default: every member.")
-@click.option("--tcp", is_flag=True, help="Any TCP service (SSH, a game server), not a web site.")
+@click.option("--title", help="A title, shown in `ladder services`.")
+@click.option("--description", help="A line or two about it, shown in `ladder services --json`.")
+@click.option("--members", help="Only these members may connect: names or member ids, comma-separated; "
+              "'everyone' for every member (the default).")
+@click.option("--tcp/--http", "tcp", default=None,
+              help="Any TCP service (SSH, a game server), or a web site (the default).")
 @click.option("--remove", metavar="NAME", help="Take the service NAME down, at once if the agent is running.")
 def publish(address, folder, name, title, description, members, tcp, remove) -> None:
     """Put a service on this machine's loopback online inside the network only.
@@ -418,14 +489,15 @@ def publish(address, folder, name, title, description, members, tcp, remove) -> 
     Examples:
       ladder publish --dir ~/ladder 127.0.0.1:5000 --name blog --title "Ryan's photos"
       ladder publish --dir ~/ladder 127.0.0.1:22 --name ssh --tcp --members alice,bob
+      ladder publish --dir ~/ladder --name blog --members everyone   # change one thing, keep the rest
       ladder publish --dir ~/ladder --remove blog
       ladder publish --dir ~/ladder                  # what this member publishes
       curl -x socks5h://127.0.0.1:1080 http://blog.ryan.ladder/     # any member, through its proxy
 
     No port is opened: members reach the service through the hub, end to end
-    encrypted. It is kept in services.json in the member's folder; the running
-    agent (`ladder up`) picks changes up within a second and publishes again
-    after every reconnect.
+    encrypted. It is kept in services.json in the member's folder; publishing
+    a NAME again changes only what is given. The running agent (`ladder up`)
+    picks changes up within a second and publishes again after every reconnect.
     """
     from ladder.agent.services import Published, load_published, loopback_address, save_published
     from ladder.protocol.hello import public_bytes
@@ -446,9 +518,7 @@ def publish(address, folder, name, title, description, members, tcp, remove) -> 
         click.echo(f"removed {remove}.{config.name}.ladder" + (": the agent takes it down within a second"
                                                                 if running else ""))
         return
-    if address is None:
-        if name:
-            raise click.UsageError("give the local ADDRESS to publish, e.g. 127.0.0.1:5000")
+    if address is None and name is None:
         for s in services.values():
             access = ", ".join(s.members.values()) if s.members else "every member"
             click.echo(f"{s.name}.{config.name}.ladder  {service_address(pubkey, s.name)}  "
@@ -458,14 +528,27 @@ def publish(address, folder, name, title, description, members, tcp, remove) -> 
         return
     if not name:
         raise click.UsageError("--name is required: the service is reached as NAME.<member>.ladder")
-    service = Published(name, loopback_address(address), title, description, "tcp" if tcp else "http",
-                        _member_ids(members, state, config) if members else {})
+    old = services.get(name)
+    if address is None and old is None:
+        raise click.UsageError(f"{name} is not published yet: give the local ADDRESS, e.g. 127.0.0.1:5000")
+    access = old.members if old else {}
+    if members is not None:
+        access = {} if members.strip().lower() == "everyone" else _member_ids(members, state, config)
+    service = Published(
+        name,
+        loopback_address(address) if address else old.address,
+        title if title is not None else (old.title if old else ""),
+        description if description is not None else (old.description if old else ""),
+        ("tcp" if tcp else "http") if tcp is not None else (old.kind if old else "http"),
+        access,
+    )
     service.check()
     services[name] = service
     save_published(config.folder, services)
     access = ", ".join(f"{n} ({i})" for i, n in service.members.items()) or "every member"
-    scheme = "http://{}/" if not tcp else "{} (any port)"
-    click.echo(f"published {name} from {service.address[0]}:{service.address[1]} for {access}:")
+    scheme = "http://{}/" if service.kind == "http" else "{} (any port)"
+    click.echo(f"{'updated' if old else 'published'} {name} from {service.address[0]}:{service.address[1]} "
+               f"for {access}:")
     click.echo("  " + scheme.format(f"{name}.{config.name}.ladder"))
     click.echo("  " + scheme.format(service_address(pubkey, name)) + "   (no hub can redirect this name)")
     click.echo("the agent puts it online within a second" if running

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import base64
-import sys
 import hashlib
+import shutil
 import signal
 import socket
 import struct
+import sys
 import time
 
-from harness import BIG, HERE, MARKER, Proc, _accepts, curl, free_port, ladder, wait_for
+from harness import BIG, HERE, MARKER, Member, Proc, _accepts, curl, free_port, ladder, wait_for
+
+from ladder.agent.agent import BACKOFF_MAX
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 
@@ -204,3 +207,63 @@ def test_strangers_are_handed_to_the_real_web_server_beside_the_hub(tmp_path, or
     finally:
         for proc in servers:
             proc.stop()
+
+
+def test_setup_traps_are_one_clear_line(network, tmp_path):
+    folder = network.join("newcomer")
+    port = free_port()
+    cases = [
+        (["--proxy", f"0.0.0.0:{port}"], "--allow-lan"),
+        (["--share", "--country", "usa"], "'usa' is not an ISO 3166-1 country code"),
+        (["--share", "--country", "UK"], "'UK' is not an ISO 3166-1 country code"),  # GB is
+        (["--share"], "--share needs --country"),
+    ]
+    for args, message in cases:
+        result = ladder("up", "--dir", str(folder), *args, check=False, timeout=20)
+        assert result.returncode != 0, args
+        assert message in result.stderr, f"{args}: {result.stderr}"
+    assert not _accepts(port), "a refused --proxy must not listen"
+
+
+def test_a_bare_proxy_port_means_loopback(network):
+    folder = network.join("bare")
+    port = free_port()
+    member = Member("bare", folder, network.start("bare", "up", "--dir", str(folder), "--proxy", str(port)))
+    member.wait_up()
+    assert member.status()["proxy"] == f"127.0.0.1:{port}"
+    assert _accepts(port)
+
+
+def test_a_second_agent_for_the_same_member_stops_with_one_line(network, tmp_path):
+    first = network.user("first")
+    again = ladder("up", "--dir", str(first.folder), "--proxy", str(free_port()), check=False, timeout=20)
+    assert again.returncode == 1 and "another agent (pid " in again.stderr, again.stderr
+    assert f"is already running for {first.folder}" in again.stderr, again.stderr
+    first.wait_up()
+    # A copy of the folder elsewhere (a second device with the same key): the newer link wins at the hub,
+    # the older agent is told why and stops, instead of both taking the link back in a loop.
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("ladder.toml", "member.key", "noise.key"):
+        shutil.copy(first.folder / name, copy / name)
+    second = Member("second", copy, network.start("second", "up", "--dir", str(copy), "--proxy", str(free_port())))
+    second.wait_up()
+    wait_for(lambda: not first.proc.alive(), 20, "the replaced agent to stop")
+    assert first.proc.popen.returncode == 1
+    out = first.proc.output()
+    assert "another agent with this member's key connected to the hub" in out, out
+    assert "reconnecting" not in out, out
+    time.sleep(3)  # nobody takes the link back
+    assert second.status()["state"] == "up" and "reconnecting" not in second.proc.output()
+
+
+def test_after_a_hub_outage_the_agent_is_back_within_seconds(network):
+    user = network.user("user")
+    network.hub.stop()
+    wait_for(lambda: user.status().get("state") != "up", 20, "the user to notice the hub went away")
+    time.sleep(10)  # backoff grows meanwhile: 0.5, 1, 2, 4 s...
+    network.hub = network.start_hub()
+    started = time.monotonic()
+    user.wait_up(30)
+    took = time.monotonic() - started
+    assert took < BACKOFF_MAX + 3, f"the agent took {took:.1f} s to reconnect (backoff cap {BACKOFF_MAX} s)"

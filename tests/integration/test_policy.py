@@ -155,7 +155,7 @@ def test_route_test_explains_the_presets(preset):
 
 def test_auto_never_prefers_an_exit_whose_policy_refuses_this_member(network, origin):
     network.exit("closed", "CC", "--allow-private", "--members", "somebody")
-    open_exit = network.exit("open", "OO", "--allow-private")
+    open_exit = network.exit("open", "NL", "--allow-private")
     user = network.user("user")
     user.wait_exits(2)
     for i in range(12):
@@ -170,3 +170,19 @@ def test_auto_never_prefers_an_exit_whose_policy_refuses_this_member(network, or
     listed = {e["name"]: e for e in user.status()["exits"]}
     assert listed["closed"]["streams"] == 0 and listed["closed"]["admits_me"] is False, listed
 
+
+
+def test_route_test_knows_network_only_services():
+    result = ladder("route", "test", "blog.ryan.ladder", "--rules", "abroad")
+    assert "network-only service" in result.stdout and "ryan" in result.stdout, result.stdout
+    assert "through an exit" not in result.stdout, result.stdout
+
+
+def test_a_mistyped_exit_is_told_once_the_directory_arrives(network):
+    network.exit("alpha", "AA", "--allow-private")
+    user = network.user("user", "--exit", "aplha")
+    line = "--exit aplha: no exit online matches --exit aplha; online: alpha (AA)"
+    wait_for(lambda: line in user.proc.output(), 20, "the warning about --exit")
+    assert user.proc.output().count(line) == 1, user.proc.output()
+    shown = ladder("status", "--dir", str(user.folder)).stdout
+    assert "WARNING: --exit aplha: no exit online matches" in shown, shown

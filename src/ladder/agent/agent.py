@@ -1,8 +1,14 @@
 """The agent role: one member's link to its hub, its proxy front and its exit.
 
 The agent keeps one outbound link to the hub (this is why NAT does not
-matter), dialling again with jittered exponential backoff whenever it
-drops. As a user it serves the proxy front and opens each stream towards an
+matter), dialling again whenever it drops: with jittered exponential
+backoff capped at a few seconds (a hub back from an outage is used within
+seconds), and at once when this machine's links, addresses or routes change
+(on Linux a netlink route socket tells, for free: Wi-Fi joined, a laptop
+woken, a cable plugged in). One agent runs per member: a second one on the
+same folder stops at once (the folder's lock), and one elsewhere with a
+copy of the key replaces this one's link at the hub, which tells this one
+why, so it stops instead of taking the link back in a loop. As a user it serves the proxy front and opens each stream towards an
 exit chosen from the hub's directory (`--exit auto`, a country code or a
 member name), trying the next candidate when one is gone. As a sharer it
 announces itself and serves the streams the hub splices to it. Its state is
@@ -43,7 +49,8 @@ from .sharing import ExitRelay, SharePolicy, Sharing
 
 log = logging.getLogger(__name__)
 OPEN_TIMEOUT = 30.0  # the exit gives up on a target after 10 s; this covers a silent hub
-BACKOFF_MIN, BACKOFF_MAX = 0.5, 30.0
+BACKOFF_MIN, BACKOFF_MAX = 0.5, 4.0
+NETWORK_SETTLE = 0.5  # after a network change, dial this soon: addresses and routes come in bursts
 RETRYABLE = {ErrorCode.NO_ROUTE, ErrorCode.BUSY, ErrorCode.LINK_LOST, ErrorCode.TARGET_TIMEOUT}
 STATUS_EVERY = 2.0
 MEMBERS_ONLY = "listed members only"  # in an exit's refusal when its policy does not serve this member
@@ -88,6 +95,9 @@ class Agent:
         self._tasks: set[asyncio.Task] = set()
         self._link_down: asyncio.Future | None = None
         self._up = asyncio.Event()
+        self._network_changed = asyncio.Event()
+        self._replaced = False  # the hub said another agent with our key took the link
+        self.exit_warning = ""  # why --exit matches no exit online, once the directory came
 
     # -------------------------------------------------------------- running
 
@@ -107,20 +117,27 @@ class Agent:
 
     async def run(self) -> None:
         """Serve until cancelled; raises AgentFatal when going on makes no sense."""
-        await self.start_proxy()
-        await self._block_hub_addresses()
-        backoff = BACKOFF_MIN
+        lock = self.config.lock()
+        watcher = NetworkWatch.start(self._network_changed.set)
         try:
+            await self.start_proxy()
+            await self._block_hub_addresses()
+            backoff = BACKOFF_MIN
             while True:
                 started = time.monotonic()
+                self._network_changed.clear()
                 await self._connect_once()
+                if self._replaced:
+                    raise AgentFatal("another agent with this member's key connected to the hub and took "
+                                     "the link, so this one stops: run one agent per member (a copy of "
+                                     f"{self.config.folder} elsewhere?), or join again for a second device")
                 if time.monotonic() - started > 10:
                     backoff = BACKOFF_MIN
-                delay = backoff * random.uniform(0.5, 1.5)
-                log.info("reconnecting in %.1f s", delay)
-                await asyncio.sleep(delay)
+                await self._pause(backoff * random.uniform(0.5, 1.0))
                 backoff = min(backoff * 2, BACKOFF_MAX)
         finally:
+            if watcher is not None:
+                watcher.close()
             self.state = "stopped"
             if self.sharing is not None:
                 self.sharing.save()
@@ -129,6 +146,18 @@ class Agent:
                 self.proxy_server.close()
             if self.link is not None:
                 self.link.close(ErrorCode.NO_ERROR, "agent stopping")
+            lock.close()
+
+    async def _pause(self, delay: float) -> None:
+        """Wait `delay` before dialling again, or only a moment if the network changes meanwhile."""
+        log.info("reconnecting in %.1f s", delay)
+        try:
+            await asyncio.wait_for(self._network_changed.wait(), max(0.0, delay - NETWORK_SETTLE))
+        except asyncio.TimeoutError:
+            pass
+        else:
+            log.info("the network changed: dialling the hub now")
+        await asyncio.sleep(min(delay, NETWORK_SETTLE))
 
     async def wait_up(self, timeout: float) -> None:
         await asyncio.wait_for(self._up.wait(), timeout)
@@ -208,7 +237,18 @@ class Agent:
             self.write_status()
         elif message["type"] == "directory":
             self.directory.update(message.get("exits") or [])
+            self._check_exit_choice()
             self.write_status()
+        elif message["type"] == "replaced" and link is self.link:
+            self._replaced = True
+
+    def _check_exit_choice(self) -> None:
+        """Say once, as soon as the directory comes, when --exit names no exit online."""
+        choice = self.exit_choice
+        warning = "" if choice == "auto" or self.directory.candidates(choice) else self.directory.why_none(choice)
+        if warning and warning != self.exit_warning:
+            log.warning("--exit %s: %s", choice, warning)
+        self.exit_warning = warning
 
     def link_closed(self, link: Link, reason: str) -> None:
         if self._link_down is not None and not self._link_down.done():
@@ -367,6 +407,7 @@ class Agent:
             "proxy": format_address(*self.proxy_address) if self.proxy_address else None,
             "sharing": self.country if self.share else None,
             "exit_choice": self.exit_choice,
+            "exit_warning": self.exit_warning,
             "exits": [{**{k: e.get(k) for k in ("id", "name", "country", "streams")},
                        "admits_me": self.directory.admits_me(e["id"])}
                       for e in self.directory.entries if e["id"] in self.directory.records],
@@ -495,3 +536,46 @@ class _Opening(Endpoint):
     def _give_up(self, code: int, reason: str) -> None:
         if not self.relay.done:
             self.relay.on_refused(code, reason)
+
+
+# Netlink route multicast groups (linux/rtnetlink.h): links, IPv4/IPv6 addresses and routes.
+_RTMGRP = 0x1 | 0x10 | 0x40 | 0x100 | 0x400
+
+
+class NetworkWatch:
+    """Calls `on_change` whenever this machine's links, addresses or routes change (Linux).
+
+    A netlink route socket is the kernel's own notice (what `ip monitor`
+    reads): no polling, nothing sent. Where there is none, `start` returns
+    None and the capped backoff alone brings the link back.
+    """
+
+    def __init__(self, sock: socket.socket, on_change):
+        self.sock, self.on_change = sock, on_change
+        self.loop = asyncio.get_running_loop()
+        self.loop.add_reader(sock.fileno(), self._readable)
+
+    @classmethod
+    def start(cls, on_change) -> NetworkWatch | None:
+        try:
+            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK, socket.NETLINK_ROUTE)
+        except (AttributeError, OSError):
+            return None
+        try:
+            sock.bind((0, _RTMGRP))
+        except OSError:
+            sock.close()
+            return None
+        return cls(sock, on_change)
+
+    def _readable(self) -> None:
+        try:
+            while self.sock.recv(65536):
+                pass
+        except OSError:  # EAGAIN: all read; ENOBUFS: more changes than the buffer held, still a change
+            pass
+        self.on_change()
+
+    def close(self) -> None:
+        self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()

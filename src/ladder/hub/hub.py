@@ -170,7 +170,9 @@ class Hub:
             return False  # looks like any stranger's bytes
         link = self._take(transport, f"member {member.name}")
         old = self.sessions.get(member.id)
-        if old is not None:
+        if old is not None:  # the old agent is told why, so that it stops instead of taking the link back
+            log.info("%s connected again: replacing its previous link", member.name)
+            old.link.send_control({"type": "replaced"})
             old.link.close(ErrorCode.NO_ERROR, "replaced by a new link from the same member")
         session = Session(self, member, link)
         link.owner = session
