@@ -25,7 +25,8 @@ from ladder.config import (
     parse_address,
 )
 
-DIR_HELP = "Folder holding this member's or hub's keys and config (default: $LADDER_HOME or the user folder)."
+DIR_HELP = "This member's folder: its keys, config and state (default: $LADDER_HOME, else the user's config folder)."
+HUB_DIR_HELP = "The hub's folder: its keys, config and member store (default: $LADDER_HOME, else the user's data folder)."
 
 
 class LadderError(Exception):
@@ -87,6 +88,16 @@ def cli() -> None:
     A hub on a VPS bridges members into one network. Members share their
     connection as exits and browse through each other's exits with a local
     SOCKS5/HTTP proxy. Try `ladder demo` to see it all on this machine.
+
+    \b
+    Start here:
+      on the VPS:     ladder hub init --dir ~/hub --public-address HOST:443
+                      ladder hub run --dir ~/hub
+                      ladder hub invite --dir ~/hub alice        # send the link to alice
+      alice:          ladder join 'ladder://...' --dir ~/ladder
+                      ladder up --dir ~/ladder                   # proxy on 127.0.0.1:1080
+
+    Every command takes -h for its own help.
     """
 
 
@@ -99,15 +110,18 @@ def hub() -> None:
 
 
 @hub.command("init")
-@click.option("--dir", "folder", help=DIR_HELP)
+@click.option("--dir", "folder", metavar="FOLDER", help=HUB_DIR_HELP)
 @click.option("--name", default="hub", show_default=True, help="The hub's name, shown to members.")
-@click.option("--listen", default="0.0.0.0:443", show_default=True, help="Address and port to listen on.")
-@click.option("--public-address", help="host:port members dial (goes into invite links). Default: --listen.")
+@click.option("--listen", metavar="HOST:PORT", default="0.0.0.0:443", show_default=True,
+              help="Address and port to listen on (ports below 1024 need root or CAP_NET_BIND_SERVICE).")
+@click.option("--public-address", metavar="HOST[:PORT]",
+              help="The name or address members dial, put in invite links (needed when --listen is 0.0.0.0). "
+              "Default: --listen.")
 @click.option("--cert", type=click.Path(dir_okay=False), help="Your own TLS certificate (PEM), e.g. from a CA.")
 @click.option("--key", type=click.Path(dir_okay=False), help="The private key of --cert (PEM).")
-@click.option("--web-backend", help="A real web server (plain HTTP host:port) that answers everyone who is "
+@click.option("--web-backend", metavar="HOST:PORT", help="A real web server (plain HTTP host:port) that answers everyone who is "
               "not a member, instead of the built-in small site.")
-@click.option("--raw-backend", help="That server's TLS host:port, for connections that do not start TLS "
+@click.option("--raw-backend", metavar="HOST:PORT", help="That server's TLS host:port, for connections that do not start TLS "
               "(probes, plain HTTP), so it answers them itself.")
 def hub_init(folder, name, listen, public_address, cert, key, web_backend, raw_backend) -> None:
     """Create a hub: its TLS key and certificate, its member store, its config.
@@ -126,6 +140,9 @@ def hub_init(folder, name, listen, public_address, cert, key, web_backend, raw_b
         raise LadderError(f"{path} already holds a hub; use another --dir")
     listen_at = address_option(listen)
     public = address_option(public_address) or listen_at
+    if public[0] in ("0.0.0.0", "::"):
+        raise click.UsageError("--public-address is needed: invite links must carry the name or address "
+                               f"members dial (your server's), not {listen_at[0]}")
     backends = address_option(web_backend), address_option(raw_backend)
     if (cert is None) != (key is None):
         raise click.UsageError("--cert and --key go together")
@@ -145,10 +162,14 @@ def hub_init(folder, name, listen, public_address, cert, key, web_backend, raw_b
 
 
 @hub.command("run")
-@click.option("--dir", "folder", help=DIR_HELP)
+@click.option("--dir", "folder", metavar="FOLDER", help=HUB_DIR_HELP)
 @click.option("-v", "--verbose", is_flag=True, help="Log every link and stream event.")
 def hub_run(folder, verbose) -> None:
-    """Serve members until interrupted (Ctrl-C)."""
+    """Serve members until interrupted (Ctrl-C), where `hub init --listen` said.
+
+    Strangers who connect see an ordinary small web site; members' agents
+    dial it with the keys their invite pinned.
+    """
     from ladder.hub.hub import Hub
     from ladder.store.hubdb import HubStore
 
@@ -173,11 +194,19 @@ def hub_run(folder, verbose) -> None:
 
 @hub.command("invite")
 @click.argument("name")
-@click.option("--dir", "folder", help=DIR_HELP)
+@click.option("--dir", "folder", metavar="FOLDER", help=HUB_DIR_HELP)
 @click.option("--uses", default=1, show_default=True, type=click.IntRange(1), help="How many members may join with it.")
-@click.option("--expires", default="7d", show_default=True, help="Lifetime: 30m, 12h, 7d, 2w.")
+@click.option("--expires", metavar="DURATION", default="7d", show_default=True,
+              help="How long it can be used: 30m, 12h, 7d, 2w.")
 def hub_invite(name, folder, uses, expires) -> None:
-    """Print an invite link for NAME (one line; send it to them privately)."""
+    """Print an invite link for NAME, the member's name in the network (one line; send it privately).
+
+    \b
+    Example:
+      ladder hub invite --dir ~/hub alice
+      ladder hub invite --dir ~/hub family --uses 5 --expires 12h
+    The link carries the hub's address and key fingerprint: whoever holds it can join.
+    """
     from ladder.link.tls import fingerprint_of_cert_file
     from ladder.store.hubdb import HubStore
 
@@ -189,7 +218,7 @@ def hub_invite(name, folder, uses, expires) -> None:
 
 
 @hub.command("members")
-@click.option("--dir", "folder", help=DIR_HELP)
+@click.option("--dir", "folder", metavar="FOLDER", help=HUB_DIR_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def hub_members(folder, as_json) -> None:
     """List members: who is online, as exit or user, and who was revoked."""
@@ -218,7 +247,7 @@ def hub_members(folder, as_json) -> None:
 
 @hub.command("revoke")
 @click.argument("name")
-@click.option("--dir", "folder", help=DIR_HELP)
+@click.option("--dir", "folder", metavar="FOLDER", help=HUB_DIR_HELP)
 def hub_revoke(name, folder) -> None:
     """Remove member NAME: its link drops within seconds and cannot come back."""
     from ladder.store.hubdb import HubStore
@@ -234,9 +263,16 @@ def hub_revoke(name, folder) -> None:
 
 @cli.command()
 @click.argument("invite")
-@click.option("--dir", "folder", help=DIR_HELP)
+@click.option("--dir", "folder", metavar="FOLDER", help=DIR_HELP)
 def join(invite, folder) -> None:
-    """Join a hub with an INVITE link (ladder://...)."""
+    """Join a hub with an INVITE link (ladder://...) from its operator.
+
+    \b
+    Example:
+      ladder join 'ladder://TOKEN@hub.example.org:443?fp=sha256:...&hub=tokyo' --dir ~/ladder
+    Creates this member's keys in the folder (quote the link: it holds '&' and '?'),
+    then `ladder up --dir ~/ladder` connects.
+    """
     from ladder.link.client import HubIdentityMismatch, dial
     from ladder.link.connection import LinkRefused
 
@@ -265,32 +301,32 @@ def join(invite, folder) -> None:
     config.save()
     click.echo(f"joined hub {config.hub_name} as {config.name} (id {config.id})")
     click.echo(f"next: ladder up --dir {path}            (a proxy on 127.0.0.1:1080)")
-    click.echo(f"  or: ladder up --dir {path} --share --country XX   (lend your connection)")
+    click.echo(f"  or: ladder up --dir {path} --share --country DE   (lend your connection; your country's code)")
 
 
 @cli.command()
-@click.option("--dir", "folder", help=DIR_HELP)
+@click.option("--dir", "folder", metavar="FOLDER", help=DIR_HELP)
 @click.option("--proxy", metavar="[HOST:]PORT",
               help="Serve SOCKS5 and HTTP proxying here; a bare port means 127.0.0.1:PORT "
               "(default 127.0.0.1:1080, or none with --share).")
 @click.option("--allow-lan", is_flag=True,
               help="Let --proxy listen on an address other machines reach (0.0.0.0, a LAN address). "
               "Anyone who reaches it can use it, without a password.")
-@click.option("--exit", "exit_choice", default="auto", show_default=True,
+@click.option("--exit", "exit_choice", metavar="auto|COUNTRY|NAME", default="auto", show_default=True,
               help="Which exit carries your traffic: auto (least loaded of those that serve you), "
               "a country code (US) or a member name.")
 @click.option("--share", is_flag=True, help="Lend your connection to other members as an exit (needs --country).")
-@click.option("--country", help="With --share: the country your exit is in, as a two-letter ISO code (US, DE, JP).")
+@click.option("--country", metavar="CODE", help="With --share: the country your exit is in, as a two-letter ISO code (US, DE, JP).")
 @click.option("--allow-private", is_flag=True,
               help="Let the exit reach private/loopback addresses. For demos and labs only.")
-@click.option("--rules", "rules_source", help="Routing rules: a preset (inside-cn, abroad) or a rules file. "
+@click.option("--rules", "rules_source", metavar="PRESET|FILE", help="Routing rules: a preset (inside-cn, abroad) or a rules file. "
               "Default: [route] in ladder.toml, else everything through --exit.")
-@click.option("--members", help="With --share: only these members (comma-separated names) may use your exit.")
-@click.option("--ports", help="With --share: destination ports allowed, e.g. 80,443,8000-8100 (default 80,443).")
-@click.option("--rate", help="With --share: bytes per second for the whole exit, e.g. 20M.")
-@click.option("--user-rate", help="With --share: bytes per second per member, e.g. 5M.")
-@click.option("--daily-cap", help="With --share: bytes per day, e.g. 10G; then no new streams until tomorrow.")
-@click.option("--monthly-cap", help="With --share: bytes per month, e.g. 200G.")
+@click.option("--members", metavar="NAMES", help="With --share: only these members (comma-separated names) may use your exit.")
+@click.option("--ports", metavar="PORTS", help="With --share: destination ports allowed, e.g. 80,443,8000-8100 (default 80,443).")
+@click.option("--rate", metavar="BYTES", help="With --share: bytes per second for the whole exit, e.g. 20M.")
+@click.option("--user-rate", metavar="BYTES", help="With --share: bytes per second per member, e.g. 5M.")
+@click.option("--daily-cap", metavar="BYTES", help="With --share: bytes per day, e.g. 10G; then no new streams until tomorrow.")
+@click.option("--monthly-cap", metavar="BYTES", help="With --share: bytes per month, e.g. 200G.")
 @click.option("--user-streams", type=click.IntRange(1), help="With --share: open streams per member (default 64).")
 @click.option("-v", "--verbose", is_flag=True, help="Log every link and stream event.")
 def up(folder, proxy, allow_lan, exit_choice, share, country, allow_private, rules_source, verbose,
@@ -347,7 +383,7 @@ def route() -> None:
 
 @route.command("test")
 @click.argument("destination")
-@click.option("--dir", "folder", help=DIR_HELP)
+@click.option("--dir", "folder", metavar="FOLDER", help=DIR_HELP)
 @click.option("--rules", "rules_source", help="A preset (inside-cn, abroad) or a rules file instead of the config's.")
 @click.option("--exit", "exit_choice", default="auto", show_default=True, help="The default exit, as for `up`.")
 def route_test(destination, folder, rules_source, exit_choice) -> None:
@@ -398,7 +434,7 @@ def share() -> None:
 
 
 @share.command("status")
-@click.option("--dir", "folder", help=DIR_HELP)
+@click.option("--dir", "folder", metavar="FOLDER", help=DIR_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def share_status(folder, as_json) -> None:
     """Who is using your exit now, bytes per member today, and the caps."""
@@ -431,10 +467,13 @@ def _agent_state(config: MemberConfig) -> dict:
 
 
 @cli.command()
-@click.option("--dir", "folder", help=DIR_HELP)
+@click.option("--dir", "folder", metavar="FOLDER", help=DIR_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the agent's status as JSON.")
 def status(folder, as_json) -> None:
-    """Is the link up, to which hub, which exits are online. Exit 0 only if up."""
+    """Is the link up, to which hub, which exits are online. Exit 0 only if up.
+
+    It reads what the running agent (`ladder up`) writes in the member's folder every few seconds.
+    """
     config = MemberConfig.load(member_folder(folder))
     state = _agent_state(config)
     state.setdefault("hub", config.hub_name)
@@ -454,7 +493,8 @@ def status(folder, as_json) -> None:
         click.echo(f"exits:  {len(exits)} online")
         for e in exits:
             closed = "" if e.get("admits_me", True) else "  (serves listed members only, not you)"
-            click.echo(f"  {e.get('name', '?'):<20} {e.get('country') or '??':<4} {e.get('streams', 0)} streams{closed}")
+            click.echo(f"  {e.get('name', '?'):<20} {e.get('country') or '??':<4} {e.get('streams', 0)} of your "
+                       f"streams, {e.get('users') or 0} members on it{closed}")
     sys.exit(0 if state["state"] == "up" else 1)
 
 
@@ -473,7 +513,7 @@ def _alive(pid) -> bool:
 
 @cli.command()
 @click.argument("address", required=False)
-@click.option("--dir", "folder", help=DIR_HELP)
+@click.option("--dir", "folder", metavar="FOLDER", help=DIR_HELP)
 @click.option("--name", help="The service's name (1-32 of a-z, 0-9, '-'): reached as NAME.<member>.ladder.")
 @click.option("--title", help="A title, shown in `ladder services`.")
 @click.option("--description", help="A line or two about it, shown in `ladder services --json`.")
@@ -575,7 +615,7 @@ def _member_ids(text: str, state: dict, config: MemberConfig) -> dict[str, str]:
 
 
 @cli.command()
-@click.option("--dir", "folder", help=DIR_HELP)
+@click.option("--dir", "folder", metavar="FOLDER", help=DIR_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def services(folder, as_json) -> None:
     """What is published in the network, by whom, online or not (as the agent last heard)."""

@@ -13,9 +13,9 @@ from ladder.protocol.noise import generate_keypair
 from ladder.protocol.records import sign_exit_record
 
 
-def exit_entry(key, name, country="US", streams=0, noise_public=None):
+def exit_entry(key, name, country="US", users=0, noise_public=None):
     noise_public = noise_public or generate_keypair()[1]
-    return {"id": member_id(public_bytes(key)), "name": name, "country": country, "streams": streams,
+    return {"id": member_id(public_bytes(key)), "name": name, "country": country, "users": users,
             **sign_exit_record(key, country, noise_public, 1)}
 
 
@@ -88,10 +88,10 @@ def test_failed_exits_go_last_and_faster_exits_first(tmp_path):
 def test_an_exit_whose_record_serves_others_is_never_a_candidate(tmp_path):
     noise = generate_keypair()[1]
     closed_key, open_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
-    closed = {"id": member_id(public_bytes(closed_key)), "name": "closed", "country": "CC", "streams": 0,
+    closed = {"id": member_id(public_bytes(closed_key)), "name": "closed", "country": "CC", "users": 0,
               **sign_exit_record(closed_key, "CC", noise, 1, frozenset({"alice"}))}
     directory = Directory(tmp_path / "pins.json", own_id="me", own_name="Bob")
-    directory.update([closed, exit_entry(open_key, "open", "OO", streams=50)])
+    directory.update([closed, exit_entry(open_key, "open", "OO", users=50)])
     assert [e["name"] for e, _ in directory.candidates("auto")] == ["open"]
     assert directory.candidates("CC") == []
     assert "closed" in directory.why_none("CC") and "listed members only" in directory.why_none("CC")
@@ -105,7 +105,7 @@ def test_an_exit_that_refused_us_is_skipped_until_it_signs_a_new_record(tmp_path
     noise = generate_keypair()[1]
     old_style = exit_entry(key, "old", "OO", noise_public=noise)  # no members field, but a policy
     directory = Directory(tmp_path / "pins.json", own_id="me", own_name="me")
-    directory.update([old_style, exit_entry(other, "open", "OO", streams=50)])
+    directory.update([old_style, exit_entry(other, "open", "OO", users=50)])
     assert directory.candidates("auto")[0][0]["name"] == "old"
     directory.refused(old_style["id"])
     assert [e["name"] for e, _ in directory.candidates("auto")] == ["open"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -26,20 +27,19 @@ LOG_PROBLEMS = ("Traceback (most recent call last)", "exception was never retrie
 def log_problem(text: str, expected: tuple[str, ...] = ()) -> str | None:
     """An excerpt of the first traceback or unretrieved exception in a log, or None if it is clean.
 
-    A traceback whose exception line starts with one of `expected` is not
-    a problem (the origin, a plain test web server, reports every client
-    that hangs up on it, as an exit killed mid-download does).
+    With `expected`, a log whose every raised exception is one of those is
+    clean: the origin, a plain threaded test web server, reports each
+    client that hangs up on it (as an exit killed mid-download does), its
+    threads' tracebacks interleaved.
     """
     lines = text.splitlines()
+    if expected:
+        raised = [line for line in lines if re.match(r"[A-Za-z_][\w.]*(Error|Exception)\b", line)]
+        if all(line.startswith(expected) for line in raised) and LOG_PROBLEMS[1] not in text:
+            return None
     for i, line in enumerate(lines):
-        if not any(mark in line for mark in LOG_PROBLEMS):
-            continue
-        if not line.startswith("Traceback"):
-            return "\n".join(lines[max(0, i - 1):i + 4])
-        end = next((j for j in range(i + 1, len(lines)) if lines[j][:1] not in (" ", "\t")), len(lines) - 1)
-        if lines[end].startswith(expected or "\0"):
-            continue
-        return "\n".join(lines[max(0, i - 1):end + 1])[:3000]
+        if any(mark in line for mark in LOG_PROBLEMS):
+            return "\n".join(lines[max(0, i - 1):i + 30])[:3000]
     return None
 
 

@@ -154,6 +154,7 @@ def test_cli_errors_are_one_line_without_traceback(network, tmp_path):
           str(tmp_path / "x")], "cannot reach the hub"),
         (["hub", "invite", "--dir", str(network.hub_dir), "bad name!"], "name"),
         (["hub", "revoke", "--dir", str(network.hub_dir), "nobody"], "no member named"),
+        (["hub", "init", "--dir", str(tmp_path / "anyhub")], "--public-address is needed"),  # 0.0.0.0 in invites
     ]
     for args, message in cases:
         result = ladder(*args, check=False)

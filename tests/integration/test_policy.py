@@ -168,7 +168,7 @@ def test_auto_never_prefers_an_exit_whose_policy_refuses_this_member(network, or
 
     wait_for(carried_for_user, 10, "the open exit to show the 12 requests")
     listed = {e["name"]: e for e in user.status()["exits"]}
-    assert listed["closed"]["streams"] == 0 and listed["closed"]["admits_me"] is False, listed
+    assert listed["closed"]["users"] == 0 and listed["closed"]["admits_me"] is False, listed  # never opened
 
 
 

@@ -203,19 +203,13 @@ class Agent:
         self.write_status()
 
     async def _share_ticker(self, link: Link) -> None:
-        """While sharing: keep status.json current; tell the hub when a cap is reached or lifted, and our load.
-
-        The load is the number of streams this exit carries now, which only
-        the exit knows: the hub sees one channel per member, idle or not.
-        """
-        reported = None
+        """While sharing: keep status.json current and tell the hub when a cap is reached or lifted."""
+        capped = None
         while not link.closed:
-            capped = self.sharing.capped()
-            streams = sum(user.streams for user in self.sharing.users.values())
-            if (capped, streams) != reported:
-                reported = capped, streams
-                link.send_control({"type": "share-status", "accepting": capped is None, "reason": capped or "",
-                                   "streams": streams})
+            now_capped = self.sharing.capped()
+            if now_capped != capped:
+                capped = now_capped
+                link.send_control({"type": "share-status", "accepting": capped is None, "reason": capped or ""})
             self.sharing.save()
             self.write_status()
             await asyncio.sleep(STATUS_EVERY)
@@ -408,7 +402,8 @@ class Agent:
             "sharing": self.country if self.share else None,
             "exit_choice": self.exit_choice,
             "exit_warning": self.exit_warning,
-            "exits": [{**{k: e.get(k) for k in ("id", "name", "country", "streams")},
+            "exits": [{"id": e["id"], "name": e.get("name"), "country": e.get("country"),
+                       "streams": self.directory.local_load.get(e["id"], 0), "users": e.get("users"),
                        "admits_me": self.directory.admits_me(e["id"])}
                       for e in self.directory.entries if e["id"] in self.directory.records],
             "refused_exits": self.directory.rejected,

@@ -10,8 +10,10 @@ does with host keys).
 An exit never listed for a member who may not use it: its signed record
 names the members it serves, and an exit that refused this member anyway
 (its record predates that field, or its policy changed) is skipped until
-it signs a new record. Load is the exit's own count of its live streams (it
-reports it through the hub; the hub sees channels, not streams) plus ours.
+it signs a new record. Exits are ranked by our own live streams on each
+(counted as they open and close), then by how many members use each (the
+hub's count of channels to it, ours included: it cannot see the streams
+inside), then by speed.
 """
 
 from __future__ import annotations
@@ -81,9 +83,9 @@ class Directory:
         def rank(pair):
             entry, record = pair
             failed = now - self.failed_at.get(record.id, -FAILURE_MEMORY) < FAILURE_MEMORY
-            reported = entry.get("streams")
-            load = (reported if isinstance(reported, int) else 0) + self.local_load.get(record.id, 0)
-            return failed, load, self.latency.get(record.id, 0.0)  # least loaded, then fastest
+            users = entry.get("users")
+            return (failed, self.local_load.get(record.id, 0), users if isinstance(users, int) else 0,
+                    self.latency.get(record.id, 0.0))
 
         return sorted(found, key=rank)
 

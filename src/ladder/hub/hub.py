@@ -42,8 +42,7 @@ class Session:
         self.record: dict | None = None  # the exit record it signed, while it shares
         self.accepting = True  # False while the exit's daily or monthly cap is reached
         self.country = ""
-        self.streams = 0  # channels spliced to this member now (idle ones too)
-        self.load = 0  # live streams through this member's exit, as the exit reports them
+        self.streams = 0  # channels spliced to this member: one per member using it, idle or not
 
     @property
     def role(self) -> str:
@@ -52,11 +51,12 @@ class Session:
     def entry(self) -> dict:
         """The directory entry: the member's own signed record, plus what the hub knows.
 
-        `streams` is the exit's own count: the hub sees one channel per
-        member, which stays open while idle, so its channel count is no load.
+        `users` counts the channels to it: members using it, idle or not. The
+        hub cannot count their connections inside (nor should it), so only
+        each user knows its own load on an exit.
         """
         return {"id": self.member.id, "name": self.member.name, "country": self.country,
-                "streams": self.load, **self.record}
+                "users": self.streams, **self.record}
 
     # LinkOwner
 
@@ -84,14 +84,10 @@ class Session:
 
     def control_received(self, link: Link, message: dict) -> None:
         if message["type"] == "share-status":
-            accepting = bool(message.get("accepting", True))
-            load = message.get("streams")
-            self.load = load if isinstance(load, int) and 0 <= load < 1 << 32 else 0
-            changed, self.accepting = accepting != self.accepting, accepting
-            if changed:
-                log.info("%s %s new streams %s", self.member.name, "accepts" if accepting else "refuses",
-                         str(message.get("reason", ""))[:200])
-            self.hub.directory_changed(urgent=changed)  # only load changed: pushed with others, soon
+            self.accepting = bool(message.get("accepting", True))
+            log.info("%s %s new streams %s", self.member.name, "accepts" if self.accepting else "refuses",
+                     str(message.get("reason", ""))[:200])
+            self.hub.directory_changed(urgent=True)
         elif message["type"] == "publish":
             self.hub.services.publish(self, message)
         elif message["type"] == "share":
