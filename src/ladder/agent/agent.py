@@ -3,16 +3,20 @@
 The agent keeps one outbound link to the hub (this is why NAT does not
 matter), dialling again whenever it drops: with jittered exponential
 backoff capped at a few seconds (a hub back from an outage is used within
-seconds), and at once when this machine's links, addresses or routes change
-(on Linux a netlink route socket tells, for free: Wi-Fi joined, a laptop
-woken, a cable plugged in). One agent runs per member: a second one on the
-same folder stops at once (the folder's lock), and one elsewhere with a
-copy of the key replaces this one's link at the hub, which tells this one
-why, so it stops instead of taking the link back in a loop. As a user it serves the proxy front and opens each stream towards an
-exit chosen from the hub's directory (`--exit auto`, a country code or a
-member name), trying the next candidate when one is gone. As a sharer it
-announces itself and serves the streams the hub splices to it. Its state is
-written to status.json in the member's folder for `ladder status`.
+seconds), and at once when this machine's links, addresses or routes
+change (on Linux a netlink route socket tells, for free: Wi-Fi joined, a
+laptop woken, a cable plugged in). One agent runs per member: a second one
+on the same folder stops at once (the folder's lock); one elsewhere with a
+copy of the key takes over the link at the hub, which tells this one why,
+so this one stops instead of taking the link back in a loop.
+
+As a user it serves the proxy front and opens each stream towards an exit
+chosen from the hub's directory (`--exit auto`, a country code or a member
+name) among those whose signed policy serves this member, trying the next
+candidate when one is gone or refuses this member. As a sharer it
+announces itself, signing which members it serves, and serves the streams
+the hub splices to it. Its state is written to status.json in the member's
+folder for `ladder status`.
 """
 
 from __future__ import annotations

@@ -101,7 +101,7 @@ class Directory:
     def admits_me(self, exit_id: str) -> bool:
         """Whether the exit's signed policy serves this member, and it has not refused us since."""
         record = self.records[exit_id]
-        return record.admits(self.own_name, self.own_id) and self.refused_me.get(exit_id) != record.issued
+        return record.admits(self.own_name) and self.refused_me.get(exit_id) != record.issued
 
     def refused(self, exit_id: str) -> None:
         """The exit refused this member by policy: skip it until it signs a new record."""

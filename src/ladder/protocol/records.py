@@ -43,11 +43,11 @@ class ExitRecord:
     country: str
     noise_key: bytes
     issued: int
-    members: frozenset[str] | None = None  # names (lower case) or ids it serves; None: every member
+    members: frozenset[str] | None = None  # names (lower case) of the members it serves; None: every member
 
-    def admits(self, name: str, member: str) -> bool:
-        """Whether the exit's signed policy lets this member (its name and id) use it."""
-        return self.members is None or name.lower() in self.members or member in self.members
+    def admits(self, name: str) -> bool:
+        """Whether the exit's signed policy lets the member of that name use it (as the exit checks it)."""
+        return self.members is None or name.lower() in self.members
 
 
 def sign_exit_record(key: Ed25519PrivateKey, country: str, noise_key: bytes, issued: int,
