@@ -449,7 +449,8 @@ def share_status(folder, as_json) -> None:
         limits = info["limits"]
         click.echo(f"today: {info['today_bytes'] / 1e6:.1f} MB, this month: {info['month_bytes'] / 1e6:.1f} MB"
                    + (f"  [{info['capped']}]" if info["capped"] else ""))
-        click.echo("limits: " + ", ".join(f"{k}={v}" for k, v in limits.items() if v is not None))
+        click.echo("limits: " + ", ".join(f"{k}={','.join(v) if isinstance(v, list) else v}"
+                                          for k, v in limits.items() if v is not None))
         for user in info["users"].values():
             click.echo(f"  {user['name']:<20} {user['streams']:>4} streams  {user['bytes_today'] / 1e6:10.1f} MB today")
     sys.exit(0 if info else 1)
@@ -492,7 +493,8 @@ def status(folder, as_json) -> None:
         exits = state.get("exits") or []
         click.echo(f"exits:  {len(exits)} online")
         for e in exits:
-            closed = "" if e.get("admits_me", True) else "  (serves listed members only, not you)"
+            closed = ("  (your own exit)" if e.get("id") == state.get("member_id")
+                      else "" if e.get("admits_me", True) else "  (serves listed members only, not you)")
             click.echo(f"  {e.get('name', '?'):<20} {e.get('country') or '??':<4} {e.get('streams', 0)} of your "
                        f"streams, {e.get('users') or 0} members on it{closed}")
     sys.exit(0 if state["state"] == "up" else 1)

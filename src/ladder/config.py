@@ -315,13 +315,20 @@ class HubConfig:
             "name": self.name,
             "listen": format_address(*self.listen),
             "public_address": format_address(*self.public_address),
-            "cert": str(self.cert),
-            "key": str(self.key),
+            "cert": self._within(self.cert),
+            "key": self._within(self.key),
         }
         for name in ("web_backend", "raw_backend"):
             if getattr(self, name) is not None:
                 hub[name] = format_address(*getattr(self, name))
         write_file(self.folder / "hub.toml", dump_toml({"hub": hub}))
+
+    def _within(self, path: Path) -> str:
+        """A file in the hub's folder by its name there (load joins it to the folder), others as given."""
+        try:
+            return str(path.relative_to(self.folder))
+        except ValueError:
+            return str(path)
 
     @classmethod
     def load(cls, folder: Path) -> HubConfig:

@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import struct
+import subprocess
 import sys
 import time
 
@@ -269,3 +270,14 @@ def test_after_a_hub_outage_the_agent_is_back_within_seconds(network):
     user.wait_up(30)
     took = time.monotonic() - started
     assert took < BACKOFF_MAX + 3, f"the agent took {took:.1f} s to reconnect (backoff cap {BACKOFF_MAX} s)"
+
+
+def test_a_relative_hub_folder_works_from_where_it_was_made(tmp_path):
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "ladder", *args], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=60)
+
+    made = run("hub", "init", "--dir", "hub", "--listen", f"127.0.0.1:{free_port()}")
+    assert made.returncode == 0, made.stderr
+    invite = run("hub", "invite", "--dir", "hub", "alice")
+    assert invite.returncode == 0 and invite.stdout.startswith("ladder://"), invite.stderr
