@@ -487,7 +487,7 @@ def status(folder, as_json) -> None:
         if state.get("proxy"):
             click.echo(f"proxy:  {state['proxy']} (SOCKS5 and HTTP), exit {state.get('exit_choice')}")
         if state.get("exit_warning"):
-            click.echo(f"WARNING: --exit {state.get('exit_choice')}: {state['exit_warning']}")
+            click.echo(f"WARNING: {state['exit_warning']}")
         if state.get("sharing"):
             click.echo(f"share:  exit in {state['sharing']}")
         exits = state.get("exits") or []

@@ -178,11 +178,15 @@ def test_route_test_knows_network_only_services():
     assert "through an exit" not in result.stdout, result.stdout
 
 
-def test_a_mistyped_exit_is_told_once_the_directory_arrives(network):
+def test_a_mistyped_exit_is_told_once_the_directory_arrives(network, tmp_path):
     network.exit("alpha", "AA", "--allow-private")
-    user = network.user("user", "--exit", "aplha")
-    line = "--exit aplha: no exit online matches --exit aplha; online: alpha (AA)"
-    wait_for(lambda: line in user.proc.output(), 20, "the warning about --exit")
-    assert user.proc.output().count(line) == 1, user.proc.output()
+    rules = tmp_path / "jp.rules"
+    rules.write_text("domain-suffix example -> exit:JP\n")
+    user = network.user("user", "--exit", "aplha", "--rules", str(rules))
+    lines = ["`domain-suffix example -> exit:JP` (line 1 of the rules): no exit online matches --exit JP; "
+             "online: alpha (AA)", "--exit aplha: no exit online matches --exit aplha; online: alpha (AA)"]
+    wait_for(lambda: all(line in user.proc.output() for line in lines), 20, "the warnings about exits")
+    time.sleep(2.5)  # the directory comes again with every load change: said once all the same
+    assert all(user.proc.output().count(line) == 1 for line in lines), user.proc.output()
     shown = ladder("status", "--dir", str(user.folder)).stdout
-    assert "WARNING: --exit aplha: no exit online matches" in shown, shown
+    assert "WARNING: `domain-suffix example -> exit:JP`" in shown and "--exit aplha: no exit online" in shown, shown

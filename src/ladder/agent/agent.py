@@ -101,7 +101,7 @@ class Agent:
         self._up = asyncio.Event()
         self._network_changed = asyncio.Event()
         self._replaced = False  # the hub said another agent with our key took the link
-        self.exit_warning = ""  # why --exit matches no exit online, once the directory came
+        self.exit_warning = ""  # which --exit or rule matches no exit online, once the directory came
 
     # -------------------------------------------------------------- running
 
@@ -241,11 +241,17 @@ class Agent:
             self._replaced = True
 
     def _check_exit_choice(self) -> None:
-        """Say once, as soon as the directory comes, when --exit names no exit online."""
-        choice = self.exit_choice
-        warning = "" if choice == "auto" or self.directory.candidates(choice) else self.directory.why_none(choice)
+        """Say once, as soon as the directory comes, when --exit or a rule names no exit online."""
+        warnings = {}
+        for rule in self.router.rules:
+            choice = rule.action.removeprefix("exit:")
+            if choice in ("auto", rule.action) or choice in warnings or self.directory.candidates(choice):
+                continue
+            where = f"--exit {choice}" if rule.line == 0 else f"`{rule.text}` (line {rule.line} of the rules)"
+            warnings[choice] = f"{where}: {self.directory.why_none(choice)}"
+        warning = "; ".join(warnings.values())
         if warning and warning != self.exit_warning:
-            log.warning("--exit %s: %s", choice, warning)
+            log.warning("%s", warning)
         self.exit_warning = warning
 
     def link_closed(self, link: Link, reason: str) -> None:
