@@ -39,7 +39,7 @@ def log_problem(text: str, expected: tuple[str, ...] = ()) -> str | None:
             return None
     for i, line in enumerate(lines):
         if any(mark in line for mark in LOG_PROBLEMS):
-            return "\n".join(lines[max(0, i - 1):i + 30])[:3000]
+            return "\n".join(lines[max(0, i - 3):i + 30])[:3000]  # with the lines that say where
     return None
 
 

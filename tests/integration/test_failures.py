@@ -7,6 +7,7 @@ import hashlib
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -201,6 +202,16 @@ def test_strangers_are_handed_to_the_real_web_server_beside_the_hub(tmp_path, or
         assert b"the operator's own site" in https.stdout, https.stdout[:300]
         plain = curl("-i", f"http://127.0.0.1:{hub_port}/")  # plain HTTP to the TLS port: raw to the backend
         assert b"the operator's own site" in plain.stdout, plain.stdout[:300]
+        # A prober's line inside TLS; the backend answers and closes; then the prober says close_notify.
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        with context.wrap_socket(socket.create_connection(("127.0.0.1", hub_port), timeout=5)) as probe:
+            probe.sendall(b"\n")
+            time.sleep(0.5)
+            try:
+                probe.unwrap()
+            except (OSError, ssl.SSLError):
+                pass
 
         folder = tmp_path / "member"
         invite = ladder("hub", "invite", "--dir", str(hub_dir), "member").stdout.strip()
