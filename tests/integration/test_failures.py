@@ -267,6 +267,8 @@ def test_a_second_agent_for_the_same_member_stops_with_one_line(network, tmp_pat
     out = first.proc.output()
     assert "another agent with this member's key connected to the hub" in out, out
     assert "reconnecting" not in out, out
+    told = ladder("status", "--dir", str(first.folder), check=False).stdout
+    assert "link:   stopped (another agent with this member's key" in told, told
     time.sleep(3)  # nobody takes the link back
     assert second.status()["state"] == "up" and "reconnecting" not in second.proc.output()
 

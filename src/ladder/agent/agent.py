@@ -139,6 +139,9 @@ class Agent:
                     backoff = BACKOFF_MIN
                 await self._pause(backoff * random.uniform(0.5, 1.0))
                 backoff = min(backoff * 2, BACKOFF_MAX)
+        except AgentFatal as exc:
+            self.error = str(exc)  # for `ladder status`
+            raise
         finally:
             if watcher is not None:
                 watcher.close()
