@@ -25,8 +25,10 @@ from ladder.config import (
     parse_address,
 )
 
-DIR_HELP = "This member's folder: its keys, config and state (default: $LADDER_HOME, else the user's config folder)."
-HUB_DIR_HELP = "The hub's folder: its keys, config and member store (default: $LADDER_HOME, else the user's data folder)."
+DIR_HELP = ("This member's folder: its keys, config and state "
+            "(default: $LADDER_HOME, else the user's config folder).")
+HUB_DIR_HELP = ("The hub's folder: its keys, config and member store "
+                "(default: $LADDER_HOME, else the user's data folder).")
 
 
 class LadderError(Exception):
@@ -119,9 +121,11 @@ def hub() -> None:
               "Default: --listen.")
 @click.option("--cert", type=click.Path(dir_okay=False), help="Your own TLS certificate (PEM), e.g. from a CA.")
 @click.option("--key", type=click.Path(dir_okay=False), help="The private key of --cert (PEM).")
-@click.option("--web-backend", metavar="HOST:PORT", help="A real web server (plain HTTP host:port) that answers everyone who is "
+@click.option("--web-backend", metavar="HOST:PORT",
+              help="A real web server (plain HTTP host:port) that answers everyone who is "
               "not a member, instead of the built-in small site.")
-@click.option("--raw-backend", metavar="HOST:PORT", help="That server's TLS host:port, for connections that do not start TLS "
+@click.option("--raw-backend", metavar="HOST:PORT",
+              help="That server's TLS host:port, for connections that do not start TLS "
               "(probes, plain HTTP), so it answers them itself.")
 def hub_init(folder, name, listen, public_address, cert, key, web_backend, raw_backend) -> None:
     """Create a hub: its TLS key and certificate, its member store, its config.
@@ -316,16 +320,21 @@ def join(invite, folder) -> None:
               help="Which exit carries your traffic: auto (least loaded of those that serve you), "
               "a country code (US) or a member name.")
 @click.option("--share", is_flag=True, help="Lend your connection to other members as an exit (needs --country).")
-@click.option("--country", metavar="CODE", help="With --share: the country your exit is in, as a two-letter ISO code (US, DE, JP).")
+@click.option("--country", metavar="CODE",
+              help="With --share: the country your exit is in, as a two-letter ISO code (US, DE, JP).")
 @click.option("--allow-private", is_flag=True,
               help="Let the exit reach private/loopback addresses. For demos and labs only.")
-@click.option("--rules", "rules_source", metavar="PRESET|FILE", help="Routing rules: a preset (inside-cn, abroad) or a rules file. "
+@click.option("--rules", "rules_source", metavar="PRESET|FILE",
+              help="Routing rules: a preset (inside-cn, abroad) or a rules file. "
               "Default: [route] in ladder.toml, else everything through --exit.")
-@click.option("--members", metavar="NAMES", help="With --share: only these members (comma-separated names) may use your exit.")
-@click.option("--ports", metavar="PORTS", help="With --share: destination ports allowed, e.g. 80,443,8000-8100 (default 80,443).")
+@click.option("--members", metavar="NAMES",
+              help="With --share: only these members (comma-separated names) may use your exit.")
+@click.option("--ports", metavar="PORTS",
+              help="With --share: destination ports allowed, e.g. 80,443,8000-8100 (default 80,443).")
 @click.option("--rate", metavar="BYTES", help="With --share: bytes per second for the whole exit, e.g. 20M.")
 @click.option("--user-rate", metavar="BYTES", help="With --share: bytes per second per member, e.g. 5M.")
-@click.option("--daily-cap", metavar="BYTES", help="With --share: bytes per day, e.g. 10G; then no new streams until tomorrow.")
+@click.option("--daily-cap", metavar="BYTES",
+              help="With --share: bytes per day, e.g. 10G; then no new streams until tomorrow.")
 @click.option("--monthly-cap", metavar="BYTES", help="With --share: bytes per month, e.g. 200G.")
 @click.option("--user-streams", type=click.IntRange(1), help="With --share: open streams per member (default 64).")
 @click.option("-v", "--verbose", is_flag=True, help="Log every link and stream event.")

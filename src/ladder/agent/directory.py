@@ -75,7 +75,7 @@ class Directory:
         self.entries, self.records, self.rejected = [], {}, {}
 
     def candidates(self, choice: str) -> list[tuple[dict, ExitRecord]]:
-        """Verified exits matching --exit (auto, a country code, a name or an id) that serve us, least loaded first."""
+        """Verified exits that --exit names (auto, a country, a name or an id) and that serve us, best first."""
         found = [(entry, record) for entry, record in self._matching(choice) if self.admits_me(record.id)]
         random.shuffle(found)  # ties go to a random exit, not always the first
         now = time.monotonic()
