@@ -7,7 +7,7 @@ import json
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ladder.agent.directory import Directory
+from ladder.agent.directory import REFUSAL_MEMORY, Directory
 from ladder.protocol.hello import member_id, public_bytes
 from ladder.protocol.noise import generate_keypair
 from ladder.protocol.records import sign_exit_record
@@ -100,7 +100,7 @@ def test_an_exit_whose_record_serves_others_is_never_a_candidate(tmp_path):
     assert [e["name"] for e, _ in alice.candidates("auto")] == ["closed"]
 
 
-def test_an_exit_that_refused_us_is_skipped_until_it_signs_a_new_record(tmp_path):
+def test_an_exit_that_refused_us_is_skipped_for_a_while_or_until_it_signs_a_new_record(tmp_path):
     key, other = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
     noise = generate_keypair()[1]
     old_style = exit_entry(key, "old", "OO", noise_public=noise)  # no members field, but a policy
@@ -109,6 +109,10 @@ def test_an_exit_that_refused_us_is_skipped_until_it_signs_a_new_record(tmp_path
     assert directory.candidates("auto")[0][0]["name"] == "old"
     directory.refused(old_style["id"])
     assert [e["name"] for e, _ in directory.candidates("auto")] == ["open"]
+    issued, when = directory.refused_me[old_style["id"]]
+    directory.refused_me[old_style["id"]] = issued, when - REFUSAL_MEMORY  # ten minutes later: ask again
+    assert directory.candidates("auto")[0][0]["name"] == "old"
+    directory.refused(old_style["id"])
     renewed = {"id": old_style["id"], "name": "old", "country": "OO", **sign_exit_record(key, "OO", noise, 2)}
     directory.update([renewed])
     assert [e["name"] for e, _ in directory.candidates("auto")] == ["old"]

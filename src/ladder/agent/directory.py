@@ -9,8 +9,8 @@ does with host keys).
 
 An exit never listed for a member who may not use it: its signed record
 names the members it serves, and an exit that refused this member anyway
-(its record predates that field, or its policy changed) is skipped until
-it signs a new record. Exits are ranked by our own live streams on each
+(its record predates that field, or it had not learnt our name yet) is
+skipped for ten minutes, or until it signs a new record. Exits are ranked by our own live streams on each
 (counted as they open and close), then by how many members use each (the
 hub's count of channels to it, ours included: it cannot see the streams
 inside), then by speed.
@@ -29,6 +29,9 @@ from ladder.protocol.records import ExitRecord, RecordError, b64, verify_exit_re
 
 log = logging.getLogger(__name__)
 FAILURE_MEMORY = 60.0  # a failed exit goes to the back of the line for this long
+# An exit that refused us by policy is skipped this long (or until it signs a new record): its
+# record may predate the members field, or it may not have learnt our name yet when it refused.
+REFUSAL_MEMORY = 600.0
 
 
 class Directory:
@@ -41,7 +44,7 @@ class Directory:
         self.local_load: dict[str, int] = {}  # our own open streams per exit id
         self.latency: dict[str, float] = {}  # smoothed open→accept time per exit id, seconds
         self.failed_at: dict[str, float] = {}  # when an exit last failed to carry a stream
-        self.refused_me: dict[str, int] = {}  # exit id → issue time of the record whose exit refused us
+        self.refused_me: dict[str, tuple[int, float]] = {}  # exit id → (its record's issue time, when it refused)
         try:
             self.pins: dict[str, str] = json.loads(pins_path.read_text())
         except (OSError, ValueError):
@@ -101,13 +104,15 @@ class Directory:
     def admits_me(self, exit_id: str) -> bool:
         """Whether the exit's signed policy serves this member, and it has not refused us since."""
         record = self.records[exit_id]
-        return record.admits(self.own_name) and self.refused_me.get(exit_id) != record.issued
+        issued, when = self.refused_me.get(exit_id, (None, 0.0))
+        refused = issued == record.issued and time.monotonic() - when < REFUSAL_MEMORY
+        return record.admits(self.own_name) and not refused
 
     def refused(self, exit_id: str) -> None:
-        """The exit refused this member by policy: skip it until it signs a new record."""
+        """The exit refused this member by policy: skip it for a while, or until it signs a new record."""
         record = self.records.get(exit_id)
         if record is not None:
-            self.refused_me[exit_id] = record.issued
+            self.refused_me[exit_id] = record.issued, time.monotonic()
 
     def _matching(self, choice: str) -> list[tuple[dict, ExitRecord]]:
         """The verified exits other than ours that --exit `choice` names, whoever they serve."""
