@@ -8,6 +8,8 @@ import struct
 
 from harness import HERE, MARKER, Network, curl, ladder, wait_for
 
+from ladder.agent.agent import CHANNEL_IDLE
+
 
 def test_hub_relays_neither_the_site_nor_the_content(tmp_path, origin):
     capture = tmp_path / "relayed.bin"
@@ -57,6 +59,9 @@ def test_the_hub_sees_one_channel_however_many_connections_cross_it(network, ori
     finally:
         for s in held:
             s.close()
+    # Once the user's connections are gone its channel is closed after a while: the count never goes stale.
+    wait_for(lambda: [(e["users"], e["streams"]) for e in user.status()["exits"]] == [(0, 0)], CHANNEL_IDLE * 2,
+             "the idle channel to close")
 
 
 def test_user_refuses_an_exit_record_forged_by_the_hub(tmp_path, origin):

@@ -57,6 +57,7 @@ BACKOFF_MIN, BACKOFF_MAX = 0.5, 4.0
 NETWORK_SETTLE = 0.5  # after a network change, dial this soon: addresses and routes come in bursts
 RETRYABLE = {ErrorCode.NO_ROUTE, ErrorCode.BUSY, ErrorCode.LINK_LOST, ErrorCode.TARGET_TIMEOUT}
 STATUS_EVERY = 2.0
+CHANNEL_IDLE = 30.0  # a channel without streams this long is closed (it costs nothing to open again)
 MEMBERS_ONLY = "listed members only"  # in an exit's refusal when its policy does not serve this member
 
 
@@ -199,15 +200,34 @@ class Agent:
         self.services.link_up(link)
         self.write_status()
         self._up.set()
-        ticker = asyncio.get_running_loop().create_task(self._share_ticker(link)) if self.sharing else None
+        loop = asyncio.get_running_loop()
+        tickers = [loop.create_task(self._close_idle_channels(link))]
+        if self.sharing:
+            tickers.append(loop.create_task(self._share_ticker(link)))
         reason = await self._link_down
-        if ticker is not None:
+        for ticker in tickers:
             ticker.cancel()
         self._up.clear()
         self.link = None
         self.directory.clear()
         self.state, self.error = "down", f"link lost: {reason}"
         self.write_status()
+
+    async def _close_idle_channels(self, link: Link) -> None:
+        """Close our channels that carried no stream for CHANNEL_IDLE seconds.
+
+        Then the hub's count of members on an exit is of members using it
+        lately, and no exit holds a channel for a member gone quiet. Opening
+        one again costs nothing extra: a connection's first message carries
+        the handshake.
+        """
+        idle: set[tuple[str, bytes]] = set()
+        while not link.closed:
+            await asyncio.sleep(CHANNEL_IDLE / 2)
+            quiet = {key for key, channel in self.channels.items() if channel.inner.mux.stream_count == 0}
+            for key in quiet & idle:  # idle at two looks in a row
+                self.channels[key].inner.close(ErrorCode.NO_ERROR, "idle")
+            idle = quiet - idle
 
     async def _share_ticker(self, link: Link) -> None:
         """While sharing: keep status.json current and tell the hub when a cap is reached or lifted."""
