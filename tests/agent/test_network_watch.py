@@ -33,14 +33,18 @@ SCRIPT = textwrap.dedent("""
         print(f"waited {time.monotonic() - started:.2f}")
         watch.close()
 
+    if sys.argv[2] == "uvloop":  # as `ladder up` runs
+        import uvloop
+        uvloop.install()
     asyncio.run(main())
 """)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux") or os.geteuid() != 0 or not shutil.which("unshare")
                     or not shutil.which("ip"), reason="needs Linux, root, unshare and ip")
-def test_a_network_change_cuts_the_backoff_short(tmp_path):
-    result = subprocess.run(["unshare", "-n", sys.executable, "-c", SCRIPT, str(tmp_path)],
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_network_change_cuts_the_backoff_short(tmp_path, loop):
+    result = subprocess.run(["unshare", "-n", sys.executable, "-c", SCRIPT, str(tmp_path), loop],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     waited = float(result.stdout.split()[-1])
