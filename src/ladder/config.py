@@ -9,7 +9,6 @@ holds its folder's lock, so a second one on the same folder stops at once.
 from __future__ import annotations
 
 import base64
-import fcntl
 import json
 import os
 import tomllib
@@ -248,7 +247,12 @@ class MemberConfig:
 
         Two agents with one key would replace each other's link at the hub
         in a loop; the second one on the same folder stops here instead.
+        Without POSIX locks (Windows) only the hub's word stops the older one.
         """
+        try:
+            import fcntl
+        except ImportError:
+            return None
         path = self.folder / "agent.lock"
         handle = open(path, "a+")
         try:

@@ -154,7 +154,8 @@ class Agent:
                 self.proxy_server.close()
             if self.link is not None:
                 self.link.close(ErrorCode.NO_ERROR, "agent stopping")
-            lock.close()
+            if lock is not None:
+                lock.close()
 
     async def _pause(self, delay: float) -> None:
         """Wait `delay` before dialling again, or only a moment if the network changes meanwhile."""
