@@ -18,12 +18,17 @@ from ladder.config import (
     HubConfig,
     InviteLink,
     MemberConfig,
+    country_code,
+    format_address,
     hub_folder,
     member_folder,
     parse_address,
 )
 
-DIR_HELP = "Folder holding this member's or hub's keys and config (default: $LADDER_HOME or the user folder)."
+DIR_HELP = ("This member's folder: its keys, config and state "
+            "(default: $LADDER_HOME, else the user's config folder).")
+HUB_DIR_HELP = ("The hub's folder: its keys, config and member store "
+                "(default: $LADDER_HOME, else the user's data folder).")
 
 
 class LadderError(Exception):
@@ -47,6 +52,27 @@ def parse_duration(text: str) -> float:
     return int(number) * units[unit]
 
 
+def proxy_option(value: str, allow_lan: bool) -> tuple[str, int]:
+    """--proxy: host:port, or a bare port on 127.0.0.1; other machines only with --allow-lan."""
+    address = ("127.0.0.1", int(value)) if value.isdigit() else address_option(value)
+    if not 0 < address[1] < 65536:
+        raise click.BadParameter(f"{value!r}: a port is 1-65535", param_hint="--proxy")
+    if not allow_lan and not _is_loopback(address[0]):
+        raise click.BadParameter(
+            f"{value!r} would let every machine that reaches this one use your proxy, with no password; "
+            "use 127.0.0.1:PORT, or add --allow-lan if that is what you want", param_hint="--proxy")
+    return address
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def address_option(value: str | None) -> tuple[str, int] | None:
     if value is None:
         return None
@@ -64,6 +90,16 @@ def cli() -> None:
     A hub on a VPS bridges members into one network. Members share their
     connection as exits and browse through each other's exits with a local
     SOCKS5/HTTP proxy. Try `ladder demo` to see it all on this machine.
+
+    \b
+    Start here:
+      on the VPS:     ladder hub init --dir ~/hub --public-address HOST:443
+                      ladder hub run --dir ~/hub
+                      ladder hub invite --dir ~/hub alice        # send the link to alice
+      alice:          ladder join 'ladder://...' --dir ~/ladder
+                      ladder up --dir ~/ladder                   # proxy on 127.0.0.1:1080
+
+    Every command takes -h for its own help.
     """
 
 
@@ -76,15 +112,20 @@ def hub() -> None:
 
 
 @hub.command("init")
-@click.option("--dir", "folder", help=DIR_HELP)
+@click.option("--dir", "folder", metavar="FOLDER", help=HUB_DIR_HELP)
 @click.option("--name", default="hub", show_default=True, help="The hub's name, shown to members.")
-@click.option("--listen", default="0.0.0.0:443", show_default=True, help="Address and port to listen on.")
-@click.option("--public-address", help="host:port members dial (goes into invite links). Default: --listen.")
+@click.option("--listen", metavar="HOST:PORT", default="0.0.0.0:443", show_default=True,
+              help="Address and port to listen on (ports below 1024 need root or CAP_NET_BIND_SERVICE).")
+@click.option("--public-address", metavar="HOST[:PORT]",
+              help="The name or address members dial, put in invite links (needed when --listen is 0.0.0.0). "
+              "Default: --listen.")
 @click.option("--cert", type=click.Path(dir_okay=False), help="Your own TLS certificate (PEM), e.g. from a CA.")
 @click.option("--key", type=click.Path(dir_okay=False), help="The private key of --cert (PEM).")
-@click.option("--web-backend", help="A real web server (plain HTTP host:port) that answers everyone who is "
+@click.option("--web-backend", metavar="HOST:PORT",
+              help="A real web server (plain HTTP host:port) that answers everyone who is "
               "not a member, instead of the built-in small site.")
-@click.option("--raw-backend", help="That server's TLS host:port, for connections that do not start TLS "
+@click.option("--raw-backend", metavar="HOST:PORT",
+              help="That server's TLS host:port, for connections that do not start TLS "
               "(probes, plain HTTP), so it answers them itself.")
 def hub_init(folder, name, listen, public_address, cert, key, web_backend, raw_backend) -> None:
     """Create a hub: its TLS key and certificate, its member store, its config.
@@ -103,6 +144,9 @@ def hub_init(folder, name, listen, public_address, cert, key, web_backend, raw_b
         raise LadderError(f"{path} already holds a hub; use another --dir")
     listen_at = address_option(listen)
     public = address_option(public_address) or listen_at
+    if public[0] in ("0.0.0.0", "::"):
+        raise click.UsageError("--public-address is needed: invite links must carry the name or address "
+                               f"members dial (your server's), not {listen_at[0]}")
     backends = address_option(web_backend), address_option(raw_backend)
     if (cert is None) != (key is None):
         raise click.UsageError("--cert and --key go together")
@@ -122,10 +166,14 @@ def hub_init(folder, name, listen, public_address, cert, key, web_backend, raw_b
 
 
 @hub.command("run")
-@click.option("--dir", "folder", help=DIR_HELP)
+@click.option("--dir", "folder", metavar="FOLDER", help=HUB_DIR_HELP)
 @click.option("-v", "--verbose", is_flag=True, help="Log every link and stream event.")
 def hub_run(folder, verbose) -> None:
-    """Serve members until interrupted (Ctrl-C)."""
+    """Serve members until interrupted (Ctrl-C), where `hub init --listen` said.
+
+    Strangers who connect see an ordinary small web site; members' agents
+    dial it with the keys their invite pinned.
+    """
     from ladder.hub.hub import Hub
     from ladder.store.hubdb import HubStore
 
@@ -150,11 +198,19 @@ def hub_run(folder, verbose) -> None:
 
 @hub.command("invite")
 @click.argument("name")
-@click.option("--dir", "folder", help=DIR_HELP)
+@click.option("--dir", "folder", metavar="FOLDER", help=HUB_DIR_HELP)
 @click.option("--uses", default=1, show_default=True, type=click.IntRange(1), help="How many members may join with it.")
-@click.option("--expires", default="7d", show_default=True, help="Lifetime: 30m, 12h, 7d, 2w.")
+@click.option("--expires", metavar="DURATION", default="7d", show_default=True,
+              help="How long it can be used: 30m, 12h, 7d, 2w.")
 def hub_invite(name, folder, uses, expires) -> None:
-    """Print an invite link for NAME (one line; send it to them privately)."""
+    """Print an invite link for NAME, the member's name in the network (one line; send it privately).
+
+    \b
+    Example:
+      ladder hub invite --dir ~/hub alice
+      ladder hub invite --dir ~/hub family --uses 5 --expires 12h
+    The link carries the hub's address and key fingerprint: whoever holds it can join.
+    """
     from ladder.link.tls import fingerprint_of_cert_file
     from ladder.store.hubdb import HubStore
 
@@ -166,7 +222,7 @@ def hub_invite(name, folder, uses, expires) -> None:
 
 
 @hub.command("members")
-@click.option("--dir", "folder", help=DIR_HELP)
+@click.option("--dir", "folder", metavar="FOLDER", help=HUB_DIR_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def hub_members(folder, as_json) -> None:
     """List members: who is online, as exit or user, and who was revoked."""
@@ -195,7 +251,7 @@ def hub_members(folder, as_json) -> None:
 
 @hub.command("revoke")
 @click.argument("name")
-@click.option("--dir", "folder", help=DIR_HELP)
+@click.option("--dir", "folder", metavar="FOLDER", help=HUB_DIR_HELP)
 def hub_revoke(name, folder) -> None:
     """Remove member NAME: its link drops within seconds and cannot come back."""
     from ladder.store.hubdb import HubStore
@@ -211,9 +267,16 @@ def hub_revoke(name, folder) -> None:
 
 @cli.command()
 @click.argument("invite")
-@click.option("--dir", "folder", help=DIR_HELP)
+@click.option("--dir", "folder", metavar="FOLDER", help=DIR_HELP)
 def join(invite, folder) -> None:
-    """Join a hub with an INVITE link (ladder://...)."""
+    """Join a hub with an INVITE link (ladder://...) from its operator.
+
+    \b
+    Example:
+      ladder join 'ladder://TOKEN@hub.example.org:443?fp=sha256:...&hub=tokyo' --dir ~/ladder
+    Creates this member's keys in the folder (quote the link: it holds '&' and '?'),
+    then `ladder up --dir ~/ladder` connects.
+    """
     from ladder.link.client import HubIdentityMismatch, dial
     from ladder.link.connection import LinkRefused
 
@@ -242,29 +305,41 @@ def join(invite, folder) -> None:
     config.save()
     click.echo(f"joined hub {config.hub_name} as {config.name} (id {config.id})")
     click.echo(f"next: ladder up --dir {path}            (a proxy on 127.0.0.1:1080)")
-    click.echo(f"  or: ladder up --dir {path} --share --country XX   (lend your connection)")
+    click.echo(f"  or: ladder up --dir {path} --share --country DE   (lend your connection; your country's code)")
 
 
 @cli.command()
-@click.option("--dir", "folder", help=DIR_HELP)
-@click.option("--proxy", help="Serve SOCKS5 and HTTP proxying here (default 127.0.0.1:1080 unless sharing only).")
-@click.option("--exit", "exit_choice", default="auto", show_default=True,
-              help="Which exit carries your traffic: auto (least loaded), a country code (US) or a member name.")
-@click.option("--share", is_flag=True, help="Lend your connection to other members as an exit.")
-@click.option("--country", help="Country of your exit, e.g. US (with --share).")
+@click.option("--dir", "folder", metavar="FOLDER", help=DIR_HELP)
+@click.option("--proxy", metavar="[HOST:]PORT",
+              help="Serve SOCKS5 and HTTP proxying here; a bare port means 127.0.0.1:PORT "
+              "(default 127.0.0.1:1080, or none with --share).")
+@click.option("--allow-lan", is_flag=True,
+              help="Let --proxy listen on an address other machines reach (0.0.0.0, a LAN address). "
+              "Anyone who reaches it can use it, without a password.")
+@click.option("--exit", "exit_choice", metavar="auto|COUNTRY|NAME", default="auto", show_default=True,
+              help="Which exit carries your traffic: auto (least loaded of those that serve you), "
+              "a country code (US) or a member name.")
+@click.option("--share", is_flag=True, help="Lend your connection to other members as an exit (needs --country).")
+@click.option("--country", metavar="CODE",
+              help="With --share: the country your exit is in, as a two-letter ISO code (US, DE, JP).")
 @click.option("--allow-private", is_flag=True,
               help="Let the exit reach private/loopback addresses. For demos and labs only.")
-@click.option("--rules", "rules_source", help="Routing rules: a preset (inside-cn, abroad) or a rules file. "
+@click.option("--rules", "rules_source", metavar="PRESET|FILE",
+              help="Routing rules: a preset (inside-cn, abroad) or a rules file. "
               "Default: [route] in ladder.toml, else everything through --exit.")
-@click.option("--members", help="With --share: only these members (comma-separated names) may use your exit.")
-@click.option("--ports", help="With --share: destination ports allowed, e.g. 80,443,8000-8100 (default 80,443).")
-@click.option("--rate", help="With --share: bytes per second for the whole exit, e.g. 20M.")
-@click.option("--user-rate", help="With --share: bytes per second per member, e.g. 5M.")
-@click.option("--daily-cap", help="With --share: bytes per day, e.g. 10G; then no new streams until tomorrow.")
-@click.option("--monthly-cap", help="With --share: bytes per month, e.g. 200G.")
+@click.option("--members", metavar="NAMES",
+              help="With --share: only these members (comma-separated names) may use your exit.")
+@click.option("--ports", metavar="PORTS",
+              help="With --share: destination ports allowed, e.g. 80,443,8000-8100 (default 80,443).")
+@click.option("--rate", metavar="BYTES", help="With --share: bytes per second for the whole exit, e.g. 20M.")
+@click.option("--user-rate", metavar="BYTES", help="With --share: bytes per second per member, e.g. 5M.")
+@click.option("--daily-cap", metavar="BYTES",
+              help="With --share: bytes per day, e.g. 10G; then no new streams until tomorrow.")
+@click.option("--monthly-cap", metavar="BYTES", help="With --share: bytes per month, e.g. 200G.")
 @click.option("--user-streams", type=click.IntRange(1), help="With --share: open streams per member (default 64).")
 @click.option("-v", "--verbose", is_flag=True, help="Log every link and stream event.")
-def up(folder, proxy, exit_choice, share, country, allow_private, rules_source, verbose, **limits) -> None:
+def up(folder, proxy, allow_lan, exit_choice, share, country, allow_private, rules_source, verbose,
+       **limits) -> None:
     """Connect to the hub and serve: a local proxy, an exit, or both.
 
     \b
@@ -274,19 +349,30 @@ def up(folder, proxy, exit_choice, share, country, allow_private, rules_source, 
       ladder up --dir ~/ladder --share --country DE          # lend your connection
       curl -x socks5h://127.0.0.1:1080 https://example.com/  # then browse through it
 
-    The link reconnects by itself; `ladder status --dir ~/ladder` tells how it is.
+    Runs until Ctrl-C; the link reconnects by itself. `ladder status --dir ~/ladder`
+    tells how it is. Point a browser at the proxy, or at the PAC file it serves:
+    http://127.0.0.1:1080/proxy.pac
     """
     from ladder.agent.agent import Agent, AgentFatal
     from ladder.agent.rules import load_rules
     from ladder.agent.sharing import SharePolicy
 
     config = MemberConfig.load(member_folder(folder))
-    proxy_at = address_option(proxy) if proxy else (None if share else ("127.0.0.1", 1080))
+    proxy_at = proxy_option(proxy, allow_lan) if proxy else (None if share else ("127.0.0.1", 1080))
+    if share and not country:
+        raise click.UsageError("--share needs --country: the two-letter code of the country your exit is in "
+                               "(e.g. --country DE), so that members can choose it")
+    if country and not share:
+        raise click.UsageError("--country only goes with --share (it is where your exit is)")
+    country = country_code(country) if country else None
     rules = load_rules(rules_source or config.route.get("rules"))
     policy = SharePolicy.from_table({**config.share, **{k: v for k, v in limits.items() if v is not None}})
     setup_logging(verbose)
     if allow_private:
         logging.warning("--allow-private: members can reach this machine's loopback and LAN through your exit")
+    if proxy_at is not None and not _is_loopback(proxy_at[0]):
+        logging.warning("--allow-lan: the proxy on %s serves every machine that reaches it, without a password",
+                        format_address(*proxy_at))
     agent = Agent(config, proxy=proxy_at, share=share, country=country, exit_choice=exit_choice,
                   allow_private=allow_private, rules=rules, policy=policy)
 
@@ -306,22 +392,49 @@ def route() -> None:
 
 @route.command("test")
 @click.argument("destination")
-@click.option("--dir", "folder", help=DIR_HELP)
+@click.option("--dir", "folder", metavar="FOLDER", help=DIR_HELP)
 @click.option("--rules", "rules_source", help="A preset (inside-cn, abroad) or a rules file instead of the config's.")
 @click.option("--exit", "exit_choice", default="auto", show_default=True, help="The default exit, as for `up`.")
 def route_test(destination, folder, rules_source, exit_choice) -> None:
-    """Print which rule matches DESTINATION (a name or an address) and where it would go."""
-    from ladder.agent.rules import Router, load_rules
+    """Print which rule matches DESTINATION (a name or an address) and where it would go.
 
+    \b
+    Examples:
+      ladder route test --rules inside-cn www.baidu.com     # direct
+      ladder route test --dir ~/ladder 8.8.8.8              # by your ladder.toml's rules
+      ladder route test blog.ryan.ladder                    # a network-only service
+    """
+    from ladder.agent.rules import Router, load_rules
+    from ladder.agent.services import is_service_host
+
+    path = member_folder(folder)
+    member = MemberConfig.load(path) if (path / "ladder.toml").exists() else None
+    if is_service_host(destination):
+        click.echo(f"{destination}: a network-only service -> {_service_publisher(destination, member)}, "
+                   "end to end through the hub; never rules, an exit or DNS")
+        return
     source = rules_source
-    if source is None:
-        path = member_folder(folder)
-        source = MemberConfig.load(path).route.get("rules") if (path / "ladder.toml").exists() else None
+    if source is None and member is not None:
+        source = member.route.get("rules")
     rule = Router(load_rules(source), exit_choice).route(destination)
     where = {"direct": "directly, not through the network", "block": "nowhere: blocked"}.get(
         rule.action, f"through an exit ({rule.action.removeprefix('exit:')})")
     origin = f"line {rule.line} of the rules" if rule.line else "the built-in default"
     click.echo(f"{destination}: {origin} `{rule.text}` -> {where}")
+
+
+def _service_publisher(host: str, member: MemberConfig | None) -> str:
+    """Who publishes a .ladder name, as the agent last heard from the hub, else as the name says."""
+    host = host.lower().rstrip(".")
+    listed = ((_agent_state(member).get("services") or {}).get("listed") or []) if member else []
+    for service in listed:
+        if host in (service.get("name"), service.get("address")):
+            online = "online" if service.get("online") else "offline"
+            return f"to {service.get('publisher')}'s service {service['name']} ({online})"
+    labels = host.split(".")
+    if len(labels) == 3:  # NAME.MEMBER.ladder
+        return f"to member {labels[1]}'s service {labels[0]} (not heard of yet)"
+    return "to its publisher (not heard of yet)"
 
 
 @cli.group()
@@ -330,7 +443,7 @@ def share() -> None:
 
 
 @share.command("status")
-@click.option("--dir", "folder", help=DIR_HELP)
+@click.option("--dir", "folder", metavar="FOLDER", help=DIR_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def share_status(folder, as_json) -> None:
     """Who is using your exit now, bytes per member today, and the caps."""
@@ -345,7 +458,8 @@ def share_status(folder, as_json) -> None:
         limits = info["limits"]
         click.echo(f"today: {info['today_bytes'] / 1e6:.1f} MB, this month: {info['month_bytes'] / 1e6:.1f} MB"
                    + (f"  [{info['capped']}]" if info["capped"] else ""))
-        click.echo("limits: " + ", ".join(f"{k}={v}" for k, v in limits.items() if v is not None))
+        click.echo("limits: " + ", ".join(f"{k}={','.join(v) if isinstance(v, list) else v}"
+                                          for k, v in limits.items() if v is not None))
         for user in info["users"].values():
             click.echo(f"  {user['name']:<20} {user['streams']:>4} streams  {user['bytes_today'] / 1e6:10.1f} MB today")
     sys.exit(0 if info else 1)
@@ -363,10 +477,13 @@ def _agent_state(config: MemberConfig) -> dict:
 
 
 @cli.command()
-@click.option("--dir", "folder", help=DIR_HELP)
+@click.option("--dir", "folder", metavar="FOLDER", help=DIR_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the agent's status as JSON.")
 def status(folder, as_json) -> None:
-    """Is the link up, to which hub, which exits are online. Exit 0 only if up."""
+    """Is the link up, to which hub, which exits are online. Exit 0 only if up.
+
+    It reads what the running agent (`ladder up`) writes in the member's folder every few seconds.
+    """
     config = MemberConfig.load(member_folder(folder))
     state = _agent_state(config)
     state.setdefault("hub", config.hub_name)
@@ -378,12 +495,17 @@ def status(folder, as_json) -> None:
         click.echo(f"hub:    {state['hub']} at {state.get('hub_address', '-')}, as {state['member']}")
         if state.get("proxy"):
             click.echo(f"proxy:  {state['proxy']} (SOCKS5 and HTTP), exit {state.get('exit_choice')}")
+        if state.get("exit_warning"):
+            click.echo(f"WARNING: {state['exit_warning']}")
         if state.get("sharing"):
             click.echo(f"share:  exit in {state['sharing']}")
         exits = state.get("exits") or []
         click.echo(f"exits:  {len(exits)} online")
         for e in exits:
-            click.echo(f"  {e.get('name', '?'):<20} {e.get('country') or '??':<4} {e.get('streams', 0)} streams")
+            closed = ("  (your own exit)" if e.get("id") == state.get("member_id")
+                      else "" if e.get("admits_me", True) else "  (serves listed members only, not you)")
+            click.echo(f"  {e.get('name', '?'):<20} {e.get('country') or '??':<4} {e.get('streams', 0)} of your "
+                       f"streams, {e.get('users') or 0} members on it{closed}")
     sys.exit(0 if state["state"] == "up" else 1)
 
 
@@ -402,13 +524,14 @@ def _alive(pid) -> bool:
 
 @cli.command()
 @click.argument("address", required=False)
-@click.option("--dir", "folder", help=DIR_HELP)
+@click.option("--dir", "folder", metavar="FOLDER", help=DIR_HELP)
 @click.option("--name", help="The service's name (1-32 of a-z, 0-9, '-'): reached as NAME.<member>.ladder.")
-@click.option("--title", default="", help="A title, shown in `ladder services`.")
-@click.option("--description", default="", help="A line or two about it, shown in `ladder services --json`.")
-@click.option("--members", help="Only these members may connect: names or member ids, comma-separated. "
-              "Default: every member.")
-@click.option("--tcp", is_flag=True, help="Any TCP service (SSH, a game server), not a web site.")
+@click.option("--title", help="A title, shown in `ladder services`.")
+@click.option("--description", help="A line or two about it, shown in `ladder services --json`.")
+@click.option("--members", help="Only these members may connect: names or member ids, comma-separated; "
+              "'everyone' for every member (the default).")
+@click.option("--tcp/--http", "tcp", default=None,
+              help="Any TCP service (SSH, a game server), or a web site (the default).")
 @click.option("--remove", metavar="NAME", help="Take the service NAME down, at once if the agent is running.")
 def publish(address, folder, name, title, description, members, tcp, remove) -> None:
     """Put a service on this machine's loopback online inside the network only.
@@ -417,14 +540,15 @@ def publish(address, folder, name, title, description, members, tcp, remove) -> 
     Examples:
       ladder publish --dir ~/ladder 127.0.0.1:5000 --name blog --title "Ryan's photos"
       ladder publish --dir ~/ladder 127.0.0.1:22 --name ssh --tcp --members alice,bob
+      ladder publish --dir ~/ladder --name blog --members everyone   # change one thing, keep the rest
       ladder publish --dir ~/ladder --remove blog
       ladder publish --dir ~/ladder                  # what this member publishes
       curl -x socks5h://127.0.0.1:1080 http://blog.ryan.ladder/     # any member, through its proxy
 
     No port is opened: members reach the service through the hub, end to end
-    encrypted. It is kept in services.json in the member's folder; the running
-    agent (`ladder up`) picks changes up within a second and publishes again
-    after every reconnect.
+    encrypted. It is kept in services.json in the member's folder; publishing
+    a NAME again changes only what is given. The running agent (`ladder up`)
+    picks changes up within a second and publishes again after every reconnect.
     """
     from ladder.agent.services import Published, load_published, loopback_address, save_published
     from ladder.protocol.hello import public_bytes
@@ -445,9 +569,7 @@ def publish(address, folder, name, title, description, members, tcp, remove) -> 
         click.echo(f"removed {remove}.{config.name}.ladder" + (": the agent takes it down within a second"
                                                                 if running else ""))
         return
-    if address is None:
-        if name:
-            raise click.UsageError("give the local ADDRESS to publish, e.g. 127.0.0.1:5000")
+    if address is None and name is None:
         for s in services.values():
             access = ", ".join(s.members.values()) if s.members else "every member"
             click.echo(f"{s.name}.{config.name}.ladder  {service_address(pubkey, s.name)}  "
@@ -457,14 +579,27 @@ def publish(address, folder, name, title, description, members, tcp, remove) -> 
         return
     if not name:
         raise click.UsageError("--name is required: the service is reached as NAME.<member>.ladder")
-    service = Published(name, loopback_address(address), title, description, "tcp" if tcp else "http",
-                        _member_ids(members, state, config) if members else {})
+    old = services.get(name)
+    if address is None and old is None:
+        raise click.UsageError(f"{name} is not published yet: give the local ADDRESS, e.g. 127.0.0.1:5000")
+    access = old.members if old else {}
+    if members is not None:
+        access = {} if members.strip().lower() == "everyone" else _member_ids(members, state, config)
+    service = Published(
+        name,
+        loopback_address(address) if address else old.address,
+        title if title is not None else (old.title if old else ""),
+        description if description is not None else (old.description if old else ""),
+        ("tcp" if tcp else "http") if tcp is not None else (old.kind if old else "http"),
+        access,
+    )
     service.check()
     services[name] = service
     save_published(config.folder, services)
     access = ", ".join(f"{n} ({i})" for i, n in service.members.items()) or "every member"
-    scheme = "http://{}/" if not tcp else "{} (any port)"
-    click.echo(f"published {name} from {service.address[0]}:{service.address[1]} for {access}:")
+    scheme = "http://{}/" if service.kind == "http" else "{} (any port)"
+    click.echo(f"{'updated' if old else 'published'} {name} from {service.address[0]}:{service.address[1]} "
+               f"for {access}:")
     click.echo("  " + scheme.format(f"{name}.{config.name}.ladder"))
     click.echo("  " + scheme.format(service_address(pubkey, name)) + "   (no hub can redirect this name)")
     click.echo("the agent puts it online within a second" if running
@@ -491,7 +626,7 @@ def _member_ids(text: str, state: dict, config: MemberConfig) -> dict[str, str]:
 
 
 @cli.command()
-@click.option("--dir", "folder", help=DIR_HELP)
+@click.option("--dir", "folder", metavar="FOLDER", help=DIR_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def services(folder, as_json) -> None:
     """What is published in the network, by whom, online or not (as the agent last heard)."""

@@ -2,7 +2,8 @@
 
 A folder (`--dir`, else $LADDER_HOME, else the platform's user folders)
 holds everything one member or one hub needs, so several run side by side.
-Secrets are created with mode 0600 and replaced atomically.
+Secrets are created with mode 0600 and replaced atomically. A running agent
+holds its folder's lock, so a second one on the same folder stops at once.
 """
 
 from __future__ import annotations
@@ -70,6 +71,30 @@ def load_toml(path: Path) -> dict:
         raise ConfigError(f"{path} does not exist") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+
+
+# ISO 3166-1 alpha-2: the assigned codes, then those reserved for private use (labs, tests).
+COUNTRY_CODES = frozenset("""
+AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS BT BV BW
+BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE EG EH ER ES ET FI
+FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN
+IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME
+MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF
+PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV
+SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE
+YT ZA ZM ZW
+AA QM QN QO QP QQ QR QS QT QU QV QW QX QY QZ XA XB XC XD XE XF XG XH XI XJ XK XL XM XN XO XP XQ XR XS XT
+XU XV XW XX XY XZ ZZ
+""".split())
+
+
+def country_code(text: str) -> str:
+    """An ISO 3166-1 alpha-2 code, upper case (`de` → `DE`); ConfigError for anything else."""
+    code = text.strip().upper()
+    if code not in COUNTRY_CODES:
+        hint = " (two letters, e.g. US, DE, JP)" if len(code) != 2 else ""
+        raise ConfigError(f"--country {text!r} is not an ISO 3166-1 country code{hint}")
+    return code
 
 
 def parse_address(text: str, default_port: int = 443) -> tuple[str, int]:
@@ -217,6 +242,32 @@ class MemberConfig:
     def pins_path(self) -> Path:
         return self.folder / "pins.json"
 
+    def lock(self):
+        """Take this folder's agent lock for as long as the returned file stays open (the process lives).
+
+        Two agents with one key would replace each other's link at the hub
+        in a loop; the second one on the same folder stops here instead.
+        Without POSIX locks (Windows) only the hub's word stops the older one.
+        """
+        try:
+            import fcntl
+        except ImportError:
+            return None
+        path = self.folder / "agent.lock"
+        handle = open(path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            pid = handle.read().strip() or "?"
+            handle.close()
+            raise ConfigError(f"another agent (pid {pid}) is already running for {self.folder}: "
+                              f"stop it first (`ladder status --dir {self.folder}` tells how it is)") from None
+        handle.truncate(0)
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        return handle
+
     def save(self) -> None:
         """Write ladder.toml at join time, with the optional tables as commented examples."""
         write_file(
@@ -268,13 +319,20 @@ class HubConfig:
             "name": self.name,
             "listen": format_address(*self.listen),
             "public_address": format_address(*self.public_address),
-            "cert": str(self.cert),
-            "key": str(self.key),
+            "cert": self._within(self.cert),
+            "key": self._within(self.key),
         }
         for name in ("web_backend", "raw_backend"):
             if getattr(self, name) is not None:
                 hub[name] = format_address(*getattr(self, name))
         write_file(self.folder / "hub.toml", dump_toml({"hub": hub}))
+
+    def _within(self, path: Path) -> str:
+        """A file in the hub's folder by its name there (load joins it to the folder), others as given."""
+        try:
+            return str(path.relative_to(self.folder))
+        except ValueError:
+            return str(path)
 
     @classmethod
     def load(cls, folder: Path) -> HubConfig:

@@ -18,6 +18,7 @@ def origin(tmp_path_factory):
     server = Origin(tmp_path_factory.mktemp("origin"))
     yield server
     server.proc.stop()
+    server.proc.check_log(expected=("ConnectionResetError", "BrokenPipeError"))
 
 
 @pytest.fixture

@@ -1,10 +1,16 @@
-"""Real hubs, agents and an origin web server, started as processes on loopback (test helpers)."""
+"""Real hubs, agents and an origin web server, started as processes on loopback (test helpers).
+
+Logs must be clean: a `ladder` command whose stderr, or a process whose
+log, holds a traceback or an exception nobody retrieved fails the test
+(`ladder()` at once, a Network's processes when it closes).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -15,6 +21,26 @@ from pathlib import Path
 HERE = Path(__file__).parent
 BIG = 64 * 1024 * 1024
 MARKER = "ladder-marker-7f3a9c"
+LOG_PROBLEMS = ("Traceback (most recent call last)", "exception was never retrieved")
+
+
+def log_problem(text: str, expected: tuple[str, ...] = ()) -> str | None:
+    """An excerpt of the first traceback or unretrieved exception in a log, or None if it is clean.
+
+    With `expected`, a log whose every raised exception is one of those is
+    clean: the origin, a plain threaded test web server, reports each
+    client that hangs up on it (as an exit killed mid-download does), its
+    threads' tracebacks interleaved.
+    """
+    lines = text.splitlines()
+    if expected:
+        raised = [line for line in lines if re.match(r"[A-Za-z_][\w.]*(Error|Exception)\b", line)]
+        if all(line.startswith(expected) for line in raised) and LOG_PROBLEMS[1] not in text:
+            return None
+    for i, line in enumerate(lines):
+        if any(mark in line for mark in LOG_PROBLEMS):
+            return "\n".join(lines[max(0, i - 3):i + 30])[:3000]  # with the lines that say where
+    return None
 
 
 def free_port() -> int:
@@ -27,6 +53,9 @@ def ladder(*args: str, check: bool = True, timeout: float = 60) -> subprocess.Co
     """Run one `ladder` command to completion."""
     result = subprocess.run([sys.executable, "-m", "ladder", *args], capture_output=True, text=True,
                             timeout=timeout)
+    problem = log_problem(result.stderr)
+    if problem:
+        raise AssertionError(f"ladder {' '.join(args)} logged:\n{problem}")
     if check and result.returncode != 0:
         raise AssertionError(f"ladder {' '.join(args)} failed ({result.returncode}): {result.stderr}")
     return result
@@ -71,6 +100,11 @@ class Proc:
                 self.popen.kill()
                 self.popen.wait(5)
         self.log.close()
+
+    def check_log(self, expected: tuple[str, ...] = ()) -> None:
+        problem = log_problem(self.log_path.read_text(errors="replace"), expected)
+        if problem:
+            raise AssertionError(f"the {self.name} process logged:\n{problem}")
 
 
 class Network:
@@ -125,6 +159,8 @@ class Network:
     def close(self) -> None:
         for proc in reversed(self.procs):
             proc.stop()
+        for proc in self.procs:
+            proc.check_log()
 
 
 class Member:

@@ -8,6 +8,8 @@ import struct
 
 from harness import HERE, MARKER, Network, curl, ladder, wait_for
 
+from ladder.agent.agent import CHANNEL_IDLE
+
 
 def test_hub_relays_neither_the_site_nor_the_content(tmp_path, origin):
     capture = tmp_path / "relayed.bin"
@@ -49,13 +51,17 @@ def test_the_hub_sees_one_channel_however_many_connections_cross_it(network, ori
             return [u["streams"] for u in share["users"].values()]
 
         wait_for(lambda: streams_at_exit() == [12], 10, "the exit to count 12 streams from the user")
-        # The hub's own count of streams through the exit, as its directory tells every member:
-        wait_for(lambda: [e["streams"] for e in user.status()["exits"]] == [1], 10, "the hub to count 1 stream")
+        # The hub counts one member on the exit (its directory tells every member); only the user knows its 12:
+        wait_for(lambda: [(e["users"], e["streams"]) for e in user.status()["exits"]] == [(1, 12)], 10,
+                 "the hub to count 1 channel and the user its 12 streams")
         held[0].sendall(b"\r\n")
         assert MARKER.encode() in b"".join(iter(lambda: held[0].recv(65536), b""))
     finally:
         for s in held:
             s.close()
+    # Once the user's connections are gone its channel is closed after a while: the count never goes stale.
+    wait_for(lambda: [(e["users"], e["streams"]) for e in user.status()["exits"]] == [(0, 0)], CHANNEL_IDLE * 2,
+             "the idle channel to close")
 
 
 def test_user_refuses_an_exit_record_forged_by_the_hub(tmp_path, origin):

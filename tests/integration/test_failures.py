@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import base64
-import sys
 import hashlib
+import shutil
 import signal
 import socket
+import ssl
 import struct
+import subprocess
+import sys
 import time
 
-from harness import BIG, HERE, MARKER, Proc, _accepts, curl, free_port, ladder, wait_for
+from harness import BIG, HERE, MARKER, Member, Proc, _accepts, curl, free_port, ladder, wait_for
+
+from ladder.agent.agent import BACKOFF_MAX
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 
@@ -113,13 +118,15 @@ def test_invite_errors_are_one_clear_line(network, tmp_path):
         assert len(lines) == 1 and message in lines[0], f"{what}: {result.stderr}"
 
 
-def test_wrong_hub_key_is_refused_at_join(network, tmp_path):
+def test_wrong_or_truncated_hub_key_is_refused_at_join_in_one_line(network, tmp_path):
     invite = network.invite("victim")
     fp = invite.split("fp=")[1].split("&")[0]
-    forged = invite.replace(fp, "sha256:" + "A" * 43)
-    result = ladder("join", forged, "--dir", str(tmp_path / "victim"), check=False)
-    assert result.returncode == 1
-    assert "not the pinned" in result.stderr and "refusing to connect" in result.stderr
+    for what, forged in {"wrong": invite.replace(fp, "sha256:" + "A" * 43),
+                         "truncated": invite.replace(fp, fp[:-5])}.items():
+        result = ladder("join", forged, "--dir", str(tmp_path / what), check=False)  # ladder() checks for noise
+        assert result.returncode == 1, what
+        assert "not the pinned" in result.stderr and "refusing to connect" in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 def test_hub_restart_keeps_members_and_invites(network, origin):
@@ -149,6 +156,7 @@ def test_cli_errors_are_one_line_without_traceback(network, tmp_path):
           str(tmp_path / "x")], "cannot reach the hub"),
         (["hub", "invite", "--dir", str(network.hub_dir), "bad name!"], "name"),
         (["hub", "revoke", "--dir", str(network.hub_dir), "nobody"], "no member named"),
+        (["hub", "init", "--dir", str(tmp_path / "anyhub")], "--public-address is needed"),  # 0.0.0.0 in invites
     ]
     for args, message in cases:
         result = ladder(*args, check=False)
@@ -194,6 +202,16 @@ def test_strangers_are_handed_to_the_real_web_server_beside_the_hub(tmp_path, or
         assert b"the operator's own site" in https.stdout, https.stdout[:300]
         plain = curl("-i", f"http://127.0.0.1:{hub_port}/")  # plain HTTP to the TLS port: raw to the backend
         assert b"the operator's own site" in plain.stdout, plain.stdout[:300]
+        # A prober's line inside TLS; the backend answers and closes; then the prober says close_notify.
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        with context.wrap_socket(socket.create_connection(("127.0.0.1", hub_port), timeout=5)) as probe:
+            probe.sendall(b"\n")
+            time.sleep(0.5)
+            try:
+                probe.unwrap()
+            except (OSError, ssl.SSLError):
+                pass
 
         folder = tmp_path / "member"
         invite = ladder("hub", "invite", "--dir", str(hub_dir), "member").stdout.strip()
@@ -202,3 +220,77 @@ def test_strangers_are_handed_to_the_real_web_server_beside_the_hub(tmp_path, or
     finally:
         for proc in servers:
             proc.stop()
+    hub.check_log()  # strangers spliced to the backend leave no traceback
+
+
+def test_setup_traps_are_one_clear_line(network, tmp_path):
+    folder = network.join("newcomer")
+    port = free_port()
+    cases = [
+        (["--proxy", f"0.0.0.0:{port}"], "--allow-lan"),
+        (["--share", "--country", "usa"], "'usa' is not an ISO 3166-1 country code"),
+        (["--share", "--country", "UK"], "'UK' is not an ISO 3166-1 country code"),  # GB is
+        (["--share"], "--share needs --country"),
+    ]
+    for args, message in cases:
+        result = ladder("up", "--dir", str(folder), *args, check=False, timeout=20)
+        assert result.returncode != 0, args
+        assert message in result.stderr, f"{args}: {result.stderr}"
+    assert not _accepts(port), "a refused --proxy must not listen"
+
+
+def test_a_bare_proxy_port_means_loopback(network):
+    folder = network.join("bare")
+    port = free_port()
+    member = Member("bare", folder, network.start("bare", "up", "--dir", str(folder), "--proxy", str(port)))
+    member.wait_up()
+    assert member.status()["proxy"] == f"127.0.0.1:{port}"
+    assert _accepts(port)
+
+
+def test_a_second_agent_for_the_same_member_stops_with_one_line(network, tmp_path):
+    first = network.user("first")
+    again = ladder("up", "--dir", str(first.folder), "--proxy", str(free_port()), check=False, timeout=20)
+    assert again.returncode == 1 and "another agent (pid " in again.stderr, again.stderr
+    assert f"is already running for {first.folder}" in again.stderr, again.stderr
+    first.wait_up()
+    # A copy of the folder elsewhere (a second device with the same key): the newer link wins at the hub,
+    # the older agent is told why and stops, instead of both taking the link back in a loop.
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("ladder.toml", "member.key", "noise.key"):
+        shutil.copy(first.folder / name, copy / name)
+    second = Member("second", copy, network.start("second", "up", "--dir", str(copy), "--proxy", str(free_port())))
+    second.wait_up()
+    wait_for(lambda: not first.proc.alive(), 20, "the replaced agent to stop")
+    assert first.proc.popen.returncode == 1
+    out = first.proc.output()
+    assert "another agent with this member's key connected to the hub" in out, out
+    assert "reconnecting" not in out, out
+    told = ladder("status", "--dir", str(first.folder), check=False).stdout
+    assert "link:   stopped (another agent with this member's key" in told, told
+    time.sleep(3)  # nobody takes the link back
+    assert second.status()["state"] == "up" and "reconnecting" not in second.proc.output()
+
+
+def test_after_a_hub_outage_the_agent_is_back_within_seconds(network):
+    user = network.user("user")
+    network.hub.stop()
+    wait_for(lambda: user.status().get("state") != "up", 20, "the user to notice the hub went away")
+    time.sleep(10)  # backoff grows meanwhile: 0.5, 1, 2, 4 s...
+    network.hub = network.start_hub()
+    started = time.monotonic()
+    user.wait_up(30)
+    took = time.monotonic() - started
+    assert took < BACKOFF_MAX + 3, f"the agent took {took:.1f} s to reconnect (backoff cap {BACKOFF_MAX} s)"
+
+
+def test_a_relative_hub_folder_works_from_where_it_was_made(tmp_path):
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "ladder", *args], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=60)
+
+    made = run("hub", "init", "--dir", "hub", "--listen", f"127.0.0.1:{free_port()}")
+    assert made.returncode == 0, made.stderr
+    invite = run("hub", "invite", "--dir", "hub", "alice")
+    assert invite.returncode == 0 and invite.stdout.startswith("ladder://"), invite.stderr

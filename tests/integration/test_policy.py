@@ -43,7 +43,7 @@ def test_each_forbidden_kind_of_destination_is_refused_with_the_rule_named(netwo
     outsider = network.user("outsider")
     outsider.wait_exits(1)
     status, text = http_status(outsider, "http://93.184.216.34/")
-    assert "serves listed members only" in text, text
+    assert "(strict) serve listed members only, not you" in text, text  # told without asking the exit
 
 
 def download_rate(proxy, port: int, path: str, skip: int) -> tuple[float, int]:
@@ -151,3 +151,42 @@ def test_route_test_explains_the_presets(preset):
     result = ladder("route", "test", "news.example.cn", "--rules", preset)
     expected = "directly" if preset == "inside-cn" else "through an exit (CN)"
     assert expected in result.stdout, result.stdout
+
+
+def test_auto_never_prefers_an_exit_whose_policy_refuses_this_member(network, origin):
+    network.exit("closed", "CC", "--allow-private", "--members", "somebody")
+    open_exit = network.exit("open", "NL", "--allow-private")
+    user = network.user("user")
+    user.wait_exits(2)
+    for i in range(12):
+        result = curl("-x", user.socks, origin.url("index.html"), timeout=30)
+        assert result.returncode == 0 and MARKER in result.stdout.decode(), f"request {i}: {result.stderr}"
+
+    def carried_for_user() -> bool:  # the exit saves its figures every 2 s
+        share = json.loads(ladder("share", "status", "--dir", str(open_exit.folder), "--json").stdout)
+        return any(u["name"] == "user" and u["bytes_today"] > 12 * len(MARKER) for u in share["users"].values())
+
+    wait_for(carried_for_user, 10, "the open exit to show the 12 requests")
+    listed = {e["name"]: e for e in user.status()["exits"]}
+    assert listed["closed"]["users"] == 0 and listed["closed"]["admits_me"] is False, listed  # never opened
+
+
+
+def test_route_test_knows_network_only_services():
+    result = ladder("route", "test", "blog.ryan.ladder", "--rules", "abroad")
+    assert "network-only service" in result.stdout and "ryan" in result.stdout, result.stdout
+    assert "through an exit" not in result.stdout, result.stdout
+
+
+def test_a_mistyped_exit_is_told_once_the_directory_arrives(network, tmp_path):
+    network.exit("alpha", "AA", "--allow-private")
+    rules = tmp_path / "jp.rules"
+    rules.write_text("domain-suffix example -> exit:JP\n")
+    user = network.user("user", "--exit", "aplha", "--rules", str(rules))
+    lines = ["`domain-suffix example -> exit:JP` (line 1 of the rules): no exit online matches --exit JP; "
+             "online: alpha (AA)", "--exit aplha: no exit online matches --exit aplha; online: alpha (AA)"]
+    wait_for(lambda: all(line in user.proc.output() for line in lines), 20, "the warnings about exits")
+    time.sleep(2.5)  # the directory comes again with every load change: said once all the same
+    assert all(user.proc.output().count(line) == 1 for line in lines), user.proc.output()
+    shown = ladder("status", "--dir", str(user.folder)).stdout
+    assert "WARNING: `domain-suffix example -> exit:JP`" in shown and "--exit aplha: no exit online" in shown, shown

@@ -29,6 +29,7 @@ from ladder.protocol.records import (
     service_address,
     sign_access,
     sign_exit_record,
+    verify_exit_record,
     sign_service_record,
     valid_service_name,
     verify_access,
@@ -171,3 +172,22 @@ def test_long_lists_split_into_messages_that_fit_and_reassemble():
     capped = ListAssembler("members", max_items=3)
     assert capped.add({"members": [1, 2], "more": True}) is None
     assert capped.add({"members": [3, 4, 5]}) == [1, 2, 3]
+
+
+def test_exit_record_names_the_members_it_serves_and_old_records_serve_everyone():
+    pubkey = base64.b64encode(PUBKEY).decode()
+    limited = verify_exit_record({"id": ID, "pubkey": pubkey,
+                                  **sign_exit_record(KEY, "US", NOISE, 7, frozenset({"alice", "bob"}))})
+    assert limited.members == {"alice", "bob"}
+    assert limited.admits("Alice") and not limited.admits("carol")  # names, in any case, as the exit checks them
+    body = json.dumps({"id": ID, "country": "US", "noise_key": base64.b64encode(NOISE).decode(), "issued": 7},
+                      sort_keys=True, separators=(",", ":")).encode()  # as signed before the members field
+    old = {"id": ID, "pubkey": pubkey, "record": base64.b64encode(body).decode(),
+           "signature": base64.b64encode(KEY.sign(b"ladder exit record v1\x00" + body)).decode()}
+    assert verify_exit_record(old).members is None and verify_exit_record(old).admits("carol")
+    signed = sign_exit_record(KEY, "US", NOISE, 7, frozenset({"alice"}))
+    fields = json.loads(base64.b64decode(signed["record"]))
+    fields["members"] = ["alice", "mallory"]  # the hub letting someone in
+    forged = {**signed, "id": ID, "pubkey": pubkey, "record": base64.b64encode(json.dumps(fields).encode()).decode()}
+    with pytest.raises(RecordError, match="signature does not verify"):
+        verify_exit_record(forged)

@@ -1,12 +1,22 @@
 """The agent role: one member's link to its hub, its proxy front and its exit.
 
 The agent keeps one outbound link to the hub (this is why NAT does not
-matter), dialling again with jittered exponential backoff whenever it
-drops. As a user it serves the proxy front and opens each stream towards an
-exit chosen from the hub's directory (`--exit auto`, a country code or a
-member name), trying the next candidate when one is gone. As a sharer it
-announces itself and serves the streams the hub splices to it. Its state is
-written to status.json in the member's folder for `ladder status`.
+matter), dialling again whenever it drops: with jittered exponential
+backoff capped at a few seconds (a hub back from an outage is used within
+seconds), and at once when this machine's links, addresses or routes
+change (on Linux a netlink route socket tells, for free: Wi-Fi joined, a
+laptop woken, a cable plugged in). One agent runs per member: a second one
+on the same folder stops at once (the folder's lock); one elsewhere with a
+copy of the key takes over the link at the hub, which tells this one why,
+so this one stops instead of taking the link back in a loop.
+
+As a user it serves the proxy front and opens each stream towards an exit
+chosen from the hub's directory (`--exit auto`, a country code or a member
+name) among those whose signed policy serves this member, trying the next
+candidate when one is gone or refuses this member. As a sharer it
+announces itself, signing which members it serves, and serves the streams
+the hub splices to it. Its state is written to status.json in the member's
+folder for `ladder status`.
 """
 
 from __future__ import annotations
@@ -43,13 +53,16 @@ from .sharing import ExitRelay, SharePolicy, Sharing
 
 log = logging.getLogger(__name__)
 OPEN_TIMEOUT = 30.0  # the exit gives up on a target after 10 s; this covers a silent hub
-BACKOFF_MIN, BACKOFF_MAX = 0.5, 30.0
+BACKOFF_MIN, BACKOFF_MAX = 0.5, 4.0
+NETWORK_SETTLE = 0.5  # after a network change, dial this soon: addresses and routes come in bursts
 RETRYABLE = {ErrorCode.NO_ROUTE, ErrorCode.BUSY, ErrorCode.LINK_LOST, ErrorCode.TARGET_TIMEOUT}
 STATUS_EVERY = 2.0
 # Channels one member may hold to this agent at once: it needs one, a few
 # while its link or ours comes back; more would let it take the streams of
 # our hub link (and the memory of their channels) from the others.
 CHANNELS_PER_MEMBER = 8
+CHANNEL_IDLE = 30.0  # a channel without streams this long is closed (it costs nothing to open again)
+MEMBERS_ONLY = "listed members only"  # in an exit's refusal when its policy does not serve this member
 
 
 class AgentFatal(Exception):
@@ -79,7 +92,7 @@ class Agent:
         self.guard = policy.guard(allow_private)
         self.sharing = Sharing(policy, config.folder / "share-usage.json") if share else None
         self.noise_private = config.noise_key()
-        self.directory = Directory(config.pins_path, config.id)
+        self.directory = Directory(config.pins_path, config.id, config.name)
         self.services = Services(self)  # published here, and others' by name
         self.channels: dict[tuple[str, bytes], Channel] = {}  # (member id, Noise key) → our channel to it
         self.visiting: dict[str, int] = {}  # member id → channels it holds to us
@@ -92,6 +105,9 @@ class Agent:
         self._tasks: set[asyncio.Task] = set()
         self._link_down: asyncio.Future | None = None
         self._up = asyncio.Event()
+        self._network_changed = asyncio.Event()
+        self._replaced = False  # the hub said another agent with our key took the link
+        self.exit_warning = ""  # which --exit or rule matches no exit online, once the directory came
 
     # -------------------------------------------------------------- running
 
@@ -111,20 +127,30 @@ class Agent:
 
     async def run(self) -> None:
         """Serve until cancelled; raises AgentFatal when going on makes no sense."""
-        await self.start_proxy()
-        await self._block_hub_addresses()
-        backoff = BACKOFF_MIN
+        lock = self.config.lock()
+        watcher = NetworkWatch.start(self._network_changed.set)
         try:
+            await self.start_proxy()
+            await self._block_hub_addresses()
+            backoff = BACKOFF_MIN
             while True:
                 started = time.monotonic()
+                self._network_changed.clear()
                 await self._connect_once()
+                if self._replaced:
+                    raise AgentFatal("another agent with this member's key connected to the hub and took "
+                                     "the link, so this one stops: run one agent per member (a copy of "
+                                     f"{self.config.folder} elsewhere?), or join again for a second device")
                 if time.monotonic() - started > 10:
                     backoff = BACKOFF_MIN
-                delay = backoff * random.uniform(0.5, 1.5)
-                log.info("reconnecting in %.1f s", delay)
-                await asyncio.sleep(delay)
+                await self._pause(backoff * random.uniform(0.5, 1.0))
                 backoff = min(backoff * 2, BACKOFF_MAX)
+        except AgentFatal as exc:
+            self.error = str(exc)  # for `ladder status`
+            raise
         finally:
+            if watcher is not None:
+                watcher.close()
             self.state = "stopped"
             if self.sharing is not None:
                 self.sharing.save()
@@ -133,6 +159,19 @@ class Agent:
                 self.proxy_server.close()
             if self.link is not None:
                 self.link.close(ErrorCode.NO_ERROR, "agent stopping")
+            if lock is not None:
+                lock.close()
+
+    async def _pause(self, delay: float) -> None:
+        """Wait `delay` before dialling again, or only a moment if the network changes meanwhile."""
+        log.info("reconnecting in %.1f s", delay)
+        try:
+            await asyncio.wait_for(self._network_changed.wait(), max(0.0, delay - NETWORK_SETTLE))
+        except asyncio.TimeoutError:
+            pass
+        else:
+            log.info("the network changed: dialling the hub now")
+        await asyncio.sleep(min(delay, NETWORK_SETTLE))
 
     async def wait_up(self, timeout: float) -> None:
         await asyncio.wait_for(self._up.wait(), timeout)
@@ -162,20 +201,39 @@ class Agent:
         self._note_own_address(welcome.get("address"))
         if self.share:
             record = sign_exit_record(self.config.key, self.country, public_key_of(self.noise_private),
-                                      int(time.time()))
+                                      int(time.time()), self.sharing.policy.members)
             link.send_control({"type": "share", **record})
         self.services.link_up(link)
         self.write_status()
         self._up.set()
-        ticker = asyncio.get_running_loop().create_task(self._share_ticker(link)) if self.sharing else None
+        loop = asyncio.get_running_loop()
+        tickers = [loop.create_task(self._close_idle_channels(link))]
+        if self.sharing:
+            tickers.append(loop.create_task(self._share_ticker(link)))
         reason = await self._link_down
-        if ticker is not None:
+        for ticker in tickers:
             ticker.cancel()
         self._up.clear()
         self.link = None
         self.directory.clear()
         self.state, self.error = "down", f"link lost: {reason}"
         self.write_status()
+
+    async def _close_idle_channels(self, link: Link) -> None:
+        """Close our channels that carried no stream for CHANNEL_IDLE seconds.
+
+        Then the hub's count of members on an exit is of members using it
+        lately, and no exit holds a channel for a member gone quiet. Opening
+        one again costs nothing extra: a connection's first message carries
+        the handshake.
+        """
+        idle: set[tuple[str, bytes]] = set()
+        while not link.closed:
+            await asyncio.sleep(CHANNEL_IDLE / 2)
+            quiet = {key for key, channel in self.channels.items() if channel.inner.mux.stream_count == 0}
+            for key in quiet & idle:  # idle at two looks in a row
+                self.channels[key].inner.close(ErrorCode.NO_ERROR, "idle")
+            idle = quiet - idle
 
     async def _share_ticker(self, link: Link) -> None:
         """While sharing: keep status.json current and tell the hub when a cap is reached or lifted."""
@@ -206,7 +264,24 @@ class Agent:
             self.write_status()
         elif message["type"] == "directory":
             self.directory.update(message.get("exits") or [])
+            self._check_exit_choice()
             self.write_status()
+        elif message["type"] == "replaced" and link is self.link:
+            self._replaced = True
+
+    def _check_exit_choice(self) -> None:
+        """Say once, as soon as the directory comes, when --exit or a rule names no exit online."""
+        warnings = {}
+        for rule in self.router.rules:
+            choice = rule.action.removeprefix("exit:")
+            if choice in ("auto", rule.action) or choice in warnings or self.directory.candidates(choice):
+                continue
+            where = f"--exit {choice}" if rule.line == 0 else f"`{rule.text}` (line {rule.line} of the rules)"
+            warnings[choice] = f"{where}: {self.directory.why_none(choice)}"
+        warning = "; ".join(warnings.values())
+        if warning and warning != self.exit_warning:
+            log.warning("%s", warning)
+        self.exit_warning = warning
 
     def link_closed(self, link: Link, reason: str) -> None:
         if self._link_down is not None and not self._link_down.done():
@@ -379,7 +454,10 @@ class Agent:
             "proxy": format_address(*self.proxy_address) if self.proxy_address else None,
             "sharing": self.country if self.share else None,
             "exit_choice": self.exit_choice,
-            "exits": [{k: e.get(k) for k in ("id", "name", "country", "streams")}
+            "exit_warning": self.exit_warning,
+            "exits": [{"id": e["id"], "name": e.get("name"), "country": e.get("country"),
+                       "streams": self.directory.local_load.get(e["id"], 0), "users": e.get("users"),
+                       "admits_me": self.directory.admits_me(e["id"])}
                       for e in self.directory.entries if e["id"] in self.directory.records],
             "refused_exits": self.directory.rejected,
             "services": self.services.status(),
@@ -489,9 +567,13 @@ class _Opening(Endpoint):
 
     def on_refused(self, code: int, reason: str) -> None:
         self.timer.cancel()
-        if code in RETRYABLE:
-            self.agent.directory.failed(self.exit.id)
-        if code in RETRYABLE and self.candidates and not self.relay.done:
+        directory = self.agent.directory
+        refused_me = code == ErrorCode.FORBIDDEN and MEMBERS_ONLY in reason
+        if refused_me:
+            directory.refused(self.exit.id)
+        elif code in RETRYABLE:
+            directory.failed(self.exit.id)
+        if (code in RETRYABLE or refused_me) and self.candidates and not self.relay.done:
             log.info("exit %s unavailable (%s); trying the next one", self.exit.id, reason)
             return self.try_next()
         self._give_up(code, reason)
@@ -505,3 +587,46 @@ class _Opening(Endpoint):
     def _give_up(self, code: int, reason: str) -> None:
         if not self.relay.done:
             self.relay.on_refused(code, reason)
+
+
+# Netlink route multicast groups (linux/rtnetlink.h): links, IPv4/IPv6 addresses and routes.
+_RTMGRP = 0x1 | 0x10 | 0x40 | 0x100 | 0x400
+
+
+class NetworkWatch:
+    """Calls `on_change` whenever this machine's links, addresses or routes change (Linux).
+
+    A netlink route socket is the kernel's own notice (what `ip monitor`
+    reads): no polling, nothing sent. Where there is none, `start` returns
+    None and the capped backoff alone brings the link back.
+    """
+
+    def __init__(self, sock: socket.socket, on_change):
+        self.sock, self.on_change = sock, on_change
+        self.loop = asyncio.get_running_loop()
+        self.loop.add_reader(sock.fileno(), self._readable)
+
+    @classmethod
+    def start(cls, on_change) -> NetworkWatch | None:
+        try:
+            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK, socket.NETLINK_ROUTE)
+        except (AttributeError, OSError):
+            return None
+        try:
+            sock.bind((0, _RTMGRP))
+        except OSError:
+            sock.close()
+            return None
+        return cls(sock, on_change)
+
+    def _readable(self) -> None:
+        try:
+            while self.sock.recv(65536):
+                pass
+        except OSError:  # EAGAIN: all read; ENOBUFS: more changes than the buffer held, still a change
+            pass
+        self.on_change()
+
+    def close(self) -> None:
+        self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()

@@ -6,6 +6,14 @@ set aside with the reason. The first time an exit carries a stream its
 Noise key is pinned in pins.json; if the hub later hands out another key
 for the same exit, the exit is refused loudly (trust on first use, as SSH
 does with host keys).
+
+An exit never listed for a member who may not use it: its signed record
+names the members it serves, and an exit that refused this member anyway
+(its record predates that field, or it had not learnt our name yet) is
+skipped for ten minutes, or until it signs a new record. Exits are ranked by our own live streams on each
+(counted as they open and close), then by how many members use each (the
+hub's count of channels to it, ours included: it cannot see the streams
+inside), then by speed.
 """
 
 from __future__ import annotations
@@ -21,18 +29,22 @@ from ladder.protocol.records import ExitRecord, RecordError, b64, verify_exit_re
 
 log = logging.getLogger(__name__)
 FAILURE_MEMORY = 60.0  # a failed exit goes to the back of the line for this long
+# An exit that refused us by policy is skipped this long (or until it signs a new record): its
+# record may predate the members field, or it may not have learnt our name yet when it refused.
+REFUSAL_MEMORY = 600.0
 
 
 class Directory:
-    def __init__(self, pins_path: Path, own_id: str):
+    def __init__(self, pins_path: Path, own_id: str, own_name: str):
         self.pins_path = pins_path
-        self.own_id = own_id
+        self.own_id, self.own_name = own_id, own_name
         self.entries: list[dict] = []  # as the hub sent them, for status
         self.records: dict[str, ExitRecord] = {}  # verified, by exit id
         self.rejected: dict[str, str] = {}  # exit name or id → why it is refused
         self.local_load: dict[str, int] = {}  # our own open streams per exit id
         self.latency: dict[str, float] = {}  # smoothed open→accept time per exit id, seconds
         self.failed_at: dict[str, float] = {}  # when an exit last failed to carry a stream
+        self.refused_me: dict[str, tuple[int, float]] = {}  # exit id → (its record's issue time, when it refused)
         try:
             self.pins: dict[str, str] = json.loads(pins_path.read_text())
         except (OSError, ValueError):
@@ -66,22 +78,17 @@ class Directory:
         self.entries, self.records, self.rejected = [], {}, {}
 
     def candidates(self, choice: str) -> list[tuple[dict, ExitRecord]]:
-        """Verified exits matching --exit (auto, a country code, a name or an id), least loaded first."""
-        found = []
-        for entry in self.entries:
-            record = self.records.get(entry["id"])
-            if record is None or record.id == self.own_id:
-                continue
-            if choice == "auto" or choice in (record.id, entry.get("name")) or record.country == choice.upper():
-                found.append((entry, record))
+        """Verified exits that --exit names (auto, a country, a name or an id) and that serve us, best first."""
+        found = [(entry, record) for entry, record in self._matching(choice) if self.admits_me(record.id)]
         random.shuffle(found)  # ties go to a random exit, not always the first
         now = time.monotonic()
 
         def rank(pair):
             entry, record = pair
             failed = now - self.failed_at.get(record.id, -FAILURE_MEMORY) < FAILURE_MEMORY
-            load = entry.get("streams", 0) + self.local_load.get(record.id, 0)
-            return failed, load, self.latency.get(record.id, 0.0)  # least loaded, then fastest
+            users = entry.get("users")
+            return (failed, self.local_load.get(record.id, 0), users if isinstance(users, int) else 0,
+                    self.latency.get(record.id, 0.0))
 
         return sorted(found, key=rank)
 
@@ -94,12 +101,44 @@ class Directory:
     def failed(self, exit_id: str) -> None:
         self.failed_at[exit_id] = time.monotonic()
 
+    def admits_me(self, exit_id: str) -> bool:
+        """Whether the exit's signed policy serves this member, and it has not refused us since."""
+        record = self.records[exit_id]
+        issued, when = self.refused_me.get(exit_id, (None, 0.0))
+        refused = issued == record.issued and time.monotonic() - when < REFUSAL_MEMORY
+        return record.admits(self.own_name) and not refused
+
+    def refused(self, exit_id: str) -> None:
+        """The exit refused this member by policy: skip it for a while, or until it signs a new record."""
+        record = self.records.get(exit_id)
+        if record is not None:
+            self.refused_me[exit_id] = record.issued, time.monotonic()
+
+    def _matching(self, choice: str) -> list[tuple[dict, ExitRecord]]:
+        """The verified exits other than ours that --exit `choice` names, whoever they serve."""
+        found = []
+        for entry in self.entries:
+            record = self.records.get(entry["id"])
+            if record is None or record.id == self.own_id:
+                continue
+            if choice == "auto" or choice in (record.id, entry.get("name")) or record.country == choice.upper():
+                found.append((entry, record))
+        return found
+
     def why_none(self, choice: str) -> str:
         if choice in self.rejected:
             return self.rejected[choice]
         if self.rejected and choice == "auto":
             return "; ".join(self.rejected.values())
-        return f"no exit online matches --exit {choice}"
+        closed = [str(entry.get("name") or record.id) for entry, record in self._matching(choice)]
+        if closed:
+            return f"the exits online for --exit {choice} ({', '.join(closed)}) serve listed members only, not you"
+        return f"no exit online matches --exit {choice}" + (f"; online: {self.online()}" if self.entries else "")
+
+    def online(self) -> str:
+        """The verified exits other than ours, as `name (country)`, for messages."""
+        return ", ".join(sorted(f"{entry.get('name') or record.id} ({record.country})"
+                                for entry, record in self._matching("auto"))) or "none"
 
     def pin(self, record: ExitRecord) -> None:
         if record.id not in self.pins:

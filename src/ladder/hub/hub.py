@@ -47,7 +47,7 @@ class Session:
         self.record: dict | None = None  # the exit record it signed, while it shares
         self.accepting = True  # False while the exit's daily or monthly cap is reached
         self.country = ""
-        self.streams = 0  # live streams through this member's exit
+        self.streams = 0  # channels spliced to this member: one per member using it, idle or not
         self.held: dict[str, int] = {}  # destination member id → live streams this member opened to it
 
     @property
@@ -55,9 +55,14 @@ class Session:
         return "exit" if self.record is not None else "user"
 
     def entry(self) -> dict:
-        """The directory entry: the member's own signed record, plus what the hub knows."""
+        """The directory entry: the member's own signed record, plus what the hub knows.
+
+        `users` counts the channels to it: members using it, idle or not. The
+        hub cannot count their connections inside (nor should it), so only
+        each user knows its own load on an exit.
+        """
         return {"id": self.member.id, "name": self.member.name, "country": self.country,
-                "streams": self.streams, **self.record}
+                "users": self.streams, **self.record}
 
     # LinkOwner
 
@@ -173,7 +178,9 @@ class Hub:
             return False  # looks like any stranger's bytes
         link = self._take(transport, f"member {member.name}")
         old = self.sessions.get(member.id)
-        if old is not None:
+        if old is not None:  # the old agent is told why, so that it stops instead of taking the link back
+            log.info("%s connected again: replacing its previous link", member.name)
+            old.link.send_control({"type": "replaced"})
             old.link.close(ErrorCode.NO_ERROR, "replaced by a new link from the same member")
         session = Session(self, member, link)
         link.owner = session

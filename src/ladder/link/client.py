@@ -36,6 +36,9 @@ async def dial(
     loop = asyncio.get_running_loop()
     host, port = address
     link = Link(owner, client=True, label=f"hub {host}:{port}", max_window=CHANNEL_MAX_WINDOW)
+    # Every path below that does not await the welcome (a wrong key, a timeout)
+    # closes the link, which fails the welcome; that failure is already told.
+    link.welcome.add_done_callback(lambda welcome: welcome.cancelled() or welcome.exception())
     transport, _ = await asyncio.wait_for(
         loop.create_connection(lambda: link, host, port, ssl=client_context(), server_hostname=host),
         timeout,

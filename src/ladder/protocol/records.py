@@ -1,7 +1,8 @@
 """Signed records: what a member says about itself, relayed by a hub that cannot forge it.
 
-An exit publishes a record (its id, country and static Noise key) signed
-with its Ed25519 member key. The hub relays the record, the signature and
+An exit publishes a record (its id, country, static Noise key and, when its
+policy serves listed members only, their names) signed with its Ed25519
+member key. The hub relays the record, the signature and
 the member's public key; a user accepts the record only if the public key
 derives the id the record names and the signature verifies. A hub that
 substitutes its own Noise key therefore cannot produce a valid record, and
@@ -42,15 +43,25 @@ class ExitRecord:
     country: str
     noise_key: bytes
     issued: int
+    members: frozenset[str] | None = None  # names (lower case) of the members it serves; None: every member
+
+    def admits(self, name: str) -> bool:
+        """Whether the exit's signed policy lets the member of that name use it (as the exit checks it)."""
+        return self.members is None or name.lower() in self.members
 
 
-def sign_exit_record(key: Ed25519PrivateKey, country: str, noise_key: bytes, issued: int) -> dict:
-    """The fields a sharer sends the hub: record, signature, public key (all base64)."""
+def sign_exit_record(key: Ed25519PrivateKey, country: str, noise_key: bytes, issued: int,
+                     members: frozenset[str] | None = None) -> dict:
+    """The fields a sharer sends the hub: record, signature, public key (all base64).
+
+    `members` limits the exit to those names; without it the record has no
+    such field, as records did before it existed, and serves everyone.
+    """
     pubkey = public_bytes(key)
-    body = json.dumps(
-        {"id": member_id(pubkey), "country": country, "noise_key": b64(noise_key), "issued": issued},
-        sort_keys=True, separators=(",", ":"),
-    ).encode()
+    fields = {"id": member_id(pubkey), "country": country, "noise_key": b64(noise_key), "issued": issued}
+    if members is not None:
+        fields["members"] = sorted(members)
+    body = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
     return {"record": b64(body), "signature": b64(key.sign(_CONTEXT + body)), "pubkey": b64(pubkey)}
 
 
@@ -61,9 +72,12 @@ def verify_exit_record(entry: dict) -> ExitRecord:
         signature = unb64(entry["signature"])
         pubkey = unb64(entry["pubkey"])
         fields = json.loads(body)
+        members = fields.get("members")
+        if members is not None and (not isinstance(members, list) or not all(isinstance(m, str) for m in members)):
+            raise ValueError("members is not a list of names")
         record = ExitRecord(str(fields["id"]), str(fields["country"]), unb64(fields["noise_key"]),
-                            int(fields["issued"]))
-    except (KeyError, TypeError, ValueError) as exc:
+                            int(fields["issued"]), None if members is None else frozenset(members))
+    except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
         raise RecordError(f"malformed exit record ({exc})") from None
     if is_weak_key(pubkey):
         raise RecordError("the exit record is signed with a key of small order")
