@@ -556,8 +556,8 @@ def start_ladder(procs: Processes, tmp: Path, prefix: str = "ladder-", nofile_so
                  user_streams: int = 0) -> tuple[int, dict[str, str]]:
     """Hub, sharer and user, each its own process via the real CLI.
 
-    `user_streams` > 0 adds `--user-streams N` to the sharer (Ladder's default policy allows
-    64 open streams per member). Returns the user's proxy port and the names in `procs` of
+    `user_streams` > 0 adds `--user-streams N` to the sharer (many_streams.py only: compare.py
+    measures Ladder at its defaults). Returns the user's proxy port and the names in `procs` of
     the three processes by role.
     """
     hub_dir, sharer_dir, user_dir = tmp / "ladder-hub", tmp / "ladder-sharer", tmp / "ladder-user"

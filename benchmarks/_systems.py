@@ -33,7 +33,6 @@ class Context:
     tmp: Path
     origin: Origin
     echo_port: int
-    ladder_user_streams: int = 0  # > 0: the sharer's --user-streams
 
 
 @dataclass
@@ -105,8 +104,7 @@ class Ladder(System):
         super().__init__(ctx, "ladder", "client → user agent (SOCKS5) → hub → sharer's exit → origin")
 
     def start(self) -> None:
-        port, names = start_ladder(self.ctx.procs, self.ctx.tmp, prefix="ladder-",
-                                   user_streams=self.ctx.ladder_user_streams)
+        port, names = start_ladder(self.ctx.procs, self.ctx.tmp, prefix="ladder-")
         self.names += [names[role] for role in ("hub", "sharer", "user")]
         self.proxy = Proxy("socks5", port)
 
@@ -114,9 +112,7 @@ class Ladder(System):
         return {"ladder": ladder_version()}
 
     def config(self) -> dict:
-        streams = self.ctx.ladder_user_streams
-        return {"sharer": "up --share --country ZZ --allow-private --ports 1-65535"
-                          + (f" --user-streams {streams}" if streams > 0 else " (default --user-streams 64)"),
+        return {"sharer": "up --share --country ZZ --allow-private --ports 1-65535",
                 "user": "up --proxy 127.0.0.1:PORT", "client": "SOCKS5 to the user agent"}
 
 

@@ -398,9 +398,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--idle-seconds", type=float, help="idle time before rechecking them (default 30)")
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run: " + ", ".join(
         f"{k.replace('_', '-')} {v}" for k, v in QUICK.items()))
-    parser.add_argument("--ladder-user-streams", type=int, default=0,
-                        help="pass --user-streams N to the Ladder sharer (default: do not; Ladder is "
-                             "measured at its own defaults)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (configs, logs)")
     parser.add_argument("--profile", metavar="DIR", type=Path,
                         help="py-spy record on Ladder's hub, sharer and user during round 1's bulk and rate "
@@ -455,7 +452,7 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes, records: list[Rec
     load_before = os.getloadavg()[0]
     origin = start_origin(procs, tmp, args.size_mib * CHUNK)
     log(f"origin: {origin.kind} on 127.0.0.1:{origin.port}, sha256 of {BIG_PATH} {origin.sha256[:16]}…")
-    ctx = Context(procs, tmp, origin, start_echo(procs), ladder_user_streams=args.ladder_user_streams)
+    ctx = Context(procs, tmp, origin, start_echo(procs))
     start_systems(args.systems, ctx, records)
     for r in range(1, args.rounds + 1):
         log(f"round {r} of {args.rounds}")

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Ten thousand streams through Ladder at once: do they all work, and what does each cost?
 
-    python benchmarks/many_streams.py [--streams 10000] [--batch 500] [--payload-bytes 64]
+    python benchmarks/many_streams.py [--streams 4096] [--batch 500] [--payload-bytes 64]
                                       [--open-limit 300] [--timeout 30]
-                                      [--ladder-user-streams 20000] [--ladder-nofile inherit] [--keep]
+                                      [--ladder-user-streams N] [--ladder-nofile inherit] [--keep]
 
 Starts a hub, a sharer and a user with the real CLI (as compare.py does) and an
 asyncio echo server, then, from a client in its own process (RLIMIT_NOFILE raised to the
@@ -129,7 +129,7 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes) -> dict:
         "per_stream_open_KiB": per_stream(before, with_open, opened["ok"]),
         "per_stream_after_echo_KiB": per_stream(before, after_echo, checked["ok"]),
         "ladder_nofile": limits, "ladder_emfile_log_lines": emfile_lines(procs, names),
-        "sharer_user_streams": args.ladder_user_streams or "Ladder's default (64)",
+        "sharer_user_streams": args.ladder_user_streams or "Ladder's default",
         "versions": {"ladder": ladder_version(), "python": platform.python_version(), "uvloop": uvloop_version()},
         "machine": machine_info(),
     }
@@ -164,14 +164,15 @@ def summary(result: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--streams", type=int, default=10000, help="streams held open at once (default 10000)")
+    parser.add_argument("--streams", type=int, default=4096,
+                        help="streams held open at once (default 4096: what a sharer allows one member by default)")
     parser.add_argument("--batch", type=int, default=500, help="streams opened at a time (default 500)")
     parser.add_argument("--payload-bytes", type=int, default=64, help="bytes echoed on each stream (default 64)")
     parser.add_argument("--open-limit", type=float, default=300.0,
                         help="seconds to open all streams, and again to echo on all (default 300)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds for one open or one echo (default 30)")
-    parser.add_argument("--ladder-user-streams", type=int, default=20000,
-                        help="the sharer's --user-streams (Ladder's default is 64 per member; 0: do not pass it)")
+    parser.add_argument("--ladder-user-streams", type=int, default=0,
+                        help="the sharer's --user-streams (0, the default: Ladder's own default)")
     parser.add_argument("--ladder-nofile", default="inherit",
                         help="soft RLIMIT_NOFILE the Ladder processes start with: a number (e.g. 1024, a "
                              "common default), or 'inherit' (this shell's; default). Ladder raises its soft "

@@ -311,7 +311,7 @@ def join(invite, folder) -> None:
 @cli.command()
 @click.option("--dir", "folder", metavar="FOLDER", help=DIR_HELP)
 @click.option("--proxy", metavar="[HOST:]PORT",
-              help="Serve SOCKS5 and HTTP proxying here; a bare port means 127.0.0.1:PORT "
+              help="Serve SOCKS5, SOCKS4a and HTTP proxying (and /proxy.pac) here; a bare port means 127.0.0.1:PORT "
               "(default 127.0.0.1:1080, or none with --share).")
 @click.option("--allow-lan", is_flag=True,
               help="Let --proxy listen on an address other machines reach (0.0.0.0, a LAN address). "
@@ -336,7 +336,7 @@ def join(invite, folder) -> None:
 @click.option("--daily-cap", metavar="BYTES",
               help="With --share: bytes per day, e.g. 10G; then no new streams until tomorrow.")
 @click.option("--monthly-cap", metavar="BYTES", help="With --share: bytes per month, e.g. 200G.")
-@click.option("--user-streams", type=click.IntRange(1), help="With --share: open streams per member (default 64).")
+@click.option("--user-streams", type=click.IntRange(1), help="With --share: open streams per member (default 4096); more wait up to 20 s for a slot.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every link and stream event.")
 def up(folder, proxy, allow_lan, exit_choice, share, country, allow_private, rules_source, verbose,
        **limits) -> None:
@@ -494,7 +494,7 @@ def status(folder, as_json) -> None:
         click.echo(f"link:   {state['state']}" + (f" ({state['error']})" if state.get("error") else ""))
         click.echo(f"hub:    {state['hub']} at {state.get('hub_address', '-')}, as {state['member']}")
         if state.get("proxy"):
-            click.echo(f"proxy:  {state['proxy']} (SOCKS5 and HTTP), exit {state.get('exit_choice')}")
+            click.echo(f"proxy:  {state['proxy']} (SOCKS5, SOCKS4a and HTTP), exit {state.get('exit_choice')}")
         if state.get("exit_warning"):
             click.echo(f"WARNING: {state['exit_warning']}")
         if state.get("sharing"):

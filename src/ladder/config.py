@@ -164,7 +164,7 @@ MEMBER_EXAMPLES = b"""
 # user_rate = "5M"                # bytes per second per member
 # daily_cap = "10G"               # the exit stops taking new streams when reached
 # monthly_cap = "200G"
-# user_streams = 64               # open streams per member
+# user_streams = 4096             # open streams per member; more wait up to 20 s for a slot
 # Loopback, private, link-local, CGNAT, multicast addresses, the hub's and
 # your own public address are always refused.
 

@@ -154,6 +154,7 @@ def board_with(*keys_and_names):
                for k, n in keys_and_names]
     hub = SimpleNamespace(sessions={}, store=SimpleNamespace(members=lambda: members))
     board = ServiceBoard(hub)
+    board.pacer.every = 0  # the listing's logic, not its pacing (tests/hub/test_pacing.py)
     sessions = [SimpleNamespace(member=m, link=FakeLink()) for m in members]
     for session in sessions:
         hub.sessions[session.member.id] = session

@@ -123,7 +123,7 @@ class Agent:
         except OSError as exc:
             raise AgentFatal(f"cannot listen on {format_address(host, port)}: {exc.strerror or exc}") from None
         self.proxy_address = self.proxy_server.sockets[0].getsockname()[:2]
-        log.info("proxy on %s (SOCKS5 and HTTP)", format_address(*self.proxy_address))
+        log.info("proxy on %s (SOCKS5, SOCKS4a and HTTP; PAC at /proxy.pac)", format_address(*self.proxy_address))
 
     async def run(self) -> None:
         """Serve until cancelled; raises AgentFatal when going on makes no sense."""
@@ -514,8 +514,10 @@ class _Opening(Endpoint):
     def try_next(self) -> None:
         self.exit = self.candidates.pop(0)
         channel = self.agent.channel_to(self.exit)
-        if channel is None or not channel.inner.mux.can_open():
+        if channel is None:
             return self._give_up(ErrorCode.NO_ROUTE, "not connected to the hub")
+        if not channel.inner.mux.can_open():
+            return self._give_up(ErrorCode.BUSY, "too many connections are opening to that exit at once")
         self.link = link = channel.inner
         self.sid = link.open_stream(self.request, self)
         for data in self.sent:

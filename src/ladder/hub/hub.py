@@ -28,6 +28,7 @@ from ladder.protocol.messages import decode_route, encode_route
 from ladder.protocol.records import RecordError, b64, verify_exit_record
 from ladder.store.hubdb import HubStore, InviteError, InviteUnknown, Member, StoreError
 
+from .pacing import Pacer
 from .services import ServiceBoard
 from .switch import splice
 
@@ -113,6 +114,8 @@ class Session:
             except RecordError as exc:
                 log.warning("%s sent an exit record that does not verify: %s", self.member.name, exc)
                 return
+            if record == self.record:
+                return  # said again: nothing for anyone to hear
             self.record, self.country = record, verified.country
             self.hub.store.set_online(self.member.id, self.role)
             log.info("%s shares as an exit in %s", self.member.name, self.country)
@@ -135,7 +138,7 @@ class Hub:
         self.fingerprint = fingerprint_of_cert_file(config.cert)
         self.sessions: dict[str, Session] = {}
         self.server: FrontDoor | None = None
-        self._push: asyncio.TimerHandle | None = None
+        self._directory_push = Pacer(self._push_directory)
         self._data_version = -1
         self._closed = False
         self.services = ServiceBoard(self)  # published services and member names
@@ -162,6 +165,8 @@ class Hub:
 
     def close(self) -> None:
         self._closed = True
+        self._directory_push.cancel()
+        self.services.pacer.cancel()
         for session in list(self.sessions.values()):
             session.link.close(ErrorCode.NO_ERROR, "the hub is shutting down")
         if self.server is not None:
@@ -224,16 +229,10 @@ class Hub:
         return {"type": "directory", "exits": exits}
 
     def directory_changed(self, urgent: bool) -> None:
-        """Push the directory now (exits came or went) or soon (only load changed)."""
-        if urgent:
-            if self._push is not None:
-                self._push.cancel()
-            self._push_directory()
-        elif self._push is None:
-            self._push = asyncio.get_running_loop().call_later(DIRECTORY_PUSH, self._push_directory)
+        """Push the directory now (exits came or went) or soon (only load changed), paced."""
+        self._directory_push.request(0.0 if urgent else DIRECTORY_PUSH)
 
     def _push_directory(self) -> None:
-        self._push = None
         message = self.directory_message()
         for session in self.sessions.values():
             session.link.send_control(message)

@@ -10,7 +10,9 @@ their publishers reconnect). Every change is pushed to every session as
 `services`; the names of all active members are pushed as `members`, so an
 agent can turn the names a publisher types into member ids. A join is
 pushed as one `member`: the whole list to everyone on each join made a
-burst of N joins cost N³ list entries.
+burst of N joins cost N³ list entries. Pushes of `services` are paced
+(pacing.py), so a member publishing or reconnecting in a loop cannot make
+the hub send a list to everyone for each of its messages.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import TYPE_CHECKING
 from ladder.protocol.messages import ListAssembler, split_list_message
 from ladder.protocol.records import RecordError, b64, verify_service_record
 from ladder.store.hubdb import StoreError
+
+from .pacing import Pacer
 
 if TYPE_CHECKING:
     from .hub import Hub, Session
@@ -35,6 +39,7 @@ class ServiceBoard:
         self.listed: dict[str, list[dict]] = {}  # member id → its verified entries (without "online")
         self.names: dict[str, str] = {}  # active member id → name
         self._incoming: dict[str, ListAssembler] = {}  # member id → pieces of a publish in progress
+        self.pacer = Pacer(self._send_services)
 
     # ------------------------------------------------------------- members
 
@@ -126,6 +131,10 @@ class ServiceBoard:
         return split_list_message({"type": "members"}, "members", members)
 
     def push(self) -> None:
+        """Every member gets the listing: soon, once however many changes come meanwhile."""
+        self.pacer.request()
+
+    def _send_services(self) -> None:
         messages = self.services_messages()
         for session in self.hub.sessions.values():
             for message in messages:
