@@ -127,7 +127,7 @@ class Network:
 
     def start_hub(self) -> Proc:
         proc = self.start("hub", python_args=tuple(self.hub_command))
-        wait_for(lambda: _accepts(self.hub_port) or not proc.alive(), 20, "the hub to listen")
+        wait_for(lambda: accepts(self.hub_port) or not proc.alive(), 20, "the hub to listen")
         assert proc.alive(), f"hub died:\n{proc.output()}"
         return proc
 
@@ -194,7 +194,16 @@ class Member:
         return f"http://{self.proxy[0]}:{self.proxy[1]}"
 
 
-def _accepts(port: int) -> bool:
+def rss(pid: int) -> int:
+    """Resident memory of a process, in bytes."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def accepts(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), 0.5).close()
         return True
@@ -219,7 +228,7 @@ class Origin:
             self.small[f"s{i}.bin"] = hashlib.sha256(data).hexdigest()
         self.port = free_port()
         self.proc = Proc("origin", [sys.executable, str(HERE / "origin.py"), str(self.port), str(self.dir)], root)
-        wait_for(lambda: _accepts(self.port), 10, "the origin web server")
+        wait_for(lambda: accepts(self.port), 10, "the origin web server")
 
     def url(self, path: str = "", host: str = "127.0.0.1") -> str:
         return f"http://{host}:{self.port}/{path}"

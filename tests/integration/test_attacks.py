@@ -16,7 +16,7 @@ import sys
 import time
 
 import pytest
-from harness import BIG, Network, curl, wait_for
+from harness import BIG, Network, curl, rss, wait_for
 
 from ladder.config import MemberConfig
 from ladder.link.client import dial
@@ -30,15 +30,6 @@ from ladder.protocol.messages import encode_route
 from ladder.protocol.records import verify_exit_record
 
 MiB = 1024 * 1024
-
-
-def rss(pid: int) -> int:
-    """Resident memory of a process, in bytes."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError(f"no VmRSS for {pid}")
 
 
 def download(user, origin, path) -> tuple[float, str]:

@@ -23,14 +23,13 @@ import asyncio
 import re
 import resource
 import shutil
-import socket
 import struct
 import subprocess
 import sys
 import time
 
 import pytest
-from harness import HERE, Proc, curl, free_port, ladder, wait_for
+from harness import HERE, Proc, accepts, curl, free_port, ladder, rss, wait_for
 
 CHROMIUM = shutil.which("chromium")
 IMAGES, HOSTS = 150, 30
@@ -145,11 +144,6 @@ def test_refusals_known_before_opening_get_a_reply_not_a_reset(town):
         assert result.returncode != 0 and code in result.stderr and b"reset" not in result.stderr, result.stderr
 
 
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        return int(next(line.split()[1] for line in f if line.startswith("VmRSS:")))
-
-
 async def socks_connect(proxy, port: int):
     reader, writer = await asyncio.open_connection(*proxy)
     writer.write(b"\x05\x01\x00\x05\x01\x00\x01\x7f\x00\x00\x01" + struct.pack("!H", port))
@@ -169,17 +163,9 @@ async def echoes(reader, writer, text: bytes, timeout: float = 30) -> bool:
 def echo(tmp_path_factory):
     port = free_port()
     proc = Proc("echo", [sys.executable, "-c", ECHO, str(port)], tmp_path_factory.mktemp("echo"))
-    wait_for(lambda: _accepts(port), 10, "the echo server")
+    wait_for(lambda: accepts(port), 10, "the echo server")
     yield port
     proc.stop()
-
-
-def _accepts(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), 0.5).close()
-        return True
-    except OSError:
-        return False
 
 
 def test_a_thousand_idle_connections_all_stay_open(town, echo):
@@ -189,7 +175,7 @@ def test_a_thousand_idle_connections_all_stay_open(town, echo):
     pids = {"exit": exit_.proc.pid, "user": user.proc.pid, "hub": network.hub.pid}
 
     async def scenario():
-        before = {name: rss_kib(pid) for name, pid in pids.items()}
+        before = {name: rss(pid) // 1024 for name, pid in pids.items()}
         gate = asyncio.Semaphore(100)
 
         async def one(i: int):
@@ -200,7 +186,7 @@ def test_a_thousand_idle_connections_all_stay_open(town, echo):
 
         connections = await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(IDLE_CONNECTIONS))), 240)
         await asyncio.sleep(2)  # let the heaps settle before measuring
-        held = {name: rss_kib(pid) for name, pid in pids.items()}
+        held = {name: rss(pid) // 1024 for name, pid in pids.items()}
         await asyncio.sleep(IDLE_SECONDS)
         alive = await asyncio.gather(*(echoes(r, w, b"still %d\n" % i) for i, (r, w) in enumerate(connections)))
         for _, writer in connections:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import random
 import shutil
 import signal
 import socket
@@ -11,9 +12,10 @@ import ssl
 import struct
 import subprocess
 import sys
+import threading
 import time
 
-from harness import BIG, HERE, MARKER, Member, Proc, _accepts, curl, free_port, ladder, wait_for
+from harness import BIG, HERE, MARKER, Member, Proc, accepts, curl, free_port, ladder, wait_for
 
 from ladder.agent.agent import BACKOFF_MAX
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -189,14 +191,14 @@ def test_strangers_are_handed_to_the_real_web_server_beside_the_hub(tmp_path, or
     servers = [Proc(f"web{p}", [sys.executable, str(HERE / "origin.py"), str(p), str(site)], tmp_path)
                for p in (web_port, raw_port)]
     try:
-        wait_for(lambda: _accepts(web_port) and _accepts(raw_port), 10, "the web backends")
+        wait_for(lambda: accepts(web_port) and accepts(raw_port), 10, "the web backends")
         hub_port = free_port()
         hub_dir = tmp_path / "hub2"
         ladder("hub", "init", "--dir", str(hub_dir), "--listen", f"127.0.0.1:{hub_port}",
                "--web-backend", f"127.0.0.1:{web_port}", "--raw-backend", f"127.0.0.1:{raw_port}")
         hub = Proc("hub2", [sys.executable, "-m", "ladder", "hub", "run", "--dir", str(hub_dir)], tmp_path)
         servers.append(hub)
-        wait_for(lambda: _accepts(hub_port), 10, "the hub")
+        wait_for(lambda: accepts(hub_port), 10, "the hub")
 
         https = curl("-k", "-i", f"https://127.0.0.1:{hub_port}/")
         assert b"the operator's own site" in https.stdout, https.stdout[:300]
@@ -212,6 +214,16 @@ def test_strangers_are_handed_to_the_real_web_server_beside_the_hub(tmp_path, or
                 probe.unwrap()
             except (OSError, ssl.SSLError):
                 pass
+        # And a round of every kind of prober at once: junk, plain HTTP, requests inside TLS that
+        # end with close_notify before or after the backend's answer.
+        rng = random.Random(4)
+        threads = [threading.Thread(target=_probe, args=(hub_port, kind, rng.randbytes(rng.randint(1, 1000))))
+                   for kind in ("tls-get", "tls-get-close", "tls-shut", "raw", "plain") for _ in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert b"the operator's own site" in curl("-k", f"https://127.0.0.1:{hub_port}/").stdout
 
         folder = tmp_path / "member"
         invite = ladder("hub", "invite", "--dir", str(hub_dir), "member").stdout.strip()
@@ -221,6 +233,34 @@ def test_strangers_are_handed_to_the_real_web_server_beside_the_hub(tmp_path, or
         for proc in servers:
             proc.stop()
     hub.check_log()  # strangers spliced to the backend leave no traceback
+
+
+def _probe(port: int, kind: str, junk: bytes) -> None:
+    """One prober's connection; whatever the hub answers, it must not log a traceback."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        if kind.startswith("tls"):
+            context = ssl.create_default_context()
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+            sock = context.wrap_socket(sock)
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n" + (b"Connection: close\r\n" if kind == "tls-get-close"
+                                                             else b"") + b"\r\n")
+            if kind == "tls-shut":
+                sock = sock.unwrap()  # close_notify first: the hub sees the end before the server's answer
+                sock.shutdown(socket.SHUT_WR)
+        elif kind == "raw":
+            sock.sendall(junk)
+        else:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        sock.settimeout(3)
+        while sock.recv(65536):
+            pass
+        if kind == "tls-get-close":
+            sock.unwrap()  # answer the server's close_notify, as openssl s_client does
+    except (OSError, ssl.SSLError):
+        pass
+    finally:
+        sock.close()
 
 
 def test_setup_traps_are_one_clear_line(network, tmp_path):
@@ -236,7 +276,7 @@ def test_setup_traps_are_one_clear_line(network, tmp_path):
         result = ladder("up", "--dir", str(folder), *args, check=False, timeout=20)
         assert result.returncode != 0, args
         assert message in result.stderr, f"{args}: {result.stderr}"
-    assert not _accepts(port), "a refused --proxy must not listen"
+    assert not accepts(port), "a refused --proxy must not listen"
 
 
 def test_a_bare_proxy_port_means_loopback(network):
@@ -245,7 +285,7 @@ def test_a_bare_proxy_port_means_loopback(network):
     member = Member("bare", folder, network.start("bare", "up", "--dir", str(folder), "--proxy", str(port)))
     member.wait_up()
     assert member.status()["proxy"] == f"127.0.0.1:{port}"
-    assert _accepts(port)
+    assert accepts(port)
 
 
 def test_a_second_agent_for_the_same_member_stops_with_one_line(network, tmp_path):

@@ -1,4 +1,4 @@
-"""Attacks on the hub's front door, against a real hub process: slowloris, idle floods, probes.
+"""Attacks on the hub's front door, against a real hub process: slowloris and idle floods.
 
 The hub's head deadline (nginx's client_header_timeout, 60 s) is shrunk for
 the slowloris test by starting the hub through a two-line wrapper that sets
@@ -8,16 +8,12 @@ the module constant; nothing else about the hub changes.
 from __future__ import annotations
 
 import hashlib
-import os
-import random
 import resource
 import socket
 import ssl
-import sys
-import threading
 import time
 
-from harness import HERE, Network, Proc, _accepts, curl, free_port, ladder, wait_for
+from harness import Network, curl, rss
 
 HEAD_TIMEOUT = 4.0  # the slowloris test's head deadline
 SLOWLORIS = 300
@@ -32,19 +28,6 @@ from ladder.cli import main
 sys.argv = ["ladder", *sys.argv[2:]]
 main()
 """
-
-
-def rss(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError(f"no VmRSS for {pid}")
-
-
-def no_traceback(proc: Proc) -> None:
-    log = proc.output()
-    assert "Traceback" not in log and "exception" not in log.lower() and "eof_received" not in log, log[-3000:]
 
 
 def tls_client() -> ssl.SSLContext:
@@ -102,7 +85,7 @@ def test_slowloris_connections_are_closed_at_the_head_deadline(tmp_path):
         print(f"slowloris: {SLOWLORIS} connections closed {min(closed_after):.1f}-{latest:.1f} s after opening "
               f"(deadline {HEAD_TIMEOUT} s); hub RSS {before / 2**20:.1f} -> {peak / 2**20:.1f} MiB")
         assert peak - before < SLOWLORIS_RSS_BOUND
-        no_traceback(hub)
+        hub.check_log()
     finally:
         network.close()
 
@@ -141,7 +124,7 @@ def test_ten_thousand_idle_connections_cost_little_and_members_keep_working(netw
           f"{64 / seconds:.1f} MiB/s through an exit")
     assert after - before < IDLE_RSS_BOUND, f"10,000 idle connections cost the hub {(after - before) / 2**20:.0f} MiB"
     assert alive == 200, "the hub dropped idle connections before their deadline"
-    no_traceback(hub)
+    hub.check_log()
 
 
 def _still_open(sock: socket.socket) -> bool:
@@ -152,61 +135,3 @@ def _still_open(sock: socket.socket) -> bool:
         return True
     except OSError:
         return False
-
-
-def test_probes_through_the_real_web_server_leave_no_traceback(tmp_path):
-    """--web-backend and --raw-backend: every kind of probe, and the hub's log stays clean."""
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "index.html").write_text("<html>the operator's own site</html>\n")
-    web_port, raw_port = free_port(), free_port()
-    procs = [Proc(f"web{p}", [sys.executable, str(HERE / "origin.py"), str(p), str(site)], tmp_path)
-             for p in (web_port, raw_port)]
-    try:
-        wait_for(lambda: _accepts(web_port) and _accepts(raw_port), 10, "the web backends")
-        port, hub_dir = free_port(), tmp_path / "hub"
-        ladder("hub", "init", "--dir", str(hub_dir), "--listen", f"127.0.0.1:{port}",
-               "--web-backend", f"127.0.0.1:{web_port}", "--raw-backend", f"127.0.0.1:{raw_port}")
-        hub = Proc("hub", [sys.executable, "-m", "ladder", "hub", "run", "--dir", str(hub_dir)], tmp_path)
-        procs.append(hub)
-        wait_for(lambda: _accepts(port), 10, "the hub")
-        rng = random.Random(4)
-        threads = [threading.Thread(target=_probe, args=(port, kind, rng.randbytes(rng.randint(1, 1000))))
-                   for kind in ("tls-get", "tls-get-close", "tls-shut", "raw", "plain") for _ in range(20)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
-        https = curl("-k", f"https://127.0.0.1:{port}/")
-        assert b"the operator's own site" in https.stdout
-        time.sleep(1)
-        no_traceback(hub)
-    finally:
-        for proc in procs:
-            proc.stop()
-
-
-def _probe(port: int, kind: str, junk: bytes) -> None:
-    """One prober's connection; whatever the hub answers, it must not log a traceback."""
-    try:
-        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        if kind.startswith("tls"):
-            sock = tls_client().wrap_socket(sock)
-            sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n" + (b"Connection: close\r\n" if kind == "tls-get-close"
-                                                             else b"") + b"\r\n")
-            if kind == "tls-shut":
-                sock = sock.unwrap()  # close_notify first: the hub sees the end before the server's answer
-                sock.shutdown(socket.SHUT_WR)
-        elif kind == "raw":
-            sock.sendall(junk)
-        else:
-            sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-        sock.settimeout(3)
-        while sock.recv(65536):
-            pass
-        if kind == "tls-get-close":
-            sock.unwrap()  # answer the server's close_notify, as openssl s_client does
-    except (OSError, ssl.SSLError):
-        pass
-    finally:
-        sock.close()
