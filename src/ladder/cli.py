@@ -336,7 +336,7 @@ def join(invite, folder) -> None:
 @click.option("--daily-cap", metavar="BYTES",
               help="With --share: bytes per day, e.g. 10G; then no new streams until tomorrow.")
 @click.option("--monthly-cap", metavar="BYTES", help="With --share: bytes per month, e.g. 200G.")
-@click.option("--user-streams", type=click.IntRange(1), help="With --share: open streams per member (default 4096); more wait up to 20 s for a slot.")
+@click.option("--user-streams", type=click.IntRange(1), metavar="N", help="With --share: open streams per member (default 4096); more wait up to 20 s for a slot.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every link and stream event.")
 def up(folder, proxy, allow_lan, exit_choice, share, country, allow_private, rules_source, verbose,
        **limits) -> None:
