@@ -11,11 +11,14 @@ asyncio TLS transport would drop that alert. With `--raw-backend`, what is
 not a fresh ClientHello ours to answer goes, raw, to the real server.
 
 Inside TLS, `Doorway` reads the first bytes without answering (a web server
-never speaks first). A first byte that starts a hello (0xA1/0xA2, never the
-start of an HTTP request) waits for the whole fixed-size hello; a valid
-signature over this connection's channel binding goes to the hub, which may
-take the connection as a link. Everything else — and any hello that fails —
-goes, bytes and all, to the web face (or `--web-backend`). A refused hello
+never speaks first). A hello reads as an HTTP request line in progress
+(protocol/hello.py), so while the bytes can still become one the Doorway
+waits, as nginx waits on the same bytes; at the first byte that parts from
+the hello grammar they go, bytes and all, to the web face (or
+`--web-backend`), which answers them as nginx would. A whole hello with a
+valid signature over this connection's channel binding goes to the hub,
+which may take the connection as a link, with the bytes after the hello as
+the link's first; a hello that fails goes to the web face too. A refused hello
 is handed over HELLO_ANSWER_DELAY after it arrived, whatever was wrong with
 it, so its answer's timing does not tell a bad signature from an unknown key.
 
@@ -232,11 +235,13 @@ class Doorway(asyncio.Protocol):
         self.buffer += data
         if self._refused:
             return
-        size = hello_size(self.buffer[0])
+        size = hello_size(self.buffer)
         if size is None:
             return self._hand_to_web()
         if len(self.buffer) < size:
-            return  # a hello in progress
+            if self.visitors is not None:
+                self.visitors.touch(self)  # active, as a web visitor sending its request line is
+            return  # a hello in progress: an unfinished request line, on which nginx waits too
         arrived = time.perf_counter()
         hello = parse_hello(bytes(self.buffer[:size]))
         binding = self.transport.get_extra_info("ssl_object").get_channel_binding("tls-unique")
