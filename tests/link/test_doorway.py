@@ -21,11 +21,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ladder.config import HubConfig
 from ladder.hub.hub import Hub
 from ladder.link import server
+from ladder.link.client import dial
+from ladder.link.connection import LinkRefused
 from ladder.link.server import Doorway, FrontDoor, is_tls_start, tls_refusal
 from ladder.link.tls import generate_self_signed, server_context
 from ladder.link.webface import PLAIN_ON_HTTPS_PORT
 from ladder.runtime import run_async
 from ladder.protocol.hello import make_hello, member_id, public_bytes
+from ladder.protocol.mux import KEEPALIVE_INTERVAL, Mux
 from ladder.store.hubdb import HubStore
 
 RECORD_OVERFLOW_ALERT = bytes.fromhex("15030300020216")  # what nginx's OpenSSL sent to 16 03 01 ff ff ...
@@ -404,6 +407,30 @@ def test_connections_that_send_nothing_hold_no_tls_object_nor_visitor(context):
         return counts
 
     assert asyncio.run(main()) == (200, 0, 0, 0)
+
+
+def test_a_member_the_hub_refuses_learns_it_at_once_and_one_it_takes_gets_a_ping_first(material):
+    # A hello is a request line nginx waits on; the PING that rides with it starts with a byte no
+    # request line holds (a frame's length, 0x00), so a refusing hub's web face answers a 400 at
+    # once, as nginx would, instead of leaving the member to its dial timeout.
+    cert, key, fingerprint = material
+    rests = []
+
+    def take(hello, binding, transport, rest):
+        rests.append(rest)
+        return False
+
+    async def main():
+        door = await server.listen(("127.0.0.1", 0), server_context(cert, key), fingerprint, take)
+        # Well before the link's first keepalive PING (mux.KEEPALIVE_INTERVAL), which would tell it too.
+        with pytest.raises(LinkRefused):
+            await dial(("127.0.0.1", door.sockets[0].getsockname()[1]), fingerprint,
+                       Ed25519PrivateKey.generate(), None, timeout=KEEPALIVE_INTERVAL / 2)
+        door.close()
+
+    asyncio.run(main())
+    hub_side = Mux(client=False, now=0.0)
+    assert hub_side.receive_data(rests[0], 0.0) == [] and hub_side.data_to_send()  # a PING, answered
 
 
 # -- refused hellos: the answer's timing does not say what was wrong ------------------------
