@@ -26,7 +26,12 @@ KEEP = 16 * 1024
 
 
 def react(host: str, port: int, send: bytes = b"", wait: float = 5.0, tls_sni: str | None = None) -> dict:
-    """Connect, optionally do a TLS handshake with `tls_sni`, send `send`, and watch for `wait` seconds."""
+    """Connect, optionally do a TLS handshake with `tls_sni`, send `send`, and watch for `wait` seconds.
+
+    The wait starts once the connection (and handshake) is up: the many
+    probes that run at once share two cores, and a handshake slowed by them
+    must not eat into the time the server has to react.
+    """
     deadline = time.monotonic() + wait
     try:
         sock = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT)
@@ -45,6 +50,7 @@ def react(host: str, port: int, send: bytes = b"", wait: float = 5.0, tls_sni: s
                 sock = context.wrap_socket(sock, server_hostname=tls_sni)
             except (ssl.SSLError, OSError) as exc:
                 return {"class": _error_class(exc), "received": 0, "end": f"TLS handshake: {exc}", "data": ""}
+        deadline = time.monotonic() + wait
         if send:
             sock.sendall(send)
         while end is None:

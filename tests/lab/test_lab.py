@@ -14,9 +14,12 @@ import time
 
 import gfw
 import pcap
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ladderlab import BLOCKED_NAME, FACE_PORT, KEYWORD, LAN_SERVICE_PORT, MAINLAND_MARKER, MAINLAND_NAME, MARKER
 from netlab import ADDR, ADDRESS_RULE, KEYWORD_RULE, ban, rule_packets, run_in, unban
 from netlab import wait_for
+
+from ladder.protocol.hello import make_hello
 
 BIG_TIMEOUT = 120
 IMPAIRED_TIMEOUT = 180  # check 8: 64 MiB with 150 ms delay and 1% loss each way
@@ -194,6 +197,23 @@ def _probes(handshake: list[bytes]) -> dict[str, dict]:
     probes["TLS with a wrong SNI, then garbage"] = {
         "tls_sni": "wrong.example", "send": rng.randbytes(40).hex(), "bytes": True}
     probes["TLS, then nothing"] = {"tls_sni": "www.example.org", "bytes": True}
+    # Inside TLS: random bytes, the first bytes of the hellos of old (0xA1, 0xA2), and a member's
+    # hello cut anywhere: nginx waits on an unfinished request line, and so must the hub.
+    inside = {f"{length} random bytes": rng.randbytes(length) for length in (1, 2, 7, 9, 33, 50, 221, 1000)}
+    inside |= {"byte 0xA1": b"\xa1", "byte 0xA2": b"\xa2"}
+    key = Ed25519PrivateKey.from_private_bytes(rng.randbytes(32))
+    for kind, hello in (("AUTH", make_hello(key, "sha256:x", rng.randbytes(32))),
+                        ("JOIN", make_hello(key, "sha256:x", rng.randbytes(32), rng.randbytes(16)))):
+        for cut in (1, 4, 5, 6, 7, 40, len(hello) - 1):
+            inside[f"{kind} hello's first {cut} bytes"] = hello[:cut]
+        inside[f"whole {kind} hello"] = hello
+        inside[f"whole {kind} hello, then a NUL"] = hello + b"\x00"
+        inside[f"{kind} hello's first 60 bytes, then a dot"] = hello[:60] + b"."
+        # a refused hello is a URI: ended, it gets nginx's 404 page (byte for byte: an error page)
+        inside[f"whole {kind} hello ending a request line"] = hello + b" HTTP/1.1\r\nHost: a\r\n\r\n"
+        inside[f"whole {kind} hello as HTTP/0.9"] = hello + b"\r\n"
+    for name, data in inside.items():
+        probes[f"TLS, then {name}"] = {"tls_sni": "www.example.org", "send": data.hex(), "bytes": True}
     probes["replayed member ClientHello"] = {"send": handshake[0].hex()}
     probes["replayed member first flight"] = {"send": b"".join(handshake[:3]).hex()}
     return probes

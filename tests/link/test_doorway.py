@@ -8,6 +8,7 @@ bytes, the rest over loopback with the timeouts shrunk (module constants).
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import random
 import socket
@@ -20,11 +21,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ladder.config import HubConfig
 from ladder.hub.hub import Hub
 from ladder.link import server
+from ladder.link.client import dial
+from ladder.link.connection import LinkRefused
 from ladder.link.server import Doorway, FrontDoor, is_tls_start, tls_refusal
 from ladder.link.tls import generate_self_signed, server_context
 from ladder.link.webface import PLAIN_ON_HTTPS_PORT
 from ladder.runtime import run_async
 from ladder.protocol.hello import make_hello, member_id, public_bytes
+from ladder.protocol.mux import KEEPALIVE_INTERVAL, Mux
 from ladder.store.hubdb import HubStore
 
 RECORD_OVERFLOW_ALERT = bytes.fromhex("15030300020216")  # what nginx's OpenSSL sent to 16 03 01 ff ff ...
@@ -267,6 +271,100 @@ def test_the_longest_idle_visitor_is_shed_first(context, monkeypatch):
     assert ends == ["FIN", "FIN", "open", "open", "open"] and visitors == 3
 
 
+def test_a_doorway_receiving_a_hello_counts_as_active(context, monkeypatch):
+    monkeypatch.setattr(server, "MAX_VISITORS", 3)
+
+    async def main():
+        door = await open_door(context)
+        port = door.sockets[0].getsockname()[1]
+        conns, writers = [], []
+
+        async def visitor():
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls_client())
+            writer.write(b"GET /a")  # a hello's first bytes
+            conns.append(reader)
+            writers.append(writer)
+            await asyncio.sleep(0.05)
+
+        for _ in range(3):
+            await visitor()
+        writers[0].write(b"AAAA")  # the first goes on with its hello: no longer the longest idle
+        await asyncio.sleep(0.05)
+        for _ in range(2):
+            await visitor()
+        ends = [(await until_closed(reader, 0.5))[1] for reader in conns]
+        door.close()
+        return ends
+
+    assert asyncio.run(main()) == ["open", "FIN", "FIN", "open", "open"]
+
+
+HELLO = make_hello(Ed25519PrivateKey.from_private_bytes(bytes(32)), "sha256:x", bytes(12))
+JOIN_HELLO = make_hello(Ed25519PrivateKey.from_private_bytes(bytes(32)), "sha256:x", bytes(12), bytes(16))
+
+
+def test_every_prefix_of_a_hello_inside_tls_is_waited_on_as_nginx_does(context):
+    # nginx reads an unfinished request line on: no answer, no close (measured: every prefix of
+    # both kinds, Debian's nginx 1.22, inside TLS).
+    prefixes = [hello[:cut] for hello in (HELLO, JOIN_HELLO) for cut in range(1, len(hello) + 1)]
+
+    async def main():
+        door = await open_door(context)
+        port = door.sockets[0].getsockname()[1]
+
+        async def probe(prefix):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls_client())
+            writer.write(prefix)
+            result = await until_closed(reader, 1.0)
+            writer.transport.abort()
+            return result[:2]
+
+        ends = []
+        for start in range(0, len(prefixes), 50):  # 50 at once: within the handshake bound
+            ends += await asyncio.gather(*(probe(p) for p in prefixes[start:start + 50]))
+        door.close()
+        return ends
+
+    ends = asyncio.run(main())
+    assert [i for i, end in enumerate(ends) if end != (b"", "open")] == []
+
+
+@pytest.mark.parametrize("first", [b"\xa1", b"\xa2", b"GET /a.", HELLO[:60] + b"\x00"])
+def test_bytes_that_part_from_the_hello_grammar_are_answered_at_once_as_nginx_does(context, first):
+    async def main():
+        door = await open_door(context)
+        reader, writer = await asyncio.open_connection("127.0.0.1", door.sockets[0].getsockname()[1],
+                                                       ssl=tls_client())
+        writer.write(first)
+        result = await until_closed(reader, 2.0)
+        door.close()
+        return result
+
+    got, end, _ = asyncio.run(main())
+    if first == b"GET /a.":  # an unfinished request line, not a hello's: nginx waits on it too
+        assert (got, end) == (b"", "open")
+    else:  # nginx's 400 for a byte no request line holds, then its close
+        assert got.startswith(b"HTTP/1.1 400 Bad Request\r\n") and end == "FIN"
+
+
+def test_a_refused_hello_is_the_web_face_s_request_line(context):
+    # A stranger who sent a hello's bytes and then ends the line gets what nginx gives that URI.
+    async def main():
+        door = await open_door(context)
+        reader, writer = await asyncio.open_connection("127.0.0.1", door.sockets[0].getsockname()[1],
+                                                       ssl=tls_client())
+        writer.write(JOIN_HELLO)
+        await asyncio.sleep(0.1)
+        writer.write(b" HTTP/1.1\r\nHost: a\r\n\r\n")
+        answer = await asyncio.wait_for(reader.readuntil(b"</html>\r\n"), 5)
+        door.close()
+        return answer
+
+    answer = asyncio.run(main())
+    assert answer.startswith(b"HTTP/1.1 404 Not Found\r\nServer: nginx\r\n")
+    assert b"Connection: keep-alive\r\n" in answer
+
+
 def test_stalled_handshakes_are_shed_oldest_first_and_a_new_one_completes(context, monkeypatch):
     monkeypatch.setattr(server, "MAX_HANDSHAKES", 2)
     partial = client_hello()[:20]
@@ -309,6 +407,30 @@ def test_connections_that_send_nothing_hold_no_tls_object_nor_visitor(context):
         return counts
 
     assert asyncio.run(main()) == (200, 0, 0, 0)
+
+
+def test_a_member_the_hub_refuses_learns_it_at_once_and_one_it_takes_gets_a_ping_first(material):
+    # A hello is a request line nginx waits on; the PING that rides with it starts with a byte no
+    # request line holds (a frame's length, 0x00), so a refusing hub's web face answers a 400 at
+    # once, as nginx would, instead of leaving the member to its dial timeout.
+    cert, key, fingerprint = material
+    rests = []
+
+    def take(hello, binding, transport, rest):
+        rests.append(rest)
+        return False
+
+    async def main():
+        door = await server.listen(("127.0.0.1", 0), server_context(cert, key), fingerprint, take)
+        # Well before the link's first keepalive PING (mux.KEEPALIVE_INTERVAL), which would tell it too.
+        with pytest.raises(LinkRefused):
+            await dial(("127.0.0.1", door.sockets[0].getsockname()[1]), fingerprint,
+                       Ed25519PrivateKey.generate(), None, timeout=KEEPALIVE_INTERVAL / 2)
+        door.close()
+
+    asyncio.run(main())
+    hub_side = Mux(client=False, now=0.0)
+    assert hub_side.receive_data(rests[0], 0.0) == [] and hub_side.data_to_send()  # a PING, answered
 
 
 # -- refused hellos: the answer's timing does not say what was wrong ------------------------
@@ -360,12 +482,16 @@ def test_refused_hellos_of_every_kind_are_answered_after_the_same_time(material,
         store.create_invite("someone")  # a live invite whose token the prober does not have
         stranger = Ed25519PrivateKey.generate()
         good = make_hello(member_key, fingerprint, binding)
+        b64 = lambda fields: base64.urlsafe_b64encode(fields).rstrip(b"=")  # noqa: E731
         kinds = {
-            "malformed": lambda: b"\xa1" + os.urandom(96),
-            "bad signature": lambda: good[:33] + os.urandom(64),
+            "malformed": lambda: b"GET /a" + b64(os.urandom(96)),
+            "bad signature": lambda: b"GET /a" + b64(public_bytes(member_key) + os.urandom(64)),
             "unknown member": lambda: make_hello(stranger, fingerprint, binding),
             "unknown invite": lambda: make_hello(stranger, fingerprint, binding, token=os.urandom(16)),
         }
+        # The prober follows the hello with a byte a frame may start with, as a member's PING does:
+        # the hello is checked, then the web face answers the byte with nginx's 400.
+        request_end = b"\x00"
 
         async def main():
             hub = Hub(config, store)
@@ -379,7 +505,7 @@ def test_refused_hellos_of_every_kind_are_answered_after_the_same_time(material,
                 doorway = Doorway(fingerprint, hub.admit, loop.time() + 60)
                 doorway.connection_made(transport)
                 sent = time.perf_counter()
-                doorway.data_received(hello)
+                doorway.data_received(hello + request_end)
                 answered = await asyncio.wait_for(transport.answered, 5)
                 times[kind].append(answered - sent)
                 doorway.connection_lost(None)
@@ -393,6 +519,36 @@ def test_refused_hellos_of_every_kind_are_answered_after_the_same_time(material,
         for b in names[i + 1:]:
             p = _superiority(times[a], times[b])
             assert 0.2 < p < 0.8, f"a prober tells {a!r} from {b!r} by timing (P={p:.2f}; medians {medians})"
+
+
+def test_a_hello_shaped_request_line_that_goes_on_is_answered_at_once_unverified(material):
+    # nginx answers "GET /<a hello's shape> HTTP/1.1 ..." at once; so must the hub, and without
+    # checking a signature, whose cost could tell what was wrong. A member's frames follow instead.
+    _, _, fingerprint = material
+    binding = os.urandom(32)
+    member_hello = make_hello(Ed25519PrivateKey.generate(), fingerprint, binding)
+    admitted = []
+
+    def admit(hello, binding, transport, rest):
+        admitted.append(rest)
+        return False
+
+    async def main():
+        answers = {}
+        for name, data in (("request", member_hello + b" HTTP/1.1\r\nHost: a\r\n\r\n"),
+                           ("HTTP/0.9", member_hello + b"\r\n"),
+                           ("frames", member_hello + bytes(9))):
+            transport = FakeTLS(binding)
+            doorway = Doorway(fingerprint, admit, asyncio.get_running_loop().time() + 60)
+            doorway.connection_made(transport)
+            doorway.data_received(data)
+            answers[name] = transport.answered.done()  # answered within data_received: no timer
+            doorway.connection_lost(None)
+        return answers
+
+    answers = asyncio.run(main())
+    assert answers == {"request": True, "HTTP/0.9": True, "frames": False}
+    assert admitted == [bytes(9)]  # only the hello with frames behind it was checked
 
 
 def test_out_of_descriptors_the_door_pauses_and_frees_the_oldest_silent_socket(context, monkeypatch):

@@ -5,10 +5,12 @@ import struct
 import zlib
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ladder.link.webface import DEFAULT_SITE, SITE_LAST_MODIFIED, WebFace, error_page
+from ladder.protocol.hello import make_hello
 
 NOW = 1_700_000_000.0
 DATE = "Tue, 14 Nov 2023 22:13:20 GMT"
@@ -502,3 +504,21 @@ def test_a_497_with_its_whole_body_closes_at_once_but_one_still_coming_is_read_f
     coming = face(plain_on_https_port=True)
     coming.receive_data(req("POST / HTTP/1.1", HOST, "Content-Length: 2000000"))
     assert coming.closing and coming.lingers and coming.body_to_come
+
+
+# -- a member's hello is a request line in progress -----------------------------
+# The hub waits on every prefix of a hello (protocol/hello.py), so the web face,
+# like nginx, must wait on each too: say nothing, and stay open.
+
+@given(st.binary(min_size=32, max_size=32), st.binary(min_size=16, max_size=16), st.binary(max_size=64),
+       st.booleans())
+def test_the_face_waits_on_every_prefix_of_a_hello(seed, token, binding, join):
+    data = make_hello(Ed25519PrivateKey.from_private_bytes(seed), "sha256:x", binding, token if join else None)
+    for cut in range(1, len(data) + 1):
+        web = face()
+        assert web.receive_data(data[:cut]) == b"" and not web.closing, f"answered {cut} bytes of a hello"
+    web = face()
+    assert b"".join(web.receive_data(data[i:i + 1]) for i in range(len(data))) == b"" and not web.closing
+    # What follows a refused hello is what follows any URI: here nginx's 404.
+    out = web.receive_data(b" HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 404 Not Found\r\n") and out.endswith(NGINX_404) and not web.closing

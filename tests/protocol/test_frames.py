@@ -18,6 +18,7 @@ from ladder.protocol.frames import (
     Frame,
     FrameDecoder,
     FrameType,
+    could_start_frame,
     decode_code,
     decode_window,
     encode,
@@ -330,3 +331,11 @@ def test_plausible_frame_sequences_raise_only_remote_protocol_error(client, fs, 
             mux.open_stream(b"x", window=16)
     mux.data_to_send()
     _feed_mux(mux, [wire(f) for f in fs], react)
+
+
+def test_the_bytes_a_frame_can_start_with_are_its_length_s_top_bytes():
+    # The front door tells a stranger's request line going on past a hello from a link's first
+    # frame by this byte: a space, CR or LF never starts a frame.
+    firsts = {encode(FrameType.DATA, 1, bytes(n))[0] for n in (0, 1, 65535, 65536, 3 * 65536, MAX_PAYLOAD)}
+    assert firsts == {0, 1, 3, 4} and all(could_start_frame(b) for b in firsts)
+    assert [b for b in range(256) if could_start_frame(b)] == [0, 1, 2, 3, 4]

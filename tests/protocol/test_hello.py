@@ -1,10 +1,13 @@
 """Hellos: the signed first message inside TLS. A hello must verify on exactly
 one channel binding, for exactly one hub, with exactly the key it names, and
-any single flipped bit must make it a stranger's bytes."""
+any single flipped bit must make it a stranger's bytes. Every prefix of a
+hello is an unfinished HTTP request line (the hub waits, as nginx does), and
+a stranger's bytes are told apart at their first byte outside the grammar."""
 
 from __future__ import annotations
 
 import base64
+import re
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -14,6 +17,7 @@ from hypothesis import strategies as st
 from ladder.protocol.hello import (
     AUTH,
     JOIN,
+    HEAD,
     SIZES,
     TOKEN_SIZE,
     Hello,
@@ -46,34 +50,96 @@ def verifies(data: bytes, hub: str = HUB, binding: bytes = BINDING) -> bool:
 # ------------------------------------------------------------------ layout
 
 
+def b64(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
 def test_auth_layout():
     data = hello()
-    assert len(data) == SIZES[AUTH] == 97
-    assert data[0] == AUTH == 0xA1
-    assert data[1:33] == public_bytes(KEY)
-    assert parse_hello(data) == Hello(AUTH, public_bytes(KEY), b"", data[33:])
+    assert len(data) == SIZES[AUTH] == 134
+    assert data[:6] == b"GET /a"
+    fields = base64.urlsafe_b64decode(data[6:])
+    assert fields[:32] == public_bytes(KEY)
+    assert parse_hello(data) == Hello(AUTH, public_bytes(KEY), b"", fields[32:])
     assert len(parse_hello(data).signature) == 64
 
 
 def test_join_layout():
     data = hello(TOKEN)
-    assert len(data) == SIZES[JOIN] == 113
-    assert data[0] == JOIN == 0xA2
-    assert data[1:17] == TOKEN
-    assert data[17:49] == public_bytes(KEY)
-    assert parse_hello(data) == Hello(JOIN, public_bytes(KEY), TOKEN, data[49:])
+    assert len(data) == SIZES[JOIN] == 156
+    assert data[:6] == b"GET /j"
+    fields = base64.urlsafe_b64decode(data[6:] + b"==")
+    assert fields[:16] == TOKEN
+    assert fields[16:48] == public_bytes(KEY)
+    assert parse_hello(data) == Hello(JOIN, public_bytes(KEY), TOKEN, fields[48:])
 
 
-def test_hello_size_by_first_byte():
-    assert hello_size(AUTH) == 97
-    assert hello_size(JOIN) == 113
-    for byte in (0, ord("G"), ord("P"), 0x16, 0xA0, 0xA3, 0xFF):
-        assert hello_size(byte) is None
+# nginx's request line: a method, a space, then a URI of bytes that do not end it
+# (no space, CR, LF, NUL or other control byte). A hello is that, unfinished.
+UNFINISHED_REQUEST_LINE = re.compile(rb"[A-Z]*|[A-Z]+ /[A-Za-z0-9_-]*")
 
 
-def test_first_bytes_cannot_start_an_http_request():
-    # The hub tells members from browsers by this byte alone.
-    assert not chr(AUTH).isascii() and not chr(JOIN).isascii()
+@KINDS
+def test_a_hello_is_an_unfinished_request_line(token):
+    assert UNFINISHED_REQUEST_LINE.fullmatch(hello(token))
+
+
+@KINDS
+def test_every_prefix_of_a_hello_waits(token):
+    data = hello(token)
+    for cut in range(len(data)):
+        size = hello_size(data[:cut])
+        assert size is not None and size > cut, f"the hello's first {cut} bytes are not waited on"
+    assert hello_size(data) == len(data)
+    assert hello_size(data + b" HTTP/1.1\r\n") == len(data)  # bytes past the hello are not its
+
+
+@given(st.binary(min_size=32, max_size=32), st.binary(min_size=16, max_size=16), st.binary(max_size=200))
+def test_every_prefix_of_any_hello_waits(seed, token, binding):
+    key = Ed25519PrivateKey.from_private_bytes(seed)
+    for data in (hello(key=key, binding=binding), hello(token, key=key, binding=binding)):
+        assert all(hello_size(data[:cut]) > cut for cut in range(len(data)))
+
+
+@KINDS
+@pytest.mark.parametrize("byte", [b" ", b"\r", b"\n", b".", b"/", b"%", b"?", b"=", b"+", b"\x00", b"\xa1"])
+def test_a_byte_outside_the_grammar_is_no_hello_at_once(token, byte):
+    data = hello(token)
+    for cut in range(len(data)):
+        if data[cut : cut + 1] != byte:  # the space and the slash of "GET /" are the grammar's
+            assert hello_size(data[:cut] + byte) is None, f"{byte!r} after {cut} bytes of a hello"
+
+
+def test_bytes_that_start_no_hello():
+    for data in (b"P", b"GEt", b"GET  ", b"GET /b", b"GET /A", b"HEAD /", b"\x16\x03\x01", b"\xa1", b"\xa2"):
+        assert hello_size(data) is None, data
+
+
+@given(st.binary(min_size=1, max_size=200))
+def test_arbitrary_bytes_are_told_at_their_first_byte_outside_the_grammar(data):
+    # hello_size(data) is None exactly when some prefix of data is no hello's prefix,
+    # and a verdict once given never changes with more bytes.
+    size = hello_size(data)
+    shorter = [hello_size(data[:cut]) for cut in range(1, len(data))]
+    if None in shorter:
+        assert size is None
+    if size is not None:
+        assert all(s <= size for s in shorter)
+
+
+def test_a_join_with_a_second_spelling_of_its_last_bits_is_no_hello():
+    # 112 bytes leave 4 bits of the last character unused: only zero bits spell the hello.
+    data = hello(TOKEN)
+    assert data[-1:] in b"AQgw"
+    other = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    twin = data[:-1] + bytes([other[other.index(data[-1]) + 1]])
+    assert base64.urlsafe_b64decode(twin[6:] + b"==") == base64.urlsafe_b64decode(data[6:] + b"==")
+    assert hello_size(twin) is None and parse_hello(twin) is None
+
+
+def test_the_head_is_a_get_of_a_path():
+    assert HEAD == b"GET /"
+    assert bytes([AUTH]) == b"a" and bytes([JOIN]) == b"j"
 
 
 @pytest.mark.parametrize("size", [0, 1, 31, 32, 64, 96, 98, 112, 114, 200])
@@ -121,17 +187,17 @@ def test_other_hub_fails(token):
 @KINDS
 def test_other_key_fails(token):
     data = hello(token)
-    size = TOKEN_SIZE if token else 0
-    swapped = data[: 1 + size] + public_bytes(OTHER_KEY) + data[33 + size :]
+    parsed = parse_hello(data)
+    swapped = data[:6] + b64(parsed.token + public_bytes(OTHER_KEY) + parsed.signature)
     assert not verifies(swapped)
     # A hello that OTHER_KEY signed does verify, under its own key only.
     assert verifies(hello(token, key=OTHER_KEY))
 
 
 def test_token_is_covered_by_the_signature():
-    data = hello(TOKEN)
-    other_token = bytes(16)
-    assert not verifies(data[:1] + other_token + data[17:])
+    parsed = parse_hello(hello(TOKEN))
+    assert verifies(b"GET /j" + b64(parsed.token + parsed.pubkey + parsed.signature))
+    assert not verifies(b"GET /j" + b64(bytes(16) + parsed.pubkey + parsed.signature))
 
 
 def test_auth_signature_does_not_verify_as_join_or_the_reverse():
@@ -171,11 +237,13 @@ def test_truncated_or_extended_hellos_do_not_parse(token):
     [
         b"",
         b"GET / HTTP/1.1\r\n\r\n",
-        b"\x16\x03\x01" + bytes(94),  # a TLS record, 97 bytes
-        b"\xa0" + bytes(96),
-        b"\xa3" + bytes(112),
-        b"\xa1" + bytes(112),  # AUTH byte with a JOIN's size
-        b"\xa2" + bytes(96),  # JOIN byte with an AUTH's size
+        b"\x16\x03\x01" + bytes(131),  # a TLS record, an AUTH's size
+        b"\xa1" + bytes(96),  # the hellos of old
+        b"\xa2" + bytes(112),
+        b"GET /a" + b"A" * 150,  # AUTH letter with a JOIN's size
+        b"GET /j" + b"A" * 128,  # JOIN letter with an AUTH's size
+        b"GET /b" + b"A" * 128,  # no kind
+        b"GET /a" + b"A" * 127 + b"=",  # padding is no base64url character
     ],
 )
 def test_other_bytes_are_not_hellos(data):
@@ -211,7 +279,7 @@ ZERO = bytes(32)  # y = 0, a point of order 4
 @pytest.mark.parametrize("token", [None, TOKEN], ids=["auth", "join"])
 def test_small_order_public_keys_never_verify(pubkey, token):
     kind = AUTH if token is None else JOIN
-    forged = bytes([kind]) + (token or b"") + pubkey + pubkey + bytes(32)  # R = key, S = 0
+    forged = b"GET /" + bytes([kind]) + b64((token or b"") + pubkey + pubkey + bytes(32))  # R = key, S = 0
     assert not any(verifies(forged, hub=f"hub-{i}", binding=bytes([i]) * 12) for i in range(16))
 
 

@@ -52,7 +52,12 @@ async def dial(
             "refusing to connect (a man in the middle, or the hub changed its key)"
         )
     binding = ssl_object.get_channel_binding("tls-unique")
-    transport.write(make_hello(key, fingerprint, binding, token))
+    # A PING rides with the hello. The hello is a request line nginx would wait on; the PING's
+    # first byte (a frame's length, 0x00) is one no request line holds, so a hub that refuses the
+    # hello has its web face answer a 400 at once, as nginx would, and we know without waiting
+    # for a timeout. A hub that takes the hello reads the PING as the link's first frame.
+    link.mux.ping(loop.time())
+    transport.write(make_hello(key, fingerprint, binding, token) + link.mux.data_to_send())
     try:
         welcome = await asyncio.wait_for(asyncio.shield(link.welcome), timeout)
     except asyncio.TimeoutError:

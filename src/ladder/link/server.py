@@ -11,13 +11,18 @@ asyncio TLS transport would drop that alert. With `--raw-backend`, what is
 not a fresh ClientHello ours to answer goes, raw, to the real server.
 
 Inside TLS, `Doorway` reads the first bytes without answering (a web server
-never speaks first). A first byte that starts a hello (0xA1/0xA2, never the
-start of an HTTP request) waits for the whole fixed-size hello; a valid
-signature over this connection's channel binding goes to the hub, which may
-take the connection as a link. Everything else — and any hello that fails —
-goes, bytes and all, to the web face (or `--web-backend`). A refused hello
-is handed over HELLO_ANSWER_DELAY after it arrived, whatever was wrong with
-it, so its answer's timing does not tell a bad signature from an unknown key.
+never speaks first). A hello reads as an HTTP request line in progress
+(protocol/hello.py), so while the bytes can still become one the Doorway
+waits, as nginx waits on the same bytes; at the first byte that parts from
+the hello grammar they go, bytes and all, to the web face (or
+`--web-backend`), which answers them as nginx would. A whole hello with a
+valid signature over this connection's channel binding goes to the hub,
+which may take the connection as a link, with the bytes after the hello as
+the link's first; a hello that fails goes to the web face too, and so, at
+once and unverified, does one followed by a byte no frame starts with (a
+stranger's request line going on). A refused hello is handed over
+HELLO_ANSWER_DELAY after it arrived, whatever was wrong with it, so its
+answer's timing does not tell a bad signature from an unknown key.
 
 nginx's timers (measured with Debian's nginx 1.22): one client_header_timeout
 runs from accept through the TLS handshake to the end of the first request's
@@ -40,6 +45,7 @@ import ssl
 import time
 from typing import Callable
 
+from ladder.protocol.frames import could_start_frame
 from ladder.protocol.hello import Hello, hello_size, parse_hello, verify_hello
 
 from .fallback import hand_to_backend, pipe_end, splice_to_backend
@@ -232,11 +238,18 @@ class Doorway(asyncio.Protocol):
         self.buffer += data
         if self._refused:
             return
-        size = hello_size(self.buffer[0])
+        size = hello_size(self.buffer)
         if size is None:
             return self._hand_to_web()
         if len(self.buffer) < size:
-            return  # a hello in progress
+            if self.visitors is not None:
+                self.visitors.touch(self)  # active, as a web visitor sending its request line is
+            return  # a hello in progress: an unfinished request line, on which nginx waits too
+        if len(self.buffer) > size and not could_start_frame(self.buffer[size]):
+            # A request line going on past a hello's shape (" HTTP/1.1", a line end): a stranger's,
+            # since a link's first frame cannot start so. Answered at once, as nginx answers, and
+            # unverified, so its timing says nothing of the hello.
+            return self._hand_to_web()
         arrived = time.perf_counter()
         hello = parse_hello(bytes(self.buffer[:size]))
         binding = self.transport.get_extra_info("ssl_object").get_channel_binding("tls-unique")

@@ -71,6 +71,11 @@ def encode_code(code: int, reason: str) -> bytes:
     return _U16.pack(code) + reason.encode("utf-8", "replace")[:1024]
 
 
+def could_start_frame(first_byte: int) -> bool:
+    """Whether a frame may begin with this byte: its length's top byte, at most MAX_PAYLOAD's."""
+    return first_byte <= MAX_PAYLOAD >> 16
+
+
 def decode_code(payload: bytes) -> tuple[int, str]:
     if len(payload) < 2:
         raise RemoteProtocolError("code payload shorter than 2 bytes")

@@ -1,11 +1,21 @@
 """The first message inside TLS: a member proving its key, or joining with an invite.
 
-A member speaks first, as a browser would. Its hello is one fixed-size
-message whose first byte (0xA1 or 0xA2) can never start an HTTP request, so
-the hub tells members from strangers by that byte without reading further.
+A member speaks first, as a browser would, and its hello reads as the start
+of an HTTP request whose line has not ended: `GET /`, a kind letter, then
+base64url (RFC 4648 §5, no padding) of the fields, and no space, CR or LF.
 
-    AUTH  0xA1 | member public key (32) | signature (64)
-    JOIN  0xA2 | invite token (16) | member public key (32) | signature (64)
+    AUTH  "GET /a" base64url(member public key (32) | signature (64))                       134 bytes
+    JOIN  "GET /j" base64url(invite token (16) | member public key (32) | signature (64))  156 bytes
+
+nginx reads such a URI on until the line ends or its header timer fires, so
+a prober who sends any prefix of a hello, of any length, sees the hub wait
+exactly where nginx waits. A stranger's bytes part from the grammar at some
+byte (a space, a dot, a line end, a byte no request line holds), and
+`hello_size` says so at that byte: the hub hands them to the web face at
+once, which answers what nginx answers to the same bytes. Only bytes of the
+exact hello shape wait for the whole hello; the last character must be the
+canonical one (JOIN's 112 bytes leave 4 unused bits), so one hello has one
+spelling.
 
 The Ed25519 signature covers a context string, the hub's key fingerprint and
 the TLS channel binding (OpenSSL's tls-unique: the client's Finished
@@ -13,7 +23,8 @@ message, which is unique per connection under TLS 1.3 too, although RFC 9266
 defines no tls-unique there; Python offers no tls-exporter), so a hello is
 valid on exactly one TLS connection to exactly one hub: a replay on
 another connection, or through a man in the middle, fails like a stranger's
-bytes. No secret that could be replayed ever crosses the wire.
+bytes. No secret that could be replayed ever crosses the wire. The encoding
+is not signed: a hello's fields decode to one value, and that is signed.
 """
 
 from __future__ import annotations
@@ -26,10 +37,13 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-AUTH = 0xA1
-JOIN = 0xA2
+AUTH = ord("a")  # a hello's kind is its letter after HEAD
+JOIN = ord("j")
 TOKEN_SIZE = 16
-SIZES = {AUTH: 1 + 32 + 64, JOIN: 1 + TOKEN_SIZE + 32 + 64}
+HEAD = b"GET /"
+_FIELDS = {AUTH: 32 + 64, JOIN: TOKEN_SIZE + 32 + 64}  # bytes before encoding
+SIZES = {kind: len(HEAD) + 1 + (4 * size + 2) // 3 for kind, size in _FIELDS.items()}
+_BASE64URL = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _CONTEXT = {AUTH: b"ladder link auth v1\x00", JOIN: b"ladder link join v1\x00"}
 
 
@@ -56,6 +70,17 @@ def _signed(kind: int, hub_fingerprint: str, binding: bytes, token: bytes, pubke
     return _CONTEXT[kind] + bytes([len(fp)]) + fp + bytes([len(binding)]) + binding + token + pubkey
 
 
+def _encode(fields: bytes) -> bytes:
+    return base64.urlsafe_b64encode(fields).rstrip(b"=")
+
+
+def _decode(text: bytes) -> bytes | None:
+    """The bytes `text` (base64url, a whole hello's length) spells, or None unless it is their
+    one canonical spelling."""
+    fields = base64.urlsafe_b64decode(text + b"=" * (-len(text) % 4))
+    return fields if _encode(fields) == text else None
+
+
 def make_hello(
     key: Ed25519PrivateKey, hub_fingerprint: str, binding: bytes, token: bytes | None = None
 ) -> bytes:
@@ -66,23 +91,43 @@ def make_hello(
         raise ValueError(f"invite token must be {TOKEN_SIZE} bytes")
     pubkey = public_bytes(key)
     signature = key.sign(_signed(kind, hub_fingerprint, binding, token, pubkey))
-    return bytes([kind]) + token + pubkey + signature
+    return HEAD + bytes([kind]) + _encode(token + pubkey + signature)
 
 
-def hello_size(first_byte: int) -> int | None:
-    """How long a hello starting with this byte is; None if it is no hello."""
-    return SIZES.get(first_byte)
+def hello_size(data: bytes) -> int | None:
+    """How long the hello that `data` starts is, or None if `data` starts none.
+
+    None as soon as one byte of `data` parts from the hello grammar (bytes
+    past the hello's end are not looked at). Otherwise the hello's size
+    as far as `data` tells it: more than len(data) while the hello is still
+    coming (before its kind letter, one byte more than `data` has).
+    """
+    if not HEAD.startswith(data[: len(HEAD)]):
+        return None
+    if len(data) <= len(HEAD):
+        return len(data) + 1
+    size = SIZES.get(data[len(HEAD)])
+    if size is None:
+        return None
+    text = bytes(data[len(HEAD) + 1 : size])
+    if text.translate(None, _BASE64URL):  # a byte outside base64url's alphabet
+        return None
+    if len(text) == size - len(HEAD) - 1 and _decode(text) is None:
+        return None
+    return size
 
 
 def parse_hello(data: bytes) -> Hello | None:
     """The hello in `data` (exactly one, whole), or None if it is not one."""
-    if not data or SIZES.get(data[0]) != len(data):
+    size = hello_size(data)
+    if size != len(data):
         return None
-    kind = data[0]
+    kind = data[len(HEAD)]
+    fields = _decode(bytes(data[len(HEAD) + 1 :]))
     token_size = TOKEN_SIZE if kind == JOIN else 0
-    token = data[1 : 1 + token_size]
-    pubkey = data[1 + token_size : 33 + token_size]
-    return Hello(kind, pubkey, token, data[33 + token_size :])
+    token = fields[:token_size]
+    pubkey = fields[token_size : token_size + 32]
+    return Hello(kind, pubkey, token, fields[token_size + 32 :])
 
 
 def _y(hex_le: str) -> bytes:
