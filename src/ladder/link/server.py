@@ -429,11 +429,19 @@ class FrontDoor:
         return conn
 
     def _refuse(self, conn: socket.socket, first: bytes, refusal: bytes) -> None:
-        """Say what OpenSSL said and close; what it read is consumed, so the close is a FIN."""
+        """Say what OpenSSL said and close with a FIN, as nginx does.
+
+        The FIN goes first (shutdown), then what has arrived is read and
+        dropped: the rest of a flight longer than the first read may still
+        be arriving, and closing with it unread would send a reset instead.
+        """
         try:
             conn.recv(len(first))
             conn.send(refusal)
-        except OSError:
+            conn.shutdown(socket.SHUT_WR)
+            while conn.recv(65536):
+                pass
+        except OSError:  # nothing more to read now (BlockingIOError), or the prober is gone
             pass
         conn.close()
 
