@@ -481,7 +481,6 @@ def test_refused_hellos_of_every_kind_are_answered_after_the_same_time(material,
         store.redeem_invite(token, member_id(public_bytes(member_key)), public_bytes(member_key))
         store.create_invite("someone")  # a live invite whose token the prober does not have
         stranger = Ed25519PrivateKey.generate()
-        good = make_hello(member_key, fingerprint, binding)
         b64 = lambda fields: base64.urlsafe_b64encode(fields).rstrip(b"=")  # noqa: E731
         kinds = {
             "malformed": lambda: b"GET /a" + b64(os.urandom(96)),
