@@ -501,7 +501,7 @@ def test_refused_hellos_of_every_kind_are_answered_after_the_same_time(material,
             for kind in order:
                 hello = kinds[kind]()
                 transport = FakeTLS(binding)
-                doorway = Doorway(fingerprint, hub.admit, loop.time() + 60)
+                doorway = Doorway(fingerprint, hub.admit, loop.time() + 60, server.Visitors())
                 doorway.connection_made(transport)
                 sent = time.perf_counter()
                 doorway.data_received(hello + request_end)
@@ -538,7 +538,7 @@ def test_a_hello_shaped_request_line_that_goes_on_is_answered_at_once_unverified
                            ("HTTP/0.9", member_hello + b"\r\n"),
                            ("frames", member_hello + bytes(9))):
             transport = FakeTLS(binding)
-            doorway = Doorway(fingerprint, admit, asyncio.get_running_loop().time() + 60)
+            doorway = Doorway(fingerprint, admit, asyncio.get_running_loop().time() + 60, server.Visitors())
             doorway.connection_made(transport)
             doorway.data_received(data)
             answers[name] = transport.answered.done()  # answered within data_received: no timer

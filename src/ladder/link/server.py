@@ -123,8 +123,7 @@ def lone_client_hello(first: bytes) -> bool:
 class Visitors:
     """Strangers past their first byte, least recently active first; the oldest go under pressure."""
 
-    def __init__(self, limit: Callable[[], int]):
-        self._limit = limit
+    def __init__(self) -> None:
         self._order: collections.OrderedDict[object, asyncio.BaseTransport] = collections.OrderedDict()
 
     def __len__(self) -> int:
@@ -132,7 +131,7 @@ class Visitors:
 
     def add(self, visitor: object, transport: asyncio.BaseTransport) -> None:
         self._order[visitor] = transport
-        while len(self._order) > self._limit():
+        while len(self._order) > MAX_VISITORS:  # read here, so tests can shrink it
             _, oldest = self._order.popitem(last=False)
             hang_up(oldest)
 
@@ -151,7 +150,7 @@ class Visitors:
 class WebVisitor(asyncio.Protocol):
     """A stranger's connection, answered by the web face as nginx would, on nginx's timers."""
 
-    def __init__(self, face: WebFace, deadline: float, visitors: Visitors | None = None):
+    def __init__(self, face: WebFace, deadline: float, visitors: Visitors):
         self.face = face
         self.deadline = deadline  # the first request's head is due by then (from accept)
         self.visitors = visitors
@@ -186,8 +185,7 @@ class WebVisitor(asyncio.Protocol):
             else:
                 hang_up(self.transport)
             return
-        if self.visitors is not None:
-            self.visitors.touch(self)
+        self.visitors.touch(self)
         now = asyncio.get_running_loop().time()
         if self.face.awaiting_request:
             self._between_requests = True
@@ -204,8 +202,7 @@ class WebVisitor(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        if self.visitors is not None:
-            self.visitors.remove(self)
+        self.visitors.remove(self)
 
     def _arm(self, when: float) -> None:
         if self._timer is not None:
@@ -216,8 +213,8 @@ class WebVisitor(asyncio.Protocol):
 class Doorway(asyncio.Protocol):
     """The first bytes inside TLS: a member's hello for the hub, or a stranger's for the web face."""
 
-    def __init__(self, fingerprint: str, admit: Admit, deadline: float,
-                 web_backend: tuple[str, int] | None = None, visitors: Visitors | None = None):
+    def __init__(self, fingerprint: str, admit: Admit, deadline: float, visitors: Visitors,
+                 web_backend: tuple[str, int] | None = None):
         self.fingerprint = fingerprint
         self.admit = admit
         self.deadline = deadline
@@ -231,8 +228,7 @@ class Doorway(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self._timer = asyncio.get_running_loop().call_at(self.deadline, hang_up, transport)
-        if self.visitors is not None:
-            self.visitors.add(self, transport)
+        self.visitors.add(self, transport)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -242,8 +238,7 @@ class Doorway(asyncio.Protocol):
         if size is None:
             return self._hand_to_web()
         if len(self.buffer) < size:
-            if self.visitors is not None:
-                self.visitors.touch(self)  # active, as a web visitor sending its request line is
+            self.visitors.touch(self)  # active, as a web visitor sending its request line is
             return  # a hello in progress: an unfinished request line, on which nginx waits too
         if len(self.buffer) > size and not could_start_frame(self.buffer[size]):
             # A request line going on past a hello's shape (" HTTP/1.1", a line end): a stranger's,
@@ -255,12 +250,10 @@ class Doorway(asyncio.Protocol):
         binding = self.transport.get_extra_info("ssl_object").get_channel_binding("tls-unique")
         if hello and binding and verify_hello(hello, self.fingerprint, binding):
             self._timer.cancel()
-            if self.visitors is not None:
-                self.visitors.remove(self)
+            self.visitors.remove(self)
             if self.admit(hello, binding, self.transport, bytes(self.buffer[size:])):
                 return
-            if self.visitors is not None:
-                self.visitors.add(self, self.transport)
+            self.visitors.add(self, self.transport)
         self._refused = True
         # An event loop waits whole milliseconds counted from when it starts
         # waiting, after this work: a timer alone would answer late by a
@@ -272,8 +265,7 @@ class Doorway(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        if self.visitors is not None:
-            self.visitors.remove(self)
+        self.visitors.remove(self)
 
     def _answer_refused(self, at: float) -> None:
         while time.perf_counter() < at:  # at most HELLO_SPIN, for strangers' hello-shaped bytes only
@@ -285,12 +277,10 @@ class Doorway(asyncio.Protocol):
             return
         self._timer.cancel()
         if self.web_backend is not None:
-            if self.visitors is not None:
-                self.visitors.remove(self)
+            self.visitors.remove(self)
             return hand_to_backend(self.transport, self.web_backend, bytes(self.buffer))
         visitor = WebVisitor(WebFace(), self.deadline, self.visitors)
-        if self.visitors is not None:
-            self.visitors.replace(self, visitor, self.transport)
+        self.visitors.replace(self, visitor, self.transport)
         self.transport.set_protocol(visitor)
         visitor.connection_made(self.transport)
         visitor.data_received(bytes(self.buffer))
@@ -311,7 +301,7 @@ class FrontDoor:
         # fd -> (socket, deadline), in order of arrival: the oldest are first to go.
         self.bare: collections.OrderedDict[int, tuple[socket.socket, float]] = collections.OrderedDict()
         self.handshakes: collections.OrderedDict[asyncio.Task, None] = collections.OrderedDict()
-        self.visitors = Visitors(lambda: MAX_VISITORS)
+        self.visitors = Visitors()
         self._tasks: set[asyncio.Task] = set()
         self._closed = asyncio.Event()
         self._sweeper: asyncio.TimerHandle | None = None
@@ -456,7 +446,7 @@ class FrontDoor:
     async def _tls(self, conn: socket.socket, deadline: float) -> None:
         try:
             await self.loop.connect_accepted_socket(
-                lambda: Doorway(self.fingerprint, self.admit, deadline, self.web_backend, self.visitors), conn,
+                lambda: Doorway(self.fingerprint, self.admit, deadline, self.visitors, self.web_backend), conn,
                 ssl=self.context, ssl_handshake_timeout=max(deadline - self.loop.time(), 0.001))
         # The transport owns the socket now and has closed it: closing `conn`
         # again could close a newer connection that got the same descriptor.
