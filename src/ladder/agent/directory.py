@@ -7,13 +7,13 @@ Noise key is pinned in pins.json; if the hub later hands out another key
 for the same exit, the exit is refused loudly (trust on first use, as SSH
 does with host keys).
 
-An exit never listed for a member who may not use it: its signed record
-names the members it serves, and an exit that refused this member anyway
-(its record predates that field, or it had not learnt our name yet) is
-skipped for ten minutes, or until it signs a new record. Exits are ranked by our own live streams on each
-(counted as they open and close), then by how many members use each (the
-hub's count of channels to it, ours included: it cannot see the streams
-inside), then by speed.
+An exit is never a candidate for a member it does not serve: its signed
+record names the members it serves, and an exit that refused this member
+anyway (its record predates that field, or it had not learnt our name yet)
+is skipped for ten minutes, or until it signs a new record. Exits are
+ranked by our own live streams on each (counted as they open and close),
+then by how many members use each (the hub's count of channels to it, ours
+included: it cannot see the streams inside), then by speed.
 """
 
 from __future__ import annotations
