@@ -230,7 +230,7 @@ class Agent:
         idle: set[tuple[str, bytes]] = set()
         while not link.closed:
             await asyncio.sleep(CHANNEL_IDLE / 2)
-            quiet = {key for key, channel in self.channels.items() if channel.inner.mux.stream_count == 0}
+            quiet = {key for key, channel in self.channels.items() if channel.inner.stream_count == 0}
             for key in quiet & idle:  # idle at two looks in a row
                 self.channels[key].inner.close(ErrorCode.NO_ERROR, "idle")
             idle = quiet - idle
@@ -327,14 +327,14 @@ class Agent:
             link.refuse(sid, ErrorCode.FORBIDDEN if "cap" not in why else ErrorCode.BUSY, why)
             return
         relay = ExitRelay(self.sharing, member_id, user_name)
-        link.endpoints[sid] = relay  # early data and a withdrawal reach it while it waits for a slot
+        link.claim(sid, relay)  # early data and a withdrawal reach it while it waits for a slot
 
         def start() -> None:
             self.answer_when_connected(link, sid, relay, connect_target(host, port, self.guard, lambda: relay),
                                        "the stream was cancelled while the exit connected")
 
         def refuse(why: str) -> None:
-            if link.endpoints.pop(sid, None) is not None:
+            if link.release(sid):
                 link.refuse(sid, ErrorCode.BUSY, why)
 
         self.sharing.take_slot(relay, start, refuse)
@@ -346,21 +346,21 @@ class Agent:
         for the opener; `withdrawn` is the refusal if the opener withdrew while
         it connected. The exit and the services both answer so.
         """
-        link.endpoints[sid] = relay  # a reset while we connect reaches the relay
+        link.claim(sid, relay)  # a reset while we connect reaches the relay
         self._spawn(self._answer(link, sid, relay, connecting, withdrawn))
 
     async def _answer(self, link: Link, sid: int, relay: Relay, connecting, withdrawn: str) -> None:
         try:
             await connecting
         except TargetRefused as exc:
-            if link.endpoints.pop(sid, None) is not None:
+            if link.release(sid):
                 link.refuse(sid, exc.code, str(exc))
             relay.stream_gone()
             return
         if relay.done or link.closed:
             relay.transport.abort()
             relay.stream_gone()
-            if link.endpoints.pop(sid, None) is not None:
+            if link.release(sid):
                 link.refuse(sid, ErrorCode.NO_ROUTE, withdrawn)
             return
         link.accept(sid, relay)
@@ -516,7 +516,7 @@ class _Opening(Endpoint):
         channel = self.agent.channel_to(self.exit)
         if channel is None:
             return self._give_up(ErrorCode.NO_ROUTE, "not connected to the hub")
-        if not channel.inner.mux.can_open():
+        if not channel.inner.can_open():
             return self._give_up(ErrorCode.BUSY, "too many connections are opening to that exit at once")
         self.link = link = channel.inner
         self.sid = link.open_stream(self.request, self)
@@ -563,7 +563,7 @@ class _Opening(Endpoint):
         directory.observe(self.exit.id, link.loop.time() - self.started)
         directory.opened(self.exit.id, +1)
         relay.exit_id = self.exit.id
-        link.endpoints[self.sid] = relay
+        link.claim(self.sid, relay)
         relay.answered(StreamRef(link, self.sid))
         relay.on_accepted(b"", window)
 

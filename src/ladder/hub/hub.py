@@ -81,7 +81,7 @@ class Session:
         if held >= STREAMS_PER_DESTINATION:
             link.refuse(sid, ErrorCode.MEMBER_LIMIT, f"you already hold {held} streams to that member")
             return
-        if not exit_session.link.mux.can_open():
+        if not exit_session.link.can_open():
             link.refuse(sid, ErrorCode.BUSY, "that exit has too many streams")
             return
         self.held[target_id] = held + 1

@@ -60,7 +60,7 @@ class SpliceEnd(Endpoint):
         self._closed()
 
     def _maybe_closed(self) -> None:
-        if self.link.mux.state(self.sid) is StreamState.CLOSED:
+        if self.link.stream_state(self.sid) is StreamState.CLOSED:
             self._closed()
 
     def _closed(self) -> None:
@@ -75,5 +75,5 @@ def splice(user: Link, user_sid: int, user_window: int, exit_link: Link, payload
     a, b = SpliceEnd(user, user_sid, opener=True), SpliceEnd(exit_link, None, opener=False)
     a.other, b.other = b, a
     a.on_close = b.on_close = on_close
-    user.endpoints[user_sid] = a  # so a reset while the exit answers reaches us
+    user.claim(user_sid, a)  # so a reset while the exit answers reaches us
     b.sid = exit_link.open_stream(payload, b, window=user_window)

@@ -187,7 +187,7 @@ class Channel(Endpoint):
     # ---------------------------------------------------------------- inside
 
     def _open(self, first: bytes) -> None:
-        if self.link.closed or not self.link.mux.can_open():
+        if not self.link.can_open():
             return self.on_reset(ErrorCode.NO_ROUTE, "not connected to the hub")
         message1 = self._initiator.first_message(CHANNEL_REQUEST + first)  # targets travel encrypted
         self.sid = self.link.open_stream(encode_route(self._route, message1), self, window=CHANNEL_WINDOW)

@@ -156,6 +156,25 @@ class Link(asyncio.BufferedProtocol):
     def pending(self, sid: int) -> int:
         return self.mux.pending(sid)
 
+    def claim(self, sid: int, endpoint: Endpoint) -> None:
+        """Send stream `sid`'s events to `endpoint` before it is answered (early data, a reset while it waits)."""
+        self.endpoints[sid] = endpoint
+
+    def release(self, sid: int) -> bool:
+        """Stop sending stream `sid`'s events anywhere; False if nobody held it (it was reset meanwhile)."""
+        return self.endpoints.pop(sid, None) is not None
+
+    def can_open(self) -> bool:
+        """Whether a new stream may be opened now (the peer's limit on streams still opening)."""
+        return not self.closed and self.mux.can_open()
+
+    def stream_state(self, sid: int) -> StreamState:
+        return self.mux.state(sid)
+
+    @property
+    def stream_count(self) -> int:
+        return self.mux.stream_count
+
     def send_control(self, message: dict) -> None:
         if not self.closed:
             self.mux.send_control(encode_control(message))
