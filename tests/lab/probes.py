@@ -22,6 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 CONNECT_TIMEOUT = 5.0
+HANDSHAKE_TIMEOUT = 20.0  # many probes share two cores: a slow handshake is not a reaction
 KEEP = 16 * 1024
 
 
@@ -32,7 +33,6 @@ def react(host: str, port: int, send: bytes = b"", wait: float = 5.0, tls_sni: s
     probes that run at once share two cores, and a handshake slowed by them
     must not eat into the time the server has to react.
     """
-    deadline = time.monotonic() + wait
     try:
         sock = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT)
     except ConnectionRefusedError:
@@ -45,7 +45,7 @@ def react(host: str, port: int, send: bytes = b"", wait: float = 5.0, tls_sni: s
             context = ssl.create_default_context()
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
-            sock.settimeout(max(0.1, deadline - time.monotonic()))
+            sock.settimeout(HANDSHAKE_TIMEOUT)
             try:
                 sock = context.wrap_socket(sock, server_hostname=tls_sni)
             except (ssl.SSLError, OSError) as exc:

@@ -24,7 +24,8 @@ class DirectStream(asyncio.Protocol):
         self.unacked = 0
         self.paused = False
         self.write_paused = False
-        self.eof = False
+        self.eof = False  # the destination ended its direction
+        self.ended = False  # we ended ours
 
     # --- what the relay calls (the stream API)
 
@@ -35,7 +36,16 @@ class DirectStream(asyncio.Protocol):
         self.transport.write(bytes(data))
 
     def end(self) -> None:
-        if self.transport.can_write_eof():
+        """Pass the client's half-close on; once both directions are over, close.
+
+        Left half-closed both ways, the connection would stay open with
+        nothing referring to it but its relay (and uvloop frees a transport
+        that nobody holds with its shutdown pending: a heap corruption).
+        """
+        self.ended = True
+        if self.eof:
+            self.transport.close()
+        elif self.transport.can_write_eof():
             self.transport.write_eof()
 
     def reset(self, code: int, reason: str = "") -> None:
@@ -66,7 +76,7 @@ class DirectStream(asyncio.Protocol):
     def eof_received(self) -> bool:
         self.eof = True
         self.relay.on_end()
-        return True
+        return not self.ended  # open while the client's direction still carries bytes
 
     def connection_lost(self, exc: Exception | None) -> None:
         if exc is not None:

@@ -19,15 +19,26 @@ CONNECT_TIMEOUT = 5.0
 
 
 class _Half(asyncio.Protocol):
-    """One side of a byte pipe: what it reads, the other side writes."""
+    """One side of a byte pipe: what it reads, the other side writes.
+
+    Each half is kept in `_OPEN` while its connection is open. asyncio holds
+    no reference to a transport that is neither reading nor writing, and the
+    two halves of a splice only refer to each other: once both have passed
+    a half-close on, nothing else would keep them, and uvloop frees such a
+    transport with its shutdown request still pending, which corrupts the
+    heap when libuv later completes the request (seen as "double free" under
+    probes).
+    """
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.other: _Half | None = None
         self.pending: list[bytes] = []  # read before the other side was connected
+        self.eof = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        _OPEN.add(self)
 
     def data_received(self, data: bytes) -> None:
         other = self.other
@@ -42,12 +53,17 @@ class _Half(asyncio.Protocol):
         """Pass the half-close on; keep this side open only while the other can still answer.
 
         The other side may be gone already (the web server answered a probe
-        and closed before the prober's EOF came): then there is nothing to
-        pass on, and this side closes too. A TLS transport cannot stay half
-        open (asyncio closes it whatever this returns, and warns about True).
+        and closed before the prober's EOF came), or have ended its direction
+        before: then there is nothing left to carry, and both close. A TLS
+        transport cannot stay half open (asyncio closes it whatever this
+        returns, and warns about True).
         """
+        self.eof = True
         other = self.other
         if other is None or other.transport is None or other.transport.is_closing():
+            return False
+        if other.eof:
+            other.transport.close()
             return False
         if other.transport.can_write_eof():
             other.transport.write_eof()
@@ -56,6 +72,7 @@ class _Half(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        _OPEN.discard(self)
         if self.other is not None and self.other.transport is not None:
             self.other.transport.close()
 
@@ -110,3 +127,4 @@ def hand_to_backend(transport: asyncio.Transport, backend: tuple[str, int], firs
 
 
 _TASKS: set[asyncio.Task] = set()
+_OPEN: set[_Half] = set()
