@@ -36,12 +36,8 @@ from ladder.config import ConfigError, format_address, parse_address, write_file
 from ladder.link.connection import Link
 from ladder.protocol.errors import ErrorCode, RemoteProtocolError
 from ladder.protocol.hello import public_bytes
-from ladder.protocol.messages import (
-    ListAssembler,
-    decode_service_request,
-    encode_service_request,
-    split_list_message,
-)
+from ladder.protocol.control import ListAssembler, split_list_message
+from ladder.protocol.messages import decode_service_request, encode_service_request
 from ladder.protocol.noise import public_key_of
 from ladder.protocol.records import (
     ACCESS_MAX,
