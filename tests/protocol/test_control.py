@@ -40,7 +40,7 @@ from ladder.protocol.control import (
     split_list_message,
 )
 from ladder.protocol.errors import RemoteProtocolError
-from ladder.protocol.hello import member_id, public_bytes
+from ladder.protocol.identity import member_id, public_bytes
 from ladder.protocol.noise import generate_keypair
 from ladder.protocol.records import b64, sign_exit_record, sign_service_record
 
@@ -260,7 +260,7 @@ def test_deeply_nested_control_is_a_remote_error(payload):
 # ------------------------------------------------------------- properties
 
 _json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12,
 )

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 from ladder.config import ConfigError, format_address, parse_address, write_file
 from ladder.link.connection import Link
 from ladder.protocol.errors import ErrorCode, RemoteProtocolError
-from ladder.protocol.hello import public_bytes
+from ladder.protocol.identity import public_bytes
 from ladder.protocol.control import ListAssembler, split_list_message
 from ladder.protocol.messages import decode_service_request, encode_service_request
 from ladder.protocol.noise import public_key_of

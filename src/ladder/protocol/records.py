@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from .hello import is_weak_key, member_id, public_bytes
+from .identity import is_weak_key, member_id, public_bytes
 
 _CONTEXT = b"ladder exit record v1\x00"
 
