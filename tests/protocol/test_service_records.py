@@ -13,7 +13,12 @@ from hypothesis import strategies as st
 from ladder.protocol.channel import Initiator, Responder
 from ladder.protocol.errors import ErrorCode, RemoteProtocolError
 from ladder.protocol.identity import member_id, public_bytes
-from ladder.protocol.messages import decode_service_request, decode_target, encode_service_request, is_service_request
+from ladder.protocol.messages import (
+    decode_service_request,
+    decode_target,
+    encode_service_request,
+    is_service_request,
+)
 from ladder.protocol.noise import generate_keypair
 from ladder.protocol.records import (
     RecordError,

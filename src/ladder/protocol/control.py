@@ -252,11 +252,12 @@ class Unknown:
     type: str
 
 
-ControlMessage = (Welcome | Joined | JoinRefused | Share | ShareStatus | Directory | Replaced | Publish | Services
-                  | Members | MemberJoined | Unknown)
+ControlMessage = (Welcome | Joined | JoinRefused | Share | ShareStatus | Directory | Replaced
+                  | Publish | Services | Members | MemberJoined | Unknown)
 ListMessage = TypeVar("ListMessage", Publish, Services, Members, dict)
-_TYPES: dict[str, type] = {cls.TYPE: cls for cls in (Welcome, Joined, JoinRefused, Share, ShareStatus, Directory,
-                                                     Replaced, Publish, Services, Members, MemberJoined)}
+_TYPES: dict[str, type] = {cls.TYPE: cls for cls in (Welcome, Joined, JoinRefused, Share, ShareStatus,
+                                                     Directory, Replaced, Publish, Services, Members,
+                                                     MemberJoined)}
 
 # ---------------------------------------------------------------- codec
 

@@ -1,4 +1,4 @@
-"""One signed envelope for everything a member says that others relay: context · canonical body → signature.
+"""One signed envelope for what a member says and others relay: context · canonical body → signature.
 
 A member signs `context + body`. The body is the canonical JSON of the
 record's fields (sorted keys, no spaces) and always names its signer by
@@ -21,10 +21,12 @@ from typing import Any, Mapping
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from ladder.errors import LadderError
+
 from .identity import is_weak_key, member_id, public_bytes
 
 
-class RecordError(Exception):
+class RecordError(LadderError):
     """A record that is malformed or not signed by the member it names."""
 
 
@@ -38,7 +40,8 @@ def unb64(text: str) -> bytes:
 
 def sign(context: bytes, fields: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, str]:
     """`fields` and the signer's id, signed: the envelope's record and signature (base64)."""
-    body = json.dumps({**fields, "id": member_id(public_bytes(key))}, sort_keys=True, separators=(",", ":")).encode()
+    signed = {**fields, "id": member_id(public_bytes(key))}
+    body = json.dumps(signed, sort_keys=True, separators=(",", ":")).encode()
     return {"record": b64(body), "signature": b64(key.sign(context + body))}
 
 
