@@ -68,10 +68,33 @@ SAMPLES = [
     MemberJoined(ID, "carol"),
     Unknown("hello"),
 ]
+KNOWN_TYPES = sorted({m.TYPE for m in SAMPLES if not isinstance(m, Unknown)})
 
 
 @pytest.mark.parametrize("message", SAMPLES, ids=lambda m: type(m).__name__)
 def test_every_message_round_trips(message):
+    assert decode(encode(message)) == message
+
+
+def _valid(cls):
+    """Any valid message or item of `cls`, from its fields' declared types."""
+    kinds = {"str": st.text(max_size=NAME_MAX), "int": st.integers(0, 2**32 - 1), "bool": st.booleans(),
+             "str | None": st.none() | st.text(max_size=NAME_MAX)}
+    fields = {}
+    for f in dataclasses.fields(cls):
+        if f.type.startswith("tuple["):
+            item = globals()[f.type.removeprefix("tuple[").split(",")[0]]
+            fields[f.name] = st.lists(_valid(item), max_size=3).map(tuple)
+        else:
+            fields[f.name] = st.text(min_size=1, max_size=NAME_MAX) if f.name == "id" else kinds[f.type]
+    return st.builds(cls, **fields)
+
+
+_unknown = st.builds(Unknown, st.text(max_size=TYPE_MAX).filter(lambda t: t not in KNOWN_TYPES))
+
+
+@given(st.one_of([_valid(type(m)) for m in SAMPLES if not isinstance(m, Unknown)] + [_unknown]))
+def test_any_valid_message_round_trips(message):
     assert decode(encode(message)) == message
 
 
@@ -264,7 +287,7 @@ _json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12,
 )
-_known_types = st.sampled_from([m.TYPE for m in SAMPLES if not isinstance(m, Unknown)])
+_known_types = st.sampled_from(KNOWN_TYPES)
 _field_names = st.sampled_from(sorted({f.name for m in SAMPLES for f in dataclasses.fields(m)}
                                       | {f.name for f in dataclasses.fields(ExitEntry)}
                                       | {f.name for f in dataclasses.fields(ServiceEntry)}))

@@ -324,8 +324,8 @@ def _parse(cls: type, obj: Any, where: str) -> Any:
 # ---------------------------------------------------------- long lists
 
 
-def _get(message: Any, name: str, default: Any = None) -> Any:
-    return message.get(name, default) if isinstance(message, dict) else getattr(message, name)
+def _get(message: Any, name: str) -> Any:
+    return message.get(name) if isinstance(message, dict) else getattr(message, name)
 
 
 def _with(message: ListMessage, key: str, items: list, more: bool) -> ListMessage:
