@@ -562,7 +562,7 @@ def publish(address, folder, name, title, description, members, tcp, remove) -> 
             raise click.UsageError("--remove takes only the service's name")
         if services.pop(remove, None) is None:
             raise UserError(f"{remove} is not published by {config.name} "
-                              f"(see `ladder publish --dir {config.folder}`)")
+                            f"(see `ladder publish --dir {config.folder}`)")
         save_published(config.folder, services)
         click.echo(f"removed {remove}.{config.name}.ladder" + (": the agent takes it down within a second"
                                                                 if running else ""))
@@ -619,7 +619,7 @@ def _member_ids(text: str, state: dict, config: MemberConfig) -> dict[str, str]:
         else:
             hint = "" if known else f" (run `ladder up --dir {config.folder}` so the agent learns the members)"
             raise UserError(f"no member named {token!r} is known{hint}; member ids work too "
-                              "(`ladder hub members` shows them)")
+                            "(`ladder hub members` shows them)")
     return out
 
 
