@@ -277,8 +277,7 @@ def join(invite, folder) -> None:
     Creates this member's keys in the folder (quote the link: it holds '&' and '?'),
     then `ladder up --dir ~/ladder` connects.
     """
-    from ladder.link.client import HubIdentityMismatch, dial
-    from ladder.link.connection import LinkRefused
+    from ladder.link.client import HubIdentityMismatch, LinkRefused, dial
 
     link = InviteLink.parse(invite)
     path = member_folder(folder)
