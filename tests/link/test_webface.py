@@ -1,15 +1,14 @@
 """Tests for ladder.link.webface: a stranger must see an ordinary nginx."""
 
 import re
-import struct
-import zlib
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ladder.link.webface import DEFAULT_SITE, SITE_LAST_MODIFIED, WebFace, error_page
+from ladder.link.webface import WebFace, error_page
+from ladder.link.website import DEFAULT_SITE, SITE_LAST_MODIFIED
 from ladder.protocol.hello import make_hello
 
 NOW = 1_700_000_000.0
@@ -343,24 +342,6 @@ def test_custom_site_server_and_times():
     assert f1["Last-Modified"] == "Thu, 01 Jan 1970 18:12:16 GMT"
     assert f1["Date"] == "Thu, 01 Jan 1970 00:00:00 GMT"
     assert s2 == 404 and b"<hr><center>nginx/1.22.1</center>" in b2
-
-
-def test_default_site_is_plausible_and_anonymous():
-    assert set(DEFAULT_SITE) == {"/index.html", "/about.html", "/robots.txt", "/favicon.ico"}
-    assert b'href="/about.html"' in INDEX
-    for content_type, body in DEFAULT_SITE.values():
-        text = body.lower()
-        for word in (b"ladder", b"proxy", b"vpn", b"tunnel", b"socks", b"censor", b"firewall"):
-            assert word not in text, (content_type, word)
-    icon = DEFAULT_SITE["/favicon.ico"][1]
-    reserved, kind, count = struct.unpack("<HHH", icon[:6])
-    assert (reserved, kind, count) == (0, 1, 1)
-    width, height, _, _, _, _, size, offset = struct.unpack("<BBBBHHII", icon[6:22])
-    png = icon[offset:]
-    assert (width, height, size) == (16, 16, len(png))
-    assert png.startswith(b"\x89PNG\r\n\x1a\n")
-    idat_len = struct.unpack(">I", png[33:37])[0]
-    assert len(zlib.decompress(png[41:41 + idat_len])) == 16 * (1 + 16 * 3)
 
 
 # -- properties ------------------------------------------------------------------
