@@ -170,12 +170,14 @@ class HeadReader:
         return None if fields is None else (line, fields)
 
 
-def check_version(version: tuple[int, int] | None) -> None:
-    """§2.3: HTTP/1.x is read here; a later major version gets 505 (as nginx answers), an earlier one or none 400."""
+def check_version(version: tuple[int, int] | None) -> tuple[int, int]:
+    """The version if it is HTTP/1.x, the one read here (§2.3); a later major version gets 505
+    (as nginx answers), an earlier one or none 400."""
     if version is not None and version[0] >= 2:
         raise RequestError(505, "HTTP version not supported")
     if version is None or version[0] != 1:
         raise RequestError(400, "malformed request line")
+    return version
 
 
 def body_framing(fields: Fields, version: tuple[int, int]) -> tuple[int, bool]:
