@@ -271,7 +271,7 @@ def _parse_request_line(line: bytes) -> RequestLine:
 
 def _parse_fields(head: bytes) -> Fields:
     """Header field lines (§5), or RequestError(400)."""
-    lines = []
+    lines: list[tuple[bytes, bytes]] = []
     for line in head.split(b"\n") if head else ():
         if line.endswith(b"\r"):
             line = line[:-1]
