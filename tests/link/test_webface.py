@@ -503,3 +503,12 @@ def test_the_face_waits_on_every_prefix_of_a_hello(seed, token, binding, join):
     # What follows a refused hello is what follows any URI: here nginx's 404.
     out = web.receive_data(b" HTTP/1.1\r\nHost: a\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 404 Not Found\r\n") and out.endswith(NGINX_404) and not web.closing
+
+
+def test_a_head_request_whose_line_nginx_refuses_gets_the_page_but_one_with_a_bad_path_does_not():
+    # nginx knows the method only once the request line is read whole: a 505 for the line comes with
+    # its page, a 400 for the path after it (the escapes) without, as for any HEAD.
+    out, _ = feed_whole(b"HEAD / HTTP/2.0\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 505 ") and out.endswith(error_page(505, "nginx"))
+    out, _ = feed_whole(b"HEAD /%zz HTTP/1.1\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 400 ") and out.endswith(b"Connection: close\r\n\r\n")

@@ -186,19 +186,18 @@ class WebFace:
                 # waiting for the header section; nginx judges the target's
                 # form, then the version, then the target's escapes.
                 _check_target(line.target)
-                if line.version is not None:
-                    check_version(line.version)
-                method = line.method  # a HEAD's refusal from here on has no body
                 if line.version is None:
                     # RFC 1945 §4.1: no header section follows; nginx
                     # takes GET only, and answers with the body alone.
                     self._bare = True
-                    if method != b"GET":
+                    if line.method != b"GET":
                         raise RequestError(400, "HTTP/0.9 knows GET only")
                     path = _site_path(line.target)
                     parsed = True
-                    return self._answer(method, path, (0, 9), Fields([]))
-                self._line = method, _site_path(line.target), line.version
+                    return self._answer(line.method, path, (0, 9), Fields([]))
+                version = check_version(line.version)
+                method = line.method  # a HEAD refused from here on gets no body, as nginx
+                self._line = method, _site_path(line.target), version
             method, path, version = self._line
             fields = self._heads.read_fields(buf)
             if fields is None:
