@@ -274,8 +274,7 @@ def join(invite, folder) -> None:
     Creates this member's keys in the folder (quote the link: it holds '&' and '?'),
     then `ladder up --dir ~/ladder` connects.
     """
-    from ladder.link.client import HubIdentityMismatch, dial
-    from ladder.link.connection import LinkRefused
+    from ladder.link.client import HubIdentityMismatch, LinkRefused, dial
     from ladder.protocol import control
     from ladder.protocol.errors import RemoteProtocolError
 

@@ -21,8 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ladder.config import HubConfig
 from ladder.hub.hub import Hub
 from ladder.link import server
-from ladder.link.client import dial
-from ladder.link.connection import LinkRefused
+from ladder.link.client import LinkRefused, dial
 from ladder.link.server import Doorway, FrontDoor, is_tls_start, tls_refusal
 from ladder.link.tls import generate_self_signed, server_context
 from ladder.link.webface import PLAIN_ON_HTTPS_PORT

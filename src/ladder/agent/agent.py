@@ -33,8 +33,8 @@ import time
 from ladder.config import MemberConfig, format_address, write_file
 from ladder.errors import UserError
 from ladder.link.channel import Channel, StreamRef
-from ladder.link.client import HubIdentityMismatch, dial
-from ladder.link.connection import Endpoint, Link, LinkRefused
+from ladder.link.client import HubIdentityMismatch, LinkRefused, dial
+from ladder.link.connection import Endpoint, Link
 from ladder.protocol.channel import CHANNEL_REQUEST, Initiator, Responder
 from ladder.protocol.errors import ErrorCode, RemoteProtocolError
 from ladder.protocol.messages import (

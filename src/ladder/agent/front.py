@@ -7,7 +7,8 @@ authentication: the port listens on loopback), 0x04 is SOCKS4 or SOCKS4a
 3.2.2); anything else is answered 400 and closed at once. Names are passed
 to the exit as names: the member's own resolver, possibly poisoned, is
 never asked (a SOCKS4 request without a name carries an address, used as
-it is). A name that cannot be sent as a target (undecodable bytes, too
+it is). HTTP requests are read with protocol/http1.py, as the hub's web face
+reads them. A name that cannot be sent as a target (undecodable bytes, too
 long) and a request head over MAX_HEAD are refused before anything opens,
 and a client that has not finished its first request within REQUEST_TIMEOUT
 is closed (HTTP hears 408).
@@ -31,18 +32,20 @@ import asyncio
 import ipaddress
 import logging
 import struct
+from http import HTTPStatus
 from typing import Callable
 
 from ladder.config import ConfigError, format_address, parse_address
 from ladder.errors import LadderError
 from ladder.protocol.errors import ErrorCode
+from ladder.protocol.http1 import Fields, HeadReader, RequestError, RequestLine, body_framing, check_version
 from ladder.protocol.messages import encode_target
 
 from .relay import Relay, abort_with_rst
 
 log = logging.getLogger(__name__)
 
-MAX_HEAD = 64 * 1024
+MAX_HEAD = 64 * 1024  # a request head, its request line and final empty line included
 # A client has this long from connecting to finishing its first request (the
 # SOCKS exchange or an HTTP head): one that stalls halfway is closed, not held.
 REQUEST_TIMEOUT = 60.0  # as nginx's client_header_timeout; browsers may preconnect and wait
@@ -93,21 +96,6 @@ def split_authority(authority: str, default_port: int) -> tuple[str, int]:
         raise FrontError(str(exc)) from None
 
 
-def parse_head(head: bytes) -> tuple[bytes, bytes, bytes, list[tuple[bytes, bytes]]]:
-    """Method, target, version and header fields of an HTTP/1.1 request head."""
-    lines = head.split(b"\r\n")
-    parts = lines[0].split(b" ")
-    if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
-        raise FrontError("malformed request line")
-    fields = []
-    for line in lines[1:]:
-        name, sep, value = line.partition(b":")
-        if not sep or not name or name != name.strip():
-            raise FrontError("malformed header field")
-        fields.append((name, value.strip()))
-    return parts[0], parts[1], parts[2], fields
-
-
 class ProxyConnection(Relay):
     """One client connection to the proxy port."""
 
@@ -119,6 +107,7 @@ class ProxyConnection(Relay):
         self.on_stream_done = on_stream_done
         self.exit_id: str | None = None  # set by the opener while a stream is open
         self.buffer = bytearray()
+        self.heads = HeadReader(MAX_HEAD)
         self.mode = "new"  # new → socks-greeting/socks-request/socks4/http → tunnel/forward/pipe
         self.socks = 0  # the SOCKS version spoken, 0 for HTTP
         self.reply_ok = b""  # what the client hears when the stream opens
@@ -239,25 +228,25 @@ class ProxyConnection(Relay):
         self._open(host, port, "tunnel", rest)
 
     def _http(self) -> None:
-        while True:
-            if self.mode == "forward" and self.body_left:
-                chunk = bytes(self.buffer[: self.body_left])
-                del self.buffer[: len(chunk)]
-                self.body_left -= len(chunk)
-                self._forward(chunk)
-            end = self.buffer.find(b"\r\n\r\n", 0, MAX_HEAD + 4)  # bounded however the bytes arrived
-            if end < 0:
-                if len(self.buffer) >= MAX_HEAD + 4:
-                    raise FrontError("request head too large", "431 Request Header Fields Too Large")
-                return
-            head = bytes(self.buffer[:end])
-            del self.buffer[: end + 4]
-            self._request(head)
-            if self.mode != "forward" or self.target is None:
-                return  # a tunnel, a pipe, or a refused open: no more requests to parse
+        try:
+            while True:
+                if self.mode == "forward" and self.body_left:
+                    chunk = bytes(self.buffer[: self.body_left])
+                    del self.buffer[: len(chunk)]
+                    self.body_left -= len(chunk)
+                    self._forward(chunk)
+                head = self.heads.read_head(self.buffer)  # bounded however the bytes arrived
+                if head is None:
+                    return
+                self._request(*head)
+                if self.mode != "forward" or self.target is None:
+                    return  # a tunnel, a pipe, or a refused open: no more requests to parse
+        except RequestError as exc:
+            raise FrontError(str(exc), f"{exc.status} {HTTPStatus(exc.status).phrase}") from None
 
-    def _request(self, head: bytes) -> None:
-        method, target, version, fields = parse_head(head)
+    def _request(self, line: RequestLine, fields: Fields) -> None:
+        version = check_version(line.version)
+        method, target = line.method, line.target
         if method == b"CONNECT":
             host, port = split_authority(_name(target), 443)
             self.reply_ok = b"HTTP/1.1 200 Connection Established\r\n\r\n"
@@ -275,25 +264,10 @@ class ProxyConnection(Relay):
             raise FrontError("only http:// URLs can be proxied this way; use CONNECT for https")
         authority, _, path = target[7:].partition(b"/")
         host, port = split_authority(_name(authority), 80)
-        lines = [method + b" /" + path + b" " + version]
-        has_host = False
-        chunked = False
-        self.body_left = 0
-        for name, value in fields:
-            lower = name.lower()
-            if lower in _HOP_BY_HOP:
-                continue
-            if lower == b"host":
-                has_host = True
-            elif lower == b"content-length":
-                try:
-                    self.body_left = int(value)
-                except ValueError:
-                    raise FrontError("bad Content-Length") from None
-            elif lower == b"transfer-encoding" and b"chunked" in value.lower():
-                chunked = True
-            lines.append(name + b": " + value)
-        if not has_host:
+        self.body_left, chunked = body_framing(fields, version)
+        lines = [method + b" /" + path + b" HTTP/%d.%d" % version]
+        lines += [name + b": " + value for name, value in fields if name.lower() not in _HOP_BY_HOP]
+        if not fields.get("host"):
             lines.insert(1, b"Host: " + authority)
         data = b"\r\n".join(lines) + b"\r\n\r\n"
         if (host, port) != self.target or self.got_end:  # another host, or this one hung up

@@ -1,4 +1,17 @@
-"""Dialling the hub: TLS, pinning the hub's key, the member's hello, the welcome."""
+"""Dialling a hub: TLS, pinning the hub's key, a hello, and the hub's first word.
+
+A dial opens TLS, checks the hub's certificate key against the pinned
+fingerprint, sends a hello and waits for the hub's first CONTROL message
+(its welcome, or the answer to a JOIN). Until then `_Greeting` stands
+between the transport and the new `Link`: a hub that refuses the hello has
+its web face answer it, so an answer that starts like a web server's
+(`HTTP/`) is a refusal, not frames; and it stands in for the link's owner,
+to take that first message. Then it steps aside, and the link is its
+owner's alone: `Link` knows nothing of hellos or welcomes.
+
+`dial` is a member's dial. Every dial shares `_open` (TLS and the pin) and
+the greeting; a dial of another kind sends its own hello.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +20,7 @@ import asyncio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ladder.errors import LadderError
+from ladder.protocol.errors import ErrorCode
 from ladder.protocol.hello import make_hello
 
 from .channel import CHANNEL_MAX_WINDOW
@@ -20,6 +34,10 @@ class HubIdentityMismatch(LadderError):
     """The hub's certificate key is not the one pinned at join time."""
 
 
+class LinkRefused(LadderError):
+    """The hub answered like a web server: it did not accept this member."""
+
+
 async def dial(
     address: tuple[str, int],
     fingerprint: str,
@@ -29,39 +47,110 @@ async def dial(
     token: bytes | None = None,
     timeout: float = DIAL_TIMEOUT,
 ) -> tuple[Link, dict]:
-    """Open a link to the hub and return it with the hub's first control message.
+    """Open a member's link to the hub and return it with the hub's first control message.
 
     With `token`, the hello is a JOIN with that invite instead of an AUTH.
-    Raises HubIdentityMismatch, connection.LinkRefused, OSError or asyncio.TimeoutError.
+    `owner` gets the link's events from the first one after that message on.
+    Raises HubIdentityMismatch, LinkRefused, ConnectionError, OSError or asyncio.TimeoutError.
     """
-    loop = asyncio.get_running_loop()
     host, port = address
-    link = Link(owner, client=True, label=f"hub {host}:{port}", max_window=CHANNEL_MAX_WINDOW)
-    # Every path below that does not await the welcome (a wrong key, a timeout)
-    # closes the link, which fails the welcome; that failure is already told.
-    link.welcome.add_done_callback(lambda welcome: welcome.cancelled() or welcome.exception())
+    link = Link(None, client=True, label=f"hub {host}:{port}", max_window=CHANNEL_MAX_WINDOW)
+    greeting, binding = await _open(link, owner, address, fingerprint, timeout)
+    # A PING rides with the hello. The hello is a request line nginx would wait on; the PING's
+    # first byte (a frame's length, 0x00) is one no request line holds, so a hub that refuses the
+    # hello has its web face answer a 400 at once, as nginx would, and we know without waiting
+    # for a timeout. A hub that takes the hello reads the PING as the link's first frame.
+    link.greet(make_hello(key, fingerprint, binding, token))
+    return link, await greeting.first_message(timeout)
+
+
+async def _open(link: Link, owner: LinkOwner | None, address: tuple[str, int], fingerprint: str,
+                timeout: float) -> tuple[_Greeting, bytes]:
+    """TLS to `address` for `link`, the hub's key checked against `fingerprint`; the greeting and the
+    connection's channel binding (what a hello signs)."""
+    host, port = address
+    greeting = _Greeting(link, owner)
     transport, _ = await asyncio.wait_for(
-        loop.create_connection(lambda: link, host, port, ssl=client_context(), server_hostname=host),
+        asyncio.get_running_loop().create_connection(lambda: greeting, host, port, ssl=client_context(),
+                                                     server_hostname=host),
         timeout,
     )
     ssl_object = transport.get_extra_info("ssl_object")
     seen = fingerprint_of_cert_der(ssl_object.getpeercert(binary_form=True))
     if seen != fingerprint:
-        link.abort("hub identity mismatch")
+        greeting.give_up("hub identity mismatch")
         raise HubIdentityMismatch(
             f"the hub at {host}:{port} presented key {seen}, not the pinned {fingerprint}: "
             "refusing to connect (a man in the middle, or the hub changed its key)"
         )
-    binding = ssl_object.get_channel_binding("tls-unique")
-    # A PING rides with the hello. The hello is a request line nginx would wait on; the PING's
-    # first byte (a frame's length, 0x00) is one no request line holds, so a hub that refuses the
-    # hello has its web face answer a 400 at once, as nginx would, and we know without waiting
-    # for a timeout. A hub that takes the hello reads the PING as the link's first frame.
-    link.mux.ping(loop.time())
-    transport.write(make_hello(key, fingerprint, binding, token) + link.mux.data_to_send())
-    try:
-        welcome = await asyncio.wait_for(asyncio.shield(link.welcome), timeout)
-    except asyncio.TimeoutError:
-        link.abort("no welcome from the hub")
-        raise
-    return link, welcome
+    return greeting, ssl_object.get_channel_binding("tls-unique")
+
+
+class _Greeting(asyncio.BufferedProtocol):
+    """A dialled link until the hub's first control message: the transport's protocol and the link's owner."""
+
+    def __init__(self, link: Link, owner: LinkOwner | None):
+        self.link = link
+        self.owner = owner
+        self.transport: asyncio.BaseTransport | None = None
+        self._first: asyncio.Future[dict] = link.loop.create_future()
+        self._buffer = memoryview(b"")
+        link.owner = self
+
+    async def first_message(self, timeout: float) -> dict:
+        try:
+            return await asyncio.wait_for(self._first, timeout)  # a timeout cancels it: nobody waits on
+        except asyncio.TimeoutError:
+            self.link.abort("no welcome from the hub")
+            raise
+
+    def give_up(self, reason: str) -> None:
+        """Drop the link before anyone waits for its first message."""
+        if not self._first.cancel():  # the connection was lost already: what it said is superseded
+            self._first.exception()
+        self.link.abort(reason)
+
+    # -- in for the transport's protocol -----------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.link.connection_made(transport)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        self._buffer = self.link.get_buffer(sizehint)
+        return self._buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if not self._first.done() and bytes(self._buffer[:5]) == b"HTTP/":
+            # A web server's answer where a member expected frames.
+            self._first.set_exception(LinkRefused("the hub did not accept this member's key"))
+            self.link.abort("refused by the hub")
+            return
+        self.link.buffer_updated(nbytes)
+
+    def pause_writing(self) -> None:
+        self.link.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.link.resume_writing()
+
+    def eof_received(self) -> bool | None:
+        return self.link.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.link.connection_lost(exc)
+
+    # -- in for the link's owner -------------------------------------------------
+
+    def control_received(self, link: Link, message: dict) -> None:
+        # The first message: the link is its owner's from the next event on (in this same read too).
+        link.owner = self.owner
+        self.transport.set_protocol(link)
+        self._first.set_result(message)
+
+    def stream_opened(self, link: Link, stream_id: int, payload: bytes, window: int) -> None:
+        link.refuse(stream_id, ErrorCode.FORBIDDEN, "no streams before the welcome")
+
+    def link_closed(self, link: Link, reason: str) -> None:
+        if not self._first.done():
+            self._first.set_exception(ConnectionError(f"the hub closed the connection ({reason})"))

@@ -22,7 +22,6 @@ import logging
 import math
 from typing import Protocol
 
-from ladder.errors import LadderError
 from ladder.protocol import events as ev
 from ladder.protocol.control import decode_control, encode_control
 from ladder.protocol.errors import ErrorCode, RemoteProtocolError
@@ -55,10 +54,6 @@ class LinkOwner(Protocol):
     def control_received(self, link: Link, message: dict) -> None: ...
 
     def link_closed(self, link: Link, reason: str) -> None: ...
-
-
-class LinkRefused(LadderError):
-    """The hub answered like a web server: it did not accept this member."""
 
 
 RECEIVE_BUFFER = 256 * 1024
@@ -104,14 +99,17 @@ class Link(asyncio.BufferedProtocol):
         self.endpoints: dict[int, Endpoint] = {}
         self.closed = False
         self.rtt: float | None = None
-        # A dialling member waits for the hub's first CONTROL message.
-        self.welcome: asyncio.Future[dict] | None = self.loop.create_future() if client and not nested else None
         self._flush_scheduled = False
         self._write_paused = False
         self._read_paused = False
         self._timer: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------ stream API
+
+    def greet(self, hello: bytes) -> None:
+        """Start a link this side dialled: `hello`, then a PING (the first RTT sample), in one write."""
+        self.mux.ping(self.loop.time())
+        self.transport.write(hello + self.mux.data_to_send())
 
     def open_stream(self, payload: bytes, endpoint: Endpoint, window: int | None = None) -> int:
         sid = self.mux.open_stream(payload, window)
@@ -227,11 +225,6 @@ class Link(asyncio.BufferedProtocol):
         self.data_received(_RECEIVE_BUFFER[:nbytes])
 
     def data_received(self, data: bytes | memoryview) -> None:
-        if self.welcome is not None and not self.welcome.done() and bytes(data[:5]) == b"HTTP/":
-            # A web server's answer where a member expected frames.
-            self.welcome.set_exception(LinkRefused("the hub did not accept this member's key"))
-            self.abort("refused by the hub")
-            return
         try:
             events = self.mux.receive_data(data, self.loop.time())
         except RemoteProtocolError as exc:
@@ -305,9 +298,7 @@ class Link(asyncio.BufferedProtocol):
         except RemoteProtocolError as exc:
             self.close(exc.code, str(exc))
             return
-        if self.welcome is not None and not self.welcome.done():
-            self.welcome.set_result(message)
-        elif self.owner is not None:
+        if self.owner is not None:
             self.owner.control_received(self, message)
 
     def _flush_soon(self) -> None:
@@ -367,8 +358,6 @@ class Link(asyncio.BufferedProtocol):
         self.mux.data_to_send()  # what never went out is dropped, not kept with the link
         if self._timer is not None:
             self._timer.cancel()
-        if self.welcome is not None and not self.welcome.done():
-            self.welcome.set_exception(ConnectionError(f"the hub closed the connection ({reason})"))
         endpoints, self.endpoints = self.endpoints, {}
         for endpoint in endpoints.values():
             try:

@@ -21,27 +21,30 @@ nginx does: the body alone, no status line or headers.  No sockets, no clock unl
 asked (``clock`` gives the Date header), no HTTP library.  One WebFace serves
 one connection.
 
-Limits are nginx's defaults: the request line and the header section each
-fit in 8 KiB, request bodies of at most 1 MiB are read and thrown away.
-Section numbers are RFC 9112 (HTTP/1.1) unless they name RFC 9110.
+Requests are read with protocol/http1.py (nginx's reading of HTTP/1.1);
+this module is what nginx does with them: which status, which page, which
+headers in which order, when to close. The pages are link/website.py's.
+Limits are nginx's defaults: a request head fits in 8 KiB, request bodies of
+at most 1 MiB are read and thrown away. Section numbers are RFC 9112
+(HTTP/1.1) unless they name RFC 9110.
 """
 
 from __future__ import annotations
 
 import email.utils
 import re
-import struct
 import time
-import zlib
 from collections.abc import Callable
 from urllib.parse import unquote_to_bytes
 
-from ladder.errors import LadderError
+from ladder.protocol.http1 import (
+    ChunkedBody, Fields, HeadReader, RequestError, body_framing, check_version, persists,
+)
+
+from .website import DEFAULT_SITE, SITE_LAST_MODIFIED, Site
 
 MAX_HEAD = 8 * 1024          # nginx large_client_header_buffers 8k
 MAX_BODY = 1024 * 1024       # nginx client_max_body_size 1m
-MAX_CHUNK_LINE = 4 * 1024    # a chunk-size line with extensions
-SITE_LAST_MODIFIED = 1_684_148_130.0  # 2023-05-15 10:55:30 UTC
 
 _REASONS = {
     200: "OK",
@@ -58,34 +61,17 @@ _REASONS = {
 }
 # Statuses after which nginx drops keep-alive (ngx_http_special_response_handler).
 _CLOSING = {400, 413, 414, 501, 505}
-HEADER_TOO_LARGE = "Request Header Or Cookie Too Large"  # nginx's 494, sent as 400
-PLAIN_ON_HTTPS_PORT = "The plain HTTP request was sent to HTTPS port"  # nginx's 497, sent as 400
-
-# §2.2 and §3: a request line.  nginx allows several spaces between words and
-# after the version; its methods are upper-case letters, '_' and '-'.
-# Without a version it is HTTP/0.9.
-_REQUEST_LINE = re.compile(rb"([A-Z_-]+) +([^\x00-\x20\x7f]+)(?: +HTTP/([0-9]{1,3})\.([0-9]{1,3}))? *")
-# What an unfinished request line may look like; anything else is answered
-# with 400 at once, as nginx's incremental parser does.
-_REQUEST_LINE_PREFIX = re.compile(rb"[A-Z_-]*|[A-Z_-]+ [^\x00-\x1f\x7f]*\r?")
-_HEAD_END = re.compile(rb"\r?\n\r?\n")
+HEADER_TOO_LARGE = "Request Header Or Cookie Too Large"
+PLAIN_ON_HTTPS_PORT = "The plain HTTP request was sent to HTTPS port"
+# nginx's own codes for a head too large (494, HTTP's 431) and plain HTTP on its
+# HTTPS port (497): each is answered as a 400 whose page has a title of its own.
+_PLAIN_ON_HTTPS_PORT = 497
+_AS_400 = {431: HEADER_TOO_LARGE, _PLAIN_ON_HTTPS_PORT: PLAIN_ON_HTTPS_PORT}
 _ABSOLUTE_FORM = re.compile(rb"[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*(.*)", re.DOTALL)
 _BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
-# RFC 9110 §5.1 and §5.6.2: a field name is a token.
-_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 # RFC 9110 §7.2 / RFC 3986 §3.2.2: Host is uri-host [":" port].
 _HOST = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(:[0-9]*)?")
 _BYTE_RANGE = re.compile(r"bytes=\s*([0-9]{0,18})\s*-\s*([0-9]{0,18})\s*", re.IGNORECASE)
-_HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")
-
-
-class _Reject(LadderError):
-    """The request cannot be answered normally; answer `status` and close."""
-
-    def __init__(self, status: int, title: str | None = None) -> None:
-        super().__init__(status)
-        self.status = status
-        self.title = title
 
 
 def _http_date(seconds: float) -> str:
@@ -106,7 +92,7 @@ def error_page(status: int, server: str, title: str | None = None) -> bytes:
 class WebFace:
     """An nginx-like static web server for one connection, sans-IO."""
 
-    def __init__(self, site: dict[str, tuple[str, bytes]] | None = None,
+    def __init__(self, site: Site | None = None,
                  server_header: str = "nginx", *,
                  last_modified: float = SITE_LAST_MODIFIED,
                  clock: Callable[[], float] = time.time,
@@ -117,18 +103,16 @@ class WebFace:
         self._clock = clock
         self._plain_on_https_port = plain_on_https_port
         self._bare = False  # an HTTP/0.9 request: answer the body alone
-        self._empty_lines = False  # only empty lines since the last answer: a request started
         self._lingers = False
         self._body_to_come = False
         self._declared = 0, False
         self._buffer = bytearray()
         self._closing = False
-        # The request line at the front of the buffer, once judged:
-        # (offset of its LF, method, site path, version).
-        self._line: tuple[int, bytes, str, tuple[int, int]] | None = None
-        self._scanned = 0  # where to resume looking for the end of the head
+        self._heads = HeadReader(MAX_HEAD)
+        # The request line read from the front of the buffer, once judged: (method, site path, version).
+        self._line: tuple[bytes, str, tuple[int, int]] | None = None
         self._body_left = 0                       # Content-Length bytes to discard
-        self._chunked: _ChunkedBody | None = None  # chunked body to discard
+        self._chunked: ChunkedBody | None = None  # chunked body to discard
 
     @property
     def closing(self) -> bool:
@@ -147,8 +131,11 @@ class WebFace:
 
     @property
     def awaiting_request(self) -> bool:
-        """True between requests: every byte received so far has been answered."""
-        return not (self._buffer or self._line or self.reading_body or self._empty_lines)
+        """True between requests: every byte received so far has been answered.
+
+        An empty line counts as a request's start: nginx starts its header timer on any byte.
+        """
+        return not (self._buffer or self._heads.in_head or self.reading_body)
 
     @property
     def reading_body(self) -> bool:
@@ -172,7 +159,7 @@ class WebFace:
                 try:
                     if not self._chunked.feed(self._buffer):
                         break
-                except _Reject:
+                except RequestError:
                     # The answer is already sent; like nginx, just hang up.
                     self._closing = True
                     break
@@ -180,7 +167,6 @@ class WebFace:
             response = self._next_request()
             if response is None:
                 break
-            self._empty_lines = False
             out.append(response)
         return b"".join(out)
 
@@ -193,66 +179,40 @@ class WebFace:
         self._declared = 0, False  # the body the head announces
         try:
             if self._line is None:
-                # §2.2: ignore empty lines received before the request line.
-                skip = 0
-                while skip < len(buf) and buf[skip] in b"\r\n":
-                    skip += 1
-                del buf[:skip]
-                if not buf:
-                    # nginx has started a request (and its header timer) all the same
-                    self._empty_lines = self._empty_lines or skip > 0
+                line = self._heads.read_line(buf)
+                if line is None:
                     return None
-                line_end = buf.find(b"\n")
-                if line_end < 0:
-                    # §3: an invalid request line gets 400; say so as soon
-                    # as the first bad octet arrives, as nginx does.
-                    if not _REQUEST_LINE_PREFIX.fullmatch(buf):
-                        raise _Reject(400)
-                    # §3: a request line longer than we parse gets 414.
-                    if len(buf) > MAX_HEAD:
-                        raise _Reject(414)
-                    return None
-                if line_end > MAX_HEAD:
-                    raise _Reject(414)
                 # The request line is complete: judge it now, without
-                # waiting for the header section.
-                method, target, version = _parse_request_line(bytes(buf[:line_end]))
-                if version == (0, 9):
+                # waiting for the header section; nginx judges the target's
+                # form, then the version, then the target's escapes.
+                _check_target(line.target)
+                if line.version is None:
                     # RFC 1945 §4.1: no header section follows; nginx
                     # takes GET only, and answers with the body alone.
                     self._bare = True
-                    del buf[:line_end + 1]
-                    if method != b"GET":
-                        raise _Reject(400)
-                    path = _site_path(target)
+                    if line.method != b"GET":
+                        raise RequestError(400, "HTTP/0.9 knows GET only")
+                    path = _site_path(line.target)
                     parsed = True
-                    return self._answer(method, path, version, {})
-                path = _site_path(target)
-                self._line = (line_end, method, path, version)
-                self._scanned = max(line_end - 1, 0)
-            line_end, method, path, version = self._line
-            # §2.1: the header section ends with an empty line.  Search only
-            # what came since last time (a terminator is at most 4 octets).
-            end = _HEAD_END.search(buf, self._scanned)
-            if end is None or end.end() > MAX_HEAD:
-                if len(buf) > MAX_HEAD:
-                    raise _Reject(400, HEADER_TOO_LARGE)
-                self._scanned = max(len(buf) - 3, self._scanned)
+                    return self._answer(line.method, path, (0, 9), Fields([]))
+                version = check_version(line.version)
+                method = line.method  # a HEAD refused from here on gets no body, as nginx
+                self._line = method, _site_path(line.target), version
+            method, path, version = self._line
+            fields = self._heads.read_fields(buf)
+            if fields is None:
                 return None
-            head = bytes(buf[line_end + 1:end.start()])
-            del buf[:end.end()]
             self._line = None
-            fields = _parse_fields(head)
             parsed = True
             return self._answer(method, path, version, fields)
-        except _Reject as reject:
+        except RequestError as refusal:
             self._closing = True
             # nginx reads on for a while (a lingering close) after a request it
             # could not parse, or while bytes it never answered wait; not after
             # a head too long to read (its 414 and 494). Measured with 1.22.
-            too_long = reject.status == 414 or reject.title == HEADER_TOO_LARGE
+            too_long = refusal.status in (414, 431)
             self._lingers = not too_long and (not parsed or self._unanswered_bytes())
-            return self._error(reject.status, method == b"HEAD" and not self._bare, reject.title)
+            return self._error(refusal.status, method == b"HEAD" and not self._bare)
 
     def _unanswered_bytes(self) -> bool:
         """Closing after a parsed head: do bytes beyond the announced body wait, or is body to come?
@@ -266,25 +226,22 @@ class WebFace:
         del self._buffer[:length]
         return self._body_to_come or bool(self._buffer)
 
-    def _answer(self, method: bytes, path: str, version: tuple[int, int],
-                fields: dict[str, list[str]]) -> bytes:
+    def _answer(self, method: bytes, path: str, version: tuple[int, int], fields: Fields) -> bytes:
         http11 = version >= (1, 1)
-        hosts = fields.get("host", [])
+        hosts = fields.get("host")
         # §3.2: exactly one valid Host in HTTP/1.1, at most one before.
         if len(hosts) > 1 or (http11 and not hosts):
-            raise _Reject(400)
+            raise RequestError(400, "bad Host")
         if hosts and not _HOST.fullmatch(hosts[0].encode("latin-1")):
-            raise _Reject(400)
-        body_length, chunked = _framing(fields, http11)
+            raise RequestError(400, "bad Host")
+        body_length, chunked = body_framing(fields, version)
         self._declared = body_length, chunked
         if self._plain_on_https_port:
             # nginx checks this once the head is read and valid, before the body's size.
-            raise _Reject(400, PLAIN_ON_HTTPS_PORT)
+            raise RequestError(_PLAIN_ON_HTTPS_PORT, PLAIN_ON_HTTPS_PORT)
         if body_length > MAX_BODY:
-            raise _Reject(413)
-        # §9.3: HTTP/1.1 persists unless "close"; HTTP/1.0 only on "keep-alive".
-        tokens = {t.strip().lower() for v in fields.get("connection", []) for t in v.split(",")}
-        keep_alive = not self._bare and "close" not in tokens and (http11 or "keep-alive" in tokens)
+            raise RequestError(413, "body too large")
+        keep_alive = not self._bare and persists(fields, version)
 
         head_only = method == b"HEAD"
         entry = self._site.get(path)
@@ -306,14 +263,12 @@ class WebFace:
         # body has no meaning).  RFC 9110 §10.1.1: promise to read it.
         if body_length or chunked:
             self._body_left = body_length
-            self._chunked = _ChunkedBody() if chunked else None
-            if http11 and any(v.strip().lower() == "100-continue"
-                              for v in fields.get("expect", [])):
+            self._chunked = ChunkedBody(MAX_HEAD) if chunked else None
+            if http11 and any(v.strip().lower() == "100-continue" for v in fields.get("expect")):
                 response = b"HTTP/1.1 100 Continue\r\n\r\n" + response
         return response
 
-    def _file(self, entry: tuple[str, bytes], fields: dict[str, list[str]],
-              head_only: bool, keep_alive: bool) -> bytes:
+    def _file(self, entry: tuple[str, bytes], fields: Fields, head_only: bool, keep_alive: bool) -> bytes:
         content_type, body = entry
         last_modified = _http_date(self._last_modified)
         # nginx's ETag: hex mtime "-" hex length.
@@ -323,8 +278,8 @@ class WebFace:
         if _not_modified(fields, etag, self._last_modified):
             return self._head(304, validators)
 
-        ranges = fields.get("range", [])
-        if_range = fields.get("if-range", [])
+        ranges = fields.get("range")
+        if_range = fields.get("if-range")
         if len(ranges) == 1 and (not if_range or if_range[0].strip() in (etag, last_modified)):
             span = _byte_range(ranges[0], len(body))
             if span == "unsatisfiable":
@@ -346,8 +301,10 @@ class WebFace:
             *validators, ("Accept-Ranges", "bytes"),
         ]) + (b"" if head_only else body)
 
-    def _error(self, status: int, head_only: bool = False, title: str | None = None,
-               keep_alive: bool = False) -> bytes:
+    def _error(self, status: int, head_only: bool = False, keep_alive: bool = False) -> bytes:
+        title = _AS_400.get(status)
+        if title is not None:
+            status = 400
         page = error_page(status, self._server, title)
         return self._head(status, [
             ("Content-Type", "text/html"), ("Content-Length", str(len(page))),
@@ -367,32 +324,13 @@ def _conn(keep_alive: bool) -> str:
     return "keep-alive" if keep_alive else "close"
 
 
-# -- parsing -------------------------------------------------------------------
+# -- what nginx makes of a target ----------------------------------------------
 
 
-def _parse_request_line(line: bytes) -> tuple[bytes, bytes, tuple[int, int]]:
-    """(method, request-target, version) of a complete request line, or _Reject."""
-    # §2.2: a bare LF ends a line too; drop the CR of a CRLF.
-    if line.endswith(b"\r"):
-        line = line[:-1]
-    match = _REQUEST_LINE.fullmatch(line)
-    if match is None:
-        raise _Reject(400)
-    method, target, major, minor = match.groups()
-    # nginx's parser refuses a target that is neither a path nor a URI as it
-    # reads it, before the version; the rest of its checks come after.
+def _check_target(target: bytes) -> None:
+    """nginx's parser refuses a target that is neither a path nor a URI as it reads it, before the version."""
     if not target.startswith(b"/") and _ABSOLUTE_FORM.fullmatch(target) is None:
-        raise _Reject(400)
-    if major is None:
-        return method, target, (0, 9)
-    # §2.3: HTTP/1.x is ours; HTTP/2.0 and later in a request line gets 505
-    # (nginx), 0.x gets 400; both before the target is looked at, as nginx.
-    version = (int(major), int(minor))
-    if version[0] >= 2:
-        raise _Reject(505)
-    if version[0] != 1:
-        raise _Reject(400)
-    return method, target, version
+        raise RequestError(400, "not a path nor a URI")
 
 
 def _site_path(target: bytes) -> str:
@@ -402,14 +340,14 @@ def _site_path(target: bytes) -> str:
         # authority-form (§3.2.3) are not for a static site: 400 like nginx.
         match = _ABSOLUTE_FORM.fullmatch(target)
         if match is None:
-            raise _Reject(400)
+            raise RequestError(400, "not a path nor a URI")
         target = b"/" + match.group(1).lstrip(b"/")
     raw = target.split(b"?", 1)[0].split(b"#", 1)[0]  # the query never selects a file
     if _BAD_ESCAPE.search(raw):
-        raise _Reject(400)
+        raise RequestError(400, "bad escape in the path")
     decoded = unquote_to_bytes(raw)
     if b"\0" in decoded:
-        raise _Reject(400)
+        raise RequestError(400, "NUL in the path")
     # RFC 3986 §5.2.4 dot segments, and nginx's merge_slashes; climbing
     # above the root is a 400 in nginx.
     segments: list[bytes] = []
@@ -417,7 +355,7 @@ def _site_path(target: bytes) -> str:
     for part in parts:
         if part == b"..":
             if not segments:
-                raise _Reject(400)
+                raise RequestError(400, "the path climbs above the root")
             segments.pop()
         elif part not in (b"", b"."):
             segments.append(part)
@@ -426,46 +364,10 @@ def _site_path(target: bytes) -> str:
     return "/" + b"/".join(segments).decode("utf-8", "surrogateescape")
 
 
-def _parse_fields(head: bytes) -> dict[str, list[str]]:
-    """Header field lines (§5) -> {lower-case name: [values]}, or _Reject(400)."""
-    fields: dict[str, list[str]] = {}
-    for line in head.split(b"\n") if head else ():
-        if line.endswith(b"\r"):
-            line = line[:-1]
-        # §5.2: obs-fold is rejected.  §5.1: no whitespace before the colon.
-        name, colon, value = line.partition(b":")
-        if not colon or not _TOKEN.fullmatch(name):
-            raise _Reject(400)
-        value = value.strip(b" \t")
-        # RFC 9110 §5.5: CR, LF or NUL inside a value must be rejected.
-        if b"\0" in value or b"\r" in value:
-            raise _Reject(400)
-        fields.setdefault(name.decode("ascii").lower(), []).append(value.decode("latin-1"))
-    return fields
+# -- conditional and range requests ----------------------------------------------
 
 
-def _framing(fields: dict[str, list[str]], http11: bool) -> tuple[int, bool]:
-    """(Content-Length, chunked) of the request body per §6, or _Reject."""
-    lengths = fields.get("content-length", [])
-    codings = fields.get("transfer-encoding", [])
-    if codings:
-        # §6.1: Transfer-Encoding in HTTP/1.0 means faulty framing; §6.3 (3):
-        # with Content-Length too, reject (both as nginx 1.22 does).
-        if not http11 or lengths or len(codings) > 1:
-            raise _Reject(400)
-        # §6.1: a coding we do not know gets 501; nginx knows only "chunked".
-        if codings[0].strip().lower() != "chunked":
-            raise _Reject(501)
-        return 0, True
-    if not lengths:
-        return 0, False  # §6.3 (7): a request without either has no body
-    # §6.3 (5) and §8.6 of RFC 9110: one Content-Length of digits only.
-    if len(lengths) > 1 or not re.fullmatch(r"[0-9]{1,18}", lengths[0]):
-        raise _Reject(400)
-    return int(lengths[0]), False
-
-
-def _not_modified(fields: dict[str, list[str]], etag: str, mtime: int) -> bool:
+def _not_modified(fields: Fields, etag: str, mtime: int) -> bool:
     """RFC 9110 §13.1.2-3 as nginx applies them: every validator sent must match."""
     since = fields.get("if-modified-since")
     none_match = fields.get("if-none-match")
@@ -509,144 +411,3 @@ def _byte_range(value: str, size: int) -> tuple[int, int] | str | None:
     if not last or int(last) == 0 or size == 0:
         return "unsatisfiable"
     return max(size - int(last), 0), size - 1
-
-
-class _ChunkedBody:
-    """Reads and discards a chunked body (§7.1), trailers included."""
-
-    def __init__(self) -> None:
-        self._state = "size"  # size -> data -> data-end -> size ... -> trailer
-        self._left = 0
-        self._trailer = 0
-
-    def feed(self, buf: bytearray) -> bool:
-        """Consume from `buf`; True once the whole body is read.  _Reject if malformed."""
-        while True:
-            if self._state == "data":
-                taken = min(self._left, len(buf))
-                del buf[:taken]
-                self._left -= taken
-                if self._left:
-                    return False
-                self._state = "data-end"
-            if self._state == "data-end":
-                if buf[:2] == b"\r\n":
-                    del buf[:2]
-                elif buf[:1] == b"\n":
-                    del buf[:1]
-                elif buf in (b"", b"\r"):
-                    return False
-                else:
-                    raise _Reject(400)
-                self._state = "size"
-            line = _take_line(buf)
-            if line is None:
-                return False
-            if self._state == "size":
-                # chunk-size [ chunk-ext ]; BWS before ';' is tolerated.
-                size = line.split(b";", 1)[0].strip(b" \t")
-                if not _HEX.fullmatch(size):
-                    raise _Reject(400)
-                self._left = int(size, 16)
-                self._state = "data" if self._left else "trailer"
-            else:
-                if not line:
-                    return True
-                self._trailer += len(line)
-                if self._trailer > MAX_HEAD:
-                    raise _Reject(400)
-
-
-def _take_line(buf: bytearray) -> bytes | None:
-    end = buf.find(b"\n")
-    if end < 0:
-        if len(buf) > MAX_CHUNK_LINE:
-            raise _Reject(400)
-        return None
-    line = bytes(buf[:end])
-    del buf[:end + 1]
-    return line[:-1] if line.endswith(b"\r") else line
-
-
-# -- the default site ------------------------------------------------------------
-
-
-def _icon(rgb: tuple[int, int, int]) -> bytes:
-    """A 16x16 single-colour favicon: an ICO holding one PNG image."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data)))
-    rows = b"".join(b"\0" + bytes(rgb) * 16 for _ in range(16))
-    png = (b"\x89PNG\r\n\x1a\n"
-           + chunk(b"IHDR", struct.pack(">IIBBBBB", 16, 16, 8, 2, 0, 0, 0))
-           + chunk(b"IDAT", zlib.compress(rows, 9)) + chunk(b"IEND", b""))
-    directory = struct.pack("<BBBBHHII", 16, 16, 0, 0, 1, 32, len(png), 22)
-    return struct.pack("<HHH", 0, 1, 1) + directory + png
-
-
-_STYLE = (
-    "body{font-family:Georgia,serif;max-width:40em;margin:2em auto;padding:0 1em;"
-    "color:#2b2b2b;line-height:1.5}h1{font-weight:normal;color:#5a3e2b}"
-    "a{color:#5a3e2b}footer{margin-top:3em;font-size:.85em;color:#777}"
-)
-
-_INDEX = f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Linden Bindery - hand-bound books and repairs</title>
-<style>{_STYLE}</style>
-</head>
-<body>
-<h1>Linden Bindery</h1>
-<p>We are a two-person workshop that binds, repairs and restores books by hand.
-Family bibles with loose pages, a grandmother's recipe notebook, a thesis that
-needs a proper cloth cover, a run of fifty guest books for a wedding: if it is
-made of paper and thread, we are happy to look at it.</p>
-<h2>What we do</h2>
-<ul>
-<li>Rebinding and spine repair for old and well-loved books</li>
-<li>Custom journals and sketchbooks, sewn on tapes, lay-flat</li>
-<li>Thesis and portfolio binding in cloth or leather</li>
-<li>Small editions for poets, photographers and local societies</li>
-</ul>
-<p>Most repairs take two to four weeks. We do not do same-day work, and we
-are closed in August.</p>
-<p>Read a little more <a href="/about.html">about the workshop</a>.</p>
-<footer>Linden Bindery &middot; workshop visits by appointment</footer>
-</body>
-</html>
-"""
-
-_ABOUT = f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>About - Linden Bindery</title>
-<style>{_STYLE}</style>
-</head>
-<body>
-<h1>About the workshop</h1>
-<p>Linden Bindery started in 2014 at a kitchen table, with a bone folder, a
-borrowed press and a box of offcuts from a printer who was closing down. It
-now fills a small room behind a courtyard, with two presses, a board shear
-older than both of us, and far too much marbled paper.</p>
-<p>We learned the trade from an old bookbinder who repaired prayer books and
-ledgers for forty years, and we still work the way he taught us: wheat-starch
-paste, linen thread, and nothing that cannot be undone by the next binder.</p>
-<p>We do not run an online shop. If you have a book that needs help, come by
-with it, and we will tell you honestly whether it is worth repairing.</p>
-<p><a href="/">Back to the start page</a></p>
-<footer>Linden Bindery</footer>
-</body>
-</html>
-"""
-
-DEFAULT_SITE: dict[str, tuple[str, bytes]] = {
-    "/index.html": ("text/html", _INDEX.encode("utf-8")),
-    "/about.html": ("text/html", _ABOUT.encode("utf-8")),
-    "/robots.txt": ("text/plain", b"User-agent: *\nDisallow:\n"),
-    "/favicon.ico": ("image/x-icon", _icon((0x5a, 0x3e, 0x2b))),
-}
