@@ -40,6 +40,8 @@ STREAMS_PER_DESTINATION = 8  # live streams one member may hold to one other mem
 
 
 class Hub:
+    """One hub: made on the loop it serves on (its pushes run on that loop's clock and timers)."""
+
     def __init__(self, config: HubConfig, store: HubStore):
         loop = asyncio.get_running_loop()
         self.config = config

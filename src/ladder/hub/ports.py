@@ -37,12 +37,12 @@ class Port:
         self.id = id
         self.label = label  # who it is, for the log
         self.link = link
-        self.origin = origin  # what records arriving here come from
+        self.origin = origin  # of the records that arrive here
         self.held: dict[str, int] = {}  # destination id → live streams this port opened to it
 
     def replaced(self) -> None:
-        """A new port took this id: close this one."""
-        self.link.close(ErrorCode.NO_ERROR, "replaced by a new link from the same member")
+        """A new port took this id: close this one, telling whoever is behind it why."""
+        raise NotImplementedError
 
 
 class MemberPort(Port):
@@ -54,8 +54,8 @@ class MemberPort(Port):
         self.owner = owner
 
     def replaced(self) -> None:
-        self.link.send_control({"type": "replaced"})
-        super().replaced()
+        self.link.send_control({"type": "replaced"})  # so that its agent stops instead of taking the link back
+        self.link.close(ErrorCode.NO_ERROR, "replaced by a new link from the same member")
 
     # LinkOwner
 
