@@ -50,6 +50,8 @@ class ServiceListing:
 
 
 class Directory:
+    """What the hub relays about the network's members, and the names that label them."""
+
     def __init__(self) -> None:
         self.exits: dict[str, ExitListing] = {}
         self.services: dict[str, ServiceListing] = {}  # publisher id → its services
@@ -86,6 +88,7 @@ class Directory:
         return True
 
     def set_accepting(self, exit_id: str, accepting: bool) -> None:
+        """What a listed exit said of its caps (one not listed has nothing to say it of)."""
         listing = self.exits.get(exit_id)
         if listing is not None:
             listing.accepting = accepting
