@@ -24,15 +24,12 @@ from ladder.config import (
     member_folder,
     parse_address,
 )
+from ladder.errors import UserError
 
 DIR_HELP = ("This member's folder: its keys, config and state "
             "(default: $LADDER_HOME, else the user's config folder).")
 HUB_DIR_HELP = ("The hub's folder: its keys, config and member store "
                 "(default: $LADDER_HOME, else the user's data folder).")
-
-
-class LadderError(Exception):
-    """A failure to report in one line."""
 
 
 def setup_logging(verbose: bool) -> None:
@@ -141,7 +138,7 @@ def hub_init(folder, name, listen, public_address, cert, key, web_backend, raw_b
 
     path = hub_folder(folder)
     if (path / "hub.toml").exists():
-        raise LadderError(f"{path} already holds a hub; use another --dir")
+        raise UserError(f"{path} already holds a hub; use another --dir")
     listen_at = address_option(listen)
     public = address_option(public_address) or listen_at
     if public[0] in ("0.0.0.0", "::"):
@@ -186,7 +183,7 @@ def hub_run(folder, verbose) -> None:
             try:
                 await hub_.start()
             except OSError as exc:
-                raise LadderError(f"cannot listen on {config.listen[0]}:{config.listen[1]}: {exc.strerror or exc}")
+                raise UserError(f"cannot listen on {config.listen[0]}:{config.listen[1]}: {exc.strerror or exc}")
             logging.info("hub %s listening on %s:%d, fingerprint %s", config.name, *config.listen, hub_.fingerprint)
             try:
                 await hub_.server.serve_forever()
@@ -279,29 +276,36 @@ def join(invite, folder) -> None:
     """
     from ladder.link.client import HubIdentityMismatch, dial
     from ladder.link.connection import LinkRefused
+    from ladder.protocol import control
+    from ladder.protocol.errors import RemoteProtocolError
 
     link = InviteLink.parse(invite)
     path = member_folder(folder)
     if (path / "ladder.toml").exists():
-        raise LadderError(f"{path} already holds a membership; use another --dir")
+        raise UserError(f"{path} already holds a membership; use another --dir")
     key = MemberConfig.load_or_create_key(path)
 
     async def knock() -> dict:
         try:
             _, reply = await dial(link.address, link.fingerprint, key, None, token=link.token)
         except HubIdentityMismatch as exc:
-            raise LadderError(str(exc)) from None
+            raise UserError(str(exc)) from None
         except LinkRefused:
-            raise LadderError("the hub does not know this invite (mistyped, revoked or for another hub)") from None
+            raise UserError("the hub does not know this invite (mistyped, revoked or for another hub)") from None
         except (OSError, asyncio.TimeoutError) as exc:
-            raise LadderError(f"cannot reach the hub at {link.address[0]}:{link.address[1]}: {exc or 'timeout'}") from None
+            raise UserError(f"cannot reach the hub at {link.address[0]}:{link.address[1]}: {exc or 'timeout'}") from None
         return reply
 
-    reply = runtime.run_async(knock())
-    if reply.get("type") != "joined":
-        raise LadderError(f"the hub refused the invite: {reply.get('reason', reply)}")
-    config = MemberConfig(path, key, link.address, link.fingerprint, str(reply.get("hub", link.hub_name)),
-                          str(reply["name"]))
+    answer = runtime.run_async(knock())
+    try:
+        reply = control.parse(answer)
+    except RemoteProtocolError as exc:
+        raise UserError(f"the hub answered the invite with a {exc}") from None
+    if isinstance(reply, control.JoinRefused):
+        raise UserError(f"the hub refused the invite: {reply.reason}")
+    if not isinstance(reply, control.Joined):
+        raise UserError(f"the hub refused the invite: {answer}")
+    config = MemberConfig(path, key, link.address, link.fingerprint, reply.hub, reply.name)
     config.save()
     click.echo(f"joined hub {config.hub_name} as {config.name} (id {config.id})")
     click.echo(f"next: ladder up --dir {path}            (a proxy on 127.0.0.1:1080)")
@@ -353,7 +357,7 @@ def up(folder, proxy, allow_lan, exit_choice, share, country, allow_private, rul
     tells how it is. Point a browser at the proxy, or at the PAC file it serves:
     http://127.0.0.1:1080/proxy.pac
     """
-    from ladder.agent.agent import Agent, AgentFatal
+    from ladder.agent.agent import Agent
     from ladder.agent.rules import load_rules
     from ladder.agent.sharing import SharePolicy
 
@@ -376,13 +380,7 @@ def up(folder, proxy, allow_lan, exit_choice, share, country, allow_private, rul
     agent = Agent(config, proxy=proxy_at, share=share, country=country, exit_choice=exit_choice,
                   allow_private=allow_private, rules=rules, policy=policy)
 
-    async def serve() -> None:
-        try:
-            await agent.run()
-        except AgentFatal as exc:
-            raise LadderError(str(exc)) from None
-
-    runtime.serve(serve())
+    runtime.serve(agent.run())  # AgentFatal is a UserError: main prints it in one line
 
 
 @cli.group()
@@ -551,7 +549,7 @@ def publish(address, folder, name, title, description, members, tcp, remove) -> 
     picks changes up within a second and publishes again after every reconnect.
     """
     from ladder.agent.services import Published, load_published, loopback_address, save_published
-    from ladder.protocol.hello import public_bytes
+    from ladder.protocol.identity import public_bytes
     from ladder.protocol.records import service_address
 
     config = MemberConfig.load(member_folder(folder))
@@ -563,7 +561,7 @@ def publish(address, folder, name, title, description, members, tcp, remove) -> 
         if address or name:
             raise click.UsageError("--remove takes only the service's name")
         if services.pop(remove, None) is None:
-            raise LadderError(f"{remove} is not published by {config.name} "
+            raise UserError(f"{remove} is not published by {config.name} "
                               f"(see `ladder publish --dir {config.folder}`)")
         save_published(config.folder, services)
         click.echo(f"removed {remove}.{config.name}.ladder" + (": the agent takes it down within a second"
@@ -620,7 +618,7 @@ def _member_ids(text: str, state: dict, config: MemberConfig) -> dict[str, str]:
             out[token] = token  # a member id the agent has not heard of yet
         else:
             hint = "" if known else f" (run `ladder up --dir {config.folder}` so the agent learns the members)"
-            raise LadderError(f"no member named {token!r} is known{hint}; member ids work too "
+            raise UserError(f"no member named {token!r} is known{hint}; member ids work too "
                               "(`ladder hub members` shows them)")
     return out
 
@@ -682,20 +680,6 @@ def noise_vectors(file) -> None:
 # -------------------------------------------------------------- entry
 
 
-# The errors a command ends with in one line, beside LadderError and ConfigError,
-# by the module that defines them. Importing those modules up front made every
-# process load the others' code (the hub the whole agent, an agent sqlite3); a
-# module that was never imported cannot have raised its error.
-_ONE_LINE_ERRORS = {"ladder.agent.agent": "AgentFatal", "ladder.link.tls": "TLSMaterialError",
-                    "ladder.store.hubdb": "StoreError"}
-
-
-def _one_line_errors() -> tuple[type[Exception], ...]:
-    loaded = [getattr(sys.modules[module], name)
-              for module, name in _ONE_LINE_ERRORS.items() if module in sys.modules]
-    return (LadderError, ConfigError, *loaded)
-
-
 def main() -> None:
     try:
         cli.main(standalone_mode=False)
@@ -704,7 +688,7 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except _one_line_errors() as exc:
+    except UserError as exc:
         click.echo(f"ladder: error: {exc}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:

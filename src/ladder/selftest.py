@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ladder.errors import LadderError
 from ladder.protocol.noise import (
     HandshakeState,
     NoiseError,
@@ -31,7 +32,7 @@ from ladder.protocol.noise import (
 __all__ = ["VectorFileError", "VectorResult", "VectorReport", "run_noise_vectors", "main"]
 
 
-class VectorFileError(Exception):
+class VectorFileError(LadderError):
     """The vector file cannot be used at all: missing, unreadable, not JSON."""
 
 
@@ -71,7 +72,7 @@ class VectorReport:
         return f"{self.passed} passed, {self.failed} failed, {self.skipped} skipped"
 
 
-class _Mismatch(Exception):
+class _Mismatch(LadderError):
     """A vector's expectation was not met; the message says what differed."""
 
 

@@ -31,6 +31,7 @@ import socket
 import time
 
 from ladder.config import MemberConfig, format_address, write_file
+from ladder.errors import UserError
 from ladder.link.channel import Channel, StreamRef
 from ladder.link.client import HubIdentityMismatch, dial
 from ladder.link.connection import Endpoint, Link, LinkRefused
@@ -65,7 +66,7 @@ CHANNEL_IDLE = 30.0  # a channel without streams this long is closed (it costs n
 MEMBERS_ONLY = "listed members only"  # in an exit's refusal when its policy does not serve this member
 
 
-class AgentFatal(Exception):
+class AgentFatal(UserError):
     """The agent cannot go on (wrong hub key, membership refused, port in use)."""
 
 

@@ -22,13 +22,14 @@ import ipaddress
 import socket
 from dataclasses import dataclass, field
 
+from ladder.errors import LadderError
 from ladder.protocol.errors import ErrorCode
 
 CONNECT_TIMEOUT = 10.0
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-class TargetRefused(Exception):
+class TargetRefused(LadderError):
     def __init__(self, code: ErrorCode, reason: str):
         super().__init__(reason)
         self.code = code

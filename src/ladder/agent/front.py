@@ -34,6 +34,7 @@ import struct
 from typing import Callable
 
 from ladder.config import ConfigError, format_address, parse_address
+from ladder.errors import LadderError
 from ladder.protocol.errors import ErrorCode
 from ladder.protocol.messages import encode_target
 
@@ -69,7 +70,7 @@ HTTP_STATUS = {
 _HOP_BY_HOP = (b"proxy-connection", b"proxy-authorization", b"keep-alive")
 
 
-class FrontError(Exception):
+class FrontError(LadderError):
     """A client request this front cannot serve; the message goes to the client."""
 
     def __init__(self, message: str, status: str = "400 Bad Request"):

@@ -33,15 +33,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ladder.config import ConfigError, format_address, parse_address, write_file
+from ladder.errors import LadderError
 from ladder.link.connection import Link
+from ladder.protocol.control import ListAssembler, split_list_message
 from ladder.protocol.errors import ErrorCode, RemoteProtocolError
-from ladder.protocol.hello import public_bytes
-from ladder.protocol.messages import (
-    ListAssembler,
-    decode_service_request,
-    encode_service_request,
-    split_list_message,
-)
+from ladder.protocol.identity import public_bytes
+from ladder.protocol.messages import decode_service_request, encode_service_request
 from ladder.protocol.noise import public_key_of
 from ladder.protocol.records import (
     ACCESS_MAX,
@@ -182,7 +179,7 @@ def save_published(folder: Path, services: dict[str, Published]) -> None:
 # ---------------------------------------------------------- the user's side
 
 
-class ServiceUnknown(Exception):
+class ServiceUnknown(LadderError):
     def __init__(self, code: ErrorCode, reason: str):
         super().__init__(reason)
         self.code = code

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from ladder.protocol.messages import ListAssembler, split_list_message
+from ladder.protocol.control import ListAssembler, split_list_message
 from ladder.protocol.records import RecordError, b64, verify_service_record
 from ladder.store.hubdb import Member
 

@@ -6,6 +6,7 @@ import asyncio
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from ladder.errors import LadderError
 from ladder.protocol.hello import make_hello
 
 from .channel import CHANNEL_MAX_WINDOW
@@ -15,7 +16,7 @@ from .tls import client_context, fingerprint_of_cert_der
 DIAL_TIMEOUT = 15.0
 
 
-class HubIdentityMismatch(Exception):
+class HubIdentityMismatch(LadderError):
     """The hub's certificate key is not the one pinned at join time."""
 
 

@@ -22,9 +22,10 @@ import logging
 import math
 from typing import Protocol
 
+from ladder.errors import LadderError
 from ladder.protocol import events as ev
+from ladder.protocol.control import decode_control, encode_control
 from ladder.protocol.errors import ErrorCode, RemoteProtocolError
-from ladder.protocol.messages import decode_control, encode_control
 from ladder.protocol.mux import Mux, StreamState
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ class LinkOwner(Protocol):
     def link_closed(self, link: Link, reason: str) -> None: ...
 
 
-class LinkRefused(Exception):
+class LinkRefused(LadderError):
     """The hub answered like a web server: it did not accept this member."""
 
 

@@ -27,13 +27,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from ladder.errors import UserError
+
 ALPN = ["http/1.1"]
 FINGERPRINT_PREFIX = "sha256:"
 VALIDITY = datetime.timedelta(days=365)
 BACKDATE = datetime.timedelta(days=1)
 
 
-class TLSMaterialError(Exception):
+class TLSMaterialError(UserError):
     """A certificate or key file that cannot be used; one line naming the file."""
 
 

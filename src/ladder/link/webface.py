@@ -36,6 +36,8 @@ import zlib
 from collections.abc import Callable
 from urllib.parse import unquote_to_bytes
 
+from ladder.errors import LadderError
+
 MAX_HEAD = 8 * 1024          # nginx large_client_header_buffers 8k
 MAX_BODY = 1024 * 1024       # nginx client_max_body_size 1m
 MAX_CHUNK_LINE = 4 * 1024    # a chunk-size line with extensions
@@ -77,7 +79,7 @@ _BYTE_RANGE = re.compile(r"bytes=\s*([0-9]{0,18})\s*-\s*([0-9]{0,18})\s*", re.IG
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")
 
 
-class _Reject(Exception):
+class _Reject(LadderError):
     """The request cannot be answered normally; answer `status` and close."""
 
     def __init__(self, status: int, title: str | None = None) -> None:

@@ -1,5 +1,6 @@
-"""Protocol core, sans-IO: frames, the mux, hellos, payloads and Noise.
+"""Protocol core, sans-IO: frames, the mux, hellos, identities, payloads, control messages, envelopes and Noise.
 
 Bytes in, events out; no sockets, no asyncio, and no imports from the rest
-of Ladder. Everything here is tested by feeding bytes.
+of Ladder but `ladder.errors`, the root its errors descend from (which
+imports nothing). Everything here is tested by feeding bytes.
 """

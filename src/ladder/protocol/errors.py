@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import enum
 
+from ladder.errors import LadderError
+
 
 class ErrorCode(enum.IntEnum):
     """Codes in GOAWAY, REFUSE and RESET frames (16 bits on the wire)."""
@@ -36,7 +38,7 @@ class ErrorCode(enum.IntEnum):
     MEMBER_LIMIT = 27  # this member already holds as many streams there as one member may
 
 
-class ProtocolError(Exception):
+class ProtocolError(LadderError):
     """Base of both protocol errors; carries the code for the wire."""
 
     def __init__(self, message: str, code: ErrorCode = ErrorCode.PROTOCOL_ERROR):

@@ -58,6 +58,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import (
 )
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
+from ladder.errors import LadderError
+
 __all__ = [
     "MAX_MESSAGE_LEN",
     "TAG_LEN",
@@ -93,7 +95,7 @@ MAX_NONCE = 2**64 - 1  # 5.1: reserved, never used to encrypt a message
 # --------------------------------------------------------------------------
 
 
-class NoiseError(Exception):
+class NoiseError(LadderError):
     """Base class of every error this module raises on purpose."""
 
 

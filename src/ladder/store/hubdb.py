@@ -32,6 +32,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ladder.errors import UserError
+
 DB_FILENAME = "hub.db"
 SCHEMA_VERSION = 1
 PUBKEY_LEN = 32
@@ -68,7 +70,7 @@ CREATE UNIQUE INDEX members_active_name ON members (name)
 """
 
 
-class StoreError(Exception):
+class StoreError(UserError):
     """A request the store refuses; the message is one line for a person."""
 
 
