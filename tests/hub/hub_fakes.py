@@ -18,8 +18,10 @@ class FakeLink:
 
     def __init__(self, room: bool = True):
         self.owner = None
+        self.label = "fake link"
         self.room = room  # whether the peer would take one more stream
         self.closed = False
+        self.close_code: int | None = None
         self.sent: list[dict] = []  # control messages
         self.refused: dict[int, tuple[int, str]] = {}
         self.claimed: dict[int, object] = {}
@@ -44,6 +46,6 @@ class FakeLink:
 
     def close(self, code: int = 0, reason: str = "") -> None:
         if not self.closed:
-            self.closed = True
+            self.closed, self.close_code = True, code
             if self.owner is not None:
                 self.owner.link_closed(self, reason)

@@ -9,6 +9,7 @@ from hub_fakes import FakeLink, make_member
 from ladder.hub.directory import Origin
 from ladder.hub.hub import STREAMS_PER_DESTINATION
 from ladder.hub.ports import MemberPort, Ports
+from ladder.protocol import control
 from ladder.protocol.errors import ErrorCode
 from ladder.protocol.messages import decode_route, encode_route
 
@@ -20,6 +21,7 @@ class Hub:
         self.destinations: set[str] = set()  # who shares or publishes
         self.channels: Counter[str] = Counter()
         self.gone: list[tuple[MemberPort, bool]] = []  # (port, whether it was still routed to)
+        self.said: list[tuple[MemberPort, object]] = []
         self.ports = Ports(self.destinations.__contains__, STREAMS_PER_DESTINATION, self._channel)
 
     def _channel(self, member_id: str, change: int) -> None:
@@ -36,7 +38,7 @@ class Hub:
         self.ports.route(port, sid, payload, window)
 
     def control_received(self, port, message):
-        raise AssertionError("no control messages in these tests")
+        self.said.append((port, message))
 
     def port_closed(self, port, reason):
         self.gone.append((port, self.ports.remove(port)))
@@ -128,3 +130,15 @@ def test_a_port_that_goes_is_no_longer_routed_to():
     assert hub.gone == [(exit_, True)] and exit_.id not in hub.ports
     open_to(user, exit_.id, 1)
     assert user.link.refused[1][0] == ErrorCode.NO_ROUTE
+
+
+def test_a_members_control_messages_are_checked_at_its_port_and_a_malformed_one_closes_that_link_only():
+    hub = Hub()
+    alice, bob = hub.connect("alice"), hub.connect("bob")
+    alice.link.owner.control_received(alice.link, {"type": "share-status", "accepting": False, "reason": "cap"})
+    alice.link.owner.control_received(alice.link, {"type": "from-a-newer-agent", "x": 1})
+    assert hub.said == [(alice, control.ShareStatus(accepting=False, reason="cap")),
+                        (alice, control.Unknown("from-a-newer-agent"))]
+    bob.link.owner.control_received(bob.link, {"type": "share-status", "accepting": "yes", "reason": ""})
+    assert bob.link.close_code == ErrorCode.PROTOCOL_ERROR and hub.gone == [(bob, True)] and len(hub.said) == 2
+    assert not alice.link.closed and hub.ports.get(alice.id) is alice

@@ -7,6 +7,7 @@ from hub_fakes import make_member
 
 from ladder.hub.directory import Directory, Origin
 from ladder.hub.services import EVERYONE, Outbox, ServiceBoard
+from ladder.protocol import control
 from ladder.protocol.noise import generate_keypair
 from ladder.protocol.records import sign_service_record, verify_service_record
 
@@ -37,8 +38,8 @@ class Members:
         self.deliver(self.board.member_offline(member.id))
 
     def publish(self, member, *records, more=False) -> Outbox:
-        outbox = self.board.publish(member, {"type": "publish", "services": list(records), "more": more},
-                                    Origin.member(member.id))
+        message = control.parse({"type": "publish", "services": list(records), "more": more})  # as the port does
+        outbox = self.board.publish(member, message, Origin.member(member.id))
         self.deliver(outbox)
         return outbox
 

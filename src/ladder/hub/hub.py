@@ -22,6 +22,7 @@ from ladder.config import HubConfig
 from ladder.link.connection import Link
 from ladder.link.server import FrontDoor, listen
 from ladder.link.tls import fingerprint_of_cert_file, server_context
+from ladder.protocol import control
 from ladder.protocol.errors import ErrorCode
 from ladder.protocol.hello import JOIN, Hello
 from ladder.protocol.identity import member_id
@@ -134,17 +135,17 @@ class Hub:
     def stream_opened(self, port: Port, sid: int, payload: bytes, window: int) -> None:
         self.ports.route(port, sid, payload, window)
 
-    def control_received(self, port: MemberPort, message: dict) -> None:
-        if message["type"] == "share-status":
-            accepting = bool(message.get("accepting", True))
-            self.directory.set_accepting(port.id, accepting)
-            log.info("%s %s new streams %s", port.label, "accepts" if accepting else "refuses",
-                     str(message.get("reason", ""))[:200])
+    def control_received(self, port: MemberPort, message: control.ControlMessage) -> None:
+        if isinstance(message, control.ShareStatus):
+            self.directory.set_accepting(port.id, message.accepting)
+            log.info("%s %s new streams %s", port.label, "accepts" if message.accepting else "refuses",
+                     message.reason[:200])
             self.directory_changed(urgent=True)
-        elif message["type"] == "publish":
+        elif isinstance(message, control.Publish):
             self._deliver(self.services.publish(port.member, message, port.origin))
-        elif message["type"] == "share":
+        elif isinstance(message, control.Share):
             self._share(port, message)
+        # anything else a member says (or a newer agent's Unknown) changes nothing here
 
     def port_closed(self, port: Port, reason: str) -> None:
         log.info("%s went offline: %s", port.label, reason)
@@ -156,9 +157,9 @@ class Hub:
         if exit_withdrawn:
             self.directory_changed(urgent=True)
 
-    def _share(self, port: MemberPort, message: dict) -> None:
-        record = {k: message.get(k) for k in ("record", "signature")}
-        record["pubkey"] = b64(port.member.pubkey)  # the key this hub vouched for at join time
+    def _share(self, port: MemberPort, message: control.Share) -> None:
+        # The key this hub vouched for at join time, not the one the member sent:
+        record = {"record": message.record, "signature": message.signature, "pubkey": b64(port.member.pubkey)}
         try:
             verified = verify_exit_record({"id": port.id, **record})
         except RecordError as exc:

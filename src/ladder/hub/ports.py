@@ -12,6 +12,10 @@ cannot take the streams of an exit's link from the others (a channel per
 exit or publisher it uses, a few while it reconnects); the far link can take
 one more stream.
 
+A member's port is also the edge where its control messages are checked,
+once (protocol/control.py): a malformed one closes that member's link only,
+and the hub gets the typed message.
+
 One port per id: a new link from the same member takes over, and the old
 one is told it was replaced (so that its agent stops instead of taking the
 link back) and closed, which ends its streams as any lost link would.
@@ -19,15 +23,19 @@ link back) and closed, which ends its streams as any lost link would.
 
 from __future__ import annotations
 
+import logging
 from typing import Callable, Iterator, Protocol
 
 from ladder.link.connection import Link
+from ladder.protocol import control
 from ladder.protocol.errors import ErrorCode, RemoteProtocolError
 from ladder.protocol.messages import decode_route, encode_route
 from ladder.store.hubdb import Member
 
 from .directory import Origin
 from .switch import splice
+
+log = logging.getLogger(__name__)
 
 
 class Port:
@@ -63,7 +71,13 @@ class MemberPort(Port):
         self.owner.stream_opened(self, sid, payload, window)
 
     def control_received(self, link: Link, message: dict) -> None:
-        self.owner.control_received(self, message)
+        try:
+            said = control.parse(message)
+        except RemoteProtocolError as exc:
+            log.warning("%s: protocol error from peer: %s", link.label, exc)
+            link.close(exc.code, str(exc))
+            return
+        self.owner.control_received(self, said)
 
     def link_closed(self, link: Link, reason: str) -> None:
         self.owner.port_closed(self, reason)
@@ -74,7 +88,7 @@ class MemberPortOwner(Protocol):
 
     def stream_opened(self, port: Port, sid: int, payload: bytes, window: int) -> None: ...
 
-    def control_received(self, port: MemberPort, message: dict) -> None: ...
+    def control_received(self, port: MemberPort, message: control.ControlMessage) -> None: ...
 
     def port_closed(self, port: Port, reason: str) -> None: ...
 

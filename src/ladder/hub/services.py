@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from ladder.protocol.control import ListAssembler, split_list_message
+from ladder.protocol.control import ListAssembler, Publish, split_list_message
 from ladder.protocol.records import RecordError, b64, verify_service_record
 from ladder.store.hubdb import Member
 
@@ -82,7 +82,7 @@ class ServiceBoard:
 
     # ------------------------------------------------------------ services
 
-    def publish(self, member: Member, message: dict, origin: Origin) -> Outbox:
+    def publish(self, member: Member, message: Publish, origin: Origin) -> Outbox:
         """A piece of a member's `publish`; the last piece replaces what it publishes."""
         pieces = self._incoming.setdefault(member.id, ListAssembler("services", MAX_SERVICES_PER_MEMBER))
         records = pieces.add(message)
@@ -91,9 +91,7 @@ class ServiceBoard:
         del self._incoming[member.id]
         entries, names = [], set()
         for item in records:
-            if not isinstance(item, dict):
-                continue
-            entry = {"id": member.id, "record": item.get("record"), "signature": item.get("signature"),
+            entry = {"id": member.id, "record": item.record, "signature": item.signature,
                      "pubkey": b64(member.pubkey)}  # the key this hub vouched for at join time
             try:
                 record = verify_service_record(entry)
