@@ -188,7 +188,7 @@ def hub_run(folder, verbose) -> None:
             try:
                 await hub_.server.serve_forever()
             finally:
-                hub_.close()
+                await hub_.stop()
 
     runtime.serve(serve())
 

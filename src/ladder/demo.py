@@ -134,7 +134,7 @@ async def run_demo(check: bool, port: int, echo=print) -> int:
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
-                hub.close()
+                await hub.stop()
 
 
 async def _self_check(hub, sharer, user, origin, origin_port, echo) -> int:

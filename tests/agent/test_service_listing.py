@@ -1,10 +1,9 @@
-"""Services without processes: the config file, the user's verified listing, the hub's board."""
+"""Services without processes: the config file, the user's verified listing (the hub's board: tests/hub)."""
 
 from __future__ import annotations
 
 import base64
 import json
-from types import SimpleNamespace
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -19,7 +18,6 @@ from ladder.agent.services import (
     save_published,
 )
 from ladder.config import ConfigError
-from ladder.hub.services import ServiceBoard
 from ladder.protocol.errors import ErrorCode
 from ladder.protocol.identity import member_id, public_bytes
 from ladder.protocol.noise import generate_keypair
@@ -136,90 +134,3 @@ def test_access_list_is_shown_with_names():
     listing.update([listing_entry(RYAN, "ryan", access=["alice-id"])])
     (service,) = listing.status()
     assert service["access"] == ["alice"] and service["allowed"] is False
-
-
-# -------------------------------------------------------------- hub board
-
-
-class FakeLink:
-    def __init__(self):
-        self.sent = []
-
-    def send_control(self, message):
-        self.sent.append(message)
-
-
-def board_with(*keys_and_names):
-    members = [SimpleNamespace(id=member_id(public_bytes(k)), name=n, pubkey=public_bytes(k), revoked=False)
-               for k, n in keys_and_names]
-    hub = SimpleNamespace(sessions={}, store=SimpleNamespace(members=lambda: members))
-    board = ServiceBoard(hub)
-    board.pacer.every = 0  # the listing's logic, not its pacing (tests/hub/test_pacing.py)
-    sessions = [SimpleNamespace(member=m, link=FakeLink()) for m in members]
-    for session in sessions:
-        hub.sessions[session.member.id] = session
-        board.member_online(session)
-    return hub, board, members, sessions
-
-
-def published(hub_board_session, *records, more=False):
-    _, board, _, sessions = hub_board_session
-    board.publish(sessions[0], {"type": "publish", "services": list(records), "more": more})
-
-
-def test_board_lists_only_records_the_member_signed_and_keeps_offline_publishers():
-    setup = board_with((RYAN, "ryan"), (BOB, "bob"))
-    hub, board, members, sessions = setup
-    noise = generate_keypair()[1]
-    good = sign_service_record(RYAN, "blog", "", "", "http", noise, [], 1)
-    bobs = sign_service_record(BOB, "evil", "", "", "http", noise, [], 1)  # sent over ryan's link
-    published(setup, good, {"record": "junk", "signature": "junk"}, bobs, good)
-    (entry,) = board.entries()
-    assert entry["name"] == "ryan" and entry["online"] is True and board.publishes(members[0].id)
-    last = sessions[1].link.sent[-1]
-    assert last["type"] == "services" and len(last["services"]) == 1 and last["more"] is False
-    del hub.sessions[members[0].id]
-    board.member_offline(sessions[0])
-    assert board.entries()[0]["online"] is False and not board.publishes(members[0].id)
-
-
-def test_board_gathers_pieces_and_an_empty_publish_withdraws():
-    setup = board_with((RYAN, "ryan"))
-    _, board, _, _ = setup
-    noise = generate_keypair()[1]
-    published(setup, sign_service_record(RYAN, "a", "", "", "http", noise, [], 1), more=True)
-    assert board.entries() == []
-    published(setup, sign_service_record(RYAN, "b", "", "", "tcp", noise, [], 1))
-    assert len(board.entries()) == 2
-    published(setup)
-    assert board.entries() == []
-
-
-def test_members_are_pushed_and_revoked_publishers_disappear():
-    setup = board_with((RYAN, "ryan"), (BOB, "bob"))
-    hub, board, members, sessions = setup
-    published(setup, sign_service_record(RYAN, "blog", "", "", "http", generate_keypair()[1], [], 1))
-    pushed = [m for m in sessions[1].link.sent if m["type"] == "members"][-1]
-    assert {m["name"] for m in pushed["members"]} == {"ryan", "bob"}
-    members[0].revoked = True
-    board.members_changed()
-    assert board.entries() == [] and board.names == {members[1].id: "bob"}
-
-
-def test_a_join_reaches_the_others_as_one_member_and_the_newcomer_gets_the_list():
-    setup = board_with((RYAN, "ryan"), (BOB, "bob"))
-    hub, board, members, sessions = setup
-    carol_key = Ed25519PrivateKey.generate()
-    carol = SimpleNamespace(id=member_id(public_bytes(carol_key)), name="carol", pubkey=public_bytes(carol_key),
-                            revoked=False)
-    members.append(carol)
-    for session in sessions:
-        session.link.sent.clear()
-    newcomer = SimpleNamespace(member=carol, link=FakeLink())
-    hub.sessions[carol.id] = newcomer
-    board.member_online(newcomer)
-    for session in sessions:  # not the whole list again: that cost N² entries per join
-        assert [m for m in session.link.sent if m["type"] in ("member", "members")] == [
-            {"type": "member", "id": carol.id, "name": "carol"}]
-    full = [m for m in newcomer.link.sent if m["type"] == "members"][-1]
-    assert {m["name"] for m in full["members"]} == {"ryan", "bob", "carol"}

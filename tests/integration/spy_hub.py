@@ -48,7 +48,7 @@ class ForgingBoard(ServiceBoard):
 class ServiceForgingHub(Hub):
     def __init__(self, *args):
         super().__init__(*args)
-        self.services = ForgingBoard(self)
+        self.services = ForgingBoard(self.directory)
 
 
 def record_everything(path: str) -> None:

@@ -2,101 +2,96 @@
 
 A member's agent sends `publish` with the signed records of all the
 services it publishes (in pieces when long; the last piece replaces the
-whole set). The hub checks each record against the key it vouched for at
-join time and lists it with the member's name and whether the member is
-online; a publisher that goes offline stays listed as offline until it
-comes back or is revoked (in memory: a restarted hub relists services as
-their publishers reconnect). Every change is pushed to every session as
-`services`; the names of all active members are pushed as `members`, so an
-agent can turn the names a publisher types into member ids. A join is
-pushed as one `member`: the whole list to everyone on each join made a
-burst of N joins cost N³ list entries. Pushes of `services` are paced
-(pacing.py), so a member publishing or reconnecting in a loop cannot make
-the hub send a list to everyone for each of its messages.
+whole set). The board checks each record against the key the hub vouched
+for at join time and lists it in the directory with the member's name and
+whether the member is online; a publisher that goes offline stays listed as
+offline until it comes back or is revoked (in memory: a restarted hub
+relists services as their publishers reconnect). Every change is pushed to
+every member as `services`; the names of all active members are pushed as
+`members`, so an agent can turn the names a publisher types into member
+ids. A join is pushed as one `member`: the whole list to everyone on each
+join made a burst of N joins cost N³ list entries.
+
+The board holds no link and no store: each input (a member online or
+offline, a `publish`, the roster read from the store) returns an `Outbox`,
+the messages the hub should send and to whom. A change of the listing is
+only flagged there: the hub pushes `services` paced (pacing.py), so a member
+publishing or reconnecting in a loop cannot make the hub send a list to
+everyone for each of its messages.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
-from ladder.protocol.control import ListAssembler, split_list_message
+from ladder.protocol.control import ListAssembler, Publish, split_list_message
 from ladder.protocol.records import RecordError, b64, verify_service_record
-from ladder.store.hubdb import StoreError
+from ladder.store.hubdb import Member
 
-from .pacing import Pacer
-
-if TYPE_CHECKING:
-    from .hub import Hub, Session
+from .directory import Directory, Origin
 
 log = logging.getLogger(__name__)
 MAX_SERVICES_PER_MEMBER = 64
+EVERYONE = None  # an Outbox recipient: every member online
+
+
+@dataclass
+class Outbox:
+    """What the hub should send after one input, in this order; and whether to push the listing."""
+
+    sends: list[tuple[str | None, dict]] = field(default_factory=list)  # (member id or EVERYONE, message)
+    listing_changed: bool = False  # every member gets `services` soon, paced
+
+    def to(self, recipient: str | None, messages: list[dict]) -> None:
+        self.sends.extend((recipient, message) for message in messages)
 
 
 class ServiceBoard:
-    def __init__(self, hub: Hub):
-        self.hub = hub
-        self.listed: dict[str, list[dict]] = {}  # member id → its verified entries (without "online")
-        self.names: dict[str, str] = {}  # active member id → name
+    def __init__(self, directory: Directory):
+        self.directory = directory
         self._incoming: dict[str, ListAssembler] = {}  # member id → pieces of a publish in progress
-        self.pacer = Pacer(self._send_services)
 
     # ------------------------------------------------------------- members
 
-    def member_online(self, session: Session) -> None:
+    def member_online(self, member_id: str) -> Outbox:
         """A member's link came up: it gets the listings; others see its services online again."""
-        if session.member.id not in self.names:  # it just joined: the others hear of it
-            self.members_changed()
-        for message in self.members_messages():
-            session.link.send_control(message)
-        if session.member.id in self.listed:
-            self.push()
+        outbox = Outbox()
+        outbox.to(member_id, self.members_messages())
+        if member_id in self.directory.services:
+            outbox.listing_changed = True
         else:
-            for message in self.services_messages():
-                session.link.send_control(message)
+            outbox.to(member_id, self.services_messages())
+        return outbox
 
-    def member_offline(self, session: Session) -> None:
-        self._incoming.pop(session.member.id, None)
-        if session.member.id in self.listed:
-            self.push()
+    def member_offline(self, member_id: str) -> Outbox:
+        self._incoming.pop(member_id, None)
+        return Outbox(listing_changed=member_id in self.directory.services)
 
-    def members_changed(self) -> None:
-        """Members joined or were revoked: relabel, drop the revoked members' services, push."""
-        try:
-            members = [m for m in self.hub.store.members() if not m.revoked]
-        except StoreError as exc:
-            log.warning("cannot read the member store: %s", exc)
-            return
-        old, self.names = self.names, {m.id: m.name for m in members}
-        gone = self.listed.keys() - self.names.keys()
-        for member_id in gone:
-            del self.listed[member_id]
-        if old.keys() <= self.names.keys() and all(self.names[mid] == name for mid, name in old.items()):
-            messages = [{"type": "member", "id": mid, "name": name}  # only joins: say just those
-                        for mid, name in self.names.items() if mid not in old]
+    def roster_changed(self, names: dict[str, str]) -> Outbox:
+        """The active members as the store has them now: relabel, drop revoked members' services."""
+        old = self.directory.names
+        gone = self.directory.set_roster(names)
+        outbox = Outbox(listing_changed=bool(gone))
+        if old.keys() <= names.keys() and all(names[mid] == name for mid, name in old.items()):
+            outbox.to(EVERYONE, [{"type": "member", "id": mid, "name": name}  # only joins: say just those
+                                 for mid, name in names.items() if mid not in old])
         else:
-            messages = self.members_messages()
-        for session in self.hub.sessions.values():
-            for message in messages:
-                session.link.send_control(message)
-        if gone:
-            self.push()
+            outbox.to(EVERYONE, self.members_messages())
+        return outbox
 
     # ------------------------------------------------------------ services
 
-    def publish(self, session: Session, message: dict) -> None:
+    def publish(self, member: Member, message: Publish, origin: Origin) -> Outbox:
         """A piece of a member's `publish`; the last piece replaces what it publishes."""
-        member = session.member
         pieces = self._incoming.setdefault(member.id, ListAssembler("services", MAX_SERVICES_PER_MEMBER))
         records = pieces.add(message)
         if records is None:
-            return
+            return Outbox()
         del self._incoming[member.id]
         entries, names = [], set()
         for item in records:
-            if not isinstance(item, dict):
-                continue
-            entry = {"id": member.id, "record": item.get("record"), "signature": item.get("signature"),
+            entry = {"id": member.id, "record": item.record, "signature": item.signature,
                      "pubkey": b64(member.pubkey)}  # the key this hub vouched for at join time
             try:
                 record = verify_service_record(entry)
@@ -106,36 +101,22 @@ class ServiceBoard:
             if record.name not in names:
                 names.add(record.name)
                 entries.append(entry)
-        if entries:
-            self.listed[member.id] = entries
-        elif self.listed.pop(member.id, None) is None:
-            return  # nothing was listed and nothing is: no news
+        if not self.directory.list_services(member.id, entries, origin):
+            return Outbox()  # nothing was listed and nothing is: no news
         log.info("%s publishes %d service(s): %s", member.name, len(entries), ", ".join(sorted(names)))
-        self.push()
-
-    def publishes(self, member_id: str) -> bool:
-        """True when streams may be spliced to this member for its services."""
-        return member_id in self.listed and member_id in self.hub.sessions
+        return Outbox(listing_changed=True)
 
     def entries(self) -> list[dict]:
+        directory = self.directory
         return [
-            {**entry, "name": self.names.get(member_id, member_id), "online": member_id in self.hub.sessions}
-            for member_id, entries in self.listed.items() for entry in entries
+            {**entry, "name": directory.names.get(publisher_id, publisher_id),
+             "online": directory.is_up(listing.origin)}
+            for publisher_id, listing in directory.services.items() for entry in listing.entries
         ]
 
     def services_messages(self) -> list[dict]:
         return split_list_message({"type": "services"}, "services", self.entries())
 
     def members_messages(self) -> list[dict]:
-        members = [{"id": member_id, "name": name} for member_id, name in self.names.items()]
+        members = [{"id": member_id, "name": name} for member_id, name in self.directory.names.items()]
         return split_list_message({"type": "members"}, "members", members)
-
-    def push(self) -> None:
-        """Every member gets the listing: soon, once however many changes come meanwhile."""
-        self.pacer.request()
-
-    def _send_services(self) -> None:
-        messages = self.services_messages()
-        for session in self.hub.sessions.values():
-            for message in messages:
-                session.link.send_control(message)

@@ -1,4 +1,7 @@
-"""The switch: splices a stream on one member's link onto a stream on another's.
+"""The switch: splices a stream on one port's link onto a new stream on another port's link.
+
+Which port a stream goes to is the routing table's choice (ports.py); the
+switch joins any two links.
 
 The hub forwards frames; it never reads what they carry. Flow control runs
 end to end: the hub grants the opener exactly the window the far end
@@ -70,10 +73,10 @@ class SpliceEnd(Endpoint):
             callback()
 
 
-def splice(user: Link, user_sid: int, user_window: int, exit_link: Link, payload: bytes, on_close) -> None:
-    """Open a stream on `exit_link` for the user's pending stream and join the two."""
-    a, b = SpliceEnd(user, user_sid, opener=True), SpliceEnd(exit_link, None, opener=False)
+def splice(opener: Link, opener_sid: int, opener_window: int, far: Link, payload: bytes, on_close) -> None:
+    """Open a stream on `far` for the opener's pending stream and join the two."""
+    a, b = SpliceEnd(opener, opener_sid, opener=True), SpliceEnd(far, None, opener=False)
     a.other, b.other = b, a
     a.on_close = b.on_close = on_close
-    user.claim(user_sid, a)  # so a reset while the exit answers reaches us
-    b.sid = exit_link.open_stream(payload, b, window=user_window)
+    opener.claim(opener_sid, a)  # so a reset while the far end answers reaches us
+    b.sid = far.open_stream(payload, b, window=opener_window)

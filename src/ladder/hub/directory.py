@@ -1,0 +1,135 @@
+"""The hub's directory: the verified exit and service records it relays, and the member roster.
+
+Every record here was checked against the key of the member who signed it
+before it got in (hub.py for exits, services.py for services), and keeps
+its `Origin`: the port it arrived on. Today that is always a member of this
+hub over its own link; a peer hub's records (issue 14) will name the peer,
+so that its link going down withdraws them together.
+
+An exit is listed while its origin is up: it is withdrawn when its link
+goes. A publisher's services stay listed while it is offline, marked so,
+until it publishes again or is revoked. What the hub adds of its own is
+what only it knows: how many channels are spliced to each member (`users`)
+and whether an exit said it takes new streams. The roster is every active
+member's name, so that agents can turn names into member ids.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a record came from: the kind of port it arrived on and that port's id."""
+
+    kind: str
+    port: str
+
+    @classmethod
+    def member(cls, member_id: str) -> Origin:
+        """The member's own link: what it says of itself, signed by itself."""
+        return cls("member", member_id)
+
+
+@dataclass
+class ExitListing:
+    id: str
+    name: str
+    country: str  # from the verified record
+    record: dict  # "record", "signature" and "pubkey" as relayed (base64)
+    origin: Origin
+    accepting: bool = True  # False while the exit's daily or monthly cap is reached
+
+
+@dataclass
+class ServiceListing:
+    entries: list[dict]  # one verified {"id", "record", "signature", "pubkey"} per service
+    origin: Origin
+
+
+class Directory:
+    """What the hub relays about the network's members, and the names that label them."""
+
+    def __init__(self) -> None:
+        self.exits: dict[str, ExitListing] = {}
+        self.services: dict[str, ServiceListing] = {}  # publisher id → its services
+        self.names: dict[str, str] = {}  # active member id → name
+        self.users: Counter[str] = Counter()  # member id → channels spliced to it, idle or not
+        self._up: set[Origin] = set()
+
+    # ------------------------------------------------------------- origins
+
+    def origin_up(self, origin: Origin) -> None:
+        self._up.add(origin)
+
+    def origin_down(self, origin: Origin) -> bool:
+        """Its port went: its exits are withdrawn, its services shown offline. True if an exit went."""
+        self._up.discard(origin)
+        gone = [exit_id for exit_id, listing in self.exits.items() if listing.origin == origin]
+        for exit_id in gone:
+            del self.exits[exit_id]
+        return bool(gone)
+
+    def is_up(self, origin: Origin) -> bool:
+        return origin in self._up
+
+    # --------------------------------------------------------------- exits
+
+    def list_exit(self, listing: ExitListing) -> bool:
+        """List or replace an exit; False when it is the record already listed (nothing to tell)."""
+        old = self.exits.get(listing.id)
+        if old is not None:
+            if old.record == listing.record and old.origin == listing.origin:
+                return False
+            listing.accepting = old.accepting  # a new record says nothing of the exit's caps
+        self.exits[listing.id] = listing
+        return True
+
+    def set_accepting(self, exit_id: str, accepting: bool) -> None:
+        """What a listed exit said of its caps (one not listed has nothing to say it of)."""
+        listing = self.exits.get(exit_id)
+        if listing is not None:
+            listing.accepting = accepting
+
+    def count_channel(self, member_id: str, change: int) -> None:
+        """A channel to `member_id` was spliced (+1) or closed (-1)."""
+        self.users[member_id] += change
+        if not self.users[member_id]:
+            del self.users[member_id]
+
+    def exits_message(self) -> dict:
+        """The `directory` every member gets: each exit's own signed record, plus what the hub knows.
+
+        `users` counts the channels to it: members using it, idle or not. The
+        hub cannot count their connections inside (nor should it), so only
+        each user knows its own load on an exit.
+        """
+        exits = [{"id": x.id, "name": x.name, "country": x.country, "users": self.users[x.id], **x.record}
+                 for x in self.exits.values() if x.accepting]
+        return {"type": "directory", "exits": exits}
+
+    # ------------------------------------------------------------ services
+
+    def list_services(self, publisher_id: str, entries: list[dict], origin: Origin) -> bool:
+        """Replace what a publisher lists (none: it withdraws); False when nothing was listed and nothing is."""
+        if entries:
+            self.services[publisher_id] = ServiceListing(entries, origin)
+            return True
+        return self.services.pop(publisher_id, None) is not None
+
+    def publishes(self, member_id: str) -> bool:
+        """True when streams may be spliced to this member for its services: it lists some and is up."""
+        listing = self.services.get(member_id)
+        return listing is not None and listing.origin in self._up
+
+    # -------------------------------------------------------------- roster
+
+    def set_roster(self, names: dict[str, str]) -> set[str]:
+        """The active members now; the services of members no longer in it go. Returns those members' ids."""
+        self.names = dict(names)
+        gone = self.services.keys() - self.names.keys()
+        for member_id in gone:
+            del self.services[member_id]
+        return gone

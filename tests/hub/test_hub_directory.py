@@ -1,0 +1,90 @@
+"""The hub's directory without a hub: exit and service records with their origins, the roster, the message."""
+
+from __future__ import annotations
+
+from ladder.hub.directory import Directory, ExitListing, Origin
+
+ALICE, BOB = Origin.member("alice-id"), Origin.member("bob-id")
+
+
+def record(n: int) -> dict:
+    return {"record": f"r{n}", "signature": f"s{n}", "pubkey": "k"}
+
+
+def exit_of(origin: Origin, n: int = 1, country: str = "AA") -> ExitListing:
+    return ExitListing(origin.port, origin.port.removesuffix("-id"), country, record(n), origin)
+
+
+def test_an_exit_is_listed_replaced_and_the_same_record_again_is_no_news():
+    directory = Directory()
+    assert directory.list_exit(exit_of(ALICE))
+    assert not directory.list_exit(exit_of(ALICE))  # said again: nothing for anyone to hear
+    assert directory.list_exit(exit_of(ALICE, 2, "BB"))
+    assert directory.exits_message() == {"type": "directory", "exits": [
+        {"id": "alice-id", "name": "alice", "country": "BB", "users": 0, **record(2)}]}
+
+
+def test_the_message_keeps_the_wire_order_of_fields_and_counts_channels():
+    directory = Directory()
+    directory.list_exit(exit_of(ALICE))
+    for _ in range(3):
+        directory.count_channel("alice-id", 1)
+    directory.count_channel("alice-id", -1)
+    directory.count_channel("bob-id", 1)  # a publisher's channels count too, listed as an exit or not
+    (entry,) = directory.exits_message()["exits"]
+    assert list(entry) == ["id", "name", "country", "users", "record", "signature", "pubkey"]
+    assert entry["users"] == 2
+    directory.count_channel("bob-id", -1)
+    assert "bob-id" not in directory.users  # nothing kept for members nobody uses
+
+
+def test_a_capped_exit_is_left_out_until_it_accepts_again_and_a_new_record_keeps_its_cap():
+    directory = Directory()
+    directory.list_exit(exit_of(ALICE))
+    directory.list_exit(exit_of(BOB))
+    directory.set_accepting("alice-id", False)
+    assert [x["id"] for x in directory.exits_message()["exits"]] == ["bob-id"]
+    assert "alice-id" in directory.exits  # still a destination: the exit refuses new streams itself
+    directory.list_exit(exit_of(ALICE, 2))
+    assert [x["id"] for x in directory.exits_message()["exits"]] == ["bob-id"]
+    directory.set_accepting("alice-id", True)
+    assert [x["id"] for x in directory.exits_message()["exits"]] == ["alice-id", "bob-id"]
+
+
+def test_an_origin_going_down_withdraws_its_exits_only_and_shows_its_services_offline():
+    directory = Directory()
+    for origin in (ALICE, BOB):
+        directory.origin_up(origin)
+        directory.list_exit(exit_of(origin))
+        directory.list_services(origin.port, [{"id": origin.port, "record": "x"}], origin)
+    assert directory.publishes("alice-id") and directory.publishes("bob-id")
+    assert directory.origin_down(ALICE)
+    assert list(directory.exits) == ["bob-id"]
+    assert "alice-id" in directory.services and not directory.publishes("alice-id")
+    assert directory.services["alice-id"].origin == ALICE and not directory.is_up(ALICE)
+    assert not directory.origin_down(ALICE)  # nothing more to withdraw
+    directory.origin_up(ALICE)
+    assert directory.publishes("alice-id")  # back: its services are online again
+    assert "alice-id" not in directory.exits  # its exit only once it shares again
+
+
+def test_a_publisher_withdraws_by_listing_nothing():
+    directory = Directory()
+    assert not directory.list_services("alice-id", [], ALICE)  # nothing was listed and nothing is
+    assert directory.list_services("alice-id", [{"id": "alice-id"}], ALICE)
+    assert directory.list_services("alice-id", [], ALICE)
+    assert directory.services == {}
+
+
+def test_the_roster_drops_the_services_of_members_no_longer_in_it():
+    directory = Directory()
+    directory.list_services("alice-id", [{"id": "alice-id"}], ALICE)
+    directory.list_services("bob-id", [{"id": "bob-id"}], BOB)
+    assert directory.set_roster({"alice-id": "alice", "bob-id": "bob"}) == set()
+    assert directory.set_roster({"bob-id": "bob"}) == {"alice-id"}
+    assert list(directory.services) == ["bob-id"] and directory.names == {"bob-id": "bob"}
+
+
+def test_origins_are_equal_by_kind_and_port():
+    assert Origin.member("x") == Origin("member", "x") and Origin.member("x") != Origin("peer", "x")
+    assert len({Origin.member("x"), Origin.member("x")}) == 1
