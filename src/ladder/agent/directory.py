@@ -13,7 +13,8 @@ anyway (its record predates that field, or it had not learnt our name yet)
 is skipped for ten minutes, or until it signs a new record. Exits are
 ranked by our own live streams on each (counted as they open and close),
 then by how many members use each (the hub's count of channels to it, ours
-included: it cannot see the streams inside), then by speed.
+included: it cannot see the streams inside), then by speed. Failures and
+refusals age by a clock it is given (monotonic seconds).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import json
 import logging
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ladder.config import write_file
@@ -35,8 +37,9 @@ REFUSAL_MEMORY = 600.0
 
 
 class Directory:
-    def __init__(self, pins_path: Path, own_id: str, own_name: str):
+    def __init__(self, pins_path: Path, own_id: str, own_name: str, clock: Callable[[], float] = time.monotonic):
         self.pins_path = pins_path
+        self.clock = clock
         self.own_id, self.own_name = own_id, own_name
         self.entries: list[dict] = []  # as the hub sent them, for status
         self.records: dict[str, ExitRecord] = {}  # verified, by exit id
@@ -81,7 +84,7 @@ class Directory:
         """Verified exits that --exit names (auto, a country, a name or an id) and that serve us, best first."""
         found = [(entry, record) for entry, record in self._matching(choice) if self.admits_me(record.id)]
         random.shuffle(found)  # ties go to a random exit, not always the first
-        now = time.monotonic()
+        now = self.clock()
 
         def rank(pair):
             entry, record = pair
@@ -99,20 +102,20 @@ class Directory:
         self.failed_at.pop(exit_id, None)
 
     def failed(self, exit_id: str) -> None:
-        self.failed_at[exit_id] = time.monotonic()
+        self.failed_at[exit_id] = self.clock()
 
     def admits_me(self, exit_id: str) -> bool:
         """Whether the exit's signed policy serves this member, and it has not refused us since."""
         record = self.records[exit_id]
         issued, when = self.refused_me.get(exit_id, (None, 0.0))
-        refused = issued == record.issued and time.monotonic() - when < REFUSAL_MEMORY
+        refused = issued == record.issued and self.clock() - when < REFUSAL_MEMORY
         return record.admits(self.own_name) and not refused
 
     def refused(self, exit_id: str) -> None:
         """The exit refused this member by policy: skip it for a while, or until it signs a new record."""
         record = self.records.get(exit_id)
         if record is not None:
-            self.refused_me[exit_id] = record.issued, time.monotonic()
+            self.refused_me[exit_id] = record.issued, self.clock()
 
     def _matching(self, choice: str) -> list[tuple[dict, ExitRecord]]:
         """The verified exits other than ours that --exit `choice` names, whoever they serve."""

@@ -1,0 +1,40 @@
+"""Joining a hub with an invite: the member's key, the JOIN hello, the hub's answer, the member's folder.
+
+The invite link carries the hub's address and the fingerprint of its key,
+so the dial pins the hub as any member's dial does: a man in the middle
+fails here, before the invite's token is sent. The hub answers `joined`
+with the member's name, or `join-refused` with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from ladder.config import InviteLink, MemberConfig
+from ladder.link.client import HubIdentityMismatch, dial
+from ladder.link.connection import LinkRefused
+
+
+class JoinFailed(Exception):
+    """The hub could not be reached, was not the one the invite names, or refused the invite."""
+
+
+async def join(invite: InviteLink, folder: Path) -> MemberConfig:
+    """Join with `invite`, keeping the new member's key and config in `folder`; raises JoinFailed."""
+    key = MemberConfig.load_or_create_key(folder)
+    host, port = invite.address
+    try:
+        _, reply = await dial(invite.address, invite.fingerprint, key, None, token=invite.token)
+    except HubIdentityMismatch as exc:
+        raise JoinFailed(str(exc)) from None
+    except LinkRefused:
+        raise JoinFailed("the hub does not know this invite (mistyped, revoked or for another hub)") from None
+    except (OSError, asyncio.TimeoutError) as exc:
+        raise JoinFailed(f"cannot reach the hub at {host}:{port}: {exc or 'timeout'}") from None
+    if reply.get("type") != "joined":
+        raise JoinFailed(f"the hub refused the invite: {reply.get('reason', reply)}")
+    config = MemberConfig(folder, key, invite.address, invite.fingerprint, str(reply.get("hub", invite.hub_name)),
+                          str(reply["name"]))
+    config.save()
+    return config
