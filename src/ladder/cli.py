@@ -531,7 +531,7 @@ def publish(address, folder, name, title, description, members, tcp, remove) -> 
     picks changes up within a second and publishes again after every reconnect.
     """
     from ladder.agent.services import Published, load_published, loopback_address, save_published
-    from ladder.protocol.hello import public_bytes
+    from ladder.protocol.identity import public_bytes
     from ladder.protocol.records import service_address
 
     config = MemberConfig.load(member_folder(folder))

@@ -18,7 +18,8 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ladder.protocol.hello import TOKEN_SIZE, member_id, public_bytes
+from ladder.protocol.hello import TOKEN_SIZE
+from ladder.protocol.identity import member_id, public_bytes
 from ladder.protocol.noise import generate_keypair
 
 

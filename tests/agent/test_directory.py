@@ -8,7 +8,7 @@ import json
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ladder.agent.directory import REFUSAL_MEMORY, Directory
-from ladder.protocol.hello import member_id, public_bytes
+from ladder.protocol.identity import member_id, public_bytes
 from ladder.protocol.noise import generate_keypair
 from ladder.protocol.records import sign_exit_record
 

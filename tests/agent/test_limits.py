@@ -20,7 +20,7 @@ from ladder.agent.sharing import (
     Sharing,
     TokenBucket,
 )
-from ladder.protocol.hello import member_id, public_bytes
+from ladder.protocol.identity import member_id, public_bytes
 from ladder.protocol.noise import generate_keypair
 from ladder.protocol.records import sign_exit_record
 

@@ -28,7 +28,7 @@ from ladder.agent.sharing import MEMBERS_ONLY, SharePolicy, Sharing
 from ladder.config import MemberConfig
 from ladder.link.connection import Link
 from ladder.protocol.errors import ErrorCode
-from ladder.protocol.hello import member_id, public_bytes
+from ladder.protocol.identity import member_id, public_bytes
 from ladder.protocol.messages import decode_route, encode_route
 from ladder.protocol.noise import generate_keypair
 from ladder.protocol.records import sign_exit_record

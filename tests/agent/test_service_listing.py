@@ -15,7 +15,7 @@ from ladder.agent.services import Published, load_published, loopback_address, s
 from ladder.config import ConfigError
 from ladder.hub.services import ServiceBoard
 from ladder.protocol.errors import ErrorCode
-from ladder.protocol.hello import member_id, public_bytes
+from ladder.protocol.identity import member_id, public_bytes
 from ladder.protocol.noise import generate_keypair
 from ladder.protocol.records import b64, service_address, sign_service_record
 

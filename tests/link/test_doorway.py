@@ -27,7 +27,8 @@ from ladder.link.server import Doorway, FrontDoor, is_tls_start, tls_refusal
 from ladder.link.tls import generate_self_signed, server_context
 from ladder.link.webface import PLAIN_ON_HTTPS_PORT
 from ladder.runtime import run_async
-from ladder.protocol.hello import make_hello, member_id, public_bytes
+from ladder.protocol.hello import make_hello
+from ladder.protocol.identity import member_id, public_bytes
 from ladder.protocol.mux import KEEPALIVE_INTERVAL, Mux
 from ladder.store.hubdb import HubStore
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ladder.protocol.channel import OVERHEAD, SEAL_CHUNK, ChannelError, Initiator, Responder
-from ladder.protocol.hello import member_id, public_bytes
+from ladder.protocol.identity import member_id, public_bytes
 from ladder.protocol.messages import decode_target, encode_target
 from ladder.protocol.noise import generate_keypair
 from ladder.protocol.records import RecordError, sign_exit_record, verify_exit_record

@@ -23,11 +23,10 @@ from ladder.protocol.hello import (
     Hello,
     hello_size,
     make_hello,
-    member_id,
     parse_hello,
-    public_bytes,
     verify_hello,
 )
+from ladder.protocol.identity import public_bytes
 
 HUB = "sha256:2f6c1b5e7d0a9c4b3e8f1a6d5c7b9e0f2a4d6c8b1e3f5a7c9d0b2e4f6a8c1d3e"
 BINDING = bytes(range(12))  # tls-unique is the 12-byte Finished verify_data in TLS 1.2
@@ -293,32 +292,3 @@ def test_oversized_hub_fingerprint_or_binding_fails_verification_without_raising
     parsed = parse_hello(hello())
     assert not verify_hello(parsed, "h" * 300, BINDING)
     assert not verify_hello(parsed, HUB, bytes(300))
-
-
-# --------------------------------------------------------------- member id
-
-
-def test_member_id_is_stable_and_24_lowercase_base32_chars():
-    mid = member_id(public_bytes(KEY))
-    assert mid == member_id(public_bytes(KEY))
-    assert len(mid) == 24
-    assert set(mid) <= set("abcdefghijklmnopqrstuvwxyz234567")
-    assert base64.b32decode(mid.upper())  # decodes: no padding needed for 15 bytes
-
-
-def test_member_id_is_pinned():
-    # Ids are stored in hub databases: changing the derivation orphans every member.
-    # sha256("ladder member id\0" + key)[:15] in lowercase base32.
-    assert member_id(bytes(32)) == "mw7kjmxzdqc3kon7bqnsnsih"
-    assert member_id(public_bytes(KEY)) != member_id(public_bytes(OTHER_KEY))
-
-
-@given(st.binary(min_size=32, max_size=32), st.binary(min_size=32, max_size=32))
-def test_member_ids_differ_per_key(a, b):
-    assert len(member_id(a)) == 24
-    assert (member_id(a) == member_id(b)) == (a == b)
-
-
-def test_many_fresh_keys_have_distinct_ids():
-    ids = {member_id(public_bytes(Ed25519PrivateKey.generate())) for _ in range(200)}
-    assert len(ids) == 200

@@ -1,6 +1,6 @@
-"""Payload codecs: routes, targets (SOCKS5 address types) and control JSON.
+"""Payload codecs: routes and targets (SOCKS5 address types).
 Round trips, exact bytes, and "arbitrary bytes raise nothing but
-RemoteProtocolError(BAD_REQUEST)"."""
+RemoteProtocolError(BAD_REQUEST)"; control messages are in test_control.py."""
 
 from __future__ import annotations
 
@@ -16,11 +16,8 @@ from ladder.protocol.messages import (
     ATYP_IPV4,
     ATYP_IPV6,
     ATYP_NAME,
-    MAX_CONTROL,
-    decode_control,
     decode_route,
     decode_target,
-    encode_control,
     encode_route,
     encode_target,
 )
@@ -193,87 +190,3 @@ def test_bytes_behind_a_valid_address_type_raise_only_bad_request(atyp, rest):
         decode_target(bytes([atyp]) + rest)
     except RemoteProtocolError as exc:
         assert exc.code == ErrorCode.BAD_REQUEST
-
-
-# ---------------------------------------------------------------- control
-
-
-def test_control_is_compact_json():
-    assert encode_control({"type": "hello", "n": 1}) == b'{"type":"hello","n":1}'
-
-
-@given(
-    st.dictionaries(
-        st.text(max_size=10),
-        st.recursive(
-            st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
-            max_leaves=10,
-        ),
-        max_size=5,
-    ),
-    st.text(max_size=20),
-)
-def test_control_round_trips(fields, type_):
-    message = {**fields, "type": type_}
-    assert decode_control(encode_control(message)) == message
-
-
-@pytest.mark.parametrize(
-    "payload",
-    [
-        b"",
-        b"not json",
-        b"\xff\xfe\x00",  # not UTF-8
-        b"[1, 2]",
-        b'"type"',
-        b"null",
-        b"{}",
-        b'{"kind": "x"}',
-        b'{"type": 1}',
-        b'{"type": null}',
-        b'{"type": ["x"]}',
-        b'{"type": "x"',  # truncated
-    ],
-)
-def test_invalid_control_messages_are_remote_errors(payload):
-    with pytest.raises(RemoteProtocolError):
-        decode_control(payload)
-
-
-def test_control_size_limit():
-    filler = MAX_CONTROL - len(b'{"type":"x","pad":""}')
-    exact = b'{"type":"x","pad":"' + b"p" * filler + b'"}'
-    assert len(exact) == MAX_CONTROL
-    assert decode_control(exact)["type"] == "x"
-    with pytest.raises(RemoteProtocolError):
-        decode_control(b'{"type":"x","pad":"' + b"p" * (filler + 1) + b'"}')
-
-
-@pytest.mark.parametrize(
-    "payload",
-    [b"[" * 50_000, b'{"type":"x","a":' + b"[" * 10_000 + b"]" * 10_000 + b"}"],
-    ids=["bare-arrays", "inside-a-message"],
-)
-def test_deeply_nested_control_is_a_remote_error(payload):
-    assert len(payload) <= MAX_CONTROL
-    with pytest.raises(RemoteProtocolError):
-        decode_control(payload)
-
-
-@given(st.binary(max_size=500))
-def test_arbitrary_bytes_as_control_raise_only_remote_protocol_error(data):
-    try:
-        message = decode_control(data)
-    except RemoteProtocolError:
-        pass
-    else:
-        assert isinstance(message, dict) and isinstance(message["type"], str)
-
-
-@given(st.text(alphabet='{}[]":,0123456789 type\\', max_size=200))
-def test_json_like_text_as_control_raises_only_remote_protocol_error(text):
-    try:
-        decode_control(text.encode())
-    except RemoteProtocolError:
-        pass

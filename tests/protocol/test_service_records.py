@@ -12,17 +12,8 @@ from hypothesis import strategies as st
 
 from ladder.protocol.channel import Initiator, Responder
 from ladder.protocol.errors import ErrorCode, RemoteProtocolError
-from ladder.protocol.hello import member_id, public_bytes
-from ladder.protocol.messages import (
-    MAX_CONTROL,
-    ListAssembler,
-    decode_service_request,
-    decode_target,
-    encode_control,
-    encode_service_request,
-    is_service_request,
-    split_list_message,
-)
+from ladder.protocol.identity import member_id, public_bytes
+from ladder.protocol.messages import decode_service_request, decode_target, encode_service_request, is_service_request
 from ladder.protocol.noise import generate_keypair
 from ladder.protocol.records import (
     RecordError,
@@ -157,21 +148,6 @@ def test_arbitrary_bytes_decode_or_raise_bad_request(data):
         assert exc.code == ErrorCode.BAD_REQUEST
     else:
         assert encode_service_request(name, proof) == data
-
-
-def test_long_lists_split_into_messages_that_fit_and_reassemble():
-    items = [{"id": f"{i:024d}", "name": "x" * 40} for i in range(5000)]
-    messages = split_list_message({"type": "members"}, "members", items)
-    assert len(messages) > 1 and all(len(encode_control(m)) <= MAX_CONTROL for m in messages)
-    assert [m["more"] for m in messages] == [True] * (len(messages) - 1) + [False]
-    assembler = ListAssembler("members")
-    results = [assembler.add(m) for m in messages]
-    assert results[:-1] == [None] * (len(messages) - 1) and results[-1] == items
-    assert split_list_message({"type": "services"}, "services", []) == [{"type": "services", "services": [],
-                                                                          "more": False}]
-    capped = ListAssembler("members", max_items=3)
-    assert capped.add({"members": [1, 2], "more": True}) is None
-    assert capped.add({"members": [3, 4, 5]}) == [1, 2, 3]
 
 
 def test_exit_record_names_the_members_it_serves_and_old_records_serve_everyone():

@@ -16,7 +16,7 @@ import json
 import logging
 
 from ladder.protocol.errors import ErrorCode
-from ladder.protocol.messages import ListAssembler
+from ladder.protocol.control import ListAssembler
 from ladder.protocol.records import RecordError, ServiceRecord, b64, service_address, verify_service_record
 
 from .roster import Roster

@@ -35,7 +35,7 @@ from ladder.link.channel import Channel, StreamRef
 from ladder.link.connection import Endpoint, Link
 from ladder.protocol.channel import CHANNEL_REQUEST, Initiator, Responder
 from ladder.protocol.errors import ErrorCode, RemoteProtocolError
-from ladder.protocol.hello import member_id, public_bytes
+from ladder.protocol.identity import member_id, public_bytes
 from ladder.protocol.messages import decode_route, encode_service_request, encode_target
 from ladder.protocol.noise import public_key_of
 from ladder.protocol.records import ExitRecord, ServiceRecord, sign_access

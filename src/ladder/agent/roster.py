@@ -9,7 +9,7 @@ written with names, the services listing to show access lists, and
 
 from __future__ import annotations
 
-from ladder.protocol.messages import ListAssembler
+from ladder.protocol.control import ListAssembler
 
 _BASE32 = frozenset("abcdefghijklmnopqrstuvwxyz234567")
 

@@ -29,9 +29,10 @@ from pathlib import Path
 
 from ladder.config import ConfigError, MemberConfig, format_address, parse_address, write_file
 from ladder.link.connection import Link
+from ladder.protocol.control import split_list_message
 from ladder.protocol.errors import ErrorCode, RemoteProtocolError
-from ladder.protocol.hello import public_bytes
-from ladder.protocol.messages import decode_service_request, split_list_message
+from ladder.protocol.identity import public_bytes
+from ladder.protocol.messages import decode_service_request
 from ladder.protocol.records import (
     ACCESS_MAX,
     DESCRIPTION_MAX,

@@ -23,7 +23,8 @@ from ladder.link.connection import Link
 from ladder.link.server import FrontDoor, listen
 from ladder.link.tls import fingerprint_of_cert_file, server_context
 from ladder.protocol.errors import ErrorCode, RemoteProtocolError
-from ladder.protocol.hello import JOIN, Hello, member_id
+from ladder.protocol.hello import JOIN, Hello
+from ladder.protocol.identity import member_id
 from ladder.protocol.messages import decode_route, encode_route
 from ladder.protocol.records import RecordError, b64, verify_exit_record
 from ladder.store.hubdb import HubStore, InviteError, InviteUnknown, Member, StoreError

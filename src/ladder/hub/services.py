@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from ladder.protocol.messages import ListAssembler, split_list_message
+from ladder.protocol.control import ListAssembler, split_list_message
 from ladder.protocol.records import RecordError, b64, verify_service_record
 from ladder.store.hubdb import StoreError
 

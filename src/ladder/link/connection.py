@@ -24,7 +24,7 @@ from typing import Protocol
 
 from ladder.protocol import events as ev
 from ladder.protocol.errors import ErrorCode, RemoteProtocolError
-from ladder.protocol.messages import decode_control, encode_control
+from ladder.protocol.control import decode_control, encode_control
 from ladder.protocol.mux import Mux, StreamState
 
 log = logging.getLogger(__name__)

@@ -30,12 +30,12 @@ is not signed: a hello's fields decode to one value, and that is signed.
 from __future__ import annotations
 
 import base64
-import hashlib
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from .identity import is_weak_key, public_bytes
 
 AUTH = ord("a")  # a hello's kind is its letter after HEAD
 JOIN = ord("j")
@@ -53,16 +53,6 @@ class Hello:
     pubkey: bytes
     token: bytes  # empty for AUTH
     signature: bytes
-
-
-def public_bytes(key: Ed25519PrivateKey) -> bytes:
-    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-
-
-def member_id(pubkey: bytes) -> str:
-    """A member's stable id, derived from its public key (24 base32 chars)."""
-    digest = hashlib.sha256(b"ladder member id\x00" + pubkey).digest()
-    return base64.b32encode(digest[:15]).decode().lower()
 
 
 def _signed(kind: int, hub_fingerprint: str, binding: bytes, token: bytes, pubkey: bytes) -> bytes:
@@ -128,30 +118,6 @@ def parse_hello(data: bytes) -> Hello | None:
     token = fields[:token_size]
     pubkey = fields[token_size : token_size + 32]
     return Hello(kind, pubkey, token, fields[token_size + 32 :])
-
-
-def _y(hex_le: str) -> bytes:
-    return bytes.fromhex(hex_le)
-
-
-# Encodings of the Ed25519 points of small order (with the x sign bit cleared),
-# including the non-canonical ones: such a key "verifies" forged signatures
-# (the identity with S = 0 verifies anything), so no member may hold one.
-_P = "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"
-_SMALL_ORDER = frozenset({
-    bytes(32),  # y = 0, order 4
-    b"\x01" + bytes(31),  # the identity
-    _y("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"),  # order 8
-    _y("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"),  # order 8
-    _y("ec" + _P[2:]),  # y = p - 1, order 2
-    _y("ed" + _P[2:]),  # y = p, non-canonical 0
-    _y("ee" + _P[2:]),  # y = p + 1, non-canonical 1
-})
-
-
-def is_weak_key(pubkey: bytes) -> bool:
-    """True for a public key of small order, whatever its sign bit."""
-    return len(pubkey) != 32 or pubkey[:31] + bytes([pubkey[31] & 0x7F]) in _SMALL_ORDER
 
 
 def verify_hello(hello: Hello, hub_fingerprint: str, binding: bytes) -> bool:

@@ -1,23 +1,21 @@
-"""Payloads that ride inside frames: routes, targets and control messages.
+"""Payloads that ride inside OPEN frames: routes, targets and service requests.
 
 A user's OPEN to the hub carries a *route* (which member the stream is for)
 wrapped around an opaque inner payload that only the far end reads; the hub
 rewrites the route to say who the stream comes from and forwards the inner
 payload untouched. The inner payload names the *target* the exit connects
-to, or the published service the opener wants. CONTROL frames carry small
-JSON objects with a "type" field.
+to, or the published service the opener wants. (CONTROL frames carry the
+messages of control.py.)
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
 import struct
 
 from .errors import ErrorCode, RemoteProtocolError
 
 _PORT = struct.Struct("!H")
-MAX_CONTROL = 60_000
 # Address types as in SOCKS5 (RFC 1928 section 5), so the proxy front can
 # pass a client's address through without re-encoding it.
 ATYP_IPV4, ATYP_NAME, ATYP_IPV6 = 1, 3, 4
@@ -110,56 +108,3 @@ def decode_service_request(data: bytes) -> tuple[str, bytes]:
     except UnicodeDecodeError:
         raise RemoteProtocolError("malformed service request", ErrorCode.BAD_REQUEST) from None
     return name, bytes(data[2 + data[1] :])
-
-
-def encode_control(message: dict) -> bytes:
-    return json.dumps(message, separators=(",", ":")).encode()
-
-
-def decode_control(payload: bytes) -> dict:
-    if len(payload) > MAX_CONTROL:
-        raise RemoteProtocolError("control message too large")
-    try:
-        message = json.loads(payload)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise RemoteProtocolError("control message is not JSON (or nested too deeply)") from None
-    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-        raise RemoteProtocolError("control message without a type")
-    return message
-
-
-# A list too long for one control message (services, members) goes in
-# several messages of the same type; every one but the last says "more".
-def split_list_message(message: dict, key: str, items: list, limit: int = MAX_CONTROL - 1000) -> list[dict]:
-    """`message` with `key` set to consecutive pieces of `items`, each encoding within `limit`."""
-    base = len(encode_control({**message, key: [], "more": False}))
-    pieces, piece, size = [], [], base
-    for item in items:
-        item_size = len(encode_control(item)) + 1
-        if base + item_size > limit:
-            continue  # one item alone is too large: it cannot be sent at all
-        if piece and size + item_size > limit:
-            pieces.append(piece)
-            piece, size = [], base
-        piece.append(item)
-        size += item_size
-    pieces.append(piece)
-    return [{**message, key: p, "more": i < len(pieces) - 1} for i, p in enumerate(pieces)]
-
-
-class ListAssembler:
-    """Gathers the pieces of split list messages; `add` returns the whole list after the last piece."""
-
-    def __init__(self, key: str, max_items: int = 100_000):
-        self.key = key
-        self.max_items = max_items
-        self._items: list = []
-
-    def add(self, message: dict) -> list | None:
-        items = message.get(self.key)
-        if isinstance(items, list):
-            self._items.extend(items[: self.max_items - len(self._items)])
-        if message.get("more") is True:
-            return None
-        whole, self._items = self._items, []
-        return whole

@@ -2,9 +2,9 @@
 
 An exit publishes a record (its id, country, static Noise key and, when its
 policy serves listed members only, their names) signed with its Ed25519
-member key. The hub relays the record, the signature and
-the member's public key; a user accepts the record only if the public key
-derives the id the record names and the signature verifies. A hub that
+member key in the envelope of envelope.py. The hub relays the record, the
+signature and the member's public key; a user accepts the record only if the
+public key derives the id the record names and the signature verifies. A hub that
 substitutes its own Noise key therefore cannot produce a valid record, and
 without the exit's Noise key it cannot complete the channel handshake.
 Published services sign their records the same way (see below).
@@ -14,27 +14,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from .hello import is_weak_key, member_id, public_bytes
+from . import envelope
+from .envelope import RecordError, b64, unb64
+from .identity import is_weak_key, member_id, public_bytes
 
 _CONTEXT = b"ladder exit record v1\x00"
-
-
-class RecordError(Exception):
-    """A record that is malformed or not signed by the member it names."""
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def unb64(text: str) -> bytes:
-    return base64.b64decode(text, validate=True)
 
 
 @dataclass(frozen=True)
@@ -57,36 +46,23 @@ def sign_exit_record(key: Ed25519PrivateKey, country: str, noise_key: bytes, iss
     `members` limits the exit to those names; without it the record has no
     such field, as records did before it existed, and serves everyone.
     """
-    pubkey = public_bytes(key)
-    fields = {"id": member_id(pubkey), "country": country, "noise_key": b64(noise_key), "issued": issued}
+    fields = {"country": country, "noise_key": b64(noise_key), "issued": issued}
     if members is not None:
         fields["members"] = sorted(members)
-    body = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
-    return {"record": b64(body), "signature": b64(key.sign(_CONTEXT + body)), "pubkey": b64(pubkey)}
+    return {**envelope.sign(_CONTEXT, fields, key), "pubkey": b64(public_bytes(key))}
 
 
 def verify_exit_record(entry: dict) -> ExitRecord:
     """Check a directory entry; raise RecordError unless the member itself signed it."""
+    fields, _ = envelope.verify(_CONTEXT, entry, "exit record")
     try:
-        body = unb64(entry["record"])
-        signature = unb64(entry["signature"])
-        pubkey = unb64(entry["pubkey"])
-        fields = json.loads(body)
         members = fields.get("members")
         if members is not None and (not isinstance(members, list) or not all(isinstance(m, str) for m in members)):
             raise ValueError("members is not a list of names")
-        record = ExitRecord(str(fields["id"]), str(fields["country"]), unb64(fields["noise_key"]),
+        record = ExitRecord(fields["id"], str(fields["country"]), unb64(fields["noise_key"]),
                             int(fields["issued"]), None if members is None else frozenset(members))
-    except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise RecordError(f"malformed exit record ({exc})") from None
-    if is_weak_key(pubkey):
-        raise RecordError("the exit record is signed with a key of small order")
-    if member_id(pubkey) != record.id or entry.get("id") != record.id:
-        raise RecordError("the exit record names another member than the key that signed it")
-    try:
-        Ed25519PublicKey.from_public_bytes(pubkey).verify(signature, _CONTEXT + body)
-    except (InvalidSignature, ValueError):
-        raise RecordError("the exit record's signature does not verify") from None
     if len(record.noise_key) != 32:
         raise RecordError("the exit record's Noise key is not 32 bytes")
     return record
@@ -145,38 +121,23 @@ class ServiceRecord:
 def sign_service_record(key: Ed25519PrivateKey, name: str, title: str, description: str, kind: str,
                         noise_key: bytes, access: list[str], issued: int) -> dict:
     """The fields a publisher sends the hub for one service: record and signature (base64)."""
-    pubkey = public_bytes(key)
-    body = json.dumps(
-        {"id": member_id(pubkey), "name": name, "title": title, "description": description, "kind": kind,
-         "noise_key": b64(noise_key), "access": sorted(set(access)), "issued": issued},
-        sort_keys=True, separators=(",", ":"),
-    ).encode()
-    return {"record": b64(body), "signature": b64(key.sign(_SERVICE_CONTEXT + body))}
+    fields = {"name": name, "title": title, "description": description, "kind": kind,
+              "noise_key": b64(noise_key), "access": sorted(set(access)), "issued": issued}
+    return envelope.sign(_SERVICE_CONTEXT, fields, key)
 
 
 def verify_service_record(entry: dict) -> ServiceRecord:
     """Check a listing entry ({id, record, signature, pubkey}); RecordError unless its publisher signed it."""
+    fields, pubkey = envelope.verify(_SERVICE_CONTEXT, entry, "service record")
     try:
-        body = unb64(entry["record"])
-        signature = unb64(entry["signature"])
-        pubkey = unb64(entry["pubkey"])
-        fields = json.loads(body)
         access = fields["access"]
         if not isinstance(access, list) or not all(isinstance(a, str) for a in access):
             raise ValueError("access is not a list of member ids")
-        record = ServiceRecord(str(fields["id"]), fields["name"], str(fields["title"]),
+        record = ServiceRecord(fields["id"], fields["name"], str(fields["title"]),
                                str(fields["description"]), fields["kind"], unb64(fields["noise_key"]),
                                tuple(access), int(fields["issued"]), pubkey)
-    except (KeyError, TypeError, ValueError, RecursionError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise RecordError(f"malformed service record ({exc})") from None
-    if is_weak_key(pubkey):
-        raise RecordError("the service record is signed with a key of small order")
-    if member_id(pubkey) != record.id or entry.get("id") != record.id:
-        raise RecordError("the service record names another member than the key that signed it")
-    try:
-        Ed25519PublicKey.from_public_bytes(pubkey).verify(signature, _SERVICE_CONTEXT + body)
-    except (InvalidSignature, ValueError):
-        raise RecordError("the service record's signature does not verify") from None
     if not valid_service_name(record.name) or record.kind not in SERVICE_KINDS:
         raise RecordError("the service record has an invalid name or kind")
     if len(record.noise_key) != 32:

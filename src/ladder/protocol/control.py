@@ -1,0 +1,371 @@
+"""Control messages: one frozen dataclass each, compact JSON on the wire, validated once on the way in.
+
+CONTROL frames carry small JSON objects whose "type" field names the
+message. These are all of them:
+
+    hub → member   welcome (first, on every member link), directory, services, members, member, replaced
+    hub → joiner   joined or join-refused, the only message on a join link
+    member → hub   share, share-status, publish
+
+(The join request itself is no control message: it is the JOIN hello,
+protocol/hello.py.) `encode` writes "type" first and then the fields in the
+order the dataclass declares them, which is the order the hub and the agent
+have always written them in, so the bytes on the wire are those of the dict
+literals these classes replace.
+
+`decode` checks everything once, at the edge: the size, the JSON, the type,
+and each field's type and bounds (strings and lists have a maximum length,
+counts are integers and never booleans, flags are booleans). A message that
+fails raises RemoteProtocolError naming the field, which closes that one
+link. Receivers have always ignored what they do not know, so a peer newer
+than us is not refused: an unknown type decodes to `Unknown`, which
+receivers drop, and fields this side does not know are left out.
+
+Signed records (exit records in share and directory, service records in
+publish and services) travel as the base64 strings their member signed:
+decode only bounds them, protocol/records.py verifies them, and their bytes
+pass through the hub untouched.
+
+A list too long for one message (services, members, publish) goes in
+several messages of the same type, every one but the last saying `more`:
+`split_list_message` cuts, `ListAssembler` joins. Both also take the plain
+dicts that hub/ and agent/ still build until they send these classes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, TypeVar
+
+from .errors import RemoteProtocolError
+
+MAX_CONTROL = 60_000  # bytes of JSON in one control message
+TYPE_MAX = 64  # characters of a message's type
+NAME_MAX = 255  # ids, names, countries, addresses: an id must fit a route (protocol/messages.py)
+TEXT_MAX = 1000  # reasons, in characters
+RECORD_MAX = MAX_CONTROL  # a signed record's base64 text: bounded by the message that carries it
+COUNT_MAX = 2**32 - 1
+LIST_MAX = 10_000  # items in one message's list (fewer fit MAX_CONTROL anyway)
+
+_Check = Callable[[Any, str], Any]
+
+
+def _malformed(where: str, why: str) -> RemoteProtocolError:
+    return RemoteProtocolError(f"malformed control message: {where} {why}")
+
+
+def _text(limit: int, *, empty: bool = True, null: bool = False) -> _Check:
+    def check(value: Any, where: str) -> Any:
+        if value is None and null:
+            return None
+        if not isinstance(value, str):
+            raise _malformed(where, "is not a string" + (" or null" if null else ""))
+        if len(value) > limit or not (empty or value):
+            raise _malformed(where, f"must be {0 if empty else 1}-{limit} characters")
+        return value
+    return check
+
+
+def _count(value: Any, where: str) -> int:
+    if type(value) is not int or not 0 <= value <= COUNT_MAX:  # bool is an int subclass: refused here
+        raise _malformed(where, f"is not an integer from 0 to {COUNT_MAX}")
+    return value
+
+
+def _flag(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise _malformed(where, "is not true or false")
+    return value
+
+
+def _items(item: type) -> _Check:
+    def check(value: Any, where: str) -> tuple:
+        if not isinstance(value, list):
+            raise _malformed(where, "is not a list")
+        if len(value) > LIST_MAX:
+            raise _malformed(where, f"has more than {LIST_MAX} items")
+        return tuple(_parse(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+    return check
+
+
+def _spec(check: _Check, **default: Any) -> Any:
+    """A dataclass field that `decode` checks with `check`; with a default, it may be absent."""
+    return field(metadata={"check": check}, **default)
+
+
+_ID = _text(NAME_MAX, empty=False)
+_NAME = _text(NAME_MAX)
+_RECORD = _text(RECORD_MAX)
+
+# ------------------------------------------------------------ list items
+
+
+@dataclass(frozen=True, slots=True)
+class ExitEntry:
+    """An online exit in the directory: its signed record, with what the hub knows of it."""
+
+    id: str = _spec(_ID)
+    name: str = _spec(_NAME)
+    country: str = _spec(_NAME)
+    users: int = _spec(_count)  # channels to it: members using it, idle or not
+    record: str = _spec(_RECORD)
+    signature: str = _spec(_RECORD)
+    pubkey: str = _spec(_RECORD)  # the key the hub vouched for at join time
+
+
+@dataclass(frozen=True, slots=True)
+class SignedService:
+    """One service record as its publisher sends it."""
+
+    record: str = _spec(_RECORD)
+    signature: str = _spec(_RECORD)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceEntry:
+    """A published service in the hub's listing: the signed record, its publisher, online or not."""
+
+    id: str = _spec(_ID)
+    record: str = _spec(_RECORD)
+    signature: str = _spec(_RECORD)
+    pubkey: str = _spec(_RECORD)
+    name: str = _spec(_NAME)  # the publisher's name at the hub
+    online: bool = _spec(_flag)
+
+
+@dataclass(frozen=True, slots=True)
+class MemberName:
+    """An active member's id and its name at the hub."""
+
+    id: str = _spec(_ID)
+    name: str = _spec(_NAME)
+
+
+# -------------------------------------------------------------- messages
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    """The hub's first message on a member's link: the member's name there and the address it comes from."""
+
+    TYPE: ClassVar[str] = "welcome"
+    hub: str = _spec(_NAME)
+    member: str = _spec(_NAME)
+    id: str = _spec(_ID)
+    address: str | None = _spec(_text(NAME_MAX, null=True))
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    """The invite was redeemed: the new member's name and id at this hub."""
+
+    TYPE: ClassVar[str] = "joined"
+    hub: str = _spec(_NAME)
+    name: str = _spec(_NAME)
+    id: str = _spec(_ID)
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRefused:
+    """The invite is known but cannot be used (expired, used up, revoked), and why."""
+
+    TYPE: ClassVar[str] = "join-refused"
+    reason: str = _spec(_text(TEXT_MAX))
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    """A member shares its connection: its signed exit record (protocol/records.py)."""
+
+    TYPE: ClassVar[str] = "share"
+    record: str = _spec(_RECORD)
+    signature: str = _spec(_RECORD)
+    pubkey: str = _spec(_RECORD)  # the hub uses the key it vouched for instead
+
+
+@dataclass(frozen=True, slots=True)
+class ShareStatus:
+    """An exit reached a cap (accepting false, and why) or left it."""
+
+    TYPE: ClassVar[str] = "share-status"
+    accepting: bool = _spec(_flag)
+    reason: str = _spec(_text(TEXT_MAX))
+
+
+@dataclass(frozen=True, slots=True)
+class Directory:
+    """The exits online and accepting, pushed when they change (and, paced, when their load does)."""
+
+    TYPE: ClassVar[str] = "directory"
+    exits: tuple[ExitEntry, ...] = _spec(_items(ExitEntry))
+
+
+@dataclass(frozen=True, slots=True)
+class Replaced:
+    """The member connected again elsewhere: this link is closing, and the agent should not take it back."""
+
+    TYPE: ClassVar[str] = "replaced"
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    """A piece of the member's services; the last piece (more false) replaces the whole set."""
+
+    TYPE: ClassVar[str] = "publish"
+    services: tuple[SignedService, ...] = _spec(_items(SignedService))
+    more: bool = _spec(_flag, default=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """A piece of the hub's listing of every published service."""
+
+    TYPE: ClassVar[str] = "services"
+    services: tuple[ServiceEntry, ...] = _spec(_items(ServiceEntry))
+    more: bool = _spec(_flag, default=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Members:
+    """The names of all active members, so names a publisher types can become ids."""
+
+    TYPE: ClassVar[str] = "members"
+    members: tuple[MemberName, ...] = _spec(_items(MemberName))
+    more: bool = _spec(_flag, default=False)
+
+
+@dataclass(frozen=True, slots=True)
+class MemberJoined:
+    """One member joined: pushed alone, so a burst of joins does not resend the whole list each time."""
+
+    TYPE: ClassVar[str] = "member"
+    id: str = _spec(_ID)
+    name: str = _spec(_NAME)
+
+
+@dataclass(frozen=True, slots=True)
+class Unknown:
+    """A message of a type this side does not know; receivers ignore it, as they always have."""
+
+    type: str
+
+
+ControlMessage = (Welcome | Joined | JoinRefused | Share | ShareStatus | Directory | Replaced | Publish | Services
+                  | Members | MemberJoined | Unknown)
+ListMessage = TypeVar("ListMessage", Publish, Services, Members, dict)
+_TYPES: dict[str, type] = {cls.TYPE: cls for cls in (Welcome, Joined, JoinRefused, Share, ShareStatus, Directory,
+                                                     Replaced, Publish, Services, Members, MemberJoined)}
+
+# ---------------------------------------------------------------- codec
+
+
+def _json(obj: Any) -> Any:
+    """The JSON object of a message or list item: "type" first, then the fields in their order."""
+    if not dataclasses.is_dataclass(obj):
+        return obj
+    out = {"type": obj.TYPE} if hasattr(obj, "TYPE") else {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        out[f.name] = [_json(v) for v in value] if isinstance(value, tuple) else value
+    return out
+
+
+def encode(message: ControlMessage) -> bytes:
+    return encode_control(_json(message))
+
+
+def encode_control(message: dict) -> bytes:
+    """Compact JSON of a message given as a dict (what hub/ and agent/ still build)."""
+    return json.dumps(message, separators=(",", ":")).encode()
+
+
+def decode_control(payload: bytes) -> dict:
+    """The JSON object of a control message with a string type, its fields not yet checked."""
+    if len(payload) > MAX_CONTROL:
+        raise RemoteProtocolError("control message too large")
+    try:
+        message = json.loads(payload)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise RemoteProtocolError("control message is not JSON (or nested too deeply)") from None
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise RemoteProtocolError("control message without a type")
+    return message
+
+
+def decode(payload: bytes) -> ControlMessage:
+    """The message in a CONTROL frame's payload; RemoteProtocolError naming the field if it is malformed."""
+    return parse(decode_control(payload))
+
+
+def parse(message: dict) -> ControlMessage:
+    """The typed message of a decoded JSON object (a dict with a string "type")."""
+    type_ = message["type"]
+    if len(type_) > TYPE_MAX:
+        raise _malformed("type", f"is longer than {TYPE_MAX} characters")
+    cls = _TYPES.get(type_)
+    return Unknown(type_) if cls is None else _parse(cls, message, type_)
+
+
+def _parse(cls: type, obj: Any, where: str) -> Any:
+    if not isinstance(obj, dict):
+        raise _malformed(where, "is not an object")
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name in obj:
+            values[f.name] = f.metadata["check"](obj[f.name], f"{where}.{f.name}")
+        elif f.default is dataclasses.MISSING:
+            raise _malformed(where, f"has no {f.name!r} field")
+    return cls(**values)
+
+
+# ---------------------------------------------------------- long lists
+
+
+def _get(message: Any, name: str, default: Any = None) -> Any:
+    return message.get(name, default) if isinstance(message, dict) else getattr(message, name)
+
+
+def _with(message: ListMessage, key: str, items: list, more: bool) -> ListMessage:
+    if isinstance(message, dict):
+        return {**message, key: items, "more": more}
+    return dataclasses.replace(message, **{key: tuple(items), "more": more})
+
+
+def split_list_message(message: ListMessage, key: str, items: list, limit: int = MAX_CONTROL - 1000
+                       ) -> list[ListMessage]:
+    """`message` with `key` set to consecutive pieces of `items`, each encoding within `limit`."""
+    base = len(encode_control(_json(_with(message, key, [], False))))
+    pieces: list[list] = []
+    piece: list = []
+    size = base
+    for item in items:
+        item_size = len(encode_control(_json(item))) + 1
+        if base + item_size > limit:
+            continue  # one item alone is too large: it cannot be sent at all
+        if piece and size + item_size > limit:
+            pieces.append(piece)
+            piece, size = [], base
+        piece.append(item)
+        size += item_size
+    pieces.append(piece)
+    return [_with(message, key, p, i < len(pieces) - 1) for i, p in enumerate(pieces)]
+
+
+class ListAssembler:
+    """Gathers the pieces of split list messages; `add` returns the whole list after the last piece."""
+
+    def __init__(self, key: str, max_items: int = 100_000):
+        self.key = key
+        self.max_items = max_items
+        self._items: list = []
+
+    def add(self, message: Publish | Services | Members | dict) -> list | None:
+        items = _get(message, self.key)
+        if isinstance(items, (list, tuple)):
+            self._items.extend(items[: self.max_items - len(self._items)])
+        if _get(message, "more") is True:
+            return None
+        whole, self._items = self._items, []
+        return whole
