@@ -20,6 +20,7 @@ from ladder.agent.sharing import (
     Sharing,
     TokenBucket,
 )
+from ladder.protocol.control import ExitEntry
 from ladder.protocol.identity import member_id, public_bytes
 from ladder.protocol.noise import generate_keypair
 from ladder.protocol.records import sign_exit_record
@@ -119,8 +120,8 @@ def test_the_backoff_doubles_within_its_bounds_and_starts_over_after_a_good_link
 
 
 def exit_entry(key, name, users=0):
-    return {"id": member_id(public_bytes(key)), "name": name, "country": "ZZ", "users": users,
-            **sign_exit_record(key, "ZZ", generate_keypair()[1], 1)}
+    return ExitEntry(id=member_id(public_bytes(key)), name=name, country="ZZ", users=users,
+                     **sign_exit_record(key, "ZZ", generate_keypair()[1], 1))
 
 
 def test_a_failed_exit_goes_last_for_a_minute_and_a_refusal_counts_for_ten(tmp_path):
@@ -128,8 +129,8 @@ def test_a_failed_exit_goes_last_for_a_minute_and_a_refusal_counts_for_ten(tmp_p
     directory = Directory(tmp_path / "pins.json", own_id="me", own_name="me", clock=clock)
     entries = [exit_entry(Ed25519PrivateKey.generate(), name, users) for name, users in (("a", 0), ("b", 1))]
     directory.update(entries)
-    a, b = (entry["id"] for entry in entries)
-    order = lambda: [e["name"] for e, _ in directory.candidates("auto")]
+    a, b = (entry.id for entry in entries)
+    order = lambda: [e.name for e, _ in directory.candidates("auto")]
     directory.failed(a)
     assert order() == ["b", "a"]
     clock.advance(FAILURE_MEMORY - 1)

@@ -27,6 +27,7 @@ from ladder.agent.sharer import Sharer
 from ladder.agent.sharing import MEMBERS_ONLY, SharePolicy, Sharing
 from ladder.config import MemberConfig
 from ladder.link.connection import Link
+from ladder.protocol.control import ExitEntry
 from ladder.protocol.errors import ErrorCode
 from ladder.protocol.identity import member_id, public_bytes
 from ladder.protocol.messages import decode_route, encode_route
@@ -85,8 +86,8 @@ class Member:
 
     def entry(self, users: int = 0) -> dict:
         """This exit as the hub's directory lists it (a record that names no members)."""
-        return {"id": self.id, "name": self.name, "country": "ZZ", "users": users,
-                **sign_exit_record(self.key, "ZZ", self.noise_public, 1)}
+        return ExitEntry(id=self.id, name=self.name, country="ZZ", users=users,
+                         **sign_exit_record(self.key, "ZZ", self.noise_public, 1))
 
 
 class Switch:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from types import SimpleNamespace
 
@@ -14,6 +15,7 @@ from ladder.agent.roster import Roster
 from ladder.agent.services import Published, load_published, loopback_address, save_published
 from ladder.config import ConfigError
 from ladder.hub.services import ServiceBoard
+from ladder.protocol.control import ServiceEntry
 from ladder.protocol.errors import ErrorCode
 from ladder.protocol.identity import member_id, public_bytes
 from ladder.protocol.noise import generate_keypair
@@ -24,9 +26,9 @@ RYAN, BOB = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
 
 def listing_entry(key, member_name, name="blog", online=True, noise=None, access=()):
     noise = noise or generate_keypair()[1]
-    return {"id": member_id(public_bytes(key)), "name": member_name, "online": online,
-            "pubkey": b64(public_bytes(key)),
-            **sign_service_record(key, name, f"{name} of {member_name}", "", "http", noise, list(access), 1)}
+    return ServiceEntry(id=member_id(public_bytes(key)), name=member_name, online=online,
+                        pubkey=b64(public_bytes(key)),
+                        **sign_service_record(key, name, f"{name} of {member_name}", "", "http", noise, list(access), 1))
 
 
 # ------------------------------------------------------------------ config
@@ -92,9 +94,9 @@ def test_human_and_self_certifying_names_find_the_signed_record():
 
 def test_forged_record_is_refused_under_both_its_names():
     forged = listing_entry(RYAN, "ryan")
-    fields = json.loads(base64.b64decode(forged["record"]))
+    fields = json.loads(base64.b64decode(forged.record))
     fields["noise_key"] = b64(generate_keypair()[1])
-    forged["record"] = b64(json.dumps(fields).encode())
+    forged = dataclasses.replace(forged, record=b64(json.dumps(fields).encode()))
     listing = ServiceListing({}, own_id="me", roster=Roster())
     listing.update([forged])
     address = service_address(public_bytes(RYAN), "blog")

@@ -31,7 +31,8 @@ from collections.abc import Callable
 from ladder.config import MemberConfig, format_address, write_file
 from ladder.link.client import HubIdentityMismatch, dial
 from ladder.link.connection import Link, LinkRefused
-from ladder.protocol.errors import ErrorCode
+from ladder.protocol import control
+from ladder.protocol.errors import ErrorCode, RemoteProtocolError
 from ladder.protocol.messages import is_service_request
 from ladder.tasks import Tasks
 
@@ -208,18 +209,23 @@ class Agent:
     # ---------------------------------------------------------- LinkOwner
 
     def control_received(self, link: Link, message: dict) -> None:
-        kind = message["type"]
-        if kind == "directory":
-            self.directory.update(message.get("exits") or [])
-            self._check_exit_choice()
-        elif kind == "services":
-            self.listing.take(message)
-        elif kind in ("members", "member"):
-            self.roster.take(message)
-        else:
-            if kind == "replaced" and link is self.link:
-                self._replaced = True
+        try:
+            typed = control.parse(message)
+        except RemoteProtocolError as exc:  # checked once, here: a malformed message closes this link only
+            log.warning("%s: protocol error from peer: %s", link.label, exc)
+            link.close(exc.code, str(exc))
             return
+        if isinstance(typed, control.Directory):
+            self.directory.update(typed.exits)
+            self._check_exit_choice()
+        elif isinstance(typed, control.Services):
+            self.listing.take(typed)
+        elif isinstance(typed, (control.Members, control.MemberJoined)):
+            self.roster.take(typed)
+        else:
+            if isinstance(typed, control.Replaced) and link is self.link:
+                self._replaced = True
+            return  # what else the hub says (or a newer hub's Unknown) changes nothing here
         self.write_status()
 
     def _check_exit_choice(self) -> None:
@@ -301,10 +307,10 @@ class Agent:
             "sharing": self.country if self.sharer else None,
             "exit_choice": self.exit_choice,
             "exit_warning": self.exit_warning,
-            "exits": [{"id": e["id"], "name": e.get("name"), "country": e.get("country"),
-                       "streams": self.directory.local_load.get(e["id"], 0), "users": e.get("users"),
-                       "admits_me": self.directory.admits_me(e["id"])}
-                      for e in self.directory.entries if e["id"] in self.directory.records],
+            "exits": [{"id": e.id, "name": e.name, "country": e.country,
+                       "streams": self.directory.local_load.get(e.id, 0), "users": e.users,
+                       "admits_me": self.directory.admits_me(e.id)}
+                      for e in self.directory.entries if e.id in self.directory.records],
             "refused_exits": self.directory.rejected,
             "services": {"listed": self.listing.status(), "refused": self.listing.rejected,
                          "members": self.roster.names, **self.services.status()},

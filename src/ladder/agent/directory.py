@@ -19,14 +19,16 @@ refusals age by a clock it is given (monotonic seconds).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ladder.config import write_file
+from ladder.protocol.control import ExitEntry
 from ladder.protocol.records import ExitRecord, RecordError, b64, verify_exit_record
 
 log = logging.getLogger(__name__)
@@ -41,7 +43,7 @@ class Directory:
         self.pins_path = pins_path
         self.clock = clock
         self.own_id, self.own_name = own_id, own_name
-        self.entries: list[dict] = []  # as the hub sent them, for status
+        self.entries: list[ExitEntry] = []  # as the hub sent them, for status
         self.records: dict[str, ExitRecord] = {}  # verified, by exit id
         self.rejected: dict[str, str] = {}  # exit name or id → why it is refused
         self.local_load: dict[str, int] = {}  # our own open streams per exit id
@@ -53,13 +55,13 @@ class Directory:
         except (OSError, ValueError):
             self.pins = {}
 
-    def update(self, entries: list) -> None:
-        self.entries = [e for e in entries if isinstance(e, dict) and isinstance(e.get("id"), str)]
+    def update(self, entries: Iterable[ExitEntry]) -> None:
+        self.entries = list(entries)
         self.records, rejected = {}, {}
         for entry in self.entries:
-            label = str(entry.get("name") or entry["id"])
+            label = entry.name or entry.id
             try:
-                record = verify_exit_record(entry)
+                record = verify_exit_record(dataclasses.asdict(entry))
             except RecordError as exc:
                 rejected[label] = f"{exc}: the hub may be lying about exit {label}"
                 continue
@@ -80,7 +82,7 @@ class Directory:
     def clear(self) -> None:
         self.entries, self.records, self.rejected = [], {}, {}
 
-    def candidates(self, choice: str) -> list[tuple[dict, ExitRecord]]:
+    def candidates(self, choice: str) -> list[tuple[ExitEntry, ExitRecord]]:
         """Verified exits that --exit names (auto, a country, a name or an id) and that serve us, best first."""
         found = [(entry, record) for entry, record in self._matching(choice) if self.admits_me(record.id)]
         random.shuffle(found)  # ties go to a random exit, not always the first
@@ -89,9 +91,7 @@ class Directory:
         def rank(pair):
             entry, record = pair
             failed = now - self.failed_at.get(record.id, -FAILURE_MEMORY) < FAILURE_MEMORY
-            users = entry.get("users")
-            return (failed, self.local_load.get(record.id, 0), users if isinstance(users, int) else 0,
-                    self.latency.get(record.id, 0.0))
+            return failed, self.local_load.get(record.id, 0), entry.users, self.latency.get(record.id, 0.0)
 
         return sorted(found, key=rank)
 
@@ -117,14 +117,14 @@ class Directory:
         if record is not None:
             self.refused_me[exit_id] = record.issued, self.clock()
 
-    def _matching(self, choice: str) -> list[tuple[dict, ExitRecord]]:
+    def _matching(self, choice: str) -> list[tuple[ExitEntry, ExitRecord]]:
         """The verified exits other than ours that --exit `choice` names, whoever they serve."""
         found = []
         for entry in self.entries:
-            record = self.records.get(entry["id"])
+            record = self.records.get(entry.id)
             if record is None or record.id == self.own_id:
                 continue
-            if choice == "auto" or choice in (record.id, entry.get("name")) or record.country == choice.upper():
+            if choice == "auto" or choice in (record.id, entry.name) or record.country == choice.upper():
                 found.append((entry, record))
         return found
 
@@ -133,14 +133,14 @@ class Directory:
             return self.rejected[choice]
         if self.rejected and choice == "auto":
             return "; ".join(self.rejected.values())
-        closed = [str(entry.get("name") or record.id) for entry, record in self._matching(choice)]
+        closed = [entry.name or record.id for entry, record in self._matching(choice)]
         if closed:
             return f"the exits online for --exit {choice} ({', '.join(closed)}) serve listed members only, not you"
         return f"no exit online matches --exit {choice}" + (f"; online: {self.online()}" if self.entries else "")
 
     def online(self) -> str:
         """The verified exits other than ours, as `name (country)`, for messages."""
-        return ", ".join(sorted(f"{entry.get('name') or record.id} ({record.country})"
+        return ", ".join(sorted(f"{entry.name or record.id} ({record.country})"
                                 for entry, record in self._matching("auto"))) or "none"
 
     def pin(self, record: ExitRecord) -> None:

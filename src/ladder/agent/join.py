@@ -14,6 +14,8 @@ from pathlib import Path
 from ladder.config import InviteLink, MemberConfig
 from ladder.link.client import HubIdentityMismatch, dial
 from ladder.link.connection import LinkRefused
+from ladder.protocol.control import Joined, JoinRefused, parse
+from ladder.protocol.errors import RemoteProtocolError
 
 
 class JoinFailed(Exception):
@@ -25,16 +27,18 @@ async def join(invite: InviteLink, folder: Path) -> MemberConfig:
     key = MemberConfig.load_or_create_key(folder)
     host, port = invite.address
     try:
-        _, reply = await dial(invite.address, invite.fingerprint, key, None, token=invite.token)
+        _, answer = await dial(invite.address, invite.fingerprint, key, None, token=invite.token)
+        reply = parse(answer)
     except HubIdentityMismatch as exc:
         raise JoinFailed(str(exc)) from None
     except LinkRefused:
         raise JoinFailed("the hub does not know this invite (mistyped, revoked or for another hub)") from None
+    except RemoteProtocolError as exc:
+        raise JoinFailed(f"the hub's answer to the invite makes no sense: {exc}") from None
     except (OSError, asyncio.TimeoutError) as exc:
         raise JoinFailed(f"cannot reach the hub at {host}:{port}: {exc or 'timeout'}") from None
-    if reply.get("type") != "joined":
-        raise JoinFailed(f"the hub refused the invite: {reply.get('reason', reply)}")
-    config = MemberConfig(folder, key, invite.address, invite.fingerprint, str(reply.get("hub", invite.hub_name)),
-                          str(reply["name"]))
+    if not isinstance(reply, Joined):
+        raise JoinFailed(f"the hub refused the invite: {reply.reason if isinstance(reply, JoinRefused) else answer}")
+    config = MemberConfig(folder, key, invite.address, invite.fingerprint, reply.hub, reply.name)
     config.save()
     return config

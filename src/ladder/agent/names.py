@@ -12,11 +12,13 @@ under both names, as an exit would be.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
+from collections.abc import Iterable
 
+from ladder.protocol.control import ListAssembler, ServiceEntry, Services
 from ladder.protocol.errors import ErrorCode
-from ladder.protocol.control import ListAssembler
 from ladder.protocol.records import RecordError, ServiceRecord, b64, service_address, verify_service_record
 
 from .roster import Roster
@@ -42,8 +44,8 @@ class ServiceListing:
         self.pins = pins  # member id → pinned Noise key, shared with the exit directory
         self.own_id = own_id
         self.roster = roster  # for the names on access lists
-        self.entries: list[dict] = []
-        self.by_host: dict[str, tuple[dict, ServiceRecord]] = {}  # human and self-certifying names
+        self.entries: list[ServiceEntry] = []
+        self.by_host: dict[str, tuple[ServiceEntry, ServiceRecord]] = {}  # human and self-certifying names
         self.rejected: dict[str, str] = {}  # host name → why it is refused
         self._pieces = ListAssembler("services")
 
@@ -51,23 +53,23 @@ class ServiceListing:
         """Pieces of a list that came on the last link will never be completed."""
         self._pieces = ListAssembler("services")
 
-    def take(self, message: dict) -> None:
+    def take(self, message: Services) -> None:
         """A `services` piece from the hub; the listing changes once the last one came."""
         entries = self._pieces.add(message)
         if entries is not None:
             self.update(entries)
 
-    def update(self, entries: list) -> None:
-        self.entries = [e for e in entries if isinstance(e, dict) and isinstance(e.get("id"), str)]
+    def update(self, entries: Iterable[ServiceEntry]) -> None:
+        self.entries = list(entries)
         by_host, rejected = {}, {}
         for entry in self.entries:
             try:
-                record = verify_service_record(entry)
+                record = verify_service_record(dataclasses.asdict(entry))
             except RecordError as exc:
                 for host in _claimed_hosts(entry):
                     rejected[host] = f"{exc}: the hub may be lying about service {host}"
                 continue
-            human = f"{record.name}.{entry.get('name')}{SUFFIX}".lower()
+            human = f"{record.name}.{entry.name}{SUFFIX}".lower()
             pinned = self.pins.get(record.id)
             if pinned is not None and pinned != b64(record.noise_key):
                 for host in (human, record.address):
@@ -81,7 +83,7 @@ class ServiceListing:
                 log.warning("WARNING: %s", reason)
         self.by_host, self.rejected = by_host, rejected
 
-    def find(self, host: str) -> tuple[dict, ServiceRecord]:
+    def find(self, host: str) -> tuple[ServiceEntry, ServiceRecord]:
         host = host.lower().rstrip(".")
         if host in self.by_host:
             return self.by_host[host]
@@ -96,21 +98,20 @@ class ServiceListing:
                 continue
             seen.add(id(entry))
             out.append({
-                "name": f"{record.name}.{entry.get('name')}{SUFFIX}".lower(), "address": record.address,
+                "name": f"{record.name}.{entry.name}{SUFFIX}".lower(), "address": record.address,
                 "title": record.title, "description": record.description, "kind": record.kind,
-                "publisher": entry.get("name"), "online": bool(entry.get("online")),
+                "publisher": entry.name, "online": entry.online,
                 "access": [self.roster.name_of(m) for m in record.access] or None,
                 "allowed": record.admits(self.own_id),
             })
         return sorted(out, key=lambda s: s["name"])
 
 
-def _claimed_hosts(entry: dict) -> list[str]:
+def _claimed_hosts(entry: ServiceEntry) -> list[str]:
     """The names an unverifiable entry claims, to say which one is refused."""
     try:
-        fields = json.loads(base64.b64decode(entry["record"]))
-        name = fields["name"]
-        hosts = [f"{name}.{entry.get('name')}{SUFFIX}".lower()]
-        return hosts + [service_address(base64.b64decode(entry["pubkey"]), name)]
+        name = json.loads(base64.b64decode(entry.record))["name"]
+        hosts = [f"{name}.{entry.name}{SUFFIX}".lower()]
+        return hosts + [service_address(base64.b64decode(entry.pubkey), name)]
     except Exception:  # anything at all: it is only a label
-        return [f"a service of {entry.get('name') or entry.get('id')}"]
+        return [f"a service of {entry.name or entry.id}"]

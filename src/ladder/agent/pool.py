@@ -134,7 +134,7 @@ class ChannelPool:
             entry, record = self.listing.find(host)
         except ServiceUnknown as exc:
             return taker.on_refused(exc.code, str(exc))
-        if not entry.get("online"):
+        if not entry.online:
             return taker.on_refused(ErrorCode.NO_ROUTE, "the service's publisher is offline")
         _Opening(self, encode_service_request(record.name, self._proof(record)), taker, [record]).try_next()
 

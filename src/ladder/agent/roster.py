@@ -9,7 +9,7 @@ written with names, the services listing to show access lists, and
 
 from __future__ import annotations
 
-from ladder.protocol.control import ListAssembler
+from ladder.protocol.control import ListAssembler, MemberJoined, Members
 
 _BASE32 = frozenset("abcdefghijklmnopqrstuvwxyz234567")
 
@@ -36,14 +36,14 @@ class Roster:
         """Pieces of a list that came on the last link will never be completed."""
         self._pieces = ListAssembler("members")
 
-    def take(self, message: dict) -> None:
-        """A `members` piece (the whole list once the last one came) or a `member` (one joined)."""
-        if message["type"] == "member":
-            self.names[str(message.get("id"))] = str(message.get("name"))
+    def take(self, message: Members | MemberJoined) -> None:
+        """A piece of `members` (the whole list once the last one came), or one `member` who joined."""
+        if isinstance(message, MemberJoined):
+            self.names[message.id] = message.name
             return
         members = self._pieces.add(message)
         if members is not None:
-            self.names = {str(m.get("id")): str(m.get("name")) for m in members if isinstance(m, dict)}
+            self.names = {member.id: member.name for member in members}
 
     def name_of(self, member_id: str) -> str:
         """The member's name, or its id while the hub has not named it."""
