@@ -92,4 +92,4 @@ def test_connect_fetches_through_an_exit_and_a_published_name_and_refusals_say_w
 
 def alpha_id(agent: Agent) -> str:
     (entry,) = agent.directory.entries
-    return entry["id"]
+    return entry.id

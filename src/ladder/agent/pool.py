@@ -56,7 +56,7 @@ RETRYABLE = {ErrorCode.NO_ROUTE, ErrorCode.BUSY, ErrorCode.LINK_LOST, ErrorCode.
 # our hub link (and the memory of their channels) from the others.
 CHANNELS_PER_MEMBER = 8
 CHANNEL_IDLE = 30.0  # a channel without streams this long is closed (it costs nothing to open again)
-STREAM_BUFFER = 64 * 1024  # what `connect`'s reader holds before the stream's credit is held back
+STREAM_BUFFER = 64 * 1024  # `connect`'s reader limit (asyncio's default); past twice this, credit waits
 
 # A stream in another member's channel to us: (nested link, stream id, its OPEN payload,
 # the opener's member id, the opener's static Noise key from the handshake).
@@ -85,6 +85,8 @@ class Taker(Protocol):
 
 
 class ChannelPool:
+    """One member's channels through its hub link: to the exits and publishers it uses, and from others."""
+
     def __init__(self, key: Ed25519PrivateKey, noise_private: bytes, directory: Directory,
                  listing: ServiceListing, tasks: Tasks, serve: Serve):
         """`key` signs proofs of membership and `noise_private` runs the channels' handshakes.

@@ -28,6 +28,8 @@ class UnknownMember(Exception):
 
 
 class Roster:
+    """Who is in the network, by id, as the hub last said."""
+
     def __init__(self, names: dict[str, str] | None = None):
         self.names: dict[str, str] = dict(names or {})  # active member id → name
         self._pieces = ListAssembler("members")

@@ -31,6 +31,8 @@ from .sharing import ExitRelay, Sharing
 
 
 class Sharer:
+    """The exit role of one agent: what it announces, and each connection others open through it."""
+
     def __init__(self, config: MemberConfig, country: str, sharing: Sharing, guard: ExitGuard,
                  pool: ChannelPool, roster: Roster):
         """`country` goes in the exit record; `roster` names the members a policy lists by name."""

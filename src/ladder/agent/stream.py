@@ -24,6 +24,8 @@ from .exit import TargetRefused
 
 
 class ChannelTransport(asyncio.Transport, Endpoint):
+    """A stream of a channel, seen by asyncio as a connected socket's transport."""
+
     def __init__(self, protocol: asyncio.Protocol, peer: tuple[str, int],
                  on_done: Callable[[ChannelTransport], None]):
         """`peer` is the target, as `get_extra_info("peername")` gives it; `on_done` is told once it is over."""
