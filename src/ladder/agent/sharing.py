@@ -45,8 +45,8 @@ USER_STREAMS = 4096  # open streams per member by default
 WAIT_FOR_SLOT = 20.0  # seconds a stream over the limit waits: within the opener's 30 s, so it hears why
 MAX_WAITING = 512  # streams per member waiting for a slot; each holds at most its early data (16 KiB)
 _UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
-# What the exit answers when its policy refuses a member: the opener's directory
-# knows it by this (and skips the exit for a while); caps are busy, not forbidden.
+# What the exit answers when its policy refuses a member: the opener knows it by
+# this and skips the exit for a while (pool.py); caps are busy, not forbidden.
 MEMBERS_ONLY = Refusal(ErrorCode.FORBIDDEN, "the exit's policy serves listed members only")
 DAILY_CAP = Refusal(ErrorCode.BUSY, "the exit reached its daily cap")
 MONTHLY_CAP = Refusal(ErrorCode.BUSY, "the exit reached its monthly cap")
