@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -274,38 +273,13 @@ def join(invite, folder) -> None:
     Creates this member's keys in the folder (quote the link: it holds '&' and '?'),
     then `ladder up --dir ~/ladder` connects.
     """
-    from ladder.link.client import HubIdentityMismatch, LinkRefused, dial
-    from ladder.protocol import control
-    from ladder.protocol.errors import RemoteProtocolError
+    from ladder.agent.join import join as join_hub
 
     link = InviteLink.parse(invite)
     path = member_folder(folder)
     if (path / "ladder.toml").exists():
         raise UserError(f"{path} already holds a membership; use another --dir")
-    key = MemberConfig.load_or_create_key(path)
-
-    async def knock() -> dict:
-        try:
-            _, reply = await dial(link.address, link.fingerprint, key, None, token=link.token)
-        except HubIdentityMismatch as exc:
-            raise UserError(str(exc)) from None
-        except LinkRefused:
-            raise UserError("the hub does not know this invite (mistyped, revoked or for another hub)") from None
-        except (OSError, asyncio.TimeoutError) as exc:
-            raise UserError(f"cannot reach the hub at {link.address[0]}:{link.address[1]}: {exc or 'timeout'}") from None
-        return reply
-
-    answer = runtime.run_async(knock())
-    try:
-        reply = control.parse(answer)
-    except RemoteProtocolError as exc:
-        raise UserError(f"the hub answered the invite with a {exc}") from None
-    if isinstance(reply, control.JoinRefused):
-        raise UserError(f"the hub refused the invite: {reply.reason}")
-    if not isinstance(reply, control.Joined):
-        raise UserError(f"the hub refused the invite: {answer}")
-    config = MemberConfig(path, key, link.address, link.fingerprint, reply.hub, reply.name)
-    config.save()
+    config = runtime.run_async(join_hub(link, path))
     click.echo(f"joined hub {config.hub_name} as {config.name} (id {config.id})")
     click.echo(f"next: ladder up --dir {path}            (a proxy on 127.0.0.1:1080)")
     click.echo(f"  or: ladder up --dir {path} --share --country DE   (lend your connection; your country's code)")
@@ -401,8 +375,8 @@ def route_test(destination, folder, rules_source, exit_choice) -> None:
       ladder route test --dir ~/ladder 8.8.8.8              # by your ladder.toml's rules
       ladder route test blog.ryan.ladder                    # a network-only service
     """
+    from ladder.agent.names import is_service_host
     from ladder.agent.rules import Router, load_rules
-    from ladder.agent.services import is_service_host
 
     path = member_folder(folder)
     member = MemberConfig.load(path) if (path / "ladder.toml").exists() else None
@@ -605,21 +579,15 @@ def publish(address, folder, name, title, description, members, tcp, remove) -> 
 
 def _member_ids(text: str, state: dict, config: MemberConfig) -> dict[str, str]:
     """Member names or ids → {id: name}, from the member list the agent last had from the hub."""
+    from ladder.agent.roster import Roster, UnknownMember
+
     known = (state.get("services") or {}).get("members") or {}
-    by_name = {name: mid for mid, name in known.items()}
-    out = {}
-    for token in filter(None, (t.strip().lower() for t in text.split(","))):
-        if token in by_name:
-            out[by_name[token]] = token
-        elif token in known:
-            out[token] = known[token]
-        elif len(token) == 24 and all(c in "abcdefghijklmnopqrstuvwxyz234567" for c in token):
-            out[token] = token  # a member id the agent has not heard of yet
-        else:
-            hint = "" if known else f" (run `ladder up --dir {config.folder}` so the agent learns the members)"
-            raise UserError(f"no member named {token!r} is known{hint}; member ids work too "
-                            "(`ladder hub members` shows them)")
-    return out
+    try:
+        return Roster(known).resolve(text)
+    except UnknownMember as exc:
+        hint = "" if known else f" (run `ladder up --dir {config.folder}` so the agent learns the members)"
+        raise UserError(f"no member named {exc.token!r} is known{hint}; member ids work too "
+                          "(`ladder hub members` shows them)") from None
 
 
 @cli.command()

@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 from ladder.agent.agent import Agent
+from ladder.agent.join import join
 from ladder.agent.sharing import SharePolicy
-from ladder.config import HubConfig, MemberConfig
+from ladder.config import HubConfig, InviteLink, MemberConfig
 from ladder.hub.hub import Hub
-from ladder.link.client import dial
 from ladder.link.tls import generate_self_signed
 from ladder.store.hubdb import HubStore
 
@@ -84,13 +84,8 @@ async def fetch(proxy: tuple[str, int], url_host: str, url_port: int, path: str,
 
 async def enroll(hub: Hub, store: HubStore, folder: Path, name: str) -> MemberConfig:
     """Invite and join a member the way `ladder hub invite` + `ladder join` do."""
-    token = store.create_invite(name)
-    key = MemberConfig.load_or_create_key(folder)
-    address = ("127.0.0.1", hub.port)
-    link, reply = await dial(address, hub.fingerprint, key, None, token=token)
-    config = MemberConfig(folder, key, address, hub.fingerprint, hub.config.name, reply["name"])
-    config.save()
-    return config
+    invite = InviteLink(store.create_invite(name), ("127.0.0.1", hub.port), hub.fingerprint, hub.config.name)
+    return await join(invite, folder)
 
 
 async def run_demo(check: bool, port: int, echo=print) -> int:

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ladder.agent.services import (
-    Published,
-    ServiceListing,
-    ServiceUnknown,
-    is_service_host,
-    load_published,
-    loopback_address,
-    save_published,
-)
+from ladder.agent.names import ServiceListing, ServiceUnknown, is_service_host
+from ladder.agent.roster import Roster
+from ladder.agent.services import Published, load_published, loopback_address, save_published
 from ladder.config import ConfigError
+from ladder.protocol.control import ServiceEntry
 from ladder.protocol.errors import ErrorCode
 from ladder.protocol.identity import member_id, public_bytes
 from ladder.protocol.noise import generate_keypair
@@ -28,9 +24,9 @@ RYAN, BOB = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
 
 def listing_entry(key, member_name, name="blog", online=True, noise=None, access=()):
     noise = noise or generate_keypair()[1]
-    return {"id": member_id(public_bytes(key)), "name": member_name, "online": online,
-            "pubkey": b64(public_bytes(key)),
-            **sign_service_record(key, name, f"{name} of {member_name}", "", "http", noise, list(access), 1)}
+    return ServiceEntry(id=member_id(public_bytes(key)), name=member_name, online=online,
+                        pubkey=b64(public_bytes(key)),
+                        **sign_service_record(key, name, f"{name} of {member_name}", "", "http", noise, list(access), 1))
 
 
 # ------------------------------------------------------------------ config
@@ -81,7 +77,7 @@ def test_only_ladder_names_are_services():
 
 
 def test_human_and_self_certifying_names_find_the_signed_record():
-    listing = ServiceListing({}, own_id="me")
+    listing = ServiceListing({}, own_id="me", roster=Roster())
     listing.update([listing_entry(RYAN, "ryan"), listing_entry(RYAN, "ryan", "echo"), listing_entry(BOB, "bob")])
     _, record = listing.find("blog.ryan.ladder")
     assert record.id == member_id(public_bytes(RYAN)) and record.name == "blog"
@@ -96,10 +92,10 @@ def test_human_and_self_certifying_names_find_the_signed_record():
 
 def test_forged_record_is_refused_under_both_its_names():
     forged = listing_entry(RYAN, "ryan")
-    fields = json.loads(base64.b64decode(forged["record"]))
+    fields = json.loads(base64.b64decode(forged.record))
     fields["noise_key"] = b64(generate_keypair()[1])
-    forged["record"] = b64(json.dumps(fields).encode())
-    listing = ServiceListing({}, own_id="me")
+    forged = dataclasses.replace(forged, record=b64(json.dumps(fields).encode()))
+    listing = ServiceListing({}, own_id="me", roster=Roster())
     listing.update([forged])
     address = service_address(public_bytes(RYAN), "blog")
     assert set(listing.rejected) == {"blog.ryan.ladder", address}
@@ -112,7 +108,7 @@ def test_forged_record_is_refused_under_both_its_names():
 
 def test_a_pinned_key_that_changed_is_refused():
     old_noise, new_noise = generate_keypair()[1], generate_keypair()[1]
-    listing = ServiceListing({member_id(public_bytes(RYAN)): b64(old_noise)}, own_id="me")
+    listing = ServiceListing({member_id(public_bytes(RYAN)): b64(old_noise)}, own_id="me", roster=Roster())
     listing.update([listing_entry(RYAN, "ryan", noise=old_noise)])
     assert listing.find("blog.ryan.ladder")
     listing.update([listing_entry(RYAN, "ryan", noise=new_noise)])
@@ -121,7 +117,7 @@ def test_a_pinned_key_that_changed_is_refused():
 
 
 def test_a_hub_relabelling_members_cannot_move_a_self_certifying_name():
-    listing = ServiceListing({}, own_id="me")
+    listing = ServiceListing({}, own_id="me", roster=Roster())
     listing.update([listing_entry(RYAN, "ryan"), listing_entry(BOB, "ryan")])  # the hub calls bob "ryan" too
     assert listing.find("blog.ryan.ladder")[1].id == member_id(public_bytes(RYAN))  # the first one stays
     assert listing.find(service_address(public_bytes(BOB), "blog"))[1].id == member_id(public_bytes(BOB))
@@ -129,8 +125,7 @@ def test_a_hub_relabelling_members_cannot_move_a_self_certifying_name():
 
 
 def test_access_list_is_shown_with_names():
-    listing = ServiceListing({}, own_id="me")
-    listing.members = {"alice-id": "alice"}
+    listing = ServiceListing({}, own_id="me", roster=Roster({"alice-id": "alice"}))
     listing.update([listing_entry(RYAN, "ryan", access=["alice-id"])])
     (service,) = listing.status()
     assert service["access"] == ["alice"] and service["allowed"] is False

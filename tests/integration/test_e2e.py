@@ -8,7 +8,7 @@ import struct
 
 from harness import HERE, MARKER, Network, curl, ladder, wait_for
 
-from ladder.agent.agent import CHANNEL_IDLE
+from ladder.agent.pool import CHANNEL_IDLE
 
 
 def test_hub_relays_neither_the_site_nor_the_content(tmp_path, origin):

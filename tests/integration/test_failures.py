@@ -17,7 +17,7 @@ import time
 
 from harness import BIG, HERE, MARKER, Member, Proc, accepts, curl, free_port, ladder, wait_for
 
-from ladder.agent.agent import BACKOFF_MAX
+from ladder.agent.reconnect import BACKOFF_MAX
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 

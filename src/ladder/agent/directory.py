@@ -13,18 +13,22 @@ anyway (its record predates that field, or it had not learnt our name yet)
 is skipped for ten minutes, or until it signs a new record. Exits are
 ranked by our own live streams on each (counted as they open and close),
 then by how many members use each (the hub's count of channels to it, ours
-included: it cannot see the streams inside), then by speed.
+included: it cannot see the streams inside), then by speed. Failures and
+refusals age by a clock it is given (monotonic seconds).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ladder.config import write_file
+from ladder.protocol.control import ExitEntry
 from ladder.protocol.records import ExitRecord, RecordError, b64, verify_exit_record
 
 log = logging.getLogger(__name__)
@@ -35,10 +39,11 @@ REFUSAL_MEMORY = 600.0
 
 
 class Directory:
-    def __init__(self, pins_path: Path, own_id: str, own_name: str):
+    def __init__(self, pins_path: Path, own_id: str, own_name: str, clock: Callable[[], float] = time.monotonic):
         self.pins_path = pins_path
+        self.clock = clock
         self.own_id, self.own_name = own_id, own_name
-        self.entries: list[dict] = []  # as the hub sent them, for status
+        self.entries: list[ExitEntry] = []  # as the hub sent them, for status
         self.records: dict[str, ExitRecord] = {}  # verified, by exit id
         self.rejected: dict[str, str] = {}  # exit name or id → why it is refused
         self.local_load: dict[str, int] = {}  # our own open streams per exit id
@@ -50,13 +55,13 @@ class Directory:
         except (OSError, ValueError):
             self.pins = {}
 
-    def update(self, entries: list) -> None:
-        self.entries = [e for e in entries if isinstance(e, dict) and isinstance(e.get("id"), str)]
+    def update(self, entries: Iterable[ExitEntry]) -> None:
+        self.entries = list(entries)
         self.records, rejected = {}, {}
         for entry in self.entries:
-            label = str(entry.get("name") or entry["id"])
+            label = entry.name or entry.id
             try:
-                record = verify_exit_record(entry)
+                record = verify_exit_record(dataclasses.asdict(entry))
             except RecordError as exc:
                 rejected[label] = f"{exc}: the hub may be lying about exit {label}"
                 continue
@@ -77,18 +82,16 @@ class Directory:
     def clear(self) -> None:
         self.entries, self.records, self.rejected = [], {}, {}
 
-    def candidates(self, choice: str) -> list[tuple[dict, ExitRecord]]:
+    def candidates(self, choice: str) -> list[tuple[ExitEntry, ExitRecord]]:
         """Verified exits that --exit names (auto, a country, a name or an id) and that serve us, best first."""
         found = [(entry, record) for entry, record in self._matching(choice) if self.admits_me(record.id)]
         random.shuffle(found)  # ties go to a random exit, not always the first
-        now = time.monotonic()
+        now = self.clock()
 
         def rank(pair):
             entry, record = pair
             failed = now - self.failed_at.get(record.id, -FAILURE_MEMORY) < FAILURE_MEMORY
-            users = entry.get("users")
-            return (failed, self.local_load.get(record.id, 0), users if isinstance(users, int) else 0,
-                    self.latency.get(record.id, 0.0))
+            return failed, self.local_load.get(record.id, 0), entry.users, self.latency.get(record.id, 0.0)
 
         return sorted(found, key=rank)
 
@@ -99,29 +102,29 @@ class Directory:
         self.failed_at.pop(exit_id, None)
 
     def failed(self, exit_id: str) -> None:
-        self.failed_at[exit_id] = time.monotonic()
+        self.failed_at[exit_id] = self.clock()
 
     def admits_me(self, exit_id: str) -> bool:
         """Whether the exit's signed policy serves this member, and it has not refused us since."""
         record = self.records[exit_id]
         issued, when = self.refused_me.get(exit_id, (None, 0.0))
-        refused = issued == record.issued and time.monotonic() - when < REFUSAL_MEMORY
+        refused = issued == record.issued and self.clock() - when < REFUSAL_MEMORY
         return record.admits(self.own_name) and not refused
 
     def refused(self, exit_id: str) -> None:
         """The exit refused this member by policy: skip it for a while, or until it signs a new record."""
         record = self.records.get(exit_id)
         if record is not None:
-            self.refused_me[exit_id] = record.issued, time.monotonic()
+            self.refused_me[exit_id] = record.issued, self.clock()
 
-    def _matching(self, choice: str) -> list[tuple[dict, ExitRecord]]:
+    def _matching(self, choice: str) -> list[tuple[ExitEntry, ExitRecord]]:
         """The verified exits other than ours that --exit `choice` names, whoever they serve."""
         found = []
         for entry in self.entries:
-            record = self.records.get(entry["id"])
+            record = self.records.get(entry.id)
             if record is None or record.id == self.own_id:
                 continue
-            if choice == "auto" or choice in (record.id, entry.get("name")) or record.country == choice.upper():
+            if choice == "auto" or choice in (record.id, entry.name) or record.country == choice.upper():
                 found.append((entry, record))
         return found
 
@@ -130,14 +133,14 @@ class Directory:
             return self.rejected[choice]
         if self.rejected and choice == "auto":
             return "; ".join(self.rejected.values())
-        closed = [str(entry.get("name") or record.id) for entry, record in self._matching(choice)]
+        closed = [entry.name or record.id for entry, record in self._matching(choice)]
         if closed:
             return f"the exits online for --exit {choice} ({', '.join(closed)}) serve listed members only, not you"
         return f"no exit online matches --exit {choice}" + (f"; online: {self.online()}" if self.entries else "")
 
     def online(self) -> str:
         """The verified exits other than ours, as `name (country)`, for messages."""
-        return ", ".join(sorted(f"{entry.get('name') or record.id} ({record.country})"
+        return ", ".join(sorted(f"{entry.name or record.id} ({record.country})"
                                 for entry, record in self._matching("auto"))) or "none"
 
     def pin(self, record: ExitRecord) -> None:

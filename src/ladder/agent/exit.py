@@ -29,7 +29,17 @@ CONNECT_TIMEOUT = 10.0
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """Why a stream is refused: the code on the wire and the reason the opener reads."""
+
+    code: ErrorCode
+    reason: str
+
+
 class TargetRefused(LadderError):
+    """A stream cannot reach its target (the exit's guard, the target, or the network said why)."""
+
     def __init__(self, code: ErrorCode, reason: str):
         super().__init__(reason)
         self.code = code

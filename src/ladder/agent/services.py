@@ -1,4 +1,4 @@
-"""Network-only services: this member's published ports, and other members' services by name.
+"""Network-only services: the ports this member publishes, and serving them to other members.
 
 A member publishes a port on its own loopback under a name with `ladder
 publish`, which writes services.json in the member's folder. The agent
@@ -7,71 +7,53 @@ watches that file every second: on a change it signs one record per service
 cuts the open streams of services that were removed or changed. When the
 link comes back, the same set is published again.
 
-Every member's proxy reaches a service by its human name
-`<service>.<publisher>.ladder` (the publisher's name is the hub's label) or
-by its self-certifying name `<base32>.ladder`, a hash of the publisher's key
-and the service name that no hub can point elsewhere. Such names are
-resolved here from the hub's verified listing and never go to DNS or an
-exit. The opener runs Noise IK with the publisher's key from the signed
-record; message 1 carries the service name and a proof that the opener's
-channel key belongs to its member key, which is what the publisher checks
-the access list against. The publisher connects only to the published
-loopback address and relays like an exit.
+Other members find a service by name (names.py) and open a channel to the
+publisher's Noise key from the signed record (pool.py); message 1 carries
+the service name and a proof that the opener's channel key belongs to its
+member key, which is what the publisher checks the access list against.
+The publisher connects only to the published loopback address and relays
+like an exit.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import ipaddress
 import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from ladder.config import ConfigError, format_address, parse_address, write_file
-from ladder.errors import LadderError
+from ladder.config import ConfigError, MemberConfig, format_address, parse_address, write_file
 from ladder.link.connection import Link
-from ladder.protocol.control import ListAssembler, split_list_message
+from ladder.protocol.control import split_list_message
 from ladder.protocol.errors import ErrorCode, RemoteProtocolError
 from ladder.protocol.identity import public_bytes
-from ladder.protocol.messages import decode_service_request, encode_service_request
-from ladder.protocol.noise import public_key_of
+from ladder.protocol.messages import decode_service_request
 from ladder.protocol.records import (
     ACCESS_MAX,
     DESCRIPTION_MAX,
     SERVICE_KINDS,
     TITLE_MAX,
     RecordError,
-    ServiceRecord,
-    b64,
     service_address,
-    sign_access,
     sign_service_record,
     valid_service_name,
     verify_access,
-    verify_service_record,
 )
 
 from .exit import TargetRefused
+from .names import SUFFIX
+from .pool import ChannelPool
 from .relay import Relay, abort_with_rst
 
-if TYPE_CHECKING:
-    from .agent import Agent
-    from .front import ProxyConnection
-
 log = logging.getLogger(__name__)
-SUFFIX = ".ladder"
 SERVICES_FILE = "services.json"
 WATCH_EVERY = 1.0
 CONNECT_TIMEOUT = 10.0
-
-
-def is_service_host(host: str) -> bool:
-    return host.lower().rstrip(".").endswith(SUFFIX)
 
 
 # ------------------------------------------------------------------ config
@@ -176,85 +158,6 @@ def save_published(folder: Path, services: dict[str, Published]) -> None:
     write_file(services_path(folder), json.dumps(data, indent=1, ensure_ascii=False).encode(), 0o600)
 
 
-# ---------------------------------------------------------- the user's side
-
-
-class ServiceUnknown(LadderError):
-    def __init__(self, code: ErrorCode, reason: str):
-        super().__init__(reason)
-        self.code = code
-
-
-class ServiceListing:
-    """The network's services as the hub lists them; only records their publishers signed."""
-
-    def __init__(self, pins: dict[str, str], own_id: str):
-        self.pins = pins  # member id → pinned Noise key, shared with the exit directory
-        self.own_id = own_id
-        self.entries: list[dict] = []
-        self.by_host: dict[str, tuple[dict, ServiceRecord]] = {}  # human and self-certifying names
-        self.rejected: dict[str, str] = {}  # host name → why it is refused
-        self.members: dict[str, str] = {}  # active member id → name
-
-    def update(self, entries: list) -> None:
-        self.entries = [e for e in entries if isinstance(e, dict) and isinstance(e.get("id"), str)]
-        by_host, rejected = {}, {}
-        for entry in self.entries:
-            try:
-                record = verify_service_record(entry)
-            except RecordError as exc:
-                for host in _claimed_hosts(entry):
-                    rejected[host] = f"{exc}: the hub may be lying about service {host}"
-                continue
-            human = f"{record.name}.{entry.get('name')}{SUFFIX}".lower()
-            pinned = self.pins.get(record.id)
-            if pinned is not None and pinned != b64(record.noise_key):
-                for host in (human, record.address):
-                    rejected[host] = (f"the publisher of {host} has another key than when it was first used: "
-                                      "refusing it (the hub may be impersonating it)")
-                continue
-            by_host.setdefault(human, (entry, record))  # member names are unique; a lying hub gets no second
-            by_host[record.address] = (entry, record)
-        for host, reason in rejected.items():
-            if self.rejected.get(host) != reason:
-                log.warning("WARNING: %s", reason)
-        self.by_host, self.rejected = by_host, rejected
-
-    def find(self, host: str) -> tuple[dict, ServiceRecord]:
-        host = host.lower().rstrip(".")
-        if host in self.by_host:
-            return self.by_host[host]
-        if host in self.rejected:
-            raise ServiceUnknown(ErrorCode.FORBIDDEN, self.rejected[host])
-        raise ServiceUnknown(ErrorCode.NO_ROUTE, "no service by that name is published in the network")
-
-    def status(self) -> list[dict]:
-        seen, out = set(), []
-        for entry, record in self.by_host.values():
-            if id(entry) in seen:
-                continue
-            seen.add(id(entry))
-            out.append({
-                "name": f"{record.name}.{entry.get('name')}{SUFFIX}".lower(), "address": record.address,
-                "title": record.title, "description": record.description, "kind": record.kind,
-                "publisher": entry.get("name"), "online": bool(entry.get("online")),
-                "access": [self.members.get(m, m) for m in record.access] or None,
-                "allowed": record.admits(self.own_id),
-            })
-        return sorted(out, key=lambda s: s["name"])
-
-
-def _claimed_hosts(entry: dict) -> list[str]:
-    """The names an unverifiable entry claims, to say which one is refused."""
-    try:
-        fields = json.loads(base64.b64decode(entry["record"]))
-        name = fields["name"]
-        hosts = [f"{name}.{entry.get('name')}{SUFFIX}".lower()]
-        return hosts + [service_address(base64.b64decode(entry["pubkey"]), name)]
-    except Exception:  # anything at all: it is only a label
-        return [f"a service of {entry.get('name') or entry.get('id')}"]
-
-
 # ----------------------------------------------------- the publisher's side
 
 
@@ -282,87 +185,40 @@ class ServiceRelay(Relay):
 
 
 class Services:
-    """The agent's part in services: resolving and opening, publishing, serving."""
+    """This member's services: services.json read when it changes, signed, published on every link, served."""
 
-    def __init__(self, agent: Agent):
-        self.agent = agent
-        self.folder = agent.config.folder
-        self.listing = ServiceListing(agent.directory.pins, agent.config.id)
-        self._services_in = ListAssembler("services")
-        self._members_in = ListAssembler("members")
+    def __init__(self, config: MemberConfig, pool: ChannelPool, on_change: Callable[[], None]):
+        """`pool` answers the streams to them; `on_change` is told when what is published changed."""
+        self.config = config
+        self.folder = config.folder
+        self.pool = pool
+        self.on_change = on_change
+        self.link: Link | None = None
         self.published: dict[str, Published] = {}
         self.signed: list[dict] = []  # what `publish` carries
         self.error = ""  # why services.json could not be read, if it could not
         self.live: dict[str, set[ServiceRelay]] = {}  # service name → its open streams
         self._stamp: tuple | None = None
         self._loaded = False
-        self._watching = False
-        self._proofs: dict[tuple[str, str], bytes] = {}
-
-    # ----------------------------------------------------------- user side
-
-    def control_received(self, message: dict) -> bool:
-        """Take `services`, `members` and `member` from the hub; False for other messages."""
-        if message["type"] == "services":
-            entries = self._services_in.add(message)
-            if entries is not None:
-                self.listing.update(entries)
-        elif message["type"] == "members":
-            members = self._members_in.add(message)
-            if members is not None:
-                self.listing.members = {str(m.get("id")): str(m.get("name")) for m in members
-                                        if isinstance(m, dict)}
-        elif message["type"] == "member":  # one member joined
-            self.listing.members[str(message.get("id"))] = str(message.get("name"))
-        else:
-            return False
-        return True
-
-    def open(self, host: str, port: int, relay: ProxyConnection) -> None:
-        """Open a channel to the service named `host` (any port: a service has one)."""
-        from .agent import _Opening  # agent.py imports this module
-
-        agent = self.agent
-        if agent.link is None:
-            return relay.on_refused(ErrorCode.NO_ROUTE, "not connected to the hub")
-        try:
-            entry, record = self.listing.find(host)
-        except ServiceUnknown as exc:
-            return relay.on_refused(exc.code, str(exc))
-        if not entry.get("online"):
-            return relay.on_refused(ErrorCode.NO_ROUTE, "the service's publisher is offline")
-        proof = self._proofs.get((record.id, record.name))
-        if proof is None:
-            noise_public = public_key_of(agent.noise_private)
-            proof = self._proofs[(record.id, record.name)] = sign_access(
-                agent.config.key, noise_public, record.id, record.name)
-        _Opening(agent, encode_service_request(record.name, proof), relay, [record]).try_next()
-
-    # ------------------------------------------------------ publisher side
 
     def link_up(self, link: Link) -> None:
-        """Publish this member's services on a new link, and watch services.json from now on."""
-        self._services_in, self._members_in = ListAssembler("services"), ListAssembler("members")
+        """Publish this member's services on a new link."""
+        self.link = link
         self.reload()
-        self.announce(link)
-        if not self._watching:
-            self._watching = True
-            link.loop.call_later(WATCH_EVERY, self._watch)
+        self.announce()
 
-    def announce(self, link: Link) -> None:
+    def link_down(self) -> None:
+        self.link = None
+
+    def announce(self) -> None:
         for message in split_list_message({"type": "publish"}, "services", self.signed):
-            link.send_control(message)
+            self.link.send_control(message)
 
-    def _watch(self) -> None:
-        if self.agent.state == "stopped":
-            self._watching = False
-            return
-        try:
-            if self.reload() and self.agent.link is not None:
-                self.announce(self.agent.link)
-                self.agent.write_status()
-        finally:
-            asyncio.get_running_loop().call_later(WATCH_EVERY, self._watch)
+    def watch(self) -> None:
+        """Every WATCH_EVERY seconds: publish again if services.json changed."""
+        if self.reload() and self.link is not None:
+            self.announce()
+            self.on_change()
 
     def reload(self) -> bool:
         """Read services.json if it changed; True when what is published changed."""
@@ -394,20 +250,19 @@ class Services:
         if services == self.published:
             return False
         for name in self.published.keys() - services.keys():
-            log.info("took down %s.%s%s", name, self.agent.config.name, SUFFIX)
+            log.info("took down %s.%s%s", name, self.config.name, SUFFIX)
         for name, service in services.items():
             if service != self.published.get(name):
-                log.info("publishing %s.%s%s from %s", name, self.agent.config.name, SUFFIX,
+                log.info("publishing %s.%s%s from %s", name, self.config.name, SUFFIX,
                          format_address(*service.address))
         self.published = services
         self._sign()
         return True
 
     def _sign(self) -> None:
-        config, issued = self.agent.config, int(time.time())
-        noise_public = public_key_of(self.agent.noise_private)
+        issued = int(time.time())
         self.signed = [
-            sign_service_record(config.key, s.name, s.title, s.description, s.kind, noise_public,
+            sign_service_record(self.config.key, s.name, s.title, s.description, s.kind, self.pool.noise_public,
                                 list(s.members), issued)
             for s in self.published.values()
         ]
@@ -425,28 +280,23 @@ class Services:
         if service is None:
             return link.refuse(sid, ErrorCode.NO_ROUTE, "that service is not published (any more)")
         try:
-            prover = verify_access(proof, opener_key, self.agent.config.id, name)
+            prover = verify_access(proof, opener_key, self.config.id, name)
         except RecordError as exc:
             return link.refuse(sid, ErrorCode.FORBIDDEN, str(exc))
         if prover != opener_id:
             return link.refuse(sid, ErrorCode.FORBIDDEN, "the proof of membership names another member")
-        if service.members and opener_id not in service.members and opener_id != self.agent.config.id:
+        if service.members and opener_id not in service.members and opener_id != self.config.id:
             return link.refuse(sid, ErrorCode.FORBIDDEN, "this member is not on the service's access list")
         relay = ServiceRelay(self.live.setdefault(name, set()))
-        self.agent.answer_when_connected(link, sid, relay, _dial(service, relay),
-                                         "that service is not published (any more)")
-
-
-    # -------------------------------------------------------------- status
+        self.pool.answer_when_connected(link, sid, relay, _dial(service, relay),
+                                        "that service is not published (any more)")
 
     def status(self) -> dict:
-        own = public_bytes(self.agent.config.key)
+        """What this member publishes, for status.json (the listing of others' is the agent's to add)."""
+        own = public_bytes(self.config.key)
         return {
-            "listed": self.listing.status(),
-            "refused": self.listing.rejected,
-            "members": self.listing.members,
             "published": [
-                {"name": f"{s.name}.{self.agent.config.name}{SUFFIX}",
+                {"name": f"{s.name}.{self.config.name}{SUFFIX}",
                  "address": service_address(own, s.name), "local": format_address(*s.address),
                  "title": s.title, "kind": s.kind,
                  "members": list(s.members.values()) or None, "streams": len(self.live.get(s.name, ()))}

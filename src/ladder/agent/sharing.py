@@ -6,7 +6,9 @@ serves: it admits or refuses (naming the rule), gives each stream one of its
 member's slots, meters bytes per member per day and for the whole exit per
 day and month (kept in share-usage.json so a restart does not reset a cap),
 and throttles with token buckets, for the whole exit and per member.
-`ExitRelay` is the relay that asks it before passing bytes on.
+`ExitRelay` is the relay that asks it before passing bytes on. Time comes
+from a clock it is given (monotonic seconds for the buckets, the wall
+clock for the day a cap counts), so limits are tested at simulated times.
 
 Slots: a member may hold `user_streams` open streams. The default is sized
 for a browser with many tabs plus a phone in global mode, not for a handful
@@ -32,8 +34,9 @@ from pathlib import Path
 from typing import Callable
 
 from ladder.config import ConfigError, write_file
+from ladder.protocol.errors import ErrorCode
 
-from .exit import DEFAULT_PORTS, ExitGuard
+from .exit import DEFAULT_PORTS, ExitGuard, Refusal
 from .relay import Relay
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,11 @@ USER_STREAMS = 4096  # open streams per member by default
 WAIT_FOR_SLOT = 20.0  # seconds a stream over the limit waits: within the opener's 30 s, so it hears why
 MAX_WAITING = 512  # streams per member waiting for a slot; each holds at most its early data (16 KiB)
 _UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+# What the exit answers when its policy refuses a member: the opener knows it by
+# this and skips the exit for a while (pool.py); caps are busy, not forbidden.
+MEMBERS_ONLY = Refusal(ErrorCode.FORBIDDEN, "the exit's policy serves listed members only")
+DAILY_CAP = Refusal(ErrorCode.BUSY, "the exit reached its daily cap")
+MONTHLY_CAP = Refusal(ErrorCode.BUSY, "the exit reached its monthly cap")
 
 
 def parse_amount(value, what: str) -> int | None:
@@ -144,15 +152,19 @@ class SharePolicy:
 
 
 class TokenBucket:
-    """`rate` bytes per second with one second of burst; `take` says how long to wait."""
+    """`rate` bytes per second with one second of burst; `take` says how long to wait.
 
-    def __init__(self, rate: int):
+    `clock` gives monotonic seconds.
+    """
+
+    def __init__(self, rate: int, clock: Callable[[], float] = time.monotonic):
         self.rate = rate
+        self.clock = clock
         self.tokens = float(rate)
-        self.stamp = time.monotonic()
+        self.stamp = clock()
 
     def take(self, nbytes: int) -> float:
-        now = time.monotonic()
+        now = self.clock()
         self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate) - nbytes
         self.stamp = now
         return -self.tokens / self.rate if self.tokens < 0 else 0.0
@@ -180,6 +192,8 @@ class _User:
 class Sharing:
     policy: SharePolicy
     usage_path: Path
+    clock: Callable[[], float] = time.monotonic  # for the rates and how often usage is saved
+    wall: Callable[[], float] = time.time  # for the day and month a cap counts
     users: dict[str, _User] = field(default_factory=dict)  # by member id
     usage: dict = field(default_factory=dict)
     _bucket: TokenBucket | None = None
@@ -188,7 +202,7 @@ class Sharing:
 
     def __post_init__(self) -> None:
         if self.policy.rate:
-            self._bucket = TokenBucket(self.policy.rate)
+            self._bucket = TokenBucket(self.policy.rate, self.clock)
         try:
             self.usage = json.loads(self.usage_path.read_text())
         except (OSError, ValueError):
@@ -197,19 +211,20 @@ class Sharing:
 
     # ----------------------------------------------------------- admission
 
-    def admit(self, user_id: str, user_name: str) -> str | None:
+    def admit(self, user_id: str, user_name: str) -> Refusal | None:
         """Why this member may not open a stream now, or None."""
         policy = self.policy
         if policy.members is not None and user_name.lower() not in policy.members:
-            return "the exit's policy serves listed members only"
+            return MEMBERS_ONLY
         return self.capped()
 
-    def capped(self) -> str | None:
+    def capped(self) -> Refusal | None:
+        """The cap that stops new streams now, if one does: a cap holds from its last byte on."""
         self._roll()
         if self.policy.daily_cap and self.usage["day_bytes"] >= self.policy.daily_cap:
-            return "the exit reached its daily cap"
+            return DAILY_CAP
         if self.policy.monthly_cap and self.usage["month_bytes"] >= self.policy.monthly_cap:
-            return "the exit reached its monthly cap"
+            return MONTHLY_CAP
         return None
 
     def take_slot(self, relay: ExitRelay, start: Callable[[], None], refuse: Callable[[str], None]) -> None:
@@ -262,7 +277,7 @@ class Sharing:
         user = self.users.get(user_id)
         if user is None:
             rate = self.policy.user_rate
-            user = self.users[user_id] = _User(user_name, bucket=TokenBucket(rate) if rate else None)
+            user = self.users[user_id] = _User(user_name, bucket=TokenBucket(rate, self.clock) if rate else None)
         return user
 
     # ----------------------------------------------------------- metering
@@ -278,21 +293,22 @@ class Sharing:
         user = self.users.get(user_id)
         if user is not None and user.bucket is not None:
             delay = max(delay, user.bucket.take(nbytes))
-        if time.monotonic() - self._saved > SAVE_EVERY:
+        if self.clock() - self._saved > SAVE_EVERY:
             self.save()
         return delay
 
     def save(self) -> None:
         if self._dirty:
             self._dirty = False
-            self._saved = time.monotonic()
+            self._saved = self.clock()
             try:
                 write_file(self.usage_path, json.dumps(self.usage).encode(), 0o600)
             except OSError as exc:
                 log.warning("cannot save %s: %s", self.usage_path, exc)
 
     def _roll(self) -> None:
-        day, month = time.strftime("%Y-%m-%d"), time.strftime("%Y-%m")
+        today = time.localtime(self.wall())
+        day, month = time.strftime("%Y-%m-%d", today), time.strftime("%Y-%m", today)
         usage = self.usage
         if usage.get("month") != month:
             usage.update(month=month, month_bytes=0)
@@ -302,10 +318,11 @@ class Sharing:
     def status(self) -> dict:
         names = {uid: u.name for uid, u in self.users.items()}
         policy = self.policy
+        capped = self.capped()
         return {
             "today_bytes": self.usage["day_bytes"],
             "month_bytes": self.usage["month_bytes"],
-            "capped": self.capped(),
+            "capped": capped.reason if capped else None,
             "users": {
                 uid: {"name": names.get(uid, uid), "streams": self.users[uid].streams if uid in self.users else 0,
                       "waiting": len(self.users[uid].waiting) if uid in self.users else 0, "bytes_today": count}

@@ -1,0 +1,107 @@
+"""The exit side of a member that shares: its signed exit record, and the connections others open through it.
+
+On every link the sharer signs which members it serves in its exit record
+(`share`), so users know before asking. Each connection another member
+opens in a channel to us is admitted by the policy (`Sharing.admit`: who,
+and the caps), waits for one of its member's slots, is checked and
+connected by the guard (exit.py), and is relayed, metered, by an
+`ExitRelay`. While a cap holds the hub is told (`share-status`), so it
+lists the exit as not accepting until the cap lifts. The guard never lets
+the exit reach the hub's own addresses, nor the sharer's public address as
+the hub sees it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import time
+
+from ladder.config import MemberConfig
+from ladder.link.connection import Link
+from ladder.protocol.errors import ErrorCode, RemoteProtocolError
+from ladder.protocol.messages import decode_target
+from ladder.protocol.records import sign_exit_record
+
+from .exit import ExitGuard, Refusal, connect_target
+from .pool import ChannelPool
+from .roster import Roster
+from .sharing import ExitRelay, Sharing
+
+
+class Sharer:
+    """The exit role of one agent: what it announces, and each connection others open through it."""
+
+    def __init__(self, config: MemberConfig, country: str, sharing: Sharing, guard: ExitGuard,
+                 pool: ChannelPool, roster: Roster):
+        """`country` goes in the exit record; `roster` names the members a policy lists by name."""
+        self.config = config
+        self.country = country
+        self.sharing = sharing
+        self.guard = guard
+        self.pool = pool
+        self.roster = roster
+        self.link: Link | None = None
+        self._told: Refusal | None = None  # the cap the hub last heard of on this link
+
+    async def block_hub_addresses(self) -> None:
+        """The exit never connects to the hub's own addresses."""
+        host, port = self.config.hub_address
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError:
+            return
+        for info in infos:
+            self.guard.hub.add((ipaddress.ip_address(info[4][0].split("%")[0]), port))
+
+    def link_up(self, link: Link, own_address: object) -> None:
+        """Announce the exit on a new link; `own_address` is this machine's public address as the hub sees it."""
+        try:
+            self.guard.own = {ipaddress.ip_address(str(own_address))}
+        except ValueError:
+            pass
+        record = sign_exit_record(self.config.key, self.country, self.pool.noise_public, int(time.time()),
+                                  self.sharing.policy.members)
+        link.send_control({"type": "share", **record})
+        self.link, self._told = link, None
+        self.tick()
+
+    def link_down(self) -> None:
+        self.link = None
+
+    def tick(self) -> None:
+        """While linked, every few seconds: tell the hub when a cap is reached or lifted; keep usage saved."""
+        if self.link is None:
+            return
+        capped = self.sharing.capped()
+        if capped != self._told:
+            self._told = capped
+            self.link.send_control({"type": "share-status", "accepting": capped is None,
+                                    "reason": capped.reason if capped else ""})
+        self.sharing.save()
+
+    def serve(self, link: Link, sid: int, request: bytes, member_id: str) -> None:
+        """A connection through this exit in `member_id`'s channel: admit it, take a slot, connect, accept."""
+        try:
+            host, port = decode_target(request)
+        except RemoteProtocolError as exc:
+            link.refuse(sid, exc.code, str(exc))
+            return
+        user_name = self.roster.name_of(member_id)
+        refusal = self.sharing.admit(member_id, user_name)
+        if refusal is not None:
+            link.refuse(sid, refusal.code, refusal.reason)
+            return
+        relay = ExitRelay(self.sharing, member_id, user_name)
+        link.claim(sid, relay)  # early data and a withdrawal reach it while it waits for a slot
+
+        def start() -> None:
+            self.pool.answer_when_connected(link, sid, relay, connect_target(host, port, self.guard, lambda: relay),
+                                            "the stream was cancelled while the exit connected")
+
+        def refuse(why: str) -> None:
+            if link.release(sid):
+                link.refuse(sid, ErrorCode.BUSY, why)
+
+        self.sharing.take_slot(relay, start, refuse)
