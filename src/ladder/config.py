@@ -256,7 +256,7 @@ class MemberConfig:
         except ImportError:
             return None
         path = self.folder / "agent.lock"
-        handle = open(path, "a+")
+        handle = open(path, "a+")  # noqa: SIM115 -- held open: the lock lasts as long as the agent
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -236,7 +236,7 @@ def test_member_not_on_the_access_list_is_refused_by_the_publisher(town):
 
 
 def test_services_command_lists_who_publishes_what(town):
-    net, ryan, alice, _ = town
+    _, ryan, alice, _ = town
     human = ladder("services", "--dir", str(alice.folder)).stdout
     assert "blog.ryan.ladder" in human and "online" in human and "Ryan's photos" in human
     assert listed(alice)["blog.ryan.ladder"]["address"] in human
@@ -248,7 +248,7 @@ def test_services_command_lists_who_publishes_what(town):
 
 
 def test_publisher_opens_no_port_and_publishes_only_loopback(town, servers):
-    net, ryan, _, _ = town
+    _, ryan, _, _ = town
     addresses = listening_addresses(ryan.proc.pid)
     assert addresses and all(a in ("127.0.0.1", "::1") for a in addresses), addresses
     for address in ("0.0.0.0:8080", "192.168.1.10:80", "example.com:80"):

@@ -77,7 +77,7 @@ def test_fifty_concurrent_downloads_all_intact(spine, origin):
     proxy = users["auto"].proxy
     with ThreadPoolExecutor(50) as pool:
         bodies = dict(zip(origin.small, pool.map(
-            lambda name: socks_fetch(proxy, "localhost", origin.port, name), origin.small)))
+            lambda name: socks_fetch(proxy, "localhost", origin.port, name), origin.small), strict=True))
     bad = [name for name, body in bodies.items() if hashlib.sha256(body).hexdigest() != origin.small[name]]
     assert not bad, f"{len(bad)} of 50 concurrent downloads arrived altered: {bad[:5]}"
 

@@ -123,8 +123,9 @@ class Lab:
         for host in ("phone", "laptop"):
             self.spawn(f"lan-service-{host}", host, sys.executable, "-m", "http.server", "--bind", "0.0.0.0",
                        "--directory", str(self.root / "plain"), str(LAN_SERVICE_PORT))
-        for host in ("phone", "laptop"):
-            wait_for(lambda: netlab.listening(host, "0.0.0.0", LAN_SERVICE_PORT), 10, f"the LAN service on {host}")
+        for host in ("phone", "laptop"):  # wait_for calls its lambdas before the loop goes on
+            wait_for(lambda: netlab.listening(host, "0.0.0.0", LAN_SERVICE_PORT),  # noqa: B023
+                     10, f"the LAN service on {host}")
 
     def spawn(self, name: str, host: str, *args: str) -> Proc:
         proc = Proc(name, host, list(args), self.root)
@@ -135,7 +136,7 @@ class Lab:
         conf = sites.nginx_config(self.root / f"nginx-{name}", servers)
         proc = self.spawn(f"nginx-{name}", host, "nginx", "-c", str(conf))
         for address, port in listens:
-            wait_for(lambda: netlab.listening(host, address, port) or not proc.alive(), 10,
+            wait_for(lambda: netlab.listening(host, address, port) or not proc.alive(), 10,  # noqa: B023
                      f"nginx {name} to listen on {address}:{port}")
             assert proc.alive(), f"nginx {name} died:\n{proc.output()}"
         return proc
@@ -222,7 +223,7 @@ class Lab:
 
     @staticmethod
     def _checked(command: list[str], timeout: float) -> subprocess.CompletedProcess:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
         if result.returncode != 0:
             raise AssertionError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr}")
         return result

@@ -5,11 +5,10 @@ from __future__ import annotations
 import random
 import struct
 
+import gfw
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-import gfw
 
 RANDOM = random.Random(1).randbytes(1000)  # what a fully encrypted protocol's first packet looks like
 

@@ -15,9 +15,16 @@ import time
 import gfw
 import pcap
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from ladderlab import BLOCKED_NAME, FACE_PORT, KEYWORD, LAN_SERVICE_PORT, MAINLAND_MARKER, MAINLAND_NAME, MARKER
-from netlab import ADDR, ADDRESS_RULE, KEYWORD_RULE, ban, rule_packets, run_in, unban
-from netlab import wait_for
+from ladderlab import (
+    BLOCKED_NAME,
+    FACE_PORT,
+    KEYWORD,
+    LAN_SERVICE_PORT,
+    MAINLAND_MARKER,
+    MAINLAND_NAME,
+    MARKER,
+)
+from netlab import ADDR, ADDRESS_RULE, KEYWORD_RULE, ban, rule_packets, run_in, unban, wait_for
 
 from ladder.protocol.hello import make_hello
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import ipaddress
 import struct
 
-import pytest
-
 import pcap
+import pytest
 from pcap import ACK, FIN, PSH, SYN
 
 CLIENT, SERVER = ("10.200.4.10", 40000), ("10.200.1.10", 443)

@@ -25,10 +25,10 @@ from ladder.link.client import LinkRefused, dial
 from ladder.link.server import Doorway, FrontDoor, is_tls_start, tls_refusal
 from ladder.link.tls import generate_self_signed, server_context
 from ladder.link.webface import PLAIN_ON_HTTPS_PORT
-from ladder.runtime import run_async
 from ladder.protocol.hello import make_hello
 from ladder.protocol.identity import member_id, public_bytes
 from ladder.protocol.mux import KEEPALIVE_INTERVAL, Mux
+from ladder.runtime import run_async
 from ladder.store.hubdb import HubStore
 
 RECORD_OVERFLOW_ALERT = bytes.fromhex("15030300020216")  # what nginx's OpenSSL sent to 16 03 01 ff ff ...
@@ -74,7 +74,7 @@ async def until_closed(reader: asyncio.StreamReader, limit: float) -> tuple[byte
             if not chunk:
                 return got, "FIN", time.monotonic() - started
             got += chunk
-    except (asyncio.TimeoutError, TimeoutError):
+    except TimeoutError:
         return got, "open", time.monotonic() - started
     except ConnectionResetError:
         return got, "RST", time.monotonic() - started
@@ -229,9 +229,9 @@ def test_keepalive_runs_between_requests_and_a_dribble_does_not_restart_it(conte
             if dribbling:
                 await asyncio.sleep(0.3)
 
-                async def dribble():
+                async def dribble():  # cancelled before `writer` is the next connection's
                     for _ in range(60):
-                        writer.write(b"G")
+                        writer.write(b"G")  # noqa: B023
                         await asyncio.sleep(0.1)
 
                 task = asyncio.ensure_future(dribble())

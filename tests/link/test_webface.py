@@ -267,7 +267,7 @@ def test_requests(feed, name, data, head_only, expected, closing):
     out, did_close = feed(data)
     responses = parse_responses(out, head_only)
     assert [r[0] for r in responses] == [e[0] for e in expected], out[:300]
-    for (status, reason, fields, body), (_, want, want_body) in zip(responses, expected):
+    for (status, _, fields, body), (_, want, want_body) in zip(responses, expected, strict=True):
         as_dict = dict(fields)
         assert len(as_dict) == len(fields), f"duplicate fields in {fields}"
         for field, value in want.items():
@@ -381,7 +381,7 @@ def test_http_like_bytes_never_raise(chunks):
 @given(_HTTPISH, st.data())
 def test_splitting_never_changes_the_answer(data, draw):
     cuts = sorted(draw.draw(st.lists(st.integers(0, len(data)), max_size=6)))
-    pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)])]
+    pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
     whole = face()
     split = face()
     assert whole.receive_data(data) == b"".join(split.receive_data(p) for p in pieces)

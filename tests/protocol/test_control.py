@@ -18,8 +18,8 @@ from ladder.protocol.control import (
     TYPE_MAX,
     Directory,
     ExitEntry,
-    JoinRefused,
     Joined,
+    JoinRefused,
     ListAssembler,
     MemberJoined,
     MemberName,
@@ -366,5 +366,5 @@ def test_an_item_too_large_for_any_message_is_left_out():
 def test_lists_are_bounded_before_their_items_are_read():
     payload = b'{"type":"members","members":[' + b",".join([b"{}"] * 10_001) + b"]}"
     assert len(payload) <= MAX_CONTROL
-    with pytest.raises(RemoteProtocolError, match="members.members has more than 10000 items"):
+    with pytest.raises(RemoteProtocolError, match=r"members\.members has more than 10000 items"):
         decode(payload)

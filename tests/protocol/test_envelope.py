@@ -15,7 +15,12 @@ from hypothesis import strategies as st
 from ladder.protocol import envelope
 from ladder.protocol.envelope import RecordError, b64
 from ladder.protocol.identity import member_id, public_bytes
-from ladder.protocol.records import sign_exit_record, sign_service_record, verify_exit_record, verify_service_record
+from ladder.protocol.records import (
+    sign_exit_record,
+    sign_service_record,
+    verify_exit_record,
+    verify_service_record,
+)
 
 KEY = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"ladder test member").digest())
 ID = member_id(public_bytes(KEY))

@@ -7,7 +7,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ladder.protocol.http1 import (
-    MAX_CHUNK_LINE, ChunkedBody, Fields, HeadReader, RequestError, RequestLine, body_framing, check_version,
+    MAX_CHUNK_LINE,
+    ChunkedBody,
+    Fields,
+    HeadReader,
+    RequestError,
+    RequestLine,
+    body_framing,
+    check_version,
     persists,
 )
 
@@ -292,7 +299,7 @@ def outcome(pieces: list[bytes]) -> tuple:
 @given(st.one_of(_HTTPISH, st.binary(max_size=128)), st.data())
 def test_any_bytes_are_heads_or_a_refusal_however_they_are_split(data, draw):
     cuts = sorted(draw.draw(st.lists(st.integers(0, len(data)), max_size=6)))
-    pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)])]
+    pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
     heads, status = outcome(pieces)
     assert status in (None, 400, 414, 431)
     assert outcome([data]) == (heads, status)

@@ -253,7 +253,7 @@ def test_an_answer_window_below_the_early_data_is_refused_on_both_sides():
 
 
 def test_end_without_data_before_the_answer_waits_for_it():
-    client, server = pair()
+    client, _ = pair()
     sid = client.open_stream()
     client.end_stream(sid)
     assert [f.type for f in on_wire(client)] == [FrameType.OPEN]
@@ -692,7 +692,7 @@ def test_credit_passes_on_a_grown_window_as_given():
     client.send_data(sid, b"c" * 20000)
     deliver(client, server)  # 4096 arrive; the rest waits for credit
     server.credit(sid, 4096 + 8192)  # the far end used 4096 and grew its window by 8192
-    frames, events = sent_and_received(server, client)
+    frames, _ = sent_and_received(server, client)
     assert [decode_window(f.payload)[0] for f in frames] == [12288]
     assert data_sizes(on_wire(client)) == [12288]  # a window of 12288 now, not 4096
     assert server._streams[sid].recv_size == 12288
@@ -1303,7 +1303,7 @@ def test_a_peer_that_pings_without_reading_is_paused_then_cut():
     assert mux.backlog == fed * PING_SIZE and mux.backlog > 64 * 1024
     # An adapter that went on reading anyway: the link is cut past the cap, not before.
     with pytest.raises(RemoteProtocolError) as info:
-        for step in range(100):
+        for _ in range(100):
             fed += READ
             mux.receive_data(ping_flood(READ, fed - READ), 2.0)
             assert mux.backlog == fed * PING_SIZE <= 1024 * 1024
@@ -1367,7 +1367,7 @@ def test_a_peer_that_reads_its_answers_is_never_paused_nor_cut():
 def test_while_the_transport_takes_bytes_a_big_backlog_is_no_error():
     """Right after admission a hub queues lists larger than the pause mark; the transport takes them."""
     mux = Mux(client=False, pause_backlog=1024, max_backlog=8192)
-    for i in range(20):
+    for _ in range(20):
         mux.send_control(b"x" * 1000)
     mux.receive_data(ping_flood(10), 1.0)
     assert mux.backlog > 8192 and not mux.reading_paused and not mux.terminated
@@ -1637,7 +1637,7 @@ def test_a_closed_mux_refuses_local_actions():
     assert on_wire(client) == [Frame(FrameType.GOAWAY, 0, 0, encode_code(ErrorCode.NO_ERROR, ""))]
     assert not client.can_open()
     for action in (
-        lambda: client.open_stream(),
+        client.open_stream,
         lambda: client.accept(pending),
         lambda: client.refuse(pending, ErrorCode.BUSY),
         lambda: client.send_data(sid, b"x"),

@@ -25,10 +25,10 @@ from ladder.protocol.records import (
     service_address,
     sign_access,
     sign_exit_record,
-    verify_exit_record,
     sign_service_record,
     valid_service_name,
     verify_access,
+    verify_exit_record,
     verify_service_record,
 )
 
@@ -111,7 +111,7 @@ def test_service_names_are_one_dns_label(name, ok):
 
 def test_proof_of_membership_binds_the_channel_key():
     alice = Ed25519PrivateKey.generate()
-    alice_noise_private, alice_noise = generate_keypair()
+    _, alice_noise = generate_keypair()
     proof = sign_access(alice, alice_noise, ID, "blog")
     assert verify_access(proof, alice_noise, ID, "blog") == member_id(public_bytes(alice))
     for args in ((generate_keypair()[1], ID, "blog"), (alice_noise, "other-id", "blog"), (alice_noise, ID, "bank")):

@@ -100,7 +100,7 @@ class _Greeting(asyncio.BufferedProtocol):
     async def first_message(self, timeout: float) -> dict:
         try:
             return await asyncio.wait_for(self._first, timeout)  # a timeout cancels it: nobody waits on
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.link.abort("no welcome from the hub")
             raise
 

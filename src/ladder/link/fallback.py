@@ -100,7 +100,7 @@ async def splice_to_backend(transport: asyncio.Transport, backend: tuple[str, in
     transport.pause_reading()
     try:
         _, server = await asyncio.wait_for(loop.create_connection(_Half, *backend), CONNECT_TIMEOUT)
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError) as exc:
         log.warning("web backend %s:%d unreachable: %s", *backend, exc)
         transport.abort()
         return

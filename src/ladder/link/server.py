@@ -43,7 +43,7 @@ import logging
 import socket
 import ssl
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from ladder.protocol.frames import could_start_frame
 from ladder.protocol.hello import Hello, hello_size, parse_hello, verify_hello
@@ -450,7 +450,7 @@ class FrontDoor:
                 ssl=self.context, ssl_handshake_timeout=max(deadline - self.loop.time(), 0.001))
         # The transport owns the socket now and has closed it: closing `conn`
         # again could close a newer connection that got the same descriptor.
-        except (OSError, ssl.SSLError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError, ssl.SSLError) as exc:
             log.debug("TLS handshake failed: %s", exc)
         except asyncio.CancelledError:  # shed for a newer one, or the door closes
             pass

@@ -82,7 +82,7 @@ def _self_signed(key: ec.EllipticCurvePrivateKey, common_name: str,
         if general not in names:
             names.append(general)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    not_before = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0) - BACKDATE
+    not_before = datetime.datetime.now(datetime.UTC).replace(microsecond=0) - BACKDATE
     public = key.public_key()
     return (
         x509.CertificateBuilder()

@@ -38,7 +38,13 @@ from collections.abc import Callable
 from urllib.parse import unquote_to_bytes
 
 from ladder.protocol.http1 import (
-    ChunkedBody, Fields, HeadReader, RequestError, body_framing, check_version, persists,
+    ChunkedBody,
+    Fields,
+    HeadReader,
+    RequestError,
+    body_framing,
+    check_version,
+    persists,
 )
 
 from .website import DEFAULT_SITE, SITE_LAST_MODIFIED, Site

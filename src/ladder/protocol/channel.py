@@ -25,7 +25,7 @@ import struct
 
 from .errors import ErrorCode, RemoteProtocolError
 from .frames import MAX_PAYLOAD, Reassembly
-from .noise import NoiseError, HandshakeState, TransportCipher, MAX_MESSAGE_LEN, TAG_LEN
+from .noise import MAX_MESSAGE_LEN, TAG_LEN, HandshakeState, NoiseError, TransportCipher
 
 # AES-GCM, not ChaChaPoly: 7.9 against 3.1 GB/s here (AES instructions are on
 # every VPS, laptop and phone CPU of the last decade); the hash only runs per handshake.

@@ -275,10 +275,8 @@ def _parse_fields(head: bytes) -> Fields:
     """Header field lines (§5), or RequestError(400)."""
     lines: list[tuple[bytes, bytes]] = []
     for line in head.split(b"\n") if head else ():
-        if line.endswith(b"\r"):
-            line = line[:-1]
         # §5.2: obs-fold is rejected.  §5.1: no whitespace before the colon.
-        name, colon, value = line.partition(b":")
+        name, colon, value = line.removesuffix(b"\r").partition(b":")
         if not colon or not _TOKEN.fullmatch(name):
             raise RequestError(400, "malformed header field")
         value = value.strip(b" \t")

@@ -48,8 +48,8 @@ import functools
 import hashlib
 import hmac
 import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import (
@@ -625,7 +625,7 @@ class HandshakeState:
         rs: bytes | None = None,
         re: bytes | None = None,
         psks: Iterable[bytes] = (),
-    ) -> "HandshakeState":
+    ) -> HandshakeState:
         """Initialize() (5.3). Private keys and public keys are 32 raw bytes each.
 
         ``s``: our static private key; ``rs``: the peer's static public key
@@ -818,7 +818,7 @@ class TransportCipher:
         self._receive = receive
 
     @classmethod
-    def from_handshake(cls, handshake: HandshakeState) -> "TransportCipher":
+    def from_handshake(cls, handshake: HandshakeState) -> TransportCipher:
         """The transport for ``handshake``'s side, which must be complete."""
         to_responder, to_initiator = handshake.split()
         if handshake.pattern.one_way:

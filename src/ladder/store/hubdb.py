@@ -39,7 +39,7 @@ SCHEMA_VERSION = 1
 PUBKEY_LEN = 32
 TOKEN_LEN = 16
 NAME_MAX = 32
-_NAME_RE = re.compile(r"[a-z0-9_-]{1,%d}" % NAME_MAX)
+_NAME_RE = re.compile(rf"[a-z0-9_-]{{1,{NAME_MAX}}}")
 _BUSY_TIMEOUT_S = 10.0
 
 # Version 1.  Times are Unix seconds (REAL).  revoked_at IS NULL means active.
