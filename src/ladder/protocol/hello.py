@@ -114,6 +114,7 @@ def parse_hello(data: bytes) -> Hello | None:
         return None
     kind = data[len(HEAD)]
     fields = _decode(bytes(data[len(HEAD) + 1 :]))
+    assert fields is not None  # hello_size decoded the whole hello
     token_size = TOKEN_SIZE if kind == JOIN else 0
     token = fields[:token_size]
     pubkey = fields[token_size : token_size + 32]
