@@ -84,7 +84,7 @@ def make_hello(
     return HEAD + bytes([kind]) + _encode(token + pubkey + signature)
 
 
-def hello_size(data: bytes) -> int | None:
+def hello_size(data: bytes | bytearray) -> int | None:
     """How long the hello that `data` starts is, or None if `data` starts none.
 
     None as soon as one byte of `data` parts from the hello grammar (bytes

@@ -417,7 +417,7 @@ class Mux:
         """
         return max(self._last_received, self._last_drained)
 
-    def handle_timer(self, now: float) -> list[ev.Event]:
+    def handle_timer(self, now: float) -> list[ev.ConnectionTerminated]:
         if self.terminated:
             return []
         # Compare against the very deadlines get_timer() returned, so a timer
@@ -437,7 +437,7 @@ class Mux:
 
     # -------------------------------------------------------------------- input
 
-    def receive_data(self, data: bytes, now: float) -> list[ev.Event]:
+    def receive_data(self, data: bytes | memoryview, now: float) -> list[ev.Event]:
         if self.terminated:
             return []
         self._last_received = now
