@@ -227,7 +227,8 @@ class Origin:
             (self.dir / f"s{i}.bin").write_bytes(data)
             self.small[f"s{i}.bin"] = hashlib.sha256(data).hexdigest()
         self.port = free_port()
-        self.proc = Proc("origin", [sys.executable, str(HERE / "origin.py"), str(self.port), str(self.dir)], root)
+        self.proc = Proc("origin", [sys.executable, str(HERE / "origin.py"), str(self.port), str(self.dir)],
+                         root)
         wait_for(lambda: accepts(self.port), 10, "the origin web server")
 
     def url(self, path: str = "", host: str = "127.0.0.1") -> str:

@@ -126,7 +126,8 @@ def test_wrong_or_truncated_hub_key_is_refused_at_join_in_one_line(network, tmp_
     fp = invite.split("fp=")[1].split("&")[0]
     for what, forged in {"wrong": invite.replace(fp, "sha256:" + "A" * 43),
                          "truncated": invite.replace(fp, fp[:-5])}.items():
-        result = ladder("join", forged, "--dir", str(tmp_path / what), check=False)  # ladder() checks for noise
+        # ladder() checks for noise
+        result = ladder("join", forged, "--dir", str(tmp_path / what), check=False)
         assert result.returncode == 1, what
         assert "not the pinned" in result.stderr and "refusing to connect" in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
@@ -159,7 +160,8 @@ def test_cli_errors_are_one_line_without_traceback(network, tmp_path):
           str(tmp_path / "x")], "cannot reach the hub"),
         (["hub", "invite", "--dir", str(network.hub_dir), "bad name!"], "name"),
         (["hub", "revoke", "--dir", str(network.hub_dir), "nobody"], "no member named"),
-        (["hub", "init", "--dir", str(tmp_path / "anyhub")], "--public-address is needed"),  # 0.0.0.0 in invites
+        # 0.0.0.0 in invites:
+        (["hub", "init", "--dir", str(tmp_path / "anyhub")], "--public-address is needed"),
     ]
     for args, message in cases:
         result = ladder(*args, check=False)
@@ -244,8 +246,8 @@ def _probe(port: int, kind: str, junk: bytes) -> None:
             context = ssl.create_default_context()
             context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
             sock = context.wrap_socket(sock)
-            sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n" + (b"Connection: close\r\n" if kind == "tls-get-close"
-                                                             else b"") + b"\r\n")
+            close = b"Connection: close\r\n" if kind == "tls-get-close" else b""
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n" + close + b"\r\n")
             if kind == "tls-shut":
                 sock = sock.unwrap()  # close_notify first: the hub sees the end before the server's answer
                 sock.shutdown(socket.SHUT_WR)
@@ -301,7 +303,8 @@ def test_a_second_agent_for_the_same_member_stops_with_one_line(network, tmp_pat
     copy.mkdir()
     for name in ("ladder.toml", "member.key", "noise.key"):
         shutil.copy(first.folder / name, copy / name)
-    second = Member("second", copy, network.start("second", "up", "--dir", str(copy), "--proxy", str(free_port())))
+    second = Member("second", copy,
+                    network.start("second", "up", "--dir", str(copy), "--proxy", str(free_port())))
     second.wait_up()
     wait_for(lambda: not first.proc.alive(), 20, "the replaced agent to stop")
     assert first.proc.popen.returncode == 1

@@ -147,6 +147,7 @@ def test_status_and_members_tell_who_is_online(spine):
     assert {e["name"] for e in status["exits"]} == {"alpha", "bravo"}
     human = ladder("status", "--dir", str(users["auto"].folder)).stdout
     assert "link:   up" in human and "2 online" in human
-    members = {m["name"]: m for m in json.loads(ladder("hub", "members", "--dir", str(net.hub_dir), "--json").stdout)}
+    listed = json.loads(ladder("hub", "members", "--dir", str(net.hub_dir), "--json").stdout)
+    members = {m["name"]: m for m in listed}
     assert members["alpha"]["online"] == "exit"
     assert members["u-auto"]["online"] == "user"

@@ -143,7 +143,8 @@ def make_blocked_site(root: Path, keyword: str, marker: str) -> BlockedSite:
     (root / "big.bin").write_bytes(big)
     small = os.urandom(SMALL_SIZE)
     (root / "small.bin").write_bytes(small)
-    return BlockedSite(root, keyword, marker, hashlib.sha256(big).hexdigest(), hashlib.sha256(small).hexdigest())
+    return BlockedSite(root, keyword, marker, hashlib.sha256(big).hexdigest(),
+                       hashlib.sha256(small).hexdigest())
 
 
 def make_plain_site(root: Path, text: str) -> None:

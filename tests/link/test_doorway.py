@@ -132,7 +132,8 @@ def test_plain_http_on_the_tls_port_gets_nginx_s_497_page_then_a_fin(context):
 
 
 def test_after_a_request_it_cannot_parse_the_door_reads_on_as_nginx_does(context, monkeypatch):
-    """nginx's lingering close: FIN after the 400, but later bytes are read, not reset; a 497 closes at once."""
+    """nginx's lingering close: FIN after the 400, but later bytes are read, not reset; a 497 closes
+    at once."""
     monkeypatch.setattr(server, "LINGERING_TIMEOUT", 0.5)
 
     async def main():
@@ -379,7 +380,8 @@ def test_stalled_handshakes_are_shed_oldest_first_and_a_new_one_completes(contex
             stalled.append(reader)
             writers.append(writer)
             await asyncio.sleep(0.1)
-        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port, ssl=tls_client()), 5)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection("127.0.0.1", port, ssl=tls_client()), 5)
         writer.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
         answer = await reader.readuntil(b"\r\n")
         ends = [(await until_closed(reader, 0.3))[1] for reader in stalled]
@@ -387,7 +389,8 @@ def test_stalled_handshakes_are_shed_oldest_first_and_a_new_one_completes(contex
         return ends, answer
 
     ends, answer = asyncio.run(main())
-    assert ends[:2] == ["FIN", "FIN"] and ends[2] == "open"  # the third's arrival shed the first; the TLS client the second
+    # The third's arrival shed the first; the TLS client the second.
+    assert ends[:2] == ["FIN", "FIN"] and ends[2] == "open"
     assert answer == b"HTTP/1.1 200 OK\r\n"
 
 

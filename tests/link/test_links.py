@@ -143,7 +143,8 @@ async def fetch(channel: Channel, target: bytes, body: bytes) -> bytes:
 def test_many_connections_share_one_hub_stream_and_the_first_costs_no_extra_round_trip():
     async def main():
         channel, exit_, user_link = linked()
-        results = await asyncio.gather(*(fetch(channel, b"target %d" % i, b"x" * (i * 5000)) for i in range(40)))
+        results = await asyncio.gather(*(fetch(channel, b"target %d" % i, b"x" * (i * 5000))
+                                         for i in range(40)))
         assert results == [b"x" * (i * 5000) for i in range(40)]
         assert sorted(exit_.echo.opened) == sorted(b"target %d" % i for i in range(40))
         assert len(exit_.channels) == 1 and len(user_link.endpoints) == 1  # one stream on the hub link

@@ -333,7 +333,8 @@ def test_end_without_data_is_an_empty_data_frame_with_end():
     client, server = pair()
     sid = established(client, server)
     client.end_stream(sid)
-    assert sent_and_received(client, server) == ([Frame(FrameType.DATA, Flag.END, sid, b"")], [StreamEnded(sid)])
+    assert sent_and_received(client, server) == ([Frame(FrameType.DATA, Flag.END, sid, b"")],
+                                                 [StreamEnded(sid)])
 
 
 def test_end_twice_is_a_local_error():
@@ -419,7 +420,8 @@ def test_reset_of_an_open_that_has_not_even_arrived():
     client, server = pair()
     sid = client.open_stream(b"hi")
     client.reset(sid, ErrorCode.CANCEL, "")
-    assert deliver(client, server) == [StreamOpened(sid, b"hi", DEFAULT_WINDOW), StreamReset(sid, ErrorCode.CANCEL, "")]
+    assert deliver(client, server) == [StreamOpened(sid, b"hi", DEFAULT_WINDOW),
+                                       StreamReset(sid, ErrorCode.CANCEL, "")]
     assert server.stream_count == 0
 
 
@@ -549,7 +551,8 @@ def test_frames_for_never_opened_streams_are_protocol_errors(frame, whose):
         raw(FrameType.GOAWAY, 1, encode_code(0, "")),
         raw(FrameType.CONTROL, 1, b"{}"),
     ],
-    ids=["data-0", "open-0", "accept-0", "refuse-0", "reset-0", "window-0", "ping-1", "goaway-1", "control-1"],
+    ids=["data-0", "open-0", "accept-0", "refuse-0", "reset-0", "window-0",
+         "ping-1", "goaway-1", "control-1"],
 )
 def test_stream_frames_on_stream_0_and_link_frames_on_streams_are_errors(frame):
     client, server = pair()
@@ -1018,7 +1021,8 @@ def test_opener_enforces_its_own_window_too():
 
 def test_largest_window_is_allowed():
     server = Mux(client=False)
-    assert server.receive_data(raw(FrameType.OPEN, 1, encode_window(MAX_WINDOW)), 0.0) == [StreamOpened(1, b"", MAX_WINDOW)]
+    assert server.receive_data(raw(FrameType.OPEN, 1, encode_window(MAX_WINDOW)), 0.0) == [
+        StreamOpened(1, b"", MAX_WINDOW)]
 
 
 def test_open_window_above_2_31_is_a_flow_control_error():

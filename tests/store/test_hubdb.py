@@ -373,7 +373,7 @@ def test_data_version_sees_other_connection(tmp_path):
 
 
 def _race_to_redeem(stores: list[HubStore], token: bytes, first_member: int) -> list[object]:
-    """Each store redeems `token` at the same moment, for members `first_member` and the next: what each got."""
+    """Each store redeems `token` at once, for members `first_member` and the next: what each got."""
     barrier = threading.Barrier(2)
     results: list[object] = [None, None]
 
