@@ -649,8 +649,11 @@ class HandshakeState:
             raise NoiseUsageError(f"{self.pattern.name} needs the peer's ephemeral public key re")
 
     def _ours(self, kind: str) -> _KeyPair:
-        """Our key pair "e" or "s" where the pattern uses it: _check_keys and the order of tokens
-        (7.3: a key is sent or pre-known before a DH uses it) make sure it is there."""
+        """Our key pair "e" or "s", where the pattern uses it.
+
+        _check_keys and the order of tokens (7.3: a key is sent or pre-known
+        before a DH uses it) make sure it is there.
+        """
         pair = self._e if kind == "e" else self._s
         assert pair is not None, f"{self.pattern.name}: our {kind} used before it exists"
         return pair
