@@ -64,7 +64,8 @@ def _run_cli(monkeypatch, capsys, *args):
 def test_the_cli_prints_a_user_error_in_one_line_with_status_1(monkeypatch, capsys, tmp_path):
     code, err = _run_cli(monkeypatch, capsys, "up", "--dir", str(tmp_path))
     assert code == 1
-    assert err == f"ladder: error: {tmp_path} holds no membership: run `ladder join INVITE --dir {tmp_path}` first\n"
+    assert err == (f"ladder: error: {tmp_path} holds no membership: "
+                   f"run `ladder join INVITE --dir {tmp_path}` first\n")
 
 
 def test_the_cli_lets_other_ladder_errors_through_as_bugs(monkeypatch, capsys):

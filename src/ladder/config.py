@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
@@ -55,13 +56,14 @@ def write_file(path: Path, data: bytes, mode: int = 0o644) -> None:
     os.replace(tmp, path)
 
 
-def dump_toml(tables: dict[str, dict[str, str | int | bool]]) -> bytes:
+def dump_toml(tables: Mapping[str, Mapping[str, str | int | bool]]) -> bytes:
     """TOML for flat tables of scalars (json.dumps of a str is a valid TOML string)."""
     out = []
     for table, values in tables.items():
         out.append(f"[{table}]")
         for key, value in values.items():
-            out.append(f"{key} = {json.dumps(value)}" if not isinstance(value, bool) else f"{key} = {str(value).lower()}")
+            out.append(f"{key} = {str(value).lower()}" if isinstance(value, bool)
+                       else f"{key} = {json.dumps(value)}")
         out.append("")
     return "\n".join(out).encode()
 
@@ -143,7 +145,8 @@ class InviteLink:
         try:
             url = urlsplit(text.strip())
             query = parse_qs(url.query)
-            token = base64.urlsafe_b64decode(url.username + "=" * (-len(url.username) % 4))
+            username = url.username or ""  # none: the empty token is refused below
+            token = base64.urlsafe_b64decode(username + "=" * (-len(username) % 4))
             port = url.port or 443
             host = url.hostname
         except (ValueError, TypeError):
@@ -256,15 +259,16 @@ class MemberConfig:
         except ImportError:
             return None
         path = self.folder / "agent.lock"
-        handle = open(path, "a+")
+        handle = open(path, "a+")  # noqa: SIM115 -- held open: the lock lasts as long as the agent
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
             pid = handle.read().strip() or "?"
             handle.close()
-            raise ConfigError(f"another agent (pid {pid}) is already running for {self.folder}: "
-                              f"stop it first (`ladder status --dir {self.folder}` tells how it is)") from None
+            raise ConfigError(
+                f"another agent (pid {pid}) is already running for {self.folder}: "
+                f"stop it first (`ladder status --dir {self.folder}` tells how it is)") from None
         handle.truncate(0)
         handle.write(f"{os.getpid()}\n")
         handle.flush()
@@ -343,8 +347,10 @@ class HubConfig:
             raise ConfigError(f"{folder} holds no hub: run `ladder hub init --dir {folder}` first")
         try:
             hub = load_toml(path)["hub"]
-            backends = {name: parse_address(hub[name]) for name in ("web_backend", "raw_backend") if name in hub}
-            return cls(folder, hub["name"], parse_address(hub["listen"]), parse_address(hub["public_address"]),
-                       folder / hub["cert"], folder / hub["key"], **backends)
+            backends = {name: parse_address(hub[name])
+                        for name in ("web_backend", "raw_backend") if name in hub}
+            return cls(folder, hub["name"], parse_address(hub["listen"]),
+                       parse_address(hub["public_address"]), folder / hub["cert"], folder / hub["key"],
+                       **backends)
         except (KeyError, TypeError) as exc:
             raise ConfigError(f"{path} lacks {exc}") from None

@@ -50,6 +50,7 @@ async def _trimming(coro):
     """Run `coro`, giving the heap's free memory back to the system every TRIM_EVERY seconds."""
     trim = ctypes.CDLL(None).malloc_trim
     loop = asyncio.get_running_loop()
+    handle: asyncio.TimerHandle  # the next trim's; each re-arms it
 
     def tick() -> None:
         nonlocal handle

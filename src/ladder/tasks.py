@@ -37,7 +37,7 @@ class Tasks:
 
     def every(self, interval: float, tick: Callable[[], Awaitable[None] | None], name: str | None = None
               ) -> asyncio.Task[Any]:
-        """Call `tick` every `interval` seconds until stopped; a tick that fails is logged and the next one runs."""
+        """Call `tick` every `interval` seconds until stopped; a failing tick is logged, the next one runs."""
         return self.spawn(self._repeat(interval, tick), name=name)
 
     async def _repeat(self, interval: float, tick: Callable[[], Awaitable[None] | None]) -> None:
@@ -60,6 +60,6 @@ class Tasks:
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
-            self._log.error("task %s failed", task.get_name(), exc_info=(type(exc), exc, exc.__traceback__))
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None:
+            self._log.error("task %s failed", task.get_name(), exc_info=exc)

@@ -7,6 +7,7 @@ import shutil
 import pytest
 from harness import Network, Origin
 
+
 @pytest.fixture(scope="session", autouse=True)
 def need_curl():
     if shutil.which("curl") is None:

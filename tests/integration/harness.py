@@ -52,7 +52,7 @@ def free_port() -> int:
 def ladder(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
     """Run one `ladder` command to completion."""
     result = subprocess.run([sys.executable, "-m", "ladder", *args], capture_output=True, text=True,
-                            timeout=timeout)
+                            timeout=timeout, check=False)
     problem = log_problem(result.stderr)
     if problem:
         raise AssertionError(f"ladder {' '.join(args)} logged:\n{problem}")
@@ -77,7 +77,7 @@ class Proc:
     def __init__(self, name: str, args: list[str], log_dir: Path):
         self.name = name
         self.log_path = log_dir / f"{name}.log"
-        self.log = open(self.log_path, "wb")
+        self.log = open(self.log_path, "wb")  # noqa: SIM115 -- open while the process runs
         self.popen = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
 
     @property
@@ -227,7 +227,8 @@ class Origin:
             (self.dir / f"s{i}.bin").write_bytes(data)
             self.small[f"s{i}.bin"] = hashlib.sha256(data).hexdigest()
         self.port = free_port()
-        self.proc = Proc("origin", [sys.executable, str(HERE / "origin.py"), str(self.port), str(self.dir)], root)
+        self.proc = Proc("origin", [sys.executable, str(HERE / "origin.py"), str(self.port), str(self.dir)],
+                         root)
         wait_for(lambda: accepts(self.port), 10, "the origin web server")
 
     def url(self, path: str = "", host: str = "127.0.0.1") -> str:
@@ -236,4 +237,4 @@ class Origin:
 
 def curl(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(["curl", "-sS", "--max-time", str(int(timeout)), *args], capture_output=True,
-                          timeout=timeout + 10)
+                          timeout=timeout + 10, check=False)

@@ -10,12 +10,12 @@ import json
 import logging
 import sys
 
-from ladder.runtime import run_async
 from ladder.config import HubConfig
 from ladder.hub.hub import Hub
 from ladder.hub.services import ServiceBoard
 from ladder.protocol.mux import Mux
 from ladder.protocol.noise import generate_keypair
+from ladder.runtime import run_async
 from ladder.store.hubdb import HubStore
 
 
@@ -53,7 +53,7 @@ class ServiceForgingHub(Hub):
 
 def record_everything(path: str) -> None:
     """After TLS, the hub's view of every link, both directions, appended to one file."""
-    out = open(path, "ab")
+    out = open(path, "ab")  # noqa: SIM115 -- open as long as the hub runs
     receive, send = Mux.receive_data, Mux.data_to_send
 
     def spied_receive(self, data, now):

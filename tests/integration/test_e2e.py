@@ -1,4 +1,5 @@
-"""End-to-end encryption against a hostile hub: it sees no site and no content, and cannot impersonate an exit."""
+"""End-to-end encryption against a hostile hub: it sees no site and no content, and cannot impersonate
+an exit."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from ladder.agent.pool import CHANNEL_IDLE
 
 def test_hub_relays_neither_the_site_nor_the_content(tmp_path, origin):
     capture = tmp_path / "relayed.bin"
-    net = Network(tmp_path, hub_command=[str(HERE / "spy_hub.py"), "record", str(tmp_path / "hub"), str(capture)])
+    net = Network(tmp_path,
+                  hub_command=[str(HERE / "spy_hub.py"), "record", str(tmp_path / "hub"), str(capture)])
     try:
         net.exit("alpha", "AA", "--allow-private")
         user = net.user("user")
@@ -47,11 +49,13 @@ def test_the_hub_sees_one_channel_however_many_connections_cross_it(network, ori
             s.sendall(b"GET /index.html HTTP/1.0\r\n")  # the request's first line only: it stays open
 
         def streams_at_exit():
-            share = json.loads(ladder("share", "status", "--dir", str(network.root / "alpha"), "--json").stdout)
+            share = json.loads(
+                ladder("share", "status", "--dir", str(network.root / "alpha"), "--json").stdout)
             return [u["streams"] for u in share["users"].values()]
 
         wait_for(lambda: streams_at_exit() == [12], 10, "the exit to count 12 streams from the user")
-        # The hub counts one member on the exit (its directory tells every member); only the user knows its 12:
+        # The hub counts one member on the exit (its directory tells every member); only the user
+        # knows its 12:
         wait_for(lambda: [(e["users"], e["streams"]) for e in user.status()["exits"]] == [(1, 12)], 10,
                  "the hub to count 1 channel and the user its 12 streams")
         held[0].sendall(b"\r\n")
@@ -60,8 +64,8 @@ def test_the_hub_sees_one_channel_however_many_connections_cross_it(network, ori
         for s in held:
             s.close()
     # Once the user's connections are gone its channel is closed after a while: the count never goes stale.
-    wait_for(lambda: [(e["users"], e["streams"]) for e in user.status()["exits"]] == [(0, 0)], CHANNEL_IDLE * 2,
-             "the idle channel to close")
+    wait_for(lambda: [(e["users"], e["streams"]) for e in user.status()["exits"]] == [(0, 0)],
+             CHANNEL_IDLE * 2, "the idle channel to close")
 
 
 def test_user_refuses_an_exit_record_forged_by_the_hub(tmp_path, origin):

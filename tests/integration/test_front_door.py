@@ -79,11 +79,13 @@ def test_slowloris_connections_are_closed_at_the_head_deadline(tmp_path):
         for sock in conns:
             sock.close()
         still_open = sum(c is None for c in closed_after)
-        assert still_open == 0, f"{still_open} of {SLOWLORIS} dribbling connections outlived the head deadline"
+        assert still_open == 0, \
+            f"{still_open} of {SLOWLORIS} dribbling connections outlived the head deadline"
         latest = max(closed_after)
         assert min(closed_after) > HEAD_TIMEOUT - 1.5 and latest < HEAD_TIMEOUT + 4, closed_after
-        print(f"slowloris: {SLOWLORIS} connections closed {min(closed_after):.1f}-{latest:.1f} s after opening "
-              f"(deadline {HEAD_TIMEOUT} s); hub RSS {before / 2**20:.1f} -> {peak / 2**20:.1f} MiB")
+        print(f"slowloris: {SLOWLORIS} connections closed {min(closed_after):.1f}-{latest:.1f} s "
+              f"after opening (deadline {HEAD_TIMEOUT} s); "
+              f"hub RSS {before / 2**20:.1f} -> {peak / 2**20:.1f} MiB")
         assert peak - before < SLOWLORIS_RSS_BOUND
         hub.check_log()
     finally:
@@ -122,7 +124,8 @@ def test_ten_thousand_idle_connections_cost_little_and_members_keep_working(netw
     print(f"{IDLE} idle connections: hub RSS {before / 2**20:.1f} -> {after / 2**20:.1f} MiB "
           f"({per_connection:.0f} B each), {during / 2**20:.1f} MiB during a 64 MiB download at "
           f"{64 / seconds:.1f} MiB/s through an exit")
-    assert after - before < IDLE_RSS_BOUND, f"10,000 idle connections cost the hub {(after - before) / 2**20:.0f} MiB"
+    assert after - before < IDLE_RSS_BOUND, \
+        f"10,000 idle connections cost the hub {(after - before) / 2**20:.0f} MiB"
     assert alive == 200, "the hub dropped idle connections before their deadline"
     hub.check_log()
 

@@ -236,7 +236,7 @@ def test_member_not_on_the_access_list_is_refused_by_the_publisher(town):
 
 
 def test_services_command_lists_who_publishes_what(town):
-    net, ryan, alice, _ = town
+    _, ryan, alice, _ = town
     human = ladder("services", "--dir", str(alice.folder)).stdout
     assert "blog.ryan.ladder" in human and "online" in human and "Ryan's photos" in human
     assert listed(alice)["blog.ryan.ladder"]["address"] in human
@@ -248,7 +248,7 @@ def test_services_command_lists_who_publishes_what(town):
 
 
 def test_publisher_opens_no_port_and_publishes_only_loopback(town, servers):
-    net, ryan, _, _ = town
+    _, ryan, _, _ = town
     addresses = listening_addresses(ryan.proc.pid)
     assert addresses and all(a in ("127.0.0.1", "::1") for a in addresses), addresses
     for address in ("0.0.0.0:8080", "192.168.1.10:80", "example.com:80"):
@@ -322,7 +322,8 @@ def test_service_record_forged_by_the_hub_is_refused(tmp_path, servers):
 
 def test_hub_relays_neither_the_service_name_nor_the_content(tmp_path, servers):
     capture = tmp_path / "relayed.bin"
-    net = Network(tmp_path, hub_command=[str(HERE / "spy_hub.py"), "record", str(tmp_path / "hub"), str(capture)])
+    net = Network(tmp_path,
+                  hub_command=[str(HERE / "spy_hub.py"), "record", str(tmp_path / "hub"), str(capture)])
     try:
         ryan_dir = net.join("ryan")
         publish(ryan_dir, servers.site_address, "--name", "blog")
@@ -342,11 +343,12 @@ def test_hub_relays_neither_the_service_name_nor_the_content(tmp_path, servers):
 
 def test_publishing_again_changes_only_what_is_given(network, servers):
     ryan_dir = network.join("ryan")
-    publish(ryan_dir, servers.site_address, "--name", "blog", "--title", "Ryan's photos", "--description", "cats")
+    publish(ryan_dir, servers.site_address, "--name", "blog", "--title", "Ryan's photos",
+            "--description", "cats")
     publish(ryan_dir, servers.site_address, "--name", "blog")  # e.g. after moving it: the title stays
     out = publish(ryan_dir, "--name", "blog", "--description", "dogs").stdout  # no address: an update
     assert out.startswith("updated blog"), out
     saved = json.loads((ryan_dir / "services.json").read_text())["services"]["blog"]
-    assert saved["title"] == "Ryan's photos" and saved["description"] == "dogs" and saved["kind"] == "http", saved
+    assert (saved["title"], saved["description"], saved["kind"]) == ("Ryan's photos", "dogs", "http"), saved
     missing = publish(ryan_dir, "--name", "nosuch", check=False)
     assert missing.returncode != 0 and "not published yet" in missing.stderr, missing.stderr

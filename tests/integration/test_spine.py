@@ -77,7 +77,7 @@ def test_fifty_concurrent_downloads_all_intact(spine, origin):
     proxy = users["auto"].proxy
     with ThreadPoolExecutor(50) as pool:
         bodies = dict(zip(origin.small, pool.map(
-            lambda name: socks_fetch(proxy, "localhost", origin.port, name), origin.small)))
+            lambda name: socks_fetch(proxy, "localhost", origin.port, name), origin.small), strict=True))
     bad = [name for name, body in bodies.items() if hashlib.sha256(body).hexdigest() != origin.small[name]]
     assert not bad, f"{len(bad)} of 50 concurrent downloads arrived altered: {bad[:5]}"
 
@@ -147,6 +147,7 @@ def test_status_and_members_tell_who_is_online(spine):
     assert {e["name"] for e in status["exits"]} == {"alpha", "bravo"}
     human = ladder("status", "--dir", str(users["auto"].folder)).stdout
     assert "link:   up" in human and "2 online" in human
-    members = {m["name"]: m for m in json.loads(ladder("hub", "members", "--dir", str(net.hub_dir), "--json").stdout)}
+    listed = json.loads(ladder("hub", "members", "--dir", str(net.hub_dir), "--json").stdout)
+    members = {m["name"]: m for m in listed}
     assert members["alpha"]["online"] == "exit"
     assert members["u-auto"]["online"] == "user"

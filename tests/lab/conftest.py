@@ -7,9 +7,8 @@ needed tool every lab test skips with one line.
 
 from __future__ import annotations
 
-import pytest
-
 import netlab
+import pytest
 from ladderlab import Lab, preconditions
 
 

@@ -83,7 +83,8 @@ def run(device: str, delay: float, loss: float, seed: int, max_seconds: float) -
 
 def main(argv: list[str]) -> int:
     device, delay_ms, loss_percent, seed, max_seconds = argv[1:6]
-    forwarded, dropped = run(device, float(delay_ms) / 1000, float(loss_percent) / 100, int(seed), float(max_seconds))
+    forwarded, dropped = run(device, float(delay_ms) / 1000, float(loss_percent) / 100, int(seed),
+                             float(max_seconds))
     print(f"forwarded {forwarded} dropped {dropped}", flush=True)
     return 0
 

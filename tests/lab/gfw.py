@@ -115,7 +115,8 @@ _ANYWHERE = {
     "SSH banner": re.compile(rb"SSH-(2\.0|1\.99|1\.5)-"),
     "HTTP proxy CONNECT": re.compile(rb"(^|\r\n)CONNECT [^ \r\n]+:\d+ HTTP/1\.[01]\r\n"),
     "HTTP proxy reply": re.compile(rb"HTTP/1\.[01] 200 Connection established", re.IGNORECASE),
-    "HTTP proxy header": re.compile(rb"\r\n(Proxy-Agent|Proxy-Connection|Proxy-Authorization|Via):", re.IGNORECASE),
+    "HTTP proxy header": re.compile(rb"\r\n(Proxy-Agent|Proxy-Connection|Proxy-Authorization|Via):",
+                                    re.IGNORECASE),
     "SOCKS5 greeting reply": re.compile(rb"^\x05[\x00\x02]$"),
 }
 # Found at the start of a payload.

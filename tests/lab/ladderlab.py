@@ -45,7 +45,8 @@ def preconditions() -> str | None:
         return "the firewall lab needs root (network namespaces, iptables); run as root or in CI"
     missing = [tool for tool in TOOLS if shutil.which(tool) is None]
     if missing:
-        return f"the firewall lab needs {', '.join(missing)} (apt-get install iproute2 iptables tcpdump nginx-light curl)"
+        return (f"the firewall lab needs {', '.join(missing)} "
+                "(apt-get install iproute2 iptables tcpdump nginx-light curl)")
     return None
 
 
@@ -63,8 +64,9 @@ class Member:
         self.lab.ladder_in(self.host, "join", invite, "--dir", str(self.folder))
 
     def start(self) -> None:
-        self.proc = Proc(self.name, self.host, [sys.executable, "-m", "ladder", "up", "--dir", str(self.folder),
-                                                *self.up_args], self.lab.root)
+        self.proc = Proc(self.name, self.host,
+                         [sys.executable, "-m", "ladder", "up", "--dir", str(self.folder), *self.up_args],
+                         self.lab.root)
 
     def restart(self) -> None:
         self.proc.stop()
@@ -84,9 +86,11 @@ class Member:
             status = self.status()
             if status.get("state") != "up":
                 return False
-            return exit_country is None or any(e.get("country") == exit_country for e in status.get("exits", []))
+            return exit_country is None or any(e.get("country") == exit_country
+                                               for e in status.get("exits", []))
 
-        what = f"{self.name}'s link to come up" + (f" and an exit in {exit_country} to show" if exit_country else "")
+        what = f"{self.name}'s link to come up" + (f" and an exit in {exit_country} to show"
+                                                   if exit_country else "")
         try:
             wait_for(ready, timeout, what, interval=0.2)
         except AssertionError as exc:
@@ -123,8 +127,9 @@ class Lab:
         for host in ("phone", "laptop"):
             self.spawn(f"lan-service-{host}", host, sys.executable, "-m", "http.server", "--bind", "0.0.0.0",
                        "--directory", str(self.root / "plain"), str(LAN_SERVICE_PORT))
-        for host in ("phone", "laptop"):
-            wait_for(lambda: netlab.listening(host, "0.0.0.0", LAN_SERVICE_PORT), 10, f"the LAN service on {host}")
+        for host in ("phone", "laptop"):  # wait_for calls its lambdas before the loop goes on
+            wait_for(lambda: netlab.listening(host, "0.0.0.0", LAN_SERVICE_PORT),  # noqa: B023
+                     10, f"the LAN service on {host}")
 
     def spawn(self, name: str, host: str, *args: str) -> Proc:
         proc = Proc(name, host, list(args), self.root)
@@ -135,7 +140,7 @@ class Lab:
         conf = sites.nginx_config(self.root / f"nginx-{name}", servers)
         proc = self.spawn(f"nginx-{name}", host, "nginx", "-c", str(conf))
         for address, port in listens:
-            wait_for(lambda: netlab.listening(host, address, port) or not proc.alive(), 10,
+            wait_for(lambda: netlab.listening(host, address, port) or not proc.alive(), 10,  # noqa: B023
                      f"nginx {name} to listen on {address}:{port}")
             assert proc.alive(), f"nginx {name} died:\n{proc.output()}"
         return proc
@@ -144,10 +149,12 @@ class Lab:
         self.ca = sites.LabCA(self.root)
         self.blocked = sites.make_blocked_site(self.root / "blocked", KEYWORD, MARKER)
         cert, key = self.ca.issue("blocked", [BLOCKED_NAME, ADDR["usweb"], ADDR["usweb-mirror"]])
-        self.nginx("usweb", "usweb", sites.server_block(["80", "443 ssl"], self.blocked.root, cert=cert, key=key),
+        self.nginx("usweb", "usweb",
+                   sites.server_block(["80", "443 ssl"], self.blocked.root, cert=cert, key=key),
                    [(ADDR["usweb"], 80), (ADDR["usweb"], 443)])
         sites.make_plain_site(self.root / "mainland", MAINLAND_MARKER)
-        self.nginx("cnweb", "cnweb", sites.server_block(["80"], self.root / "mainland", allow=[netlab.INSIDE]),
+        self.nginx("cnweb", "cnweb",
+                   sites.server_block(["80"], self.root / "mainland", allow=[netlab.INSIDE]),
                    [(ADDR["cnweb"], 80)])
         sites.make_plain_site(self.root / "plain", "It works.")
         cert, key = sites.self_signed(self.root, "ref", "www.example.org")
@@ -175,15 +182,17 @@ class Lab:
         face_dir, face_address = self.root / "hub-face", f"{ADDR['hub']}:{FACE_PORT}"
         self.ladder("hub", "init", "--dir", str(face_dir), "--name", "facehub", "--listen", face_address,
                     "--public-address", face_address)
-        self.face_hub_proc = self.spawn("hub-face", "hub", sys.executable, "-m", "ladder", "hub", "run", "--dir",
-                                        str(face_dir))
-        wait_for(lambda: netlab.listening("hub", ADDR["hub"], FACE_PORT) or not self.face_hub_proc.alive(), 20,
-                 "the hub with the built-in face to listen")
-        assert self.face_hub_proc.alive(), f"the hub with the built-in face died:\n{self.face_hub_proc.output()}"
+        self.face_hub_proc = self.spawn("hub-face", "hub", sys.executable, "-m", "ladder", "hub", "run",
+                                        "--dir", str(face_dir))
+        wait_for(lambda: netlab.listening("hub", ADDR["hub"], FACE_PORT) or not self.face_hub_proc.alive(),
+                 20, "the hub with the built-in face to listen")
+        assert self.face_hub_proc.alive(), \
+            f"the hub with the built-in face died:\n{self.face_hub_proc.output()}"
 
     def start_members(self) -> None:
         specs = [
-            ("laptop", "laptop", ["--share", "--country", "US", "--allow-private", "--proxy", PROXY, "--exit", "CN"]),
+            ("laptop", "laptop",
+             ["--share", "--country", "US", "--allow-private", "--proxy", PROXY, "--exit", "CN"]),
             ("cnsharer", "cnsharer", ["--share", "--country", "CN", "--allow-private"]),
             ("phone", "phone", ["--proxy", PROXY, "--exit", "US", "--rules", "inside-cn"]),
         ]
@@ -222,14 +231,15 @@ class Lab:
 
     @staticmethod
     def _checked(command: list[str], timeout: float) -> subprocess.CompletedProcess:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
         if result.returncode != 0:
             raise AssertionError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr}")
         return result
 
     def curl(self, host: str, *args: str, timeout: float = 10) -> subprocess.CompletedProcess:
         """curl inside `host`; the result's stdout is bytes. Never raises on curl's own failure."""
-        return run_in(host, "curl", "-sS", "--max-time", str(timeout), *args, check=False, timeout=timeout + 15)
+        return run_in(host, "curl", "-sS", "--max-time", str(timeout), *args, check=False,
+                      timeout=timeout + 15)
 
     def proxy(self, *args: str) -> list[str]:
         """curl options to go through the member's local Ladder proxy."""

@@ -93,7 +93,7 @@ class CommandFailed(AssertionError):
 
 def sh(*args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
     """Run one command to completion (bounded), raising with its output if it fails."""
-    result = subprocess.run(list(args), capture_output=True, timeout=timeout)
+    result = subprocess.run(list(args), capture_output=True, timeout=timeout, check=False)
     if check and result.returncode != 0:
         raise CommandFailed(f"{' '.join(args)} failed ({result.returncode}): "
                             f"{result.stderr.decode(errors='replace').strip()}")
@@ -262,7 +262,7 @@ class Proc:
         self.host = host
         self.args = args
         self.log_path = log_dir / f"{name}.log"
-        self._log = open(self.log_path, "ab")
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 -- open while the process runs
         # `ip netns exec` execs the command after entering the namespace: the pid is the command's.
         self.popen = subprocess.Popen(["ip", "netns", "exec", ns(host), *args], stdout=self._log,
                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

@@ -61,7 +61,7 @@ def react(host: str, port: int, send: bytes = b"", wait: float = 5.0, tls_sni: s
             sock.settimeout(remaining)
             try:
                 chunk = sock.recv(65536)
-            except (socket.timeout, TimeoutError):
+            except TimeoutError:
                 end = "timeout"
             except ssl.SSLError as exc:
                 end = f"TLS error: {exc.reason}"
@@ -99,14 +99,16 @@ def connect(host: str, port: int, timeout: float = 2.0) -> str:
         return "connected"
     except ConnectionRefusedError:
         return "refused"
-    except (socket.timeout, TimeoutError):
+    except TimeoutError:
         return "timeout"
     except OSError as exc:
         return f"unreachable ({exc.strerror or exc})"
 
 
 def main(argv: list[str]) -> int:
-    mode, spec = argv[1], json.loads(open(argv[2]).read())
+    mode = argv[1]
+    with open(argv[2]) as file:
+        spec = json.load(file)
     with ThreadPoolExecutor(max_workers=128) as pool:
         if mode == "react":
             futures = {name: pool.submit(react, p["host"], p["port"], bytes.fromhex(p.get("send", "")),

@@ -42,7 +42,7 @@ class LabCA:
     def __init__(self, folder: Path):
         self.folder = folder
         self.key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         self.cert = (
             x509.CertificateBuilder()
             .subject_name(_name("Ladder Lab CA"))
@@ -64,7 +64,7 @@ class LabCA:
     def issue(self, stem: str, names: list[str]) -> tuple[Path, Path]:
         """A server certificate for `names` (DNS names or IP addresses): (cert path, key path)."""
         key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         alt = []
         for entry in names:
             try:
@@ -92,7 +92,7 @@ class LabCA:
 def self_signed(folder: Path, stem: str, name: str) -> tuple[Path, Path]:
     """A self-signed certificate, as a small site's operator would make with openssl."""
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(_name(name)).issuer_name(_name(name))
@@ -143,7 +143,8 @@ def make_blocked_site(root: Path, keyword: str, marker: str) -> BlockedSite:
     (root / "big.bin").write_bytes(big)
     small = os.urandom(SMALL_SIZE)
     (root / "small.bin").write_bytes(small)
-    return BlockedSite(root, keyword, marker, hashlib.sha256(big).hexdigest(), hashlib.sha256(small).hexdigest())
+    return BlockedSite(root, keyword, marker, hashlib.sha256(big).hexdigest(),
+                       hashlib.sha256(small).hexdigest())
 
 
 def make_plain_site(root: Path, text: str) -> None:

@@ -1,15 +1,15 @@
-"""The lab's censor model: the GFW's exemption rules (Wu et al. 2023), TLS record framing, protocol banners."""
+"""The lab's censor model: the GFW's exemption rules (Wu et al. 2023), TLS record framing, protocol
+banners."""
 
 from __future__ import annotations
 
 import random
 import struct
 
+import gfw
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-import gfw
 
 RANDOM = random.Random(1).randbytes(1000)  # what a fully encrypted protocol's first packet looks like
 
@@ -87,7 +87,8 @@ def record(content_type: int, body: bytes, version: int = 0x0303) -> bytes:
 
 
 def test_a_stream_of_tls_records():
-    stream = record(22, b"h" * 200, 0x0301) + record(20, b"\x01") + record(23, b"x" * 16401) + record(21, b"\x02\x28")
+    stream = (record(22, b"h" * 200, 0x0301) + record(20, b"\x01") + record(23, b"x" * 16401)
+              + record(21, b"\x02\x28"))
     assert [(r.content_type, r.version, r.length) for r in gfw.tls_records(stream)] == [
         (22, 0x0301, 200), (20, 0x0303, 1), (23, 0x0303, 16401), (21, 0x0303, 2)]
 

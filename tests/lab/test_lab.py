@@ -15,9 +15,16 @@ import time
 import gfw
 import pcap
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from ladderlab import BLOCKED_NAME, FACE_PORT, KEYWORD, LAN_SERVICE_PORT, MAINLAND_MARKER, MAINLAND_NAME, MARKER
-from netlab import ADDR, ADDRESS_RULE, KEYWORD_RULE, ban, rule_packets, run_in, unban
-from netlab import wait_for
+from ladderlab import (
+    BLOCKED_NAME,
+    FACE_PORT,
+    KEYWORD,
+    LAN_SERVICE_PORT,
+    MAINLAND_MARKER,
+    MAINLAND_NAME,
+    MARKER,
+)
+from netlab import ADDR, ADDRESS_RULE, KEYWORD_RULE, ban, rule_packets, run_in, unban, wait_for
 
 from ladder.protocol.hello import make_hello
 
@@ -64,7 +71,8 @@ def test_1_without_ladder_the_phone_cannot_reach_the_blocked_site(lab):
         banned = lab.curl("phone", mirror, timeout=3)
     finally:
         unban(ADDR["usweb-mirror"])
-    assert banned.returncode != 0, f"the border's LAD-BAN chain did not stop traffic to a banned address ({mirror})"
+    assert banned.returncode != 0, \
+        f"the border's LAD-BAN chain did not stop traffic to a banned address ({mirror})"
 
 
 def test_2_through_ladder_the_phone_fetches_the_blocked_site(lab):
@@ -74,8 +82,10 @@ def test_2_through_ladder_the_phone_fetches_the_blocked_site(lab):
         f"the phone fetching https://{BLOCKED_NAME}/ through Ladder (lab CA)", lab)
     digest, seconds, result = lab.fetch_big("phone", BIG_TIMEOUT)
     assert result.returncode == 0, (
-        f"the 64 MiB download through Ladder failed after {seconds:.1f} s: {_said(result)}\n{lab.ladder_logs()}")
-    assert digest == lab.blocked.big_sha, "the 64 MiB file arrived through Ladder, but corrupted (sha256 differs)"
+        f"the 64 MiB download through Ladder failed after {seconds:.1f} s: {_said(result)}\n"
+        f"{lab.ladder_logs()}")
+    assert digest == lab.blocked.big_sha, \
+        "the 64 MiB file arrived through Ladder, but corrupted (sha256 differs)"
     print(f"64 MiB through Ladder in {seconds:.1f} s ({64 / seconds:.1f} MiB/s)")
 
 
@@ -83,26 +93,31 @@ def test_3_the_keyword_filter_never_matches_ladder_traffic(lab):
     site = lab.blocked
     for path in (site.keyword_path, site.keyword_page):
         result = lab.curl("phone", *lab.proxy(f"http://{BLOCKED_NAME}{path}"))
-        _ok(result, KEYWORD, f"the phone fetching http://{BLOCKED_NAME}{path} (keyword in cleartext) through Ladder",
-            lab)
+        _ok(result, KEYWORD,
+            f"the phone fetching http://{BLOCKED_NAME}{path} (keyword in cleartext) through Ladder", lab)
 
     # Control: the same requests without Ladder, to an address the border does not block, are dropped.
     mirror = f"http://{ADDR['usweb-mirror']}"
-    _ok(lab.curl("phone", f"{mirror}/", timeout=5), MARKER, "control: a page without the keyword, without Ladder")
+    _ok(lab.curl("phone", f"{mirror}/", timeout=5), MARKER,
+        "control: a page without the keyword, without Ladder")
     dropped_before = rule_packets("border", "LAD-BLOCK")[KEYWORD_RULE]
     for path, where in ((site.keyword_path, "in the URL"), (site.keyword_page, "in the page")):
         result = lab.curl("phone", f"{mirror}{path}", timeout=4)
         assert result.returncode != 0, (
-            f"control: {mirror}{path} (keyword {where}) arrived without Ladder: the keyword filter does not work")
-    assert rule_packets("border", "LAD-BLOCK")[KEYWORD_RULE] > dropped_before, "the keyword rule dropped nothing"
+            f"control: {mirror}{path} (keyword {where}) arrived without Ladder: "
+            "the keyword filter does not work")
+    assert rule_packets("border", "LAD-BLOCK")[KEYWORD_RULE] > dropped_before, \
+        "the keyword rule dropped nothing"
 
 
 def test_4_two_way_sharing_outside_reaches_mainland_only_content(lab):
     url = f"http://{MAINLAND_NAME}/"
-    _ok(lab.curl("phone", url), MAINLAND_MARKER, "control: the phone (inside) fetching the mainland-only site")
+    _ok(lab.curl("phone", url), MAINLAND_MARKER,
+        "control: the phone (inside) fetching the mainland-only site")
     direct = lab.curl("laptop", "-o", "/dev/null", "-w", "%{http_code}", url)
     assert direct.stdout.decode() == "403", (
-        f"without Ladder the laptop (outside) should get 403 from {url}, got {direct.stdout!r} {_said(direct)}")
+        f"without Ladder the laptop (outside) should get 403 from {url}, "
+        f"got {direct.stdout!r} {_said(direct)}")
     _ok(lab.curl("laptop", *lab.proxy(url)), MAINLAND_MARKER,
         f"the laptop fetching {url} through the inside member's exit (--exit CN)", lab)
 
@@ -116,7 +131,8 @@ def test_5_the_link_across_the_border_looks_like_https(lab):
                                              f"https://{BLOCKED_NAME}/small.bin"))
         mainland = lab.curl("laptop", *lab.proxy(f"http://{MAINLAND_NAME}/"))
     _ok(page, KEYWORD, "the keyword page through Ladder during the capture", lab)
-    assert https.returncode == 0 and hashlib.sha256(small.read_bytes()).hexdigest() == lab.blocked.small_sha, (
+    small_sha = hashlib.sha256(small.read_bytes()).hexdigest()
+    assert https.returncode == 0 and small_sha == lab.blocked.small_sha, (
         f"the 1 MiB file through Ladder during the capture: {_said(https)}")
     _ok(mainland, MAINLAND_MARKER, "the mainland page through Ladder during the capture", lab)
 
@@ -127,8 +143,9 @@ def test_5_the_link_across_the_border_looks_like_https(lab):
         f"proto {p.proto} {p.src}:{p.sport} -> {p.dst}:{p.dport}" for p in not_tcp[:5])
     connections = pcap.tcp_connections(packets)
     elsewhere = [c for c in connections if c.server != HUB]
-    assert not elsewhere, "TCP connections crossed the border to something other than the hub's port 443: " + ", ".join(
-        f"{c.client} -> {c.server}" for c in elsewhere[:5])
+    assert not elsewhere, (
+        "TCP connections crossed the border to something other than the hub's port 443: "
+        + ", ".join(f"{c.client} -> {c.server}" for c in elsewhere[:5]))
     new = [c for c in connections if c.saw_syn]
     assert new, "no connection was opened across the border during the capture: the test proves nothing"
 
@@ -146,8 +163,8 @@ def test_5_the_link_across_the_border_looks_like_https(lab):
             if first is not None and not gfw.is_exempt(first):
                 problems.append(
                     f"{conn.client}->{conn.server}: the {who}'s first data packet ({len(first)} bytes, "
-                    f"{gfw.popcount_per_byte(first):.2f} bits/byte, starts {first[:8].hex()}) is exempt under "
-                    "none of Ex1-Ex5: the GFW would flag it as fully encrypted")
+                    f"{gfw.popcount_per_byte(first):.2f} bits/byte, starts {first[:8].hex()}) is exempt "
+                    "under none of Ex1-Ex5: the GFW would flag it as fully encrypted")
     for packet in packets:
         found = gfw.banners(packet.payload)
         if found:
@@ -242,14 +259,17 @@ def test_6_probes_get_the_same_reaction_from_the_hub_as_from_nginx(lab):
             hub = reactions[f"{name} @{who}"]
             line.append(f"{who} {hub['class']:<7}")
             if hub["class"] != nginx["class"]:
-                differ.append(f"{name} @{who}: {hub['class']} ({hub['end']}), nginx {nginx['class']} ({nginx['end']})")
+                differ.append(f"{name} @{who}: {hub['class']} ({hub['end']}), "
+                              f"nginx {nginx['class']} ({nginx['end']})")
             elif probe.get("bytes") and _masked(hub) != _masked(nginx):
-                differ.append(f"{name} @{who}: answered {_masked(hub)[:120]!r}, nginx {_masked(nginx)[:120]!r}")
+                differ.append(f"{name} @{who}: answered {_masked(hub)[:120]!r}, "
+                              f"nginx {_masked(nginx)[:120]!r}")
         print("  ".join(line))
     assert not differ, (f"a prober tells a hub from nginx on {len(differ)} of {2 * len(probes)} probes:\n"
                         + "\n".join(differ[:40]) + f"\n{lab.ladder_logs()}")
     for proc in (lab.hub_proc, lab.face_hub_proc):
-        assert "Traceback" not in proc.output(10**7), f"{proc.name} logged a traceback during the probes:\n{proc.output()}"
+        assert "Traceback" not in proc.output(10**7), \
+            f"{proc.name} logged a traceback during the probes:\n{proc.output()}"
 
 
 def test_7_both_nats_stay_closed_to_inbound_connections(lab):
@@ -257,7 +277,8 @@ def test_7_both_nats_stay_closed_to_inbound_connections(lab):
     control = {"phone": ("cnhome", ADDR["phone"]), "laptop": ("ushome", ADDR["laptop"])}
     for name, (router, address) in control.items():
         reached = lab.probes("connect", router, {"x": {"host": address, "port": LAN_SERVICE_PORT}})["x"]
-        assert reached == "connected", f"control: the LAN service on the {name} does not answer its own router"
+        assert reached == "connected", \
+            f"control: the LAN service on the {name} does not answer its own router"
 
     targets = {"phone": ADDR["phone"], "cnsharer": ADDR["cnsharer"], "cnhome WAN": ADDR["cnhome-wan"],
                "laptop": ADDR["laptop"], "ushome WAN": ADDR["ushome-wan"]}
@@ -279,7 +300,8 @@ def test_7_both_nats_stay_closed_to_inbound_connections(lab):
         member = lab.members[name]
         sockets = run_in(member.host, "ss", "-Hanptu").stdout.decode().splitlines()
         own = [line for line in sockets if f"pid={member.proc.pid}," in line]
-        assert own, f"ss shows no socket of {name}'s agent (pid {member.proc.pid}): the check would prove nothing"
+        assert own, \
+            f"ss shows no socket of {name}'s agent (pid {member.proc.pid}): the check would prove nothing"
         wide = [line for line in own if line.split()[0] == "udp" or
                 (line.split()[1] == "LISTEN" and not line.split()[4].startswith("127.0.0.1:"))]
         assert not wide, f"{name}'s agent opened sockets beyond loopback and its link:\n" + "\n".join(wide)
@@ -297,10 +319,11 @@ def test_8_the_big_file_survives_delay_and_loss_at_the_border(lab):
                         f"{float(plain.stdout or 0) / 2**20:.2f} MiB/s")
     counts = re.search(r"forwarded (\d+) dropped (\d+)", line.output())
     assert result.returncode == 0, (
-        f"the 64 MiB download through Ladder with 150 ms delay and 1% loss each way at the border failed after "
-        f"{seconds:.1f} s: {_said(result)}{baseline}")
+        f"the 64 MiB download through Ladder with 150 ms delay and 1% loss each way at the border "
+        f"failed after {seconds:.1f} s: {_said(result)}{baseline}")
     assert digest == lab.blocked.big_sha, "the 64 MiB file arrived through a lossy border, but corrupted"
-    assert counts and int(counts[2]) > 0, f"the delay line lost no packet: the loss was not applied\n{line.output()}"
+    assert counts and int(counts[2]) > 0, \
+        f"the delay line lost no packet: the loss was not applied\n{line.output()}"
     print(f"64 MiB through Ladder, 150 ms + 1% loss each way, in {seconds:.1f} s ({64 / seconds:.2f} MiB/s); "
           f"delay line {counts[0]}")
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import ipaddress
 import struct
 
-import pytest
-
 import pcap
+import pytest
 from pcap import ACK, FIN, PSH, SYN
 
 CLIENT, SERVER = ("10.200.4.10", 40000), ("10.200.1.10", 443)
@@ -21,12 +20,14 @@ def ipv4(src: str, dst: str, proto: int, body: bytes, *, total: int | None = Non
 
 def tcp(src, dst, seq: int, flags: int, payload: bytes = b"", *, options: bytes = b"") -> bytes:
     offset = (20 + len(options)) // 4
-    body = struct.pack("!HHIIBBHHH", src[1], dst[1], seq, 0, offset << 4, flags, 65535, 0, 0) + options + payload
+    body = struct.pack("!HHIIBBHHH", src[1], dst[1], seq, 0, offset << 4, flags, 65535, 0, 0) + options
+    body += payload
     return ipv4(src[0], dst[0], pcap.PROTO_TCP, body)
 
 
 def udp(src, dst, payload: bytes) -> bytes:
-    return ipv4(src[0], dst[0], pcap.PROTO_UDP, struct.pack("!HHHH", src[1], dst[1], 8 + len(payload), 0) + payload)
+    return ipv4(src[0], dst[0], pcap.PROTO_UDP,
+                struct.pack("!HHHH", src[1], dst[1], 8 + len(payload), 0) + payload)
 
 
 def ethernet(ip: bytes, ethertype: int = 0x0800, vlan: bool = False) -> bytes:
@@ -55,7 +56,8 @@ def pcap_file(frames: list[bytes], linktype: int = pcap.LINKTYPE_ETHERNET, endia
 def test_reads_tcp_over_ethernet_with_fields_and_payload():
     data = pcap_file([ethernet(tcp(CLIENT, SERVER, 1000, SYN)),
                       ethernet(tcp(SERVER, CLIENT, 5000, SYN | ACK)),
-                      ethernet(tcp(CLIENT, SERVER, 1001, PSH | ACK, b"\x16\x03\x01hello", options=b"\x01" * 12))])
+                      ethernet(tcp(CLIENT, SERVER, 1001, PSH | ACK, b"\x16\x03\x01hello",
+                                   options=b"\x01" * 12))])
     packets = pcap.parse_pcap(data)
     assert [(p.src, p.sport, p.dst, p.dport, p.flags) for p in packets] == [
         (*CLIENT, *SERVER, SYN), (*SERVER, *CLIENT, SYN | ACK), (*CLIENT, *SERVER, PSH | ACK)]
@@ -64,7 +66,8 @@ def test_reads_tcp_over_ethernet_with_fields_and_payload():
 
 
 @pytest.mark.parametrize("linktype, wrap", [
-    (pcap.LINKTYPE_LINUX_SLL, cooked), (pcap.LINKTYPE_LINUX_SLL2, cooked2), (pcap.LINKTYPE_RAW, lambda ip: ip),
+    (pcap.LINKTYPE_LINUX_SLL, cooked), (pcap.LINKTYPE_LINUX_SLL2, cooked2),
+    (pcap.LINKTYPE_RAW, lambda ip: ip),
     (pcap.LINKTYPE_ETHERNET, lambda ip: ethernet(ip, vlan=True)),
 ])
 def test_reads_cooked_captures_raw_ip_and_vlan_tags(linktype, wrap):
@@ -95,7 +98,8 @@ def test_ethernet_padding_is_not_payload():
 
 
 def test_a_record_cut_short_ends_the_list_and_bad_files_raise():
-    data = pcap_file([ethernet(tcp(CLIENT, SERVER, 7, ACK, b"one")), ethernet(tcp(CLIENT, SERVER, 10, ACK, b"two"))])
+    data = pcap_file([ethernet(tcp(CLIENT, SERVER, 7, ACK, b"one")),
+                      ethernet(tcp(CLIENT, SERVER, 10, ACK, b"two"))])
     assert [p.payload for p in pcap.parse_pcap(data[:-2])] == [b"one"]
     with pytest.raises(pcap.PcapError, match="magic"):
         pcap.parse_pcap(b"\x0a\x0d\x0d\x0a" + b"\x00" * 40)  # a pcapng file

@@ -18,9 +18,9 @@ from ladder.link.client import HubIdentityMismatch, LinkRefused, dial
 from ladder.link.connection import Endpoint, Link
 from ladder.link.tls import generate_self_signed, server_context
 from ladder.protocol import events as ev
+from ladder.protocol.control import encode_control
 from ladder.protocol.errors import ErrorCode
 from ladder.protocol.hello import hello_size, parse_hello
-from ladder.protocol.control import encode_control
 from ladder.protocol.mux import Mux
 
 WELCOME = {"type": "welcome", "hub": "test", "member": "alice"}
@@ -127,7 +127,7 @@ def no_lost_exceptions(caplog) -> None:
 def test_the_dial_returns_the_welcome_and_hands_everything_after_it_to_the_owner(material, caplog):
     owner = Owner()
     exits = {"type": "exits", "exits": []}
-    (link, welcome), [hub] = run_dial(material, welcome_then(exits, stream=b"channel"), owner=owner)
+    (_, welcome), [hub] = run_dial(material, welcome_then(exits, stream=b"channel"), owner=owner)
     assert welcome == WELCOME and hub.hello is not None and hub.hello.token == b""
     # What came in the welcome's read, after it, is the owner's: a control message and a stream.
     assert owner.controls == [exits] and owner.streams == [b"channel"]
@@ -144,7 +144,7 @@ def test_the_hello_carries_a_ping_the_hub_reads_as_the_link_s_first_frame(materi
             await asyncio.sleep(0.01)
         hub_events.extend(seen[0].events)
 
-    (link, welcome), _ = run_dial(material, welcome_then(), after=measured)
+    (link, _), _ = run_dial(material, welcome_then(), after=measured)
     assert hub_events == []  # a PING gives no event, and it was no protocol error either
     assert link.rtt is not None  # its ACK went out with the welcome
 
@@ -161,7 +161,7 @@ def test_a_web_server_s_answer_is_a_refusal(material, caplog):
 
 def test_a_hub_that_says_nothing_times_the_dial_out(material, caplog):
     owner = Owner()
-    silent, [hub] = run_dial(material, lambda hub: None, owner=owner, timeout=0.2)
+    silent, [_] = run_dial(material, lambda hub: None, owner=owner, timeout=0.2)
     assert isinstance(silent, asyncio.TimeoutError)
     assert owner.closed == []  # the owner never had the link
     no_lost_exceptions(caplog)

@@ -25,10 +25,10 @@ from ladder.link.client import LinkRefused, dial
 from ladder.link.server import Doorway, FrontDoor, is_tls_start, tls_refusal
 from ladder.link.tls import generate_self_signed, server_context
 from ladder.link.webface import PLAIN_ON_HTTPS_PORT
-from ladder.runtime import run_async
 from ladder.protocol.hello import make_hello
 from ladder.protocol.identity import member_id, public_bytes
 from ladder.protocol.mux import KEEPALIVE_INTERVAL, Mux
+from ladder.runtime import run_async
 from ladder.store.hubdb import HubStore
 
 RECORD_OVERFLOW_ALERT = bytes.fromhex("15030300020216")  # what nginx's OpenSSL sent to 16 03 01 ff ff ...
@@ -74,7 +74,7 @@ async def until_closed(reader: asyncio.StreamReader, limit: float) -> tuple[byte
             if not chunk:
                 return got, "FIN", time.monotonic() - started
             got += chunk
-    except (asyncio.TimeoutError, TimeoutError):
+    except TimeoutError:
         return got, "open", time.monotonic() - started
     except ConnectionResetError:
         return got, "RST", time.monotonic() - started
@@ -132,7 +132,8 @@ def test_plain_http_on_the_tls_port_gets_nginx_s_497_page_then_a_fin(context):
 
 
 def test_after_a_request_it_cannot_parse_the_door_reads_on_as_nginx_does(context, monkeypatch):
-    """nginx's lingering close: FIN after the 400, but later bytes are read, not reset; a 497 closes at once."""
+    """nginx's lingering close: FIN after the 400, but later bytes are read, not reset; a 497 closes
+    at once."""
     monkeypatch.setattr(server, "LINGERING_TIMEOUT", 0.5)
 
     async def main():
@@ -229,9 +230,9 @@ def test_keepalive_runs_between_requests_and_a_dribble_does_not_restart_it(conte
             if dribbling:
                 await asyncio.sleep(0.3)
 
-                async def dribble():
+                async def dribble():  # cancelled before `writer` is the next connection's
                     for _ in range(60):
-                        writer.write(b"G")
+                        writer.write(b"G")  # noqa: B023
                         await asyncio.sleep(0.1)
 
                 task = asyncio.ensure_future(dribble())
@@ -379,7 +380,8 @@ def test_stalled_handshakes_are_shed_oldest_first_and_a_new_one_completes(contex
             stalled.append(reader)
             writers.append(writer)
             await asyncio.sleep(0.1)
-        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port, ssl=tls_client()), 5)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection("127.0.0.1", port, ssl=tls_client()), 5)
         writer.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
         answer = await reader.readuntil(b"\r\n")
         ends = [(await until_closed(reader, 0.3))[1] for reader in stalled]
@@ -387,7 +389,8 @@ def test_stalled_handshakes_are_shed_oldest_first_and_a_new_one_completes(contex
         return ends, answer
 
     ends, answer = asyncio.run(main())
-    assert ends[:2] == ["FIN", "FIN"] and ends[2] == "open"  # the third's arrival shed the first; the TLS client the second
+    # The third's arrival shed the first; the TLS client the second.
+    assert ends[:2] == ["FIN", "FIN"] and ends[2] == "open"
     assert answer == b"HTTP/1.1 200 OK\r\n"
 
 

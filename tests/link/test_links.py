@@ -143,7 +143,8 @@ async def fetch(channel: Channel, target: bytes, body: bytes) -> bytes:
 def test_many_connections_share_one_hub_stream_and_the_first_costs_no_extra_round_trip():
     async def main():
         channel, exit_, user_link = linked()
-        results = await asyncio.gather(*(fetch(channel, b"target %d" % i, b"x" * (i * 5000)) for i in range(40)))
+        results = await asyncio.gather(*(fetch(channel, b"target %d" % i, b"x" * (i * 5000))
+                                         for i in range(40)))
         assert results == [b"x" * (i * 5000) for i in range(40)]
         assert sorted(exit_.echo.opened) == sorted(b"target %d" % i for i in range(40))
         assert len(exit_.channels) == 1 and len(user_link.endpoints) == 1  # one stream on the hub link
@@ -192,7 +193,7 @@ def test_a_tampered_message_closes_the_channel_and_resets_its_connections():
 
 def test_a_channel_the_far_end_refuses_resets_its_waiting_connections_with_the_reason():
     async def main():
-        channel, exit_, user_link = linked()
+        channel, exit_, _ = linked()
         closed = []
         channel.on_close = closed.append
         exit_.stream_opened = lambda link, sid, payload, window: link.refuse(sid, ErrorCode.NO_ROUTE, "gone")
@@ -373,14 +374,14 @@ def test_bulk_both_ways_through_real_sockets_never_wedges_even_when_any_backlog_
 def test_a_member_pinging_inside_its_channel_without_reading_loses_that_channel_only():
     """Answers inside a channel wait for the hub stream's credit; the exit drops the channel past its cap."""
     async def main():
-        channel, exit_, user_link = linked()
+        channel, exit_, _ = linked()
         await fetch(channel, b"target", b"hello")
         (exit_channel,) = exit_.channels
         exit_channel.inner.mux.max_backlog = 256 * 1024
         channel.on_data = lambda data: None  # the attacker never reads: no credit goes back to the exit
         ping = encode(FrameType.PING, 0, bytes(8))
         sent = 0
-        for batch in range(400):  # bounded: 400 x 1,000 pings
+        for _ in range(400):  # bounded: 400 x 1,000 pings
             channel.write(ping * 1000)
             sent += 1000
             await asyncio.sleep(0)

@@ -10,8 +10,8 @@ import stat
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ladder.link.tls import (
@@ -37,7 +37,7 @@ def load(path):
 
 
 def test_certificate_looks_like_a_web_servers(material):
-    cert_path, key_path, _ = material
+    cert_path, _, _ = material
     cert = load(cert_path)
     assert cert.version == x509.Version.v3
     assert isinstance(cert.public_key(), ec.EllipticCurvePublicKey)
@@ -51,7 +51,7 @@ def test_certificate_looks_like_a_web_servers(material):
     assert not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert list(eku) == [ExtendedKeyUsageOID.SERVER_AUTH]
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
     assert datetime.timedelta(hours=23) < now - start < datetime.timedelta(hours=25)
     assert datetime.timedelta(days=364) < end - now < datetime.timedelta(days=366)
@@ -115,7 +115,7 @@ def _write(path, data):
 
 @pytest.mark.parametrize("case", ["missing", "garbage", "key-as-cert", "directory"])
 def test_bad_cert_files(material, tmp_path, case):
-    cert_path, key_path, _ = material
+    _, key_path, _ = material
     bad = {
         "missing": tmp_path / "nope.pem",
         "garbage": _write(tmp_path / "garbage.pem", b"\x00\x01 not pem"),
@@ -152,7 +152,7 @@ def test_reuse_of_non_ecdsa_key_refused(tmp_path):
 
 
 def test_bad_der():
-    with pytest.raises(TLSMaterialError, match="not valid X.509"):
+    with pytest.raises(TLSMaterialError, match=r"not valid X\.509"):
         fingerprint_of_cert_der(b"\x30\x03\x02\x01\x00")
 
 

@@ -267,7 +267,7 @@ def test_requests(feed, name, data, head_only, expected, closing):
     out, did_close = feed(data)
     responses = parse_responses(out, head_only)
     assert [r[0] for r in responses] == [e[0] for e in expected], out[:300]
-    for (status, reason, fields, body), (_, want, want_body) in zip(responses, expected):
+    for (status, _, fields, body), (_, want, want_body) in zip(responses, expected, strict=True):
         as_dict = dict(fields)
         assert len(as_dict) == len(fields), f"duplicate fields in {fields}"
         for field, value in want.items():
@@ -381,7 +381,7 @@ def test_http_like_bytes_never_raise(chunks):
 @given(_HTTPISH, st.data())
 def test_splitting_never_changes_the_answer(data, draw):
     cuts = sorted(draw.draw(st.lists(st.integers(0, len(data)), max_size=6)))
-    pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)])]
+    pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
     whole = face()
     split = face()
     assert whole.receive_data(data) == b"".join(split.receive_data(p) for p in pieces)
@@ -390,8 +390,8 @@ def test_splitting_never_changes_the_answer(data, draw):
 
 # -- as nginx answers on its HTTPS port, measured with Debian's nginx 1.22 -----------
 
-TO_HTTPS_PAGE = (b"<html>\r\n<head><title>400 The plain HTTP request was sent to HTTPS port</title></head>\r\n"
-                 b"<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n"
+TO_HTTPS_PAGE = (b"<html>\r\n<head><title>400 The plain HTTP request was sent to HTTPS port</title>"
+                 b"</head>\r\n<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n"
                  b"<center>The plain HTTP request was sent to HTTPS port</center>\r\n"
                  b"<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
 BAD_REQUEST_PAGE = error_page(400, "nginx")
@@ -412,10 +412,12 @@ def test_a_plain_request_on_the_https_port_gets_nginx_s_497_page(data):
 def test_a_plain_head_request_on_the_https_port_gets_the_497_head_alone():
     web = face(plain_on_https_port=True)
     out = web.receive_data(req("HEAD / HTTP/1.1", HOST))
-    assert out.endswith(f"Content-Length: {len(TO_HTTPS_PAGE)}\r\nConnection: close\r\n\r\n".encode()) and web.closing
+    assert out.endswith(f"Content-Length: {len(TO_HTTPS_PAGE)}\r\nConnection: close\r\n\r\n".encode())
+    assert web.closing
 
 
-@pytest.mark.parametrize("data", [b"GET / HTTP/1.1\r\n\r\n", b"\x01", b"get / HTTP/1.1\r\n", b"PRI * HTTP/2.0\r\n"])
+@pytest.mark.parametrize("data", [b"GET / HTTP/1.1\r\n\r\n", b"\x01", b"get / HTTP/1.1\r\n",
+                                  b"PRI * HTTP/2.0\r\n"])
 def test_a_bad_plain_request_on_the_https_port_gets_the_ordinary_400(data):
     web = face(plain_on_https_port=True)
     [(status, _, _, body)] = parse_responses(web.receive_data(data))
@@ -424,7 +426,8 @@ def test_a_bad_plain_request_on_the_https_port_gets_the_ordinary_400(data):
 
 @pytest.mark.parametrize("data, answer", [
     (b"GET /\r\n", INDEX), (b"GET / \r\n", INDEX), (b"GET /?a=b\r\n", INDEX),
-    (b"GET /nothere\r\n", NGINX_404), (b"GET /%zz\r\n", BAD_REQUEST_PAGE), (b"GET /../\r\n", BAD_REQUEST_PAGE),
+    (b"GET /nothere\r\n", NGINX_404), (b"GET /%zz\r\n", BAD_REQUEST_PAGE),
+    (b"GET /../\r\n", BAD_REQUEST_PAGE),
     (b"HEAD /\r\n", BAD_REQUEST_PAGE), (b"POST /\r\n", BAD_REQUEST_PAGE),
 ])
 def test_http_0_9_gets_the_body_alone(data, answer):
@@ -494,7 +497,8 @@ def test_a_497_with_its_whole_body_closes_at_once_but_one_still_coming_is_read_f
 @given(st.binary(min_size=32, max_size=32), st.binary(min_size=16, max_size=16), st.binary(max_size=64),
        st.booleans())
 def test_the_face_waits_on_every_prefix_of_a_hello(seed, token, binding, join):
-    data = make_hello(Ed25519PrivateKey.from_private_bytes(seed), "sha256:x", binding, token if join else None)
+    key = Ed25519PrivateKey.from_private_bytes(seed)
+    data = make_hello(key, "sha256:x", binding, token if join else None)
     for cut in range(1, len(data) + 1):
         web = face()
         assert web.receive_data(data[:cut]) == b"" and not web.closing, f"answered {cut} bytes of a hello"

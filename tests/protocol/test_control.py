@@ -18,8 +18,8 @@ from ladder.protocol.control import (
     TYPE_MAX,
     Directory,
     ExitEntry,
-    JoinRefused,
     Joined,
+    JoinRefused,
     ListAssembler,
     MemberJoined,
     MemberName,
@@ -49,7 +49,8 @@ ID = member_id(public_bytes(KEY))
 PUBKEY = b64(public_bytes(KEY))
 NOISE = generate_keypair()[1]
 EXIT = sign_exit_record(KEY, "DE", NOISE, 1700000000)  # record, signature, pubkey
-SERVICE = sign_service_record(KEY, "blog", "Ryan's photos", "", "http", NOISE, [], 1700000000)  # record, signature
+# record, signature:
+SERVICE = sign_service_record(KEY, "blog", "Ryan's photos", "", "http", NOISE, [], 1700000000)
 
 SAMPLES = [
     Welcome("tokyo", "alice", ID, "203.0.113.7"),
@@ -104,20 +105,28 @@ def test_any_valid_message_round_trips(message):
 # today; the typed message must put the same bytes on the wire.
 
 def _sent_today():
-    session_record = {"record": EXIT["record"], "signature": EXIT["signature"], "pubkey": PUBKEY}  # hub.Session
-    service_entry = {"id": ID, "record": SERVICE["record"], "signature": SERVICE["signature"], "pubkey": PUBKEY}
+    session_record = {"record": EXIT["record"], "signature": EXIT["signature"],  # hub.Session
+                      "pubkey": PUBKEY}
+    service_entry = {"id": ID, "record": SERVICE["record"], "signature": SERVICE["signature"],
+                     "pubkey": PUBKEY}
     return [
-        ({"type": "welcome", "hub": "tokyo", "member": "alice", "id": ID, "address": "203.0.113.7"},  # hub.admit
+        ({"type": "welcome", "hub": "tokyo", "member": "alice", "id": ID,  # hub.admit
+          "address": "203.0.113.7"},
          Welcome("tokyo", "alice", ID, "203.0.113.7")),
         ({"type": "welcome", "hub": "tokyo", "member": "alice", "id": ID, "address": None},
          Welcome("tokyo", "alice", ID, None)),
-        ({"type": "joined", "hub": "tokyo", "name": "alice", "id": ID}, Joined("tokyo", "alice", ID)),  # hub._join
-        ({"type": "join-refused", "reason": "this invite has expired"}, JoinRefused("this invite has expired")),
+        ({"type": "joined", "hub": "tokyo", "name": "alice", "id": ID},  # hub._join
+         Joined("tokyo", "alice", ID)),
+        ({"type": "join-refused", "reason": "this invite has expired"},
+         JoinRefused("this invite has expired")),
         ({"type": "replaced"}, Replaced()),
-        ({"type": "directory", "exits": [{"id": ID, "name": "bob", "country": "DE", "users": 3, **session_record}]},
+        ({"type": "directory",
+          "exits": [{"id": ID, "name": "bob", "country": "DE", "users": 3, **session_record}]},
          Directory((ExitEntry(ID, "bob", "DE", 3, EXIT["record"], EXIT["signature"], PUBKEY),))),
-        ({"type": "share", **EXIT}, Share(EXIT["record"], EXIT["signature"], EXIT["pubkey"])),  # agent.run_link
-        ({"type": "share-status", "accepting": False, "reason": "the exit reached its daily cap"},  # agent ticker
+        ({"type": "share", **EXIT},  # agent.run_link
+         Share(EXIT["record"], EXIT["signature"], EXIT["pubkey"])),
+        ({"type": "share-status", "accepting": False,  # agent ticker
+          "reason": "the exit reached its daily cap"},
          ShareStatus(False, "the exit reached its daily cap")),
         ({"type": "share-status", "accepting": True, "reason": ""}, ShareStatus(True, "")),
         (split_list_message({"type": "publish"}, "services", [SERVICE])[0],  # agent/services.announce
@@ -127,7 +136,8 @@ def _sent_today():
          Services((ServiceEntry(ID, SERVICE["record"], SERVICE["signature"], PUBKEY, "ryan", True),))),
         (split_list_message({"type": "members"}, "members", [{"id": ID, "name": "alice"}])[0],
          Members((MemberName(ID, "alice"),))),
-        ({"type": "member", "id": ID, "name": "carol"}, MemberJoined(ID, "carol")),  # hub/services.members_changed
+        ({"type": "member", "id": ID, "name": "carol"},  # hub/services.members_changed
+         MemberJoined(ID, "carol")),
     ]
 
 
@@ -215,7 +225,8 @@ def test_each_missing_field_is_refused_naming_it(message):
             continue
         doc = _good(message)
         del doc[f.name]
-        with pytest.raises(RemoteProtocolError, match=f"malformed control message: {message.TYPE} has no '{f.name}'"):
+        missing = f"malformed control message: {message.TYPE} has no '{f.name}'"
+        with pytest.raises(RemoteProtocolError, match=missing):
             decode(encode_control(doc))
 
 
@@ -346,7 +357,8 @@ def test_long_lists_split_into_messages_that_fit_and_reassemble():
 def test_typed_lists_split_like_dicts_and_reassemble():
     items = [MemberName(f"{i:024d}", "x" * 40) for i in range(5000)]
     typed = split_list_message(Members(()), "members", items)
-    as_dicts = split_list_message({"type": "members"}, "members", [{"id": m.id, "name": m.name} for m in items])
+    as_dicts = split_list_message({"type": "members"}, "members",
+                                  [{"id": m.id, "name": m.name} for m in items])
     assert [encode(m) for m in typed] == [encode_control(m) for m in as_dicts]
     assert [m.more for m in typed] == [True] * (len(typed) - 1) + [False]
     assembler = ListAssembler("members")
@@ -354,7 +366,8 @@ def test_typed_lists_split_like_dicts_and_reassemble():
     assert results[:-1] == [None] * (len(typed) - 1) and results[-1] == items
     assert split_list_message(Publish(()), "services", []) == [Publish((), more=False)]
     capped = ListAssembler("services", max_items=1)
-    assert capped.add(Publish((SignedService("a", "b"), SignedService("c", "d")))) == [SignedService("a", "b")]
+    two = Publish((SignedService("a", "b"), SignedService("c", "d")))
+    assert capped.add(two) == [SignedService("a", "b")]
 
 
 def test_an_item_too_large_for_any_message_is_left_out():
@@ -366,5 +379,5 @@ def test_an_item_too_large_for_any_message_is_left_out():
 def test_lists_are_bounded_before_their_items_are_read():
     payload = b'{"type":"members","members":[' + b",".join([b"{}"] * 10_001) + b"]}"
     assert len(payload) <= MAX_CONTROL
-    with pytest.raises(RemoteProtocolError, match="members.members has more than 10000 items"):
+    with pytest.raises(RemoteProtocolError, match=r"members\.members has more than 10000 items"):
         decode(payload)

@@ -15,7 +15,12 @@ from hypothesis import strategies as st
 from ladder.protocol import envelope
 from ladder.protocol.envelope import RecordError, b64
 from ladder.protocol.identity import member_id, public_bytes
-from ladder.protocol.records import sign_exit_record, sign_service_record, verify_exit_record, verify_service_record
+from ladder.protocol.records import (
+    sign_exit_record,
+    sign_service_record,
+    verify_exit_record,
+    verify_service_record,
+)
 
 KEY = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"ladder test member").digest())
 ID = member_id(public_bytes(KEY))
@@ -26,22 +31,22 @@ CONTEXT = b"ladder test record v1\x00"
 # Signed by records.py before the envelope was factored out of it (Ed25519 is
 # deterministic): these bytes are in every agent's and hub's memory today.
 EXIT_VECTOR = {
-    "record": "eyJjb3VudHJ5IjoiREUiLCJpZCI6Ijc3eDdpeWIyaHVtZ3VkeGJyNndzaDVjciIsImlzc3VlZCI6MTcwMDAwMDAwMCwibm9pc2Vf"
-              "a2V5IjoiSzdKM0dlTy9UQktvczdCeXlsTWc3d2NTUlM3VlNKMkZPZUQzMnNDM0FpOD0ifQ==",
+    "record": "eyJjb3VudHJ5IjoiREUiLCJpZCI6Ijc3eDdpeWIyaHVtZ3VkeGJyNndzaDVjciIsImlzc3VlZCI6MTcwMDAwMDAwMCwi"
+              "bm9pc2Vfa2V5IjoiSzdKM0dlTy9UQktvczdCeXlsTWc3d2NTUlM3VlNKMkZPZUQzMnNDM0FpOD0ifQ==",
     "signature": "Ax+Uc3tmdkyNO0yMAwy2L6mWiohi32a4poMQibjTMISQ6iz2ITkWAo/BeY4mvMaIZudjBFQpB7oEZofNREO9BA==",
     "pubkey": "3zDDjcw1jVbSSmwLoe6qYOvkhlbPxRfiOFP2/hk9lgE=",
 }
 LIMITED_EXIT_VECTOR = {
-    "record": "eyJjb3VudHJ5IjoiREUiLCJpZCI6Ijc3eDdpeWIyaHVtZ3VkeGJyNndzaDVjciIsImlzc3VlZCI6MTcwMDAwMDAwMCwibWVtYmVy"
-              "cyI6WyJhbGljZSIsImJvYiJdLCJub2lzZV9rZXkiOiJLN0ozR2VPL1RCS29zN0J5eWxNZzd3Y1NSUzdWU0oyRk9lRDMyc0MzQWk4"
-              "PSJ9",
+    "record": "eyJjb3VudHJ5IjoiREUiLCJpZCI6Ijc3eDdpeWIyaHVtZ3VkeGJyNndzaDVjciIsImlzc3VlZCI6MTcwMDAwMDAwMCwi"
+              "bWVtYmVycyI6WyJhbGljZSIsImJvYiJdLCJub2lzZV9rZXkiOiJLN0ozR2VPL1RCS29zN0J5eWxNZzd3Y1NSUzdWU0oy"
+              "Rk9lRDMyc0MzQWk4PSJ9",
     "signature": "jMmZ2nFqebP+6fyvzwcxfyxKFv4eBnN+L7zmHiQwsjoDic5m9hoG69hVbimntrcQEOQ2aMKkRWUepHbNtLeDBw==",
     "pubkey": "3zDDjcw1jVbSSmwLoe6qYOvkhlbPxRfiOFP2/hk9lgE=",
 }
 SERVICE_VECTOR = {
-    "record": "eyJhY2Nlc3MiOlsiYSIsImIiXSwiZGVzY3JpcHRpb24iOiJkIiwiaWQiOiI3N3g3aXliMmh1bWd1ZHhicjZ3c2g1Y3IiLCJpc3N1"
-              "ZWQiOjE3MDAwMDAwMDAsImtpbmQiOiJodHRwIiwibmFtZSI6ImJsb2ciLCJub2lzZV9rZXkiOiJLN0ozR2VPL1RCS29zN0J5eWxN"
-              "Zzd3Y1NSUzdWU0oyRk9lRDMyc0MzQWk4PSIsInRpdGxlIjoiUnlhbidzIHBob3RvcyJ9",
+    "record": "eyJhY2Nlc3MiOlsiYSIsImIiXSwiZGVzY3JpcHRpb24iOiJkIiwiaWQiOiI3N3g3aXliMmh1bWd1ZHhicjZ3c2g1Y3Ii"
+              "LCJpc3N1ZWQiOjE3MDAwMDAwMDAsImtpbmQiOiJodHRwIiwibmFtZSI6ImJsb2ciLCJub2lzZV9rZXkiOiJLN0ozR2VP"
+              "L1RCS29zN0J5eWxNZzd3Y1NSUzdWU0oyRk9lRDMyc0MzQWk4PSIsInRpdGxlIjoiUnlhbidzIHBob3RvcyJ9",
     "signature": "0x3AWOJ/FqKF2oaJaw8vp4LcI7c8Su0lSckps31sGOFUaQ+dS3tbCEqutUH/E7a/PMLtIiTlFOPiOK1OG0UmDQ==",
 }
 
@@ -104,14 +109,15 @@ def test_an_envelope_does_not_verify_under_another_context():
 def test_another_member_cannot_sign_for_an_id():
     forged = {"id": ID, "pubkey": b64(public_bytes(MALLORY)),
               "record": _rebody({"n": 1, "id": ID}),
-              "signature": b64(MALLORY.sign(CONTEXT + json.dumps({"id": ID, "n": 1}, separators=(",", ":")).encode()))}
+              "signature": b64(MALLORY.sign(
+                  CONTEXT + json.dumps({"id": ID, "n": 1}, separators=(",", ":")).encode()))}
     with pytest.raises(RecordError, match="names another member"):
         envelope.verify(CONTEXT, forged, "test record")
 
 
 @given(st.dictionaries(st.sampled_from(["id", "record", "signature", "pubkey"]),
-                       st.one_of(st.text(max_size=40), st.binary(max_size=60).map(b64), st.integers(), st.none(),
-                                 st.lists(st.integers(), max_size=2))))
+                       st.one_of(st.text(max_size=40), st.binary(max_size=60).map(b64), st.integers(),
+                                 st.none(), st.lists(st.integers(), max_size=2))))
 def test_arbitrary_entries_raise_only_record_error(entry):
     with pytest.raises(RecordError):
         envelope.verify(CONTEXT, entry, "test record")

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from ladder.protocol.hello import (
     AUTH,
-    JOIN,
     HEAD,
+    JOIN,
     SIZES,
     TOKEN_SIZE,
     Hello,

@@ -7,7 +7,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ladder.protocol.http1 import (
-    MAX_CHUNK_LINE, ChunkedBody, Fields, HeadReader, RequestError, RequestLine, body_framing, check_version,
+    MAX_CHUNK_LINE,
+    ChunkedBody,
+    Fields,
+    HeadReader,
+    RequestError,
+    RequestLine,
+    body_framing,
+    check_version,
     persists,
 )
 
@@ -32,7 +39,8 @@ def one_head(data: bytes) -> tuple[RequestLine, list[tuple[bytes, bytes]]]:
 
 
 def refused(data: bytes, status: int, *, limit: int = LIMIT, at: int | None = None) -> None:
-    """`data` is refused with `status` fed whole and fed bytewise; bytewise, at byte `at` (1-based) if given."""
+    """`data` is refused with `status` fed whole and fed bytewise; bytewise, at byte `at` (1-based) if
+    given."""
     with pytest.raises(RequestError) as whole:
         read_all(data, limit=limit)
     assert whole.value.status == status
@@ -117,7 +125,8 @@ def test_a_request_line_over_the_limit_is_a_414_ended_or_not():
 
 
 def test_field_values_lose_the_whitespace_around_them_and_names_compare_case_insensitively():
-    _, lines = one_head(b"GET / HTTP/1.1\r\nX-A: \t one \t\r\nx-a:two\r\nX-Empty:\r\nCookie: a=b; c=d\r\n\r\n")
+    _, lines = one_head(b"GET / HTTP/1.1\r\nX-A: \t one \t\r\nx-a:two\r\nX-Empty:\r\n"
+                        b"Cookie: a=b; c=d\r\n\r\n")
     assert lines == [(b"X-A", b"one"), (b"x-a", b"two"), (b"X-Empty", b""), (b"Cookie", b"a=b; c=d")]
     fields = Fields(lines)
     assert fields.get("x-a") == ["one", "two"] and fields.get("x-empty") == [""] and fields.get("host") == []
@@ -292,7 +301,7 @@ def outcome(pieces: list[bytes]) -> tuple:
 @given(st.one_of(_HTTPISH, st.binary(max_size=128)), st.data())
 def test_any_bytes_are_heads_or_a_refusal_however_they_are_split(data, draw):
     cuts = sorted(draw.draw(st.lists(st.integers(0, len(data)), max_size=6)))
-    pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)])]
+    pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
     heads, status = outcome(pieces)
     assert status in (None, 400, 414, 431)
     assert outcome([data]) == (heads, status)

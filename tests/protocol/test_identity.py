@@ -46,8 +46,8 @@ _HIGH = b"\xff" * 30 + b"\x7f"  # p = 2^255 - 19, little-endian, is b"\xed" + _H
 
 @pytest.mark.parametrize("pubkey", [bytes(32), b"\x01" + bytes(31), b"\xec" + _HIGH, b"\xed" + _HIGH,
                                     b"\xee" + _HIGH, bytes(31)],
-                         ids=["zero", "identity", "p-1 (order 2)", "p (non-canonical 0)", "p+1 (non-canonical 1)",
-                              "short"])
+                         ids=["zero", "identity", "p-1 (order 2)", "p (non-canonical 0)",
+                              "p+1 (non-canonical 1)", "short"])
 def test_keys_of_small_order_are_weak_whatever_their_sign_bit(pubkey):
     assert is_weak_key(pubkey)
     if len(pubkey) == 32:

@@ -253,7 +253,7 @@ def test_an_answer_window_below_the_early_data_is_refused_on_both_sides():
 
 
 def test_end_without_data_before_the_answer_waits_for_it():
-    client, server = pair()
+    client, _ = pair()
     sid = client.open_stream()
     client.end_stream(sid)
     assert [f.type for f in on_wire(client)] == [FrameType.OPEN]
@@ -333,7 +333,8 @@ def test_end_without_data_is_an_empty_data_frame_with_end():
     client, server = pair()
     sid = established(client, server)
     client.end_stream(sid)
-    assert sent_and_received(client, server) == ([Frame(FrameType.DATA, Flag.END, sid, b"")], [StreamEnded(sid)])
+    assert sent_and_received(client, server) == ([Frame(FrameType.DATA, Flag.END, sid, b"")],
+                                                 [StreamEnded(sid)])
 
 
 def test_end_twice_is_a_local_error():
@@ -419,7 +420,8 @@ def test_reset_of_an_open_that_has_not_even_arrived():
     client, server = pair()
     sid = client.open_stream(b"hi")
     client.reset(sid, ErrorCode.CANCEL, "")
-    assert deliver(client, server) == [StreamOpened(sid, b"hi", DEFAULT_WINDOW), StreamReset(sid, ErrorCode.CANCEL, "")]
+    assert deliver(client, server) == [StreamOpened(sid, b"hi", DEFAULT_WINDOW),
+                                       StreamReset(sid, ErrorCode.CANCEL, "")]
     assert server.stream_count == 0
 
 
@@ -549,7 +551,8 @@ def test_frames_for_never_opened_streams_are_protocol_errors(frame, whose):
         raw(FrameType.GOAWAY, 1, encode_code(0, "")),
         raw(FrameType.CONTROL, 1, b"{}"),
     ],
-    ids=["data-0", "open-0", "accept-0", "refuse-0", "reset-0", "window-0", "ping-1", "goaway-1", "control-1"],
+    ids=["data-0", "open-0", "accept-0", "refuse-0", "reset-0", "window-0",
+         "ping-1", "goaway-1", "control-1"],
 )
 def test_stream_frames_on_stream_0_and_link_frames_on_streams_are_errors(frame):
     client, server = pair()
@@ -692,7 +695,7 @@ def test_credit_passes_on_a_grown_window_as_given():
     client.send_data(sid, b"c" * 20000)
     deliver(client, server)  # 4096 arrive; the rest waits for credit
     server.credit(sid, 4096 + 8192)  # the far end used 4096 and grew its window by 8192
-    frames, events = sent_and_received(server, client)
+    frames, _ = sent_and_received(server, client)
     assert [decode_window(f.payload)[0] for f in frames] == [12288]
     assert data_sizes(on_wire(client)) == [12288]  # a window of 12288 now, not 4096
     assert server._streams[sid].recv_size == 12288
@@ -1018,7 +1021,8 @@ def test_opener_enforces_its_own_window_too():
 
 def test_largest_window_is_allowed():
     server = Mux(client=False)
-    assert server.receive_data(raw(FrameType.OPEN, 1, encode_window(MAX_WINDOW)), 0.0) == [StreamOpened(1, b"", MAX_WINDOW)]
+    assert server.receive_data(raw(FrameType.OPEN, 1, encode_window(MAX_WINDOW)), 0.0) == [
+        StreamOpened(1, b"", MAX_WINDOW)]
 
 
 def test_open_window_above_2_31_is_a_flow_control_error():
@@ -1303,7 +1307,7 @@ def test_a_peer_that_pings_without_reading_is_paused_then_cut():
     assert mux.backlog == fed * PING_SIZE and mux.backlog > 64 * 1024
     # An adapter that went on reading anyway: the link is cut past the cap, not before.
     with pytest.raises(RemoteProtocolError) as info:
-        for step in range(100):
+        for _ in range(100):
             fed += READ
             mux.receive_data(ping_flood(READ, fed - READ), 2.0)
             assert mux.backlog == fed * PING_SIZE <= 1024 * 1024
@@ -1367,7 +1371,7 @@ def test_a_peer_that_reads_its_answers_is_never_paused_nor_cut():
 def test_while_the_transport_takes_bytes_a_big_backlog_is_no_error():
     """Right after admission a hub queues lists larger than the pause mark; the transport takes them."""
     mux = Mux(client=False, pause_backlog=1024, max_backlog=8192)
-    for i in range(20):
+    for _ in range(20):
         mux.send_control(b"x" * 1000)
     mux.receive_data(ping_flood(10), 1.0)
     assert mux.backlog > 8192 and not mux.reading_paused and not mux.terminated
@@ -1637,7 +1641,7 @@ def test_a_closed_mux_refuses_local_actions():
     assert on_wire(client) == [Frame(FrameType.GOAWAY, 0, 0, encode_code(ErrorCode.NO_ERROR, ""))]
     assert not client.can_open()
     for action in (
-        lambda: client.open_stream(),
+        client.open_stream,
         lambda: client.accept(pending),
         lambda: client.refuse(pending, ErrorCode.BUSY),
         lambda: client.send_data(sid, b"x"),

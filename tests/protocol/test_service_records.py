@@ -1,4 +1,5 @@
-"""Service records, self-certifying names, proofs of membership and service requests: feed bytes, check verdicts."""
+"""Service records, self-certifying names, proofs of membership and service requests: feed bytes,
+check verdicts."""
 
 from __future__ import annotations
 
@@ -25,10 +26,10 @@ from ladder.protocol.records import (
     service_address,
     sign_access,
     sign_exit_record,
-    verify_exit_record,
     sign_service_record,
     valid_service_name,
     verify_access,
+    verify_exit_record,
     verify_service_record,
 )
 
@@ -40,7 +41,8 @@ NOISE = generate_keypair()[1]
 
 def entry(key=KEY, name="blog", access=(), **changes):
     signed = sign_service_record(key, name, "Ryan's photos", "", "http", NOISE, list(access), 7)
-    result = {"id": member_id(public_bytes(key)), "pubkey": base64.b64encode(public_bytes(key)).decode(), **signed}
+    result = {"id": member_id(public_bytes(key)), "pubkey": base64.b64encode(public_bytes(key)).decode(),
+              **signed}
     result.update(changes)
     return result
 
@@ -55,8 +57,8 @@ def tampered(field, value):
 
 def test_signed_record_verifies_and_names_itself():
     record = verify_service_record(entry(access=["bob-id", "alice-id", "bob-id"]))
-    assert (record.id, record.name, record.title, record.kind, record.noise_key) == (ID, "blog", "Ryan's photos",
-                                                                                       "http", NOISE)
+    assert (record.id, record.name, record.title, record.kind, record.noise_key) == (
+        ID, "blog", "Ryan's photos", "http", NOISE)
     assert record.access == ("alice-id", "bob-id")  # sorted, once each
     assert record.admits("alice-id") and record.admits(ID) and not record.admits("mallory-id")
     assert verify_service_record(entry()).admits("anyone")
@@ -80,7 +82,8 @@ def test_record_of_another_key_or_an_exit_record_is_refused():
         verify_service_record(entry(other, id=ID))  # a hub's own key, claiming ryan's id
     with pytest.raises(RecordError, match="names another member"):
         verify_service_record({**entry(), "pubkey": base64.b64encode(public_bytes(other)).decode()})
-    exit_record = {"id": ID, "pubkey": base64.b64encode(PUBKEY).decode(), **sign_exit_record(KEY, "US", NOISE, 7)}
+    exit_record = {"id": ID, "pubkey": base64.b64encode(PUBKEY).decode(),
+                   **sign_exit_record(KEY, "US", NOISE, 7)}
     with pytest.raises(RecordError):
         verify_service_record(exit_record)
 
@@ -104,17 +107,19 @@ def test_self_certifying_address_depends_on_key_and_name_only():
 
 @pytest.mark.parametrize("name,ok", [("blog", True), ("a", True), ("my-site-2", True), ("x" * 32, True),
                                      ("x" * 33, False), ("-blog", False), ("blog-", False), ("Blog", False),
-                                     ("bl_og", False), ("bl.og", False), ("", False), ("bløg", False), (5, False)])
+                                     ("bl_og", False), ("bl.og", False), ("", False), ("bløg", False),
+                                     (5, False)])
 def test_service_names_are_one_dns_label(name, ok):
     assert valid_service_name(name) is ok
 
 
 def test_proof_of_membership_binds_the_channel_key():
     alice = Ed25519PrivateKey.generate()
-    alice_noise_private, alice_noise = generate_keypair()
+    _, alice_noise = generate_keypair()
     proof = sign_access(alice, alice_noise, ID, "blog")
     assert verify_access(proof, alice_noise, ID, "blog") == member_id(public_bytes(alice))
-    for args in ((generate_keypair()[1], ID, "blog"), (alice_noise, "other-id", "blog"), (alice_noise, ID, "bank")):
+    for args in ((generate_keypair()[1], ID, "blog"), (alice_noise, "other-id", "blog"),
+                 (alice_noise, ID, "bank")):
         with pytest.raises(RecordError, match="does not verify"):
             verify_access(proof, *args)
     with pytest.raises(RecordError, match="malformed"):
@@ -160,7 +165,8 @@ def test_exit_record_names_the_members_it_serves_and_old_records_serve_everyone(
     limited = verify_exit_record({"id": ID, "pubkey": pubkey,
                                   **sign_exit_record(KEY, "US", NOISE, 7, frozenset({"alice", "bob"}))})
     assert limited.members == {"alice", "bob"}
-    assert limited.admits("Alice") and not limited.admits("carol")  # names, in any case, as the exit checks them
+    # Names, in any case, as the exit checks them:
+    assert limited.admits("Alice") and not limited.admits("carol")
     body = json.dumps({"id": ID, "country": "US", "noise_key": base64.b64encode(NOISE).decode(), "issued": 7},
                       sort_keys=True, separators=(",", ":")).encode()  # as signed before the members field
     old = {"id": ID, "pubkey": pubkey, "record": base64.b64encode(body).decode(),
@@ -169,6 +175,7 @@ def test_exit_record_names_the_members_it_serves_and_old_records_serve_everyone(
     signed = sign_exit_record(KEY, "US", NOISE, 7, frozenset({"alice"}))
     fields = json.loads(base64.b64decode(signed["record"]))
     fields["members"] = ["alice", "mallory"]  # the hub letting someone in
-    forged = {**signed, "id": ID, "pubkey": pubkey, "record": base64.b64encode(json.dumps(fields).encode()).decode()}
+    forged = {**signed, "id": ID, "pubkey": pubkey,
+              "record": base64.b64encode(json.dumps(fields).encode()).decode()}
     with pytest.raises(RecordError, match="signature does not verify"):
         verify_exit_record(forged)

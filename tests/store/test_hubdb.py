@@ -82,7 +82,7 @@ def test_refuses_newer_schema(tmp_path):
 def test_refuses_non_database_file(tmp_path):
     path = tmp_path / "junk.db"
     path.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(StoreError, match="junk.db"):
+    with pytest.raises(StoreError, match=r"junk\.db"):
         HubStore(path)
 
 
@@ -372,28 +372,34 @@ def test_data_version_sees_other_connection(tmp_path):
         assert hub.active_revoked_ids() == {mid(1)}
 
 
+def _race_to_redeem(stores: list[HubStore], token: bytes, first_member: int) -> list[object]:
+    """Each store redeems `token` at once, for members `first_member` and the next: what each got."""
+    barrier = threading.Barrier(2)
+    results: list[object] = [None, None]
+
+    def join(i: int) -> None:
+        barrier.wait()
+        try:
+            n = first_member + i
+            results[i] = stores[i].redeem_invite(token, mid(n), key(n), now=T0)
+        except Exception as exc:  # anything but InviteUsed fails below
+            results[i] = exc
+
+    threads = [threading.Thread(target=join, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    return results
+
+
 def test_concurrent_redeem_of_single_use_invite(tmp_path):
     """Two connections race for one single-use invite: exactly one member results."""
     stores = [HubStore(tmp_path) for _ in range(2)]
     try:
         for round_ in range(8):
             token = stores[0].create_invite(f"solo{round_}", now=T0)
-            barrier = threading.Barrier(2)
-            results: list[object] = [None, None]
-
-            def join(i: int) -> None:
-                barrier.wait()
-                try:
-                    n = 10 * round_ + i + 1
-                    results[i] = stores[i].redeem_invite(token, mid(n), key(n), now=T0)
-                except Exception as exc:  # anything but InviteUsed fails below
-                    results[i] = exc
-
-            threads = [threading.Thread(target=join, args=(i,)) for i in range(2)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(timeout=30)
+            results = _race_to_redeem(stores, token, first_member=10 * round_ + 1)
             members = [r for r in results if isinstance(r, Member)]
             losers = [r for r in results if isinstance(r, InviteUsed)]
             assert len(members) == 1 and len(losers) == 1, results

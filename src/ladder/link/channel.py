@@ -22,7 +22,9 @@ the nested link past its cap) until credit comes back.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 
 from ladder.protocol.channel import CHANNEL_REQUEST, FIRST_BYTES_MAX, ChannelError, Initiator, SealedStream
 from ladder.protocol.errors import ErrorCode
@@ -75,13 +77,13 @@ class Channel(Endpoint):
         self.sid: int | None = None
         self.sealed: SealedStream | None = None
         self.closed = False
-        self.on_ready = None  # called once the handshake has finished (opener)
-        self.on_close = None  # called once, when the channel is gone
+        self.on_ready: Callable[[], None] | None = None  # called once the handshake has finished (opener)
+        self.on_close: Callable[[Channel], None] | None = None  # called once, when the channel is gone
         self._initiator: Initiator | None = None
         self._route = ""
         self._held: list[bytes] = []  # nested bytes written before the handshake finished
         self._paused = False  # the nested link was told to stop writing
-        self._timer = None
+        self._timer: asyncio.TimerHandle | None = None
         self.inner = Link(owner, client=opener, label=label, parent=link, max_window=STREAM_MAX_WINDOW)
         self.inner.connection_made(self)
 
@@ -109,6 +111,7 @@ class Channel(Endpoint):
         if self.closed:
             return
         if self.sealed is not None:
+            assert self.sid is not None  # sealed once its stream is open
             self.link.send(self.sid, self.sealed.seal(data))
             if not self._paused and self.link.pending(self.sid) > CHANNEL_WRITE_HIGH:
                 self._paused = True
@@ -141,6 +144,7 @@ class Channel(Endpoint):
     # ------------------------------------------------ endpoint on the hub link
 
     def on_accepted(self, payload: bytes, window: int) -> None:
+        assert self._timer is not None and self._initiator is not None  # _open set both
         self._timer.cancel()
         try:
             self.sealed = self._initiator.finish(payload)
@@ -156,6 +160,7 @@ class Channel(Endpoint):
     def on_data(self, data: bytes) -> None:
         if self.closed:
             return
+        assert self.sealed is not None and self.sid is not None  # data comes once accepted
         try:
             plaintexts, _ = self.sealed.open(data)
         except ChannelError as exc:
@@ -170,7 +175,7 @@ class Channel(Endpoint):
             self.inner.resume_writing()
 
     def on_end(self) -> None:
-        if not self.closed:
+        if not self.closed and self.sid is not None:
             self.link.end(self.sid)
         self.on_reset(ErrorCode.NO_ERROR, "the far end closed the channel")
 
@@ -189,6 +194,7 @@ class Channel(Endpoint):
     def _open(self, first: bytes) -> None:
         if not self.link.can_open():
             return self.on_reset(ErrorCode.NO_ROUTE, "not connected to the hub")
+        assert self._initiator is not None  # the opener's, from dial()
         message1 = self._initiator.first_message(CHANNEL_REQUEST + first)  # targets travel encrypted
         self.sid = self.link.open_stream(encode_route(self._route, message1), self, window=CHANNEL_WINDOW)
         self._timer = self.link.loop.call_later(HANDSHAKE_TIMEOUT, self._broken, ErrorCode.TARGET_TIMEOUT,
@@ -197,7 +203,8 @@ class Channel(Endpoint):
     def _broken(self, code: int, reason: str) -> None:
         """Reset the hub stream (its reason crosses the hub in clear) and close the channel."""
         log.warning("%s: %s; closing it", self.inner.label, reason)
-        self.link.reset(self.sid, code, "channel failure")
+        if self.sid is not None:
+            self.link.reset(self.sid, code, "channel failure")
         self.on_reset(code, reason)
 
     def _gone(self) -> None:

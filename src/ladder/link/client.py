@@ -16,6 +16,7 @@ the greeting; a dial of another kind sends its own hello.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -46,7 +47,7 @@ async def dial(
     *,
     token: bytes | None = None,
     timeout: float = DIAL_TIMEOUT,
-) -> tuple[Link, dict]:
+) -> tuple[Link, dict[str, Any]]:
     """Open a member's link to the hub and return it with the hub's first control message.
 
     With `token`, the hello is a JOIN with that invite instead of an AUTH.
@@ -93,14 +94,14 @@ class _Greeting(asyncio.BufferedProtocol):
         self.link = link
         self.owner = owner
         self.transport: asyncio.BaseTransport | None = None
-        self._first: asyncio.Future[dict] = link.loop.create_future()
+        self._first: asyncio.Future[dict[str, Any]] = link.loop.create_future()
         self._buffer = memoryview(b"")
         link.owner = self
 
-    async def first_message(self, timeout: float) -> dict:
+    async def first_message(self, timeout: float) -> dict[str, Any]:
         try:
             return await asyncio.wait_for(self._first, timeout)  # a timeout cancels it: nobody waits on
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.link.abort("no welcome from the hub")
             raise
 
@@ -142,9 +143,10 @@ class _Greeting(asyncio.BufferedProtocol):
 
     # -- in for the link's owner -------------------------------------------------
 
-    def control_received(self, link: Link, message: dict) -> None:
+    def control_received(self, link: Link, message: dict[str, Any]) -> None:
         # The first message: the link is its owner's from the next event on (in this same read too).
         link.owner = self.owner
+        assert self.transport is not None  # it came through the transport
         self.transport.set_protocol(link)
         self._first.set_result(message)
 

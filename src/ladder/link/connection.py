@@ -20,12 +20,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 from ladder.protocol import events as ev
 from ladder.protocol.control import decode_control, encode_control
 from ladder.protocol.errors import ErrorCode, RemoteProtocolError
-from ladder.protocol.mux import Mux, StreamState
+from ladder.protocol.mux import DEAD_AFTER, KEEPALIVE_INTERVAL, Mux, StreamState
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +48,22 @@ class Endpoint:
     def on_window(self, increment: int, pending: int) -> None: ...
 
 
+class Transport(Protocol):
+    """What a link writes to: its connection's asyncio transport, or the channel it runs inside."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def is_closing(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
 class LinkOwner(Protocol):
     def stream_opened(self, link: Link, stream_id: int, payload: bytes, window: int) -> None: ...
 
-    def control_received(self, link: Link, message: dict) -> None: ...
+    def control_received(self, link: Link, message: dict[str, Any]) -> None: ...
 
     def link_closed(self, link: Link, reason: str) -> None: ...
 
@@ -79,8 +91,8 @@ class Link(asyncio.BufferedProtocol):
     loop turn.
     """
 
-    def __init__(self, owner: LinkOwner | None, *, client: bool, label: str = "link", parent: Link | None = None,
-                 max_window: int | None = None):
+    def __init__(self, owner: LinkOwner | None, *, client: bool, label: str = "link",
+                 parent: Link | None = None, max_window: int | None = None):
         """`max_window`: let the windows of streams this side receives on grow up to it (mux autotuning).
 
         A member's side grows them, so a fast stream over a long path gets the
@@ -90,12 +102,13 @@ class Link(asyncio.BufferedProtocol):
         self.owner = owner
         self.label = label
         self.loop = asyncio.get_running_loop()
-        nested = parent is not None
-        quiet = {"keepalive": math.inf, "dead_after": math.inf} if nested else {}
-        self.mux = Mux(client=client, now=self.loop.time(), max_window=max_window, **quiet)
+        nested = parent is not None  # no timers of its own: the parent's cover the connection
+        self.mux = Mux(client=client, now=self.loop.time(), max_window=max_window,
+                       keepalive=math.inf if nested else KEEPALIVE_INTERVAL,
+                       dead_after=math.inf if nested else DEAD_AFTER)
         self.parent = parent
         self._children_to_flush: list[Link] = []
-        self.transport: asyncio.Transport | None = None
+        self.transport: Transport | None = None
         self.endpoints: dict[int, Endpoint] = {}
         self.closed = False
         self.rtt: float | None = None
@@ -108,6 +121,7 @@ class Link(asyncio.BufferedProtocol):
 
     def greet(self, hello: bytes) -> None:
         """Start a link this side dialled: `hello`, then a PING (the first RTT sample), in one write."""
+        assert self.transport is not None, "greet before connection_made"
         self.mux.ping(self.loop.time())
         self.transport.write(hello + self.mux.data_to_send())
 
@@ -127,7 +141,7 @@ class Link(asyncio.BufferedProtocol):
             self.mux.refuse(sid, code, reason)
             self._flush_soon()
 
-    def send(self, sid: int, data: bytes, end: bool = False) -> None:
+    def send(self, sid: int, data: bytes | memoryview | list[bytes], end: bool = False) -> None:
         self.mux.send_data(sid, data, end)
         self._flush_soon()
 
@@ -156,7 +170,7 @@ class Link(asyncio.BufferedProtocol):
         return self.mux.pending(sid)
 
     def claim(self, sid: int, endpoint: Endpoint) -> None:
-        """Send stream `sid`'s events to `endpoint` before it is answered (early data, a reset while it waits)."""
+        """Send stream `sid`'s events to `endpoint` before it is answered (early data, a reset meanwhile)."""
         self.endpoints[sid] = endpoint
 
     def release(self, sid: int) -> bool:
@@ -174,7 +188,7 @@ class Link(asyncio.BufferedProtocol):
     def stream_count(self) -> int:
         return self.mux.stream_count
 
-    def send_control(self, message: dict) -> None:
+    def send_control(self, message: dict[str, Any]) -> None:
         if not self.closed:
             self.mux.send_control(encode_control(message))
             self._flush_soon()
@@ -200,10 +214,11 @@ class Link(asyncio.BufferedProtocol):
 
     # ------------------------------------------------------ asyncio protocol
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+    def connection_made(self, transport: asyncio.BaseTransport | Transport) -> None:
+        """asyncio hands a link its connection's transport; a channel hands its nested link itself."""
+        self.transport = cast(Transport, transport)
         if self.parent is None:
-            transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
+            cast(asyncio.Transport, transport).set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
         self._arm_timer()
 
     def pause_writing(self) -> None:
@@ -243,44 +258,43 @@ class Link(asyncio.BufferedProtocol):
 
     # --------------------------------------------------------------- inside
 
-    def _dispatch(self, events: list) -> None:
+    def _dispatch(self, events: list[ev.Event]) -> None:
         endpoints = self.endpoints
         for event in events:
-            kind = type(event)
-            if kind is ev.DataReceived:
+            if type(event) is ev.DataReceived:
                 endpoint = endpoints.get(event.stream_id)
                 if endpoint is not None:
                     endpoint.on_data(event.data)
-            elif kind is ev.WindowUpdated:
+            elif type(event) is ev.WindowUpdated:
                 endpoint = endpoints.get(event.stream_id)
                 if endpoint is not None:
                     endpoint.on_window(event.increment, event.pending)
-            elif kind is ev.StreamEnded:
+            elif type(event) is ev.StreamEnded:
                 endpoint = endpoints.get(event.stream_id)
                 if endpoint is not None:
                     endpoint.on_end()
-            elif kind is ev.StreamOpened:
+            elif type(event) is ev.StreamOpened:
                 if self.owner is None:
                     self.mux.refuse(event.stream_id, ErrorCode.FORBIDDEN, "no streams accepted here")
                 else:
                     self.owner.stream_opened(self, event.stream_id, event.payload, event.window)
-            elif kind is ev.StreamAccepted:
+            elif type(event) is ev.StreamAccepted:
                 endpoint = endpoints.get(event.stream_id)
                 if endpoint is not None:
                     endpoint.on_accepted(event.payload, event.window)
-            elif kind is ev.StreamRefused:
+            elif type(event) is ev.StreamRefused:
                 endpoint = endpoints.pop(event.stream_id, None)
                 if endpoint is not None:
                     endpoint.on_refused(event.code, event.reason)
-            elif kind is ev.StreamReset:
+            elif type(event) is ev.StreamReset:
                 endpoint = endpoints.pop(event.stream_id, None)
                 if endpoint is not None:
                     endpoint.on_reset(event.code, event.reason)
-            elif kind is ev.ControlReceived:
+            elif type(event) is ev.ControlReceived:
                 self._on_control(event.payload)
-            elif kind is ev.PingAcknowledged:
+            elif type(event) is ev.PingAcknowledged:
                 self.rtt = event.rtt
-            elif kind is ev.ConnectionTerminated:
+            elif type(event) is ev.ConnectionTerminated:
                 self.close(ErrorCode.NO_ERROR, f"peer closed the link: {event.reason or event.code}")
             if self.closed:
                 return
@@ -331,10 +345,11 @@ class Link(asyncio.BufferedProtocol):
         paused = self.mux.reading_paused
         if paused != self._read_paused and self.parent is None and not self.closed:
             self._read_paused = paused
+            transport = cast(asyncio.Transport, self.transport)  # a connection's: the link has no parent
             if paused:
-                self.transport.pause_reading()
+                transport.pause_reading()
             else:
-                self.transport.resume_reading()
+                transport.resume_reading()
 
     def _arm_timer(self) -> None:
         when = self.mux.get_timer()

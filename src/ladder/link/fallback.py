@@ -47,6 +47,7 @@ class _Half(asyncio.Protocol):
             return
         other.transport.write(data)
         if other.transport.get_write_buffer_size() > HIGH_WATER:
+            assert self.transport is not None  # asyncio calls connection_made first
             self.transport.pause_reading()
 
     def eof_received(self) -> bool:
@@ -67,6 +68,7 @@ class _Half(asyncio.Protocol):
             return False
         if other.transport.can_write_eof():
             other.transport.write_eof()
+            assert self.transport is not None  # asyncio calls connection_made first
             return self.transport.can_write_eof()
         other.transport.close()
         return False
@@ -99,21 +101,21 @@ async def splice_to_backend(transport: asyncio.Transport, backend: tuple[str, in
     loop = asyncio.get_running_loop()
     transport.pause_reading()
     try:
-        _, server = await asyncio.wait_for(loop.create_connection(_Half, *backend), CONNECT_TIMEOUT)
-    except (OSError, asyncio.TimeoutError) as exc:
+        to_backend, server = await asyncio.wait_for(loop.create_connection(_Half, *backend), CONNECT_TIMEOUT)
+    except (TimeoutError, OSError) as exc:
         log.warning("web backend %s:%d unreachable: %s", *backend, exc)
         transport.abort()
         return
     client.other, server.other = server, client
     if first:
-        server.transport.write(first)
+        to_backend.write(first)
     for chunk in client.pending:
-        server.transport.write(chunk)
+        to_backend.write(chunk)
     client.pending.clear()
     if not transport.is_closing():
         transport.resume_reading()
     else:
-        server.transport.close()
+        to_backend.close()
 
 
 def hand_to_backend(transport: asyncio.Transport, backend: tuple[str, int], first: bytes) -> None:
@@ -126,5 +128,5 @@ def hand_to_backend(transport: asyncio.Transport, backend: tuple[str, int], firs
     task.add_done_callback(_TASKS.discard)
 
 
-_TASKS: set[asyncio.Task] = set()
+_TASKS: set[asyncio.Task[None]] = set()
 _OPEN: set[_Half] = set()

@@ -32,7 +32,8 @@ little and are bounded, the oldest going first when a bound is reached: bare
 sockets (MAX_WAITING), TLS handshakes in progress (MAX_HANDSHAKES; a
 member's takes one round trip, a staller's waits for its deadline, so the
 oldest is the likeliest staller), visitors past the handshake (MAX_VISITORS;
-the longest idle goes). Members' links are not counted. The limits are module constants, so tests can shrink them.
+the longest idle goes). Members' links are not counted. The limits are
+module constants, so tests can shrink them.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ import logging
 import socket
 import ssl
 import time
-from typing import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any, cast
 
 from ladder.protocol.frames import could_start_frame
 from ladder.protocol.hello import Hello, hello_size, parse_hello, verify_hello
@@ -57,7 +59,8 @@ KEEPALIVE_TIMEOUT = 75.0  # nginx's keepalive_timeout
 BODY_TIMEOUT = 60.0  # nginx's client_body_timeout, between two reads of a body
 LINGERING_TIMEOUT = 5.0  # nginx's lingering_timeout: a lingering close waits this long for more bytes
 LINGERING_TIME = 30.0  # nginx's lingering_time: and reads for this long at most
-HELLO_ANSWER_DELAY = 0.003  # above the work a hello costs (a signature check, a lookup: ~0.4 ms); short, as nginx answers at once
+# Above the work a hello costs (a signature check, a lookup: ~0.4 ms); short, as nginx answers at once.
+HELLO_ANSWER_DELAY = 0.003
 HELLO_SPIN = 0.002  # its last stretch, waited on a fine clock (event loops wake in whole milliseconds)
 SHUTDOWN_WAIT = 0.001  # nginx sends close_notify and closes; it does not wait for the peer's
 PEEK_BYTES = 16 * 1024 + 5  # one whole TLS record and a byte past it
@@ -72,7 +75,7 @@ SWEEP_EVERY = 0.25  # how often bare sockets past their deadline are closed
 Admit = Callable[[Hello, bytes, asyncio.Transport, bytes], bool]
 
 
-def hang_up(transport: asyncio.BaseTransport) -> None:
+def hang_up(transport: asyncio.Transport) -> None:
     """Close a stranger's connection as nginx does: close_notify (under TLS) and FIN, at once.
 
     asyncio's TLS transport would wait up to 30 s for the peer's
@@ -124,12 +127,12 @@ class Visitors:
     """Strangers past their first byte, least recently active first; the oldest go under pressure."""
 
     def __init__(self) -> None:
-        self._order: collections.OrderedDict[object, asyncio.BaseTransport] = collections.OrderedDict()
+        self._order: collections.OrderedDict[object, asyncio.Transport] = collections.OrderedDict()
 
     def __len__(self) -> int:
         return len(self._order)
 
-    def add(self, visitor: object, transport: asyncio.BaseTransport) -> None:
+    def add(self, visitor: object, transport: asyncio.Transport) -> None:
         self._order[visitor] = transport
         while len(self._order) > MAX_VISITORS:  # read here, so tests can shrink it
             _, oldest = self._order.popitem(last=False)
@@ -139,7 +142,7 @@ class Visitors:
         if visitor in self._order:
             self._order.move_to_end(visitor)
 
-    def replace(self, old: object, new: object, transport: asyncio.BaseTransport) -> None:
+    def replace(self, old: object, new: object, transport: asyncio.Transport) -> None:
         self._order.pop(old, None)
         self.add(new, transport)
 
@@ -150,11 +153,12 @@ class Visitors:
 class WebVisitor(asyncio.Protocol):
     """A stranger's connection, answered by the web face as nginx would, on nginx's timers."""
 
+    transport: asyncio.Transport  # from connection_made, which comes first
+
     def __init__(self, face: WebFace, deadline: float, visitors: Visitors):
         self.face = face
         self.deadline = deadline  # the first request's head is due by then (from accept)
         self.visitors = visitors
-        self.transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._between_requests = False
         self._lingering_until: float | None = None
@@ -213,6 +217,9 @@ class WebVisitor(asyncio.Protocol):
 class Doorway(asyncio.Protocol):
     """The first bytes inside TLS: a member's hello for the hub, or a stranger's for the web face."""
 
+    transport: asyncio.Transport  # from connection_made, which comes first
+    _timer: asyncio.TimerHandle  # the head's deadline, likewise
+
     def __init__(self, fingerprint: str, admit: Admit, deadline: float, visitors: Visitors,
                  web_backend: tuple[str, int] | None = None):
         self.fingerprint = fingerprint
@@ -221,14 +228,12 @@ class Doorway(asyncio.Protocol):
         self.web_backend = web_backend
         self.visitors = visitors
         self.buffer = bytearray()
-        self.transport: asyncio.Transport | None = None
-        self._timer: asyncio.TimerHandle | None = None
         self._refused = False  # a hello failed: bytes only gather until the hand-over
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self._timer = asyncio.get_running_loop().call_at(self.deadline, hang_up, transport)
-        self.visitors.add(self, transport)
+        self._timer = asyncio.get_running_loop().call_at(self.deadline, hang_up, self.transport)
+        self.visitors.add(self, self.transport)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -263,8 +268,7 @@ class Doorway(asyncio.Protocol):
                                               arrived + HELLO_ANSWER_DELAY)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        self._timer.cancel()
         self.visitors.remove(self)
 
     def _answer_refused(self, at: float) -> None:
@@ -300,14 +304,16 @@ class FrontDoor:
         self.loop = asyncio.get_running_loop()
         # fd -> (socket, deadline), in order of arrival: the oldest are first to go.
         self.bare: collections.OrderedDict[int, tuple[socket.socket, float]] = collections.OrderedDict()
-        self.handshakes: collections.OrderedDict[asyncio.Task, None] = collections.OrderedDict()
+        self.handshakes: collections.OrderedDict[asyncio.Task[None], None] = collections.OrderedDict()
         self.visitors = Visitors()
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._closed = asyncio.Event()
         self._sweeper: asyncio.TimerHandle | None = None
 
     @classmethod
-    async def start(cls, address, context, fingerprint, admit, web_backend=None, raw_backend=None) -> FrontDoor:
+    async def start(cls, address: tuple[str, int], context: ssl.SSLContext, fingerprint: str, admit: Admit,
+                    web_backend: tuple[str, int] | None = None,
+                    raw_backend: tuple[str, int] | None = None) -> FrontDoor:
         host, port = address
         infos = await asyncio.get_running_loop().getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
                                                              flags=socket.AI_PASSIVE)
@@ -398,11 +404,13 @@ class FrontDoor:
         self.loop.remove_reader(fd)
         if is_tls_start(first[0]):
             if self.raw_backend is not None and not lone_client_hello(first):
-                return self._start(self._raw(self._take(fd)))
+                self._start(self._raw(self._take(fd), self.raw_backend))
+                return
             refusal = tls_refusal(self.context, first)
             if refusal is not None:
                 if self.raw_backend is not None:
-                    return self._start(self._raw(self._take(fd)))
+                    self._start(self._raw(self._take(fd), self.raw_backend))
+                    return
                 return self._refuse(self._take(fd), first, refusal)
             conn, deadline = self.bare.pop(fd)
             while len(self.handshakes) >= MAX_HANDSHAKES:
@@ -411,7 +419,8 @@ class FrontDoor:
             return
         conn = self._take(fd)
         if self.raw_backend is not None:
-            return self._start(self._raw(conn))
+            self._start(self._raw(conn, self.raw_backend))
+            return
         self._start(self._plain(conn, deadline))
 
     def _take(self, fd: int) -> socket.socket:
@@ -437,7 +446,7 @@ class FrontDoor:
 
     # -- past the first byte ---------------------------------------------------
 
-    def _start(self, coro) -> asyncio.Task:
+    def _start(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = self.loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -446,16 +455,16 @@ class FrontDoor:
     async def _tls(self, conn: socket.socket, deadline: float) -> None:
         try:
             await self.loop.connect_accepted_socket(
-                lambda: Doorway(self.fingerprint, self.admit, deadline, self.visitors, self.web_backend), conn,
-                ssl=self.context, ssl_handshake_timeout=max(deadline - self.loop.time(), 0.001))
+                lambda: Doorway(self.fingerprint, self.admit, deadline, self.visitors, self.web_backend),
+                conn, ssl=self.context, ssl_handshake_timeout=max(deadline - self.loop.time(), 0.001))
         # The transport owns the socket now and has closed it: closing `conn`
         # again could close a newer connection that got the same descriptor.
-        except (OSError, ssl.SSLError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError, ssl.SSLError) as exc:
             log.debug("TLS handshake failed: %s", exc)
         except asyncio.CancelledError:  # shed for a newer one, or the door closes
             pass
         finally:
-            self.handshakes.pop(asyncio.current_task(), None)
+            self.handshakes.pop(cast("asyncio.Task[None]", asyncio.current_task()), None)
 
     async def _plain(self, conn: socket.socket, deadline: float) -> None:
         visitor = WebVisitor(WebFace(plain_on_https_port=True), deadline, self.visitors)
@@ -466,12 +475,12 @@ class FrontDoor:
             return
         self.visitors.add(visitor, transport)
 
-    async def _raw(self, conn: socket.socket) -> None:
+    async def _raw(self, conn: socket.socket, backend: tuple[str, int]) -> None:
         """Splice, untouched, to the real server's TLS port: its answers are a real server's."""
         client = pipe_end()
         try:
             transport, _ = await self.loop.connect_accepted_socket(lambda: client, conn)
-            await splice_to_backend(transport, self.raw_backend, b"", client)
+            await splice_to_backend(transport, backend, b"", client)
         except OSError as exc:
             log.debug("connection dropped before it was spliced: %s", exc)
             conn.close()

@@ -25,6 +25,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ladder.errors import UserError
@@ -82,7 +83,7 @@ def _self_signed(key: ec.EllipticCurvePrivateKey, common_name: str,
         if general not in names:
             names.append(general)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    not_before = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0) - BACKDATE
+    not_before = datetime.datetime.now(datetime.UTC).replace(microsecond=0) - BACKDATE
     public = key.public_key()
     return (
         x509.CertificateBuilder()
@@ -143,7 +144,7 @@ def _load_cert(path: str | os.PathLike[str]) -> x509.Certificate:
         raise TLSMaterialError(f"{path} is not a PEM certificate") from None
 
 
-def _load_key(path: str | os.PathLike[str]):
+def _load_key(path: str | os.PathLike[str]) -> PrivateKeyTypes:
     path = Path(path)
     try:
         return serialization.load_pem_private_key(_read(path, "key"), password=None)

@@ -35,10 +35,17 @@ import email.utils
 import re
 import time
 from collections.abc import Callable
+from typing import Literal
 from urllib.parse import unquote_to_bytes
 
 from ladder.protocol.http1 import (
-    ChunkedBody, Fields, HeadReader, RequestError, body_framing, check_version, persists,
+    ChunkedBody,
+    Fields,
+    HeadReader,
+    RequestError,
+    body_framing,
+    check_version,
+    persists,
 )
 
 from .website import DEFAULT_SITE, SITE_LAST_MODIFIED, Site
@@ -388,7 +395,7 @@ def _not_modified(fields: Fields, etag: str, mtime: int) -> bool:
     return True
 
 
-def _byte_range(value: str, size: int) -> tuple[int, int] | str | None:
+def _byte_range(value: str, size: int) -> tuple[int, int] | Literal["unsatisfiable"] | None:
     """One RFC 9110 §14.1.2 byte range -> (first, last), "unsatisfiable", or None (send all).
 
     Several ranges are answered with the whole file (RFC 9110 §14.2 lets a

@@ -1,4 +1,4 @@
-"""Protocol core, sans-IO: frames, the mux, hellos, identities, payloads, control messages, envelopes and Noise.
+"""Protocol core, sans-IO: frames, mux, hellos, identities, payloads, control messages, envelopes, Noise.
 
 Bytes in, events out; no sockets, no asyncio, and no imports from the rest
 of Ladder but `ladder.errors`, the root its errors descend from (which

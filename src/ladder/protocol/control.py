@@ -36,8 +36,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from .errors import RemoteProtocolError
 
@@ -81,7 +82,7 @@ def _flag(value: Any, where: str) -> bool:
 
 
 def _items(item: type) -> _Check:
-    def check(value: Any, where: str) -> tuple:
+    def check(value: Any, where: str) -> tuple[Any, ...]:
         if not isinstance(value, list):
             raise _malformed(where, "is not a list")
         if len(value) > LIST_MAX:
@@ -254,7 +255,7 @@ class Unknown:
 
 ControlMessage = (Welcome | Joined | JoinRefused | Share | ShareStatus | Directory | Replaced
                   | Publish | Services | Members | MemberJoined | Unknown)
-ListMessage = TypeVar("ListMessage", Publish, Services, Members, dict)
+ListMessage = TypeVar("ListMessage", Publish, Services, Members, dict[str, Any])
 _TYPES: dict[str, type] = {cls.TYPE: cls for cls in (Welcome, Joined, JoinRefused, Share, ShareStatus,
                                                      Directory, Replaced, Publish, Services, Members,
                                                      MemberJoined)}
@@ -277,12 +278,12 @@ def encode(message: ControlMessage) -> bytes:
     return encode_control(_json(message))
 
 
-def encode_control(message: dict) -> bytes:
+def encode_control(message: dict[str, Any]) -> bytes:
     """Compact JSON of a message given as a dict (what hub/ and agent/ still build)."""
     return json.dumps(message, separators=(",", ":")).encode()
 
 
-def decode_control(payload: bytes) -> dict:
+def decode_control(payload: bytes) -> dict[str, Any]:
     """The JSON object of a control message with a string type, its fields not yet checked."""
     if len(payload) > MAX_CONTROL:
         raise RemoteProtocolError("control message too large")
@@ -300,7 +301,7 @@ def decode(payload: bytes) -> ControlMessage:
     return parse(decode_control(payload))
 
 
-def parse(message: dict) -> ControlMessage:
+def parse(message: dict[str, Any]) -> ControlMessage:
     """The typed message of a decoded JSON object (a dict with a string "type")."""
     type_ = message["type"]
     if len(type_) > TYPE_MAX:
@@ -328,18 +329,19 @@ def _get(message: Any, name: str) -> Any:
     return message.get(name) if isinstance(message, dict) else getattr(message, name)
 
 
-def _with(message: ListMessage, key: str, items: list, more: bool) -> ListMessage:
+def _with(message: ListMessage, key: str, items: list[Any], more: bool) -> ListMessage:
     if isinstance(message, dict):
         return {**message, key: items, "more": more}
-    return dataclasses.replace(message, **{key: tuple(items), "more": more})
+    changes: dict[str, Any] = {key: tuple(items), "more": more}
+    return dataclasses.replace(message, **changes)
 
 
-def split_list_message(message: ListMessage, key: str, items: list, limit: int = MAX_CONTROL - 1000
+def split_list_message(message: ListMessage, key: str, items: list[Any], limit: int = MAX_CONTROL - 1000
                        ) -> list[ListMessage]:
     """`message` with `key` set to consecutive pieces of `items`, each encoding within `limit`."""
     base = len(encode_control(_json(_with(message, key, [], False))))
-    pieces: list[list] = []
-    piece: list = []
+    pieces: list[list[Any]] = []
+    piece: list[Any] = []
     size = base
     for item in items:
         item_size = len(encode_control(_json(item))) + 1
@@ -360,9 +362,9 @@ class ListAssembler:
     def __init__(self, key: str, max_items: int = 100_000):
         self.key = key
         self.max_items = max_items
-        self._items: list = []
+        self._items: list[Any] = []
 
-    def add(self, message: Publish | Services | Members | dict) -> list | None:
+    def add(self, message: Publish | Services | Members | dict[str, Any]) -> list[Any] | None:
         items = _get(message, self.key)
         if isinstance(items, (list, tuple)):
             self._items.extend(items[: self.max_items - len(self._items)])

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import enum
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .errors import ErrorCode, RemoteProtocolError
 

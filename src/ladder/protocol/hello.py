@@ -84,7 +84,7 @@ def make_hello(
     return HEAD + bytes([kind]) + _encode(token + pubkey + signature)
 
 
-def hello_size(data: bytes) -> int | None:
+def hello_size(data: bytes | bytearray) -> int | None:
     """How long the hello that `data` starts is, or None if `data` starts none.
 
     None as soon as one byte of `data` parts from the hello grammar (bytes
@@ -114,6 +114,7 @@ def parse_hello(data: bytes) -> Hello | None:
         return None
     kind = data[len(HEAD)]
     fields = _decode(bytes(data[len(HEAD) + 1 :]))
+    assert fields is not None  # hello_size decoded the whole hello
     token_size = TOKEN_SIZE if kind == JOIN else 0
     token = fields[:token_size]
     pubkey = fields[token_size : token_size + 32]

@@ -204,7 +204,10 @@ def body_framing(fields: Fields, version: tuple[int, int]) -> tuple[int, bool]:
 
 
 def persists(fields: Fields, version: tuple[int, int]) -> bool:
-    """§9.3: the connection stays open after this request: HTTP/1.1 unless "close", HTTP/1.0 only on "keep-alive"."""
+    """§9.3: whether the connection stays open after this request.
+
+    HTTP/1.1 unless "close", HTTP/1.0 only on "keep-alive".
+    """
     tokens = {t.strip().lower() for v in fields.get("connection") for t in v.split(",")}
     return "close" not in tokens and (version >= (1, 1) or "keep-alive" in tokens)
 
@@ -236,7 +239,7 @@ class ChunkedBody:
                     del buf[:2]
                 elif buf[:1] == b"\n":
                     del buf[:1]
-                elif buf in (b"", b"\r"):
+                elif not buf or buf == b"\r":
                     return False
                 else:
                     raise RequestError(400, "malformed chunk")
@@ -275,10 +278,8 @@ def _parse_fields(head: bytes) -> Fields:
     """Header field lines (§5), or RequestError(400)."""
     lines: list[tuple[bytes, bytes]] = []
     for line in head.split(b"\n") if head else ():
-        if line.endswith(b"\r"):
-            line = line[:-1]
         # §5.2: obs-fold is rejected.  §5.1: no whitespace before the colon.
-        name, colon, value = line.partition(b":")
+        name, colon, value = line.removesuffix(b"\r").partition(b":")
         if not colon or not _TOKEN.fullmatch(name):
             raise RequestError(400, "malformed header field")
         value = value.strip(b" \t")

@@ -56,9 +56,10 @@ import enum
 import math
 import struct
 from collections import deque
+from typing import TypeVar, cast
 
 from . import events as ev
-from .errors import ErrorCode, LocalProtocolError, RemoteProtocolError
+from .errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError
 from .frames import (
     HEADER_SIZE,
     LINK_FRAMES,
@@ -299,7 +300,7 @@ class Mux:
         else:
             # A view of a buffer the caller may reuse: keep copies, a frame's worth
             # each, since one large copy would be a fresh mapping of memory per call.
-            view = memoryview(data)
+            view = memoryview(cast(memoryview, data))  # `type() is` narrows no else branch
             for start in range(0, len(view), MAX_PAYLOAD):
                 st.outbox.append(memoryview(view[start : start + MAX_PAYLOAD].tobytes()))
             st.outbox_bytes += len(view)
@@ -326,7 +327,7 @@ class Mux:
         credit = min(nbytes, st.recv_size - st.recv_window - st.unacked)
         st.unacked += credit
         if self.max_window is not None and st.recv_size < self.max_window:
-            self._autotune(st, credit)
+            self._autotune(st, credit, self.max_window)
         # Batch credit into quarter windows: fewer frames, and no deadlock, since
         # the peer still holds at least three quarters of the window.
         if st.unacked >= (st.recv_size >> 2 or 1) and st.state in _GIVES_CREDIT:
@@ -348,7 +349,7 @@ class Mux:
         st.recv_size = max(st.recv_size, st.recv_window)
         self._emit(FrameType.WINDOW, stream_id, encode_window(nbytes))
 
-    def _autotune(self, st: _Stream, credit: int) -> None:
+    def _autotune(self, st: _Stream, credit: int, max_window: int) -> None:
         """Double the window of a stream whose app used a whole window within GROW_PERIOD.
 
         The clock is the time of the latest receive_data(): an app gives credit
@@ -359,7 +360,7 @@ class Mux:
             return
         now = self._last_received
         if now - st.epoch < GROW_PERIOD:
-            grow = min(st.recv_size, self.max_window - st.recv_size)
+            grow = min(st.recv_size, max_window - st.recv_size)
             st.recv_size += grow
             st.unacked += grow  # the growth leaves with this credit
         st.epoch, st.used = now, 0
@@ -416,7 +417,7 @@ class Mux:
         """
         return max(self._last_received, self._last_drained)
 
-    def handle_timer(self, now: float) -> list[ev.Event]:
+    def handle_timer(self, now: float) -> list[ev.ConnectionTerminated]:
         if self.terminated:
             return []
         # Compare against the very deadlines get_timer() returned, so a timer
@@ -436,7 +437,7 @@ class Mux:
 
     # -------------------------------------------------------------------- input
 
-    def receive_data(self, data: bytes, now: float) -> list[ev.Event]:
+    def receive_data(self, data: bytes | memoryview, now: float) -> list[ev.Event]:
         if self.terminated:
             return []
         self._last_received = now
@@ -595,7 +596,8 @@ class Mux:
             self._out_bytes += HEADER_SIZE
             self._transition(st, _Action.SEND_END)
 
-    def _transition(self, st: _Stream, action: _Action, error=LocalProtocolError) -> None:
+    def _transition(self, st: _Stream, action: _Action,
+                    error: type[ProtocolError] = LocalProtocolError) -> None:
         new = _TRANSITIONS.get((st.state, action))
         if new is None:
             raise error(f"cannot {action.value} on stream {st.id} in state {st.state.value}")
@@ -647,15 +649,19 @@ class Mux:
         return size
 
     @staticmethod
-    def _checked_window(window: int, error=RemoteProtocolError) -> int:
+    def _checked_window(window: int, error: type[ProtocolError] = RemoteProtocolError) -> int:
         if window > MAX_WINDOW:
             raise error("flow-control window above 2^31-1", ErrorCode.FLOW_CONTROL_ERROR)
         return window
 
 
-def _take(pieces: deque, amount: int) -> tuple[list, int]:
+_Pieces = TypeVar("_Pieces", memoryview, bytes | bytearray | memoryview)  # a stream's outbox, the link's
+
+
+def _take(pieces: deque[_Pieces], amount: int) -> tuple[list[_Pieces], int]:
     """Pop pieces worth `amount` bytes from the front of `pieces`, cutting the last; and their size."""
-    parts, size = [], 0
+    parts: list[_Pieces] = []
+    size = 0
     while size < amount and pieces:
         piece = pieces[0]
         if size + len(piece) <= amount:

@@ -48,8 +48,9 @@ import functools
 import hashlib
 import hmac
 import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import (
@@ -173,7 +174,8 @@ _CIPHERS: dict[str, tuple[type, Callable[[int], bytes]]] = {
 }
 
 # name -> (hashlib constructor, HASHLEN); BLOCKLEN is known to hmac (4.3).
-_HASHES: dict[str, tuple[Callable, int]] = {
+_HashConstructor = Callable[..., Any]  # hashlib.sha256 and kin (the blake2 ones are classes)
+_HASHES: dict[str, tuple[_HashConstructor, int]] = {
     "SHA256": (hashlib.sha256, 32),
     "SHA512": (hashlib.sha512, 64),
     "BLAKE2s": (hashlib.blake2s, 32),
@@ -183,7 +185,7 @@ _HASHES: dict[str, tuple[Callable, int]] = {
 _DHS = ("25519",)
 
 
-def _hkdf(hash_cons: Callable, chaining_key: bytes, ikm: bytes, outputs: int) -> list[bytes]:
+def _hkdf(hash_cons: _HashConstructor, chaining_key: bytes, ikm: bytes, outputs: int) -> list[bytes]:
     """HKDF(chaining_key, input_key_material, num_outputs) exactly as in 4.3."""
     temp_key = hmac.new(chaining_key, ikm, hash_cons).digest()
     result: list[bytes] = []
@@ -285,7 +287,7 @@ class HandshakePattern:
 
 def _parse_pattern_text(name: str, text: str) -> HandshakePattern:
     pre_text, _, msg_text = text.rpartition("...")
-    pre = {"->": (), "<-": ()}
+    pre: dict[str, tuple[str, ...]] = {"->": (), "<-": ()}
     for line in pre_text.strip().splitlines():
         arrow, _, tokens = line.strip().partition(" ")
         pre[arrow] = tuple(t.strip() for t in tokens.split(","))
@@ -422,7 +424,7 @@ class CipherState:
         if self._n >= MAX_NONCE:
             raise NoiseNonceExhausted("nonce reached 2^64-1; this session must be rekeyed or ended")
 
-    def encrypt_with_ad(self, ad: bytes, plaintext: bytes) -> bytes:
+    def encrypt_with_ad(self, ad: bytes, plaintext: bytes | memoryview) -> bytes:
         """EncryptWithAd(ad, plaintext): ciphertext and tag; n advances."""
         if self._aead is None:
             return bytes(plaintext)
@@ -432,7 +434,7 @@ class CipherState:
         self._n += 1
         return ciphertext
 
-    def decrypt_with_ad(self, ad: bytes, ciphertext: bytes) -> bytes:
+    def decrypt_with_ad(self, ad: bytes, ciphertext: bytes | memoryview) -> bytes:
         """DecryptWithAd(ad, ciphertext): the plaintext, or NoiseDecryptError.
 
         On failure n is left where it was (5.1), so a forged message cannot
@@ -605,13 +607,10 @@ class HandshakeState:
         for from_initiator, tokens in pre_messages:
             ours = from_initiator == self.initiator
             for token in tokens:
-                if token == "e":
-                    key = self._e.public if ours else self._re
-                    self._symmetric.mix_hash(key)
-                    if self.pattern.is_psk:
-                        self._symmetric.mix_key(key)  # 9.2
-                else:
-                    self._symmetric.mix_hash(self._s.public if ours else self._rs)
+                key = self._ours(token).public if ours else self._theirs(token)
+                self._symmetric.mix_hash(key)
+                if token == "e" and self.pattern.is_psk:
+                    self._symmetric.mix_key(key)  # 9.2
 
     @classmethod
     def initialize(
@@ -625,7 +624,7 @@ class HandshakeState:
         rs: bytes | None = None,
         re: bytes | None = None,
         psks: Iterable[bytes] = (),
-    ) -> "HandshakeState":
+    ) -> HandshakeState:
         """Initialize() (5.3). Private keys and public keys are 32 raw bytes each.
 
         ``s``: our static private key; ``rs``: the peer's static public key
@@ -648,6 +647,22 @@ class HandshakeState:
             raise NoiseUsageError(f"{self.pattern.name} needs the peer's static public key rs")
         if self._re is None and "e" in theirs_pre:
             raise NoiseUsageError(f"{self.pattern.name} needs the peer's ephemeral public key re")
+
+    def _ours(self, kind: str) -> _KeyPair:
+        """Our key pair "e" or "s", where the pattern uses it.
+
+        _check_keys and the order of tokens (7.3: a key is sent or pre-known
+        before a DH uses it) make sure it is there.
+        """
+        pair = self._e if kind == "e" else self._s
+        assert pair is not None, f"{self.pattern.name}: our {kind} used before it exists"
+        return pair
+
+    def _theirs(self, kind: str) -> bytes:
+        """The peer's public key "e" or "s" where the pattern uses it (as `_ours`)."""
+        key = self._re if kind == "e" else self._rs
+        assert key is not None, f"{self.pattern.name}: the peer's {kind} used before it is known"
+        return key
 
     # -- state ------------------------------------------------------------
 
@@ -710,10 +725,8 @@ class HandshakeState:
     def _dh_token(self, token: str) -> None:
         """The four DH tokens (5.3): mix DH(local, remote) into the chaining key."""
         # "es" is initiator's e with responder's s; "se" the reverse.
-        local_kind, remote_kind = token if self.initiator else token[::-1]
-        local = self._e if local_kind == "e" else self._s
-        remote = self._re if remote_kind == "e" else self._rs
-        self._symmetric.mix_key(_dh(local.private, remote))
+        local_kind, remote_kind = (token[0], token[1]) if self.initiator else (token[1], token[0])
+        self._symmetric.mix_key(_dh(self._ours(local_kind).private, self._theirs(remote_kind)))
 
     # -- 5.3 WriteMessage / ReadMessage -------------------------------------
 
@@ -736,7 +749,7 @@ class HandshakeState:
                     if self.pattern.is_psk:
                         self._symmetric.mix_key(self._e.public)  # 9.2
                 elif token == "s":
-                    buffer += self._symmetric.encrypt_and_hash(self._s.public)
+                    buffer += self._symmetric.encrypt_and_hash(self._ours("s").public)
                 elif token == "psk":
                     self._symmetric.mix_key_and_hash(self._psks.pop(0))
                 else:
@@ -818,7 +831,7 @@ class TransportCipher:
         self._receive = receive
 
     @classmethod
-    def from_handshake(cls, handshake: HandshakeState) -> "TransportCipher":
+    def from_handshake(cls, handshake: HandshakeState) -> TransportCipher:
         """The transport for ``handshake``'s side, which must be complete."""
         to_responder, to_initiator = handshake.split()
         if handshake.pattern.one_way:
@@ -830,7 +843,7 @@ class TransportCipher:
             return cls(to_responder, to_initiator)
         return cls(to_initiator, to_responder)
 
-    def encrypt(self, plaintext: bytes, ad: bytes = b"") -> list[bytes]:
+    def encrypt(self, plaintext: bytes | memoryview, ad: bytes = b"") -> list[bytes]:
         """Messages carrying ``plaintext``, each at most 65535 bytes.
 
         Empty plaintext still gives one (tag-only) message.
@@ -842,7 +855,7 @@ class TransportCipher:
         chunks = [view[i : i + step] for i in range(0, len(view), step)] or [view]
         return [self._send.encrypt_with_ad(ad, chunk) for chunk in chunks]
 
-    def decrypt(self, message: bytes, ad: bytes = b"") -> bytes:
+    def decrypt(self, message: bytes | memoryview, ad: bytes = b"") -> bytes:
         """The plaintext of one message, or NoiseDecryptError / NoiseMessageError."""
         if self._receive is None:
             raise NoiseUsageError("this side of a one-way pattern cannot receive")

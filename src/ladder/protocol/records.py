@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -40,7 +41,7 @@ class ExitRecord:
 
 
 def sign_exit_record(key: Ed25519PrivateKey, country: str, noise_key: bytes, issued: int,
-                     members: frozenset[str] | None = None) -> dict:
+                     members: frozenset[str] | None = None) -> dict[str, str]:
     """The fields a sharer sends the hub: record, signature, public key (all base64).
 
     `members` limits the exit to those names; without it the record has no
@@ -52,12 +53,13 @@ def sign_exit_record(key: Ed25519PrivateKey, country: str, noise_key: bytes, iss
     return {**envelope.sign(_CONTEXT, fields, key), "pubkey": b64(public_bytes(key))}
 
 
-def verify_exit_record(entry: dict) -> ExitRecord:
+def verify_exit_record(entry: dict[str, Any]) -> ExitRecord:
     """Check a directory entry; raise RecordError unless the member itself signed it."""
     fields, _ = envelope.verify(_CONTEXT, entry, "exit record")
     try:
         members = fields.get("members")
-        if members is not None and (not isinstance(members, list) or not all(isinstance(m, str) for m in members)):
+        if members is not None and (not isinstance(members, list)
+                                    or not all(isinstance(m, str) for m in members)):
             raise ValueError("members is not a list of names")
         record = ExitRecord(fields["id"], str(fields["country"]), unb64(fields["noise_key"]),
                             int(fields["issued"]), None if members is None else frozenset(members))
@@ -119,14 +121,14 @@ class ServiceRecord:
 
 
 def sign_service_record(key: Ed25519PrivateKey, name: str, title: str, description: str, kind: str,
-                        noise_key: bytes, access: list[str], issued: int) -> dict:
+                        noise_key: bytes, access: list[str], issued: int) -> dict[str, str]:
     """The fields a publisher sends the hub for one service: record and signature (base64)."""
     fields = {"name": name, "title": title, "description": description, "kind": kind,
               "noise_key": b64(noise_key), "access": sorted(set(access)), "issued": issued}
     return envelope.sign(_SERVICE_CONTEXT, fields, key)
 
 
-def verify_service_record(entry: dict) -> ServiceRecord:
+def verify_service_record(entry: dict[str, Any]) -> ServiceRecord:
     """Check a listing entry ({id, record, signature, pubkey}); RecordError unless its publisher signed it."""
     fields, pubkey = envelope.verify(_SERVICE_CONTEXT, entry, "service record")
     try:

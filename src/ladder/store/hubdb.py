@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, overload
 
 from ladder.errors import UserError
 
@@ -39,7 +40,7 @@ SCHEMA_VERSION = 1
 PUBKEY_LEN = 32
 TOKEN_LEN = 16
 NAME_MAX = 32
-_NAME_RE = re.compile(r"[a-z0-9_-]{1,%d}" % NAME_MAX)
+_NAME_RE = re.compile(rf"[a-z0-9_-]{{1,{NAME_MAX}}}")
 _BUSY_TIMEOUT_S = 10.0
 
 # Version 1.  Times are Unix seconds (REAL).  revoked_at IS NULL means active.
@@ -127,7 +128,12 @@ _MEMBER_COLUMNS = "id, name, pubkey, created, revoked_at, online_as, last_seen"
 _INVITE_COLUMNS = "name, uses_left, expires_at, created, revoked_at"
 
 
-def _member(row: tuple | None) -> Member | None:
+# A row becomes its record, and no row (a lookup that found none) None.
+@overload
+def _member(row: None) -> None: ...
+@overload
+def _member(row: tuple[Any, ...]) -> Member: ...
+def _member(row: tuple[Any, ...] | None) -> Member | None:
     if row is None:
         return None
     id_, name, pubkey, created, revoked_at, online_as, last_seen = row
@@ -135,7 +141,11 @@ def _member(row: tuple | None) -> Member | None:
                   online_as, last_seen)
 
 
-def _invite(row: tuple | None) -> Invite | None:
+@overload
+def _invite(row: None) -> None: ...
+@overload
+def _invite(row: tuple[Any, ...]) -> Invite: ...
+def _invite(row: tuple[Any, ...] | None) -> Invite | None:
     if row is None:
         return None
     name, uses_left, expires_at, created, revoked_at = row
