@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ladder.config import InviteLink
 from ladder.link.client import dial
 from ladder.link.connection import Link
+from ladder.protocol import control
 
 CONNECT_TIMEOUT = 30.0
 
@@ -46,7 +47,7 @@ class Member:
     def stream_opened(self, link: Link, sid: int, payload: bytes, window: int) -> None:
         link.refuse(sid, 3, "a benchmark member opens nothing")
 
-    def control_received(self, link: Link, message: dict) -> None:
+    def control_received(self, link: Link, message: control.ControlMessage) -> None:
         pass
 
     def link_closed(self, link: Link, reason: str) -> None:
@@ -58,7 +59,7 @@ async def connect(invite: InviteLink) -> tuple[Link, Member]:
     joining, reply = await dial(invite.address, invite.fingerprint, key, None, token=invite.token,
                                 timeout=CONNECT_TIMEOUT)
     joining.close()
-    if reply.get("type") != "joined":
+    if not isinstance(reply, control.Joined):
         raise BenchError(f"the hub refused the invite: {reply}")
     member = Member()
     link, _ = await dial(invite.address, invite.fingerprint, key, member, timeout=CONNECT_TIMEOUT)

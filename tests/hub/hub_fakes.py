@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from ladder.protocol.control import ControlMessage
 from ladder.protocol.identity import member_id, public_bytes
 from ladder.store.hubdb import Member
 
@@ -22,12 +23,12 @@ class FakeLink:
         self.room = room  # whether the peer would take one more stream
         self.closed = False
         self.close_code: int | None = None
-        self.sent: list[dict] = []  # control messages
+        self.sent: list[ControlMessage] = []
         self.refused: dict[int, tuple[int, str]] = {}
         self.claimed: dict[int, object] = {}
         self.opened: list[tuple[bytes, object, int | None]] = []  # (payload, endpoint, window)
 
-    def send_control(self, message: dict) -> None:
+    def send_control(self, message: ControlMessage) -> None:
         if not self.closed:
             self.sent.append(message)
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 from ladder.hub.directory import Directory, ExitListing, Origin
+from ladder.protocol import control
 
 ALICE, BOB = Origin.member("alice-id"), Origin.member("bob-id")
 
@@ -20,8 +23,8 @@ def test_an_exit_is_listed_replaced_and_the_same_record_again_is_no_news():
     assert directory.list_exit(exit_of(ALICE))
     assert not directory.list_exit(exit_of(ALICE))  # said again: nothing for anyone to hear
     assert directory.list_exit(exit_of(ALICE, 2, "BB"))
-    assert directory.exits_message() == {"type": "directory", "exits": [
-        {"id": "alice-id", "name": "alice", "country": "BB", "users": 0, **record(2)}]}
+    assert directory.exits_message() == control.Directory((
+        control.ExitEntry("alice-id", "alice", "BB", 0, **record(2)),))
 
 
 def test_the_message_keeps_the_wire_order_of_fields_and_counts_channels():
@@ -31,7 +34,7 @@ def test_the_message_keeps_the_wire_order_of_fields_and_counts_channels():
         directory.count_channel("alice-id", 1)
     directory.count_channel("alice-id", -1)
     directory.count_channel("bob-id", 1)  # a publisher's channels count too, listed as an exit or not
-    (entry,) = directory.exits_message()["exits"]
+    (entry,) = json.loads(control.encode(directory.exits_message()))["exits"]
     assert list(entry) == ["id", "name", "country", "users", "record", "signature", "pubkey"]
     assert entry["users"] == 2
     directory.count_channel("bob-id", -1)
@@ -43,12 +46,12 @@ def test_a_capped_exit_is_left_out_until_it_accepts_again_and_a_new_record_keeps
     directory.list_exit(exit_of(ALICE))
     directory.list_exit(exit_of(BOB))
     directory.set_accepting("alice-id", False)
-    assert [x["id"] for x in directory.exits_message()["exits"]] == ["bob-id"]
+    assert [x.id for x in directory.exits_message().exits] == ["bob-id"]
     assert "alice-id" in directory.exits  # still a destination: the exit refuses new streams itself
     directory.list_exit(exit_of(ALICE, 2))
-    assert [x["id"] for x in directory.exits_message()["exits"]] == ["bob-id"]
+    assert [x.id for x in directory.exits_message().exits] == ["bob-id"]
     directory.set_accepting("alice-id", True)
-    assert [x["id"] for x in directory.exits_message()["exits"]] == ["alice-id", "bob-id"]
+    assert [x.id for x in directory.exits_message().exits] == ["alice-id", "bob-id"]
 
 
 def test_an_origin_going_down_withdraws_its_exits_only_and_shows_its_services_offline():

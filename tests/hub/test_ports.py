@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 
+from fedlink import control_frame, fed_link, goaway
 from hub_fakes import FakeLink, make_member
 
 from ladder.hub.directory import Origin
@@ -27,8 +29,8 @@ class Hub:
     def _channel(self, member_id: str, change: int) -> None:
         self.channels[member_id] += change
 
-    def connect(self, name: str, member=None, room: bool = True) -> MemberPort:
-        link = FakeLink(room)
+    def connect(self, name: str, member=None, room: bool = True, link=None) -> MemberPort:
+        link = link or FakeLink(room)
         port = MemberPort(member or make_member(name), link, self)
         link.owner = port
         self.ports.add(port)
@@ -112,7 +114,7 @@ def test_a_new_link_from_the_same_member_takes_over_and_the_old_one_is_told_and_
     hub.destinations.add(member.id)
     open_to(user, member.id, 1)
     new = hub.connect("exit", member)
-    assert old.link.sent == [{"type": "replaced"}] and old.link.closed
+    assert old.link.sent == [control.Replaced()] and old.link.closed
     assert hub.gone == [(old, True)]  # it went as any port goes, before the new one came in
     assert hub.ports.get(member.id) is new and new.origin == old.origin == Origin.member(member.id)
     assert not hub.ports.remove(old)  # a late word from the old link does not unroute the new one
@@ -132,13 +134,17 @@ def test_a_port_that_goes_is_no_longer_routed_to():
     assert user.link.refused[1][0] == ErrorCode.NO_ROUTE
 
 
-def test_a_members_control_messages_are_checked_at_its_port_and_a_malformed_one_closes_that_link_only():
-    hub = Hub()
-    alice, bob = hub.connect("alice"), hub.connect("bob")
-    alice.link.owner.control_received(alice.link, {"type": "share-status", "accepting": False, "reason": "cap"})
-    alice.link.owner.control_received(alice.link, {"type": "from-a-newer-agent", "x": 1})
+def test_a_members_control_messages_reach_the_hub_from_its_port_and_a_malformed_one_closes_that_link_only():
+    async def main():
+        hub = Hub()
+        alice, bob = hub.connect("alice"), hub.connect("bob", link=fed_link(None, "member bob")[0])
+        alice.link.owner.control_received(alice.link, control.ShareStatus(accepting=False, reason="cap"))
+        alice.link.owner.control_received(alice.link, control.Unknown("from-a-newer-agent"))
+        bob.link.data_received(control_frame(b'{"type":"share-status","accepting":"yes","reason":""}'))
+        return hub, alice, bob, goaway(bob.link.transport)
+
+    hub, alice, bob, (code, _) = asyncio.run(main())
     assert hub.said == [(alice, control.ShareStatus(accepting=False, reason="cap")),
                         (alice, control.Unknown("from-a-newer-agent"))]
-    bob.link.owner.control_received(bob.link, {"type": "share-status", "accepting": "yes", "reason": ""})
-    assert bob.link.close_code == ErrorCode.PROTOCOL_ERROR and hub.gone == [(bob, True)] and len(hub.said) == 2
+    assert code == ErrorCode.PROTOCOL_ERROR and bob.link.closed and hub.gone == [(bob, True)]
     assert not alice.link.closed and hub.ports.get(alice.id) is alice

@@ -21,7 +21,7 @@ class Members:
         self.directory = Directory()
         self.board = ServiceBoard(self.directory)
         self.members = [make_member(name, key) for key, name in keys_and_names]
-        self.inbox: dict[str, list[dict]] = {}
+        self.inbox: dict[str, list[control.ControlMessage]] = {}
         self.pushes = 0
         self.board.roster_changed({m.id: m.name for m in self.members})
         for member in self.members:
@@ -38,7 +38,7 @@ class Members:
         self.deliver(self.board.member_offline(member.id))
 
     def publish(self, member, *records, more=False) -> Outbox:
-        message = control.parse({"type": "publish", "services": list(records), "more": more})  # as the port does
+        message = control.Publish(tuple(control.SignedService(**r) for r in records), more)
         outbox = self.board.publish(member, message, Origin.member(member.id))
         self.deliver(outbox)
         return outbox
@@ -52,8 +52,8 @@ class Members:
             for inbox in self.inbox.values():
                 inbox.extend(self.board.services_messages())
 
-    def received(self, member, *types) -> list[dict]:
-        return [m for m in self.inbox[member.id] if m["type"] in types]
+    def received(self, member, *types) -> list[control.ControlMessage]:
+        return [m for m in self.inbox[member.id] if isinstance(m, types)]
 
 
 def service(key, name, kind="http"):
@@ -69,10 +69,10 @@ def test_board_lists_only_records_the_member_signed_and_keeps_offline_publishers
     (entry,) = net.board.entries()
     assert entry["name"] == "ryan" and entry["online"] is True and net.directory.publishes(ryan.id)
     last = net.inbox[bob.id][-1]
-    assert last["type"] == "services" and len(last["services"]) == 1 and last["more"] is False
+    assert isinstance(last, control.Services) and len(last.services) == 1 and last.more is False
     net.offline(ryan)
     assert net.board.entries()[0]["online"] is False and not net.directory.publishes(ryan.id)
-    assert net.received(bob, "services")[-1]["services"][0]["online"] is False  # the others hear of it
+    assert net.received(bob, control.Services)[-1].services[0].online is False  # the others hear of it
 
 
 def test_board_gathers_pieces_and_an_empty_publish_withdraws():
@@ -101,13 +101,13 @@ def test_members_are_pushed_and_revoked_publishers_disappear():
     net = Members((RYAN, "ryan"), (BOB, "bob"))
     ryan, bob = net.members
     net.publish(ryan, service(RYAN, "blog"))
-    pushed = net.received(bob, "members")[-1]
-    assert {m["name"] for m in pushed["members"]} == {"ryan", "bob"}
+    pushed = net.received(bob, control.Members)[-1]
+    assert {m.name for m in pushed.members} == {"ryan", "bob"}
     pushes = net.pushes
     net.deliver(net.board.roster_changed({bob.id: "bob"}))  # ryan was revoked
     assert net.board.entries() == [] and net.directory.names == {bob.id: "bob"}
     assert net.pushes == pushes + 1  # its services are gone: everyone hears it
-    assert net.received(bob, "members")[-1]["members"] == [{"id": bob.id, "name": "bob"}]
+    assert net.received(bob, control.Members)[-1].members == (control.MemberName(bob.id, "bob"),)
 
 
 def test_a_join_reaches_the_others_as_one_member_and_the_newcomer_gets_the_list():
@@ -119,9 +119,10 @@ def test_a_join_reaches_the_others_as_one_member_and_the_newcomer_gets_the_list(
     net.deliver(net.board.roster_changed({**net.directory.names, carol.id: "carol"}))
     net.online(carol)
     for member in net.members:  # not the whole list again: that cost N² entries per join
-        assert net.received(member, "member", "members") == [{"type": "member", "id": carol.id, "name": "carol"}]
-    full = net.received(carol, "members")[-1]
-    assert {m["name"] for m in full["members"]} == {"ryan", "bob", "carol"}
+        joins = net.received(member, control.MemberJoined, control.Members)
+        assert joins == [control.MemberJoined(carol.id, "carol")]
+    full = net.received(carol, control.Members)[-1]
+    assert {m.name for m in full.members} == {"ryan", "bob", "carol"}
 
 
 def test_a_newcomer_gets_the_listing_itself_and_a_returning_publisher_makes_it_a_push():
@@ -131,7 +132,7 @@ def test_a_newcomer_gets_the_listing_itself_and_a_returning_publisher_makes_it_a
     net.offline(ryan)
     outbox = net.board.member_online(bob.id)  # nothing of bob's is listed: only bob needs the listing
     assert not outbox.listing_changed and {r for r, _ in outbox.sends} == {bob.id}
-    assert [m["type"] for _, m in outbox.sends] == ["members", "services"]
+    assert [type(m) for _, m in outbox.sends] == [control.Members, control.Services]
     net.directory.origin_up(Origin.member(ryan.id))
     outbox = net.board.member_online(ryan.id)  # its services are online again: everyone hears it
-    assert outbox.listing_changed and [m["type"] for _, m in outbox.sends] == ["members"]
+    assert outbox.listing_changed and [type(m) for _, m in outbox.sends] == [control.Members]

@@ -6,6 +6,7 @@
 """
 
 import base64
+import dataclasses
 import json
 import logging
 import sys
@@ -19,18 +20,23 @@ from ladder.runtime import run_async
 from ladder.store.hubdb import HubStore
 
 
+_, HUB_NOISE_KEY = generate_keypair()
+
+
+def forged(record: str) -> str:
+    """A signed record (base64) with its Noise key swapped for the hub's own, its signature left as it was."""
+    fields = json.loads(base64.b64decode(record))
+    fields["noise_key"] = base64.b64encode(HUB_NOISE_KEY).decode()
+    return base64.b64encode(json.dumps(fields).encode()).decode()
+
+
 class ForgingHub(Hub):
     """Hands out each exit's record with the Noise key replaced by one the hub holds."""
 
-    _, hub_noise_key = generate_keypair()
-
     def directory_message(self):
         message = super().directory_message()
-        for entry in message["exits"]:
-            record = json.loads(base64.b64decode(entry["record"]))
-            record["noise_key"] = base64.b64encode(self.hub_noise_key).decode()
-            entry["record"] = base64.b64encode(json.dumps(record).encode()).decode()
-        return message
+        return dataclasses.replace(message, exits=tuple(dataclasses.replace(entry, record=forged(entry.record))
+                                                        for entry in message.exits))
 
 
 class ForgingBoard(ServiceBoard):
@@ -39,9 +45,7 @@ class ForgingBoard(ServiceBoard):
     def entries(self):
         entries = super().entries()
         for entry in entries:
-            record = json.loads(base64.b64decode(entry["record"]))
-            record["noise_key"] = base64.b64encode(ForgingHub.hub_noise_key).decode()
-            entry["record"] = base64.b64encode(json.dumps(record).encode()).decode()
+            entry["record"] = forged(entry["record"])
         return entries
 
 

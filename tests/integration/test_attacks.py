@@ -10,6 +10,7 @@ The figures measured are printed (run with -s to see them).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import socket
 import sys
@@ -22,6 +23,7 @@ from ladder.config import MemberConfig
 from ladder.link.client import dial
 from ladder.link.connection import Endpoint
 from ladder.link.tls import client_context, fingerprint_of_cert_der
+from ladder.protocol import control
 from ladder.protocol.channel import CHANNEL_REQUEST, Initiator
 from ladder.protocol.errors import ErrorCode
 from ladder.protocol.frames import FrameType, encode
@@ -109,14 +111,14 @@ class _Directory:
     """Owner of the attacker's link: keeps the latest directory."""
 
     def __init__(self):
-        self.exits: list[dict] = []
+        self.exits: tuple[control.ExitEntry, ...] = ()
 
     def stream_opened(self, link, sid, payload, window):
         link.refuse(sid, ErrorCode.FORBIDDEN, "no")
 
     def control_received(self, link, message):
-        if message.get("type") == "directory":
-            self.exits = message["exits"]
+        if isinstance(message, control.Directory):
+            self.exits = message.exits
 
     def link_closed(self, link, reason): ...
 
@@ -147,7 +149,7 @@ async def open_channels(config: MemberConfig, at_most: int, refusals_wanted: int
         if owner.exits:
             break
         await asyncio.sleep(0.1)
-    record = verify_exit_record(owner.exits[0])
+    record = verify_exit_record(dataclasses.asdict(owner.exits[0]))
     noise_private = config.noise_key()
     answers, started = [], time.monotonic()
     while len(answers) < at_most and sum(a[0] == "refused" for a in answers) < refusals_wanted:

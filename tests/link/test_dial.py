@@ -17,13 +17,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ladder.link.client import HubIdentityMismatch, LinkRefused, dial
 from ladder.link.connection import Endpoint, Link
 from ladder.link.tls import generate_self_signed, server_context
+from ladder.protocol import control
 from ladder.protocol import events as ev
-from ladder.protocol.control import encode_control
-from ladder.protocol.errors import ErrorCode
+from ladder.protocol.errors import ErrorCode, RemoteProtocolError
 from ladder.protocol.hello import hello_size, parse_hello
 from ladder.protocol.mux import Mux
 
-WELCOME = {"type": "welcome", "hub": "test", "member": "alice"}
+WELCOME = control.Welcome("test", "alice", "a" * 24, "127.0.0.1")
 REFUSAL = b"HTTP/1.1 400 Bad Request\r\nServer: nginx\r\nConnection: close\r\n\r\n"
 
 
@@ -58,11 +58,11 @@ class ScriptedHub(asyncio.Protocol):
         self.transport.write(self.mux.data_to_send())
 
 
-def welcome_then(*more: dict, stream: bytes | None = None) -> Callable[[ScriptedHub], None]:
+def welcome_then(*more: control.ControlMessage, stream: bytes | None = None) -> Callable[[ScriptedHub], None]:
     """Answer with the welcome and, in the same write, `more` control messages and maybe a stream."""
     def answer(hub: ScriptedHub) -> None:
         for message in (WELCOME, *more):
-            hub.mux.send_control(encode_control(message))
+            hub.mux.send_control(control.encode(message))
         if stream is not None:
             hub.mux.open_stream(stream)
         hub.send()
@@ -71,7 +71,7 @@ def welcome_then(*more: dict, stream: bytes | None = None) -> Callable[[Scripted
 
 class Owner:
     def __init__(self) -> None:
-        self.controls: list[dict] = []
+        self.controls: list[control.ControlMessage] = []
         self.streams: list[bytes] = []
         self.closed: list[str] = []
 
@@ -79,7 +79,7 @@ class Owner:
         self.streams.append(payload)
         link.accept(stream_id, Endpoint())
 
-    def control_received(self, link: Link, message: dict) -> None:
+    def control_received(self, link: Link, message: control.ControlMessage) -> None:
         self.controls.append(message)
 
     def link_closed(self, link: Link, reason: str) -> None:
@@ -126,8 +126,8 @@ def no_lost_exceptions(caplog) -> None:
 
 def test_the_dial_returns_the_welcome_and_hands_everything_after_it_to_the_owner(material, caplog):
     owner = Owner()
-    exits = {"type": "exits", "exits": []}
-    (_, welcome), [hub] = run_dial(material, welcome_then(exits, stream=b"channel"), owner=owner)
+    exits = control.Directory(())
+    (link, welcome), [hub] = run_dial(material, welcome_then(exits, stream=b"channel"), owner=owner)
     assert welcome == WELCOME and hub.hello is not None and hub.hello.token == b""
     # What came in the welcome's read, after it, is the owner's: a control message and a stream.
     assert owner.controls == [exits] and owner.streams == [b"channel"]
@@ -170,6 +170,20 @@ def test_a_hub_that_says_nothing_times_the_dial_out(material, caplog):
 def test_a_hub_that_hangs_up_before_its_welcome_is_a_connection_error(material, caplog):
     closed, _ = run_dial(material, lambda hub: hub.transport.close())
     assert isinstance(closed, ConnectionError) and str(closed).startswith("the hub closed the connection (")
+    no_lost_exceptions(caplog)
+
+
+def test_a_malformed_first_message_is_the_hub_s_protocol_error(material, caplog):
+    def answer(hub: ScriptedHub) -> None:
+        hub.mux.send_control(b'{"type":"joined","hub":"test","name":"alice","id":5}')
+        hub.send()
+
+    owner = Owner()
+    malformed, _ = run_dial(material, answer, owner=owner)
+    assert isinstance(malformed, RemoteProtocolError) and "joined.id is not a string" in str(malformed)
+    assert owner.closed == [] and owner.controls == []  # the owner never had the link
+    (logged,) = [r.getMessage() for r in caplog.records if "protocol error" in r.getMessage()]
+    assert logged.endswith(f": protocol error from peer: {malformed}")
     no_lost_exceptions(caplog)
 
 

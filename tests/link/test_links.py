@@ -1,15 +1,21 @@
-"""Links over real Link objects: channels carrying many connections in one sealed stream, backpressure."""
+"""Links over real Link objects: channels carrying many connections in one sealed stream, backpressure,
+and control messages typed at the link's edge."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import socket
+
+import pytest
+from fedlink import control_frame, fed_link, goaway, sent_controls
 
 from ladder.link.channel import CHANNEL_WINDOW, CHANNEL_WRITE_HIGH, Channel, StreamRef
 from ladder.link.connection import Endpoint, Link
+from ladder.protocol import control
 from ladder.protocol.channel import CHANNEL_REQUEST, Initiator, Responder
-from ladder.protocol.errors import ErrorCode
+from ladder.protocol.errors import ErrorCode, RemoteProtocolError
 from ladder.protocol.frames import FrameDecoder, FrameType, encode
 from ladder.protocol.messages import decode_route
 from ladder.protocol.noise import generate_keypair
@@ -233,7 +239,7 @@ def test_a_paused_transport_gets_nothing_more_until_it_resumes():
         transport.protocol = link
         link.connection_made(transport)
         for i in range(6):  # 6 x ~60 KB: more than one write's worth
-            link.send_control({"pad": str(i) * 60_000})
+            link.send_control(control.Share(str(i) * 59_000, "", ""))
         await asyncio.sleep(0)
         assert len(transport.written) == 1 and transport.high is not None
         link.resume_writing()
@@ -395,3 +401,68 @@ def test_a_member_pinging_inside_its_channel_without_reading_loses_that_channel_
         assert not exit_link.closed and exit_link.mux.stream_count == 0
 
     asyncio.run(main())
+
+
+# ------------------------------------------------------- control messages
+
+
+class Said:
+    """A link's owner that keeps what it is told."""
+
+    def __init__(self):
+        self.messages: list[control.ControlMessage] = []
+        self.closed: list[str] = []
+
+    def stream_opened(self, link, sid, payload, window): ...
+
+    def control_received(self, link, message):
+        self.messages.append(message)
+
+    def link_closed(self, link, reason):
+        self.closed.append(reason)
+
+
+def test_control_messages_reach_the_owner_typed_and_unknown_types_as_unknown():
+    async def main():
+        owner = Said()
+        link, _ = fed_link(owner)
+        link.data_received(control_frame(b'{"type":"share-status","accepting":false,"reason":"cap","new":1}')
+                           + control_frame(b'{"type":"from-a-newer-peer","x":[1]}'))
+        return owner, link
+
+    owner, link = asyncio.run(main())
+    assert owner.messages == [control.ShareStatus(False, "cap"), control.Unknown("from-a-newer-peer")]
+    assert not link.closed and link.error is None
+
+
+def test_send_control_puts_the_encoded_message_on_the_wire():
+    message = control.Welcome("tokyo", "alice", "a" * 24, None)
+
+    async def main():
+        link, transport = fed_link(None)
+        link.send_control(message)
+        await asyncio.sleep(0)  # written once per loop turn
+        return sent_controls(transport)
+
+    assert asyncio.run(main()) == [control.encode(message)]
+
+
+@pytest.mark.parametrize("payload,named", [
+    (b'{"type":"share-status","accepting":"yes","reason":""}', "share-status.accepting"),
+    (b'{"type":"directory","exits":[{"id":"a","users":"many"}]}', "directory.exits[0]"),
+    (b"not json", "not JSON"),
+    (b'{"no":"type"}', "without a type"),
+])
+def test_a_malformed_control_message_is_a_protocol_error_that_closes_the_link(payload, named, caplog):
+    async def main():
+        owner = Said()
+        link, transport = fed_link(owner)
+        link.data_received(control_frame(payload) + control_frame(b'{"type":"replaced"}'))
+        return owner, link, goaway(transport)
+
+    with caplog.at_level(logging.WARNING, logger="ladder.link.connection"):
+        owner, link, (code, reason) = asyncio.run(main())
+    assert code == ErrorCode.PROTOCOL_ERROR and named in reason
+    assert link.closed and owner.closed == [reason] and owner.messages == []  # nothing after it either
+    assert isinstance(link.error, RemoteProtocolError) and str(link.error) == reason
+    assert [r.getMessage() for r in caplog.records] == [f"test link: protocol error from peer: {reason}"]

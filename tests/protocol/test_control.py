@@ -1,9 +1,11 @@
-"""Control messages: each round-trips, encodes to the bytes of the dict each module builds today,
-refuses each malformed field naming it, and arbitrary input raises nothing but RemoteProtocolError."""
+"""Control messages: each round-trips, encodes to the bytes of the dicts the modules built before they
+sent these classes, refuses each malformed field naming it, and arbitrary input raises nothing but
+RemoteProtocolError."""
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 
 import pytest
@@ -11,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ladder.protocol import control
 from ladder.protocol.control import (
     MAX_CONTROL,
     NAME_MAX,
@@ -34,9 +37,7 @@ from ladder.protocol.control import (
     Unknown,
     Welcome,
     decode,
-    decode_control,
     encode,
-    encode_control,
     split_list_message,
 )
 from ladder.protocol.errors import RemoteProtocolError
@@ -72,6 +73,11 @@ SAMPLES = [
 KNOWN_TYPES = sorted({m.TYPE for m in SAMPLES if not isinstance(m, Unknown)})
 
 
+def wire(message: dict) -> bytes:
+    """The bytes of a message written as a dict: compact JSON, keys in the dict's order."""
+    return json.dumps(message, separators=(",", ":")).encode()
+
+
 @pytest.mark.parametrize("message", SAMPLES, ids=lambda m: type(m).__name__)
 def test_every_message_round_trips(message):
     assert decode(encode(message)) == message
@@ -99,10 +105,11 @@ def test_any_valid_message_round_trips(message):
     assert decode(encode(message)) == message
 
 
-# -------------------------------------------------- today's bytes on the wire
+# ------------------------------------------------ the bytes on the wire stay
 #
-# Each dict below is built the way the module named beside it builds it
-# today; the typed message must put the same bytes on the wire.
+# Each dict below is built the way the module named beside it built it
+# before it sent these classes; the typed message must put the same bytes
+# on the wire.
 
 def _sent_today():
     session_record = {"record": EXIT["record"], "signature": EXIT["signature"],  # hub.Session
@@ -129,12 +136,12 @@ def _sent_today():
           "reason": "the exit reached its daily cap"},
          ShareStatus(False, "the exit reached its daily cap")),
         ({"type": "share-status", "accepting": True, "reason": ""}, ShareStatus(True, "")),
-        (split_list_message({"type": "publish"}, "services", [SERVICE])[0],  # agent/services.announce
+        ({"type": "publish", "services": [SERVICE], "more": False},  # agent/services.announce
          Publish((SignedService(SERVICE["record"], SERVICE["signature"]),))),
-        (split_list_message({"type": "services"}, "services",  # hub/services.services_messages
-                            [{**service_entry, "name": "ryan", "online": True}])[0],
+        ({"type": "services", "services": [{**service_entry, "name": "ryan", "online": True}],
+          "more": False},  # hub/services.services_messages
          Services((ServiceEntry(ID, SERVICE["record"], SERVICE["signature"], PUBKEY, "ryan", True),))),
-        (split_list_message({"type": "members"}, "members", [{"id": ID, "name": "alice"}])[0],
+        ({"type": "members", "members": [{"id": ID, "name": "alice"}], "more": False},  # .members_messages
          Members((MemberName(ID, "alice"),))),
         ({"type": "member", "id": ID, "name": "carol"},  # hub/services.members_changed
          MemberJoined(ID, "carol")),
@@ -142,13 +149,13 @@ def _sent_today():
 
 
 @pytest.mark.parametrize("today,typed", _sent_today(), ids=lambda m: m["type"] if isinstance(m, dict) else "")
-def test_typed_messages_put_todays_bytes_on_the_wire(today, typed):
-    assert encode(typed) == encode_control(today)
-    assert decode(encode_control(today)) == typed
+def test_typed_messages_put_the_same_bytes_on_the_wire(today, typed):
+    assert encode(typed) == wire(today)
+    assert decode(wire(today)) == typed
 
 
 def test_control_is_compact_json_with_the_type_first():
-    assert encode_control({"type": "hello", "n": 1}) == b'{"type":"hello","n":1}'
+    assert wire({"type": "hello", "n": 1}) == b'{"type":"hello","n":1}'
     assert encode(MemberJoined("i", "n")) == b'{"type":"member","id":"i","name":"n"}'
 
 
@@ -215,7 +222,7 @@ def _replace(doc, path, value):
                                                  for case in _bad_fields()])
 def test_each_malformed_field_is_refused_naming_it(doc, path, bad, where):
     with pytest.raises(RemoteProtocolError, match="malformed control message: " + where.replace("[", r"\[")):
-        decode(encode_control(_replace(doc, path, bad)))
+        decode(wire(_replace(doc, path, bad)))
 
 
 @pytest.mark.parametrize("message", [m for m in SAMPLES if not isinstance(m, Unknown)], ids=lambda m: m.TYPE)
@@ -225,9 +232,8 @@ def test_each_missing_field_is_refused_naming_it(message):
             continue
         doc = _good(message)
         del doc[f.name]
-        missing = f"malformed control message: {message.TYPE} has no '{f.name}'"
-        with pytest.raises(RemoteProtocolError, match=missing):
-            decode(encode_control(doc))
+        with pytest.raises(RemoteProtocolError, match=f"malformed control message: {message.TYPE} has no '{f.name}'"):
+            decode(wire(doc))
 
 
 def test_an_item_that_is_no_object_is_refused():
@@ -266,7 +272,7 @@ def test_unknown_types_and_fields_are_left_for_a_newer_peer():
 )
 def test_invalid_control_messages_are_remote_errors(payload):
     with pytest.raises(RemoteProtocolError):
-        decode_control(payload)
+        control._json_object(payload)  # the JSON gate `decode` starts with
     with pytest.raises(RemoteProtocolError):
         decode(payload)
 
@@ -275,7 +281,7 @@ def test_control_size_limit():
     filler = MAX_CONTROL - len(b'{"type":"x","pad":""}')
     exact = b'{"type":"x","pad":"' + b"p" * filler + b'"}'
     assert len(exact) == MAX_CONTROL
-    assert decode_control(exact)["type"] == "x" and decode(exact) == Unknown("x")
+    assert control._json_object(exact)["type"] == "x" and decode(exact) == Unknown("x")
     with pytest.raises(RemoteProtocolError, match="too large"):
         decode(b'{"type":"x","pad":"' + b"p" * (filler + 1) + b'"}')
 
@@ -307,7 +313,7 @@ _field_names = st.sampled_from(sorted({f.name for m in SAMPLES for f in dataclas
 @given(st.dictionaries(st.text(max_size=10), _json_values, max_size=5), st.text(max_size=20))
 def test_dicts_round_trip_through_the_json_gate(fields, type_):
     message = {**fields, "type": type_}
-    assert decode_control(encode_control(message)) == message
+    assert control._json_object(wire(message)) == message
 
 
 @given(st.binary(max_size=500))
@@ -330,7 +336,7 @@ def test_json_like_text_raises_only_remote_protocol_error(text):
     st.dictionaries(_field_names, _json_values, max_size=8), max_size=3), max_size=8))
 def test_arbitrary_fields_of_known_types_raise_only_remote_protocol_error(type_, fields):
     try:
-        message = decode(encode_control({"type": type_, **fields}))
+        message = decode(wire({"type": type_, **fields}))
     except RemoteProtocolError:
         pass
     else:  # what passes the checks round-trips
@@ -339,35 +345,36 @@ def test_arbitrary_fields_of_known_types_raise_only_remote_protocol_error(type_,
 
 # ---------------------------------------------------------------- lists
 
+ITEMS = [MemberName(f"{i:024d}", "x" * 40) for i in range(5000)]
+
+
 def test_long_lists_split_into_messages_that_fit_and_reassemble():
-    items = [{"id": f"{i:024d}", "name": "x" * 40} for i in range(5000)]
-    messages = split_list_message({"type": "members"}, "members", items)
-    assert len(messages) > 1 and all(len(encode_control(m)) <= MAX_CONTROL for m in messages)
-    assert [m["more"] for m in messages] == [True] * (len(messages) - 1) + [False]
+    messages = split_list_message(Members(()), "members", ITEMS)
+    assert len(messages) > 1 and all(len(encode(m)) <= MAX_CONTROL for m in messages)
+    assert [m.more for m in messages] == [True] * (len(messages) - 1) + [False]
     assembler = ListAssembler("members")
-    results = [assembler.add(m) for m in messages]
-    assert results[:-1] == [None] * (len(messages) - 1) and results[-1] == items
-    assert split_list_message({"type": "services"}, "services", []) == [{"type": "services", "services": [],
-                                                                          "more": False}]
-    capped = ListAssembler("members", max_items=3)
-    assert capped.add({"members": [1, 2], "more": True}) is None
-    assert capped.add({"members": [3, 4, 5]}) == [1, 2, 3]
-
-
-def test_typed_lists_split_like_dicts_and_reassemble():
-    items = [MemberName(f"{i:024d}", "x" * 40) for i in range(5000)]
-    typed = split_list_message(Members(()), "members", items)
-    as_dicts = split_list_message({"type": "members"}, "members",
-                                  [{"id": m.id, "name": m.name} for m in items])
-    assert [encode(m) for m in typed] == [encode_control(m) for m in as_dicts]
-    assert [m.more for m in typed] == [True] * (len(typed) - 1) + [False]
-    assembler = ListAssembler("members")
-    results = [assembler.add(decode(encode(m))) for m in typed]
-    assert results[:-1] == [None] * (len(typed) - 1) and results[-1] == items
+    results = [assembler.add(decode(encode(m))) for m in messages]
+    assert results[:-1] == [None] * (len(messages) - 1) and results[-1] == ITEMS
+    assert split_list_message(Services(()), "services", []) == [Services((), more=False)]
     assert split_list_message(Publish(()), "services", []) == [Publish((), more=False)]
+    capped = ListAssembler("members", max_items=3)
+    a, b, c, d, e = ITEMS[:5]
+    assert capped.add(Members((a, b), more=True)) is None
+    assert capped.add(Members((c, d, e))) == [a, b, c]
     capped = ListAssembler("services", max_items=1)
     two = Publish((SignedService("a", "b"), SignedService("c", "d")))
     assert capped.add(two) == [SignedService("a", "b")]
+
+
+def test_split_lists_put_the_bytes_of_the_dict_pieces_on_the_wire():
+    def as_dict(members, more):
+        return {"type": "members", "members": [{"id": m.id, "name": m.name} for m in members], "more": more}
+
+    pieces = split_list_message(Members(()), "members", ITEMS)
+    assert [encode(p) for p in pieces] == [wire(as_dict(p.members, p.more)) for p in pieces]
+    # Each as full as the limit allows: cut where the dicts were.
+    for piece, following in itertools.pairwise(pieces):
+        assert len(wire(as_dict(piece.members + following.members[:1], True))) > MAX_CONTROL - 1000
 
 
 def test_an_item_too_large_for_any_message_is_left_out():

@@ -166,6 +166,9 @@ class Agent:
         self.write_status()
         try:
             link, welcome = await dial(self.config.hub_address, self.config.fingerprint, self.config.key, self)
+            if not isinstance(welcome, control.Welcome):
+                link.close(ErrorCode.PROTOCOL_ERROR, "the first message is not a welcome")
+                raise RemoteProtocolError("the hub's first message is not a welcome")
         except HubIdentityMismatch as exc:
             raise AgentFatal(str(exc)) from None
         except LinkRefused:
@@ -173,7 +176,7 @@ class Agent:
                 f"the hub {self.config.hub_name} did not accept this member's key "
                 "(membership revoked, or this folder belongs to another hub)"
             ) from None
-        except (OSError, asyncio.TimeoutError, ConnectionError) as exc:
+        except (OSError, asyncio.TimeoutError, ConnectionError, RemoteProtocolError) as exc:
             self.error = f"cannot reach the hub at {format_address(*self.config.hub_address)}: {exc or 'timeout'}"
             log.warning("%s", self.error)
             self.state = "down"
@@ -182,12 +185,12 @@ class Agent:
         self.link, self.error = link, ""
         self._link_down = asyncio.get_running_loop().create_future()
         self.state, self.since = "up", time.time()
-        log.info("link up to hub %s as %s", welcome.get("hub"), welcome.get("member"))
+        log.info("link up to hub %s as %s", welcome.hub, welcome.member)
         self.pool.link = link
         self.roster.new_link()
         self.listing.new_link()
         if self.sharer is not None:
-            self.sharer.link_up(link, welcome.get("address"))
+            self.sharer.link_up(link, welcome.address)
         self.services.link_up(link)
         self.write_status()
         self._up.set()
@@ -209,22 +212,16 @@ class Agent:
 
     # ---------------------------------------------------------- LinkOwner
 
-    def control_received(self, link: Link, message: dict) -> None:
-        try:
-            typed = control.parse(message)
-        except RemoteProtocolError as exc:  # checked once, here: a malformed message closes this link only
-            log.warning("%s: protocol error from peer: %s", link.label, exc)
-            link.close(exc.code, str(exc))
-            return
-        if isinstance(typed, control.Directory):
-            self.directory.update(typed.exits)
+    def control_received(self, link: Link, message: control.ControlMessage) -> None:
+        if isinstance(message, control.Directory):
+            self.directory.update(message.exits)
             self._check_exit_choice()
-        elif isinstance(typed, control.Services):
-            self.listing.take(typed)
-        elif isinstance(typed, (control.Members, control.MemberJoined)):
-            self.roster.take(typed)
+        elif isinstance(message, control.Services):
+            self.listing.take(message)
+        elif isinstance(message, (control.Members, control.MemberJoined)):
+            self.roster.take(message)
         else:
-            if isinstance(typed, control.Replaced) and link is self.link:
+            if isinstance(message, control.Replaced) and link is self.link:
                 self._replaced = True
             return  # what else the hub says (or a newer hub's Unknown) changes nothing here
         self.write_status()

@@ -14,7 +14,7 @@ from pathlib import Path
 from ladder.config import InviteLink, MemberConfig
 from ladder.errors import UserError
 from ladder.link.client import HubIdentityMismatch, LinkRefused, dial
-from ladder.protocol.control import Joined, JoinRefused, parse
+from ladder.protocol.control import Joined, JoinRefused
 from ladder.protocol.errors import RemoteProtocolError
 
 
@@ -27,8 +27,7 @@ async def join(invite: InviteLink, folder: Path) -> MemberConfig:
     key = MemberConfig.load_or_create_key(folder)
     host, port = invite.address
     try:
-        _, answer = await dial(invite.address, invite.fingerprint, key, None, token=invite.token)
-        reply = parse(answer)
+        _, reply = await dial(invite.address, invite.fingerprint, key, None, token=invite.token)
     except HubIdentityMismatch as exc:
         raise JoinFailed(str(exc)) from None
     except LinkRefused:
@@ -38,7 +37,8 @@ async def join(invite: InviteLink, folder: Path) -> MemberConfig:
     except (OSError, asyncio.TimeoutError) as exc:
         raise JoinFailed(f"cannot reach the hub at {host}:{port}: {exc or 'timeout'}") from None
     if not isinstance(reply, Joined):
-        raise JoinFailed(f"the hub refused the invite: {reply.reason if isinstance(reply, JoinRefused) else answer}")
+        why = reply.reason if isinstance(reply, JoinRefused) else reply
+        raise JoinFailed(f"the hub refused the invite: {why}")
     config = MemberConfig(folder, key, invite.address, invite.fingerprint, reply.hub, reply.name)
     config.save()
     return config

@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ladder.link.channel import Channel, StreamRef
 from ladder.link.connection import Endpoint, Link
 from ladder.protocol.channel import CHANNEL_REQUEST, Initiator, Responder
+from ladder.protocol.control import ControlMessage
 from ladder.protocol.errors import ErrorCode, RemoteProtocolError
 from ladder.protocol.identity import member_id, public_bytes
 from ladder.protocol.messages import decode_route, encode_service_request, encode_target
@@ -258,7 +259,7 @@ class _Visitor:
     def stream_opened(self, link: Link, sid: int, payload: bytes, window: int) -> None:
         self.pool.serve(link, sid, payload, self.member_id, self.noise_key)
 
-    def control_received(self, link: Link, message: dict) -> None:
+    def control_received(self, link: Link, message: ControlMessage) -> None:
         pass  # channels carry streams only
 
     def link_closed(self, link: Link, reason: str) -> None:

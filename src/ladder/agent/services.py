@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ladder.config import ConfigError, MemberConfig, format_address, parse_address, write_file
 from ladder.link.connection import Link
-from ladder.protocol.control import split_list_message
+from ladder.protocol.control import Publish, SignedService, split_list_message
 from ladder.protocol.errors import ErrorCode, RemoteProtocolError
 from ladder.protocol.identity import public_bytes
 from ladder.protocol.messages import decode_service_request
@@ -195,7 +195,7 @@ class Services:
         self.on_change = on_change
         self.link: Link | None = None
         self.published: dict[str, Published] = {}
-        self.signed: list[dict] = []  # what `publish` carries
+        self.signed: list[SignedService] = []  # what `publish` carries
         self.error = ""  # why services.json could not be read, if it could not
         self.live: dict[str, set[ServiceRelay]] = {}  # service name → its open streams
         self._stamp: tuple | None = None
@@ -211,7 +211,7 @@ class Services:
         self.link = None
 
     def announce(self) -> None:
-        for message in split_list_message({"type": "publish"}, "services", self.signed):
+        for message in split_list_message(Publish(()), "services", self.signed):
             self.link.send_control(message)
 
     def watch(self) -> None:
@@ -262,8 +262,8 @@ class Services:
     def _sign(self) -> None:
         issued = int(time.time())
         self.signed = [
-            sign_service_record(self.config.key, s.name, s.title, s.description, s.kind, self.pool.noise_public,
-                                list(s.members), issued)
+            SignedService(**sign_service_record(self.config.key, s.name, s.title, s.description, s.kind,
+                                                self.pool.noise_public, list(s.members), issued))
             for s in self.published.values()
         ]
 

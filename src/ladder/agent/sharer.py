@@ -20,6 +20,7 @@ import time
 
 from ladder.config import MemberConfig
 from ladder.link.connection import Link
+from ladder.protocol import control
 from ladder.protocol.errors import ErrorCode, RemoteProtocolError
 from ladder.protocol.messages import decode_target
 from ladder.protocol.records import sign_exit_record
@@ -63,7 +64,7 @@ class Sharer:
             pass
         record = sign_exit_record(self.config.key, self.country, self.pool.noise_public, int(time.time()),
                                   self.sharing.policy.members)
-        link.send_control({"type": "share", **record})
+        link.send_control(control.Share(**record))
         self.link, self._told = link, None
         self.tick()
 
@@ -77,8 +78,7 @@ class Sharer:
         capped = self.sharing.capped()
         if capped != self._told:
             self._told = capped
-            self.link.send_control({"type": "share-status", "accepting": capped is None,
-                                    "reason": capped.reason if capped else ""})
+            self.link.send_control(control.ShareStatus(capped is None, capped.reason if capped else ""))
         self.sharing.save()
 
     def serve(self, link: Link, sid: int, request: bytes, member_id: str) -> None:

@@ -19,6 +19,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from ladder.protocol.control import Directory as DirectoryMessage
+from ladder.protocol.control import ExitEntry
+
 
 @dataclass(frozen=True)
 class Origin:
@@ -99,16 +102,15 @@ class Directory:
         if not self.users[member_id]:
             del self.users[member_id]
 
-    def exits_message(self) -> dict:
+    def exits_message(self) -> DirectoryMessage:
         """The `directory` every member gets: each exit's own signed record, plus what the hub knows.
 
         `users` counts the channels to it: members using it, idle or not. The
         hub cannot count their connections inside (nor should it), so only
         each user knows its own load on an exit.
         """
-        exits = [{"id": x.id, "name": x.name, "country": x.country, "users": self.users[x.id], **x.record}
-                 for x in self.exits.values() if x.accepting]
-        return {"type": "directory", "exits": exits}
+        return DirectoryMessage(tuple(ExitEntry(x.id, x.name, x.country, self.users[x.id], **x.record)
+                                      for x in self.exits.values() if x.accepting))
 
     # ------------------------------------------------------------ services
 

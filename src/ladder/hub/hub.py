@@ -98,8 +98,8 @@ class Hub:
         self.directory.origin_up(port.origin)
         self.store.set_online(member.id, "user")
         peer = transport.get_extra_info("peername")
-        link.send_control({"type": "welcome", "hub": self.config.name, "member": member.name, "id": member.id,
-                           "address": peer[0] if peer else None})
+        address = peer[0] if peer else None
+        link.send_control(control.Welcome(self.config.name, member.name, member.id, address))
         link.send_control(self.directory_message())
         if member.id not in self.directory.names:  # it just joined: the others hear of it
             self._read_roster()
@@ -115,10 +115,10 @@ class Hub:
         except InviteUnknown:
             return False  # a stranger guessing tokens sees the web site
         except (InviteError, StoreError) as exc:
-            reply = {"type": "join-refused", "reason": str(exc)}
+            reply: control.Joined | control.JoinRefused = control.JoinRefused(str(exc))
         else:
             log.info("%s joined", member.name)
-            reply = {"type": "joined", "hub": self.config.name, "name": member.name, "id": member.id}
+            reply = control.Joined(self.config.name, member.name, member.id)
         link = self._take(transport, "joining member")
         link.send_control(reply)
         link.close(ErrorCode.NO_ERROR, "join done")
@@ -181,7 +181,7 @@ class Hub:
         self.directory.count_channel(member_id, change)
         self.directory_changed(urgent=False)
 
-    def directory_message(self) -> dict:
+    def directory_message(self) -> control.Directory:
         return self.directory.exits_message()
 
     def directory_changed(self, urgent: bool) -> None:

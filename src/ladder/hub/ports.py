@@ -12,9 +12,8 @@ cannot take the streams of an exit's link from the others (a channel per
 exit or publisher it uses, a few while it reconnects); the far link can take
 one more stream.
 
-A member's port is also the edge where its control messages are checked,
-once (protocol/control.py): a malformed one closes that member's link only,
-and the hub gets the typed message.
+A member's port hands the hub its member's control messages as the link
+decoded them, typed (a malformed one closed that member's link only).
 
 One port per id: a new link from the same member takes over, and the old
 one is told it was replaced (so that its agent stops instead of taking the
@@ -23,7 +22,6 @@ link back) and closed, which ends its streams as any lost link would.
 
 from __future__ import annotations
 
-import logging
 from typing import Callable, Iterator, Protocol
 
 from ladder.link.connection import Link
@@ -34,8 +32,6 @@ from ladder.store.hubdb import Member
 
 from .directory import Origin
 from .switch import splice
-
-log = logging.getLogger(__name__)
 
 
 class Port:
@@ -62,7 +58,7 @@ class MemberPort(Port):
         self.owner = owner
 
     def replaced(self) -> None:
-        self.link.send_control({"type": "replaced"})  # so that its agent stops instead of taking the link back
+        self.link.send_control(control.Replaced())  # so that its agent stops instead of taking the link back
         self.link.close(ErrorCode.NO_ERROR, "replaced by a new link from the same member")
 
     # LinkOwner
@@ -70,14 +66,8 @@ class MemberPort(Port):
     def stream_opened(self, link: Link, sid: int, payload: bytes, window: int) -> None:
         self.owner.stream_opened(self, sid, payload, window)
 
-    def control_received(self, link: Link, message: dict) -> None:
-        try:
-            said = control.parse(message)
-        except RemoteProtocolError as exc:
-            log.warning("%s: protocol error from peer: %s", link.label, exc)
-            link.close(exc.code, str(exc))
-            return
-        self.owner.control_received(self, said)
+    def control_received(self, link: Link, message: control.ControlMessage) -> None:
+        self.owner.control_received(self, message)
 
     def link_closed(self, link: Link, reason: str) -> None:
         self.owner.port_closed(self, reason)

@@ -23,9 +23,20 @@ everyone for each of its messages.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ladder.protocol.control import ListAssembler, Publish, split_list_message
+from ladder.protocol.control import (
+    ControlMessage,
+    ListAssembler,
+    MemberJoined,
+    MemberName,
+    Members,
+    Publish,
+    ServiceEntry,
+    Services,
+    split_list_message,
+)
 from ladder.protocol.records import RecordError, b64, verify_service_record
 from ladder.store.hubdb import Member
 
@@ -40,10 +51,11 @@ EVERYONE = None  # an Outbox recipient: every member online
 class Outbox:
     """What the hub should send after one input, in this order; and whether to push the listing."""
 
-    sends: list[tuple[str | None, dict]] = field(default_factory=list)  # (member id or EVERYONE, message)
+    # (member id or EVERYONE, message)
+    sends: list[tuple[str | None, ControlMessage]] = field(default_factory=list)
     listing_changed: bool = False  # every member gets `services` soon, paced
 
-    def to(self, recipient: str | None, messages: list[dict]) -> None:
+    def to(self, recipient: str | None, messages: Iterable[ControlMessage]) -> None:
         self.sends.extend((recipient, message) for message in messages)
 
 
@@ -74,7 +86,7 @@ class ServiceBoard:
         gone = self.directory.set_roster(names)
         outbox = Outbox(listing_changed=bool(gone))
         if old.keys() <= names.keys() and all(names[mid] == name for mid, name in old.items()):
-            outbox.to(EVERYONE, [{"type": "member", "id": mid, "name": name}  # only joins: say just those
+            outbox.to(EVERYONE, [MemberJoined(mid, name)  # only joins: say just those
                                  for mid, name in names.items() if mid not in old])
         else:
             outbox.to(EVERYONE, self.members_messages())
@@ -114,9 +126,10 @@ class ServiceBoard:
             for publisher_id, listing in directory.services.items() for entry in listing.entries
         ]
 
-    def services_messages(self) -> list[dict]:
-        return split_list_message({"type": "services"}, "services", self.entries())
+    def services_messages(self) -> list[Services]:
+        entries = [ServiceEntry(**entry) for entry in self.entries()]
+        return split_list_message(Services(()), "services", entries)
 
-    def members_messages(self) -> list[dict]:
-        members = [{"id": member_id, "name": name} for member_id, name in self.directory.names.items()]
-        return split_list_message({"type": "members"}, "members", members)
+    def members_messages(self) -> list[Members]:
+        members = [MemberName(member_id, name) for member_id, name in self.directory.names.items()]
+        return split_list_message(Members(()), "members", members)

@@ -21,6 +21,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ladder.errors import LadderError
+from ladder.protocol.control import ControlMessage
 from ladder.protocol.errors import ErrorCode
 from ladder.protocol.hello import make_hello
 
@@ -47,12 +48,13 @@ async def dial(
     *,
     token: bytes | None = None,
     timeout: float = DIAL_TIMEOUT,
-) -> tuple[Link, dict[str, Any]]:
+) -> tuple[Link, ControlMessage]:
     """Open a member's link to the hub and return it with the hub's first control message.
 
     With `token`, the hello is a JOIN with that invite instead of an AUTH.
     `owner` gets the link's events from the first one after that message on.
-    Raises HubIdentityMismatch, LinkRefused, ConnectionError, OSError or asyncio.TimeoutError.
+    Raises HubIdentityMismatch, LinkRefused, RemoteProtocolError (the hub's answer is malformed),
+    ConnectionError, OSError or asyncio.TimeoutError.
     """
     host, port = address
     link = Link(None, client=True, label=f"hub {host}:{port}", max_window=CHANNEL_MAX_WINDOW)
@@ -94,11 +96,11 @@ class _Greeting(asyncio.BufferedProtocol):
         self.link = link
         self.owner = owner
         self.transport: asyncio.BaseTransport | None = None
-        self._first: asyncio.Future[dict[str, Any]] = link.loop.create_future()
+        self._first: asyncio.Future[ControlMessage] = link.loop.create_future()
         self._buffer = memoryview(b"")
         link.owner = self
 
-    async def first_message(self, timeout: float) -> dict[str, Any]:
+    async def first_message(self, timeout: float) -> ControlMessage:
         try:
             return await asyncio.wait_for(self._first, timeout)  # a timeout cancels it: nobody waits on
         except TimeoutError:
@@ -143,7 +145,7 @@ class _Greeting(asyncio.BufferedProtocol):
 
     # -- in for the link's owner -------------------------------------------------
 
-    def control_received(self, link: Link, message: dict[str, Any]) -> None:
+    def control_received(self, link: Link, message: ControlMessage) -> None:
         # The first message: the link is its owner's from the next event on (in this same read too).
         link.owner = self.owner
         assert self.transport is not None  # it came through the transport
@@ -154,5 +156,6 @@ class _Greeting(asyncio.BufferedProtocol):
         link.refuse(stream_id, ErrorCode.FORBIDDEN, "no streams before the welcome")
 
     def link_closed(self, link: Link, reason: str) -> None:
-        if not self._first.done():
-            self._first.set_exception(ConnectionError(f"the hub closed the connection ({reason})"))
+        if not self._first.done():  # a malformed answer is the hub's protocol error, not a lost connection
+            lost = ConnectionError(f"the hub closed the connection ({reason})")
+            self._first.set_exception(link.error or lost)

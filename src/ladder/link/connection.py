@@ -3,7 +3,10 @@
 `Link` is an asyncio Protocol. Bytes from the transport go into the mux;
 each event goes to the `Endpoint` that owns the stream, or, for new streams,
 control messages and the end of the link, to the link's `LinkOwner` (a role:
-the hub's member session, an agent). Whatever the mux wants to send is
+the hub's member port, an agent). Control messages are typed at this edge
+(protocol/control.py): `send_control` encodes one, and each one received is
+decoded once before its owner sees it; a malformed one is the peer's
+protocol error and closes this link. Whatever the mux wants to send is
 written once per loop turn, so many small frames become one TLS write.
 One timer per link drives keepalives and dead-peer detection.
 
@@ -22,8 +25,8 @@ import logging
 import math
 from typing import Any, Protocol, cast
 
+from ladder.protocol import control
 from ladder.protocol import events as ev
-from ladder.protocol.control import decode_control, encode_control
 from ladder.protocol.errors import ErrorCode, RemoteProtocolError
 from ladder.protocol.mux import DEAD_AFTER, KEEPALIVE_INTERVAL, Mux, StreamState
 
@@ -63,7 +66,7 @@ class Transport(Protocol):
 class LinkOwner(Protocol):
     def stream_opened(self, link: Link, stream_id: int, payload: bytes, window: int) -> None: ...
 
-    def control_received(self, link: Link, message: dict[str, Any]) -> None: ...
+    def control_received(self, link: Link, message: control.ControlMessage) -> None: ...
 
     def link_closed(self, link: Link, reason: str) -> None: ...
 
@@ -111,6 +114,7 @@ class Link(asyncio.BufferedProtocol):
         self.transport: Transport | None = None
         self.endpoints: dict[int, Endpoint] = {}
         self.closed = False
+        self.error: RemoteProtocolError | None = None  # how the peer broke the protocol, if that closed it
         self.rtt: float | None = None
         self._flush_scheduled = False
         self._write_paused = False
@@ -188,9 +192,9 @@ class Link(asyncio.BufferedProtocol):
     def stream_count(self) -> int:
         return self.mux.stream_count
 
-    def send_control(self, message: dict[str, Any]) -> None:
+    def send_control(self, message: control.ControlMessage) -> None:
         if not self.closed:
-            self.mux.send_control(encode_control(message))
+            self.mux.send_control(control.encode(message))
             self._flush_soon()
 
     def close(self, code: int = ErrorCode.NO_ERROR, reason: str = "") -> None:
@@ -243,11 +247,7 @@ class Link(asyncio.BufferedProtocol):
         try:
             events = self.mux.receive_data(data, self.loop.time())
         except RemoteProtocolError as exc:
-            log.warning("%s: protocol error from peer: %s", self.label, exc)
-            if exc.code == ErrorCode.QUEUE_LIMIT:
-                self.abort(str(exc))  # it does not read: a GOAWAY would only join the queue
-            else:
-                self.close(exc.code, str(exc))
+            self._protocol_error(exc)
             return
         self._dispatch(events)
         self._flush_soon()
@@ -307,13 +307,22 @@ class Link(asyncio.BufferedProtocol):
                 del self.endpoints[sid]
 
     def _on_control(self, payload: bytes) -> None:
+        # Decoded once, here: the owner gets a typed message, and a malformed one closes this link only.
         try:
-            message = decode_control(payload)
+            message = control.decode(payload)
         except RemoteProtocolError as exc:
-            self.close(exc.code, str(exc))
+            self._protocol_error(exc)
             return
         if self.owner is not None:
             self.owner.control_received(self, message)
+
+    def _protocol_error(self, exc: RemoteProtocolError) -> None:
+        self.error = exc
+        log.warning("%s: protocol error from peer: %s", self.label, exc)
+        if exc.code == ErrorCode.QUEUE_LIMIT:
+            self.abort(str(exc))  # it does not read: a GOAWAY would only join the queue
+        else:
+            self.close(exc.code, str(exc))
 
     def _flush_soon(self) -> None:
         if not self._flush_scheduled:

@@ -28,8 +28,11 @@ pass through the hub untouched.
 
 A list too long for one message (services, members, publish) goes in
 several messages of the same type, every one but the last saying `more`:
-`split_list_message` cuts, `ListAssembler` joins. Both also take the plain
-dicts that hub/ and agent/ still build until they send these classes.
+`split_list_message` cuts, `ListAssembler` joins.
+
+The link is the edge (link/connection.py): `Link.send_control` encodes,
+and every CONTROL payload a link receives is decoded there once, so roles
+only ever see these classes.
 """
 
 from __future__ import annotations
@@ -255,7 +258,7 @@ class Unknown:
 
 ControlMessage = (Welcome | Joined | JoinRefused | Share | ShareStatus | Directory | Replaced
                   | Publish | Services | Members | MemberJoined | Unknown)
-ListMessage = TypeVar("ListMessage", Publish, Services, Members, dict[str, Any])
+ListMessage = TypeVar("ListMessage", Publish, Services, Members)
 _TYPES: dict[str, type] = {cls.TYPE: cls for cls in (Welcome, Joined, JoinRefused, Share, ShareStatus,
                                                      Directory, Replaced, Publish, Services, Members,
                                                      MemberJoined)}
@@ -265,8 +268,6 @@ _TYPES: dict[str, type] = {cls.TYPE: cls for cls in (Welcome, Joined, JoinRefuse
 
 def _json(obj: Any) -> Any:
     """The JSON object of a message or list item: "type" first, then the fields in their order."""
-    if not dataclasses.is_dataclass(obj):
-        return obj
     out = {"type": obj.TYPE} if hasattr(obj, "TYPE") else {}
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
@@ -275,15 +276,14 @@ def _json(obj: Any) -> Any:
 
 
 def encode(message: ControlMessage) -> bytes:
-    return encode_control(_json(message))
+    return _compact(_json(message))
 
 
-def encode_control(message: dict[str, Any]) -> bytes:
-    """Compact JSON of a message given as a dict (what hub/ and agent/ still build)."""
-    return json.dumps(message, separators=(",", ":")).encode()
+def _compact(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
 
 
-def decode_control(payload: bytes) -> dict[str, Any]:
+def _json_object(payload: bytes) -> dict[str, Any]:
     """The JSON object of a control message with a string type, its fields not yet checked."""
     if len(payload) > MAX_CONTROL:
         raise RemoteProtocolError("control message too large")
@@ -298,11 +298,7 @@ def decode_control(payload: bytes) -> dict[str, Any]:
 
 def decode(payload: bytes) -> ControlMessage:
     """The message in a CONTROL frame's payload; RemoteProtocolError naming the field if it is malformed."""
-    return parse(decode_control(payload))
-
-
-def parse(message: dict[str, Any]) -> ControlMessage:
-    """The typed message of a decoded JSON object (a dict with a string "type")."""
+    message = _json_object(payload)
     type_ = message["type"]
     if len(type_) > TYPE_MAX:
         raise _malformed("type", f"is longer than {TYPE_MAX} characters")
@@ -325,13 +321,7 @@ def _parse(cls: type, obj: Any, where: str) -> Any:
 # ---------------------------------------------------------- long lists
 
 
-def _get(message: Any, name: str) -> Any:
-    return message.get(name) if isinstance(message, dict) else getattr(message, name)
-
-
 def _with(message: ListMessage, key: str, items: list[Any], more: bool) -> ListMessage:
-    if isinstance(message, dict):
-        return {**message, key: items, "more": more}
     changes: dict[str, Any] = {key: tuple(items), "more": more}
     return dataclasses.replace(message, **changes)
 
@@ -339,12 +329,12 @@ def _with(message: ListMessage, key: str, items: list[Any], more: bool) -> ListM
 def split_list_message(message: ListMessage, key: str, items: list[Any], limit: int = MAX_CONTROL - 1000
                        ) -> list[ListMessage]:
     """`message` with `key` set to consecutive pieces of `items`, each encoding within `limit`."""
-    base = len(encode_control(_json(_with(message, key, [], False))))
+    base = len(encode(_with(message, key, [], False)))
     pieces: list[list[Any]] = []
     piece: list[Any] = []
     size = base
     for item in items:
-        item_size = len(encode_control(_json(item))) + 1
+        item_size = len(_compact(_json(item))) + 1
         if base + item_size > limit:
             continue  # one item alone is too large: it cannot be sent at all
         if piece and size + item_size > limit:
@@ -364,11 +354,10 @@ class ListAssembler:
         self.max_items = max_items
         self._items: list[Any] = []
 
-    def add(self, message: Publish | Services | Members | dict[str, Any]) -> list[Any] | None:
-        items = _get(message, self.key)
-        if isinstance(items, (list, tuple)):
-            self._items.extend(items[: self.max_items - len(self._items)])
-        if _get(message, "more") is True:
+    def add(self, message: Publish | Services | Members) -> list[Any] | None:
+        items = getattr(message, self.key)
+        self._items.extend(items[: self.max_items - len(self._items)])
+        if message.more:
             return None
         whole, self._items = self._items, []
         return whole
