@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -69,9 +70,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def address_option(value: str | None) -> tuple[str, int] | None:
-    if value is None:
-        return None
+def address_option(value: str) -> tuple[str, int]:
     try:
         return parse_address(value)
     except ConfigError as exc:
@@ -139,11 +138,11 @@ def hub_init(folder, name, listen, public_address, cert, key, web_backend, raw_b
     if (path / "hub.toml").exists():
         raise UserError(f"{path} already holds a hub; use another --dir")
     listen_at = address_option(listen)
-    public = address_option(public_address) or listen_at
+    public = address_option(public_address) if public_address is not None else listen_at
     if public[0] in ("0.0.0.0", "::"):
         raise click.UsageError("--public-address is needed: invite links must carry the name or address "
                                f"members dial (your server's), not {listen_at[0]}")
-    backends = address_option(web_backend), address_option(raw_backend)
+    backends = [None if value is None else address_option(value) for value in (web_backend, raw_backend)]
     if (cert is None) != (key is None):
         raise click.UsageError("--cert and --key go together")
     path.mkdir(parents=True, exist_ok=True)
@@ -184,6 +183,7 @@ def hub_run(folder, verbose) -> None:
             except OSError as exc:
                 raise UserError(f"cannot listen on {config.listen[0]}:{config.listen[1]}: {exc.strerror or exc}")
             logging.info("hub %s listening on %s:%d, fingerprint %s", config.name, *config.listen, hub_.fingerprint)
+            assert hub_.server is not None  # start() returned: it listens
             try:
                 await hub_.server.serve_forever()
             finally:
@@ -227,7 +227,7 @@ def hub_members(folder, as_json) -> None:
     config = HubConfig.load(hub_folder(folder))
     with HubStore(config.db_path) as store:
         members = store.members()
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"name": m.name, "id": m.id, "online": m.online_as, "revoked": m.revoked,
          "last_seen": m.last_seen, "joined": m.created}
         for m in members
@@ -542,23 +542,28 @@ def publish(address, folder, name, title, description, members, tcp, remove) -> 
         return
     if address is None and name is None:
         for s in services.values():
-            access = ", ".join(s.members.values()) if s.members else "every member"
+            who = ", ".join(s.members.values()) if s.members else "every member"
             click.echo(f"{s.name}.{config.name}.ladder  {service_address(pubkey, s.name)}  "
-                       f"{s.kind} from {s.address[0]}:{s.address[1]}  for {access}  {s.title}")
+                       f"{s.kind} from {s.address[0]}:{s.address[1]}  for {who}  {s.title}")
         if not services:
             click.echo(f"nothing published: ladder publish --dir {config.folder} 127.0.0.1:PORT --name NAME")
         return
     if not name:
         raise click.UsageError("--name is required: the service is reached as NAME.<member>.ladder")
     old = services.get(name)
-    if address is None and old is None:
+    if not address and old is None:  # "" gives no ADDRESS either
         raise click.UsageError(f"{name} is not published yet: give the local ADDRESS, e.g. 127.0.0.1:5000")
     access = old.members if old else {}
     if members is not None:
         access = {} if members.strip().lower() == "everyone" else _member_ids(members, state, config)
+    if address:
+        where = loopback_address(address)
+    else:
+        assert old is not None  # checked above: without an ADDRESS the service is published already
+        where = old.address
     service = Published(
         name,
-        loopback_address(address) if address else old.address,
+        where,
         title if title is not None else (old.title if old else ""),
         description if description is not None else (old.description if old else ""),
         ("tcp" if tcp else "http") if tcp is not None else (old.kind if old else "http"),
@@ -567,10 +572,10 @@ def publish(address, folder, name, title, description, members, tcp, remove) -> 
     service.check()
     services[name] = service
     save_published(config.folder, services)
-    access = ", ".join(f"{n} ({i})" for i, n in service.members.items()) or "every member"
+    who = ", ".join(f"{n} ({i})" for i, n in service.members.items()) or "every member"
     scheme = "http://{}/" if service.kind == "http" else "{} (any port)"
     click.echo(f"{'updated' if old else 'published'} {name} from {service.address[0]}:{service.address[1]} "
-               f"for {access}:")
+               f"for {who}:")
     click.echo("  " + scheme.format(f"{name}.{config.name}.ladder"))
     click.echo("  " + scheme.format(service_address(pubkey, name)) + "   (no hub can redirect this name)")
     click.echo("the agent puts it online within a second" if running

@@ -105,7 +105,6 @@ async def run_demo(check: bool, port: int, echo=print) -> int:
             sharer = Agent(await enroll(hub, store, root / "sharer", "sharer"), share=True, country="ZZ",
                            allow_private=True, policy=SharePolicy(ports=((1, 65535),)))
             user_config = await enroll(hub, store, root / "user", "user")
-            user = None
             for proxy_port in (port, 0):
                 user = Agent(user_config, proxy=("127.0.0.1", proxy_port))
                 try:
@@ -119,6 +118,7 @@ async def run_demo(check: bool, port: int, echo=print) -> int:
                 code = await _self_check(hub, sharer, user, origin, origin_port, echo)
                 if check or code:
                     return code
+                assert user.proxy_address is not None  # the self-check went through the proxy
                 host, pport = user.proxy_address
                 echo(f"\ntry it:  curl -x socks5h://{host}:{pport} http://127.0.0.1:{origin_port}/")
                 echo(f"    or:  curl -x http://{host}:{pport} http://127.0.0.1:{origin_port}/")

@@ -14,8 +14,8 @@ import struct
 
 import pytest
 
-from ladder.agent.direct import connect_direct
 from ladder.agent import front
+from ladder.agent.direct import connect_direct
 from ladder.agent.front import MAX_HEAD, ProxyConnection
 from ladder.protocol.errors import ErrorCode
 from ladder.protocol.messages import encode_target
@@ -64,7 +64,7 @@ async def exchange(opener: Opener, request: bytes, expect: int) -> tuple[bytes, 
         while True:
             try:
                 chunk = await asyncio.wait_for(reader.read(65536), WAIT if len(answer) < expect else 0.5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return answer, False
             if not chunk:
                 return answer, True

@@ -14,10 +14,11 @@ from ladder.agent.roster import Roster
 from ladder.agent.services import Published, load_published, loopback_address, save_published
 from ladder.config import ConfigError
 from ladder.protocol.control import ServiceEntry
+from ladder.protocol.envelope import b64
 from ladder.protocol.errors import ErrorCode
 from ladder.protocol.identity import member_id, public_bytes
 from ladder.protocol.noise import generate_keypair
-from ladder.protocol.records import b64, service_address, sign_service_record
+from ladder.protocol.records import service_address, sign_service_record
 
 RYAN, BOB = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
 

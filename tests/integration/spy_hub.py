@@ -19,7 +19,6 @@ from ladder.protocol.noise import generate_keypair
 from ladder.runtime import run_async
 from ladder.store.hubdb import HubStore
 
-
 _, HUB_NOISE_KEY = generate_keypair()
 
 

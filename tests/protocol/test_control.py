@@ -40,10 +40,11 @@ from ladder.protocol.control import (
     encode,
     split_list_message,
 )
+from ladder.protocol.envelope import b64
 from ladder.protocol.errors import RemoteProtocolError
 from ladder.protocol.identity import member_id, public_bytes
 from ladder.protocol.noise import generate_keypair
-from ladder.protocol.records import b64, sign_exit_record, sign_service_record
+from ladder.protocol.records import sign_exit_record, sign_service_record
 
 KEY = Ed25519PrivateKey.generate()
 ID = member_id(public_bytes(KEY))

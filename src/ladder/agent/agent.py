@@ -26,7 +26,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ladder.config import MemberConfig, format_address, write_file
 from ladder.errors import UserError
@@ -67,7 +67,7 @@ class Agent:
         country: str | None = None,
         exit_choice: str = "auto",
         allow_private: bool = False,
-        rules: list[Rule] = (),
+        rules: Sequence[Rule] = (),
         policy: SharePolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
@@ -176,7 +176,7 @@ class Agent:
                 f"the hub {self.config.hub_name} did not accept this member's key "
                 "(membership revoked, or this folder belongs to another hub)"
             ) from None
-        except (OSError, asyncio.TimeoutError, ConnectionError, RemoteProtocolError) as exc:
+        except (TimeoutError, OSError, ConnectionError, RemoteProtocolError) as exc:
             self.error = f"cannot reach the hub at {format_address(*self.config.hub_address)}: {exc or 'timeout'}"
             log.warning("%s", self.error)
             self.state = "down"
@@ -206,6 +206,7 @@ class Agent:
 
     def _share_tick(self) -> None:
         """While sharing and linked: the hub hears of caps, usage is saved, status.json stays current."""
+        assert self.sharer is not None  # run() starts this tick for a sharer only
         if self.link is not None:
             self.sharer.tick()
             self.write_status()
@@ -276,7 +277,7 @@ class Agent:
             stream = await connect_direct(host, port, relay)
         except ConnectionRefusedError:
             return relay.on_refused(ErrorCode.TARGET_REFUSED, "refused the direct connection")
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return relay.on_refused(ErrorCode.TARGET_TIMEOUT, "no answer to the direct connection")
         except OSError as exc:
             return relay.on_refused(ErrorCode.UNREACHABLE, f"direct connection failed: {exc.strerror or exc}")
@@ -287,6 +288,7 @@ class Agent:
         relay.on_accepted(b"", 0)
 
     def pac(self) -> str:
+        assert self.proxy_address is not None  # the proxy serves the PAC file, so it listens
         return self.router.pac(self.proxy_address)
 
     # --------------------------------------------------------------- status

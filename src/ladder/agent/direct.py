@@ -18,9 +18,11 @@ CONNECT_TIMEOUT = 10.0
 
 
 class DirectStream(asyncio.Protocol):
+    # Set by connection_made, before connect_direct hands the stream to anyone.
+    transport: asyncio.Transport
+
     def __init__(self, relay: Endpoint):
         self.relay = relay
-        self.transport: asyncio.Transport | None = None
         self.unacked = 0
         self.paused = False
         self.write_paused = False
@@ -64,6 +66,7 @@ class DirectStream(asyncio.Protocol):
     # --- the destination's socket
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A TCP connection's transport is an asyncio.Transport; asyncio types the callback with its base.
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
@@ -93,7 +96,7 @@ class DirectStream(asyncio.Protocol):
         self.relay.on_window(0, 0)
 
 
-async def connect_direct(host: str, port: int, relay) -> DirectStream:
+async def connect_direct(host: str, port: int, relay: Endpoint) -> DirectStream:
     loop = asyncio.get_running_loop()
     _, stream = await asyncio.wait_for(loop.create_connection(lambda: DirectStream(relay), host, port),
                                        CONNECT_TIMEOUT)

@@ -29,7 +29,8 @@ from pathlib import Path
 
 from ladder.config import write_file
 from ladder.protocol.control import ExitEntry
-from ladder.protocol.records import ExitRecord, RecordError, b64, verify_exit_record
+from ladder.protocol.envelope import RecordError, b64
+from ladder.protocol.records import ExitRecord, ServiceRecord, verify_exit_record
 
 log = logging.getLogger(__name__)
 FAILURE_MEMORY = 60.0  # a failed exit goes to the back of the line for this long
@@ -143,7 +144,8 @@ class Directory:
         return ", ".join(sorted(f"{entry.name or record.id} ({record.country})"
                                 for entry, record in self._matching("auto"))) or "none"
 
-    def pin(self, record: ExitRecord) -> None:
+    def pin(self, record: ExitRecord | ServiceRecord) -> None:
+        """Pin a member's Noise key when a channel to it first opens: an exit's, or a publisher's."""
         if record.id not in self.pins:
             self.pins[record.id] = b64(record.noise_key)
             try:

@@ -33,14 +33,15 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 class Refusal:
     """Why a stream is refused: the code on the wire and the reason the opener reads."""
 
-    code: ErrorCode
+    code: int  # an ErrorCode, or a code of a newer peer's
     reason: str
 
 
 class TargetRefused(LadderError):
     """A stream cannot reach its target (the exit's guard, the target, or the network said why)."""
 
-    def __init__(self, code: ErrorCode, reason: str):
+    def __init__(self, code: int, reason: str):
+        """`code` goes on the wire: an ErrorCode, or the code a far end refused with."""
         super().__init__(reason)
         self.code = code
 
@@ -108,7 +109,7 @@ class ExitGuard:
             return "the exit does not connect to multicast or unspecified addresses"
         if not self.allow_private and not address.is_global:
             return _LOCAL
-        if (address, port) in self.hub or not self.allow_private and any(address == ip for ip, _ in self.hub):
+        if (address, port) in self.hub or (not self.allow_private and any(address == ip for ip, _ in self.hub)):
             return "the exit does not connect to the hub's own address"
         if address in self.own and not self.allow_private:
             return "the exit does not connect to its own public address"
@@ -116,6 +117,13 @@ class ExitGuard:
             if address.version == network.version and address in network:
                 return f"the exit's policy denies {network}"
         return None
+
+
+def sockaddr_address(sockaddr: tuple[object, ...]) -> IPAddress:
+    """The IP address of a getaddrinfo stream address, without an IPv6 zone (`%eth0`)."""
+    host = sockaddr[0]
+    assert isinstance(host, str)  # an AF_INET or AF_INET6 address starts with the host as text
+    return ipaddress.ip_address(host.split("%")[0])
 
 
 async def resolve_allowed(host: str, port: int, guard: ExitGuard) -> list[tuple]:
@@ -140,7 +148,7 @@ async def resolve_allowed(host: str, port: int, guard: ExitGuard) -> list[tuple]
         raise TargetRefused(ErrorCode.NAME_NOT_RESOLVED, "the exit could not resolve the name") from None
     allowed, reason = [], ""
     for family, _, _, _, sockaddr in infos:
-        why = guard.refusal(ipaddress.ip_address(sockaddr[0].split("%")[0]), port)
+        why = guard.refusal(sockaddr_address(sockaddr), port)
         if why is None:
             allowed.append((family, sockaddr))
         else:
@@ -171,7 +179,7 @@ async def connect_target(host: str, port: int, guard: ExitGuard, protocol_factor
             return protocol
         except ConnectionRefusedError:
             error = TargetRefused(ErrorCode.TARGET_REFUSED, "the target refused the connection")
-        except asyncio.TimeoutError:
+        except TimeoutError:
             error = TargetRefused(ErrorCode.TARGET_TIMEOUT, "the target did not answer in time")
         except OSError:
             pass

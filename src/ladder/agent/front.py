@@ -32,8 +32,8 @@ import asyncio
 import ipaddress
 import logging
 import struct
+from collections.abc import Callable
 from http import HTTPStatus
-from typing import Callable
 
 from ladder.config import ConfigError, format_address, parse_address
 from ladder.errors import LadderError
@@ -41,7 +41,7 @@ from ladder.protocol.errors import ErrorCode
 from ladder.protocol.http1 import Fields, HeadReader, RequestError, RequestLine, body_framing, check_version
 from ladder.protocol.messages import encode_target
 
-from .relay import Relay, abort_with_rst
+from .relay import Relay, Stream, abort_with_rst
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,8 @@ REQUEST_TIMEOUT = 60.0  # as nginx's client_header_timeout; browsers may preconn
 # Opener: (host, port, relay) -> None; it later calls relay.on_accepted/on_refused.
 Opener = Callable[[str, int, "ProxyConnection"], None]
 
-# RFC 1928 section 6 reply codes for each reason a stream was refused.
-SOCKS_REPLY = {
+# RFC 1928 section 6 reply codes for each reason a stream was refused (keyed by wire code).
+SOCKS_REPLY: dict[int, int] = {
     ErrorCode.NO_ROUTE: 0x03,  # network unreachable: no exit online
     ErrorCode.FORBIDDEN: 0x02,  # connection not allowed by ruleset
     ErrorCode.UNREACHABLE: 0x04,
@@ -64,7 +64,7 @@ SOCKS_REPLY = {
 }
 SOCKS4_GRANTED, SOCKS4_REJECTED = 0x5A, 0x5B  # SOCKS4 has one code for every refusal
 SOCKS4_MAX_FIELD = 255  # the user id and the SOCKS4a name, each up to its NUL
-HTTP_STATUS = {
+HTTP_STATUS: dict[int, str] = {
     ErrorCode.BAD_REQUEST: "400 Bad Request",
     ErrorCode.NO_ROUTE: "503 Service Unavailable",
     ErrorCode.BUSY: "503 Service Unavailable",
@@ -113,7 +113,7 @@ class ProxyConnection(Relay):
         self.reply_ok = b""  # what the client hears when the stream opens
         self.target: tuple[str, int] | None = None
         self.body_left = 0  # bytes of the current forwarded request's body still to pass
-        self._first_request: asyncio.TimerHandle | None = None  # the deadline for the first request
+        self._first_request: asyncio.TimerHandle  # the deadline for the first request, armed on connecting
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -134,7 +134,7 @@ class ProxyConnection(Relay):
 
     # ---------------------------------------------------------------- input
 
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: bytes | memoryview) -> None:
         if self.mode in ("tunnel", "pipe"):
             return super().data_received(data)
         self.buffer += data
@@ -255,7 +255,7 @@ class ProxyConnection(Relay):
             return self._open(host, port, "tunnel", rest)
         if not target.lower().startswith(b"http://"):
             if target.split(b"?")[0] == b"/proxy.pac" and method in (b"GET", b"HEAD") and self.pac:
-                return self._serve_pac(method)
+                return self._serve_pac(method, self.pac())
             if target.startswith(b"/"):  # someone typed the proxy's address into a browser
                 here = format_address(*self.transport.get_extra_info("sockname")[:2])
                 raise FrontError(f"this is Ladder's proxy, not a web site. Set {here} as your browser's SOCKS5 "
@@ -312,7 +312,7 @@ class ProxyConnection(Relay):
             self.stream.send(data)
             self._check_pending()
 
-    def attach(self, stream) -> None:
+    def attach(self, stream: Stream) -> None:
         super().attach(stream)
         if self.socks:
             # SOCKS is answered as soon as the stream is on its way, as ss-local
@@ -344,8 +344,8 @@ class ProxyConnection(Relay):
         if self.on_stream_done is not None:
             self.on_stream_done(self)
 
-    def _serve_pac(self, method: bytes) -> None:
-        body = self.pac().encode()
+    def _serve_pac(self, method: bytes, pac: str) -> None:
+        body = pac.encode()
         head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/x-ns-proxy-autoconfig\r\n"
                 f"Content-Length: {len(body)}\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n")
         self.transport.write(head.encode() + (body if method == b"GET" else b""))

@@ -8,7 +8,6 @@ with the member's name, or `join-refused` with the reason.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from ladder.config import InviteLink, MemberConfig
@@ -34,7 +33,7 @@ async def join(invite: InviteLink, folder: Path) -> MemberConfig:
         raise JoinFailed("the hub does not know this invite (mistyped, revoked or for another hub)") from None
     except RemoteProtocolError as exc:
         raise JoinFailed(f"the hub's answer to the invite makes no sense: {exc}") from None
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError) as exc:
         raise JoinFailed(f"cannot reach the hub at {host}:{port}: {exc or 'timeout'}") from None
     if not isinstance(reply, Joined):
         why = reply.reason if isinstance(reply, JoinRefused) else reply

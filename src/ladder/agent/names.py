@@ -20,7 +20,8 @@ from collections.abc import Iterable
 from ladder.errors import LadderError
 from ladder.protocol.control import ListAssembler, ServiceEntry, Services
 from ladder.protocol.errors import ErrorCode
-from ladder.protocol.records import RecordError, ServiceRecord, b64, service_address, verify_service_record
+from ladder.protocol.envelope import RecordError, b64
+from ladder.protocol.records import ServiceRecord, service_address, verify_service_record
 
 from .roster import Roster
 
@@ -62,7 +63,8 @@ class ServiceListing:
 
     def update(self, entries: Iterable[ServiceEntry]) -> None:
         self.entries = list(entries)
-        by_host, rejected = {}, {}
+        by_host: dict[str, tuple[ServiceEntry, ServiceRecord]] = {}
+        rejected: dict[str, str] = {}
         for entry in self.entries:
             try:
                 record = verify_service_record(dataclasses.asdict(entry))

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -186,7 +186,12 @@ class ChannelPool:
         initiator = Initiator(self.noise_private, record.noise_key, self.id, record.id)
         channel = self.channels[key] = Channel.dial(link, initiator, record.id, f"channel to {record.id}")
         channel.on_ready = lambda: self.directory.pin(record)
-        channel.on_close = lambda gone: self.channels.pop(key, None) if self.channels.get(key) is gone else None
+
+        def forget(gone: Channel) -> None:
+            if self.channels.get(key) is gone:
+                del self.channels[key]
+
+        channel.on_close = forget
         return channel
 
     def close_idle(self) -> None:
@@ -278,17 +283,20 @@ class _Opening(Endpoint):
     """
 
     def __init__(self, pool: ChannelPool, request: bytes, taker: Taker,
-                 candidates: list[ExitRecord] | list[ServiceRecord]):
+                 candidates: Iterable[ExitRecord | ServiceRecord]):
         """`request` opens the stream inside the channel; each candidate needs .id and .noise_key."""
         self.pool = pool
         self.request = request
         self.taker = taker
         self.candidates = list(candidates)
-        self.exit: ExitRecord | ServiceRecord | None = None
-        self.link: Link | None = None
+        # Set by try_next, which runs first: the candidate tried, then its stream once one opened.
+        # Nothing else runs before that stream exists: the taker gets this opening as its stream
+        # only then, and the answer and the timeout come from that stream.
+        self.exit: ExitRecord | ServiceRecord
+        self.link: Link
         self.sid = 0
         self.started = 0.0
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: asyncio.TimerHandle
         self.sent: list[bytes] = []  # early data, for the next exit
         self.ended = False
 
@@ -344,6 +352,7 @@ class _Opening(Endpoint):
         directory.observe(self.exit.id, link.loop.time() - self.started)
         directory.opened(self.exit.id, +1)
         taker.exit_id = self.exit.id
+        assert isinstance(taker, Endpoint)  # a taker is its stream's endpoint once answered (see Taker)
         link.claim(self.sid, taker)
         taker.answered(StreamRef(link, self.sid))
         taker.on_accepted(b"", window)

@@ -50,7 +50,7 @@ async def pause(delay: float, network_changed: asyncio.Event) -> None:
     log.info("reconnecting in %.1f s", delay)
     try:
         await asyncio.wait_for(network_changed.wait(), max(0.0, delay - NETWORK_SETTLE))
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
     else:
         log.info("the network changed: dialling the hub now")

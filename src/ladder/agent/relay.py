@@ -15,8 +15,8 @@ import asyncio
 import logging
 import socket
 import struct
+from typing import Protocol
 
-from ladder.link.channel import StreamRef
 from ladder.link.connection import Endpoint
 from ladder.protocol.errors import ErrorCode
 
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 _LINGER_NOW = struct.pack("ii", 1, 0)
 
 
-def abort_with_rst(transport: asyncio.BaseTransport) -> None:
+def abort_with_rst(transport: asyncio.Transport) -> None:
     """Close with a TCP RST, so a client cannot take a cut-off download for a whole one."""
     sock = transport.get_extra_info("socket")
     if sock is not None:
@@ -45,10 +45,24 @@ READ_BUFFER = 256 * 1024
 _READ_BUFFER = memoryview(bytearray(READ_BUFFER))
 
 
+class Stream(Protocol):
+    """What a relay sends through: a stream in a channel (an opening one too), or a direct connection."""
+
+    def send(self, data: bytes | memoryview) -> None: ...
+
+    def end(self) -> None: ...
+
+    def reset(self, code: int, reason: str = "") -> None: ...
+
+    def acknowledge(self, nbytes: int) -> None: ...
+
+    def pending(self) -> int: ...
+
+
 class Relay(asyncio.BufferedProtocol, Endpoint):
     def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.stream: StreamRef | None = None  # a stream in a channel (an opening one until it is answered)
+        self._transport: asyncio.Transport | None = None  # the TCP side, once connected
+        self.stream: Stream | None = None  # a stream in a channel (an opening one until it is answered)
         self.backlog: list[bytes] = []  # TCP bytes that arrived before the stream was ready
         self.early: list[bytes] = []  # stream bytes (early data) that arrived before the TCP side was
         self.sent_end = False  # TCP FIN passed on as stream END
@@ -58,9 +72,20 @@ class Relay(asyncio.BufferedProtocol, Endpoint):
         self._read_paused = False
         self._unacked = 0
 
+    @property
+    def transport(self) -> asyncio.Transport:
+        """The TCP side. A relay made before its connection (the exit's, a service's) is given
+        its stream only once connected, so all that writes or reads runs after connection_made."""
+        assert self._transport is not None, "the relay's TCP connection is not made yet"
+        return self._transport
+
+    @property
+    def connected(self) -> bool:
+        return self._transport is not None
+
     # --------------------------------------------------------- stream ready
 
-    def attach(self, stream: StreamRef) -> None:
+    def attach(self, stream: Stream) -> None:
         """The stream is open: start relaying, first whatever TCP already sent."""
         self.stream = stream
         if self.backlog:
@@ -73,7 +98,7 @@ class Relay(asyncio.BufferedProtocol, Endpoint):
             stream.end()
         self._check_pending()
 
-    def answered(self, stream: StreamRef) -> None:
+    def answered(self, stream: Stream) -> None:
         """The stream, attached while it was opening, was accepted: go on through `stream`."""
         self.stream = stream
         self._check_pending()
@@ -81,7 +106,8 @@ class Relay(asyncio.BufferedProtocol, Endpoint):
     # -------------------------------------------------------------- TCP side
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # A TCP connection's transport is an asyncio.Transport; asyncio types the callback with its base.
+        self._transport = transport  # type: ignore[assignment]
 
     def get_buffer(self, sizehint: int) -> memoryview:
         # A reused buffer: fresh 256 KiB bytes per read cost more in malloc and
@@ -144,8 +170,8 @@ class Relay(asyncio.BufferedProtocol, Endpoint):
     def on_reset(self, code: int, reason: str) -> None:
         log.debug("stream reset: %s %s", code, reason)
         self.done = True
-        if self.transport is not None:
-            abort_with_rst(self.transport)
+        if self._transport is not None:
+            abort_with_rst(self._transport)
         self.stream_gone()
 
     def on_window(self, increment: int, pending: int) -> None:
@@ -158,6 +184,7 @@ class Relay(asyncio.BufferedProtocol, Endpoint):
     # --------------------------------------------------------------- helpers
 
     def _check_pending(self) -> None:
+        assert self.stream is not None  # called with a stream attached
         if self.stream.pending():
             self._pause_reading()
         elif self._read_paused:
@@ -173,9 +200,9 @@ class Relay(asyncio.BufferedProtocol, Endpoint):
         return False
 
     def _pause_reading(self) -> None:
-        if not self._read_paused and self.transport is not None:
+        if not self._read_paused and self._transport is not None:
             self._read_paused = True
-            self.transport.pause_reading()
+            self._transport.pause_reading()
 
     def _maybe_done(self) -> None:
         if self.sent_end and self.got_end and not self.done:

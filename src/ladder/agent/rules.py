@@ -95,7 +95,7 @@ def parse_rule(text: str, line: int = 0) -> Rule:
             raise ConfigError(f"{where}{value!r} is not a network like 10.0.0.0/8") from None
     elif kind != "default":
         value = normalize_host(value)
-    if not (action in ("direct", "block", "exit") or action.startswith("exit:") and len(action) > 5):
+    if not (action in ("direct", "block", "exit") or (action.startswith("exit:") and len(action) > 5)):
         raise ConfigError(f"{where}action {action!r} is not direct, block, exit or exit:<auto|country|member>")
     return Rule(kind, value, action, line, " ".join(text.split()))
 

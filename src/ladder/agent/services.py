@@ -30,6 +30,7 @@ from pathlib import Path
 from ladder.config import ConfigError, MemberConfig, format_address, parse_address, write_file
 from ladder.link.connection import Link
 from ladder.protocol.control import Publish, SignedService, split_list_message
+from ladder.protocol.envelope import RecordError
 from ladder.protocol.errors import ErrorCode, RemoteProtocolError
 from ladder.protocol.identity import public_bytes
 from ladder.protocol.messages import decode_service_request
@@ -38,7 +39,6 @@ from ladder.protocol.records import (
     DESCRIPTION_MAX,
     SERVICE_KINDS,
     TITLE_MAX,
-    RecordError,
     service_address,
     sign_service_record,
     valid_service_name,
@@ -125,7 +125,7 @@ async def _dial(service: Published, relay: Relay) -> None:
         await asyncio.wait_for(loop.create_connection(lambda: relay, *service.address), CONNECT_TIMEOUT)
     except ConnectionRefusedError:
         raise TargetRefused(ErrorCode.TARGET_REFUSED, "the service is not running (its port refused)") from None
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise TargetRefused(ErrorCode.TARGET_TIMEOUT, "the service did not answer in time") from None
     except OSError:
         raise TargetRefused(ErrorCode.UNREACHABLE, "the publisher cannot reach its own service") from None
@@ -176,7 +176,7 @@ class ServiceRelay(Relay):
         self.done = True
         if self.stream is not None:
             self.stream.reset(ErrorCode.CANCEL, "the service was taken down")
-            if self.transport is not None:
+            if self.connected:
                 abort_with_rst(self.transport)
         self.stream_gone()
 
@@ -205,19 +205,19 @@ class Services:
         """Publish this member's services on a new link."""
         self.link = link
         self.reload()
-        self.announce()
+        self.announce(link)
 
     def link_down(self) -> None:
         self.link = None
 
-    def announce(self) -> None:
+    def announce(self, link: Link) -> None:
         for message in split_list_message(Publish(()), "services", self.signed):
-            self.link.send_control(message)
+            link.send_control(message)
 
     def watch(self) -> None:
         """Every WATCH_EVERY seconds: publish again if services.json changed."""
         if self.reload() and self.link is not None:
-            self.announce()
+            self.announce(self.link)
             self.on_change()
 
     def reload(self) -> bool:

@@ -25,7 +25,7 @@ from ladder.protocol.errors import ErrorCode, RemoteProtocolError
 from ladder.protocol.messages import decode_target
 from ladder.protocol.records import sign_exit_record
 
-from .exit import ExitGuard, Refusal, connect_target
+from .exit import ExitGuard, Refusal, connect_target, sockaddr_address
 from .pool import ChannelPool
 from .roster import Roster
 from .sharing import ExitRelay, Sharing
@@ -54,7 +54,7 @@ class Sharer:
         except OSError:
             return
         for info in infos:
-            self.guard.hub.add((ipaddress.ip_address(info[4][0].split("%")[0]), port))
+            self.guard.hub.add((sockaddr_address(info[4]), port))
 
     def link_up(self, link: Link, own_address: object) -> None:
         """Announce the exit on a new link; `own_address` is this machine's public address as the hub sees it."""

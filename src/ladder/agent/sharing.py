@@ -29,9 +29,9 @@ import json
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from ladder.config import ConfigError, write_file
 from ladder.protocol.errors import ErrorCode
@@ -136,7 +136,7 @@ class SharePolicy:
         """'@friends' in the members list stands for the names in groups.friends."""
         if not isinstance(groups, dict):
             raise ConfigError("[share] groups must be a table like { friends = [\"alice\", \"bob\"] }")
-        names = []
+        names: list[str] = []
         for member in map(str, members):
             if member.startswith("@"):
                 if member[1:] not in groups:
@@ -177,7 +177,7 @@ class _Waiting:
     relay: ExitRelay
     start: Callable[[], None]
     refuse: Callable[[str], None]
-    timer: asyncio.TimerHandle | None = None
+    timer: asyncio.TimerHandle = field(init=False)  # armed as it joins the queue
 
 
 @dataclass
@@ -237,7 +237,7 @@ class Sharing:
         user = self._user(relay.user_id, relay.user_name)
         limit = self.policy.user_streams
         if user.streams < limit and not user.waiting:
-            return self._start(user, _Waiting(relay, start, refuse))
+            return self._start(user, relay, start)
         if len(user.waiting) >= MAX_WAITING:
             return refuse(f"the exit's policy allows {limit} streams per member, and {MAX_WAITING} wait already")
         waiting = _Waiting(relay, start, refuse)
@@ -261,12 +261,12 @@ class Sharing:
         while user.waiting and user.streams < self.policy.user_streams:
             waiting = user.waiting.popleft()
             waiting.timer.cancel()
-            self._start(user, waiting)
+            self._start(user, waiting.relay, waiting.start)
 
-    def _start(self, user: _User, waiting: _Waiting) -> None:
+    def _start(self, user: _User, relay: ExitRelay, start: Callable[[], None]) -> None:
         user.streams += 1
-        waiting.relay.slot = True
-        waiting.start()
+        relay.slot = True
+        start()
 
     def _expire(self, user: _User, waiting: _Waiting) -> None:
         user.waiting.remove(waiting)
@@ -355,10 +355,10 @@ class ExitRelay(Relay):
     def held(self) -> bool:
         return self._throttled
 
-    def data_received(self, data) -> None:  # target → user
+    def data_received(self, data: bytes | memoryview) -> None:  # target → user
         super().data_received(data)
         delay = self.sharing.carried(self.user_id, len(data))
-        if delay > 0 and self.transport is not None and not self._throttled:
+        if delay > 0 and self.connected and not self._throttled:
             self._throttled = True
             self.transport.pause_reading()
             asyncio.get_running_loop().call_later(delay, self._unthrottle)

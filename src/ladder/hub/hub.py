@@ -25,8 +25,9 @@ from ladder.link.tls import fingerprint_of_cert_file, server_context
 from ladder.protocol import control
 from ladder.protocol.errors import ErrorCode
 from ladder.protocol.hello import JOIN, Hello
+from ladder.protocol.envelope import RecordError, b64
 from ladder.protocol.identity import member_id
-from ladder.protocol.records import RecordError, b64, verify_exit_record
+from ladder.protocol.records import verify_exit_record
 from ladder.store.hubdb import HubStore, InviteError, InviteUnknown, StoreError
 from ladder.tasks import Tasks
 
@@ -68,6 +69,7 @@ class Hub:
 
     @property
     def port(self) -> int:
+        assert self.server is not None, "the hub listens once start() returned"
         return self.server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:

@@ -16,7 +16,8 @@ The pacer reads time from `clock` and arms its one timer with `call_later`
 from __future__ import annotations
 
 import math
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 PUSH_EVERY = 0.5  # any list reaches every member at most this often, whatever a member repeats
 

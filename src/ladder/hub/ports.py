@@ -22,7 +22,8 @@ link back) and closed, which ends its streams as any lost link would.
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, Protocol
+from collections.abc import Callable, Iterator
+from typing import Protocol
 
 from ladder.link.connection import Link
 from ladder.protocol import control

@@ -37,7 +37,8 @@ from ladder.protocol.control import (
     Services,
     split_list_message,
 )
-from ladder.protocol.records import RecordError, b64, verify_service_record
+from ladder.protocol.envelope import RecordError, b64
+from ladder.protocol.records import verify_service_record
 from ladder.store.hubdb import Member
 
 from .directory import Directory, Origin

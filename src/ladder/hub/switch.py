@@ -13,6 +13,8 @@ stream however slowly either end reads.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ladder.link.connection import Endpoint, Link
 from ladder.protocol.errors import ErrorCode
 from ladder.protocol.mux import StreamState
@@ -23,13 +25,16 @@ class SpliceEnd(Endpoint):
 
     __slots__ = ("link", "sid", "other", "opener", "accepted", "on_close")
 
-    def __init__(self, link: Link, sid: int | None, opener: bool):
+    # The stream on `link`: splice() sets it, the far end's as soon as open_stream returns,
+    # before any frame can reach this end.
+    sid: int
+
+    def __init__(self, link: Link, opener: bool):
         self.link = link
-        self.sid = sid
         self.other: SpliceEnd = self
         self.opener = opener  # the member who asked for the stream
         self.accepted = False
-        self.on_close = None
+        self.on_close: Callable[[], None] | None = None
 
     def on_data(self, data: bytes) -> None:
         self.other.link.send(self.other.sid, data)
@@ -73,9 +78,11 @@ class SpliceEnd(Endpoint):
             callback()
 
 
-def splice(opener: Link, opener_sid: int, opener_window: int, far: Link, payload: bytes, on_close) -> None:
+def splice(opener: Link, opener_sid: int, opener_window: int, far: Link, payload: bytes,
+           on_close: Callable[[], None]) -> None:
     """Open a stream on `far` for the opener's pending stream and join the two."""
-    a, b = SpliceEnd(opener, opener_sid, opener=True), SpliceEnd(far, None, opener=False)
+    a, b = SpliceEnd(opener, opener=True), SpliceEnd(far, opener=False)
+    a.sid = opener_sid
     a.other, b.other = b, a
     a.on_close = b.on_close = on_close
     opener.claim(opener_sid, a)  # so a reset while the far end answers reaches us

@@ -16,7 +16,6 @@ the greeting; a dial of another kind sends its own hello.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 

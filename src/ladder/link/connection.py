@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from typing import Any, Protocol, cast
+from typing import Protocol, cast
 
 from ladder.protocol import control
 from ladder.protocol import events as ev
