@@ -114,7 +114,8 @@ def hub() -> None:
 @click.option("--public-address", metavar="HOST[:PORT]",
               help="The name or address members dial, put in invite links (needed when --listen is 0.0.0.0). "
               "Default: --listen.")
-@click.option("--cert", type=click.Path(dir_okay=False), help="Your own TLS certificate (PEM), e.g. from a CA.")
+@click.option("--cert", type=click.Path(dir_okay=False),
+              help="Your own TLS certificate (PEM), e.g. from a CA.")
 @click.option("--key", type=click.Path(dir_okay=False), help="The private key of --cert (PEM).")
 @click.option("--web-backend", metavar="HOST:PORT",
               help="A real web server (plain HTTP host:port) that answers everyone who is "
@@ -181,8 +182,10 @@ def hub_run(folder, verbose) -> None:
             try:
                 await hub_.start()
             except OSError as exc:
-                raise UserError(f"cannot listen on {config.listen[0]}:{config.listen[1]}: {exc.strerror or exc}")
-            logging.info("hub %s listening on %s:%d, fingerprint %s", config.name, *config.listen, hub_.fingerprint)
+                raise UserError(f"cannot listen on {config.listen[0]}:{config.listen[1]}: "
+                                f"{exc.strerror or exc}") from None
+            logging.info("hub %s listening on %s:%d, fingerprint %s", config.name, *config.listen,
+                         hub_.fingerprint)
             assert hub_.server is not None  # start() returned: it listens
             try:
                 await hub_.server.serve_forever()
@@ -195,7 +198,8 @@ def hub_run(folder, verbose) -> None:
 @hub.command("invite")
 @click.argument("name")
 @click.option("--dir", "folder", metavar="FOLDER", help=HUB_DIR_HELP)
-@click.option("--uses", default=1, show_default=True, type=click.IntRange(1), help="How many members may join with it.")
+@click.option("--uses", default=1, show_default=True, type=click.IntRange(1),
+              help="How many members may join with it.")
 @click.option("--expires", metavar="DURATION", default="7d", show_default=True,
               help="How long it can be used: 30m, 12h, 7d, 2w.")
 def hub_invite(name, folder, uses, expires) -> None:
@@ -282,21 +286,23 @@ def join(invite, folder) -> None:
     config = runtime.run_async(join_hub(link, path))
     click.echo(f"joined hub {config.hub_name} as {config.name} (id {config.id})")
     click.echo(f"next: ladder up --dir {path}            (a proxy on 127.0.0.1:1080)")
-    click.echo(f"  or: ladder up --dir {path} --share --country DE   (lend your connection; your country's code)")
+    click.echo(f"  or: ladder up --dir {path} --share --country DE   "
+               "(lend your connection; your country's code)")
 
 
 @cli.command()
 @click.option("--dir", "folder", metavar="FOLDER", help=DIR_HELP)
 @click.option("--proxy", metavar="[HOST:]PORT",
-              help="Serve SOCKS5, SOCKS4a and HTTP proxying (and /proxy.pac) here; a bare port means 127.0.0.1:PORT "
-              "(default 127.0.0.1:1080, or none with --share).")
+              help="Serve SOCKS5, SOCKS4a and HTTP proxying (and /proxy.pac) here; a bare port means "
+              "127.0.0.1:PORT (default 127.0.0.1:1080, or none with --share).")
 @click.option("--allow-lan", is_flag=True,
               help="Let --proxy listen on an address other machines reach (0.0.0.0, a LAN address). "
               "Anyone who reaches it can use it, without a password.")
 @click.option("--exit", "exit_choice", metavar="auto|COUNTRY|NAME", default="auto", show_default=True,
               help="Which exit carries your traffic: auto (least loaded of those that serve you), "
               "a country code (US) or a member name.")
-@click.option("--share", is_flag=True, help="Lend your connection to other members as an exit (needs --country).")
+@click.option("--share", is_flag=True,
+              help="Lend your connection to other members as an exit (needs --country).")
 @click.option("--country", metavar="CODE",
               help="With --share: the country your exit is in, as a two-letter ISO code (US, DE, JP).")
 @click.option("--allow-private", is_flag=True,
@@ -313,7 +319,8 @@ def join(invite, folder) -> None:
 @click.option("--daily-cap", metavar="BYTES",
               help="With --share: bytes per day, e.g. 10G; then no new streams until tomorrow.")
 @click.option("--monthly-cap", metavar="BYTES", help="With --share: bytes per month, e.g. 200G.")
-@click.option("--user-streams", type=click.IntRange(1), metavar="N", help="With --share: open streams per member (default 4096); more wait up to 20 s for a slot.")
+@click.option("--user-streams", type=click.IntRange(1), metavar="N",
+              help="With --share: open streams per member (default 4096); more wait up to 20 s for a slot.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every link and stream event.")
 def up(folder, proxy, allow_lan, exit_choice, share, country, allow_private, rules_source, verbose,
        **limits) -> None:
@@ -346,10 +353,11 @@ def up(folder, proxy, allow_lan, exit_choice, share, country, allow_private, rul
     policy = SharePolicy.from_table({**config.share, **{k: v for k, v in limits.items() if v is not None}})
     setup_logging(verbose)
     if allow_private:
-        logging.warning("--allow-private: members can reach this machine's loopback and LAN through your exit")
+        logging.warning("--allow-private: members can reach this machine's loopback and LAN "
+                        "through your exit")
     if proxy_at is not None and not _is_loopback(proxy_at[0]):
-        logging.warning("--allow-lan: the proxy on %s serves every machine that reaches it, without a password",
-                        format_address(*proxy_at))
+        logging.warning("--allow-lan: the proxy on %s serves every machine that reaches it, "
+                        "without a password", format_address(*proxy_at))
     agent = Agent(config, proxy=proxy_at, share=share, country=country, exit_choice=exit_choice,
                   allow_private=allow_private, rules=rules, policy=policy)
 
@@ -364,8 +372,10 @@ def route() -> None:
 @route.command("test")
 @click.argument("destination")
 @click.option("--dir", "folder", metavar="FOLDER", help=DIR_HELP)
-@click.option("--rules", "rules_source", help="A preset (inside-cn, abroad) or a rules file instead of the config's.")
-@click.option("--exit", "exit_choice", default="auto", show_default=True, help="The default exit, as for `up`.")
+@click.option("--rules", "rules_source",
+              help="A preset (inside-cn, abroad) or a rules file instead of the config's.")
+@click.option("--exit", "exit_choice", default="auto", show_default=True,
+              help="The default exit, as for `up`.")
 def route_test(destination, folder, rules_source, exit_choice) -> None:
     """Print which rule matches DESTINATION (a name or an address) and where it would go.
 
@@ -424,15 +434,18 @@ def share_status(folder, as_json) -> None:
     if as_json:
         click.echo(json.dumps(info, indent=1))
     elif not info:
-        click.echo(f"not sharing (agent {state['state']}): start with `ladder up --dir {config.folder} --share`")
+        click.echo(f"not sharing (agent {state['state']}): "
+                   f"start with `ladder up --dir {config.folder} --share`")
     else:
         limits = info["limits"]
-        click.echo(f"today: {info['today_bytes'] / 1e6:.1f} MB, this month: {info['month_bytes'] / 1e6:.1f} MB"
-                   + (f"  [{info['capped']}]" if info["capped"] else ""))
+        capped = f"  [{info['capped']}]" if info["capped"] else ""
+        click.echo(f"today: {info['today_bytes'] / 1e6:.1f} MB, "
+                   f"this month: {info['month_bytes'] / 1e6:.1f} MB{capped}")
         click.echo("limits: " + ", ".join(f"{k}={','.join(v) if isinstance(v, list) else v}"
                                           for k, v in limits.items() if v is not None))
         for user in info["users"].values():
-            click.echo(f"  {user['name']:<20} {user['streams']:>4} streams  {user['bytes_today'] / 1e6:10.1f} MB today")
+            click.echo(f"  {user['name']:<20} {user['streams']:>4} streams  "
+                       f"{user['bytes_today'] / 1e6:10.1f} MB today")
     sys.exit(0 if info else 1)
 
 
@@ -465,7 +478,8 @@ def status(folder, as_json) -> None:
         click.echo(f"link:   {state['state']}" + (f" ({state['error']})" if state.get("error") else ""))
         click.echo(f"hub:    {state['hub']} at {state.get('hub_address', '-')}, as {state['member']}")
         if state.get("proxy"):
-            click.echo(f"proxy:  {state['proxy']} (SOCKS5, SOCKS4a and HTTP), exit {state.get('exit_choice')}")
+            click.echo(f"proxy:  {state['proxy']} (SOCKS5, SOCKS4a and HTTP), "
+                       f"exit {state.get('exit_choice')}")
         if state.get("exit_warning"):
             click.echo(f"WARNING: {state['exit_warning']}")
         if state.get("sharing"):
@@ -475,8 +489,8 @@ def status(folder, as_json) -> None:
         for e in exits:
             closed = ("  (your own exit)" if e.get("id") == state.get("member_id")
                       else "" if e.get("admits_me", True) else "  (serves listed members only, not you)")
-            click.echo(f"  {e.get('name', '?'):<20} {e.get('country') or '??':<4} {e.get('streams', 0)} of your "
-                       f"streams, {e.get('users') or 0} members on it{closed}")
+            click.echo(f"  {e.get('name', '?'):<20} {e.get('country') or '??':<4} "
+                       f"{e.get('streams', 0)} of your streams, {e.get('users') or 0} members on it{closed}")
     sys.exit(0 if state["state"] == "up" else 1)
 
 
@@ -627,7 +641,8 @@ def services(folder, as_json) -> None:
 
 @cli.command()
 @click.option("--check", is_flag=True, help="Run the self-check, then exit 0 (or 1 with the reason).")
-@click.option("--port", default=1080, show_default=True, help="Proxy port to try first (any free one otherwise).")
+@click.option("--port", default=1080, show_default=True,
+              help="Proxy port to try first (any free one otherwise).")
 def demo(check, port) -> None:
     """Start a hub, a sharer, a user and a web site on this machine and prove they work."""
     from ladder.demo import run_demo
@@ -666,5 +681,6 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     except OSError as exc:
-        click.echo(f"ladder: error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), err=True)
+        where = f": {exc.filename}" if exc.filename else ""
+        click.echo(f"ladder: error: {exc.strerror or exc}{where}", err=True)
         sys.exit(1)

@@ -63,14 +63,16 @@ async def fetch(proxy: tuple[str, int], url_host: str, url_port: int, path: str,
     try:
         if socks:
             name = url_host.encode()
-            writer.write(b"\x05\x01\x00" + b"\x05\x01\x00\x03" + bytes([len(name)]) + name + struct.pack("!H", url_port))
+            writer.write(b"\x05\x01\x00" + b"\x05\x01\x00\x03" + bytes([len(name)]) + name
+                         + struct.pack("!H", url_port))
             greeting = await reader.readexactly(2)
             reply = await reader.readexactly(10)
             if greeting != b"\x05\x00" or reply[1] != 0:
                 raise RuntimeError(f"SOCKS5 proxy answered code {reply[1]}")
             writer.write(f"GET {path} HTTP/1.1\r\nHost: {url_host}\r\n\r\n".encode())
         else:
-            writer.write(f"GET http://{url_host}:{url_port}{path} HTTP/1.1\r\nHost: {url_host}\r\n\r\n".encode())
+            writer.write(f"GET http://{url_host}:{url_port}{path} HTTP/1.1\r\n"
+                         f"Host: {url_host}\r\n\r\n".encode())
         head = await reader.readuntil(b"\r\n\r\n")
         if not head.startswith(b"HTTP/1.1 200"):
             raise RuntimeError(head.split(b"\r\n")[0].decode(errors="replace") + " "
@@ -93,8 +95,9 @@ async def run_demo(check: bool, port: int, echo=print) -> int:
         root = Path(tmp)
         hub_dir = root / "hub"
         hub_dir.mkdir()
-        generate_self_signed(hub_dir / "tls.crt", hub_dir / "tls.key", "localhost", ["localhost", "127.0.0.1"])
-        config = HubConfig(hub_dir, "demo", ("127.0.0.1", 0), ("127.0.0.1", 0), hub_dir / "tls.crt", hub_dir / "tls.key")
+        cert, key = hub_dir / "tls.crt", hub_dir / "tls.key"
+        generate_self_signed(cert, key, "localhost", ["localhost", "127.0.0.1"])
+        config = HubConfig(hub_dir, "demo", ("127.0.0.1", 0), ("127.0.0.1", 0), cert, key)
         tasks: list[asyncio.Task] = []
         with HubStore(config.db_path) as store:
             hub = Hub(config, store)
@@ -139,7 +142,8 @@ async def _self_check(hub, sharer, user, origin, origin_port, echo) -> int:
         deadline = time.monotonic() + 10
         while not user.directory.candidates("auto") and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        echo(f"sharer and user joined with invites and linked up; exits online: {len(user.directory.records)}")
+        echo("sharer and user joined with invites and linked up; "
+             f"exits online: {len(user.directory.records)}")
         proxy = user.proxy_address
         page = await asyncio.wait_for(fetch(proxy, "127.0.0.1", origin_port, "/", socks=False), 30)
         if page != PAGE:

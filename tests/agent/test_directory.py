@@ -75,7 +75,7 @@ def test_a_pinned_exit_whose_key_changes_is_refused_loudly(tmp_path, caplog):
 def test_failed_exits_go_last_and_faster_exits_first(tmp_path):
     keys = [Ed25519PrivateKey.generate() for _ in range(3)]
     directory = Directory(tmp_path / "pins.json", own_id="me", own_name="me")
-    directory.update([exit_entry(k, n) for k, n in zip(keys, "abc")])
+    directory.update([exit_entry(k, n) for k, n in zip(keys, "abc", strict=True)])
     ids = {e.name: r.id for e, r in directory.candidates("auto")}
     directory.observe(ids["a"], 0.050)
     directory.observe(ids["b"], 0.010)
@@ -84,7 +84,7 @@ def test_failed_exits_go_last_and_faster_exits_first(tmp_path):
     directory.failed(ids["b"])
     assert [e.name for e, _ in directory.candidates("auto")] == ["c", "a", "b"]
     directory.observe(ids["b"], 0.010)  # it answered again: healthy
-    assert [e.name for e, _ in directory.candidates("auto")][0] == "b"
+    assert next(e.name for e, _ in directory.candidates("auto")) == "b"
 
 
 def test_an_exit_whose_record_serves_others_is_never_a_candidate(tmp_path):

@@ -40,7 +40,9 @@ def test_ipv6_forms_embedding_ipv4_are_checked_as_that_address(address, refused)
 
 
 def test_embedded_addresses_are_found_where_each_form_keeps_them():
-    found = lambda text: [str(a) for a in embedded_ipv4(ipaddress.ip_address(text))]
+    def found(text: str) -> list[str]:
+        return [str(a) for a in embedded_ipv4(ipaddress.ip_address(text))]
+
     assert found("::ffff:0:127.0.0.1") == ["127.0.0.1"]
     assert found("2002:7f00:1::") == ["127.0.0.1"]
     assert found("2001:0:4136:e378:8000:63bf:3fff:fdd2") == ["65.54.227.120", "192.0.2.45"]

@@ -82,7 +82,8 @@ def socks5(name: bytes, port: int = 443) -> bytes:
     return b"\x05\x01\x00" + b"\x05\x01\x00\x03" + bytes([len(name)]) + name + struct.pack("!H", port)
 
 
-def socks4(address: bytes, port: int, user: bytes = b"", name: bytes | None = None, command: int = 1) -> bytes:
+def socks4(address: bytes, port: int, user: bytes = b"", name: bytes | None = None,
+           command: int = 1) -> bytes:
     return (bytes([4, command]) + struct.pack("!H", port) + address + user + b"\0"
             + (name + b"\0" if name is not None else b""))
 
@@ -163,7 +164,8 @@ def test_first_bytes_the_front_does_not_speak_get_400_and_a_close(first):
 
 
 def test_a_request_head_over_the_limit_is_refused_even_in_one_read():
-    head = b"GET http://example.com/ HTTP/1.1\r\nHost: example.com\r\nX-Big: " + b"a" * (70 * 1024) + b"\r\n\r\n"
+    head = (b"GET http://example.com/ HTTP/1.1\r\nHost: example.com\r\nX-Big: " + b"a" * (70 * 1024)
+            + b"\r\n\r\n")
     opener = Opener(refuse=ErrorCode.FORBIDDEN)
     answer, closed = run(opener, head, 12)
     assert answer.startswith(b"HTTP/1.1 431") and closed and opener.asked == []

@@ -68,7 +68,8 @@ def test_the_exit_rate_is_shared_and_the_member_rate_is_each_member_s(tmp_path):
 def test_caps_hold_from_their_last_byte_and_the_daily_one_lifts_the_next_day(tmp_path):
     day = time.mktime((2031, 5, 30, 12, 0, 0, 0, 0, -1))  # noon on 30 May: a day and a month roll soon
     wall = FakeClock(day)
-    sharing = Sharing(SharePolicy(daily_cap=1000, monthly_cap=1800), tmp_path / "usage.json", FakeClock(), wall)
+    sharing = Sharing(SharePolicy(daily_cap=1000, monthly_cap=1800), tmp_path / "usage.json", FakeClock(),
+                      wall)
     sharing.carried("alice", 999)
     assert sharing.capped() is None and sharing.admit("alice", "alice") is None
     sharing.carried("alice", 1)
@@ -129,8 +130,11 @@ def test_a_failed_exit_goes_last_for_a_minute_and_a_refusal_counts_for_ten(tmp_p
     directory = Directory(tmp_path / "pins.json", own_id="me", own_name="me", clock=clock)
     entries = [exit_entry(Ed25519PrivateKey.generate(), name, users) for name, users in (("a", 0), ("b", 1))]
     directory.update(entries)
-    a, b = (entry.id for entry in entries)
-    order = lambda: [e.name for e, _ in directory.candidates("auto")]
+    a, _ = (entry.id for entry in entries)
+
+    def order() -> list[str]:
+        return [e.name for e, _ in directory.candidates("auto")]
+
     directory.failed(a)
     assert order() == ["b", "a"]
     clock.advance(FAILURE_MEMORY - 1)

@@ -1,4 +1,4 @@
-"""The channel pool in one process: a user's pool, exits' pools behind a switch reduced to routing, a real origin.
+"""The channel pool in one process: a user's, exits' behind a switch reduced to routing, a real origin.
 
 The user's hub link runs back to back with a link whose owner plays the
 hub's switch for channels only: it reads the route, hands the channel to
@@ -159,15 +159,18 @@ def scenario(tmp_path, body) -> None:
 
 def test_connect_carries_bytes_both_ways_and_connections_share_one_channel(tmp_path):
     async def body(tasks, port):
-        user, exit_ = Member("user", tmp_path, tasks), Member("exit", tmp_path, tasks).share(SharePolicy(ports=ANY_PORT))
+        user = Member("user", tmp_path, tasks)
+        exit_ = Member("exit", tmp_path, tasks).share(SharePolicy(ports=ANY_PORT))
         link_up(user, [exit_])
         user.directory.update([exit_.entry()])
-        payloads = [os.urandom(size) for size in (1, 100_000, 3 * 1024 * 1024)]  # the last one needs credit back
+        # The last one needs credit back.
+        payloads = [os.urandom(size) for size in (1, 100_000, 3 * 1024 * 1024)]
         answers = await asyncio.gather(*(round_trip(user.pool, port, data) for data in payloads))
         assert [hashlib.sha256(a).digest() for a in answers] == [hashlib.sha256(p).digest() for p in payloads]
         assert len(user.pool.channels) == 1 and user.pool.link.stream_count == 1  # one stream on the hub link
         assert user.directory.local_load[exit_.id] == 0, "each connection's end was counted"
-        assert exit_.sharer.sharing.usage["users"][user.id] >= 2 * sum(map(len, payloads)), "the exit metered both ways"
+        assert exit_.sharer.sharing.usage["users"][user.id] >= 2 * sum(map(len, payloads)), \
+            "the exit metered both ways"
 
     scenario(tmp_path, body)
 
@@ -199,7 +202,8 @@ def test_a_refusal_raises_with_its_code_and_reason(tmp_path):
 def test_an_exit_that_refuses_this_member_or_is_gone_is_passed_over_for_the_next(tmp_path):
     async def body(tasks, port):
         user = Member("user", tmp_path, tasks)
-        strict = Member("strict", tmp_path, tasks).share(SharePolicy(members=frozenset({"alice"}), ports=ANY_PORT))
+        only_alice = SharePolicy(members=frozenset({"alice"}), ports=ANY_PORT)
+        strict = Member("strict", tmp_path, tasks).share(only_alice)
         gone = Member("gone", tmp_path, tasks)  # listed by the directory, but not behind the switch
         open_ = Member("open", tmp_path, tasks).share(SharePolicy(ports=ANY_PORT))
         link_up(user, [strict, open_])
@@ -207,7 +211,8 @@ def test_an_exit_that_refuses_this_member_or_is_gone_is_passed_over_for_the_next
         assert [r.id for _, r in user.directory.candidates("auto")] == [strict.id, gone.id, open_.id]
         assert await round_trip(user.pool, port, b"through the third") == b"through the third"
         assert not user.directory.admits_me(strict.id), f"{MEMBERS_ONLY.reason!r} is remembered"
-        assert [r.id for _, r in user.directory.candidates("auto")] == [open_.id, gone.id], "gone failed lately"
+        assert [r.id for _, r in user.directory.candidates("auto")] == [open_.id, gone.id], \
+            "gone failed lately"
         assert open_.sharer.sharing.usage["users"] and not strict.sharer.sharing.usage["users"]
 
     scenario(tmp_path, body)
@@ -216,7 +221,8 @@ def test_an_exit_that_refuses_this_member_or_is_gone_is_passed_over_for_the_next
 def test_a_refusal_by_policy_alone_says_so(tmp_path):
     async def body(tasks, port):
         user = Member("user", tmp_path, tasks)
-        strict = Member("strict", tmp_path, tasks).share(SharePolicy(members=frozenset({"alice"}), ports=ANY_PORT))
+        only_alice = SharePolicy(members=frozenset({"alice"}), ports=ANY_PORT)
+        strict = Member("strict", tmp_path, tasks).share(only_alice)
         link_up(user, [strict])
         user.directory.update([strict.entry()])
         with pytest.raises(TargetRefused) as refused:
@@ -228,7 +234,8 @@ def test_a_refusal_by_policy_alone_says_so(tmp_path):
 
 def test_idle_channels_close_at_the_second_quiet_look_and_busy_ones_stay(tmp_path):
     async def body(tasks, port):
-        user, exit_ = Member("user", tmp_path, tasks), Member("exit", tmp_path, tasks).share(SharePolicy(ports=ANY_PORT))
+        user = Member("user", tmp_path, tasks)
+        exit_ = Member("exit", tmp_path, tasks).share(SharePolicy(ports=ANY_PORT))
         link_up(user, [exit_])
         user.directory.update([exit_.entry()])
         reader, writer = await user.pool.connect("127.0.0.1", port)  # held open
@@ -251,7 +258,8 @@ def test_idle_channels_close_at_the_second_quiet_look_and_busy_ones_stay(tmp_pat
 
 def test_a_member_holding_its_share_of_channels_is_refused_another(tmp_path):
     async def body(tasks, port):
-        user, exit_ = Member("user", tmp_path, tasks), Member("exit", tmp_path, tasks).share(SharePolicy(ports=ANY_PORT))
+        user = Member("user", tmp_path, tasks)
+        exit_ = Member("exit", tmp_path, tasks).share(SharePolicy(ports=ANY_PORT))
         link_up(user, [exit_])
         user.directory.update([exit_.entry()])
         exit_.pool.visiting[user.id] = CHANNELS_PER_MEMBER  # as if it held them already

@@ -27,7 +27,8 @@ def listing_entry(key, member_name, name="blog", online=True, noise=None, access
     noise = noise or generate_keypair()[1]
     return ServiceEntry(id=member_id(public_bytes(key)), name=member_name, online=online,
                         pubkey=b64(public_bytes(key)),
-                        **sign_service_record(key, name, f"{name} of {member_name}", "", "http", noise, list(access), 1))
+                        **sign_service_record(key, name, f"{name} of {member_name}", "", "http", noise,
+                                              list(access), 1))
 
 
 # ------------------------------------------------------------------ config
@@ -61,7 +62,8 @@ def test_services_file_round_trips_and_bad_files_say_why(tmp_path):
     (tmp_path / "services.json").write_text("{not json")
     with pytest.raises(ConfigError, match="cannot read"):
         load_published(tmp_path)
-    (tmp_path / "services.json").write_text(json.dumps({"services": {"Bad Name": {"address": "127.0.0.1:1"}}}))
+    (tmp_path / "services.json").write_text(
+        json.dumps({"services": {"Bad Name": {"address": "127.0.0.1:1"}}}))
     with pytest.raises(ConfigError, match="invalid service name"):
         load_published(tmp_path)
     (tmp_path / "services.json").write_text(json.dumps({"services": {"lan": {"address": "10.1.1.1:80"}}}))
@@ -70,7 +72,8 @@ def test_services_file_round_trips_and_bad_files_say_why(tmp_path):
 
 
 def test_only_ladder_names_are_services():
-    assert is_service_host("blog.ryan.ladder") and is_service_host("ABC.LADDER.") and is_service_host("x.ladder")
+    assert is_service_host("blog.ryan.ladder") and is_service_host("ABC.LADDER.")
+    assert is_service_host("x.ladder")
     assert not is_service_host("ladder.example.com") and not is_service_host("notladder")
 
 
@@ -79,7 +82,8 @@ def test_only_ladder_names_are_services():
 
 def test_human_and_self_certifying_names_find_the_signed_record():
     listing = ServiceListing({}, own_id="me", roster=Roster())
-    listing.update([listing_entry(RYAN, "ryan"), listing_entry(RYAN, "ryan", "echo"), listing_entry(BOB, "bob")])
+    listing.update([listing_entry(RYAN, "ryan"), listing_entry(RYAN, "ryan", "echo"),
+                    listing_entry(BOB, "bob")])
     _, record = listing.find("blog.ryan.ladder")
     assert record.id == member_id(public_bytes(RYAN)) and record.name == "blog"
     assert listing.find("BLOG.Ryan.ladder.")[1] is record
@@ -88,7 +92,8 @@ def test_human_and_self_certifying_names_find_the_signed_record():
     with pytest.raises(ServiceUnknown) as info:
         listing.find("nosuch.ryan.ladder")
     assert info.value.code == ErrorCode.NO_ROUTE
-    assert [s["name"] for s in listing.status()] == ["blog.bob.ladder", "blog.ryan.ladder", "echo.ryan.ladder"]
+    assert [s["name"] for s in listing.status()] == [
+        "blog.bob.ladder", "blog.ryan.ladder", "echo.ryan.ladder"]
 
 
 def test_forged_record_is_refused_under_both_its_names():

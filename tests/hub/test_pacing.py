@@ -5,6 +5,8 @@ Driven by a fake clock: the pacer's timer fires when the test moves time past it
 
 from __future__ import annotations
 
+import itertools
+
 from fakeclock import FakeClock
 
 from ladder.hub.pacing import Pacer
@@ -28,7 +30,8 @@ class Timers:
 
     def advance(self, seconds: float) -> None:
         end = self.clock() + seconds
-        while due := sorted((t for t in self._timers if not t.cancelled and t.when <= end), key=lambda t: t.when):
+        while due := sorted((t for t in self._timers if not t.cancelled and t.when <= end),
+                            key=lambda t: t.when):
             timer = due[0]
             self._timers.remove(timer)
             self.clock.advance(timer.when - self.clock())
@@ -70,12 +73,12 @@ def test_a_first_request_sends_at_once_and_a_burst_after_it_sends_once_more():
 
 
 def test_requests_all_the_time_send_once_per_interval():
-    pacer, timers, sent, clock = paced(every=0.5)
+    pacer, timers, sent, _ = paced(every=0.5)
     for _ in range(990):  # a request every 10 ms for 9.9 simulated seconds
         pacer.request()
         timers.advance(0.01)
     assert len(sent) == 20  # one at once, then one every 0.5 s: at 0.0, 0.5, ... 9.5
-    assert all(abs(b - a - 0.5) < 1e-9 for a, b in zip(sent, sent[1:]))
+    assert all(abs(b - a - 0.5) < 1e-9 for a, b in itertools.pairwise(sent))
 
 
 def test_a_later_request_with_a_delay_never_postpones_a_sooner_one():

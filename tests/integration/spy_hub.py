@@ -34,8 +34,8 @@ class ForgingHub(Hub):
 
     def directory_message(self):
         message = super().directory_message()
-        return dataclasses.replace(message, exits=tuple(dataclasses.replace(entry, record=forged(entry.record))
-                                                        for entry in message.exits))
+        exits = tuple(dataclasses.replace(entry, record=forged(entry.record)) for entry in message.exits)
+        return dataclasses.replace(message, exits=exits)
 
 
 class ForgingBoard(ServiceBoard):

@@ -26,7 +26,8 @@ async def get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: 
     writer.write(f"GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
     head = await reader.readuntil(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.0 200") or head.startswith(b"HTTP/1.1 200"), head
-    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")))
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")))
     body = await reader.readexactly(length)
     writer.close()
     await writer.wait_closed()
@@ -70,12 +71,14 @@ def test_connect_fetches_through_an_exit_and_a_published_name_and_refusals_say_w
             await asyncio.sleep(0.1)
         reader, writer = await agent.pool.connect("www.alpha.ladder", 80)
         body = await get(reader, writer, "www.alpha.ladder", "big.bin")
-        assert hashlib.sha256(body).hexdigest() == origin.big_sha, "the file arrived altered through the service"
+        assert hashlib.sha256(body).hexdigest() == origin.big_sha, \
+            "the file arrived altered through the service"
 
         closed_port = free_port()
         with pytest.raises(TargetRefused) as refused:
             await agent.pool.connect("127.0.0.1", closed_port)
-        assert refused.value.code == ErrorCode.TARGET_REFUSED and "refused the connection" in str(refused.value)
+        assert refused.value.code == ErrorCode.TARGET_REFUSED
+        assert "refused the connection" in str(refused.value)
         with pytest.raises(TargetRefused, match="no exit online matches --exit ZZ") as refused:
             await agent.pool.connect("127.0.0.1", origin.port, exit="ZZ")
         assert refused.value.code == ErrorCode.NO_ROUTE
@@ -87,7 +90,8 @@ def test_connect_fetches_through_an_exit_and_a_published_name_and_refusals_say_w
         run_user(folder, scenario)
     problems = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     assert not problems, f"the in-process user logged: {[r.getMessage() for r in problems]}"
-    assert "www.alpha.ladder" in ladder("services", "--dir", str(folder)).stdout, "status.json lists the service"
+    assert "www.alpha.ladder" in ladder("services", "--dir", str(folder)).stdout, \
+        "status.json lists the service"
 
 
 def alpha_id(agent: Agent) -> str:

@@ -127,7 +127,7 @@ def no_lost_exceptions(caplog) -> None:
 def test_the_dial_returns_the_welcome_and_hands_everything_after_it_to_the_owner(material, caplog):
     owner = Owner()
     exits = control.Directory(())
-    (link, welcome), [hub] = run_dial(material, welcome_then(exits, stream=b"channel"), owner=owner)
+    (_, welcome), [hub] = run_dial(material, welcome_then(exits, stream=b"channel"), owner=owner)
     assert welcome == WELCOME and hub.hello is not None and hub.hello.token == b""
     # What came in the welcome's read, after it, is the owner's: a control message and a stream.
     assert owner.controls == [exits] and owner.streams == [b"channel"]

@@ -233,7 +233,8 @@ def test_each_missing_field_is_refused_naming_it(message):
             continue
         doc = _good(message)
         del doc[f.name]
-        with pytest.raises(RemoteProtocolError, match=f"malformed control message: {message.TYPE} has no '{f.name}'"):
+        missing = f"malformed control message: {message.TYPE} has no '{f.name}'"
+        with pytest.raises(RemoteProtocolError, match=missing):
             decode(wire(doc))
 
 

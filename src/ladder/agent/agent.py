@@ -72,7 +72,8 @@ class Agent:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
     ):
-        """`clock` (monotonic seconds) ages exit failures and drives rates and backoff; `rng` jitters the backoff."""
+        """`clock` (monotonic seconds) ages exit failures and drives rates and backoff;
+        `rng` jitters the backoff."""
         self.config = config
         self.proxy = proxy
         self.country = (country or "??").upper()
@@ -84,13 +85,15 @@ class Agent:
         self.roster = Roster()
         self.directory = Directory(config.pins_path, config.id, config.name, clock)
         self.listing = ServiceListing(self.directory.pins, config.id, self.roster)
-        self.pool = ChannelPool(config.key, config.noise_key(), self.directory, self.listing, self.tasks, self.serve)
+        self.pool = ChannelPool(config.key, config.noise_key(), self.directory, self.listing, self.tasks,
+                                self.serve)
         self.services = Services(config, self.pool, self.write_status)
         self.sharer: Sharer | None = None
         if share:
             policy = policy or SharePolicy()
             sharing = Sharing(policy, config.folder / "share-usage.json", clock)
-            self.sharer = Sharer(config, self.country, sharing, policy.guard(allow_private), self.pool, self.roster)
+            self.sharer = Sharer(config, self.country, sharing, policy.guard(allow_private), self.pool,
+                                 self.roster)
         self.link: Link | None = None
         self.state = "starting"
         self.error = ""
@@ -114,9 +117,11 @@ class Agent:
                 lambda: ProxyConnection(self.open, self.pool.stream_done, self.pac), host, port, backlog=1024
             )
         except OSError as exc:
-            raise AgentFatal(f"cannot listen on {format_address(host, port)}: {exc.strerror or exc}") from None
+            raise AgentFatal(f"cannot listen on {format_address(host, port)}: "
+                             f"{exc.strerror or exc}") from None
         self.proxy_address = self.proxy_server.sockets[0].getsockname()[:2]
-        log.info("proxy on %s (SOCKS5, SOCKS4a and HTTP; PAC at /proxy.pac)", format_address(*self.proxy_address))
+        log.info("proxy on %s (SOCKS5, SOCKS4a and HTTP; PAC at /proxy.pac)",
+                 format_address(*self.proxy_address))
 
     async def run(self) -> None:
         """Serve until cancelled; raises AgentFatal when going on makes no sense."""
@@ -165,7 +170,8 @@ class Agent:
         self.state = "connecting"
         self.write_status()
         try:
-            link, welcome = await dial(self.config.hub_address, self.config.fingerprint, self.config.key, self)
+            link, welcome = await dial(self.config.hub_address, self.config.fingerprint, self.config.key,
+                                       self)
             if not isinstance(welcome, control.Welcome):
                 link.close(ErrorCode.PROTOCOL_ERROR, "the first message is not a welcome")
                 raise RemoteProtocolError("the hub's first message is not a welcome")
@@ -177,7 +183,8 @@ class Agent:
                 "(membership revoked, or this folder belongs to another hub)"
             ) from None
         except (TimeoutError, OSError, ConnectionError, RemoteProtocolError) as exc:
-            self.error = f"cannot reach the hub at {format_address(*self.config.hub_address)}: {exc or 'timeout'}"
+            self.error = (f"cannot reach the hub at {format_address(*self.config.hub_address)}: "
+                          f"{exc or 'timeout'}")
             log.warning("%s", self.error)
             self.state = "down"
             self.write_status()

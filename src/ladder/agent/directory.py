@@ -40,7 +40,8 @@ REFUSAL_MEMORY = 600.0
 
 
 class Directory:
-    def __init__(self, pins_path: Path, own_id: str, own_name: str, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, pins_path: Path, own_id: str, own_name: str,
+                 clock: Callable[[], float] = time.monotonic):
         self.pins_path = pins_path
         self.clock = clock
         self.own_id, self.own_name = own_id, own_name
@@ -50,7 +51,8 @@ class Directory:
         self.local_load: dict[str, int] = {}  # our own open streams per exit id
         self.latency: dict[str, float] = {}  # smoothed open→accept time per exit id, seconds
         self.failed_at: dict[str, float] = {}  # when an exit last failed to carry a stream
-        self.refused_me: dict[str, tuple[int, float]] = {}  # exit id → (its record's issue time, when it refused)
+        # exit id → (its record's issue time, when it refused)
+        self.refused_me: dict[str, tuple[int, float]] = {}
         try:
             self.pins: dict[str, str] = json.loads(pins_path.read_text())
         except (OSError, ValueError):
@@ -84,7 +86,8 @@ class Directory:
         self.entries, self.records, self.rejected = [], {}, {}
 
     def candidates(self, choice: str) -> list[tuple[ExitEntry, ExitRecord]]:
-        """Verified exits that --exit names (auto, a country, a name or an id) and that serve us, best first."""
+        """Verified exits that --exit names (auto, a country, a name or an id) and that serve us,
+        best first."""
         found = [(entry, record) for entry, record in self._matching(choice) if self.admits_me(record.id)]
         random.shuffle(found)  # ties go to a random exit, not always the first
         now = self.clock()
@@ -136,8 +139,10 @@ class Directory:
             return "; ".join(self.rejected.values())
         closed = [entry.name or record.id for entry, record in self._matching(choice)]
         if closed:
-            return f"the exits online for --exit {choice} ({', '.join(closed)}) serve listed members only, not you"
-        return f"no exit online matches --exit {choice}" + (f"; online: {self.online()}" if self.entries else "")
+            return (f"the exits online for --exit {choice} ({', '.join(closed)}) serve listed members "
+                    "only, not you")
+        online = f"; online: {self.online()}" if self.entries else ""
+        return f"no exit online matches --exit {choice}{online}"
 
     def online(self) -> str:
         """The verified exits other than ours, as `name (country)`, for messages."""

@@ -109,7 +109,8 @@ class ExitGuard:
             return "the exit does not connect to multicast or unspecified addresses"
         if not self.allow_private and not address.is_global:
             return _LOCAL
-        if (address, port) in self.hub or (not self.allow_private and any(address == ip for ip, _ in self.hub)):
+        if (address, port) in self.hub or (not self.allow_private
+                                           and any(address == ip for ip, _ in self.hub)):
             return "the exit does not connect to the hub's own address"
         if address in self.own and not self.allow_private:
             return "the exit does not connect to its own public address"

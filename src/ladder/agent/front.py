@@ -218,8 +218,9 @@ class ProxyConnection(Relay):
             host, size = _name(bytes(buf[user_end + 1 : name_end])), name_end + 1
         else:
             host, size = str(ipaddress.IPv4Address(address)), user_end + 1
-            _hint_once("a client speaks SOCKS4 with addresses, so it resolved names itself with the local DNS, "
-                       "which may be poisoned: set it to SOCKS5 with DNS through the proxy, or to the HTTP proxy")
+            _hint_once("a client speaks SOCKS4 with addresses, so it resolved names itself with the local "
+                       "DNS, which may be poisoned: set it to SOCKS5 with DNS through the proxy, or to the "
+                       "HTTP proxy")
         if command != 1:
             return self._socks_fail(0x07)  # CONNECT only (BIND is refused)
         rest = bytes(buf[size:])
@@ -258,9 +259,9 @@ class ProxyConnection(Relay):
                 return self._serve_pac(method, self.pac())
             if target.startswith(b"/"):  # someone typed the proxy's address into a browser
                 here = format_address(*self.transport.get_extra_info("sockname")[:2])
-                raise FrontError(f"this is Ladder's proxy, not a web site. Set {here} as your browser's SOCKS5 "
-                                 f"proxy (with DNS through the proxy) or HTTP proxy, or use the PAC file "
-                                 f"http://{here}/proxy.pac")
+                raise FrontError(f"this is Ladder's proxy, not a web site. Set {here} as your browser's "
+                                 f"SOCKS5 proxy (with DNS through the proxy) or HTTP proxy, or use the PAC "
+                                 f"file http://{here}/proxy.pac")
             raise FrontError("only http:// URLs can be proxied this way; use CONNECT for https")
         authority, _, path = target[7:].partition(b"/")
         host, port = split_authority(_name(authority), 80)
@@ -333,7 +334,8 @@ class ProxyConnection(Relay):
             reason = f"{reason} ({self.target[0]}:{self.target[1]})"
             self.target = None
         log.info("proxy: refused: %s", reason)
-        if self.mode == "tunnel" and not self.reply_ok:  # answered already: cut, so it is not taken for an end
+        # Answered already: cut, so it is not taken for an end.
+        if self.mode == "tunnel" and not self.reply_ok:
             self.mode, self.done = "closed", True
             return abort_with_rst(self.transport)
         if self.socks:

@@ -19,8 +19,8 @@ from collections.abc import Iterable
 
 from ladder.errors import LadderError
 from ladder.protocol.control import ListAssembler, ServiceEntry, Services
-from ladder.protocol.errors import ErrorCode
 from ladder.protocol.envelope import RecordError, b64
+from ladder.protocol.errors import ErrorCode
 from ladder.protocol.records import ServiceRecord, service_address, verify_service_record
 
 from .roster import Roster

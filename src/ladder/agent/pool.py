@@ -142,7 +142,10 @@ class ChannelPool:
         _Opening(self, encode_service_request(record.name, self._proof(record)), taker, [record]).try_next()
 
     def _proof(self, record: ServiceRecord) -> bytes:
-        """That our channel key is this member's, for the publisher's access list (signed once per service)."""
+        """That our channel key is this member's, for the publisher's access list.
+
+        Signed once per service.
+        """
         proof = self._proofs.get((record.id, record.name))
         if proof is None:
             proof = self._proofs[(record.id, record.name)] = sign_access(

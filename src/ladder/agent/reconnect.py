@@ -77,7 +77,8 @@ class NetworkWatch:
     @classmethod
     def start(cls, on_change: Callable[[], None]) -> NetworkWatch | None:
         try:
-            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK, socket.NETLINK_ROUTE)
+            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK,
+                                 socket.NETLINK_ROUTE)
         except (AttributeError, OSError):
             return None
         try:

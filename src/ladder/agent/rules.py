@@ -86,7 +86,8 @@ def parse_rule(text: str, line: int = 0) -> Rule:
         raise ConfigError(f"{where}{text.strip()!r} is not `<{'|'.join(KINDS)}> [value] -> <action>`")
     kind = parts[0]
     if (kind == "default") != (len(parts) == 1) or len(parts) > 2:
-        raise ConfigError(f"{where}{text.strip()!r}: {kind} takes {'no' if kind == 'default' else 'one'} value")
+        takes = "no" if kind == "default" else "one"
+        raise ConfigError(f"{where}{text.strip()!r}: {kind} takes {takes} value")
     value = parts[1] if len(parts) == 2 else ""
     if kind == "ip-cidr":
         try:
@@ -96,7 +97,8 @@ def parse_rule(text: str, line: int = 0) -> Rule:
     elif kind != "default":
         value = normalize_host(value)
     if not (action in ("direct", "block", "exit") or (action.startswith("exit:") and len(action) > 5)):
-        raise ConfigError(f"{where}action {action!r} is not direct, block, exit or exit:<auto|country|member>")
+        raise ConfigError(f"{where}action {action!r} is not direct, block, exit or "
+                          "exit:<auto|country|member>")
     return Rule(kind, value, action, line, " ".join(text.split()))
 
 
@@ -112,7 +114,8 @@ def parse_rules(lines) -> list[Rule]:
 def preset(name: str) -> list[Rule]:
     if name not in PRESETS:
         raise ConfigError(f"no rule preset named {name!r} (there are: {', '.join(PRESETS)})")
-    return parse_rules(resources.files("ladder.agent").joinpath(f"presets/{name}.rules").read_text().splitlines())
+    rules_file = resources.files("ladder.agent").joinpath(f"presets/{name}.rules")
+    return parse_rules(rules_file.read_text().splitlines())
 
 
 def load_rules(source) -> list[Rule]:
@@ -136,7 +139,8 @@ class Router:
 
     def __init__(self, rules: list[Rule], default_exit: str = "auto"):
         exit_action = f"exit:{default_exit}"
-        self.rules = [Rule(r.kind, r.value, exit_action, r.line, r.text) if r.action == "exit" else r for r in rules]
+        self.rules = [Rule(r.kind, r.value, exit_action, r.line, r.text) if r.action == "exit" else r
+                      for r in rules]
         if not any(rule.kind == "default" for rule in self.rules):
             self.rules.append(Rule("default", "", exit_action, 0, f"default -> {exit_action}"))
 
@@ -159,7 +163,8 @@ class Router:
             "function FindProxyForURL(url, host) {",
             "  host = host.toLowerCase();",
             '  var isV4 = /^\\d+\\.\\d+\\.\\d+\\.\\d+$/.test(host);',
-            f'  if (dnsDomainIs(host, ".ladder")) return "{via}";  // network-only services: always the agent',
+            (f'  if (dnsDomainIs(host, ".ladder")) return "{via}";'
+             "  // network-only services: always the agent"),
         ]
         for rule in self.rules:
             target = '"DIRECT"' if rule.action == "direct" else f'"{via}"'
@@ -178,6 +183,7 @@ class Router:
             else:
                 lines.append(f"  return {target};  // {rule.text}")
                 break
-            lines.append(f"  if {test if test.startswith('(') else '(' + test + ')'} return {target};  // {rule.text}")
+            condition = test if test.startswith("(") else f"({test})"
+            lines.append(f"  if {condition} return {target};  // {rule.text}")
         lines.append("}")
         return "\n".join(lines) + "\n"

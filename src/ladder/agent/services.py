@@ -124,7 +124,8 @@ async def _dial(service: Published, relay: Relay) -> None:
     try:
         await asyncio.wait_for(loop.create_connection(lambda: relay, *service.address), CONNECT_TIMEOUT)
     except ConnectionRefusedError:
-        raise TargetRefused(ErrorCode.TARGET_REFUSED, "the service is not running (its port refused)") from None
+        raise TargetRefused(ErrorCode.TARGET_REFUSED,
+                            "the service is not running (its port refused)") from None
     except TimeoutError:
         raise TargetRefused(ErrorCode.TARGET_TIMEOUT, "the service did not answer in time") from None
     except OSError:

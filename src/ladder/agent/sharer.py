@@ -57,7 +57,10 @@ class Sharer:
             self.guard.hub.add((sockaddr_address(info[4]), port))
 
     def link_up(self, link: Link, own_address: object) -> None:
-        """Announce the exit on a new link; `own_address` is this machine's public address as the hub sees it."""
+        """Announce the exit on a new link.
+
+        `own_address` is this machine's public address as the hub sees it.
+        """
         try:
             self.guard.own = {ipaddress.ip_address(str(own_address))}
         except ValueError:
@@ -97,7 +100,8 @@ class Sharer:
         link.claim(sid, relay)  # early data and a withdrawal reach it while it waits for a slot
 
         def start() -> None:
-            self.pool.answer_when_connected(link, sid, relay, connect_target(host, port, self.guard, lambda: relay),
+            connecting = connect_target(host, port, self.guard, lambda: relay)
+            self.pool.answer_when_connected(link, sid, relay, connecting,
                                             "the stream was cancelled while the exit connected")
 
         def refuse(why: str) -> None:

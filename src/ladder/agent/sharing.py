@@ -140,7 +140,8 @@ class SharePolicy:
         for member in map(str, members):
             if member.startswith("@"):
                 if member[1:] not in groups:
-                    raise ConfigError(f"[share] members names the group {member}, which groups does not define")
+                    raise ConfigError(f"[share] members names the group {member}, "
+                                      "which groups does not define")
                 names.extend(map(str, groups[member[1:]]))
             else:
                 names.append(member)
@@ -239,7 +240,8 @@ class Sharing:
         if user.streams < limit and not user.waiting:
             return self._start(user, relay, start)
         if len(user.waiting) >= MAX_WAITING:
-            return refuse(f"the exit's policy allows {limit} streams per member, and {MAX_WAITING} wait already")
+            return refuse(f"the exit's policy allows {limit} streams per member, "
+                          f"and {MAX_WAITING} wait already")
         waiting = _Waiting(relay, start, refuse)
         waiting.timer = asyncio.get_running_loop().call_later(WAIT_FOR_SLOT, self._expire, user, waiting)
         user.waiting.append(waiting)
@@ -277,7 +279,8 @@ class Sharing:
         user = self.users.get(user_id)
         if user is None:
             rate = self.policy.user_rate
-            user = self.users[user_id] = _User(user_name, bucket=TokenBucket(rate, self.clock) if rate else None)
+            bucket = TokenBucket(rate, self.clock) if rate else None
+            user = self.users[user_id] = _User(user_name, bucket=bucket)
         return user
 
     # ----------------------------------------------------------- metering
@@ -324,8 +327,10 @@ class Sharing:
             "month_bytes": self.usage["month_bytes"],
             "capped": capped.reason if capped else None,
             "users": {
-                uid: {"name": names.get(uid, uid), "streams": self.users[uid].streams if uid in self.users else 0,
-                      "waiting": len(self.users[uid].waiting) if uid in self.users else 0, "bytes_today": count}
+                uid: {"name": names.get(uid, uid),
+                      "streams": self.users[uid].streams if uid in self.users else 0,
+                      "waiting": len(self.users[uid].waiting) if uid in self.users else 0,
+                      "bytes_today": count}
                 for uid, count in self.usage["users"].items()
             },
             "limits": {"members": sorted(policy.members) if policy.members else "everyone",

@@ -28,7 +28,10 @@ class ChannelTransport(asyncio.Transport, Endpoint):
 
     def __init__(self, protocol: asyncio.Protocol, peer: tuple[str, int],
                  on_done: Callable[[ChannelTransport], None]):
-        """`peer` is the target, as `get_extra_info("peername")` gives it; `on_done` is told once it is over."""
+        """`peer` is the target, as `get_extra_info("peername")` gives it.
+
+        `on_done` is told once the connection is over.
+        """
         super().__init__({"peername": peer})
         self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.stream: Any = None  # what is written to: the opening stream, then the answered one

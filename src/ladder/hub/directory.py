@@ -115,7 +115,10 @@ class Directory:
     # ------------------------------------------------------------ services
 
     def list_services(self, publisher_id: str, entries: list[dict], origin: Origin) -> bool:
-        """Replace what a publisher lists (none: it withdraws); False when nothing was listed and nothing is."""
+        """Replace what a publisher lists (none: it withdraws).
+
+        False when nothing was listed and nothing is.
+        """
         if entries:
             self.services[publisher_id] = ServiceListing(entries, origin)
             return True

@@ -23,9 +23,9 @@ from ladder.link.connection import Link
 from ladder.link.server import FrontDoor, listen
 from ladder.link.tls import fingerprint_of_cert_file, server_context
 from ladder.protocol import control
+from ladder.protocol.envelope import RecordError, b64
 from ladder.protocol.errors import ErrorCode
 from ladder.protocol.hello import JOIN, Hello
-from ladder.protocol.envelope import RecordError, b64
 from ladder.protocol.identity import member_id
 from ladder.protocol.records import verify_exit_record
 from ladder.store.hubdb import HubStore, InviteError, InviteUnknown, StoreError
@@ -167,7 +167,8 @@ class Hub:
         except RecordError as exc:
             log.warning("%s sent an exit record that does not verify: %s", port.label, exc)
             return
-        if not self.directory.list_exit(ExitListing(port.id, port.member.name, verified.country, record, port.origin)):
+        listing = ExitListing(port.id, port.member.name, verified.country, record, port.origin)
+        if not self.directory.list_exit(listing):
             return  # said again: nothing for anyone to hear
         self.store.set_online(port.id, "exit")
         log.info("%s shares as an exit in %s", port.label, verified.country)
