@@ -50,13 +50,17 @@ class Tasks:
             except Exception:
                 self._log.exception("periodic task %s failed", getattr(tick, "__qualname__", tick))
 
-    async def stop(self) -> None:
-        """Cancel every task and wait until all have ended."""
+    def cancel(self) -> list[asyncio.Task[Any]]:
+        """Cancel every task, and any spawned from now on; returns those that were running."""
         self._stopping = True
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        return tasks
+
+    async def stop(self) -> None:
+        """Cancel every task and wait until all have ended."""
+        await asyncio.gather(*self.cancel(), return_exceptions=True)
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from ladder.tasks import Tasks
+
 log = logging.getLogger(__name__)
 HIGH_WATER = 256 * 1024
 CONNECT_TIMEOUT = 5.0
@@ -123,10 +125,8 @@ def hand_to_backend(transport: asyncio.Transport, backend: tuple[str, int], firs
     client = _Half()
     transport.set_protocol(client)
     client.connection_made(transport)
-    task = asyncio.get_running_loop().create_task(splice_to_backend(transport, backend, first, client))
-    _TASKS.add(task)
-    task.add_done_callback(_TASKS.discard)
+    _SPLICES.spawn(splice_to_backend(transport, backend, first, client), name="splice to the web backend")
 
 
-_TASKS: set[asyncio.Task[None]] = set()
+_SPLICES = Tasks(log)  # the splices being connected: a failure is logged, never lost
 _OPEN: set[_Half] = set()

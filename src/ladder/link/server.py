@@ -49,6 +49,7 @@ from typing import Any, cast
 
 from ladder.protocol.frames import could_start_frame
 from ladder.protocol.hello import Hello, hello_size, parse_hello, verify_hello
+from ladder.tasks import Tasks
 
 from .fallback import hand_to_backend, pipe_end, splice_to_backend
 from .webface import WebFace
@@ -306,9 +307,8 @@ class FrontDoor:
         self.bare: collections.OrderedDict[int, tuple[socket.socket, float]] = collections.OrderedDict()
         self.handshakes: collections.OrderedDict[asyncio.Task[None], None] = collections.OrderedDict()
         self.visitors = Visitors()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.tasks = Tasks(log)
         self._closed = asyncio.Event()
-        self._sweeper: asyncio.TimerHandle | None = None
 
     @classmethod
     async def start(cls, address: tuple[str, int], context: ssl.SSLContext, fingerprint: str, admit: Admit,
@@ -329,7 +329,7 @@ class FrontDoor:
         sock.setblocking(False)
         door = cls(sock, context, fingerprint, admit, web_backend, raw_backend)
         door.loop.add_reader(sock.fileno(), door._accept)
-        door._sweeper = door.loop.call_later(SWEEP_EVERY, door._sweep)
+        door.tasks.every(SWEEP_EVERY, door._sweep, name="sweep silent connections")
         return door
 
     async def serve_forever(self) -> None:
@@ -341,12 +341,9 @@ class FrontDoor:
         self._closed.set()
         self.loop.remove_reader(self.sockets[0].fileno())
         self.sockets[0].close()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
         for fd in list(self.bare):
             self._drop(fd)
-        for task in self._tasks:
-            task.cancel()
+        self.tasks.cancel()
 
     # -- bare sockets ----------------------------------------------------------
 
@@ -384,7 +381,6 @@ class FrontDoor:
             if deadline > now:
                 break
             self._drop(fd)  # silence: nginx closes it at client_header_timeout, with a FIN
-        self._sweeper = self.loop.call_later(SWEEP_EVERY, self._sweep)
 
     def _drop(self, fd: int) -> None:
         conn, _ = self.bare.pop(fd)
@@ -447,10 +443,7 @@ class FrontDoor:
     # -- past the first byte ---------------------------------------------------
 
     def _start(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = self.loop.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        return self.tasks.spawn(coro)
 
     async def _tls(self, conn: socket.socket, deadline: float) -> None:
         try:
