@@ -44,7 +44,7 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any, cast
 
 from ladder.protocol.frames import could_start_frame
@@ -305,7 +305,7 @@ class FrontDoor:
         self.loop = asyncio.get_running_loop()
         # fd -> (socket, deadline), in order of arrival: the oldest are first to go.
         self.bare: collections.OrderedDict[int, tuple[socket.socket, float]] = collections.OrderedDict()
-        self.handshakes: collections.OrderedDict[asyncio.Task[None], None] = collections.OrderedDict()
+        self.handshakes: collections.OrderedDict[asyncio.Task[Any], None] = collections.OrderedDict()
         self.visitors = Visitors()
         self.tasks = Tasks(log)
         self._closed = asyncio.Event()
@@ -400,24 +400,24 @@ class FrontDoor:
         self.loop.remove_reader(fd)
         if is_tls_start(first[0]):
             if self.raw_backend is not None and not lone_client_hello(first):
-                self._start(self._raw(self._take(fd), self.raw_backend))
+                self.tasks.spawn(self._raw(self._take(fd), self.raw_backend))
                 return
             refusal = tls_refusal(self.context, first)
             if refusal is not None:
                 if self.raw_backend is not None:
-                    self._start(self._raw(self._take(fd), self.raw_backend))
+                    self.tasks.spawn(self._raw(self._take(fd), self.raw_backend))
                     return
                 return self._refuse(self._take(fd), first, refusal)
             conn, deadline = self.bare.pop(fd)
             while len(self.handshakes) >= MAX_HANDSHAKES:
                 self.handshakes.popitem(last=False)[0].cancel()
-            self.handshakes[self._start(self._tls(conn, deadline))] = None
+            self.handshakes[self.tasks.spawn(self._tls(conn, deadline))] = None
             return
         conn = self._take(fd)
         if self.raw_backend is not None:
-            self._start(self._raw(conn, self.raw_backend))
+            self.tasks.spawn(self._raw(conn, self.raw_backend))
             return
-        self._start(self._plain(conn, deadline))
+        self.tasks.spawn(self._plain(conn, deadline))
 
     def _take(self, fd: int) -> socket.socket:
         conn, _ = self.bare.pop(fd)
@@ -441,9 +441,6 @@ class FrontDoor:
         conn.close()
 
     # -- past the first byte ---------------------------------------------------
-
-    def _start(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        return self.tasks.spawn(coro)
 
     async def _tls(self, conn: socket.socket, deadline: float) -> None:
         try:
