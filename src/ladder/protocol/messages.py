@@ -43,6 +43,13 @@ def encode_target(host: str, port: int) -> bytes:
     """The SOCKS5 address form of (host, port); ValueError (never another error) for what it cannot be."""
     if not 0 < port < 65536:
         raise ValueError(f"port {port} out of range")
+    return encode_address(host, port)
+
+
+def encode_address(host: str, port: int) -> bytes:
+    """As encode_target, port 0 allowed (a UDP association names no target)."""
+    if not 0 <= port < 65536:
+        raise ValueError(f"port {port} out of range")
     try:
         ip = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
@@ -57,27 +64,43 @@ def encode_target(host: str, port: int) -> bytes:
     return bytes([atyp]) + ip.packed + _PORT.pack(port)
 
 
+def read_address(data: bytes | bytearray, start: int = 0) -> tuple[str, int, int] | None:
+    """The SOCKS5-form address at `data[start:]`: (host, port, where it ends), or None while it is unfinished.
+
+    Raises RemoteProtocolError (BAD_REQUEST) for an unknown address type, an
+    empty name or one that is not ASCII.
+    """
+    if len(data) <= start:
+        return None
+    atyp = data[start]
+    if atyp == ATYP_IPV4:
+        end = start + 5
+        host = str(ipaddress.IPv4Address(bytes(data[start + 1:end]))) if len(data) >= end else ""
+    elif atyp == ATYP_IPV6:
+        end = start + 17
+        host = str(ipaddress.IPv6Address(bytes(data[start + 1:end]))) if len(data) >= end else ""
+    elif atyp == ATYP_NAME:
+        if len(data) < start + 2:
+            return None
+        end = start + 2 + data[start + 1]
+        raw = bytes(data[start + 2:end])
+        if not raw.isascii() or data[start + 1] == 0:
+            raise RemoteProtocolError("malformed target address", ErrorCode.BAD_REQUEST)
+        host = raw.decode("ascii")
+    else:
+        raise RemoteProtocolError("malformed target address", ErrorCode.BAD_REQUEST)
+    if len(data) < end + 2:
+        return None
+    (port,) = _PORT.unpack_from(data, end)
+    return host, port, end + 2
+
+
 def decode_target(data: bytes) -> tuple[str, int]:
     """Host (a name or an IP literal) and port; raises on anything malformed."""
-    try:
-        atyp = data[0]
-        if atyp == ATYP_IPV4:
-            host, end = str(ipaddress.IPv4Address(data[1:5])), 5
-        elif atyp == ATYP_IPV6:
-            host, end = str(ipaddress.IPv6Address(data[1:17])), 17
-        elif atyp == ATYP_NAME:
-            end = 2 + data[1]
-            host = data[2:end].decode("ascii")
-            if not host or len(data) < end:
-                raise ValueError
-        else:
-            raise ValueError
-        (port,) = _PORT.unpack_from(data, end)
-    except (IndexError, ValueError, struct.error, ipaddress.AddressValueError):
-        raise RemoteProtocolError("malformed target address", ErrorCode.BAD_REQUEST) from None
-    if len(data) != end + 2 or port == 0:
+    address = read_address(data)
+    if address is None or address[2] != len(data) or address[1] == 0:
         raise RemoteProtocolError("malformed target address", ErrorCode.BAD_REQUEST)
-    return host, port
+    return address[0], address[1]
 
 
 # A channel request for a published service instead of a target: this first
@@ -85,6 +108,11 @@ def decode_target(data: bytes) -> tuple[str, int]:
 # and the opener's proof of membership (fixed size, protocol/records.py).
 SERVICE_REQUEST = 0x10
 SERVICE_PROOF_SIZE = 32 + 64
+
+
+# A channel request for UDP: this one byte, then packets in the Trojan UDP form both ways
+# (protocol/trojan.py), each naming its own target (towards the user: its source).
+UDP_REQUEST = 0x11
 
 
 def is_service_request(data: bytes) -> bool:
