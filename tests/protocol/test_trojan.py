@@ -72,7 +72,8 @@ def test_malformed_requests_are_bad_requests(raw):
 
 
 def test_packets_round_trip_byte_by_byte_and_in_one_piece():
-    packets = [Packet("1.1.1.1", 53, b"query"), Packet("example.com", 443, b""), Packet("::1", 9, bytes(65535))]
+    packets = [Packet("1.1.1.1", 53, b"query"), Packet("example.com", 443, b""),
+               Packet("::1", 9, bytes(65535))]
     stream = b"".join(encode_packet(p.host, p.port, p.payload) for p in packets)
     assert PacketDecoder().feed(stream) == packets
     decoder, out = PacketDecoder(), []

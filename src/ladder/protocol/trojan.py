@@ -39,12 +39,12 @@ _LENGTH = struct.Struct("!H")
 
 
 def password_hash(password: str) -> bytes:
-    """The first line's 56 hex digits for `password` (what a client sends; lower case, as the apps write it)."""
+    """The first line's 56 hex digits for `password`, in lower case as the apps write them."""
     return hashlib.sha224(password.encode()).hexdigest().encode("ascii")
 
 
 def password_line(data: bytes | bytearray) -> bytes | None:
-    """The 56 hex digits if `data` starts with a whole password line; b"" while it still may; None once it cannot."""
+    """The 56 hex digits if `data` starts with a whole password line; b"" while it may; None once not."""
     head = data[:HASH_SIZE]
     if not _HEX.issuperset(head):
         return None
@@ -110,7 +110,7 @@ def encode_packet(host: str, port: int, payload: bytes) -> bytes:
 
 
 class PacketDecoder:
-    """Packets out of a byte stream, incrementally; it holds at most one unfinished packet (< 64 KiB + 262)."""
+    """Packets out of a byte stream, incrementally; it holds at most one unfinished packet."""
 
     def __init__(self) -> None:
         self._buffer = bytearray()
