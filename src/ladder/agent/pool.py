@@ -37,7 +37,7 @@ from ladder.protocol.channel import CHANNEL_REQUEST, Initiator, Responder
 from ladder.protocol.control import ControlMessage
 from ladder.protocol.errors import ErrorCode, RemoteProtocolError
 from ladder.protocol.identity import member_id, public_bytes
-from ladder.protocol.messages import decode_route, encode_service_request, encode_target
+from ladder.protocol.messages import UDP_REQUEST, decode_route, encode_service_request, encode_target
 from ladder.protocol.noise import public_key_of
 from ladder.protocol.records import ExitRecord, ServiceRecord, sign_access
 from ladder.tasks import Tasks
@@ -130,6 +130,20 @@ class ChannelPool:
         if not candidates:
             return taker.on_refused(ErrorCode.NO_ROUTE, self.directory.why_none(exit))
         _Opening(self, request, taker, candidates).try_next()
+
+    def open_udp(self, taker: Taker, exit: str = "auto") -> None:
+        """Open a UDP association through an exit for `taker`, chosen as `open` chooses one.
+
+        The stream carries datagrams both ways in the Trojan packet form
+        (protocol/trojan.py), each naming its own target; the exit's guard
+        checks each one.
+        """
+        if self.link is None:
+            return taker.on_refused(ErrorCode.NO_ROUTE, "not connected to the hub")
+        candidates = [record for _, record in self.directory.candidates(exit)]
+        if not candidates:
+            return taker.on_refused(ErrorCode.NO_ROUTE, self.directory.why_none(exit))
+        _Opening(self, bytes([UDP_REQUEST]), taker, candidates).try_next()
 
     def _open_service(self, host: str, taker: Taker) -> None:
         """A channel to the publisher of `host` (any port: a service has one)."""
