@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from ladder.protocol.hello import (
     AUTH,
+    COMMAND,
     HEAD,
     JOIN,
     SIZES,
@@ -204,6 +205,16 @@ def test_auth_signature_does_not_verify_as_join_or_the_reverse():
     join = parse_hello(hello(TOKEN))
     assert not verify_hello(Hello(JOIN, auth.pubkey, TOKEN, auth.signature), HUB, BINDING)
     assert not verify_hello(Hello(AUTH, join.pubkey, b"", join.signature), HUB, BINDING)
+
+
+def test_a_command_hello_is_an_auth_signed_for_commands_only():
+    data = make_hello(KEY, HUB, BINDING, command=True)
+    assert len(data) == SIZES[COMMAND] == 134 and data[:6] == b"GET /c"
+    command = parse_hello(data)
+    assert command.kind == COMMAND and verify_hello(command, HUB, BINDING)
+    assert not verify_hello(Hello(AUTH, command.pubkey, b"", command.signature), HUB, BINDING)
+    auth = parse_hello(hello())
+    assert not verify_hello(Hello(COMMAND, auth.pubkey, b"", auth.signature), HUB, BINDING)
 
 
 def test_fields_do_not_slide_across_the_hub_binding_boundary():

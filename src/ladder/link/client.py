@@ -46,11 +46,14 @@ async def dial(
     owner: LinkOwner | None,
     *,
     token: bytes | None = None,
+    request: ControlMessage | None = None,
     timeout: float = DIAL_TIMEOUT,
 ) -> tuple[Link, ControlMessage]:
     """Open a member's link to the hub and return it with the hub's first control message.
 
-    With `token`, the hello is a JOIN with that invite instead of an AUTH.
+    With `token`, the hello is a JOIN with that invite instead of an AUTH;
+    with `request`, a COMMAND whose one request it sends at once (the first
+    message is then the hub's answer).
     `owner` gets the link's events from the first one after that message on.
     Raises HubIdentityMismatch, LinkRefused, RemoteProtocolError (the hub's answer is malformed),
     ConnectionError, OSError or asyncio.TimeoutError.
@@ -62,7 +65,9 @@ async def dial(
     # first byte (a frame's length, 0x00) is one no request line holds, so a hub that refuses the
     # hello has its web face answer a 400 at once, as nginx would, and we know without waiting
     # for a timeout. A hub that takes the hello reads the PING as the link's first frame.
-    link.greet(make_hello(key, fingerprint, binding, token))
+    link.greet(make_hello(key, fingerprint, binding, token, command=request is not None))
+    if request is not None:
+        link.send_control(request)
     return link, await greeting.first_message(timeout)
 
 

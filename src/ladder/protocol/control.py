@@ -6,11 +6,16 @@ message. These are all of them:
     hub → member   welcome (first, on every member link), directory, services, members, member, replaced
     hub → joiner   joined or join-refused, the only message on a join link
     member → hub   share, share-status, publish
+    member → hub   device-add, device-remove, device-list: the one request of a command link
+    hub → member   device-added, devices or done: its one answer
 
 (The join request itself is no control message: it is the JOIN hello,
-protocol/hello.py.) `encode` writes "type" first and then the fields in the
-order the dataclass declares them, which is the order the hub and the agent
-have always written them in, so the bytes on the wire are those of the dict
+protocol/hello.py. A command link is opened with the COMMAND hello, so that
+asking for a device does not take over the member's agent link.)
+
+`encode` writes "type" first and then the fields in the order the dataclass
+declares them, which is the order the hub and the agent have always written
+them in, so the bytes on the wire are those of the dict
 literals these classes replace.
 
 `decode` checks everything once, at the edge: the size, the JSON, the type,
@@ -250,6 +255,65 @@ class MemberJoined:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceAdd:
+    """A member asks for a device of its own: the options its exit choice and limits take at the hub."""
+
+    TYPE: ClassVar[str] = "device-add"
+    name: str = _spec(_NAME)  # the hub checks it as it checks member names
+    exit: str = _spec(_NAME, default="auto")
+    rules: str = _spec(_text(MAX_CONTROL // 2), default="")  # a preset's name or rules text
+    rate: int = _spec(_count, default=0)  # bytes per second; 0: none
+    daily_cap: int = _spec(_count, default=0)  # bytes a day; 0: none
+    expires: int = _spec(_count, default=0)  # Unix time; 0: never
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRemove:
+    TYPE: ClassVar[str] = "device-remove"
+    name: str = _spec(_NAME)  # the hub checks it as it checks member names
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceList:
+    TYPE: ClassVar[str] = "device-list"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceAdded:
+    """The new device's share link and subscription URL, which the hub never keeps, and how to trust it."""
+
+    TYPE: ClassVar[str] = "device-added"
+    name: str = _spec(_NAME)  # the hub checks it as it checks member names
+    link: str = _spec(_text(TEXT_MAX * 4))
+    subscription: str = _spec(_text(TEXT_MAX))
+    note: str = _spec(_text(TEXT_MAX), default="")  # what an app must be told (a self-signed hub)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceEntry:
+    name: str = _spec(_NAME)  # the hub checks it as it checks member names
+    online: bool = _spec(_flag)
+    bytes_today: int = _spec(_count)
+    last_seen: int = _spec(_count)  # Unix time; 0: never
+    expires: int = _spec(_count)  # Unix time; 0: never
+
+
+@dataclass(frozen=True, slots=True)
+class Devices:
+    TYPE: ClassVar[str] = "devices"
+    devices: tuple[DeviceEntry, ...] = _spec(_items(DeviceEntry))
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """The answer to a request with nothing more to say than whether it was done, and why not."""
+
+    TYPE: ClassVar[str] = "done"
+    ok: bool = _spec(_flag)
+    reason: str = _spec(_text(TEXT_MAX), default="")
+
+
+@dataclass(frozen=True, slots=True)
 class Unknown:
     """A message of a type this side does not know; receivers ignore it, as they always have."""
 
@@ -257,11 +321,13 @@ class Unknown:
 
 
 ControlMessage = (Welcome | Joined | JoinRefused | Share | ShareStatus | Directory | Replaced
-                  | Publish | Services | Members | MemberJoined | Unknown)
+                  | Publish | Services | Members | MemberJoined | DeviceAdd | DeviceRemove | DeviceList
+                  | DeviceAdded | Devices | Done | Unknown)
 ListMessage = TypeVar("ListMessage", Publish, Services, Members)
 _TYPES: dict[str, type] = {cls.TYPE: cls for cls in (Welcome, Joined, JoinRefused, Share, ShareStatus,
                                                      Directory, Replaced, Publish, Services, Members,
-                                                     MemberJoined)}
+                                                     MemberJoined, DeviceAdd, DeviceRemove, DeviceList,
+                                                     DeviceAdded, Devices, Done)}
 
 # ---------------------------------------------------------------- codec
 

@@ -6,6 +6,10 @@ base64url (RFC 4648 §5, no padding) of the fields, and no space, CR or LF.
 
     AUTH  "GET /a" base64url(member public key (32) | signature (64))                       134 bytes
     JOIN  "GET /j" base64url(invite token (16) | member public key (32) | signature (64))  156 bytes
+    COMMAND "GET /c" as AUTH, signed in its own context                                     134 bytes
+
+A COMMAND link carries one request and its answer (control.py: a member
+asking for a device), so that it never takes over the member's agent link.
 
 nginx reads such a URI on until the line ends or its header timer fires, so
 a prober who sends any prefix of a hello, of any length, sees the hub wait
@@ -39,12 +43,14 @@ from .identity import is_weak_key, public_bytes
 
 AUTH = ord("a")  # a hello's kind is its letter after HEAD
 JOIN = ord("j")
+COMMAND = ord("c")
 TOKEN_SIZE = 16
 HEAD = b"GET /"
-_FIELDS = {AUTH: 32 + 64, JOIN: TOKEN_SIZE + 32 + 64}  # bytes before encoding
+_FIELDS = {AUTH: 32 + 64, JOIN: TOKEN_SIZE + 32 + 64, COMMAND: 32 + 64}  # bytes before encoding
 SIZES = {kind: len(HEAD) + 1 + (4 * size + 2) // 3 for kind, size in _FIELDS.items()}
 _BASE64URL = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-_CONTEXT = {AUTH: b"ladder link auth v1\x00", JOIN: b"ladder link join v1\x00"}
+_CONTEXT = {AUTH: b"ladder link auth v1\x00", JOIN: b"ladder link join v1\x00",
+            COMMAND: b"ladder link command v1\x00"}
 
 
 @dataclass(frozen=True)
@@ -72,10 +78,11 @@ def _decode(text: bytes) -> bytes | None:
 
 
 def make_hello(
-    key: Ed25519PrivateKey, hub_fingerprint: str, binding: bytes, token: bytes | None = None
+    key: Ed25519PrivateKey, hub_fingerprint: str, binding: bytes, token: bytes | None = None,
+    command: bool = False,
 ) -> bytes:
-    """AUTH when token is None, else JOIN with that invite token."""
-    kind = AUTH if token is None else JOIN
+    """AUTH when token is None, else JOIN with that invite token; COMMAND if `command`."""
+    kind = COMMAND if command else AUTH if token is None else JOIN
     token = token or b""
     if kind == JOIN and len(token) != TOKEN_SIZE:
         raise ValueError(f"invite token must be {TOKEN_SIZE} bytes")
