@@ -504,6 +504,135 @@ def _alive(pid) -> bool:
     return True
 
 
+# -------------------------------------------------------------- devices
+
+
+def device_options(command):
+    """What a device's exit choice and limits take: the same for `device add` and `hub device add`."""
+    options = [
+        click.option("--exit", "exit_choice", metavar="auto|COUNTRY|NAME", default="auto", show_default=True,
+                     help="The exit the hub sends the device's traffic through."),
+        click.option("--rules", "rules_source", metavar="PRESET|FILE",
+                     help="Routing rules: inside-cn, abroad, or a rules file (see `ladder route test`)."),
+        click.option("--rate", metavar="BYTES", help="Bytes per second for the device, e.g. 5M."),
+        click.option("--daily-cap", metavar="BYTES", help="Bytes a day for the device, e.g. 2G."),
+        click.option("--expires", metavar="DURATION", help="The device stops working after e.g. 90d."),
+        click.option("--qr", "qr_file", type=click.Path(dir_okay=False),
+                     help="Also write a QR code of the share link to this PNG file."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def device_request(name: str, exit_choice: str, rules_source: str | None, rate: str | None,
+                   daily_cap: str | None, expires: str | None):
+    """The options of `device add`, checked here, as the hub takes them."""
+    from ladder.agent.rules import PRESETS, load_rules
+    from ladder.agent.sharing import parse_amount
+    from ladder.protocol.control import DeviceAdd
+
+    rules = ""
+    if rules_source is not None:
+        load_rules(rules_source)  # one clear line now rather than a refusal from the hub
+        rules = rules_source if rules_source in PRESETS else Path(rules_source).read_text(encoding="utf-8")
+    country = exit_choice if len(exit_choice) == 2 and exit_choice.isalpha() else None
+    if country is not None:
+        exit_choice = country_code(country)
+    return DeviceAdd(name, exit_choice, rules, parse_amount(rate, "--rate") or 0,
+                     parse_amount(daily_cap, "--daily-cap") or 0,
+                     int(time.time() + parse_duration(expires)) if expires else 0)
+
+
+def print_device_added(name: str, link: str, subscription: str, note: str, qr_file: str | None) -> None:
+    """The share link last, as scripts expect; a QR code of it first when a person is looking."""
+    from ladder.qr import print_qr, save_qr
+
+    click.echo(f"device {name} added.")
+    click.echo(f"subscription (sing-box, Clash or links: add ?format=sing-box|clash|links): {subscription}")
+    if note:
+        click.echo(note)
+    if qr_file:
+        save_qr(link, Path(qr_file))
+        click.echo(f"QR code of the share link written to {qr_file}")
+    print_qr(link, sys.stdout)
+    click.echo(link)
+
+
+def _when(stamp: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp)) if stamp else "never"
+
+
+@cli.group()
+def device() -> None:
+    """Phones and other devices without the agent: stock Trojan apps (sing-box, Shadowrocket, Clash Meta, v2rayNG).
+
+    \b
+    Examples:
+      ladder device add phone --dir ~/ladder --exit US --rules inside-cn
+      ladder device list --dir ~/ladder
+      ladder device remove phone --dir ~/ladder
+
+    The hub serves the device on its own port 443 and acts as its agent, so
+    the device trusts the hub with which sites it visits (as with any Trojan
+    server). See docs/DEVICES.md for each app.
+    """
+
+
+@device.command("add")
+@click.argument("name")
+@click.option("--dir", "folder", metavar="FOLDER", help=DIR_HELP)
+@device_options
+def device_add(name, folder, exit_choice, rules_source, rate, daily_cap, expires, qr_file) -> None:
+    """Add a device of yours; prints its share link as the last line (and a QR code on a terminal)."""
+    from ladder.agent.command import ask
+    from ladder.protocol.control import DeviceAdded
+
+    config = MemberConfig.load(member_folder(folder))
+    request = device_request(name, exit_choice, rules_source, rate, daily_cap, expires)
+    answer = runtime.run_async(ask(config, request))
+    if not isinstance(answer, DeviceAdded):
+        raise UserError(f"the hub answered {answer} instead of the new device")
+    print_device_added(answer.name, answer.link, answer.subscription, answer.note, qr_file)
+
+
+@device.command("list")
+@click.option("--dir", "folder", metavar="FOLDER", help=DIR_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def device_list(folder, as_json) -> None:
+    """Your devices at the hub: online, bytes today, last seen, expiry."""
+    from ladder.agent.command import ask
+    from ladder.protocol.control import DeviceList, Devices
+
+    config = MemberConfig.load(member_folder(folder))
+    answer = runtime.run_async(ask(config, DeviceList()))
+    if not isinstance(answer, Devices):
+        raise UserError(f"the hub answered {answer} instead of the devices")
+    if as_json:
+        click.echo(json.dumps([{"name": d.name, "online": d.online, "bytes_today": d.bytes_today,
+                                "last_seen": d.last_seen or None, "expires": d.expires or None}
+                               for d in answer.devices], indent=1))
+        return
+    if not answer.devices:
+        click.echo(f"no devices (add one: ladder device add phone --dir {config.folder})")
+    for d in answer.devices:
+        click.echo(f"{d.name:<20} {'online' if d.online else 'offline':<8} {d.bytes_today:>14,} bytes today  "
+                   f"last seen {_when(d.last_seen)}  expires {_when(d.expires)}")
+
+
+@device.command("remove")
+@click.argument("name")
+@click.option("--dir", "folder", metavar="FOLDER", help=DIR_HELP)
+def device_remove(name, folder) -> None:
+    """Remove a device of yours: a connected one is cut within seconds, and refused after."""
+    from ladder.agent.command import ask
+    from ladder.protocol.control import DeviceRemove
+
+    config = MemberConfig.load(member_folder(folder))
+    runtime.run_async(ask(config, DeviceRemove(name)))
+    click.echo(f"device {name} removed: it is cut within 5 s and refused from now on")
+
+
 # ------------------------------------------------------------- services
 
 
