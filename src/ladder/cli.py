@@ -565,7 +565,7 @@ def _when(stamp: int) -> str:
 
 @cli.group()
 def device() -> None:
-    """Phones and other devices without the agent: stock Trojan apps (sing-box, Shadowrocket, Clash Meta, v2rayNG).
+    """Phones and other devices without the agent, on stock Trojan apps (sing-box, Clash Meta, ...).
 
     \b
     Examples:
