@@ -33,6 +33,7 @@ ADDR = {
     "cnisp-cnhome": "10.200.4.1", "cnhome-wan": "10.200.4.10",
     "cnhome-lan0": "10.200.10.1", "phone": "10.200.10.10",
     "cnhome-lan1": "10.200.11.1", "cnsharer": "10.200.11.10",
+    "cnhome-lan2": "10.200.12.1", "handset": "10.200.12.10",  # a phone with a stock app, no agent
     # outside: the ISP router lad-usisp and what hangs off it
     "usisp-border": "10.200.128.1", "border-us": "10.200.128.2",
     "usisp-usweb": "10.200.129.1", "usweb": "10.200.129.10", "usweb-mirror": "10.200.129.20",
@@ -43,7 +44,7 @@ ADDR = {
 }
 
 NAMESPACES = ["cnisp", "border", "usisp", "hub", "cnweb", "ref", "cnhome", "phone", "cnsharer",
-              "usweb", "ushome", "laptop"]
+              "handset", "usweb", "ushome", "laptop"]
 
 # (namespace a, interface in a, address of a, namespace b, interface in b, address of b); all /24.
 LINKS = [
@@ -55,6 +56,7 @@ LINKS = [
     ("cnhome", "wan", "cnhome-wan", "cnisp", "cnhome", "cnisp-cnhome"),
     ("phone", "eth0", "phone", "cnhome", "lan0", "cnhome-lan0"),
     ("cnsharer", "eth0", "cnsharer", "cnhome", "lan1", "cnhome-lan1"),
+    ("handset", "eth0", "handset", "cnhome", "lan2", "cnhome-lan2"),
     ("usweb", "eth0", "usweb", "usisp", "usweb", "usisp-usweb"),
     ("ushome", "wan", "ushome-wan", "usisp", "ushome", "usisp-ushome"),
     ("laptop", "eth0", "laptop", "ushome", "lan0", "ushome-lan0"),
@@ -65,18 +67,20 @@ ROUTES = [
     ("hub", "default", "cnisp-hub"), ("cnweb", "default", "cnisp-cnweb"), ("ref", "default", "cnisp-ref"),
     ("cnhome", "default", "cnisp-cnhome"),
     ("phone", "default", "cnhome-lan0"), ("cnsharer", "default", "cnhome-lan1"),
+    ("handset", "default", "cnhome-lan2"),
     ("cnisp", OUTSIDE, "border-cn"),
     # The ISPs route to the home LANs through the home routers, as a neighbour on the same
     # segment could: so an inbound probe really reaches each home router's firewall.
     ("cnisp", "10.200.10.0/24", "cnhome-wan"), ("cnisp", "10.200.11.0/24", "cnhome-wan"),
+    ("cnisp", "10.200.12.0/24", "cnhome-wan"),
     ("border", INSIDE, "cnisp-border"), ("border", OUTSIDE, "usisp-border"),
     ("usisp", INSIDE, "border-us"), ("usisp", "10.200.140.0/24", "ushome-wan"),
     ("usweb", "default", "usisp-usweb"), ("ushome", "default", "usisp-ushome"),
     ("laptop", "default", "ushome-lan0"),
 ]
 ROUTERS = ["cnisp", "border", "usisp", "cnhome", "ushome"]
-HOME_ROUTERS = {"cnhome": ["lan0", "lan1"], "ushome": ["lan0"]}
-INSIDE_NAMESPACES = ["cnisp", "hub", "cnweb", "ref", "cnhome", "phone", "cnsharer"]
+HOME_ROUTERS = {"cnhome": ["lan0", "lan1", "lan2"], "ushome": ["lan0"]}
+INSIDE_NAMESPACES = ["cnisp", "hub", "cnweb", "ref", "cnhome", "phone", "cnsharer", "handset"]
 OUTSIDE_NAMESPACES = ["usisp", "usweb", "ushome", "laptop", "border"]
 BORDER_IFACES = ["cn", "us"]
 ADDRESS_RULE, KEYWORD_RULE = 0, 2  # positions in the border's LAD-BLOCK chain (see border_firewall)

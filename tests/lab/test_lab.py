@@ -7,10 +7,12 @@ Needs root and the lab's tools; otherwise every test skips with one line.
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import re
 import sys
 import time
+import urllib.parse
 
 import gfw
 import pcap
@@ -24,9 +26,10 @@ from ladderlab import (
     MAINLAND_NAME,
     MARKER,
 )
-from netlab import ADDR, ADDRESS_RULE, KEYWORD_RULE, ban, rule_packets, run_in, unban, wait_for
+from netlab import ADDR, ADDRESS_RULE, KEYWORD_RULE, ban, listening, rule_packets, run_in, unban, wait_for
 
 from ladder.protocol.hello import make_hello
+from ladder.protocol.trojan import CONNECT, password_hash
 
 BIG_TIMEOUT = 120
 IMPAIRED_TIMEOUT = 180  # check 8: 64 MiB with 150 ms delay and 1% loss each way
@@ -136,6 +139,26 @@ def test_5_the_link_across_the_border_looks_like_https(lab):
         f"the 1 MiB file through Ladder during the capture: {_said(https)}")
     _ok(mainland, MAINLAND_MARKER, "the mainland page through Ladder during the capture", lab)
 
+    packets, new, problems = _border_problems(path)
+    # Half the file is proof enough that it crossed here: a loaded machine's tcpdump may drop packets.
+    cleartext = sum(len(p.payload) for p in packets)
+    if cleartext < len(small.read_bytes()) // 2:
+        problems.append(f"only {cleartext} payload bytes crossed the border, not even half the 1 MiB "
+                        "file: Ladder's traffic did not go through the captured link")
+    assert not problems, "the border saw more than HTTPS:\n" + "\n".join(problems[:20])
+    lab.remember_handshake(new)
+
+
+def _border_problems(path, opened: bool = True) -> tuple[list, list, list[str]]:
+    """What the border would flag in a capture: (packets, connections opened, problems).
+
+    Only TCP to the hub's 443 may cross; every new connection's bytes are
+    TLS records both ways, each side's first data packet exempt under the
+    GFW's rules for fully encrypted traffic; no protocol banner and no
+    secret of the lab (keyword, markers, names, a request line) in clear.
+    With `opened`, the capture must hold a connection opened during it, or
+    it would prove nothing of handshakes.
+    """
     packets = pcap.read_pcap(path)
     assert packets, "the border capture is empty"
     not_tcp = [p for p in packets if not p.is_tcp]
@@ -147,7 +170,8 @@ def test_5_the_link_across_the_border_looks_like_https(lab):
         "TCP connections crossed the border to something other than the hub's port 443: "
         + ", ".join(f"{c.client} -> {c.server}" for c in elsewhere[:5]))
     new = [c for c in connections if c.saw_syn]
-    assert new, "no connection was opened across the border during the capture: the test proves nothing"
+    assert new or not opened, ("no connection was opened across the border during the capture: "
+                               "the test proves nothing")
 
     problems = []
     for conn in new:
@@ -173,15 +197,10 @@ def test_5_the_link_across_the_border_looks_like_https(lab):
     print(f"border capture: {len(packets)} packets, {len(connections)} connections ({len(new)} opened), "
           f"{len(cleartext)} payload bytes; first packets exempt by "
           + ", ".join("/".join(gfw.exemptions(c.first_data(c.client) or b"")) for c in new))
-    # Half the file is proof enough that it crossed here: a loaded machine's tcpdump may drop packets.
-    if len(cleartext) < len(small.read_bytes()) // 2:
-        problems.append(f"only {len(cleartext)} payload bytes crossed the border, not even half the 1 MiB "
-                        "file: Ladder's traffic did not go through the captured link")
     for secret in (KEYWORD, MARKER, BLOCKED_NAME, MAINLAND_NAME, MAINLAND_MARKER, "GET /"):
         if secret.encode() in cleartext:
             problems.append(f"{secret!r} crossed the border in cleartext")
-    assert not problems, "the border saw more than HTTPS:\n" + "\n".join(problems[:20])
-    lab.remember_handshake(new)
+    return packets, new, problems
 
 
 def _probes(handshake: list[bytes]) -> dict[str, dict]:
@@ -230,6 +249,14 @@ def _probes(handshake: list[bytes]) -> dict[str, dict]:
         # a refused hello is a URI: ended, it gets nginx's 404 page (byte for byte: an error page)
         inside[f"whole {kind} hello ending a request line"] = hello + b" HTTP/1.1\r\nHost: a\r\n\r\n"
         inside[f"whole {kind} hello as HTTP/0.9"] = hello + b"\r\n"
+    # A device's first line is 56 hex digits and CRLF: one that matches no device, cut anywhere
+    # or whole with a request behind it, is a stranger's request line like any other.
+    line = password_hash("no such device") + b"\r\n"
+    for cut in (1, 30, 56, 57):
+        inside[f"Trojan line of no device, first {cut} bytes"] = line[:cut]
+    inside["Trojan line of no device"] = line
+    inside["Trojan line of no device and a CONNECT"] = line + request(CONNECT, BLOCKED_NAME, 80)
+    inside["57 hex digits"] = password_hash("x") + b"0"
     for name, data in inside.items():
         probes[f"TLS, then {name}"] = {"tls_sni": "www.example.org", "send": data.hex(), "bytes": True}
     probes["replayed member ClientHello"] = {"send": handshake[0].hex()}
@@ -366,3 +393,45 @@ def test_10_the_phone_opens_a_site_published_outside_by_name(lab):
             "the phone opening the laptop's published site by name", lab)
     finally:
         server.stop()
+
+
+def test_11_a_phone_with_only_a_stock_trojan_app_reaches_the_blocked_site(lab):
+    """Issue 13: the handset runs Debian's trojan client and no agent; the hub acts as its agent.
+
+    The handset's connection ends at the hub (inside), which carries it in a
+    channel to the US exit over the exit's own link: what crosses the border
+    is that link's TLS, and nothing is flagged.
+    """
+    added = lab.ladder("hub", "device", "add", "handset", "--owner", "phone", "--exit", "US",
+                       "--dir", str(lab.hub_dir))
+    link = urllib.parse.urlsplit(added.stdout.strip().splitlines()[-1])
+    assert link.scheme == "trojan", f"`hub device add` did not end with a share link:\n{added.stdout}"
+    config = lab.root / "handset-trojan.json"
+    config.write_text(json.dumps({
+        "run_type": "client", "local_addr": "127.0.0.1", "local_port": 1080,
+        "remote_addr": link.hostname, "remote_port": link.port,
+        "password": [urllib.parse.unquote(link.username)], "log_level": 1,
+        "ssl": {"verify": False, "verify_hostname": False},  # the hub's self-signed default
+    }))
+    client = lab.spawn("handset-trojan", "handset", "trojan", "-c", str(config))
+    try:
+        wait_for(lambda: listening("handset", "127.0.0.1", 1080) or not client.alive(), 10,
+                 "the trojan client to listen")
+        assert client.alive(), f"Debian's trojan client died:\n{client.output()}"
+        via = ["--socks5-hostname", "127.0.0.1:1080"]
+        big = lab.root / "handset-small.bin"
+        with lab.capture("cn") as path:
+            page = lab.curl("handset", *via, f"http://{BLOCKED_NAME}/")
+            https = lab.curl("handset", *via, "--cacert", str(lab.ca.cert_path), "-o", str(big),
+                             f"https://{BLOCKED_NAME}/small.bin")
+        _ok(page, MARKER, f"the handset fetching http://{BLOCKED_NAME}/ through the hub's Trojan door", lab)
+        digest = hashlib.sha256(big.read_bytes()).hexdigest() if big.exists() else "(no file)"
+        assert https.returncode == 0 and digest == lab.blocked.small_sha, (
+            f"the 1 MiB file over HTTPS through the Trojan door: {_said(https)}\n{lab.ladder_logs()}")
+        packets, _, problems = _border_problems(path, opened=False)
+        crossed = sum(len(p.payload) for p in packets)
+        assert crossed >= len(big.read_bytes()) // 2, (
+            f"only {crossed} payload bytes crossed the border: the handset's traffic did not go abroad")
+        assert not problems, "the border saw more than HTTPS:\n" + "\n".join(problems[:20])
+    finally:
+        client.stop()
