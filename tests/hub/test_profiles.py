@@ -34,6 +34,7 @@ from ladder.hub.profiles import (
     DeviceProfile,
     mixed_inbound,
     share_link,
+    singbox_import_link,
     singbox_profile,
     subscription,
     subscription_format,
@@ -134,6 +135,15 @@ def test_links_subscription_is_base64_of_the_share_link_lines(self_signed):
     content_type, body = subscription(self_signed, "links")
     assert content_type.startswith("text/plain")
     assert base64.b64decode(body, validate=True).decode().splitlines() == [share_link(self_signed)]
+
+
+def test_singbox_import_link_carries_the_subscription_url_whole():
+    url = "https://hub.example.org/s/AbC-123_x?format=sing-box&x=1"
+    link = singbox_import_link(url, "alice/phone · hub")
+    parts = urlsplit(link)
+    assert (parts.scheme, parts.netloc) == ("sing-box", "import-remote-profile")
+    assert parse_qs(parts.query) == {"url": [url]}
+    assert unquote(parts.fragment) == "alice/phone · hub"
 
 
 def test_userinfo_header_reads_as_the_apps_parse_it():

@@ -57,9 +57,11 @@ class DeviceProfile:
 def share_link(profile: DeviceProfile) -> str:
     """The `trojan://` link; `allowInsecure=1` only for a self-signed hub (apps that read no pin need it).
 
-    `pcs` is v2rayN's field for a certificate pin in share links (ServiceLib/Handler/Fmt/BaseFmt.cs,
-    read and written beside `sni`), which it hands to Xray as `pinnedPeerCertSha256`: the hex
-    SHA-256 of the certificate's DER (Xray docs, config/transports/tls.md). sing-box's links carry none.
+    `pcs` is the certificate pin of v2rayN's links (ServiceLib/Handler/Fmt/BaseFmt.cs) and
+    v2rayNG's (fmt/FmtBase.kt, its "Certificate fingerprint (SHA-256)"), handed to Xray as
+    `pinnedPeerCertSha256`: the hex SHA-256 of the certificate's DER (Xray docs,
+    config/transports/tls.md). Xray 26 refuses `allowInsecure`, so these apps need the pin;
+    sing-box's links carry none.
     """
     query: dict[str, str] = {"security": "tls", "type": "tcp"}
     if profile.sni:
@@ -69,6 +71,16 @@ def share_link(profile: DeviceProfile) -> str:
         query["pcs"] = profile.cert_sha256
     return (f"trojan://{quote(profile.password, safe='')}@{_bracketed(profile.host)}:{profile.port}"
             f"?{urlencode(query, quote_via=quote)}#{quote(profile.label, safe='')}")
+
+
+def singbox_import_link(subscription_url: str, name: str) -> str:
+    """The link (or QR code) that makes a sing-box app add the subscription as a remote profile.
+
+    The URL scheme every sing-box graphical client implements (sing-box docs, clients/general.md);
+    the app then refreshes the profile from the URL by itself (every 60 minutes by default).
+    """
+    return (f"sing-box://import-remote-profile?url={quote(subscription_url, safe='')}"
+            f"#{quote(name, safe='')}")
 
 
 def subscription_format(query_value: str | None) -> str:
