@@ -47,6 +47,8 @@ PUBLIC = DeviceProfile("alice/phone · hub", "s3cret", "hub.example.org", 443, "
 HOSTS = ["www.baidu.com", "baidu.com", "news.qq.com", "weixin.qq.com", "www.google.com", "example.cn",
          "cn", "bilibili.com", "music.163.com", "163.com", "localhost", "printer.local", "blog.ryan.ladder",
          "10.1.2.3", "192.168.1.1", "100.64.0.9", "8.8.8.8", "fd00::1", "2001:db8::1", "ads.example"]
+CUSTOM = ["domain ads.example -> block", "domain-keyword google -> exit:US", "ip-cidr 8.8.8.0/24 -> direct",
+          "domain-suffix qq.com -> exit", "domain-suffix com -> direct", "default -> block"]
 
 
 @pytest.fixture(scope="module")
@@ -191,8 +193,25 @@ def test_singbox_profile_is_for_a_phone_with_dns_through_the_hub(self_signed):
     remote = next(s for s in config["dns"]["servers"] if s["tag"] == config["dns"]["final"])
     assert remote["detour"] == self_signed.label
     assert {"protocol": "dns", "action": "hijack-dns"} in config["route"]["rules"]
-    local = config["dns"]["rules"][0]
-    assert local["server"] == "local" and "baidu.com" in local["domain_suffix"]
+
+
+def dns_server(config, host):
+    """Which of sing-box's DNS servers answers for `host`."""
+    for rule in config["dns"]["rules"]:
+        if (host in rule.get("domain", []) or any(k in host for k in rule.get("domain_keyword", []))
+                or any(host == s or host.endswith("." + s) for s in rule.get("domain_suffix", []))):
+            return rule["server"]
+    return config["dns"]["final"]
+
+
+@pytest.mark.parametrize("rules", [preset("inside-cn"), preset("abroad"), parse_rules(CUSTOM), []],
+                         ids=["inside-cn", "abroad", "custom", "none"])
+def test_singbox_resolves_a_name_locally_only_when_it_goes_direct(self_signed, rules):
+    config = singbox(self_signed, rules)
+    for host in HOSTS:
+        if _address(host) is None and not host.endswith(".ladder"):
+            expected = "local" if agent_verdict(rules, host) == "direct" else "remote"
+            assert dns_server(config, host) == expected, host
 
 
 def test_singbox_profile_with_a_mixed_inbound_differs_only_where_the_tun_needs_it(self_signed):
@@ -238,9 +257,6 @@ def _address(host):
     except ValueError:
         return None
 
-
-CUSTOM = ["domain ads.example -> block", "domain-keyword google -> exit:US", "ip-cidr 8.8.8.0/24 -> direct",
-          "domain-suffix qq.com -> exit", "domain-suffix com -> direct", "default -> block"]
 
 
 @pytest.mark.parametrize("rules", [preset("inside-cn"), preset("abroad"), parse_rules(CUSTOM), []],

@@ -152,7 +152,7 @@ def singbox_profile(profile: DeviceProfile, rules: Sequence[Rule] = (),
         {"protocol": "dns", "action": "hijack-dns"},
         {"domain_suffix": ["ladder"], "outbound": proxy},  # network-only services: always the hub
     ]
-    direct_names: dict[str, list[str]] = {}
+    dns_rules: list[dict[str, Any]] = []
     final = proxy
     for action, group in _runs(rules):
         target = _singbox_target(action, proxy)
@@ -166,10 +166,9 @@ def singbox_profile(profile: DeviceProfile, rules: Sequence[Rule] = (),
         for rule in group:
             matches.setdefault(_SINGBOX_MATCH[rule.kind], []).append(rule.value)
         route_rules.append({**matches, **target})
-        if action == "direct":
-            for key, values in matches.items():
-                if key != "ip_cidr":
-                    direct_names.setdefault(key, []).extend(values)
+        names = {key: values for key, values in matches.items() if key != "ip_cidr"}
+        if names:  # in the same order, so a name is resolved where the route sends it
+            dns_rules.append({**names, "server": "local" if action == "direct" else "remote"})
     route: dict[str, Any] = {"rules": route_rules, "final": final, "default_domain_resolver": "local"}
     if inbound["type"] == "tun":
         route["auto_detect_interface"] = True
@@ -181,8 +180,8 @@ def singbox_profile(profile: DeviceProfile, rules: Sequence[Rule] = (),
                 {"type": "local", "tag": "local"},
             ],
             # Names the rules send direct are resolved where they are reached from: locally.
-            "rules": [{**direct_names, "server": "local"}] if direct_names else [],
-            "final": "remote",
+            "rules": dns_rules,
+            "final": "local" if final == "direct" else "remote",
         },
         "inbounds": [inbound],
         "outbounds": [
