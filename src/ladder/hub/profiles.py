@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
-import yaml  # type: ignore[import-untyped]  # PyYAML ships no types; stubs would be a new dependency
+import yaml
 
 from ladder.agent.rules import Router, Rule
 
