@@ -166,6 +166,11 @@ class ProxyConnection(Relay):
             log.info("proxy: bad request: %s", exc)
             self._socks_fail(0x01) if self.socks else self._fail_http(exc.status, str(exc))
 
+    def eof_received(self) -> bool:
+        if self.mode == "udp":
+            return False  # the client hung up: the connection closes, and its association with it
+        return super().eof_received()
+
     def _choose_protocol(self, first: int) -> None:
         if first == 5:
             self.mode, self.socks = "socks-greeting", 5
