@@ -19,6 +19,7 @@ stream over the limit waits for a slot, in order, up to WAIT_FOR_SLOT
 seconds and MAX_WAITING streams per member; only then is it refused, as
 busy, with the rule named. A page that opens more connections than the
 limit at once then loads a little later instead of losing the rest.
+A UDP association (udp.py) holds a slot as a stream does.
 """
 
 from __future__ import annotations
