@@ -314,6 +314,9 @@ def join(invite, folder) -> None:
               help="With --share: only these members (comma-separated names) may use your exit.")
 @click.option("--ports", metavar="PORTS",
               help="With --share: destination ports allowed, e.g. 80,443,8000-8100 (default 80,443).")
+@click.option("--udp-ports", metavar="PORTS",
+              help="With --share: UDP destination ports allowed (DNS, QUIC), e.g. 53,443,3478 "
+              "(default 53,443).")
 @click.option("--rate", metavar="BYTES", help="With --share: bytes per second for the whole exit, e.g. 20M.")
 @click.option("--user-rate", metavar="BYTES", help="With --share: bytes per second per member, e.g. 5M.")
 @click.option("--daily-cap", metavar="BYTES",

@@ -48,6 +48,7 @@ from .rules import Router, Rule
 from .services import WATCH_EVERY, Services
 from .sharer import Sharer
 from .sharing import SharePolicy, Sharing
+from .udp import Control, SocksAssociation
 
 log = logging.getLogger(__name__)
 STATUS_EVERY = 2.0
@@ -114,8 +115,8 @@ class Agent:
         host, port = self.proxy
         try:
             self.proxy_server = await loop.create_server(
-                lambda: ProxyConnection(self.open, self.pool.stream_done, self.pac), host, port, backlog=1024
-            )
+                lambda: ProxyConnection(self.open, self.pool.stream_done, self.pac, self.associate),
+                host, port, backlog=1024)
         except OSError as exc:
             raise AgentFatal(f"cannot listen on {format_address(host, port)}: "
                              f"{exc.strerror or exc}") from None
@@ -278,6 +279,16 @@ class Agent:
             self.tasks.spawn(self._open_direct(host, port, relay))
             return
         self.pool.open(host, port, relay, rule.action.removeprefix("exit:"))
+
+    def associate(self, control: Control, here: str, client: str) -> SocksAssociation:
+        """A SOCKS5 UDP association for the proxy front, through the exit --exit chooses (udp.py)."""
+        return SocksAssociation(control, here, client,
+                                lambda taker: self.pool.open_udp(taker, self.exit_choice),
+                                self.pool.stream_done, self._udp_blocked)
+
+    def _udp_blocked(self, host: str) -> bool:
+        """Datagrams to a network-only name (services are TCP) or where a rule says block are dropped."""
+        return is_service_host(host) or self.router.route(host).action == "block"
 
     async def _open_direct(self, host: str, port: int, relay: ProxyConnection) -> None:
         try:

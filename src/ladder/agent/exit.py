@@ -47,6 +47,7 @@ class TargetRefused(LadderError):
 
 
 DEFAULT_PORTS = ((80, 80), (443, 443))  # like a cautious Tor exit policy
+DEFAULT_UDP_PORTS = ((53, 53), (443, 443))  # DNS and QUIC
 # IPv6 forms whose last 32 bits are an IPv4 address: IPv4-compatible (RFC 4291),
 # IPv4-mapped, IPv4-translated (RFC 2765) and NAT64's well-known prefix (RFC 6052).
 _LOW_32_IS_IPV4 = tuple(ipaddress.ip_network(n) for n in ("::/96", "::ffff:0:0/96", "::ffff:0:0:0/96",
@@ -76,14 +77,16 @@ class ExitGuard:
     hub: set[tuple[IPAddress, int]] = field(default_factory=set)  # the hub's own addresses
     own: set[IPAddress] = field(default_factory=set)  # the sharer's public address, as the hub sees it
     ports: tuple[tuple[int, int], ...] = DEFAULT_PORTS
+    udp_ports: tuple[tuple[int, int], ...] = DEFAULT_UDP_PORTS  # for the datagrams of UDP associations
     deny_domains: tuple[str, ...] = ()  # each also covers its subdomains
     deny_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
-    def port_refusal(self, port: int) -> str | None:
-        if any(low <= port <= high for low, high in self.ports):
+    def port_refusal(self, port: int, udp: bool = False) -> str | None:
+        ports = self.udp_ports if udp else self.ports
+        if any(low <= port <= high for low, high in ports):
             return None
-        allowed = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in self.ports)
-        return f"the exit's policy allows ports {allowed} only"
+        allowed = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in ports)
+        return f"the exit's policy allows {'UDP ' if udp else ''}ports {allowed} only"
 
     def name_refusal(self, host: str) -> str | None:
         name = host.lower().rstrip(".")
@@ -127,24 +130,33 @@ def sockaddr_address(sockaddr: tuple[object, ...]) -> IPAddress:
     return ipaddress.ip_address(host.split("%")[0])
 
 
-async def resolve_allowed(host: str, port: int, guard: ExitGuard) -> list[tuple]:
-    """Socket addresses for (host, port) that the guard allows, in resolver order."""
-    why = guard.port_refusal(port) or guard.name_refusal(host)
+def check_target(host: str, port: int, guard: ExitGuard, udp: bool = False) -> tuple[int, tuple] | None:
+    """What the guard can say before any resolver: the port, the name, an address literal.
+
+    Returns (family, socket address) for an allowed literal and None for a
+    name still to resolve; raises TargetRefused with the rule.
+    """
+    why = guard.port_refusal(port, udp) or guard.name_refusal(host)
     if why is not None:
         raise TargetRefused(ErrorCode.FORBIDDEN, why)
-    loop = asyncio.get_running_loop()
-    try:  # an address literal needs no resolver thread
+    try:
         literal = ipaddress.ip_address(host)
     except ValueError:
-        pass
-    else:
-        family = socket.AF_INET if literal.version == 4 else socket.AF_INET6
-        why = guard.refusal(literal, port)
-        if why is not None:
-            raise TargetRefused(ErrorCode.FORBIDDEN, why)
-        return [(family, (host, port))]
+        return None
+    why = guard.refusal(literal, port)
+    if why is not None:
+        raise TargetRefused(ErrorCode.FORBIDDEN, why)
+    return (socket.AF_INET if literal.version == 4 else socket.AF_INET6), (host, port)
+
+
+async def resolve_allowed(host: str, port: int, guard: ExitGuard, udp: bool = False) -> list[tuple]:
+    """Socket addresses for (host, port) that the guard allows, in resolver order."""
+    literal = check_target(host, port, guard, udp)
+    if literal is not None:  # an address literal needs no resolver thread
+        return [literal]
     try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host, port, type=socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
         raise TargetRefused(ErrorCode.NAME_NOT_RESOLVED, "the exit could not resolve the name") from None
     allowed, reason = [], ""

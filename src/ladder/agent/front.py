@@ -24,6 +24,10 @@ requests keep the client's connection alive across requests; each request
 is rewritten to origin-form and sent on a stream to its host, opening a new
 stream when the host changes. A request with a chunked body turns the rest
 of the connection into a plain pipe to that host.
+
+Besides CONNECT, SOCKS5's UDP ASSOCIATE (RFC 1928 section 7) is served
+where the agent passes `associate`: the connection then only lasts, and a
+`SocksAssociation` (udp.py) relays the client's datagrams while it does.
 """
 
 from __future__ import annotations
@@ -39,9 +43,10 @@ from ladder.config import ConfigError, format_address, parse_address
 from ladder.errors import LadderError
 from ladder.protocol.errors import ErrorCode
 from ladder.protocol.http1 import Fields, HeadReader, RequestError, RequestLine, body_framing, check_version
-from ladder.protocol.messages import encode_target
+from ladder.protocol.messages import encode_address, encode_target
 
 from .relay import Relay, Stream, abort_with_rst
+from .udp import SocksAssociation
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +56,8 @@ MAX_HEAD = 64 * 1024  # a request head, its request line and final empty line in
 REQUEST_TIMEOUT = 60.0  # as nginx's client_header_timeout; browsers may preconnect and wait
 # Opener: (host, port, relay) -> None; it later calls relay.on_accepted/on_refused.
 Opener = Callable[[str, int, "ProxyConnection"], None]
+# Associate: (connection, the front's host it reached, the client's host) -> a UDP association (udp.py).
+Associate = Callable[["ProxyConnection", str, str], SocksAssociation]
 
 # RFC 1928 section 6 reply codes for each reason a stream was refused (keyed by wire code).
 SOCKS_REPLY: dict[int, int] = {
@@ -100,10 +107,12 @@ class ProxyConnection(Relay):
     """One client connection to the proxy port."""
 
     def __init__(self, opener: Opener, on_stream_done: Callable[[ProxyConnection], None] | None = None,
-                 pac: Callable[[], str] | None = None):
+                 pac: Callable[[], str] | None = None, associate: Associate | None = None):
         super().__init__()
         self.opener = opener
         self.pac = pac  # the PAC file, served at /proxy.pac
+        self.associate = associate  # SOCKS5 UDP ASSOCIATE, where the agent serves UDP
+        self.udp: SocksAssociation | None = None  # this connection's UDP association, once asked for
         self.on_stream_done = on_stream_done
         self.exit_id: str | None = None  # set by the opener while a stream is open
         self.buffer = bytearray()
@@ -121,6 +130,8 @@ class ProxyConnection(Relay):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._first_request.cancel()
+        if self.udp is not None:
+            self.udp.close()
         super().connection_lost(exc)
 
     def _too_slow(self) -> None:
@@ -137,6 +148,8 @@ class ProxyConnection(Relay):
     def data_received(self, data: bytes | memoryview) -> None:
         if self.mode in ("tunnel", "pipe"):
             return super().data_received(data)
+        if self.mode == "udp":
+            return  # nothing more is said on a UDP association's connection: it only lasts
         self.buffer += data
         try:
             if self.mode == "new":
@@ -152,6 +165,11 @@ class ProxyConnection(Relay):
         except FrontError as exc:
             log.info("proxy: bad request: %s", exc)
             self._socks_fail(0x01) if self.socks else self._fail_http(exc.status, str(exc))
+
+    def eof_received(self) -> bool:
+        if self.mode == "udp":
+            return False  # the client hung up: the connection closes, and its association with it
+        return super().eof_received()
 
     def _choose_protocol(self, first: int) -> None:
         if first == 5:
@@ -190,6 +208,9 @@ class ProxyConnection(Relay):
             return self._socks_fail(0x08)  # address type not supported
         if len(buf) < size:
             return
+        if version == 5 and command == 3 and self.associate is not None:
+            del buf[:size]  # the address the client may send from: often zeros, so its first datagram says
+            return self._udp_associate()
         if version != 5 or command != 1:
             return self._socks_fail(0x07)  # command not supported: CONNECT only
         if atyp == 3:
@@ -335,12 +356,33 @@ class ProxyConnection(Relay):
             self.target = None
         log.info("proxy: refused: %s", reason)
         # Answered already: cut, so it is not taken for an end.
-        if self.mode == "tunnel" and not self.reply_ok:
+        if self.mode in ("tunnel", "udp") and not self.reply_ok:
             self.mode, self.done = "closed", True
             return abort_with_rst(self.transport)
         if self.socks:
             return self._socks_fail(SOCKS_REPLY.get(code, 0x01))
         self._fail_http(HTTP_STATUS.get(code, "502 Bad Gateway"), reason)
+
+    def _udp_associate(self) -> None:
+        """SOCKS5 UDP ASSOCIATE (RFC 1928 section 7): datagrams relayed as long as this connection lasts.
+
+        Answered with the relay's address once its stream is on its way (`udp_ready`).
+        """
+        assert self.associate is not None  # asked only where the agent serves UDP
+        self.mode = "udp"
+        self._first_request.cancel()
+        here = self.transport.get_extra_info("sockname")[0]
+        try:
+            self.udp = self.associate(self, here, self.transport.get_extra_info("peername")[0])
+        except OSError as exc:
+            log.warning("proxy: no UDP socket for an association: %s", exc)
+            return self._socks_fail(0x01)
+        self.reply_ok = b"\x05\x00\x00" + encode_address(*self.udp.address)
+        self.udp.start()
+
+    def udp_ready(self) -> None:
+        self.transport.write(self.reply_ok)
+        self.reply_ok = b""
 
     def stream_gone(self) -> None:
         if self.on_stream_done is not None:

@@ -5,7 +5,8 @@ On every link the sharer signs which members it serves in its exit record
 opens in a channel to us is admitted by the policy (`Sharing.admit`: who,
 and the caps), waits for one of its member's slots, is checked and
 connected by the guard (exit.py), and is relayed, metered, by an
-`ExitRelay`. While a cap holds the hub is told (`share-status`), so it
+`ExitRelay`. A UDP association (udp.py) is admitted and holds a slot the
+same way; its guard checks each datagram. While a cap holds the hub is told (`share-status`), so it
 lists the exit as not accepting until the cap lifts. The guard never lets
 the exit reach the hub's own addresses, nor the sharer's public address as
 the hub sees it.
@@ -22,13 +23,14 @@ from ladder.config import MemberConfig
 from ladder.link.connection import Link
 from ladder.protocol import control
 from ladder.protocol.errors import ErrorCode, RemoteProtocolError
-from ladder.protocol.messages import decode_target
+from ladder.protocol.messages import UDP_REQUEST, decode_target
 from ladder.protocol.records import sign_exit_record
 
 from .exit import ExitGuard, Refusal, connect_target, sockaddr_address
 from .pool import ChannelPool
 from .roster import Roster
 from .sharing import ExitRelay, Sharing
+from .udp import ExitAssociation
 
 
 class Sharer:
@@ -85,9 +87,13 @@ class Sharer:
         self.sharing.save()
 
     def serve(self, link: Link, sid: int, request: bytes, member_id: str) -> None:
-        """A connection through this exit in `member_id`'s channel: admit it, take a slot, connect, accept."""
+        """A connection through this exit in `member_id`'s channel: admit it, take a slot, connect, accept.
+
+        A UDP association is admitted alike and accepted once it holds its slot.
+        """
+        udp = request == bytes([UDP_REQUEST])
         try:
-            host, port = decode_target(request)
+            host, port = ("", 0) if udp else decode_target(request)
         except RemoteProtocolError as exc:
             link.refuse(sid, exc.code, str(exc))
             return
@@ -96,6 +102,16 @@ class Sharer:
         if refusal is not None:
             link.refuse(sid, refusal.code, refusal.reason)
             return
+
+        def refuse(why: str) -> None:
+            if link.release(sid):
+                link.refuse(sid, ErrorCode.BUSY, why)
+
+        if udp:
+            association = ExitAssociation(link, sid, self.sharing, self.guard, self.pool.tasks, member_id,
+                                          user_name)
+            link.claim(sid, association)  # early datagrams and a withdrawal reach it while it waits
+            return self.sharing.take_slot(association, association.start, refuse)
         relay = ExitRelay(self.sharing, member_id, user_name)
         link.claim(sid, relay)  # early data and a withdrawal reach it while it waits for a slot
 
@@ -103,9 +119,5 @@ class Sharer:
             connecting = connect_target(host, port, self.guard, lambda: relay)
             self.pool.answer_when_connected(link, sid, relay, connecting,
                                             "the stream was cancelled while the exit connected")
-
-        def refuse(why: str) -> None:
-            if link.release(sid):
-                link.refuse(sid, ErrorCode.BUSY, why)
 
         self.sharing.take_slot(relay, start, refuse)

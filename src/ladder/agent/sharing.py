@@ -19,6 +19,7 @@ stream over the limit waits for a slot, in order, up to WAIT_FOR_SLOT
 seconds and MAX_WAITING streams per member; only then is it refused, as
 busy, with the rule named. A page that opens more connections than the
 limit at once then loads a little later instead of losing the rest.
+A UDP association (udp.py) holds a slot as a stream does.
 """
 
 from __future__ import annotations
@@ -32,11 +33,12 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from ladder.config import ConfigError, write_file
 from ladder.protocol.errors import ErrorCode
 
-from .exit import DEFAULT_PORTS, ExitGuard, Refusal
+from .exit import DEFAULT_PORTS, DEFAULT_UDP_PORTS, ExitGuard, Refusal
 from .relay import Relay
 
 log = logging.getLogger(__name__)
@@ -66,8 +68,8 @@ def parse_amount(value, what: str) -> int | None:
     return int(number)
 
 
-def parse_ports(value) -> tuple[tuple[int, int], ...]:
-    """[80, 443, "8000-8100"] or "80,443" → ranges."""
+def parse_ports(value, what: str = "ports") -> tuple[tuple[int, int], ...]:
+    """[80, 443, "8000-8100"] or "80,443" → ranges; `what` names the setting in errors."""
     items = value.split(",") if isinstance(value, str) else list(value)
     ranges = []
     for item in items:
@@ -75,9 +77,9 @@ def parse_ports(value) -> tuple[tuple[int, int], ...]:
         try:
             pair = (int(low), int(high or low))
         except ValueError:
-            raise ConfigError(f"ports: {item!r} is not a port or a range like 8000-8100") from None
+            raise ConfigError(f"{what}: {item!r} is not a port or a range like 8000-8100") from None
         if not 0 < pair[0] <= pair[1] < 65536:
-            raise ConfigError(f"ports: {item!r} is out of range")
+            raise ConfigError(f"{what}: {item!r} is out of range")
         ranges.append(pair)
     return tuple(ranges)
 
@@ -86,6 +88,7 @@ def parse_ports(value) -> tuple[tuple[int, int], ...]:
 class SharePolicy:
     members: frozenset[str] | None = None  # names allowed; None = everyone in the network
     ports: tuple[tuple[int, int], ...] = DEFAULT_PORTS
+    udp_ports: tuple[tuple[int, int], ...] = DEFAULT_UDP_PORTS  # where UDP associations' datagrams may go
     deny_domains: tuple[str, ...] = ()
     deny_networks: tuple = ()
     rate: int | None = None  # bytes/s for the whole exit
@@ -97,8 +100,8 @@ class SharePolicy:
     @classmethod
     def from_table(cls, table: dict) -> SharePolicy:
         """The [share] table of ladder.toml (flags are merged in as the same keys)."""
-        known = {"members", "groups", "ports", "deny", "rate", "user_rate", "daily_cap", "monthly_cap",
-                 "user_streams"}
+        known = {"members", "groups", "ports", "udp_ports", "deny", "rate", "user_rate", "daily_cap",
+                 "monthly_cap", "user_streams"}
         unknown = set(table) - known
         if unknown:
             raise ConfigError(f"[share] has unknown keys: {', '.join(sorted(unknown))}")
@@ -122,6 +125,8 @@ class SharePolicy:
         return cls(
             members=None if members is None else frozenset(str(m).lower() for m in members),
             ports=parse_ports(table["ports"]) if "ports" in table else DEFAULT_PORTS,
+            udp_ports=(parse_ports(table["udp_ports"], "udp_ports") if "udp_ports" in table
+                       else DEFAULT_UDP_PORTS),
             deny_domains=tuple(domains),
             deny_networks=tuple(networks),
             rate=parse_amount(table.get("rate"), "rate"),
@@ -148,8 +153,8 @@ class SharePolicy:
         return names
 
     def guard(self, allow_private: bool) -> ExitGuard:
-        return ExitGuard(allow_private=allow_private, ports=self.ports, deny_domains=self.deny_domains,
-                         deny_networks=self.deny_networks)
+        return ExitGuard(allow_private=allow_private, ports=self.ports, udp_ports=self.udp_ports,
+                         deny_domains=self.deny_domains, deny_networks=self.deny_networks)
 
 
 class TokenBucket:
@@ -171,11 +176,19 @@ class TokenBucket:
         return -self.tokens / self.rate if self.tokens < 0 else 0.0
 
 
+class SlotHolder(Protocol):
+    """What takes one of its member's slots: an `ExitRelay`, or a UDP association (udp.py)."""
+
+    user_id: str
+    user_name: str
+    slot: bool  # holds one of its member's slots (Sharing sets it)
+
+
 @dataclass
 class _Waiting:
     """A stream waiting for one of its member's slots."""
 
-    relay: ExitRelay
+    holder: SlotHolder
     start: Callable[[], None]
     refuse: Callable[[str], None]
     timer: asyncio.TimerHandle = field(init=False)  # armed as it joins the queue
@@ -228,46 +241,46 @@ class Sharing:
             return MONTHLY_CAP
         return None
 
-    def take_slot(self, relay: ExitRelay, start: Callable[[], None], refuse: Callable[[str], None]) -> None:
-        """Call `start` once `relay` holds one of its member's slots: now, or when one frees.
+    def take_slot(self, holder: SlotHolder, start: Callable[[], None], refuse: Callable[[str], None]) -> None:
+        """Call `start` once `holder` holds one of its member's slots: now, or when one frees.
 
         `refuse(reason)` instead if none frees within WAIT_FOR_SLOT or too
-        many wait already. A relay that is gone before (its opener withdrew)
+        many wait already. A holder that is gone before (its opener withdrew)
         gives its place up through `release`.
         """
-        user = self._user(relay.user_id, relay.user_name)
+        user = self._user(holder.user_id, holder.user_name)
         limit = self.policy.user_streams
         if user.streams < limit and not user.waiting:
-            return self._start(user, relay, start)
+            return self._start(user, holder, start)
         if len(user.waiting) >= MAX_WAITING:
             return refuse(f"the exit's policy allows {limit} streams per member, "
                           f"and {MAX_WAITING} wait already")
-        waiting = _Waiting(relay, start, refuse)
+        waiting = _Waiting(holder, start, refuse)
         waiting.timer = asyncio.get_running_loop().call_later(WAIT_FOR_SLOT, self._expire, user, waiting)
         user.waiting.append(waiting)
 
-    def release(self, relay: ExitRelay) -> None:
-        """`relay`'s stream is over: its slot goes to the next stream waiting, or its place in the queue."""
-        user = self.users.get(relay.user_id)
+    def release(self, holder: SlotHolder) -> None:
+        """`holder`'s stream is over: its slot goes to the next stream waiting, or its place in the queue."""
+        user = self.users.get(holder.user_id)
         if user is None:
             return
-        if relay.slot:
-            relay.slot = False
+        if holder.slot:
+            holder.slot = False
             user.streams -= 1
         else:
             for waiting in user.waiting:
-                if waiting.relay is relay:
+                if waiting.holder is holder:
                     waiting.timer.cancel()
                     user.waiting.remove(waiting)
                     break
         while user.waiting and user.streams < self.policy.user_streams:
             waiting = user.waiting.popleft()
             waiting.timer.cancel()
-            self._start(user, waiting.relay, waiting.start)
+            self._start(user, waiting.holder, waiting.start)
 
-    def _start(self, user: _User, relay: ExitRelay, start: Callable[[], None]) -> None:
+    def _start(self, user: _User, holder: SlotHolder, start: Callable[[], None]) -> None:
         user.streams += 1
-        relay.slot = True
+        holder.slot = True
         start()
 
     def _expire(self, user: _User, waiting: _Waiting) -> None:
@@ -334,10 +347,14 @@ class Sharing:
                 for uid, count in self.usage["users"].items()
             },
             "limits": {"members": sorted(policy.members) if policy.members else "everyone",
-                       "ports": [f"{a}-{b}" if a != b else str(a) for a, b in policy.ports],
+                       "ports": _port_list(policy.ports), "udp_ports": _port_list(policy.udp_ports),
                        "rate": policy.rate, "user_rate": policy.user_rate, "daily_cap": policy.daily_cap,
                        "monthly_cap": policy.monthly_cap, "user_streams": policy.user_streams},
         }
+
+
+def _port_list(ports: tuple[tuple[int, int], ...]) -> list[str]:
+    return [f"{a}-{b}" if a != b else str(a) for a, b in ports]
 
 
 class ExitRelay(Relay):

@@ -1,0 +1,105 @@
+"""UDP through the network with a client nobody on this project wrote: v2ray's SOCKS5 UDP ASSOCIATE.
+
+v2ray takes datagrams on a dokodemo-door inbound and sends them out
+through its SOCKS outbound, which is the user agent's proxy front; the
+agent carries them in a channel to the exit, whose guard lets them reach
+a DNS-like UDP server on loopback (--allow-private, --udp-ports) or not.
+"""
+
+from __future__ import annotations
+
+import json
+import select
+import shutil
+import socket
+import threading
+
+import pytest
+from harness import Proc, free_port, wait_for
+
+TRIES = 10  # datagrams may be lost: ask again, a second apart, before calling it unanswered
+
+
+class UdpAnswerer:
+    """Answers every datagram on its ports with b"answer:" + it, as a DNS server answers a query."""
+
+    def __init__(self, count: int):
+        self.sockets = []
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.bind(("127.0.0.1", 0))
+            self.sockets.append(sock)
+        self.ports = [s.getsockname()[1] for s in self.sockets]
+        self.heard: list[tuple[int, bytes]] = []
+        self._stop = False
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop:
+            readable, _, _ = select.select(self.sockets, [], [], 0.2)
+            for sock in readable:
+                data, address = sock.recvfrom(65535)
+                self.heard.append((sock.getsockname()[1], data))
+                sock.sendto(b"answer:" + data, address)
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(5)
+        for sock in self.sockets:
+            sock.close()
+
+
+def ask(port: int, query: bytes, tries: int = TRIES) -> bytes | None:
+    """Send `query` to v2ray's inbound on `port` until an answer comes, at most `tries` times."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(1.0)
+        for _ in range(tries):
+            sock.sendto(query, ("127.0.0.1", port))
+            try:
+                return sock.recv(65535)
+            except TimeoutError:
+                continue
+    return None
+
+
+def v2ray_config(front: tuple[str, int], routes: dict[int, int]) -> dict:
+    """dokodemo-door UDP inbounds (local port → target port on loopback), out through SOCKS5 to `front`."""
+    inbounds = [{"listen": "127.0.0.1", "port": local, "protocol": "dokodemo-door",
+                 "settings": {"address": "127.0.0.1", "port": target, "network": "udp"}}
+                for local, target in routes.items()]
+    return {"log": {"loglevel": "warning"}, "inbounds": inbounds,
+            "outbounds": [{"protocol": "socks",
+                           "settings": {"servers": [{"address": front[0], "port": front[1]}]}}]}
+
+
+@pytest.fixture
+def answerer():
+    server = UdpAnswerer(2)
+    yield server
+    server.close()
+
+
+def test_v2ray_s_datagrams_reach_an_allowed_port_through_the_exit_and_no_other(network, answerer, tmp_path):
+    v2ray = shutil.which("v2ray")
+    if v2ray is None:
+        pytest.fail("v2ray is required by this test (.ci/run installs Debian's v2ray)")
+    allowed, other = answerer.ports
+    exit_ = network.exit("alpha", "AA", "--allow-private", "--udp-ports", str(allowed))
+    user = network.user("user")
+    user.wait_exits(1)
+    to_allowed, to_other = free_port(), free_port()
+    config = tmp_path / "v2ray.json"
+    config.write_text(json.dumps(v2ray_config(user.proxy, {to_allowed: allowed, to_other: other})))
+    client = Proc("v2ray", [v2ray, "-config", str(config)], tmp_path)
+    network.procs.append(client)
+    wait_for(lambda: "started" in client.output() or not client.alive(), 20, "v2ray to start")
+    assert client.alive(), f"v2ray died:\n{client.output()}"
+
+    assert ask(to_allowed, b"query 1") == b"answer:query 1", "no answer through the exit from an allowed port"
+    assert ask(to_allowed, b"query 2", tries=3) == b"answer:query 2", "the association goes on"
+    wait_for(lambda: (exit_.status().get("share") or {}).get("users"), 10, "the exit to meter the datagrams")
+    assert ask(to_other, b"query 3", tries=3) is None, "an answer from a port outside --udp-ports"
+    assert all(port == allowed for port, _ in answerer.heard), "the exit let a datagram to another port out"
+    wait_for(lambda: "allows UDP ports" in exit_.proc.output(), 10, "the exit to log its refusal")
+    assert exit_.proc.output().count("datagrams refused:") == 1, "logged once, not per datagram"
