@@ -56,7 +56,7 @@ async def exchange(opener: Opener, request: bytes, expect: int) -> tuple[bytes, 
     (a connection that stays open); nothing within WAIT is a hang.
     """
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: ProxyConnection(opener, pac=lambda: "// pac\n"), "127.0.0.1", 0)
+    server = await loop.create_server(lambda: ProxyConnection(opener, pac=lambda reached: "// pac\n"), "127.0.0.1", 0)
     reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname())
     try:
         writer.write(request)
