@@ -412,9 +412,9 @@ def _announce_lan(address: tuple[str, int], auth: ProxyAuth | None) -> None:
         click.echo(f"LAN: the proxy listens on {format_address(host, port)}, but this machine has no "
                    "network address besides loopback yet")
         return
-    login = f"user {auth.user.decode()} and its password" if auth else "no password"
-    click.echo(f"LAN: proxy at {', '.join(format_address(h, port) for h in hosts)} "
-               f"(SOCKS5 and HTTP, {login})")
+    speaks = f"SOCKS5 and HTTP, user {auth.user.decode()} and its password" if auth else \
+        "SOCKS5, SOCKS4a and HTTP, no password"
+    click.echo(f"LAN: proxy at {', '.join(format_address(h, port) for h in hosts)} ({speaks})")
     pac = f"http://{format_address(hosts[0], port)}/proxy.pac"
     click.echo(f"LAN: PAC URL {pac}  (a phone's Wi-Fi proxy setting: Automatic, this URL)")
     print_qr(pac, sys.stdout)

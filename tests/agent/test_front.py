@@ -229,6 +229,26 @@ def test_socks5_with_the_password_is_served_even_sent_all_at_once():
     assert opener.asked == [("example.com", 443)]
 
 
+def test_socks5_with_the_password_is_served_step_by_step_as_clients_wait_for_each_answer():
+    async def attempt():
+        opener = Opener(refuse=ErrorCode.FORBIDDEN)
+        server = await asyncio.get_running_loop().create_server(lambda: ProxyConnection(opener, auth=AUTH),
+                                                                "127.0.0.1", 0)
+        reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname())
+        answers = []
+        try:
+            steps = ((b"\x05\x01\x02", 2), (password(b"alice", b"s3cret"), 2), (CONNECT_EXAMPLE, 10))
+            for step, size in steps:
+                writer.write(step)
+                answers.append(await asyncio.wait_for(reader.readexactly(size), WAIT))
+            return answers, opener.asked
+        finally:
+            writer.close()
+            server.close()
+    answers, asked = asyncio.run(attempt())
+    assert answers == [ASKED, b"\x01\x00", b"\x05\x02\x00\x01" + bytes(6)] and asked == [("example.com", 443)]
+
+
 @pytest.mark.parametrize("sub_negotiation", [
     password(b"alice", b"wrong"),
     password(b"bob", b"s3cret"),

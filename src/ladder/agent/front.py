@@ -200,6 +200,8 @@ class ProxyConnection(Relay):
     def _socks_password(self) -> None:
         """RFC 1929: version 1, ULEN, UNAME, PLEN, PASSWD; one status, and a close after a failure."""
         buf = self.buffer
+        if not buf:
+            return
         if buf[0] != PASSWORD_VERSION:
             log.info("proxy: a SOCKS5 client from %s sent no RFC 1929 user name and password", self._peer())
             return self._password_refused()
