@@ -360,7 +360,7 @@ def up(folder, proxy, lan, proxy_auth, lan_open, exit_choice, share, country, al
       ladder up --dir ~/ladder                               # proxy on 127.0.0.1:1080, any exit
       ladder up --dir ~/ladder --exit US                     # only exits in the US
       ladder up --dir ~/ladder --share --country DE          # lend your connection
-      LADDER_PROXY_AUTH=me:secret ladder up --dir ~/ladder --lan   # for the phones at home
+      ladder up --dir ~/ladder --lan                         # for the home Wi-Fi, with $LADDER_PROXY_AUTH
       curl -x socks5h://127.0.0.1:1080 https://example.com/  # then browse through it
 
     Runs until Ctrl-C; the link reconnects by itself. `ladder status --dir ~/ladder`
