@@ -407,7 +407,7 @@ def _announce_lan(address: tuple[str, int], auth: ProxyAuth | None) -> None:
     from ladder.qr import print_qr
 
     host, port = address
-    hosts = _lan_addresses() if host == "0.0.0.0" else [host]
+    hosts = _lan_addresses() if host in ("0.0.0.0", "::") else [host]
     if not hosts:
         click.echo(f"LAN: the proxy listens on {format_address(host, port)}, but this machine has no "
                    "network address besides loopback yet")

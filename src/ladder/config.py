@@ -164,7 +164,7 @@ class ProxyAuth:
     """The one user name and password the proxy front asks for (SOCKS5 RFC 1929, HTTP Basic)."""
 
     user: bytes
-    password: bytes
+    password: bytes = field(repr=False)  # never in a log line
 
     @classmethod
     def parse(cls, text: str, source: str) -> ProxyAuth:
@@ -194,7 +194,7 @@ MEMBER_EXAMPLES = b"""
 # Loopback, private, link-local, CGNAT, multicast addresses, the hub's and
 # your own public address are always refused.
 
-# --- The proxy's password (ladder up). --proxy-auth, then $LADDER_PROXY_AUTH, override it.
+# --- The proxy's password (ladder up); this file is 0600. --proxy-auth, then $LADDER_PROXY_AUTH, win.
 # [proxy]
 # auth = "alice:a long random password"   # needed to listen beyond loopback (--lan); loopback asks too
 
@@ -309,7 +309,8 @@ class MemberConfig:
         return handle
 
     def save(self) -> None:
-        """Write ladder.toml at join time, with the optional tables as commented examples."""
+        """Write ladder.toml at join time, with the optional tables as commented examples
+        (0600: [proxy] may hold a password)."""
         write_file(
             self.folder / "ladder.toml",
             dump_toml({
@@ -317,6 +318,7 @@ class MemberConfig:
                         "name": self.hub_name},
                 "member": {"name": self.name},
             }) + MEMBER_EXAMPLES,
+            0o600,
         )
 
     @classmethod

@@ -342,5 +342,7 @@ def test_proxy_credentials_are_user_colon_password_and_the_error_never_shows_the
     assert not text or text not in str(caught.value)
 
 
-def test_proxy_credentials_split_at_the_first_colon():
-    assert ProxyAuth.parse("alice:pa:ss wörd", "x") == ProxyAuth(b"alice", "pa:ss wörd".encode())
+def test_proxy_credentials_split_at_the_first_colon_and_never_show_the_password():
+    auth = ProxyAuth.parse("alice:pa:ss wörd", "x")
+    assert auth == ProxyAuth(b"alice", "pa:ss wörd".encode())
+    assert "pa:ss" not in repr(auth) and "alice" in repr(auth)

@@ -77,6 +77,7 @@ def test_the_lan_proxy_serves_only_clients_with_the_password(shared_network, exi
 def test_a_password_in_ladder_toml_is_asked_on_loopback_too(shared_network, exit_alpha, origin):
     name = "toml"
     folder = shared_network.join(name)
+    assert (folder / "ladder.toml").stat().st_mode & 0o777 == 0o600, "ladder.toml may hold a password"
     with open(folder / "ladder.toml", "a") as config:
         config.write(f'\n[proxy]\nauth = "{PASSWORD}"\n')
     port = free_port()

@@ -1,7 +1,7 @@
 """The local proxy front: SOCKS5, SOCKS4/4a and HTTP proxying on one port.
 
-The first byte decides: 0x05 is SOCKS5 (RFC 1928, CONNECT only), 0x04 is SOCKS4 or SOCKS4a
-(CONNECT only), a letter starts an HTTP/1.1 proxy request (RFC 9110 section
+The first byte decides: 0x05 is SOCKS5 (RFC 1928, CONNECT only), 0x04 is
+SOCKS4 or SOCKS4a (CONNECT only), a letter starts an HTTP/1.1 proxy request (RFC 9110 section
 9.3.6 CONNECT, or an absolute-form request of any method, RFC 9112 section
 3.2.2); anything else is answered 400 and closed at once. Names are passed
 to the exit as names: the member's own resolver, possibly poisoned, is
@@ -17,7 +17,7 @@ loopback, or the member asked), every client must give them, on loopback
 too: SOCKS5 by RFC 1929 (a client offering no method 2 hears 0xFF), HTTP
 by `Proxy-Authorization: Basic` (RFC 9110 section 11.7.2, RFC 7617; 407
 otherwise, so browsers prompt) on each request. SOCKS4 carries no
-password and is refused. They are compared in constant time. The PAC file
+password and is refused. Credentials are compared in constant time. The PAC file
 is served to anyone (phones and browsers fetch it without credentials); it
 names the address the client reached, and with a password only the HTTP
 proxy, the one browsers can authenticate to.
