@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
+import struct
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from ladder import runtime
 from ladder.config import (
@@ -18,6 +21,7 @@ from ladder.config import (
     HubConfig,
     InviteLink,
     MemberConfig,
+    ProxyAuth,
     country_code,
     format_address,
     hub_folder,
@@ -49,16 +53,32 @@ def parse_duration(text: str) -> float:
     return int(number) * units[unit]
 
 
-def proxy_option(value: str, allow_lan: bool) -> tuple[str, int]:
-    """--proxy: host:port, or a bare port on 127.0.0.1; other machines only with --allow-lan."""
+def proxy_option(value: str) -> tuple[str, int]:
+    """--proxy: host:port, or a bare port on 127.0.0.1."""
     address = ("127.0.0.1", int(value)) if value.isdigit() else address_option(value)
     if not 0 < address[1] < 65536:
         raise click.BadParameter(f"{value!r}: a port is 1-65535", param_hint="--proxy")
-    if not allow_lan and not _is_loopback(address[0]):
-        raise click.BadParameter(
-            f"{value!r} would let every machine that reaches this one use your proxy, with no password; "
-            "use 127.0.0.1:PORT, or add --allow-lan if that is what you want", param_hint="--proxy")
     return address
+
+
+def proxy_listen(proxy: str | None, lan: bool, share: bool) -> tuple[str, int] | None:
+    """Where the proxy listens: --proxy; with --lan every address at its port (default 1080);
+    else 127.0.0.1:1080, or nowhere for an exit (--share)."""
+    if not lan:
+        return proxy_option(proxy) if proxy else (None if share else ("127.0.0.1", 1080))
+    host, port = proxy_option(proxy) if proxy else ("0.0.0.0", 1080)
+    if proxy and not proxy.isdigit() and host != "0.0.0.0":
+        raise click.UsageError("--lan listens on every address: give --proxy only a port (--proxy 1090), "
+                               "or drop --lan and give --proxy HOST:PORT")
+    return ("0.0.0.0", port)
+
+
+def proxy_credentials(given: str | None, config: MemberConfig) -> ProxyAuth | None:
+    """--proxy-auth, else $LADDER_PROXY_AUTH (click reads it for the option), else [proxy] auth."""
+    if given is None:
+        return config.proxy_auth()
+    from_env = click.get_current_context().get_parameter_source("proxy_auth") is ParameterSource.ENVIRONMENT
+    return ProxyAuth.parse(given, "LADDER_PROXY_AUTH" if from_env else "--proxy-auth")
 
 
 def _is_loopback(host: str) -> bool:
@@ -295,9 +315,18 @@ def join(invite, folder) -> None:
 @click.option("--proxy", metavar="[HOST:]PORT",
               help="Serve SOCKS5, SOCKS4a and HTTP proxying (and /proxy.pac) here; a bare port means "
               "127.0.0.1:PORT (default 127.0.0.1:1080, or none with --share).")
-@click.option("--allow-lan", is_flag=True,
-              help="Let --proxy listen on an address other machines reach (0.0.0.0, a LAN address). "
-              "Anyone who reaches it can use it, without a password.")
+@click.option("--lan", is_flag=True,
+              help="Share the proxy with this network's phones and TVs: listen on every address (0.0.0.0) "
+              "at --proxy's port (default 1080), and print the LAN address, the PAC URL and its QR code. "
+              "Needs --proxy-auth, or --lan-open.")
+@click.option("--proxy-auth", metavar="USER:PASSWORD", envvar="LADDER_PROXY_AUTH", show_envvar=True,
+              help="The user name and password every client of the proxy must give (SOCKS5 or HTTP; SOCKS4, "
+              "which has none, is refused), on loopback too. Needed beyond loopback. `ps` shows this flag: "
+              "prefer $LADDER_PROXY_AUTH or `auth` in ladder.toml's [proxy] table (the flag wins, then "
+              "the variable, then the file).")
+@click.option("--lan-open", is_flag=True,
+              help="Let the proxy listen beyond loopback without a password: anyone who reaches it can "
+              "use it.")
 @click.option("--exit", "exit_choice", metavar="auto|COUNTRY|NAME", default="auto", show_default=True,
               help="Which exit carries your traffic: auto (least loaded of those that serve you), "
               "a country code (US) or a member name.")
@@ -325,8 +354,8 @@ def join(invite, folder) -> None:
 @click.option("--user-streams", type=click.IntRange(1), metavar="N",
               help="With --share: open streams per member (default 4096); more wait up to 20 s for a slot.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every link and stream event.")
-def up(folder, proxy, allow_lan, exit_choice, share, country, allow_private, rules_source, verbose,
-       **limits) -> None:
+def up(folder, proxy, lan, proxy_auth, lan_open, exit_choice, share, country, allow_private, rules_source,
+       verbose, **limits) -> None:
     """Connect to the hub and serve: a local proxy, an exit, or both.
 
     \b
@@ -334,6 +363,7 @@ def up(folder, proxy, allow_lan, exit_choice, share, country, allow_private, rul
       ladder up --dir ~/ladder                               # proxy on 127.0.0.1:1080, any exit
       ladder up --dir ~/ladder --exit US                     # only exits in the US
       ladder up --dir ~/ladder --share --country DE          # lend your connection
+      ladder up --dir ~/ladder --lan                         # for the home Wi-Fi, with $LADDER_PROXY_AUTH
       curl -x socks5h://127.0.0.1:1080 https://example.com/  # then browse through it
 
     Runs until Ctrl-C; the link reconnects by itself. `ladder status --dir ~/ladder`
@@ -345,7 +375,13 @@ def up(folder, proxy, allow_lan, exit_choice, share, country, allow_private, rul
     from ladder.agent.sharing import SharePolicy
 
     config = MemberConfig.load(member_folder(folder))
-    proxy_at = proxy_option(proxy, allow_lan) if proxy else (None if share else ("127.0.0.1", 1080))
+    proxy_at = proxy_listen(proxy, lan, share)
+    auth = proxy_credentials(proxy_auth, config)
+    lan_at = proxy_at if proxy_at is not None and not _is_loopback(proxy_at[0]) else None
+    if lan_at and auth is None and not lan_open:
+        raise UserError(f"a proxy on {format_address(*lan_at)} would serve every machine that reaches it: "
+                        "give it a password with --proxy-auth USER:PASSWORD (or $LADDER_PROXY_AUTH, or "
+                        "[proxy] auth in ladder.toml), or say --lan-open to serve it without one")
     if share and not country:
         raise click.UsageError("--share needs --country: the two-letter code of the country your exit is in "
                                "(e.g. --country DE), so that members can choose it")
@@ -358,13 +394,55 @@ def up(folder, proxy, allow_lan, exit_choice, share, country, allow_private, rul
     if allow_private:
         logging.warning("--allow-private: members can reach this machine's loopback and LAN "
                         "through your exit")
-    if proxy_at is not None and not _is_loopback(proxy_at[0]):
-        logging.warning("--allow-lan: the proxy on %s serves every machine that reaches it, "
-                        "without a password", format_address(*proxy_at))
-    agent = Agent(config, proxy=proxy_at, share=share, country=country, exit_choice=exit_choice,
-                  allow_private=allow_private, rules=rules, policy=policy)
+    if lan_at and auth is None:
+        logging.warning("--lan-open: the proxy on %s serves every machine that reaches it, "
+                        "without a password", format_address(*lan_at))
+    announce = (lambda address: _announce_lan(address, auth)) if lan_at else None
+    agent = Agent(config, proxy=proxy_at, proxy_auth=auth, on_proxy_listening=announce, share=share,
+                  country=country, exit_choice=exit_choice, allow_private=allow_private, rules=rules,
+                  policy=policy)
 
     runtime.serve(agent.run())  # AgentFatal is a UserError: main prints it in one line
+
+
+def _announce_lan(address: tuple[str, int], auth: ProxyAuth | None) -> None:
+    """Where this network's devices find the proxy, once it listens: addresses, PAC URL, its QR code."""
+    from ladder.qr import print_qr
+
+    host, port = address
+    hosts = _lan_addresses() if host in ("0.0.0.0", "::") else [host]
+    if not hosts:
+        click.echo(f"LAN: the proxy listens on {format_address(host, port)}, but this machine has no "
+                   "network address besides loopback yet")
+        return
+    speaks = f"SOCKS5 and HTTP, user {auth.user.decode()} and its password" if auth else \
+        "SOCKS5, SOCKS4a and HTTP, no password"
+    click.echo(f"LAN: proxy at {', '.join(format_address(h, port) for h in hosts)} ({speaks})")
+    pac = f"http://{format_address(hosts[0], port)}/proxy.pac"
+    click.echo(f"LAN: PAC URL {pac}  (a phone's Wi-Fi proxy setting: Automatic, this URL)")
+    print_qr(pac, sys.stdout)
+
+
+def _lan_addresses() -> list[str]:
+    """This machine's IPv4 addresses besides loopback, read from its interfaces (Linux's
+    SIOCGIFADDR, one per interface): nothing is sent, so no route or firewall is asked."""
+    if not sys.platform.startswith("linux"):
+        return []
+    import fcntl
+
+    siocgifaddr = 0x8915
+    found = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        for _, name in socket.if_nameindex():
+            request = struct.pack("256s", name.encode()[:15])  # struct ifreq: IFNAMSIZ 16, then sockaddr_in
+            try:
+                answer = fcntl.ioctl(probe.fileno(), siocgifaddr, request)
+            except OSError:
+                continue  # no IPv4 address on this interface
+            address = socket.inet_ntoa(answer[20:24])
+            if not address.startswith("127."):
+                found.append(address)
+    return found
 
 
 @cli.group()

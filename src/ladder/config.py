@@ -156,6 +156,27 @@ class InviteLink:
         return cls(token, (host, port), query["fp"][0], query.get("hub", ["hub"])[0])
 
 
+# ------------------------------------------------------------ proxy front
+
+
+@dataclass(frozen=True)
+class ProxyAuth:
+    """The one user name and password the proxy front asks for (SOCKS5 RFC 1929, HTTP Basic)."""
+
+    user: bytes
+    password: bytes = field(repr=False)  # never in a log line
+
+    @classmethod
+    def parse(cls, text: str, source: str) -> ProxyAuth:
+        """USER:PASSWORD, split at the first colon (an HTTP Basic user id holds none, RFC 7617);
+        each 1-255 bytes of UTF-8, as RFC 1929 carries them. `source` names where it came from."""
+        user, colon, password = text.partition(":")
+        raw_user, raw_password = user.encode(), password.encode()
+        if not colon or not 0 < len(raw_user) < 256 or not 0 < len(raw_password) < 256:
+            raise ConfigError(f"{source} must be USER:PASSWORD, each 1-255 bytes")  # never echo the secret
+        return cls(raw_user, raw_password)
+
+
 # ---------------------------------------------------------------- members
 
 MEMBER_EXAMPLES = b"""
@@ -172,6 +193,10 @@ MEMBER_EXAMPLES = b"""
 # user_streams = 4096             # open streams per member; more wait up to 20 s for a slot
 # Loopback, private, link-local, CGNAT, multicast addresses, the hub's and
 # your own public address are always refused.
+
+# --- The proxy's password (ladder up); this file is 0600. --proxy-auth, then $LADDER_PROXY_AUTH, win.
+# [proxy]
+# auth = "alice:a long random password"   # needed to listen beyond loopback (--lan); loopback asks too
 
 # --- Routing (ladder up): the first matching rule wins. `ladder route test NAME` shows the choice.
 # [route]
@@ -198,6 +223,7 @@ class MemberConfig:
     name: str
     share: dict = field(default_factory=dict)  # the [share] table: the sharer's policy
     route: dict = field(default_factory=dict)  # the [route] table: rules = [...] or a preset name
+    proxy: dict = field(default_factory=dict)  # the [proxy] table: auth = "USER:PASSWORD"
 
     @property
     def id(self) -> str:
@@ -243,6 +269,14 @@ class MemberConfig:
         write_file(path, base64.b64encode(private) + b"\n", 0o600)
         return private
 
+    def proxy_auth(self) -> ProxyAuth | None:
+        """The [proxy] table's auth, if it is set."""
+        auth = self.proxy.get("auth")
+        source = f"[proxy] auth in {self.folder / 'ladder.toml'}"
+        if auth is not None and not isinstance(auth, str):
+            raise ConfigError(f"{source} must be a string, USER:PASSWORD")
+        return ProxyAuth.parse(auth, source) if auth is not None else None
+
     @property
     def pins_path(self) -> Path:
         return self.folder / "pins.json"
@@ -275,7 +309,8 @@ class MemberConfig:
         return handle
 
     def save(self) -> None:
-        """Write ladder.toml at join time, with the optional tables as commented examples."""
+        """Write ladder.toml at join time, with the optional tables as commented examples
+        (0600: [proxy] may hold a password)."""
         write_file(
             self.folder / "ladder.toml",
             dump_toml({
@@ -283,6 +318,7 @@ class MemberConfig:
                         "name": self.hub_name},
                 "member": {"name": self.name},
             }) + MEMBER_EXAMPLES,
+            0o600,
         )
 
     @classmethod
@@ -293,11 +329,11 @@ class MemberConfig:
         data = load_toml(path)
         try:
             hub, member = data["hub"], data["member"]
-            share, route = data.get("share", {}), data.get("route", {})
-            if not isinstance(share, dict) or not isinstance(route, dict):
-                raise ConfigError(f"{path}: [share] and [route] must be tables")
+            share, route, proxy = data.get("share", {}), data.get("route", {}), data.get("proxy", {})
+            if not all(isinstance(table, dict) for table in (share, route, proxy)):
+                raise ConfigError(f"{path}: [share], [route] and [proxy] must be tables")
             return cls(folder, cls._read_key(cls.key_path(folder)), parse_address(hub["address"]),
-                       hub["fingerprint"], hub.get("name", "hub"), member["name"], share, route)
+                       hub["fingerprint"], hub.get("name", "hub"), member["name"], share, route, proxy)
         except (KeyError, TypeError) as exc:
             raise ConfigError(f"{path} lacks {exc}") from None
 

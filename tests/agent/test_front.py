@@ -9,6 +9,7 @@ server with the agent's own `connect_direct`.
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 import struct
 
@@ -17,6 +18,7 @@ import pytest
 from ladder.agent import front
 from ladder.agent.direct import connect_direct
 from ladder.agent.front import MAX_HEAD, ProxyConnection
+from ladder.config import ConfigError, ProxyAuth
 from ladder.protocol.errors import ErrorCode
 from ladder.protocol.messages import encode_target
 
@@ -49,14 +51,18 @@ async def _echo(reader, writer):
     writer.close()
 
 
-async def exchange(opener: Opener, request: bytes, expect: int) -> tuple[bytes, bool]:
-    """Send `request` to a front; return what it answered and whether it closed.
+async def exchange(opener: Opener, request: bytes, expect: int,
+                   auth: ProxyAuth | None = None) -> tuple[bytes, bool]:
+    """Send `request` to a front (asking for `auth` if given); return what it answered and whether it closed.
 
     Reads until the front closes, or for a moment once `expect` bytes are in
     (a connection that stays open); nothing within WAIT is a hang.
     """
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: ProxyConnection(opener, pac=lambda: "// pac\n"), "127.0.0.1", 0)
+    def pac(reached: tuple[str, int]) -> str:
+        return f"// pac for {reached[0]}:{reached[1]}\n"
+
+    server = await loop.create_server(lambda: ProxyConnection(opener, pac=pac, auth=auth), "127.0.0.1", 0)
     reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname())
     try:
         writer.write(request)
@@ -74,8 +80,8 @@ async def exchange(opener: Opener, request: bytes, expect: int) -> tuple[bytes, 
         server.close()
 
 
-def run(opener: Opener, request: bytes, expect: int) -> tuple[bytes, bool]:
-    return asyncio.run(exchange(opener, request, expect))
+def run(opener: Opener, request: bytes, expect: int, auth: ProxyAuth | None = None) -> tuple[bytes, bool]:
+    return asyncio.run(exchange(opener, request, expect, auth))
 
 
 def socks5(name: bytes, port: int = 443) -> bytes:
@@ -201,3 +207,142 @@ def test_a_client_that_stalls_before_its_first_request_is_closed(monkeypatch, st
     assert closed and answer.startswith(answer_starts) and opener.asked == []
     if answer_starts.startswith(b"HTTP"):
         assert b"no complete request within 0.3 s" in answer
+
+
+# ------------------------------------------------------------ a proxy with a password
+
+AUTH = ProxyAuth(b"alice", b"s3cret")
+ASKED = b"\x05\x02"  # RFC 1928: the server chose method 2, user name and password
+CONNECT_EXAMPLE = b"\x05\x01\x00\x03\x0bexample.com\x01\xbb"
+
+
+def password(user: bytes, secret: bytes, version: int = 1) -> bytes:
+    """An RFC 1929 sub-negotiation request."""
+    return bytes([version, len(user)]) + user + bytes([len(secret)]) + secret
+
+
+def test_socks5_with_the_password_is_served_even_sent_all_at_once():
+    opener = Opener(refuse=ErrorCode.FORBIDDEN)
+    request = b"\x05\x02\x00\x02" + password(b"alice", b"s3cret") + CONNECT_EXAMPLE
+    answer, closed = run(opener, request, 2 + 2 + 10, AUTH)
+    assert answer == ASKED + b"\x01\x00" + b"\x05\x02\x00\x01" + bytes(6) and closed
+    assert opener.asked == [("example.com", 443)]
+
+
+def test_socks5_with_the_password_is_served_step_by_step_as_clients_wait_for_each_answer():
+    async def attempt():
+        opener = Opener(refuse=ErrorCode.FORBIDDEN)
+        server = await asyncio.get_running_loop().create_server(lambda: ProxyConnection(opener, auth=AUTH),
+                                                                "127.0.0.1", 0)
+        reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname())
+        answers = []
+        try:
+            steps = ((b"\x05\x01\x02", 2), (password(b"alice", b"s3cret"), 2), (CONNECT_EXAMPLE, 10))
+            for step, size in steps:
+                writer.write(step)
+                answers.append(await asyncio.wait_for(reader.readexactly(size), WAIT))
+            return answers, opener.asked
+        finally:
+            writer.close()
+            server.close()
+    answers, asked = asyncio.run(attempt())
+    assert answers == [ASKED, b"\x01\x00", b"\x05\x02\x00\x01" + bytes(6)] and asked == [("example.com", 443)]
+
+
+@pytest.mark.parametrize("sub_negotiation", [
+    password(b"alice", b"wrong"),
+    password(b"bob", b"s3cret"),
+    password(b"alice", b"s3cre"),                   # a prefix of the password
+    password(b"alice", b"s3cretX"),
+    password(b"", b""),                             # ULEN and PLEN 0: RFC 1929 allows 1-255
+    password(b"alice", b"s3cret", version=5),       # the SOCKS version where RFC 1929's belongs
+    password(b"alice", b"s3cret", version=0),
+    b"\x01\x0balices3cret\x00",                     # ULEN over the password: fields shifted
+])
+def test_socks5_without_the_right_password_hears_failure_and_is_closed(sub_negotiation):
+    opener = Opener(refuse=ErrorCode.FORBIDDEN)
+    answer, closed = run(opener, b"\x05\x01\x02" + sub_negotiation + CONNECT_EXAMPLE, 4, AUTH)
+    assert answer == ASKED + b"\x01\x01" and closed and opener.asked == []
+
+
+def test_a_colon_inside_the_user_name_does_not_move_it_into_the_password():
+    auth = ProxyAuth(b"a", b"b:c")
+    answer, closed = run(Opener(), b"\x05\x01\x02" + password(b"a:b", b"c") + CONNECT_EXAMPLE, 4, auth)
+    assert answer == ASKED + b"\x01\x01" and closed
+
+
+@pytest.mark.parametrize("methods", [b"\x01\x00", b"\x02\x00\x01", b"\x00"])
+def test_socks5_offering_no_password_method_gets_0xff(methods):
+    opener = Opener()
+    answer, closed = run(opener, b"\x05" + methods + CONNECT_EXAMPLE, 2, AUTH)
+    assert answer == b"\x05\xff" and closed and opener.asked == []
+
+
+def test_a_password_that_never_finishes_arriving_is_closed_unanswered(monkeypatch):
+    monkeypatch.setattr(front, "REQUEST_TIMEOUT", 0.3)
+    opener = Opener()
+    answer, closed = run(opener, b"\x05\x01\x02" + b"\x01\x05alice\x40short", 1 << 20, AUTH)  # PLEN 64
+    assert answer == ASKED and closed and opener.asked == []
+
+
+def test_socks4_has_no_password_so_it_is_refused_when_one_is_asked():
+    opener = Opener()
+    answer, closed = run(opener, socks4(b"\0\0\0\x01", 443, b"alice", b"example.com"), 8, AUTH)
+    assert answer == b"\x00\x5b" + bytes(6) and closed and opener.asked == []
+
+
+def basic(user: bytes, secret: bytes, scheme: bytes = b"Basic") -> bytes:
+    return b"Proxy-Authorization: " + scheme + b" " + base64.b64encode(user + b":" + secret) + b"\r\n"
+
+
+@pytest.mark.parametrize("fields", [
+    b"",
+    basic(b"alice", b"wrong"),
+    basic(b"alice", b"s3cret", scheme=b"Bearer"),
+    b"Proxy-Authorization: Basic !!not-base64!!\r\n",
+    b"Proxy-Authorization: Basic " + base64.b64encode(b"alices3cret") + b"\r\n",  # no colon
+    b"Authorization: Basic " + base64.b64encode(b"alice:s3cret") + b"\r\n",  # for the origin, not us
+])
+@pytest.mark.parametrize("request_line", [b"CONNECT example.com:443 HTTP/1.1",
+                                          b"GET http://example.com/ HTTP/1.1"])
+def test_http_without_the_right_password_gets_407_with_a_basic_challenge(request_line, fields):
+    opener = Opener()
+    answer, closed = run(opener, request_line + b"\r\nHost: example.com\r\n" + fields + b"\r\n", 12, AUTH)
+    head = answer.split(b"\r\n\r\n")[0].split(b"\r\n")
+    assert head[0] == b"HTTP/1.1 407 Proxy Authentication Required" and closed
+    assert b'Proxy-Authenticate: Basic realm="ladder"' in head
+    assert opener.asked == []
+
+
+def test_http_with_the_password_is_served_and_the_password_never_reaches_the_origin():
+    async def attempt():
+        echo = await asyncio.start_server(_echo, "127.0.0.1", 0)
+        port = echo.sockets[0].getsockname()[1]
+        request = (b"GET http://127.0.0.1:%d/page HTTP/1.1\r\nHost: 127.0.0.1\r\n" % port
+                   + basic(b"alice", b"s3cret", scheme=b"basic") + b"\r\n")  # the scheme is case-insensitive
+        try:
+            return await exchange(Opener(echo_port=port), request, 30, AUTH)
+        finally:
+            echo.close()
+    answer, closed = asyncio.run(attempt())
+    assert answer.startswith(b"GET /page HTTP/1.1\r\n") and not closed  # what the origin got, echoed
+    assert b"alice" not in answer and b"uthorization" not in answer
+
+
+def test_the_pac_file_is_served_without_a_password_and_names_the_address_reached():
+    answer, closed = run(Opener(), b"GET /proxy.pac HTTP/1.1\r\nHost: x\r\n\r\n", 12, AUTH)
+    assert answer.startswith(b"HTTP/1.1 200 OK") and closed
+    assert re.search(rb"\r\n\r\n// pac for 127\.0\.0\.1:\d+\n$", answer)
+
+
+@pytest.mark.parametrize("text", ["alice", ":pw", "alice:", "", "a" * 256 + ":pw", "alice:" + "p" * 256])
+def test_proxy_credentials_are_user_colon_password_and_the_error_never_shows_them(text):
+    with pytest.raises(ConfigError, match="--proxy-auth must be USER:PASSWORD") as caught:
+        ProxyAuth.parse(text, "--proxy-auth")
+    assert not text or text not in str(caught.value)
+
+
+def test_proxy_credentials_split_at_the_first_colon_and_never_show_the_password():
+    auth = ProxyAuth.parse("alice:pa:ss wörd", "x")
+    assert auth == ProxyAuth(b"alice", "pa:ss wörd".encode())
+    assert "pa:ss" not in repr(auth) and "alice" in repr(auth)

@@ -84,6 +84,12 @@ def test_pac_follows_the_rules():
     assert '".ladder"' in first, "network-only names must reach the agent before any direct rule"
 
 
+def test_pac_of_a_proxy_with_a_password_offers_only_the_http_proxy():
+    pac = Router(RULES).pac(("192.168.1.5", 1080), socks5=False)  # browsers send no SOCKS5 password
+    assert '"PROXY 192.168.1.5:1080"' in pac and "SOCKS" not in pac
+    assert "PROXY [::1]:1080" in Router(RULES).pac(("::1", 1080))
+
+
 # Global addresses, only compared, never contacted (documentation ranges are not global).
 GUARD = ExitGuard(hub={(ipaddress.ip_address("45.33.32.1"), 443)}, own={ipaddress.ip_address("151.101.1.1")},
                   ports=((80, 80), (443, 443), (8000, 8100)), deny_domains=("blocked.example",),

@@ -270,7 +270,7 @@ def test_setup_traps_are_one_clear_line(network, tmp_path):
     folder = network.join("newcomer")
     port = free_port()
     cases = [
-        (["--proxy", f"0.0.0.0:{port}"], "--allow-lan"),
+        (["--proxy", f"0.0.0.0:{port}"], "--proxy-auth USER:PASSWORD (or $LADDER_PROXY_AUTH"),
         (["--share", "--country", "usa"], "'usa' is not an ISO 3166-1 country code"),
         (["--share", "--country", "UK"], "'UK' is not an ISO 3166-1 country code"),  # GB is
         (["--share"], "--share needs --country"),

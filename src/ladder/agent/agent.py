@@ -28,7 +28,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 
-from ladder.config import MemberConfig, format_address, write_file
+from ladder.config import MemberConfig, ProxyAuth, format_address, write_file
 from ladder.errors import UserError
 from ladder.link.client import HubIdentityMismatch, LinkRefused, dial
 from ladder.link.connection import Link
@@ -64,6 +64,8 @@ class Agent:
         config: MemberConfig,
         *,
         proxy: tuple[str, int] | None = None,
+        proxy_auth: ProxyAuth | None = None,
+        on_proxy_listening: Callable[[tuple[str, int]], None] | None = None,
         share: bool = False,
         country: str | None = None,
         exit_choice: str = "auto",
@@ -74,9 +76,11 @@ class Agent:
         rng: random.Random | None = None,
     ):
         """`clock` (monotonic seconds) ages exit failures and drives rates and backoff;
-        `rng` jitters the backoff."""
+        `rng` jitters the backoff; `on_proxy_listening` hears the proxy's address once it listens."""
         self.config = config
         self.proxy = proxy
+        self.proxy_auth = proxy_auth
+        self.on_proxy_listening = on_proxy_listening
         self.country = (country or "??").upper()
         self.exit_choice = exit_choice
         self.router = Router(list(rules), exit_choice)
@@ -115,14 +119,17 @@ class Agent:
         host, port = self.proxy
         try:
             self.proxy_server = await loop.create_server(
-                lambda: ProxyConnection(self.open, self.pool.stream_done, self.pac, self.associate),
+                lambda: ProxyConnection(self.open, self.pool.stream_done, self.pac, self.proxy_auth,
+                                        self.associate),
                 host, port, backlog=1024)
         except OSError as exc:
             raise AgentFatal(f"cannot listen on {format_address(host, port)}: "
                              f"{exc.strerror or exc}") from None
         self.proxy_address = self.proxy_server.sockets[0].getsockname()[:2]
-        log.info("proxy on %s (SOCKS5, SOCKS4a and HTTP; PAC at /proxy.pac)",
-                 format_address(*self.proxy_address))
+        log.info("proxy on %s (%s; PAC at /proxy.pac)", format_address(*self.proxy_address),
+                 "SOCKS5 and HTTP, with a password" if self.proxy_auth else "SOCKS5, SOCKS4a and HTTP")
+        if self.on_proxy_listening is not None:
+            self.on_proxy_listening(self.proxy_address)
 
     async def run(self) -> None:
         """Serve until cancelled; raises AgentFatal when going on makes no sense."""
@@ -305,9 +312,9 @@ class Agent:
         relay.attach(stream)
         relay.on_accepted(b"", 0)
 
-    def pac(self) -> str:
-        assert self.proxy_address is not None  # the proxy serves the PAC file, so it listens
-        return self.router.pac(self.proxy_address)
+    def pac(self, reached: tuple[str, int]) -> str:
+        """The PAC file for a client that reached the proxy at `reached` (a LAN address, or loopback)."""
+        return self.router.pac(reached, socks5=self.proxy_auth is None)
 
     # --------------------------------------------------------------- status
 

@@ -1,8 +1,7 @@
 """The local proxy front: SOCKS5, SOCKS4/4a and HTTP proxying on one port.
 
-The first byte decides: 0x05 is SOCKS5 (RFC 1928, CONNECT only, no
-authentication: the port listens on loopback), 0x04 is SOCKS4 or SOCKS4a
-(CONNECT only), a letter starts an HTTP/1.1 proxy request (RFC 9110 section
+The first byte decides: 0x05 is SOCKS5 (RFC 1928: CONNECT, and UDP ASSOCIATE below), 0x04 is
+SOCKS4 or SOCKS4a (CONNECT only), a letter starts an HTTP/1.1 proxy request (RFC 9110 section
 9.3.6 CONNECT, or an absolute-form request of any method, RFC 9112 section
 3.2.2); anything else is answered 400 and closed at once. Names are passed
 to the exit as names: the member's own resolver, possibly poisoned, is
@@ -12,6 +11,16 @@ reads them. A name that cannot be sent as a target (undecodable bytes, too
 long) and a request head over MAX_HEAD are refused before anything opens,
 and a client that has not finished its first request within REQUEST_TIMEOUT
 is closed (HTTP hears 408).
+
+With a user name and password (`ProxyAuth`: the port listens beyond
+loopback, or the member asked), every client must give them, on loopback
+too: SOCKS5 by RFC 1929 (a client offering no method 2 hears 0xFF), HTTP
+by `Proxy-Authorization: Basic` (RFC 9110 section 11.7.2, RFC 7617; 407
+otherwise, so browsers prompt) on each request. SOCKS4 carries no
+password and is refused. Credentials are compared in constant time. The PAC file
+is served to anyone (phones and browsers fetch it without credentials); it
+names the address the client reached, and with a password only the HTTP
+proxy, the one browsers can authenticate to.
 
 SOCKS is answered as soon as the stream is on its way, so the client's
 first bytes ride with the OPEN as early data; refusals known before that
@@ -33,13 +42,17 @@ where the agent passes `associate`: the connection then only lasts, and a
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import hashlib
+import hmac
 import ipaddress
 import logging
 import struct
 from collections.abc import Callable
 from http import HTTPStatus
 
-from ladder.config import ConfigError, format_address, parse_address
+from ladder.config import ConfigError, ProxyAuth, format_address, parse_address
 from ladder.errors import LadderError
 from ladder.protocol.errors import ErrorCode
 from ladder.protocol.http1 import Fields, HeadReader, RequestError, RequestLine, body_framing, check_version
@@ -78,6 +91,8 @@ HTTP_STATUS: dict[int, str] = {
     ErrorCode.TARGET_TIMEOUT: "504 Gateway Timeout",
 }
 _HOP_BY_HOP = (b"proxy-connection", b"proxy-authorization", b"keep-alive")
+SOCKS5_NO_AUTH, SOCKS5_PASSWORD, SOCKS5_NO_METHOD = 0x00, 0x02, 0xFF  # RFC 1928 section 3
+PASSWORD_VERSION, PASSWORD_OK, PASSWORD_WRONG = 0x01, 0x00, 0x01  # RFC 1929 section 2
 
 
 class FrontError(LadderError):
@@ -88,10 +103,11 @@ class FrontError(LadderError):
         self.status = status
 
 
-def http_error(status: str, message: str) -> bytes:
+def http_error(status: str, message: str, fields: str = "") -> bytes:
+    """A complete error response; `fields` are extra header lines, each ending in CRLF."""
     body = f"ladder: {message}\n".encode("utf-8", "backslashreplace")  # a client's undecodable name, escaped
     return (
-        f"HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        f"HTTP/1.1 {status}\r\n{fields}Content-Type: text/plain; charset=utf-8\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     ).encode() + body
 
@@ -107,17 +123,19 @@ class ProxyConnection(Relay):
     """One client connection to the proxy port."""
 
     def __init__(self, opener: Opener, on_stream_done: Callable[[ProxyConnection], None] | None = None,
-                 pac: Callable[[], str] | None = None, associate: Associate | None = None):
+                 pac: Callable[[tuple[str, int]], str] | None = None, auth: ProxyAuth | None = None,
+                 associate: Associate | None = None):
         super().__init__()
         self.opener = opener
-        self.pac = pac  # the PAC file, served at /proxy.pac
+        self.pac = pac  # the PAC file for a client that reached this address, served at /proxy.pac
+        self.auth = auth  # the user name and password every client must give, if any
         self.associate = associate  # SOCKS5 UDP ASSOCIATE, where the agent serves UDP
         self.udp: SocksAssociation | None = None  # this connection's UDP association, once asked for
         self.on_stream_done = on_stream_done
         self.exit_id: str | None = None  # set by the opener while a stream is open
         self.buffer = bytearray()
         self.heads = HeadReader(MAX_HEAD)
-        self.mode = "new"  # new → socks-greeting/socks-request/socks4/http → tunnel/forward/pipe
+        self.mode = "new"  # new → socks-greeting/socks-auth/socks-request/socks4/http → tunnel/forward/pipe
         self.socks = 0  # the SOCKS version spoken, 0 for HTTP
         self.reply_ok = b""  # what the client hears when the stream opens
         self.target: tuple[str, int] | None = None
@@ -156,6 +174,8 @@ class ProxyConnection(Relay):
                 self._choose_protocol(self.buffer[0])
             if self.mode == "socks-greeting":
                 self._socks_greeting()
+            if self.mode == "socks-auth":
+                self._socks_password()
             if self.mode == "socks-request":
                 self._socks_request()
             if self.mode == "socks4":
@@ -187,10 +207,33 @@ class ProxyConnection(Relay):
             return
         methods = buf[2 : 2 + buf[1]]
         del buf[: 2 + len(methods)]
-        if 0 not in methods:  # only "no authentication" on a loopback port
-            self.transport.write(b"\x05\xff")
+        method = SOCKS5_PASSWORD if self.auth else SOCKS5_NO_AUTH
+        if method not in methods:
+            if self.auth:
+                log.info("proxy: a SOCKS5 client from %s offered no user name and password", self._peer())
+            self.transport.write(bytes([5, SOCKS5_NO_METHOD]))
             return self._close()
-        self.transport.write(b"\x05\x00")
+        self.transport.write(bytes([5, method]))
+        self.mode = "socks-auth" if self.auth else "socks-request"
+
+    def _socks_password(self) -> None:
+        """RFC 1929: version 1, ULEN, UNAME, PLEN, PASSWD; one status, and a close after a failure."""
+        buf = self.buffer
+        if not buf:
+            return
+        if buf[0] != PASSWORD_VERSION:
+            log.info("proxy: a SOCKS5 client from %s sent no RFC 1929 user name and password", self._peer())
+            return self._password_refused()
+        if len(buf) < 2:
+            return
+        user_end = 2 + buf[1]
+        if len(buf) <= user_end or len(buf) < user_end + 1 + buf[user_end]:
+            return
+        user, password = bytes(buf[2:user_end]), bytes(buf[user_end + 1 : user_end + 1 + buf[user_end]])
+        del buf[: user_end + 1 + len(password)]
+        if not self._authorized(user, password):
+            return self._password_refused()
+        self.transport.write(bytes([PASSWORD_VERSION, PASSWORD_OK]))
         self.mode = "socks-request"
 
     def _socks_request(self) -> None:
@@ -226,6 +269,11 @@ class ProxyConnection(Relay):
     def _socks4_request(self) -> None:
         """SOCKS4: version, command, port, IPv4 address, user id up to a NUL; SOCKS4a puts
         0.0.0.x (x > 0) in the address and the name, up to a NUL, after the user id."""
+        if self.auth:
+            log.info("proxy: a SOCKS4 client from %s was refused: SOCKS4 has no password, and this proxy "
+                     "asks for one (set the client to SOCKS5 with a user name and password, or HTTP)",
+                     self._peer())
+            return self._socks_fail(SOCKS4_REJECTED)
         buf = self.buffer
         user_end = _field_end(buf, 8)
         if user_end < 0:
@@ -270,6 +318,8 @@ class ProxyConnection(Relay):
         version = check_version(line.version)
         method, target = line.method, line.target
         if method == b"CONNECT":
+            if not self._http_authorized(fields):
+                return self._ask_for_password()
             host, port = split_authority(_name(target), 443)
             self.reply_ok = b"HTTP/1.1 200 Connection Established\r\n\r\n"
             rest = bytes(self.buffer)
@@ -277,13 +327,15 @@ class ProxyConnection(Relay):
             return self._open(host, port, "tunnel", rest)
         if not target.lower().startswith(b"http://"):
             if target.split(b"?")[0] == b"/proxy.pac" and method in (b"GET", b"HEAD") and self.pac:
-                return self._serve_pac(method, self.pac())
+                return self._serve_pac(method, self.pac(self.transport.get_extra_info("sockname")[:2]))
             if target.startswith(b"/"):  # someone typed the proxy's address into a browser
                 here = format_address(*self.transport.get_extra_info("sockname")[:2])
                 raise FrontError(f"this is Ladder's proxy, not a web site. Set {here} as your browser's "
                                  f"SOCKS5 proxy (with DNS through the proxy) or HTTP proxy, or use the PAC "
                                  f"file http://{here}/proxy.pac")
             raise FrontError("only http:// URLs can be proxied this way; use CONNECT for https")
+        if not self._http_authorized(fields):
+            return self._ask_for_password()
         authority, _, path = target[7:].partition(b"/")
         host, port = split_authority(_name(authority), 80)
         self.body_left, chunked = body_framing(fields, version)
@@ -395,6 +447,46 @@ class ProxyConnection(Relay):
         self.transport.write(head.encode() + (body if method == b"GET" else b""))
         self._close()
 
+    # ------------------------------------------------------- authentication
+
+    def _authorized(self, user: bytes, password: bytes) -> bool:
+        assert self.auth is not None
+        if _same_credentials(user, password, self.auth):
+            return True
+        log.info("proxy: a client from %s gave a wrong user name or password", self._peer())
+        return False
+
+    def _password_refused(self) -> None:
+        self.transport.write(bytes([PASSWORD_VERSION, PASSWORD_WRONG]))
+        self._close()
+
+    def _http_authorized(self, fields: Fields) -> bool:
+        """Proxy-Authorization: Basic base64(user-id ":" password), RFC 7617 section 2."""
+        if self.auth is None:
+            return True
+        for value in fields.get("proxy-authorization"):
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() != "basic":
+                continue
+            try:
+                user, colon, password = base64.b64decode(token.strip(), validate=True).partition(b":")
+            except (binascii.Error, ValueError):
+                continue
+            return bool(colon) and self._authorized(user, password)
+        log.debug("proxy: an HTTP client from %s gave no user name and password", self._peer())  # asked next
+        return False
+
+    def _ask_for_password(self) -> None:
+        """RFC 9110 section 15.5.8: 407 with a challenge, so that a browser asks its user."""
+        self.transport.write(http_error("407 Proxy Authentication Required",
+                                        "this proxy asks for a user name and password",
+                                        'Proxy-Authenticate: Basic realm="ladder"\r\n'))
+        self._close()
+
+    def _peer(self) -> str:
+        peer = self.transport.get_extra_info("peername")
+        return format_address(*peer[:2]) if peer else "?"
+
     # ------------------------------------------------------------ failures
 
     def _socks_fail(self, code: int) -> None:
@@ -423,6 +515,13 @@ def _hint_once(hint: str) -> None:
     if hint not in _hints_given:
         _hints_given.add(hint)
         log.warning("proxy: %s", hint)
+
+
+def _same_credentials(user: bytes, password: bytes, auth: ProxyAuth) -> bool:
+    """In constant time: digests of one length, each length inside (so "a:b"+"c" is not "a"+"b:c")."""
+    def digest(user: bytes, password: bytes) -> bytes:
+        return hashlib.sha256(len(user).to_bytes(2, "big") + user + password).digest()
+    return hmac.compare_digest(digest(user, password), digest(auth.user, auth.password))
 
 
 def _name(raw: bytes) -> str:
