@@ -14,6 +14,7 @@ import random
 import socket
 import ssl
 import time
+from typing import ClassVar
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -607,7 +608,7 @@ REQUEST = b"\x01\x03\x0bexample.org\x01\xbb\r\nGET / HTTP/1.1\r\n\r\n"  # CONNEC
 class RecordingFace:
     """The web face, reduced to what it was given."""
 
-    given: list[bytes] = []
+    given: ClassVar[list[bytes]] = []
 
     def __init__(self, **_):
         self.closing = self.lingers = self.body_to_come = self.reading_body = False

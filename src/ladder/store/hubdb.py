@@ -110,7 +110,8 @@ CREATE TABLE devices (
     day         TEXT,
     day_bytes   INTEGER NOT NULL DEFAULT 0,
     total_bytes INTEGER NOT NULL DEFAULT 0,
-    last_seen   REAL
+    last_seen   REAL,
+    online      INTEGER NOT NULL DEFAULT 0
 );
 CREATE UNIQUE INDEX devices_active_name ON devices (owner, name)
     WHERE revoked_at IS NULL;
@@ -180,6 +181,7 @@ class Device:
     day_bytes: int = 0
     total_bytes: int = 0
     last_seen: float | None = None
+    online: bool = False  # the hub serves it now
 
     @property
     def label(self) -> str:
@@ -206,7 +208,7 @@ _MEMBER_COLUMNS = "id, name, pubkey, created, revoked_at, online_as, last_seen"
 _INVITE_COLUMNS = "name, uses_left, expires_at, created, revoked_at"
 _DEVICE_COLUMNS = ("d.id, d.owner, m.name, d.name, d.created, d.expires_at, d.revoked_at, d.exit, d.rules,"
                    " d.rate, d.daily_cap, d.signing_key, d.noise_key, d.day, d.day_bytes, d.total_bytes,"
-                   " d.last_seen")
+                   " d.last_seen, d.online")
 _DEVICES = "devices d JOIN members m ON m.id = d.owner"
 # Usable: neither it nor its owner removed, not expired (the query's one parameter is now).
 _USABLE = "d.revoked_at IS NULL AND m.revoked_at IS NULL AND (d.expires_at IS NULL OR d.expires_at > ?)"
@@ -238,10 +240,10 @@ def _invite(row: tuple[Any, ...] | None) -> Invite | None:
 
 def _device(row: tuple[Any, ...]) -> Device:
     (id_, owner, owner_name, name, created, expires_at, revoked_at, exit_, rules, rate, daily_cap,
-     signing_key, noise_key, day, day_bytes, total_bytes, last_seen) = row
+     signing_key, noise_key, day, day_bytes, total_bytes, last_seen, online) = row
     return Device(id_, owner, owner_name, name, created, expires_at, revoked_at is not None, exit_, rules,
                   rate, daily_cap, bytes(signing_key), bytes(noise_key), day, day_bytes, total_bytes,
-                  last_seen)
+                  last_seen, bool(online))
 
 
 def device_password(device_key: bytes, token: str) -> str:
@@ -522,9 +524,10 @@ class HubStore:
                 raise StoreError(f"no member with id {member_id!r}")
 
     def clear_online(self) -> None:
-        """Mark everybody offline (a starting hub has no links yet)."""
+        """Mark everybody and every device offline (a starting hub has no links yet)."""
         with self._write() as db:
             db.execute("UPDATE members SET online_as = NULL WHERE online_as IS NOT NULL")
+            db.execute("UPDATE devices SET online = 0 WHERE online")
 
     def data_version(self) -> int:
         """Changes when another connection commits (PRAGMA data_version)."""
@@ -561,7 +564,8 @@ class HubStore:
                 raise StoreError(f"{member.name} already has a device named {name!r}")
             db.execute(
                 "INSERT INTO devices (id, owner, name, created, expires_at, exit, rules, rate, daily_cap,"
-                " signing_key, noise_key, door_hash, token_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " signing_key, noise_key, door_hash, token_hash)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (device_id, member.id, name, now, None if expires_in is None else now + expires_in, exit,
                  rules, rate, daily_cap, signing.private_bytes_raw(), noise_private,
                  _keyed(device_key, digits.encode()), _keyed(device_key, token.encode())))
@@ -614,6 +618,12 @@ class HubStore:
         """Ids of devices the hub must cut: revoked, expired, or their owner removed."""
         return {row[0] for row in self._read(
             f"SELECT d.id FROM {_DEVICES} WHERE NOT ({_USABLE})", (_now(now),))}
+
+    def set_device_online(self, device_id: str, online: bool, now: float | None = None) -> None:
+        """Record that the hub began or stopped serving the device."""
+        with self._write() as db:
+            db.execute("UPDATE devices SET online = ?, last_seen = ? WHERE id = ?",
+                       (int(online), _now(now), device_id))
 
     def add_device_usage(self, device_id: str, nbytes: int, now: float | None = None) -> None:
         """Count `nbytes` more for the device today and in all; it was seen at `now`."""
