@@ -145,7 +145,8 @@ def test_revoking_a_device_cuts_its_download_within_5_s_and_then_it_meets_the_we
                                  "-o", str(received), origin.url("slow")],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for(lambda: _size(received) > 0 or download.poll() is not None, 20, "the download to be under way")
+        wait_for(lambda: _size(received) > 0 or download.poll() is not None, 20,
+                 "the download to be under way")
         assert download.poll() is None, "the download ended before the revocation"
         ladder("hub", "device", "revoke", device["label"], "--dir", str(net.hub_dir))
         revoked = time.monotonic()
@@ -205,5 +206,6 @@ def test_share_link_carries_the_password_and_the_hub_s_address(devnet):
     net, _, _ = devnet
     device = add_device(net, "linkcheck")
     assert device["link"].startswith(f"trojan://{device['password']}@127.0.0.1:{net.hub_port}?")
-    assert "allowInsecure=1" in device["link"] and device["link"].endswith("#ed%2Flinkcheck%20%C2%B7%20testhub")
+    assert "allowInsecure=1" in device["link"]
+    assert device["link"].endswith("#ed%2Flinkcheck%20%C2%B7%20testhub")
     assert Path(net.hub_dir / "device.key").stat().st_mode & 0o777 == 0o600

@@ -484,6 +484,7 @@ def test_refused_hellos_of_every_kind_are_answered_after_the_same_time(material,
         token = store.create_invite("ryan")
         store.redeem_invite(token, member_id(public_bytes(member_key)), public_bytes(member_key))
         store.create_invite("someone")  # a live invite whose token the prober does not have
+        store.add_device("ryan", "phone", config.device_key())  # a device whose password it does not have
         stranger = Ed25519PrivateKey.generate()
         b64 = lambda fields: base64.urlsafe_b64encode(fields).rstrip(b"=")  # noqa: E731
         kinds = {
@@ -491,6 +492,7 @@ def test_refused_hellos_of_every_kind_are_answered_after_the_same_time(material,
             "bad signature": lambda: b"GET /a" + b64(public_bytes(member_key) + os.urandom(64)),
             "unknown member": lambda: make_hello(stranger, fingerprint, binding),
             "unknown invite": lambda: make_hello(stranger, fingerprint, binding, token=os.urandom(16)),
+            "wrong device password": lambda: os.urandom(28).hex().encode() + b"\r\n",
         }
         # The prober follows the hello with a byte a frame may start with, as a member's PING does:
         # the hello is checked, then the web face answers the byte with nginx's 400.
@@ -505,7 +507,8 @@ def test_refused_hellos_of_every_kind_are_answered_after_the_same_time(material,
             for kind in order:
                 hello = kinds[kind]()
                 transport = FakeTLS(binding)
-                doorway = Doorway(fingerprint, hub.admit, loop.time() + 60, server.Visitors())
+                doorway = Doorway(fingerprint, hub.admit, loop.time() + 60, server.Visitors(),
+                                  admit_device=hub.devices.admit)
                 doorway.connection_made(transport)
                 sent = time.perf_counter()
                 doorway.data_received(hello + request_end)
