@@ -209,3 +209,20 @@ def test_share_link_carries_the_password_and_the_hub_s_address(devnet):
     assert "allowInsecure=1" in device["link"]
     assert device["link"].endswith("#ed%2Flinkcheck%20%C2%B7%20testhub")
     assert Path(net.hub_dir / "device.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_an_exit_serves_a_device_as_its_owner_by_the_exit_s_member_list(network, origin):
+    """`alice/phone` passes an exit that lists alice (the exit checks the part before the "/");
+    `bob/phone` does not, and its connection is cut."""
+    network.exit("strict", "SS", "--allow-private", "--members", "alice")
+    network.join("alice")
+    network.join("bob")
+    ports = {}
+    for owner in ("alice", "bob"):
+        result = ladder("hub", "device", "add", "phone", "--owner", owner, "--dir", str(network.hub_dir))
+        password = result.stdout.strip().splitlines()[-1].removeprefix("trojan://").split("@")[0]
+        ports[owner], _ = start_client(network, "trojan", password)
+    page = curl("--socks5-hostname", f"127.0.0.1:{ports['alice']}", origin.url("index.html"))
+    assert page.returncode == 0 and MARKER in page.stdout.decode(), f"alice's phone was refused: {page.stderr!r}"
+    refused = curl("--socks5-hostname", f"127.0.0.1:{ports['bob']}", origin.url("index.html"))
+    assert MARKER not in refused.stdout.decode(), "an exit for alice only served bob's phone"
