@@ -223,6 +223,7 @@ def test_an_exit_serves_a_device_as_its_owner_by_the_exit_s_member_list(network,
         password = result.stdout.strip().splitlines()[-1].removeprefix("trojan://").split("@")[0]
         ports[owner], _ = start_client(network, "trojan", password)
     page = curl("--socks5-hostname", f"127.0.0.1:{ports['alice']}", origin.url("index.html"))
-    assert page.returncode == 0 and MARKER in page.stdout.decode(), f"alice's phone was refused: {page.stderr!r}"
+    assert page.returncode == 0 and MARKER in page.stdout.decode(), \
+        f"alice's phone was refused: {page.stderr!r}"
     refused = curl("--socks5-hostname", f"127.0.0.1:{ports['bob']}", origin.url("index.html"))
     assert MARKER not in refused.stdout.decode(), "an exit for alice only served bob's phone"
