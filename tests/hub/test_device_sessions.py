@@ -54,12 +54,13 @@ class FakeTLS(asyncio.Transport):
 
 class FakeStream:
     def __init__(self):
-        self.sent, self.reset_with = bytearray(), None
+        self.sent, self.reset_with, self.ended = bytearray(), None, False
 
     def send(self, data):
         self.sent += data
 
-    def end(self): ...
+    def end(self):
+        self.ended = True
 
     def reset(self, code, reason=""):
         self.reset_with = code
@@ -253,5 +254,19 @@ def test_devices_admit_only_a_usable_secret_and_revocation_cuts_every_connection
         devices.cut(store.unusable_device_ids())
         assert first.aborted and second.aborted and devices.sessions == {}
         assert not devices.admit(digits, FakeTLS(), b"")
+
+    run(main())
+
+
+def test_the_target_s_end_closes_the_device_s_connection_after_what_was_written(store, tmp_path):
+    async def main():
+        session = session_for(store, tmp_path)
+        connection, transport = connect(session, request(CONNECT, "site.test", 80) + b"GET / HTTP/1.0\r\n\r\n")
+        stream = FakeStream()
+        connection.attach(stream)
+        connection.on_data(b"HTTP/1.0 200 OK\r\n\r\nbye")
+        connection.on_end()
+        assert bytes(transport.written).endswith(b"bye") and transport.aborted  # closed (FakeTLS: either)
+        assert stream.ended and session.connections == set() and session.pool.done == [connection]
 
     run(main())

@@ -313,9 +313,21 @@ class TrojanConnection(Relay):
         log.info("device %s: refused: %s", self.session.device.label, reason)
         self.cut()
 
+    # TLS has no half-close (asyncio's TLS transport writes no EOF), so an end either way ends both.
+
+    def on_end(self) -> None:
+        """The target is done: the device hears it as the connection's close, after what was written."""
+        self.got_end = True
+        if not self.done:
+            self.done = True
+            if self.stream is not None and not self.sent_end:
+                self.stream.end()
+            self.transport.close()
+            self.stream_gone()
+
     def eof_received(self) -> bool:
         super().eof_received()
-        return False  # TLS has no half-close: after the device's close_notify the transport closes
+        return False  # after the device's close_notify the transport closes
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._request_timer is not None:

@@ -261,7 +261,7 @@ class Hub:
             self._data_version = version
             revoked = self.store.active_revoked_ids()
             self._read_roster()
-            for port in [p for p in self.ports if p.id in revoked and isinstance(p, MemberPort)]:
+            for port in [p for p in self.ports if p.id in revoked]:
                 log.info("%s was revoked: dropping its link", port.label)
                 port.link.close(ErrorCode.NO_ERROR, "membership revoked")
             self.devices.cut(self.store.unusable_device_ids())
