@@ -261,7 +261,7 @@ def test_devices_admit_only_a_usable_secret_and_revocation_cuts_every_connection
 def test_the_target_s_end_closes_the_device_s_connection_after_what_was_written(store, tmp_path):
     async def main():
         session = session_for(store, tmp_path)
-        connection, transport = connect(session, request(CONNECT, "site.test", 80) + b"GET / HTTP/1.0\r\n\r\n")
+        connection, transport = connect(session, request(CONNECT, "site.test", 80) + b"GET / HTTP/1.0\r\n")
         stream = FakeStream()
         connection.attach(stream)
         connection.on_data(b"HTTP/1.0 200 OK\r\n\r\nbye")
