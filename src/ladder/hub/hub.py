@@ -131,6 +131,8 @@ class Hub:
             self.store.set_device_online(port.id, True)
         except StoreError as exc:
             log.warning("cannot save device %s: %s", port.label, exc)
+        if port.id not in self.directory.names:  # added just now: exits must know whose it is first
+            self._read_roster()
         port.link.send_control(self.directory_message())
         self._deliver(self.services.member_online(port.id))
 
