@@ -282,6 +282,127 @@ def hub_revoke(name, folder) -> None:
     click.echo(f"revoked {member.name} ({member.id})")
 
 
+@hub.command("devices")
+@click.option("--dir", "folder", metavar="FOLDER", help=HUB_DIR_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def hub_devices(folder, as_json) -> None:
+    """List devices (phones and others served without the agent): online, bytes today, last seen."""
+    from ladder.store.hubdb import HubStore, utc_day
+
+    config = HubConfig.load(hub_folder(folder))
+    with HubStore(config.db_path) as store:
+        devices = store.devices()
+    today = utc_day(time.time())
+    rows: list[dict[str, Any]] = [
+        {"owner": d.owner_name, "name": d.name, "id": d.id, "online": d.online, "revoked": d.revoked,
+         "bytes_today": d.bytes_on(today), "bytes_total": d.total_bytes, "last_seen": d.last_seen,
+         "expires": d.expires_at, "exit": d.exit}
+        for d in devices
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    if not rows:
+        click.echo(f"no devices yet: ladder hub device add --dir {config.folder} NAME --owner MEMBER")
+        return
+    click.echo(f"{'DEVICE':<30} {'STATUS':<8} {'TODAY':>10} {'LAST SEEN':<17} EXPIRES")
+    for r in rows:
+        status = "revoked" if r["revoked"] else ("online" if r["online"] else "offline")
+        click.echo(f"{r['owner'] + '/' + r['name']:<30} {status:<8} {_amount(r['bytes_today']):>10} "
+                   f"{_when(r['last_seen']):<17} {_when(r['expires'])}")
+
+
+def _when(stamp: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp)) if stamp else "-"
+
+
+def _amount(nbytes: int) -> str:
+    """Bytes for a person: 512 B, 3.4 MiB."""
+    if nbytes < 1024:
+        return f"{nbytes} B"
+    size, unit = nbytes / 1024, "KiB"
+    for bigger in ("MiB", "GiB"):
+        if size < 1024:
+            break
+        size, unit = size / 1024, bigger
+    return f"{size:.1f} {unit}"
+
+
+@hub.group("device")
+def hub_device() -> None:
+    """Add and revoke devices: phones and others that use a stock Trojan app instead of the agent."""
+
+
+@hub_device.command("add")
+@click.argument("name")
+@click.option("--owner", required=True, metavar="MEMBER", help="The member the device belongs to.")
+@click.option("--dir", "folder", metavar="FOLDER", help=HUB_DIR_HELP)
+@click.option("--exit", "exit_choice", metavar="auto|COUNTRY|MEMBER", default="auto", show_default=True,
+              help="Which exit the device's traffic leaves through.")
+@click.option("--rules", metavar="inside-cn|abroad|FILE",
+              help="Routing rules: a preset or a rules file (read now; `direct` goes through the owner's "
+              "own exit when the owner shares, else --exit).")
+@click.option("--rate", metavar="AMOUNT", help="Bytes per second, both ways together: 500K, 5M.")
+@click.option("--daily-cap", metavar="AMOUNT", help="Bytes a day (UTC), both ways together: 2G.")
+@click.option("--expires", metavar="DURATION", help="How long the device may be used: 12h, 90d, 2w.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (with the password and the link).")
+def hub_device_add(name, owner, folder, exit_choice, rules, rate, daily_cap, expires, as_json) -> None:
+    """Add device NAME for MEMBER and print its share link as the last line (send it privately).
+
+    \b
+    Example:
+      ladder hub device add phone --owner alice --dir ~/hub --exit US --rules inside-cn --daily-cap 2G
+    The link imports into sing-box, Shadowrocket, Clash Meta or v2rayNG; whoever holds it
+    can use the network as the device, until `ladder hub device revoke alice/phone`.
+    """
+    from ladder.agent.rules import PRESETS, load_rules
+    from ladder.agent.sharing import parse_amount
+    from ladder.hub.devices import device_profile
+    from ladder.hub.profiles import share_link
+    from ladder.store.hubdb import HubStore, device_password
+
+    config = HubConfig.load(hub_folder(folder))
+    rules_text = None
+    if rules is not None:
+        load_rules(rules)  # a preset's name, or a file that must parse: refused here, not at the hub
+        rules_text = rules if rules in PRESETS else Path(rules).read_text(encoding="utf-8")
+    lifetime = parse_duration(expires) if expires else None
+    device_key = config.device_key()
+    with HubStore(config.db_path) as store:
+        device, token = store.add_device(owner, name, device_key, exit=exit_choice, rules=rules_text,
+                                         rate=parse_amount(rate, "--rate"),
+                                         daily_cap=parse_amount(daily_cap, "--daily-cap"),
+                                         expires_in=lifetime)
+    profile = device_profile(config, device, device_password(device_key, token))
+    link = share_link(profile)
+    # The QR code (--qr, and on a terminal) and the subscription URL join this output here.
+    if as_json:
+        click.echo(json.dumps({"label": device.label, "id": device.id, "password": profile.password,
+                               "share_link": link, "cert_sha256": profile.cert_sha256,
+                               "expires": device.expires_at}, indent=1))
+        return
+    click.echo(f"device {device.label} added (exit {device.exit}"
+               f"{', rules ' + (rules if rules in PRESETS else 'from ' + rules) if rules else ''}"
+               f"{', expires ' + _when(device.expires_at) if device.expires_at else ''})")
+    if profile.cert_sha256:
+        click.echo(f"this hub's certificate is self-signed: in the app, turn on \"skip certificate "
+                   f"verification\" (allowInsecure), or pin SHA-256 {profile.cert_sha256}")
+    click.echo(link)
+
+
+@hub_device.command("revoke")
+@click.argument("name")
+@click.option("--dir", "folder", metavar="FOLDER", help=HUB_DIR_HELP)
+def hub_device_revoke(name, folder) -> None:
+    """Revoke device NAME (owner/name, or name when only one owner has it): cut within seconds."""
+    from ladder.store.hubdb import HubStore
+
+    config = HubConfig.load(hub_folder(folder))
+    with HubStore(config.db_path) as store:
+        device = store.revoke_device(name)
+    click.echo(f"revoked device {device.label}")
+
+
 # ---------------------------------------------------------------- member
 
 

@@ -77,6 +77,8 @@ def load_toml(path: Path) -> dict:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
 
 
+DEVICE_KEY_LEN = 32  # the hub's device.key
+
 # ISO 3166-1 alpha-2: the assigned codes, then those reserved for private use (labs, tests).
 COUNTRY_CODES = frozenset("""
 AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS BT BV BW
@@ -355,6 +357,32 @@ class HubConfig:
     @property
     def db_path(self) -> Path:
         return self.folder / "hub.db"
+
+    @property
+    def device_key_path(self) -> Path:
+        return self.folder / "device.key"
+
+    def device_key(self) -> bytes:
+        """The key of the HMACs that devices' secrets are stored under (32 random bytes, made on first use).
+
+        It lives beside the database, not in it: a copy of hub.db alone
+        cannot check a guessed password, nor derive one from a token.
+        """
+        path = self.device_key_path
+        if not path.exists():
+            # Linked into place, never replaced: a hub and a CLI making it at once agree on one.
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            write_file(tmp, os.urandom(DEVICE_KEY_LEN), 0o600)
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+        raw = path.read_bytes()
+        if len(raw) != DEVICE_KEY_LEN:
+            raise ConfigError(f"cannot read the device key {path}: it is not {DEVICE_KEY_LEN} bytes")
+        return raw
 
     def save(self) -> None:
         hub = {

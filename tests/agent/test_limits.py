@@ -102,6 +102,12 @@ def test_a_policy_refusal_is_typed(tmp_path):
     assert sharing.admit("id-alice", "Alice") is None
 
 
+def test_a_device_is_admitted_as_its_owner(tmp_path):
+    sharing = Sharing(SharePolicy(members=frozenset({"alice"})), tmp_path / "usage.json", FakeClock())
+    assert sharing.admit("id-phone", "alice/phone") is None
+    assert sharing.admit("id-tv", "bob/alice") is MEMBERS_ONLY
+
+
 def test_the_backoff_doubles_within_its_bounds_and_starts_over_after_a_good_link():
     for seed in range(20):
         clock = FakeClock()

@@ -121,7 +121,7 @@ def test_a_new_link_from_the_same_member_takes_over_and_the_old_one_is_told_and_
     assert hub.ports.get(member.id) is new
     open_to(user, member.id, 3)
     assert len(new.link.opened) == 1
-    assert [p.id for p in hub.ports.members()] == [user.id, member.id]
+    assert [p.id for p in hub.ports.listeners()] == [user.id, member.id]
 
 
 def test_a_port_that_goes_is_no_longer_routed_to():

@@ -125,6 +125,12 @@ class Network:
         self.procs.append(proc)
         return proc
 
+    def start_program(self, name: str, *argv: str) -> Proc:
+        """Another program (a stock client, say), stopped and its log checked with the network."""
+        proc = Proc(name, list(argv), self.root)
+        self.procs.append(proc)
+        return proc
+
     def start_hub(self) -> Proc:
         proc = self.start("hub", python_args=tuple(self.hub_command))
         wait_for(lambda: accepts(self.hub_port) or not proc.alive(), 20, "the hub to listen")
@@ -233,6 +239,26 @@ class Origin:
 
     def url(self, path: str = "", host: str = "127.0.0.1") -> str:
         return f"http://{host}:{self.port}/{path}"
+
+
+class HttpsOrigin:
+    """An HTTPS site on loopback (a self-signed certificate for `site.test`) with the marker page."""
+
+    def __init__(self, root: Path):
+        from ladder.link.tls import generate_self_signed
+
+        self.dir = root / "www-tls"
+        self.dir.mkdir()
+        (self.dir / "index.html").write_text(f"<html><body>{MARKER}</body></html>\n")
+        cert, key = root / "site.crt", root / "site.key"
+        generate_self_signed(cert, key, "site.test", ["site.test", "127.0.0.1"])
+        self.port = free_port()
+        self.proc = Proc("https-origin", [sys.executable, str(HERE / "origin.py"), str(self.port),
+                                          str(self.dir), str(cert), str(key)], root)
+        wait_for(lambda: accepts(self.port), 10, "the HTTPS origin")
+
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}/"
 
 
 def curl(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -14,6 +14,7 @@ import random
 import socket
 import ssl
 import time
+from typing import ClassVar
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -483,6 +484,7 @@ def test_refused_hellos_of_every_kind_are_answered_after_the_same_time(material,
         token = store.create_invite("ryan")
         store.redeem_invite(token, member_id(public_bytes(member_key)), public_bytes(member_key))
         store.create_invite("someone")  # a live invite whose token the prober does not have
+        store.add_device("ryan", "phone", config.device_key())  # a device whose password it does not have
         stranger = Ed25519PrivateKey.generate()
         b64 = lambda fields: base64.urlsafe_b64encode(fields).rstrip(b"=")  # noqa: E731
         kinds = {
@@ -490,6 +492,7 @@ def test_refused_hellos_of_every_kind_are_answered_after_the_same_time(material,
             "bad signature": lambda: b"GET /a" + b64(public_bytes(member_key) + os.urandom(64)),
             "unknown member": lambda: make_hello(stranger, fingerprint, binding),
             "unknown invite": lambda: make_hello(stranger, fingerprint, binding, token=os.urandom(16)),
+            "wrong device password": lambda: os.urandom(28).hex().encode() + b"\r\n",
         }
         # The prober follows the hello with a byte a frame may start with, as a member's PING does:
         # the hello is checked, then the web face answers the byte with nginx's 400.
@@ -504,7 +507,8 @@ def test_refused_hellos_of_every_kind_are_answered_after_the_same_time(material,
             for kind in order:
                 hello = kinds[kind]()
                 transport = FakeTLS(binding)
-                doorway = Doorway(fingerprint, hub.admit, loop.time() + 60, server.Visitors())
+                doorway = Doorway(fingerprint, hub.admit, loop.time() + 60, server.Visitors(),
+                                  admit_device=hub.devices.admit)
                 doorway.connection_made(transport)
                 sent = time.perf_counter()
                 doorway.data_received(hello + request_end)
@@ -595,3 +599,111 @@ def test_out_of_descriptors_the_door_pauses_and_frees_the_oldest_silent_socket(c
     failures, waited, got, dropped = asyncio.run(main())
     assert failures == 2 and got.startswith(b"HTTP/1.1 400 ") and dropped
     assert waited > 0.3  # two pauses, not a busy loop of failed accepts
+
+
+# -- a device's password line ---------------------------------------------------------------
+
+DIGITS = b"0123456789abcdef" * 3 + b"01234567"  # 56 hex digits
+LINE = DIGITS + b"\r\n"
+REQUEST = b"\x01\x03\x0bexample.org\x01\xbb\r\nGET / HTTP/1.1\r\n\r\n"  # CONNECT example.org:443, then bytes
+
+
+class RecordingFace:
+    """The web face, reduced to what it was given."""
+
+    given: ClassVar[list[bytes]] = []
+
+    def __init__(self, **_):
+        self.closing = self.lingers = self.body_to_come = self.reading_body = False
+        self.awaiting_request = False
+
+    def receive_data(self, data):
+        RecordingFace.given.append(bytes(data))
+        return b""
+
+
+def door_with_devices(monkeypatch, admit_device):
+    monkeypatch.setattr(server, "WebFace", RecordingFace)
+    RecordingFace.given = []
+    transport = FakeTLS(os.urandom(32))
+    doorway = Doorway("sha256:x", never_admit, asyncio.get_running_loop().time() + 60, server.Visitors(),
+                      admit_device=admit_device)
+    doorway.connection_made(transport)
+    return doorway, transport
+
+
+def test_a_password_line_matching_no_device_goes_to_the_web_face_with_all_its_bytes(monkeypatch):
+    asked = []
+
+    def admit_device(digits, transport, rest):
+        asked.append((digits, rest))
+        return False
+
+    async def main():
+        doorway, _ = door_with_devices(monkeypatch, admit_device)
+        doorway.data_received(LINE[:30])
+        doorway.data_received(LINE[30:] + REQUEST)
+        assert RecordingFace.given == []  # not yet: a refused line waits as a refused hello does
+        await asyncio.sleep(server.HELLO_ANSWER_DELAY * 3)
+        doorway.connection_lost(None)
+
+    asyncio.run(main())
+    assert asked == [(DIGITS, REQUEST)]
+    assert b"".join(RecordingFace.given) == LINE + REQUEST
+
+
+@pytest.mark.parametrize("first", [
+    b"g", DIGITS[:55] + b"g", DIGITS + b"\n", DIGITS + b"\r\r", DIGITS + b" HTTP/1.1\r\n",
+    DIGITS[:10] + b" ", DIGITS[:56] + b"0\r\n", b"\r\n",
+])
+def test_every_malformed_password_line_goes_to_the_web_face_at_once_with_all_its_bytes(monkeypatch, first):
+    asked = []
+
+    async def main():
+        doorway, _ = door_with_devices(monkeypatch, lambda *args: asked.append(args) or True)
+        doorway.data_received(first)
+        given = list(RecordingFace.given)  # within data_received: no lookup, no timer
+        doorway.connection_lost(None)
+        return given
+
+    assert b"".join(asyncio.run(main())) == first and asked == []
+
+
+def test_every_prefix_of_a_password_line_is_waited_on_as_nginx_does(monkeypatch):
+    async def main():
+        waited = []
+        for cut in range(1, len(LINE)):
+            doorway, transport = door_with_devices(monkeypatch, lambda *args: pytest.fail("looked up"))
+            doorway.data_received(LINE[:cut])
+            waited.append(RecordingFace.given == [] and not transport.closing)
+            doorway.connection_lost(None)
+        return waited
+
+    assert all(asyncio.run(main()))
+
+
+def test_a_device_s_line_hands_the_connection_over_with_the_bytes_after_it(monkeypatch):
+    taken = []
+
+    def admit_device(digits, transport, rest):
+        taken.append((digits, rest))
+        return True
+
+    async def main():
+        doorway, transport = door_with_devices(monkeypatch, admit_device)
+        doorway.data_received(LINE + REQUEST)
+        await asyncio.sleep(server.HELLO_ANSWER_DELAY * 3)
+        return doorway, transport
+
+    doorway, transport = asyncio.run(main())
+    assert taken == [(DIGITS, REQUEST)] and RecordingFace.given == []
+    assert len(doorway.visitors) == 0 and not transport.closing  # a device, not a visitor on a timer
+
+
+def test_without_devices_a_password_line_is_a_stranger_s_request_line(monkeypatch):
+    async def main():
+        doorway, _ = door_with_devices(monkeypatch, None)
+        doorway.data_received(LINE[:1])
+        return list(RecordingFace.given)
+
+    assert asyncio.run(main()) == [LINE[:1]]

@@ -226,9 +226,10 @@ class Sharing:
     # ----------------------------------------------------------- admission
 
     def admit(self, user_id: str, user_name: str) -> Refusal | None:
-        """Why this member may not open a stream now, or None."""
+        """Why this member (or a device of a member: `owner/name`, served as its owner) may not open a
+        stream now, or None."""
         policy = self.policy
-        if policy.members is not None and user_name.lower() not in policy.members:
+        if policy.members is not None and user_name.lower().partition("/")[0] not in policy.members:
             return MEMBERS_ONLY
         return self.capped()
 

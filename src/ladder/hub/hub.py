@@ -9,15 +9,20 @@ member and destination). What a member says of itself, `share` and
 goes into the directory (directory.py) once its signature checks, and the
 directory is pushed to every member when it changes, paced (pacing.py).
 Revocations made by the CLI in the store are noticed within a second and
-drop the member's link. Background work runs under one `Tasks`, stopped
-with the hub.
+drop the member's link. A device's Trojan password line, recognised by the
+doorway, goes to `Devices` (devices.py), which runs an agent for the device
+behind a `DevicePort`; that port hears the directory, the services and the
+members as a member's does, and the roster lists devices as `owner/name`.
+Background work runs under one `Tasks`, stopped with the hub.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
+from ladder.agent.pool import CHANNEL_IDLE
 from ladder.config import HubConfig
 from ladder.link.connection import Link
 from ladder.link.server import FrontDoor, listen
@@ -31,6 +36,7 @@ from ladder.protocol.records import verify_exit_record
 from ladder.store.hubdb import HubStore, InviteError, InviteUnknown, StoreError
 from ladder.tasks import Tasks
 
+from .devices import USAGE_SAVE, Devices, DeviceSession
 from .directory import Directory, ExitListing
 from .pacing import Pacer
 from .ports import MemberPort, Port, Ports
@@ -55,6 +61,8 @@ class Hub:
         self.ports = Ports(self._is_destination, STREAMS_PER_DESTINATION, self._channel_changed)
         self.server: FrontDoor | None = None
         self.tasks = Tasks(log)
+        self.devices = Devices(store, config.device_key(), config.folder / "device-pins", self,
+                               self._device_online, self.tasks)
         self._directory_push = Pacer(self._push_directory, loop.time, loop.call_later)
         self._services_push = Pacer(self._push_services, loop.time, loop.call_later)
         self._data_version = -1
@@ -63,9 +71,11 @@ class Hub:
         self.store.clear_online()
         self.server = await listen(self.config.listen, server_context(self.config.cert, self.config.key),
                                    self.fingerprint, self.admit, web_backend=self.config.web_backend,
-                                   raw_backend=self.config.raw_backend)
+                                   raw_backend=self.config.raw_backend, admit_device=self.devices.admit)
         self._data_version = self.store.data_version()
         self.tasks.every(REVOCATION_POLL, self._poll_store, name="revocation poll")
+        self.tasks.every(USAGE_SAVE, self.devices.tick, name="device usage")
+        self.tasks.every(CHANNEL_IDLE / 2, self.devices.close_idle_channels, name="devices' idle channels")
 
     @property
     def port(self) -> int:
@@ -76,6 +86,7 @@ class Hub:
         """Stop listening, close every link, and end the pushes and the background work."""
         if self.server is not None:
             self.server.close()
+        self.devices.stop()
         for port in self.ports:
             port.link.close(ErrorCode.NO_ERROR, "the hub is shutting down")
         self._directory_push.cancel()
@@ -110,6 +121,20 @@ class Hub:
         if rest:
             link.data_received(rest)
         return True
+
+    def _device_online(self, session: DeviceSession) -> None:
+        """A device's first connection: route to its port, which hears what members hear."""
+        port = session.port
+        self.ports.add(port)
+        self.directory.origin_up(port.origin)
+        try:
+            self.store.set_device_online(port.id, True)
+        except StoreError as exc:
+            log.warning("cannot save device %s: %s", port.label, exc)
+        if port.id not in self.directory.names:  # added just now: exits must know whose it is first
+            self._read_roster()
+        port.link.send_control(self.directory_message())
+        self._deliver(self.services.member_online(port.id))
 
     def _join(self, hello: Hello, transport: asyncio.Transport) -> bool:
         try:
@@ -153,7 +178,8 @@ class Hub:
         log.info("%s went offline: %s", port.label, reason)
         if not self.ports.remove(port):
             return  # replaced: the new port is online
-        self.store.set_online(port.id, None)
+        if isinstance(port, MemberPort):
+            self.store.set_online(port.id, None)
         exit_withdrawn = self.directory.origin_down(port.origin)
         self._deliver(self.services.member_offline(port.id))
         if exit_withdrawn:
@@ -193,19 +219,19 @@ class Hub:
 
     def _push_directory(self) -> None:
         message = self.directory_message()
-        for port in self.ports.members():
+        for port in self.ports.listeners():
             port.link.send_control(message)
 
     def _push_services(self) -> None:
         messages = self.services.services_messages()
-        for port in self.ports.members():
+        for port in self.ports.listeners():
             for message in messages:
                 port.link.send_control(message)
 
     def _deliver(self, outbox: Outbox) -> None:
         """Send what the board said to whom it said, in order; the listing itself goes out paced."""
         for recipient, message in outbox.sends:
-            ports = self.ports.members() if recipient is EVERYONE else [self.ports.get(recipient)]
+            ports = self.ports.listeners() if recipient is EVERYONE else [self.ports.get(recipient)]
             for port in ports:
                 if port is not None:
                     port.link.send_control(message)
@@ -218,13 +244,18 @@ class Hub:
         """The active members as the store has them; whoever must hear of a change hears of it."""
         try:
             names = {m.id: m.name for m in self.store.members() if not m.revoked}
+            now = time.time()
+            names.update({d.id: d.label for d in self.store.devices()
+                          if not d.revoked and not d.expired(now) and d.owner in names})
         except StoreError as exc:
             log.warning("cannot read the member store: %s", exc)
             return
         self._deliver(self.services.roster_changed(names))
 
     def _poll_store(self) -> None:
-        """Noticed within REVOCATION_POLL: joins (relabel) and revocations (their links drop)."""
+        """Noticed within REVOCATION_POLL: joins and devices added (relabel), revocations (their links
+        drop, devices' connections are cut) and devices expiring."""
+        self.devices.expire(time.time())
         try:
             version = self.store.data_version()
             if version == self._data_version:
@@ -235,5 +266,6 @@ class Hub:
             for port in [p for p in self.ports if p.id in revoked]:
                 log.info("%s was revoked: dropping its link", port.label)
                 port.link.close(ErrorCode.NO_ERROR, "membership revoked")
+            self.devices.cut(self.store.unusable_device_ids())
         except StoreError as exc:
             log.warning("cannot read the member store: %s", exc)

@@ -1,8 +1,11 @@
 """Ports: a link and who is behind it, and the hub's routing table from destination id to port.
 
-Every link the hub holds is a `Port`. Today each is a `MemberPort`, the
-link of a member's agent; a device served without the agent (issue 13) and
-a peer hub (issue 14) will be kinds of their own. The hub routes a stream by
+Every link the hub holds is a `Port`: a `MemberPort`, the link of a
+member's agent, or a `DevicePort`, the hub's end of an in-memory link to
+the agent the hub runs for a device without one (devices.py); a peer hub
+(issue 14) will be a kind of its own. Both kinds hear the hub's control
+messages (`listeners`); a device's port says nothing back, and a device
+is never a destination. The hub routes a stream by
 the destination id its OPEN names: `Ports.route` finds the port behind that
 id and the switch splices the stream onto a new stream of that port's link.
 It checks, in this order: a port is there and is a destination (the hub's
@@ -29,7 +32,7 @@ from ladder.link.connection import Link
 from ladder.protocol import control
 from ladder.protocol.errors import ErrorCode, RemoteProtocolError
 from ladder.protocol.messages import decode_route, encode_route
-from ladder.store.hubdb import Member
+from ladder.store.hubdb import Device, Member
 
 from .directory import Origin
 from .switch import splice
@@ -74,6 +77,30 @@ class MemberPort(Port):
         self.owner.port_closed(self, reason)
 
 
+class DevicePort(Port):
+    """The hub's end of the link to the agent it runs for a device: streams it opens are routed as a
+    member's are, under the device's id."""
+
+    def __init__(self, device: Device, link: Link, owner: MemberPortOwner):
+        super().__init__(device.id, device.label, link, Origin.member(device.id))
+        self.device = device
+        self.owner = owner
+
+    def replaced(self) -> None:
+        self.link.close(ErrorCode.NO_ERROR, "replaced by a new session of the same device")
+
+    # LinkOwner
+
+    def stream_opened(self, link: Link, sid: int, payload: bytes, window: int) -> None:
+        self.owner.stream_opened(self, sid, payload, window)
+
+    def control_received(self, link: Link, message: control.ControlMessage) -> None:
+        pass  # the hub's own agent for a device shares and publishes nothing
+
+    def link_closed(self, link: Link, reason: str) -> None:
+        self.owner.port_closed(self, reason)
+
+
 class MemberPortOwner(Protocol):
     """What a member's port reports to the hub."""
 
@@ -101,9 +128,10 @@ class Ports:
     def __contains__(self, port_id: str) -> bool:
         return port_id in self._ports
 
-    def members(self) -> list[MemberPort]:
-        """The ports of members' agents: who hears the hub's control messages."""
-        return [port for port in self._ports.values() if isinstance(port, MemberPort)]
+    def listeners(self) -> list[MemberPort | DevicePort]:
+        """The ports of agents, members' and the hub's own for devices: who hears the hub's control
+        messages."""
+        return [port for port in self._ports.values() if isinstance(port, (MemberPort, DevicePort))]
 
     def get(self, port_id: str) -> Port | None:
         return self._ports.get(port_id)

@@ -24,6 +24,15 @@ stranger's request line going on). A refused hello is handed over
 HELLO_ANSWER_DELAY after it arrived, whatever was wrong with it, so its
 answer's timing does not tell a bad signature from an unknown key.
 
+A device's app speaking Trojan (protocol/trojan.py) starts with 56 hex
+digits and CRLF, also an unfinished request line until its line end, so
+the Doorway waits on it as nginx would; a whole line goes to the hub's
+`admit_device`, which takes the connection if the digits are a device's
+secret, with the bytes after the line. Otherwise the line, and all that
+came with it, goes to the web face like any stranger's, HELLO_ANSWER_DELAY
+after it arrived as a refused hello does, so a wrong password is answered
+as a stranger is, at the same time whatever was wrong with it.
+
 nginx's timers (measured with Debian's nginx 1.22): one client_header_timeout
 runs from accept through the TLS handshake to the end of the first request's
 head; a request's first byte starts a fixed header deadline that later bytes
@@ -49,6 +58,7 @@ from typing import Any, cast
 
 from ladder.protocol.frames import could_start_frame
 from ladder.protocol.hello import Hello, hello_size, parse_hello, verify_hello
+from ladder.protocol.trojan import PASSWORD_LINE, password_line
 from ladder.tasks import Tasks
 
 from .fallback import hand_to_backend, pipe_end, splice_to_backend
@@ -74,6 +84,8 @@ SWEEP_EVERY = 0.25  # how often bare sockets past their deadline are closed
 
 # (hello, binding, transport, rest) -> True if the hub took the connection.
 Admit = Callable[[Hello, bytes, asyncio.Transport, bytes], bool]
+# (the password line's 56 hex digits, transport, rest) -> True if the hub took it as a device's.
+AdmitDevice = Callable[[bytes, asyncio.Transport, bytes], bool]
 
 
 def hang_up(transport: asyncio.Transport) -> None:
@@ -216,15 +228,17 @@ class WebVisitor(asyncio.Protocol):
 
 
 class Doorway(asyncio.Protocol):
-    """The first bytes inside TLS: a member's hello for the hub, or a stranger's for the web face."""
+    """The first bytes inside TLS: a member's hello or a device's password for the hub, or a stranger's
+    for the web face."""
 
     transport: asyncio.Transport  # from connection_made, which comes first
     _timer: asyncio.TimerHandle  # the head's deadline, likewise
 
     def __init__(self, fingerprint: str, admit: Admit, deadline: float, visitors: Visitors,
-                 web_backend: tuple[str, int] | None = None):
+                 web_backend: tuple[str, int] | None = None, admit_device: AdmitDevice | None = None):
         self.fingerprint = fingerprint
         self.admit = admit
+        self.admit_device = admit_device
         self.deadline = deadline
         self.web_backend = web_backend
         self.visitors = visitors
@@ -242,7 +256,7 @@ class Doorway(asyncio.Protocol):
             return
         size = hello_size(self.buffer)
         if size is None:
-            return self._hand_to_web()
+            return self._device_line()
         if len(self.buffer) < size:
             self.visitors.touch(self)  # active, as a web visitor sending its request line is
             return  # a hello in progress: an unfinished request line, on which nginx waits too
@@ -260,6 +274,27 @@ class Doorway(asyncio.Protocol):
             if self.admit(hello, binding, self.transport, bytes(self.buffer[size:])):
                 return
             self.visitors.add(self, self.transport)
+        self._refuse(arrived)
+
+    def _device_line(self) -> None:
+        """Bytes that cannot be a hello: a device's password line, whole or still coming, or a stranger's."""
+        digits = None if self.admit_device is None else password_line(self.buffer)
+        if digits is None:
+            return self._hand_to_web()
+        if not digits:
+            self.visitors.touch(self)
+            return  # an unfinished request line, on which nginx waits too
+        arrived = time.perf_counter()
+        self._timer.cancel()
+        self.visitors.remove(self)
+        assert self.admit_device is not None  # digits were looked for
+        if self.admit_device(digits, self.transport, bytes(self.buffer[PASSWORD_LINE:])):
+            return
+        self.visitors.add(self, self.transport)
+        self._refuse(arrived)
+
+    def _refuse(self, arrived: float) -> None:
+        """Hand the bytes to the web face HELLO_ANSWER_DELAY after they arrived, whatever was wrong."""
         self._refused = True
         # An event loop waits whole milliseconds counted from when it starts
         # waiting, after this work: a timer alone would answer late by a
@@ -295,11 +330,13 @@ class FrontDoor:
     """The hub's listening socket: bare connections until their first bytes, then TLS or the web face."""
 
     def __init__(self, sock: socket.socket, context: ssl.SSLContext, fingerprint: str, admit: Admit,
-                 web_backend: tuple[str, int] | None, raw_backend: tuple[str, int] | None):
+                 web_backend: tuple[str, int] | None, raw_backend: tuple[str, int] | None,
+                 admit_device: AdmitDevice | None = None):
         self.sockets = [sock]
         self.context = context
         self.fingerprint = fingerprint
         self.admit = admit
+        self.admit_device = admit_device
         self.web_backend = web_backend
         self.raw_backend = raw_backend
         self.loop = asyncio.get_running_loop()
@@ -312,8 +349,8 @@ class FrontDoor:
 
     @classmethod
     async def start(cls, address: tuple[str, int], context: ssl.SSLContext, fingerprint: str, admit: Admit,
-                    web_backend: tuple[str, int] | None = None,
-                    raw_backend: tuple[str, int] | None = None) -> FrontDoor:
+                    web_backend: tuple[str, int] | None = None, raw_backend: tuple[str, int] | None = None,
+                    admit_device: AdmitDevice | None = None) -> FrontDoor:
         host, port = address
         infos = await asyncio.get_running_loop().getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
                                                              flags=socket.AI_PASSIVE)
@@ -327,7 +364,7 @@ class FrontDoor:
             sock.close()
             raise
         sock.setblocking(False)
-        door = cls(sock, context, fingerprint, admit, web_backend, raw_backend)
+        door = cls(sock, context, fingerprint, admit, web_backend, raw_backend, admit_device)
         door.loop.add_reader(sock.fileno(), door._accept)
         door.tasks.every(SWEEP_EVERY, door._sweep, name="sweep silent connections")
         return door
@@ -445,7 +482,8 @@ class FrontDoor:
     async def _tls(self, conn: socket.socket, deadline: float) -> None:
         try:
             await self.loop.connect_accepted_socket(
-                lambda: Doorway(self.fingerprint, self.admit, deadline, self.visitors, self.web_backend),
+                lambda: Doorway(self.fingerprint, self.admit, deadline, self.visitors, self.web_backend,
+                                self.admit_device),
                 conn, ssl=self.context, ssl_handshake_timeout=max(deadline - self.loop.time(), 0.001))
         # The transport owns the socket now and has closed it: closing `conn`
         # again could close a newer connection that got the same descriptor.
@@ -477,7 +515,8 @@ class FrontDoor:
 
 
 async def listen(address: tuple[str, int], context: ssl.SSLContext, fingerprint: str, admit: Admit,
-                 web_backend: tuple[str, int] | None = None,
-                 raw_backend: tuple[str, int] | None = None) -> FrontDoor:
-    """Serve the hub's port: members' links, and the web face (or the real web server) for everyone else."""
-    return await FrontDoor.start(address, context, fingerprint, admit, web_backend, raw_backend)
+                 web_backend: tuple[str, int] | None = None, raw_backend: tuple[str, int] | None = None,
+                 admit_device: AdmitDevice | None = None) -> FrontDoor:
+    """Serve the hub's port: members' links, devices, and the web face (or the real web server) for
+    everyone else."""
+    return await FrontDoor.start(address, context, fingerprint, admit, web_backend, raw_backend, admit_device)

@@ -1,4 +1,4 @@
-"""The hub's membership store: members and invites in one SQLite file, hub.db.
+"""The hub's membership store: members, invites and devices in one SQLite file, hub.db.
 
 Theory of operation
 -------------------
@@ -16,11 +16,24 @@ and its Ed25519 public key are both unique forever; its name is a label,
 unique among active members only, so a removed member's name can be given
 to somebody new.  Removing a member keeps its row (``revoked_at``), so the
 key can never rejoin through another invite.
+
+A device is a phone or another machine that runs a stock Trojan app, not
+the agent: the hub acts as its agent, under an identity (Ed25519 and Noise
+keys) that it makes at `add_device` and holds on the owner's behalf. Its
+label is ``owner/name``; the name is unique among the owner's active
+devices.  `add_device` returns a random token once; the Trojan password is
+derived from it (`device_password`) with the hub's device key, a file
+beside the database (config.py), and only HMACs under that key are stored:
+one of the password's 56 hex digits, which the doorway presents, and one of
+the token, for the subscription URL.  A device whose owner was removed, or
+that was revoked or expired, is unknown to both lookups.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import os
 import re
 import secrets
@@ -29,14 +42,20 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, overload
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from ladder.errors import UserError
+from ladder.protocol.identity import member_id as id_of_key
+from ladder.protocol.identity import public_bytes
+from ladder.protocol.noise import generate_keypair
 
 DB_FILENAME = "hub.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+DEVICE_TOKEN_LEN = 32
 PUBKEY_LEN = 32
 TOKEN_LEN = 16
 NAME_MAX = 32
@@ -67,6 +86,34 @@ CREATE TABLE members (
 );
 -- A name is unique among active members (removed members keep theirs).
 CREATE UNIQUE INDEX members_active_name ON members (name)
+    WHERE revoked_at IS NULL;
+"""
+
+# Version 2: devices.  Keys are raw private bytes; the secrets are HMACs under the hub's
+# device key.  Usage: bytes on `day` (UTC, YYYY-MM-DD) and in all, saved by the running hub.
+_SCHEMA_V2 = """
+CREATE TABLE devices (
+    id          TEXT PRIMARY KEY,
+    owner       TEXT NOT NULL REFERENCES members (id),
+    name        TEXT NOT NULL,
+    created     REAL NOT NULL,
+    expires_at  REAL,
+    revoked_at  REAL,
+    exit        TEXT NOT NULL,
+    rules       TEXT,
+    rate        INTEGER CHECK (rate > 0),
+    daily_cap   INTEGER CHECK (daily_cap > 0),
+    signing_key BLOB NOT NULL CHECK (length(signing_key) = 32),
+    noise_key   BLOB NOT NULL CHECK (length(noise_key) = 32),
+    door_hash   BLOB NOT NULL UNIQUE CHECK (length(door_hash) = 32),
+    token_hash  BLOB NOT NULL UNIQUE CHECK (length(token_hash) = 32),
+    day         TEXT,
+    day_bytes   INTEGER NOT NULL DEFAULT 0,
+    total_bytes INTEGER NOT NULL DEFAULT 0,
+    last_seen   REAL,
+    online      INTEGER NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX devices_active_name ON devices (owner, name)
     WHERE revoked_at IS NULL;
 """
 
@@ -116,6 +163,39 @@ class Member:
 
 
 @dataclass(frozen=True, slots=True)
+class Device:
+    id: str  # its identity's member id, as exits see it
+    owner: str  # the owner's member id
+    owner_name: str
+    name: str
+    created: float
+    expires_at: float | None
+    revoked: bool
+    exit: str  # auto, a country code or a member name
+    rules: str | None  # a preset's name or rules text; None: everything through `exit`
+    rate: int | None  # bytes per second, both ways together
+    daily_cap: int | None  # bytes a day, both ways together
+    signing_key: bytes = field(repr=False)  # Ed25519 private key, raw
+    noise_key: bytes = field(repr=False)  # X25519 private key, raw
+    day: str | None = None
+    day_bytes: int = 0
+    total_bytes: int = 0
+    last_seen: float | None = None
+    online: bool = False  # the hub serves it now
+
+    @property
+    def label(self) -> str:
+        return f"{self.owner_name}/{self.name}"
+
+    def bytes_on(self, day: str) -> int:
+        """Bytes the device carried on `day` (the stored count is of the stored day)."""
+        return self.day_bytes if self.day == day else 0
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
+
+
+@dataclass(frozen=True, slots=True)
 class Invite:
     name: str
     uses_left: int
@@ -126,6 +206,12 @@ class Invite:
 
 _MEMBER_COLUMNS = "id, name, pubkey, created, revoked_at, online_as, last_seen"
 _INVITE_COLUMNS = "name, uses_left, expires_at, created, revoked_at"
+_DEVICE_COLUMNS = ("d.id, d.owner, m.name, d.name, d.created, d.expires_at, d.revoked_at, d.exit, d.rules,"
+                   " d.rate, d.daily_cap, d.signing_key, d.noise_key, d.day, d.day_bytes, d.total_bytes,"
+                   " d.last_seen, d.online")
+_DEVICES = "devices d JOIN members m ON m.id = d.owner"
+# Usable: neither it nor its owner removed, not expired (the query's one parameter is now).
+_USABLE = "d.revoked_at IS NULL AND m.revoked_at IS NULL AND (d.expires_at IS NULL OR d.expires_at > ?)"
 
 
 # A row becomes its record, and no row (a lookup that found none) None.
@@ -150,6 +236,29 @@ def _invite(row: tuple[Any, ...] | None) -> Invite | None:
         return None
     name, uses_left, expires_at, created, revoked_at = row
     return Invite(name, uses_left, expires_at, created, revoked_at is not None)
+
+
+def _device(row: tuple[Any, ...]) -> Device:
+    (id_, owner, owner_name, name, created, expires_at, revoked_at, exit_, rules, rate, daily_cap,
+     signing_key, noise_key, day, day_bytes, total_bytes, last_seen, online) = row
+    return Device(id_, owner, owner_name, name, created, expires_at, revoked_at is not None, exit_, rules,
+                  rate, daily_cap, bytes(signing_key), bytes(noise_key), day, day_bytes, total_bytes,
+                  last_seen, bool(online))
+
+
+def device_password(device_key: bytes, token: str) -> str:
+    """The Trojan password of the device whose token this is (what its app is given)."""
+    digest = hmac.digest(device_key, b"ladder device password\0" + token.encode(), "sha256")
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def _keyed(device_key: bytes, secret: bytes) -> bytes:
+    return hmac.digest(device_key, secret, "sha256")
+
+
+def utc_day(now: float) -> str:
+    """The day usage is counted on: UTC, so a hub's days do not move with its time zone."""
+    return time.strftime("%Y-%m-%d", time.gmtime(now))
 
 
 def _token_hash(token: bytes) -> bytes:
@@ -225,11 +334,12 @@ class HubStore:
                 raise StoreError(
                     f"{self.path} has schema version {version}; this Ladder "
                     f"knows up to {SCHEMA_VERSION} (upgrade Ladder)")
-            if version == 0:
-                for statement in _SCHEMA_V1.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-            # Later versions add `if version < N:` steps here.
+            steps = [(1, _SCHEMA_V1), (2, _SCHEMA_V2)]
+            for step, schema in steps:
+                if version < step:
+                    for statement in schema.split(";"):
+                        if statement.strip():
+                            db.execute(statement)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager
@@ -414,10 +524,112 @@ class HubStore:
                 raise StoreError(f"no member with id {member_id!r}")
 
     def clear_online(self) -> None:
-        """Mark everybody offline (a starting hub has no links yet)."""
+        """Mark everybody and every device offline (a starting hub has no links yet)."""
         with self._write() as db:
             db.execute("UPDATE members SET online_as = NULL WHERE online_as IS NOT NULL")
+            db.execute("UPDATE devices SET online = 0 WHERE online")
 
     def data_version(self) -> int:
         """Changes when another connection commits (PRAGMA data_version)."""
         return self._read("PRAGMA data_version")[0][0]
+
+    # -- devices -----------------------------------------------------------
+
+    def add_device(self, owner: str, name: str, device_key: bytes, *, exit: str = "auto",
+                   rules: str | None = None, rate: int | None = None, daily_cap: int | None = None,
+                   expires_in: float | None = None, now: float | None = None) -> tuple[Device, str]:
+        """Add device `name` for the active member called `owner`; return it and its token (shown once).
+
+        Its identity is made here; the token is not stored, only keyed hashes
+        of it and of its password's digits.
+        """
+        name = normalize_name(name)
+        if expires_in is not None and expires_in <= 0:
+            raise StoreError(f"a device must expire in the future, not in {expires_in!r} s")
+        for what, amount in (("rate", rate), ("daily cap", daily_cap)):
+            if amount is not None and amount <= 0:
+                raise StoreError(f"a device's {what} must be positive, not {amount!r}")
+        now = _now(now)
+        token = base64.urlsafe_b64encode(secrets.token_bytes(DEVICE_TOKEN_LEN)).rstrip(b"=").decode()
+        digits = hashlib.sha224(device_password(device_key, token).encode()).hexdigest()
+        signing = Ed25519PrivateKey.generate()
+        noise_private, _ = generate_keypair()
+        device_id = id_of_key(public_bytes(signing))
+        with self._write() as db:
+            member = self._active_by_name(db, normalize_name(owner))
+            if member is None:
+                raise StoreError(f"no active member named {owner!r}")
+            if db.execute("SELECT 1 FROM devices WHERE owner = ? AND name = ? AND revoked_at IS NULL",
+                          (member.id, name)).fetchone():
+                raise StoreError(f"{member.name} already has a device named {name!r}")
+            db.execute(
+                "INSERT INTO devices (id, owner, name, created, expires_at, exit, rules, rate, daily_cap,"
+                " signing_key, noise_key, door_hash, token_hash)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (device_id, member.id, name, now, None if expires_in is None else now + expires_in, exit,
+                 rules, rate, daily_cap, signing.private_bytes_raw(), noise_private,
+                 _keyed(device_key, digits.encode()), _keyed(device_key, token.encode())))
+            device = _device(db.execute(f"SELECT {_DEVICE_COLUMNS} FROM {_DEVICES} WHERE d.id = ?",
+                                        (device_id,)).fetchone())
+        return device, token
+
+    def _usable_by(self, column: str, digest: bytes, now: float | None) -> Device | None:
+        rows = self._read(f"SELECT {_DEVICE_COLUMNS}, d.{column} FROM {_DEVICES}"
+                          f" WHERE d.{column} = ? AND {_USABLE}", (digest, _now(now)))
+        # Found by the digest, then confirmed in constant time, so the lookup's timing says nothing.
+        if rows and hmac.compare_digest(bytes(rows[0][-1]), digest):
+            return _device(rows[0][:-1])
+        return None
+
+    def device_by_door(self, device_key: bytes, digits: bytes, now: float | None = None) -> Device | None:
+        """The usable device whose password's SHA-224 is `digits` (56 hex digits), or None."""
+        return self._usable_by("door_hash", _keyed(device_key, digits.lower()), now)
+
+    def device_by_token(self, device_key: bytes, token: str, now: float | None = None) -> Device | None:
+        """The usable device with this token (its subscription URL's secret), or None."""
+        return self._usable_by("token_hash", _keyed(device_key, token.encode()), now)
+
+    def devices(self) -> list[Device]:
+        """All devices, revoked ones included, by owner and name."""
+        return [_device(row) for row in self._read(
+            f"SELECT {_DEVICE_COLUMNS} FROM {_DEVICES}"
+            " ORDER BY m.name, d.name, d.revoked_at IS NOT NULL, d.created")]
+
+    def revoke_device(self, label: str, now: float | None = None) -> Device:
+        """Revoke the active device `owner/name`, or `name` when one owner alone has it."""
+        owner, _, name = label.strip().lower().rpartition("/")
+        query = f"SELECT {_DEVICE_COLUMNS} FROM {_DEVICES} WHERE d.name = ? AND d.revoked_at IS NULL"
+        args: tuple = (name,)
+        if owner:
+            query += " AND m.name = ?"
+            args += (owner,)
+        with self._write() as db:
+            rows = db.execute(query, args).fetchall()
+            if not rows:
+                raise StoreError(f"no active device {label!r}")
+            if len(rows) > 1:
+                labels = ", ".join(sorted(_device(row).label for row in rows))
+                raise StoreError(f"{label!r} names more than one device ({labels}): say owner/name")
+            device = _device(rows[0])
+            db.execute("UPDATE devices SET revoked_at = ? WHERE id = ?", (_now(now), device.id))
+        return device
+
+    def unusable_device_ids(self, now: float | None = None) -> set[str]:
+        """Ids of devices the hub must cut: revoked, expired, or their owner removed."""
+        return {row[0] for row in self._read(
+            f"SELECT d.id FROM {_DEVICES} WHERE NOT ({_USABLE})", (_now(now),))}
+
+    def set_device_online(self, device_id: str, online: bool, now: float | None = None) -> None:
+        """Record that the hub began or stopped serving the device."""
+        with self._write() as db:
+            db.execute("UPDATE devices SET online = ?, last_seen = ? WHERE id = ?",
+                       (int(online), _now(now), device_id))
+
+    def add_device_usage(self, device_id: str, nbytes: int, now: float | None = None) -> None:
+        """Count `nbytes` more for the device today and in all; it was seen at `now`."""
+        now = _now(now)
+        day = utc_day(now)
+        with self._write() as db:
+            db.execute("UPDATE devices SET day_bytes = CASE WHEN day = ? THEN day_bytes + ? ELSE ? END,"
+                       " day = ?, total_bytes = total_bytes + ?, last_seen = ? WHERE id = ?",
+                       (day, nbytes, nbytes, day, nbytes, now, device_id))

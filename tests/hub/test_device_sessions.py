@@ -1,0 +1,272 @@
+"""The hub acting for devices (hub/devices.py): admission by secret, Trojan requests, rules, meters, cuts.
+
+The pool is replaced by one that records what it is asked, and the TLS
+transport by one that records what happens to it; the store is real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+import pytest
+
+from ladder.hub import devices as devices_module
+from ladder.hub.devices import DEVICE_IDLE, Devices, DeviceSession, TrojanConnection
+from ladder.protocol import control
+from ladder.protocol.trojan import CONNECT, UDP_ASSOCIATE, encode_packet, request
+from ladder.store.hubdb import HubStore, device_password
+from ladder.tasks import Tasks
+
+DEVICE_KEY = bytes(range(32))
+RULES = "domain blocked.test -> block\ndomain home.test -> direct\ndefault -> exit:US\n"
+
+
+class FakeTLS(asyncio.Transport):
+    def __init__(self):
+        super().__init__()
+        self.written, self.aborted, self.paused, self.protocol = bytearray(), False, False, None
+
+    def write(self, data):
+        self.written += data
+
+    def abort(self):
+        self.aborted = True
+
+    def close(self):
+        self.aborted = True
+
+    def is_closing(self):
+        return self.aborted
+
+    def pause_reading(self):
+        self.paused = True
+
+    def resume_reading(self):
+        self.paused = False
+
+    def set_protocol(self, protocol):
+        self.protocol = protocol
+
+    def get_extra_info(self, name, default=None):
+        return default
+
+
+class FakeStream:
+    def __init__(self):
+        self.sent, self.reset_with, self.ended = bytearray(), None, False
+
+    def send(self, data):
+        self.sent += data
+
+    def end(self):
+        self.ended = True
+
+    def reset(self, code, reason=""):
+        self.reset_with = code
+
+    def acknowledge(self, nbytes): ...
+
+    def pending(self):
+        return 0
+
+
+class FakePool:
+    """Records each open; `answer` attaches a stream to the last taker as the real pool does."""
+
+    def __init__(self):
+        self.opens: list[tuple] = []
+        self.done: list = []
+
+    def open(self, host, port, taker, exit="auto"):
+        self.opens.append(("tcp", host, port, exit, taker))
+
+    def open_udp(self, taker, exit="auto"):
+        self.opens.append(("udp", exit, taker))
+
+    def stream_done(self, taker):
+        self.done.append(taker)
+
+    def close_idle(self): ...
+
+
+class PortOwner:
+    def __init__(self):
+        self.closed = []
+
+    def stream_opened(self, port, sid, payload, window): ...
+
+    def control_received(self, port, message): ...
+
+    def port_closed(self, port, reason):
+        self.closed.append(port)
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def store(tmp_path):
+    with HubStore(tmp_path) as s:
+        s.redeem_invite(s.create_invite("alice"), "m-alice", bytes(32))
+        yield s
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def session_for(store, tmp_path, clock=None, **options):
+    device, _ = store.add_device("alice", f"d{len(store.devices())}", DEVICE_KEY, **options)
+    session = DeviceSession(device, PortOwner(), tmp_path / "pins", Tasks(devices_module.log),
+                            clock or Clock())
+    session.pool = FakePool()  # type: ignore[assignment]
+    session.control_received(session.link, control.Directory(()))  # the hub's first message came
+    return session
+
+
+def connect(session, data: bytes) -> tuple[TrojanConnection, FakeTLS]:
+    transport, connection = FakeTLS(), TrojanConnection(session)
+    connection.connection_made(transport)
+    connection.data_received(data)
+    return connection, transport
+
+
+def test_a_connect_goes_through_the_exit_the_rules_name_with_its_bytes_as_early_data(store, tmp_path):
+    async def main():
+        session = session_for(store, tmp_path, rules=RULES, exit="auto")
+        data = request(CONNECT, "site.test", 443)
+        connection, transport = connect(session, data[:3])
+        assert session.pool.opens == []  # the request comes in pieces
+        connection.data_received(data[3:] + b"client hello")
+        [(kind, host, port, exit_choice, taker)] = session.pool.opens
+        assert (kind, host, port, exit_choice, taker) == ("tcp", "site.test", 443, "US", connection)
+        stream = FakeStream()
+        connection.attach(stream)
+        connection.on_accepted(b"", 0)
+        assert bytes(stream.sent) == b"client hello" and transport.written == b""  # Trojan answers nothing
+        connection.on_data(b"server hello")
+        assert bytes(transport.written) == b"server hello"
+        assert session.unsaved == len(b"client hello") + len(b"server hello")
+
+    run(main())
+
+
+def test_a_blocked_host_and_a_malformed_request_are_cut(store, tmp_path):
+    async def main():
+        session = session_for(store, tmp_path, rules=RULES)
+        _, blocked = connect(session, request(CONNECT, "blocked.test", 80))
+        _, unknown_command = connect(session, b"\x02\x01\x7f\x00\x00\x01\x00\x50\r\n")
+        _, no_crlf = connect(session, request(CONNECT, "site.test", 80)[:-2] + b"\n\n")
+        _, port_zero = connect(session, bytes([UDP_ASSOCIATE, 1]) + bytes(6) + b"\r\n")  # 0.0.0.0:0
+        assert (blocked.aborted, unknown_command.aborted, no_crlf.aborted) == (True, True, True)
+        assert session.pool.opens == [("udp", "auto", session.pool.opens[0][2])]  # port 0 is fine for UDP
+        assert not port_zero.aborted
+        assert len(session.connections) == 1
+
+    run(main())
+
+
+def test_direct_means_the_owner_s_exit_when_the_owner_shares_else_the_device_s(store, tmp_path):
+    async def main():
+        session = session_for(store, tmp_path, rules=RULES, exit="JP")
+        assert session.exit_for("home.test") == "JP"
+        session.directory.candidates = lambda choice: ["a record"] if choice == "m-alice" else []  # type: ignore
+        assert session.exit_for("home.test") == "m-alice"
+        assert session.exit_for("elsewhere.test") == "US"
+        assert session.exit_for("blog.bob.ladder") == "auto"  # a service: the pool finds its publisher
+
+    run(main())
+
+
+def test_udp_associate_opens_a_udp_stream_and_its_packets_pass_as_they_are(store, tmp_path):
+    async def main():
+        session = session_for(store, tmp_path, exit="DE")
+        packets = encode_packet("9.9.9.9", 53, b"query") + encode_packet("1.1.1.1", 53, b"other")
+        connection, transport = connect(session, request(UDP_ASSOCIATE, "0.0.0.0", 0) + packets)
+        assert session.pool.opens == [("udp", "DE", connection)]
+        stream = FakeStream()
+        connection.attach(stream)
+        assert bytes(stream.sent) == packets
+        connection.on_data(encode_packet("9.9.9.9", 53, b"answer"))
+        assert bytes(transport.written) == encode_packet("9.9.9.9", 53, b"answer")
+
+    run(main())
+
+
+def test_connections_wait_for_the_hub_s_directory(store, tmp_path):
+    async def main():
+        device, _ = store.add_device("alice", "early", DEVICE_KEY)
+        session = DeviceSession(device, PortOwner(), tmp_path / "pins", Tasks(devices_module.log))
+        session.pool = FakePool()  # type: ignore[assignment]
+        connect(session, request(CONNECT, "site.test", 443))
+        assert session.pool.opens == []
+        session.control_received(session.link, control.Directory(()))
+        assert [open_[:4] for open_ in session.pool.opens] == [("tcp", "site.test", 443, "auto")]
+
+    run(main())
+
+
+def test_a_daily_cap_refuses_new_connections_and_a_rate_says_how_long_to_wait(store, tmp_path):
+    async def main():
+        session = session_for(store, tmp_path, daily_cap=1000, rate=1000)
+        assert session.carried(400) == 0.0  # within one second's burst
+        assert session.carried(1100) == pytest.approx(0.5, abs=0.01)
+        _, transport = connect(session, request(CONNECT, "site.test", 443))
+        assert transport.aborted and session.pool.opens == []
+
+    run(main())
+
+
+def test_a_session_is_idle_a_minute_after_its_last_connection(store, tmp_path):
+    async def main():
+        clock = Clock()
+        session = session_for(store, tmp_path, clock=clock)
+        connection, _ = connect(session, request(CONNECT, "site.test", 443))
+        clock.now += DEVICE_IDLE * 2
+        assert not session.idle()
+        connection.cut()
+        assert not session.idle()
+        clock.now += DEVICE_IDLE
+        assert session.idle()
+
+    run(main())
+
+
+def test_devices_admit_only_a_usable_secret_and_revocation_cuts_every_connection(store, tmp_path):
+    async def main():
+        _, token = store.add_device("alice", "phone", DEVICE_KEY)
+        digits = hashlib.sha224(device_password(DEVICE_KEY, token).encode()).hexdigest().encode()
+        sessions = []
+        devices = Devices(store, DEVICE_KEY, tmp_path / "pins", PortOwner(), sessions.append,
+                          Tasks(devices_module.log))
+        assert not devices.admit(b"0" * 56, FakeTLS(), b"")
+        first, second = FakeTLS(), FakeTLS()
+        assert devices.admit(digits, first, request(CONNECT, "site.test", 443))
+        assert devices.admit(digits, second, b"")
+        assert len(sessions) == 1 and isinstance(first.protocol, TrojanConnection)
+        store.revoke_device("alice/phone")
+        devices.cut(store.unusable_device_ids())
+        assert first.aborted and second.aborted and devices.sessions == {}
+        assert not devices.admit(digits, FakeTLS(), b"")
+
+    run(main())
+
+
+def test_the_target_s_end_closes_the_device_s_connection_after_what_was_written(store, tmp_path):
+    async def main():
+        session = session_for(store, tmp_path)
+        connection, transport = connect(session, request(CONNECT, "site.test", 80) + b"GET / HTTP/1.0\r\n")
+        stream = FakeStream()
+        connection.attach(stream)
+        connection.on_data(b"HTTP/1.0 200 OK\r\n\r\nbye")
+        connection.on_end()
+        assert bytes(transport.written).endswith(b"bye") and transport.aborted  # closed (FakeTLS: either)
+        assert stream.ended and session.connections == set() and session.pool.done == [connection]
+
+    run(main())
