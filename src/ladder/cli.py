@@ -97,6 +97,58 @@ def address_option(value: str) -> tuple[str, int]:
         raise click.BadParameter(str(exc)) from None
 
 
+def device_options(command):
+    """What a device's exit choice and limits take: the same for `device add` and `hub device add`."""
+    options = [
+        click.option("--exit", "exit_choice", metavar="auto|COUNTRY|NAME", default="auto", show_default=True,
+                     help="The exit the hub sends the device's traffic through."),
+        click.option("--rules", "rules_source", metavar="PRESET|FILE",
+                     help="Routing rules: inside-cn, abroad, or a rules file (see `ladder route test`)."),
+        click.option("--rate", metavar="BYTES", help="Bytes per second for the device, e.g. 5M."),
+        click.option("--daily-cap", metavar="BYTES", help="Bytes a day for the device, e.g. 2G."),
+        click.option("--expires", metavar="DURATION", help="The device stops working after e.g. 90d."),
+        click.option("--qr", "qr_file", type=click.Path(dir_okay=False),
+                     help="Also write a QR code of the share link to this PNG file."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def device_request(name: str, exit_choice: str, rules_source: str | None, rate: str | None,
+                   daily_cap: str | None, expires: str | None):
+    """The options of `device add`, checked here, as the hub takes them."""
+    from ladder.agent.rules import PRESETS, load_rules
+    from ladder.agent.sharing import parse_amount
+    from ladder.protocol.control import DeviceAdd
+
+    rules = ""
+    if rules_source is not None:
+        load_rules(rules_source)  # one clear line now rather than a refusal from the hub
+        rules = rules_source if rules_source in PRESETS else Path(rules_source).read_text(encoding="utf-8")
+    country = exit_choice if len(exit_choice) == 2 and exit_choice.isalpha() else None
+    if country is not None:
+        exit_choice = country_code(country)
+    return DeviceAdd(name, exit_choice, rules, parse_amount(rate, "--rate") or 0,
+                     parse_amount(daily_cap, "--daily-cap") or 0,
+                     int(time.time() + parse_duration(expires)) if expires else 0)
+
+
+def print_device_added(label: str, link: str, subscription: str, note: str, qr_file: str | None) -> None:
+    """The share link last, as scripts expect; a QR code of it first when a person is looking."""
+    from ladder.qr import print_qr, save_qr
+
+    click.echo(f"device {label} added; treat what follows like a password")
+    click.echo(f"subscription (sing-box, Clash or links: add ?format=sing-box|clash|links): {subscription}")
+    if note:
+        click.echo(note)
+    if qr_file:
+        save_qr(link, Path(qr_file))
+        click.echo(f"QR code of the share link written to {qr_file}")
+    print_qr(link, sys.stdout)
+    click.echo(link)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="ladder")
 def cli() -> None:
@@ -337,16 +389,10 @@ def hub_device() -> None:
 @click.argument("name")
 @click.option("--owner", required=True, metavar="MEMBER", help="The member the device belongs to.")
 @click.option("--dir", "folder", metavar="FOLDER", help=HUB_DIR_HELP)
-@click.option("--exit", "exit_choice", metavar="auto|COUNTRY|MEMBER", default="auto", show_default=True,
-              help="Which exit the device's traffic leaves through.")
-@click.option("--rules", metavar="inside-cn|abroad|FILE",
-              help="Routing rules: a preset or a rules file (read now; `direct` goes through the owner's "
-              "own exit when the owner shares, else --exit).")
-@click.option("--rate", metavar="AMOUNT", help="Bytes per second, both ways together: 500K, 5M.")
-@click.option("--daily-cap", metavar="AMOUNT", help="Bytes a day (UTC), both ways together: 2G.")
-@click.option("--expires", metavar="DURATION", help="How long the device may be used: 12h, 90d, 2w.")
+@device_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (with the password and the link).")
-def hub_device_add(name, owner, folder, exit_choice, rules, rate, daily_cap, expires, as_json) -> None:
+def hub_device_add(name, owner, folder, exit_choice, rules_source, rate, daily_cap, expires, qr_file,
+                   as_json) -> None:
     """Add device NAME for MEMBER and print its share link as the last line (send it privately).
 
     \b
@@ -354,40 +400,23 @@ def hub_device_add(name, owner, folder, exit_choice, rules, rate, daily_cap, exp
       ladder hub device add phone --owner alice --dir ~/hub --exit US --rules inside-cn --daily-cap 2G
     The link imports into sing-box, Shadowrocket, Clash Meta or v2rayNG; whoever holds it
     can use the network as the device, until `ladder hub device revoke alice/phone`.
+    A member adds its own devices with `ladder device add`.
     """
-    from ladder.agent.rules import PRESETS, load_rules
-    from ladder.agent.sharing import parse_amount
-    from ladder.hub.devices import device_profile
-    from ladder.hub.profiles import share_link
-    from ladder.store.hubdb import HubStore, device_password
+    from ladder.hub.devices import add_device
+    from ladder.store.hubdb import HubStore
 
     config = HubConfig.load(hub_folder(folder))
-    rules_text = None
-    if rules is not None:
-        load_rules(rules)  # a preset's name, or a file that must parse: refused here, not at the hub
-        rules_text = rules if rules in PRESETS else Path(rules).read_text(encoding="utf-8")
-    lifetime = parse_duration(expires) if expires else None
-    device_key = config.device_key()
+    request = device_request(name, exit_choice, rules_source, rate, daily_cap, expires)
     with HubStore(config.db_path) as store:
-        device, token = store.add_device(owner, name, device_key, exit=exit_choice, rules=rules_text,
-                                         rate=parse_amount(rate, "--rate"),
-                                         daily_cap=parse_amount(daily_cap, "--daily-cap"),
-                                         expires_in=lifetime)
-    profile = device_profile(config, device, device_password(device_key, token))
-    link = share_link(profile)
-    # The QR code (--qr, and on a terminal) and the subscription URL join this output here.
+        new = add_device(config, store, owner, request.name, exit=request.exit, rules=request.rules or None,
+                         rate=request.rate or None, daily_cap=request.daily_cap or None,
+                         expires_in=request.expires - time.time() if request.expires else None)
     if as_json:
-        click.echo(json.dumps({"label": device.label, "id": device.id, "password": profile.password,
-                               "share_link": link, "cert_sha256": profile.cert_sha256,
-                               "expires": device.expires_at}, indent=1))
+        click.echo(json.dumps({"label": new.device.label, "id": new.device.id, "password": new.password,
+                               "share_link": new.link, "subscription": new.subscription,
+                               "cert_sha256": new.cert_sha256, "expires": new.device.expires_at}, indent=1))
         return
-    click.echo(f"device {device.label} added (exit {device.exit}"
-               f"{', rules ' + (rules if rules in PRESETS else 'from ' + rules) if rules else ''}"
-               f"{', expires ' + _when(device.expires_at) if device.expires_at else ''})")
-    if profile.cert_sha256:
-        click.echo(f"this hub's certificate is self-signed: in the app, turn on \"skip certificate "
-                   f"verification\" (allowInsecure), or pin SHA-256 {profile.cert_sha256}")
-    click.echo(link)
+    print_device_added(new.device.label, new.link, new.subscription, new.note, qr_file)
 
 
 @hub_device.command("revoke")
@@ -709,62 +738,6 @@ def _alive(pid) -> bool:
 # -------------------------------------------------------------- devices
 
 
-def device_options(command):
-    """What a device's exit choice and limits take: the same for `device add` and `hub device add`."""
-    options = [
-        click.option("--exit", "exit_choice", metavar="auto|COUNTRY|NAME", default="auto", show_default=True,
-                     help="The exit the hub sends the device's traffic through."),
-        click.option("--rules", "rules_source", metavar="PRESET|FILE",
-                     help="Routing rules: inside-cn, abroad, or a rules file (see `ladder route test`)."),
-        click.option("--rate", metavar="BYTES", help="Bytes per second for the device, e.g. 5M."),
-        click.option("--daily-cap", metavar="BYTES", help="Bytes a day for the device, e.g. 2G."),
-        click.option("--expires", metavar="DURATION", help="The device stops working after e.g. 90d."),
-        click.option("--qr", "qr_file", type=click.Path(dir_okay=False),
-                     help="Also write a QR code of the share link to this PNG file."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def device_request(name: str, exit_choice: str, rules_source: str | None, rate: str | None,
-                   daily_cap: str | None, expires: str | None):
-    """The options of `device add`, checked here, as the hub takes them."""
-    from ladder.agent.rules import PRESETS, load_rules
-    from ladder.agent.sharing import parse_amount
-    from ladder.protocol.control import DeviceAdd
-
-    rules = ""
-    if rules_source is not None:
-        load_rules(rules_source)  # one clear line now rather than a refusal from the hub
-        rules = rules_source if rules_source in PRESETS else Path(rules_source).read_text(encoding="utf-8")
-    country = exit_choice if len(exit_choice) == 2 and exit_choice.isalpha() else None
-    if country is not None:
-        exit_choice = country_code(country)
-    return DeviceAdd(name, exit_choice, rules, parse_amount(rate, "--rate") or 0,
-                     parse_amount(daily_cap, "--daily-cap") or 0,
-                     int(time.time() + parse_duration(expires)) if expires else 0)
-
-
-def print_device_added(name: str, link: str, subscription: str, note: str, qr_file: str | None) -> None:
-    """The share link last, as scripts expect; a QR code of it first when a person is looking."""
-    from ladder.qr import print_qr, save_qr
-
-    click.echo(f"device {name} added.")
-    click.echo(f"subscription (sing-box, Clash or links: add ?format=sing-box|clash|links): {subscription}")
-    if note:
-        click.echo(note)
-    if qr_file:
-        save_qr(link, Path(qr_file))
-        click.echo(f"QR code of the share link written to {qr_file}")
-    print_qr(link, sys.stdout)
-    click.echo(link)
-
-
-def _when(stamp: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp)) if stamp else "never"
-
-
 @cli.group()
 def device() -> None:
     """Phones and other devices without the agent, on stock Trojan apps (sing-box, Clash Meta, ...).
@@ -795,7 +768,7 @@ def device_add(name, folder, exit_choice, rules_source, rate, daily_cap, expires
     answer = runtime.run_async(ask(config, request))
     if not isinstance(answer, DeviceAdded):
         raise UserError(f"the hub answered {answer} instead of the new device")
-    print_device_added(answer.name, answer.link, answer.subscription, answer.note, qr_file)
+    print_device_added(f"{config.name}/{answer.name}", answer.link, answer.subscription, answer.note, qr_file)
 
 
 @device.command("list")

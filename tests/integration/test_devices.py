@@ -9,6 +9,7 @@ and its next connection meets the web face, as a wrong password does.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -20,7 +21,8 @@ import time
 from pathlib import Path
 
 import pytest
-from harness import MARKER, HttpsOrigin, Network, curl, free_port, ladder, wait_for
+import yaml
+from harness import MARKER, HttpsOrigin, Network, UdpAnswerer, ask, curl, free_port, ladder, wait_for
 
 from ladder.link.webface import WebFace
 from ladder.protocol.trojan import CONNECT, password_hash, request
@@ -39,17 +41,20 @@ CUT_WITHIN = 5.0
 
 @pytest.fixture(scope="module")
 def devnet(tmp_path_factory, origin):
-    """One hub with an exit (on loopback, so --allow-private), a 32 MiB file and an HTTPS site."""
+    """One hub with an exit (on loopback, so --allow-private), a 32 MiB file, an HTTPS site and a UDP
+    server the exit may reach (its port in --udp-ports, as 53 is by default)."""
     root = tmp_path_factory.mktemp("devices")
     data = os.urandom(FILE_SIZE)
     (origin.dir / "device32.bin").write_bytes(data)
     net = Network(root)
     https = HttpsOrigin(root)
+    net.udp = UdpAnswerer(1)
     try:
-        net.exit("ed", "DE", "--allow-private")
+        net.exit("ed", "DE", "--allow-private", "--udp-ports", str(net.udp.ports[0]))
         yield net, hashlib.sha256(data).hexdigest(), https
     finally:
         net.close()
+        net.udp.close()
         https.proc.stop()
         https.proc.check_log(expected=("ConnectionResetError", "BrokenPipeError", "ssl.SSLError"))
 
@@ -63,8 +68,10 @@ def add_device(net: Network, name: str) -> dict:
     return {"password": password, "link": lines[-1], "label": f"ed/{name}"}
 
 
-def start_client(net: Network, kind: str, password: str) -> tuple[int, object]:
-    """A stock client as a process, its local SOCKS5 port listening."""
+def start_client(net: Network, kind: str, password: str, udp: tuple[int, int] | None = None
+                 ) -> tuple[int, object]:
+    """A stock client as a process, its local SOCKS5 port listening; with `udp` (local port, target
+    port), also a UDP inbound whose datagrams go to that loopback target (v2ray and sing-box)."""
     port = free_port()
     cert = str(net.hub_dir / "tls.crt")
     config_path = net.root / f"{kind}-{port}.json"
@@ -82,6 +89,10 @@ def start_client(net: Network, kind: str, password: str) -> tuple[int, object]:
                                                            "password": password}]},
                                  "streamSettings": {"network": "tcp", "security": "tls",
                                                     "tlsSettings": {"allowInsecure": True}}}]}
+        if udp is not None:
+            forward = {"address": "127.0.0.1", "port": udp[1], "network": "udp"}
+            config["inbounds"].append({"listen": "127.0.0.1", "port": udp[0], "protocol": "dokodemo-door",
+                                       "settings": forward})
         args = ["v2ray", "-config", str(config_path)]
     else:
         config = {"log": {"level": "warn"},
@@ -90,6 +101,10 @@ def start_client(net: Network, kind: str, password: str) -> tuple[int, object]:
                                  "password": password,
                                  "tls": {"enabled": True, "server_name": "127.0.0.1",
                                          "certificate_path": cert}}]}
+        if udp is not None:
+            config["inbounds"].append({"type": "direct", "listen": "127.0.0.1", "listen_port": udp[0],
+                                       "network": "udp", "override_address": "127.0.0.1",
+                                       "override_port": udp[1]})
         args = [SING_BOX, "run", "-c", str(config_path)]
     config_path.write_text(json.dumps(config))
     proc = net.start_program(f"{kind}-{port}", *args)
@@ -229,3 +244,119 @@ def test_an_exit_serves_a_device_as_its_owner_by_the_exit_s_member_list(network,
         f"alice's phone was refused: {page.stderr!r}"
     refused = curl("--socks5-hostname", f"127.0.0.1:{ports['bob']}", origin.url("index.html"))
     assert MARKER not in refused.stdout.decode(), "an exit for alice only served bob's phone"
+
+
+def socks5_udp_ask(socks_port: int, target: tuple[str, int], query: bytes, tries: int = 10) -> bytes | None:
+    """SOCKS5 UDP ASSOCIATE (RFC 1928 section 7) through a client's local port: send `query` to
+    `target` until its answer comes back, at most `tries` times."""
+    with socket.create_connection(("127.0.0.1", socks_port), 10) as control:
+        control.sendall(b"\x05\x01\x00")
+        assert control.recv(2) == b"\x05\x00", "the SOCKS5 greeting failed"
+        control.sendall(b"\x05\x03\x00\x01" + bytes(6))
+        reply = control.recv(10)
+        assert reply[:2] == b"\x05\x00", f"UDP ASSOCIATE refused: {reply!r}"
+        relay = (socket.inet_ntoa(reply[4:8]), int.from_bytes(reply[8:10], "big"))
+        if relay[0] == "0.0.0.0":
+            relay = ("127.0.0.1", relay[1])
+        header = b"\x00\x00\x00\x01" + socket.inet_aton(target[0]) + target[1].to_bytes(2, "big")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(1.0)
+            for _ in range(tries):
+                sock.sendto(header + query, relay)
+                try:
+                    answer = sock.recv(65535)
+                except TimeoutError:
+                    continue
+                return answer[len(header):]
+    return None
+
+
+@pytest.mark.parametrize("kind", CLIENTS)
+def test_a_stock_client_s_udp_query_is_answered_through_the_exit(devnet, kind):
+    """A DNS-like query over UDP from the device reaches a server the exit may reach, and its answer
+    comes back: Trojan's UDP through the hub, carried in the channel to the exit."""
+    net, _, _ = devnet
+    device = add_device(net, f"{kind.replace('-', '')}udp")
+    target = net.udp.ports[0]
+    if kind == "trojan":  # Debian's trojan serves UDP ASSOCIATE on its SOCKS5 port
+        port, _ = start_client(net, kind, device["password"])
+        answer = socks5_udp_ask(port, ("127.0.0.1", target), b"query " + kind.encode())
+    else:
+        local = free_port()
+        start_client(net, kind, device["password"], udp=(local, target))
+        answer = ask(local, b"query " + kind.encode())
+    assert answer == b"answer:query " + kind.encode(), f"{kind}: no answer over UDP through the exit"
+
+
+def subscription_url(output: str) -> str:
+    match = re.search(r"(https://\S+/s/[A-Za-z0-9_-]+)", output)
+    assert match, f"no subscription URL in the output:\n{output}"
+    return match.group(1)
+
+
+def test_a_member_adds_lists_and_removes_its_own_device_while_its_agent_runs(devnet, origin):
+    """`ladder device add` from the member's folder, on a command link: the running exit agent keeps
+    its link; the device works, is listed, and is cut and refused once removed."""
+    net, _, _ = devnet
+    folder = str(net.root / "ed")
+    added = ladder("device", "add", "tablet", "--dir", folder)
+    link = added.stdout.strip().splitlines()[-1]
+    assert link.startswith("trojan://") and "self-signed" in added.stdout, added.stdout
+    subscription_url(added.stdout)
+    password = link.removeprefix("trojan://").split("@")[0]
+    port, _ = start_client(net, "trojan", password)
+    page = curl("--socks5-hostname", f"127.0.0.1:{port}", origin.url("index.html"))
+    assert page.returncode == 0 and MARKER in page.stdout.decode(), f"the member's device: {page.stderr!r}"
+    listed = json.loads(ladder("device", "list", "--dir", folder, "--json").stdout)
+    assert [d["name"] for d in listed if d["name"] == "tablet"] == ["tablet"]
+    assert "ed connected again" not in net.hub.output(), "a command link took over the agent's link"
+    ladder("device", "remove", "tablet", "--dir", folder)
+    assert "tablet" not in [d["name"] for d in json.loads(ladder("device", "list", "--dir", folder,
+                                                                   "--json").stdout)]
+    wait_for(lambda: door_answer(net.hub_port, password) == web_face_answer(password), CUT_WITHIN,
+             "the removed device to meet the web face")
+    again = ladder("device", "remove", "tablet", "--dir", folder, check=False)
+    assert again.returncode == 1 and again.stderr.startswith("ladder: error: the hub refused: "), again.stderr
+
+
+def fetch_subscription(url: str, form: str) -> tuple[dict[str, str], bytes]:
+    result = curl("-k", "-D", "-", f"{url}?format={form}")
+    assert result.returncode == 0, f"fetching the subscription failed: {result.stderr!r}"
+    head, _, body = result.stdout.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    assert lines[0] == "HTTP/1.1 200 OK", lines[0]
+    return {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}, body
+
+
+def test_the_subscription_runs_sing_box_unchanged_but_its_inbound_and_carries_usage(devnet, origin):
+    net, sha, _ = devnet
+    added = ladder("hub", "device", "add", "subscribed", "--owner", "ed", "--daily-cap", "1G",
+                   "--expires", "30d", "--dir", str(net.hub_dir))
+    url = subscription_url(added.stdout)
+    fields, body = fetch_subscription(url, "sing-box")
+    usage = dict(item.strip().split("=") for item in fields["subscription-userinfo"].split(";"))
+    assert usage["total"] == str(10**9) and int(usage["expire"]) > time.time() + 29 * 86400, usage
+    profile = json.loads(body)
+    port = free_port()
+    profile["inbounds"] = [{"type": "mixed", "listen": "127.0.0.1", "listen_port": port}]  # not a phone's tun
+    profile.get("route", {}).pop("auto_detect_interface", None)  # it belongs with tun
+    config = net.root / "subscribed-sing-box.json"
+    config.write_text(json.dumps(profile))
+    proc = net.start_program("sing-box-subscribed", str(SING_BOX), "run", "-c", str(config))
+    wait_for(lambda: _listens(port) or not proc.alive(), 15, "sing-box to listen")
+    assert proc.alive(), f"sing-box died on the subscription's profile:\n{proc.output()}"
+    assert fetch_sha(port, origin.url("device32.bin")) == sha, "the 32 MiB file via the subscribed sing-box"
+
+    _, links = fetch_subscription(url, "links")
+    assert base64.b64decode(links).decode().strip() == added.stdout.strip().splitlines()[-1]
+    _, clash = fetch_subscription(url, "clash")
+    assert yaml.safe_load(clash)["proxies"][0]["type"] == "trojan"
+
+
+def test_a_subscription_path_of_no_device_gets_the_web_face_s_404(devnet):
+    net, _, _ = devnet
+    result = curl("-k", "-D", "-", f"https://127.0.0.1:{net.hub_port}/s/{'A' * 43}?format=sing-box")
+    assert result.stdout.startswith(b"HTTP/1.1 404 Not Found"), result.stdout[:200]
+    assert _without_date(result.stdout) == _without_date(WebFace().receive_data(
+        f"GET /s/{'A' * 43}?format=sing-box HTTP/1.1\r\nHost: 127.0.0.1:{net.hub_port}\r\n"
+        "User-Agent: curl\r\nAccept: */*\r\n\r\n".encode()))

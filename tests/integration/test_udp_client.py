@@ -9,58 +9,10 @@ a DNS-like UDP server on loopback (--allow-private, --udp-ports) or not.
 from __future__ import annotations
 
 import json
-import select
 import shutil
-import socket
-import threading
 
 import pytest
-from harness import Proc, free_port, wait_for
-
-TRIES = 10  # datagrams may be lost: ask again, a second apart, before calling it unanswered
-
-
-class UdpAnswerer:
-    """Answers every datagram on its ports with b"answer:" + it, as a DNS server answers a query."""
-
-    def __init__(self, count: int):
-        self.sockets = []
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            sock.bind(("127.0.0.1", 0))
-            self.sockets.append(sock)
-        self.ports = [s.getsockname()[1] for s in self.sockets]
-        self.heard: list[tuple[int, bytes]] = []
-        self._stop = False
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop:
-            readable, _, _ = select.select(self.sockets, [], [], 0.2)
-            for sock in readable:
-                data, address = sock.recvfrom(65535)
-                self.heard.append((sock.getsockname()[1], data))
-                sock.sendto(b"answer:" + data, address)
-
-    def close(self) -> None:
-        self._stop = True
-        self._thread.join(5)
-        for sock in self.sockets:
-            sock.close()
-
-
-def ask(port: int, query: bytes, tries: int = TRIES) -> bytes | None:
-    """Send `query` to v2ray's inbound on `port` until an answer comes, at most `tries` times."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(1.0)
-        for _ in range(tries):
-            sock.sendto(query, ("127.0.0.1", port))
-            try:
-                return sock.recv(65535)
-            except TimeoutError:
-                continue
-    return None
+from harness import Proc, UdpAnswerer, ask, free_port, wait_for
 
 
 def v2ray_config(front: tuple[str, int], routes: dict[int, int]) -> dict:

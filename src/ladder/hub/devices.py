@@ -38,7 +38,9 @@ import hashlib
 import ipaddress
 import logging
 import time
+import urllib.parse
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -59,11 +61,11 @@ from ladder.link.memory import link_pair
 from ladder.protocol import control
 from ladder.protocol.errors import ErrorCode, RemoteProtocolError
 from ladder.protocol.trojan import CONNECT, Request, parse_request
-from ladder.store.hubdb import Device, HubStore, StoreError, utc_day
+from ladder.store.hubdb import Device, HubStore, StoreError, device_password, utc_day
 from ladder.tasks import Tasks
 
 from .ports import DevicePort, MemberPortOwner
-from .profiles import DeviceProfile
+from .profiles import DeviceProfile, share_link, subscription, subscription_format, userinfo_header
 
 log = logging.getLogger(__name__)
 DEVICE_IDLE = 60.0  # a session without connections this long is closed (its port and pool with it)
@@ -434,3 +436,72 @@ def device_profile(config: HubConfig, device: Device, password: str) -> DevicePr
         label=f"{device.label} · {config.name}", password=password, host=host, port=port, sni=sni,
         cert_sha256=hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest() if self_signed else None,
         cert_pem=cert.public_bytes(Encoding.PEM).decode() if self_signed else None)
+
+
+def subscription_url(config: HubConfig, token: str) -> str:
+    host, port = config.public_address
+    host = f"[{host}]" if ":" in host else host
+    return f"https://{host}{'' if port == 443 else f':{port}'}/s/{token}"
+
+
+def trust_note(profile: DeviceProfile) -> str:
+    """What an app must be told to trust a hub whose certificate is self-signed; nothing for a public CA's."""
+    if not profile.cert_sha256:
+        return ""
+    return ("this hub's certificate is self-signed: the sing-box and Clash profiles pin it; for the "
+            "share link or the subscription URL an app needs \"skip certificate verification\" "
+            f"(allowInsecure), or the pin SHA-256 {profile.cert_sha256}")
+
+
+@dataclass(frozen=True)
+class NewDevice:
+    """A device just added, with what its app is given: shown once, since the hub keeps no secret."""
+
+    device: Device
+    password: str
+    link: str
+    subscription: str
+    note: str
+    cert_sha256: str | None
+
+
+def add_device(config: HubConfig, store: HubStore, owner: str, name: str, *, exit: str = "auto",
+               rules: str | None = None, rate: int | None = None, daily_cap: int | None = None,
+               expires_in: float | None = None) -> NewDevice:
+    """Add device `name` for member `owner`, for the hub's CLI and for a member's own request alike."""
+    device_key = config.device_key()
+    device, token = store.add_device(owner, name, device_key, exit=exit, rules=rules, rate=rate,
+                                     daily_cap=daily_cap, expires_in=expires_in)
+    profile = device_profile(config, device, device_password(device_key, token))
+    return NewDevice(device, profile.password, share_link(profile), subscription_url(config, token),
+                     trust_note(profile), profile.cert_sha256)
+
+
+class Subscriptions:
+    """Answers a device's app fetching `/s/<token>?format=…`: its profile, with its usage in a header."""
+
+    def __init__(self, config: HubConfig, store: HubStore):
+        self.config = config
+        self.store = store
+        self.device_key = config.device_key()
+
+    def page(self, target: str) -> tuple[str, bytes, list[tuple[str, str]]] | None:
+        """The doorway's call for a request under /s/: the subscription, or None (the web face answers)."""
+        url = urllib.parse.urlsplit(target)
+        token = url.path.removeprefix("/s/")
+        try:
+            form = subscription_format(urllib.parse.parse_qs(url.query).get("format", [None])[0])
+            device = self.store.device_by_token(self.device_key, token)
+        except ValueError:
+            return None  # an unknown format: as any path nobody serves
+        except StoreError as exc:
+            log.warning("cannot read the device store: %s", exc)
+            return None
+        if device is None:
+            return None
+        profile = device_profile(self.config, device, device_password(self.device_key, token))
+        content_type, body = subscription(profile, form, _rules(device))
+        usage = userinfo_header(0, device.bytes_on(utc_day(time.time())), device.daily_cap,
+                                device.expires_at)
+        log.info("device %s fetched its subscription (%s)", device.label, form)
+        return content_type, body, [("subscription-userinfo", usage), ("profile-update-interval", "24")]

@@ -30,13 +30,14 @@ from ladder.link.tls import fingerprint_of_cert_file, server_context
 from ladder.protocol import control
 from ladder.protocol.envelope import RecordError, b64
 from ladder.protocol.errors import ErrorCode
-from ladder.protocol.hello import JOIN, Hello
+from ladder.protocol.hello import COMMAND, JOIN, Hello
 from ladder.protocol.identity import member_id
 from ladder.protocol.records import verify_exit_record
-from ladder.store.hubdb import HubStore, InviteError, InviteUnknown, StoreError
+from ladder.store.hubdb import HubStore, InviteError, InviteUnknown, Member, StoreError
 from ladder.tasks import Tasks
 
-from .devices import USAGE_SAVE, Devices, DeviceSession
+from .commands import COMMAND_TIMEOUT, CommandLink
+from .devices import USAGE_SAVE, Devices, DeviceSession, Subscriptions
 from .directory import Directory, ExitListing
 from .pacing import Pacer
 from .ports import MemberPort, Port, Ports
@@ -71,7 +72,8 @@ class Hub:
         self.store.clear_online()
         self.server = await listen(self.config.listen, server_context(self.config.cert, self.config.key),
                                    self.fingerprint, self.admit, web_backend=self.config.web_backend,
-                                   raw_backend=self.config.raw_backend, admit_device=self.devices.admit)
+                                   raw_backend=self.config.raw_backend, admit_device=self.devices.admit,
+                                   subscription=Subscriptions(self.config, self.store).page)
         self._data_version = self.store.data_version()
         self.tasks.every(REVOCATION_POLL, self._poll_store, name="revocation poll")
         self.tasks.every(USAGE_SAVE, self.devices.tick, name="device usage")
@@ -102,6 +104,8 @@ class Hub:
         member = self.store.member_by_pubkey(hello.pubkey)
         if member is None or member.revoked:
             return False  # looks like any stranger's bytes
+        if hello.kind == COMMAND:
+            return self._command(member, transport, rest)
         link = self._take(transport, f"member {member.name}")
         if member.id in self.ports:
             log.info("%s connected again: replacing its previous link", member.name)
@@ -135,6 +139,15 @@ class Hub:
             self._read_roster()
         port.link.send_control(self.directory_message())
         self._deliver(self.services.member_online(port.id))
+
+    def _command(self, member: Member, transport: asyncio.Transport, rest: bytes) -> bool:
+        """A member's one request on a link of its own (commands.py), answered, then closed."""
+        link = self._take(transport, f"command link of {member.name}")
+        link.owner = CommandLink(member, self.config, self.store, lambda id: id in self.devices.sessions)
+        link.loop.call_later(COMMAND_TIMEOUT, link.close, ErrorCode.NO_ERROR, "no request")
+        if rest:
+            link.data_received(rest)
+        return True
 
     def _join(self, hello: Hello, transport: asyncio.Transport) -> bool:
         try:

@@ -33,6 +33,12 @@ came with it, goes to the web face like any stranger's, HELLO_ANSWER_DELAY
 after it arrived as a refused hello does, so a wrong password is answered
 as a stranger is, at the same time whatever was wrong with it.
 
+A request whose line starts `GET /s/` may be a device's app fetching its
+subscription: the Doorway holds it until its head has ended (nginx answers
+only then too) and asks the hub's `subscription` for the target; the hub
+answers it if the path holds a device's token, and the web face (or the
+real web server) gets it, whole, otherwise.
+
 nginx's timers (measured with Debian's nginx 1.22): one client_header_timeout
 runs from accept through the TLS handshake to the end of the first request's
 head; a request's first byte starts a fixed header deadline that later bytes
@@ -62,7 +68,7 @@ from ladder.protocol.trojan import PASSWORD_LINE, password_line
 from ladder.tasks import Tasks
 
 from .fallback import hand_to_backend, pipe_end, splice_to_backend
-from .webface import WebFace
+from .webface import WebFace, response_head
 
 log = logging.getLogger(__name__)
 HEAD_TIMEOUT = 60.0  # nginx's client_header_timeout
@@ -77,6 +83,7 @@ SHUTDOWN_WAIT = 0.001  # nginx sends close_notify and closes; it does not wait f
 PEEK_BYTES = 16 * 1024 + 5  # one whole TLS record and a byte past it
 MAX_WAITING = 60_000  # bare connections that have sent nothing yet
 MAX_HANDSHAKES = 256  # TLS handshakes at once
+MAX_SUBSCRIPTION_HEAD = 8192  # bytes of a request head under SUBSCRIPTION the Doorway holds
 MAX_VISITORS = 2_000  # strangers past the first byte (web visits, doorways awaiting a hello)
 ACCEPTS_PER_TURN = 256  # one wake-up of the listening socket takes at most this many
 ACCEPT_PAUSE = 0.5  # out of file descriptors: accept again after this (nginx waits 500 ms too)
@@ -86,6 +93,9 @@ SWEEP_EVERY = 0.25  # how often bare sockets past their deadline are closed
 Admit = Callable[[Hello, bytes, asyncio.Transport, bytes], bool]
 # (the password line's 56 hex digits, transport, rest) -> True if the hub took it as a device's.
 AdmitDevice = Callable[[bytes, asyncio.Transport, bytes], bool]
+# (a request target under SUBSCRIPTION) -> (content type, body, more header fields), or None for a stranger's.
+Subscription = Callable[[str], tuple[str, bytes, list[tuple[str, str]]] | None]
+SUBSCRIPTION = b"GET /s/"  # the one path prefix whose requests the hub reads before the web face does
 
 
 def hang_up(transport: asyncio.Transport) -> None:
@@ -235,10 +245,12 @@ class Doorway(asyncio.Protocol):
     _timer: asyncio.TimerHandle  # the head's deadline, likewise
 
     def __init__(self, fingerprint: str, admit: Admit, deadline: float, visitors: Visitors,
-                 web_backend: tuple[str, int] | None = None, admit_device: AdmitDevice | None = None):
+                 web_backend: tuple[str, int] | None = None, admit_device: AdmitDevice | None = None,
+                 subscription: Subscription | None = None):
         self.fingerprint = fingerprint
         self.admit = admit
         self.admit_device = admit_device
+        self.subscription = subscription
         self.deadline = deadline
         self.web_backend = web_backend
         self.visitors = visitors
@@ -280,7 +292,7 @@ class Doorway(asyncio.Protocol):
         """Bytes that cannot be a hello: a device's password line, whole or still coming, or a stranger's."""
         digits = None if self.admit_device is None else password_line(self.buffer)
         if digits is None:
-            return self._hand_to_web()
+            return self._subscription_request()
         if not digits:
             self.visitors.touch(self)
             return  # an unfinished request line, on which nginx waits too
@@ -292,6 +304,32 @@ class Doorway(asyncio.Protocol):
             return
         self.visitors.add(self, self.transport)
         self._refuse(arrived)
+
+    def _subscription_request(self) -> None:
+        """Bytes that are no hello and no password line: a subscription's request, whole or coming, or
+        a stranger's."""
+        buffer = self.buffer
+        if self.subscription is None or not SUBSCRIPTION.startswith(bytes(buffer[:len(SUBSCRIPTION)])):
+            return self._hand_to_web()
+        end = buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buffer) > MAX_SUBSCRIPTION_HEAD:
+                return self._hand_to_web()
+            self.visitors.touch(self)
+            return  # a request's head still coming, on which nginx waits too
+        line = bytes(buffer[:buffer.find(b"\r\n")]).split(b" ")
+        page = None
+        if len(line) == 3 and line[2] in (b"HTTP/1.1", b"HTTP/1.0") and line[1].isascii():
+            page = self.subscription(line[1].decode("ascii"))
+        if page is None:
+            return self._hand_to_web()
+        content_type, body, fields = page
+        self._timer.cancel()
+        self.visitors.remove(self)
+        self.transport.write(response_head(200, "nginx", time.time(), [
+            ("Content-Type", content_type), ("Content-Length", str(len(body))), ("Connection", "close"),
+            *fields]) + body)
+        self.transport.close()  # after what was written, which hang_up's abort could cut short
 
     def _refuse(self, arrived: float) -> None:
         """Hand the bytes to the web face HELLO_ANSWER_DELAY after they arrived, whatever was wrong."""
@@ -331,12 +369,13 @@ class FrontDoor:
 
     def __init__(self, sock: socket.socket, context: ssl.SSLContext, fingerprint: str, admit: Admit,
                  web_backend: tuple[str, int] | None, raw_backend: tuple[str, int] | None,
-                 admit_device: AdmitDevice | None = None):
+                 admit_device: AdmitDevice | None = None, subscription: Subscription | None = None):
         self.sockets = [sock]
         self.context = context
         self.fingerprint = fingerprint
         self.admit = admit
         self.admit_device = admit_device
+        self.subscription = subscription
         self.web_backend = web_backend
         self.raw_backend = raw_backend
         self.loop = asyncio.get_running_loop()
@@ -350,7 +389,8 @@ class FrontDoor:
     @classmethod
     async def start(cls, address: tuple[str, int], context: ssl.SSLContext, fingerprint: str, admit: Admit,
                     web_backend: tuple[str, int] | None = None, raw_backend: tuple[str, int] | None = None,
-                    admit_device: AdmitDevice | None = None) -> FrontDoor:
+                    admit_device: AdmitDevice | None = None, subscription: Subscription | None = None
+                    ) -> FrontDoor:
         host, port = address
         infos = await asyncio.get_running_loop().getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
                                                              flags=socket.AI_PASSIVE)
@@ -364,7 +404,7 @@ class FrontDoor:
             sock.close()
             raise
         sock.setblocking(False)
-        door = cls(sock, context, fingerprint, admit, web_backend, raw_backend, admit_device)
+        door = cls(sock, context, fingerprint, admit, web_backend, raw_backend, admit_device, subscription)
         door.loop.add_reader(sock.fileno(), door._accept)
         door.tasks.every(SWEEP_EVERY, door._sweep, name="sweep silent connections")
         return door
@@ -483,7 +523,7 @@ class FrontDoor:
         try:
             await self.loop.connect_accepted_socket(
                 lambda: Doorway(self.fingerprint, self.admit, deadline, self.visitors, self.web_backend,
-                                self.admit_device),
+                                self.admit_device, self.subscription),
                 conn, ssl=self.context, ssl_handshake_timeout=max(deadline - self.loop.time(), 0.001))
         # The transport owns the socket now and has closed it: closing `conn`
         # again could close a newer connection that got the same descriptor.
@@ -516,7 +556,9 @@ class FrontDoor:
 
 async def listen(address: tuple[str, int], context: ssl.SSLContext, fingerprint: str, admit: Admit,
                  web_backend: tuple[str, int] | None = None, raw_backend: tuple[str, int] | None = None,
-                 admit_device: AdmitDevice | None = None) -> FrontDoor:
+                 admit_device: AdmitDevice | None = None, subscription: Subscription | None = None
+                 ) -> FrontDoor:
     """Serve the hub's port: members' links, devices, and the web face (or the real web server) for
     everyone else."""
-    return await FrontDoor.start(address, context, fingerprint, admit, web_backend, raw_backend, admit_device)
+    return await FrontDoor.start(address, context, fingerprint, admit, web_backend, raw_backend, admit_device,
+                                 subscription)

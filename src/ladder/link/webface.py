@@ -319,12 +319,14 @@ class WebFace:
         ]) + (b"" if head_only else page)
 
     def _head(self, status: int, fields: list[tuple[str, str]]) -> bytes:
-        if self._bare:
-            return b""
-        lines = [f"HTTP/1.1 {status} {_REASONS[status]}", f"Server: {self._server}",
-                 f"Date: {_http_date(self._clock())}"]
-        lines += [f"{name}: {value}" for name, value in fields]
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        return b"" if self._bare else response_head(status, self._server, self._clock(), fields)
+
+
+def response_head(status: int, server: str, now: float, fields: list[tuple[str, str]]) -> bytes:
+    """A response's head as nginx writes it: status line, Server, Date, then `fields` in order."""
+    lines = [f"HTTP/1.1 {status} {_REASONS[status]}", f"Server: {server}", f"Date: {_http_date(now)}"]
+    lines += [f"{name}: {value}" for name, value in fields]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
 def _conn(keep_alive: bool) -> str:

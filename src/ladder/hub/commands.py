@@ -1,0 +1,78 @@
+"""A member's one-off requests on a command link: its own devices, added, listed and removed.
+
+A COMMAND hello (protocol/hello.py) from a current member opens a link
+that is no port: it routes no stream and hears no pushes. Its first
+control message is the request; the answer goes back and the link closes.
+What a member may do here is what the operator's CLI does, for the
+member's own devices only.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from ladder.config import HubConfig
+from ladder.link.connection import Link
+from ladder.protocol import control
+from ladder.protocol.errors import ErrorCode
+from ladder.store.hubdb import HubStore, Member, StoreError, utc_day
+
+from .devices import add_device
+
+log = logging.getLogger(__name__)
+COMMAND_TIMEOUT = 10.0  # a command link that asks nothing within this long is closed
+
+
+class CommandLink:
+    """Owner of one command link: answers its one request for `member`."""
+
+    def __init__(self, member: Member, config: HubConfig, store: HubStore, is_online: Callable[[str], bool]):
+        """`is_online(device id)`: whether the device has connections now."""
+        self.member = member
+        self.config = config
+        self.store = store
+        self.is_online = is_online
+        self.answered = False
+
+    def control_received(self, link: Link, message: control.ControlMessage) -> None:
+        if self.answered:
+            return
+        self.answered = True
+        try:
+            answer = self.answer(message)
+        except StoreError as exc:
+            answer = control.Done(False, str(exc))
+        link.send_control(answer)
+        link.close(ErrorCode.NO_ERROR, "answered")
+
+    def answer(self, message: control.ControlMessage) -> control.ControlMessage:
+        member = self.member
+        if isinstance(message, control.DeviceAdd):
+            now = time.time()
+            if message.expires and message.expires <= now:
+                return control.Done(False, "the device would expire before it is added")
+            new = add_device(self.config, self.store, member.name, message.name, exit=message.exit,
+                             rules=message.rules or None, rate=message.rate or None,
+                             daily_cap=message.daily_cap or None,
+                             expires_in=message.expires - now if message.expires else None)
+            log.info("%s added its device %s", member.name, new.device.label)
+            return control.DeviceAdded(new.device.name, new.link, new.subscription, new.note)
+        if isinstance(message, control.DeviceList):
+            today = utc_day(time.time())
+            return control.Devices(tuple(
+                control.DeviceEntry(d.name, self.is_online(d.id), d.bytes_on(today), int(d.last_seen or 0),
+                                    int(d.expires_at or 0))
+                for d in self.store.devices() if d.owner == member.id and not d.revoked))
+        if isinstance(message, control.DeviceRemove):
+            device = self.store.revoke_device(f"{member.name}/{message.name}")
+            log.info("%s removed its device %s", member.name, device.label)
+            return control.Done(True)
+        return control.Done(False, "this hub does not know that request")
+
+    def stream_opened(self, link: Link, sid: int, payload: bytes, window: int) -> None:
+        link.refuse(sid, ErrorCode.FORBIDDEN, "a command link carries no streams")
+
+    def link_closed(self, link: Link, reason: str) -> None:
+        pass
