@@ -707,3 +707,67 @@ def test_without_devices_a_password_line_is_a_stranger_s_request_line(monkeypatc
         return list(RecordingFace.given)
 
     assert asyncio.run(main()) == [LINE[:1]]
+
+
+class WrittenTLS(FakeTLS):
+    """A FakeTLS that keeps what is written."""
+
+    def __init__(self):
+        super().__init__(os.urandom(32))
+        self.written = b""
+
+    def write(self, data):
+        self.written += data
+
+
+SUBSCRIPTION_REQUEST = b"GET /s/" + b"t" * 43 + b"?format=links HTTP/1.1\r\nHost: hub\r\n\r\n"
+
+
+def door_with_subscriptions(monkeypatch, subscription):
+    monkeypatch.setattr(server, "WebFace", RecordingFace)
+    RecordingFace.given = []
+    transport = WrittenTLS()
+    doorway = Doorway("sha256:x", never_admit, asyncio.get_running_loop().time() + 60, server.Visitors(),
+                      admit_device=lambda *args: False, subscription=subscription)
+    doorway.connection_made(transport)
+    return doorway, transport
+
+
+def test_a_subscription_request_is_held_until_its_head_ends_then_answered(monkeypatch):
+    asked = []
+
+    def subscription(target):
+        asked.append(target)
+        return "text/plain", b"body", [("subscription-userinfo", "upload=0")]
+
+    async def main():
+        doorway, transport = door_with_subscriptions(monkeypatch, subscription)
+        for i in range(len(SUBSCRIPTION_REQUEST) - 1):
+            doorway.data_received(SUBSCRIPTION_REQUEST[i:i + 1])
+        held = (list(asked), list(RecordingFace.given), transport.written)
+        doorway.data_received(SUBSCRIPTION_REQUEST[-1:])
+        return held, transport
+
+    (asked_before, given, written), transport = asyncio.run(main())
+    assert asked_before == [] and given == [] and written == b""
+    assert asked == ["/s/" + "t" * 43 + "?format=links"]
+    head, _, body = transport.written.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\nServer: nginx\r\n") and body == b"body"
+    assert b"\r\nsubscription-userinfo: upload=0" in head and b"\r\nContent-Length: 4\r\n" in head
+    assert transport.closing and RecordingFace.given == []
+
+
+@pytest.mark.parametrize("data", [
+    SUBSCRIPTION_REQUEST,  # no such token: the hub says None
+    b"GET /s/x HTTP/2.0\r\n\r\n",
+    b"GET /x HTTP/1.1\r\n\r\n",
+    b"GET /s/" + b"a" * 9000,  # a head past the bound
+])
+def test_anything_else_under_the_prefix_goes_to_the_web_face_whole(monkeypatch, data):
+    async def main():
+        doorway, transport = door_with_subscriptions(monkeypatch, lambda target: None)
+        doorway.data_received(data)
+        return transport
+
+    transport = asyncio.run(main())
+    assert b"".join(RecordingFace.given) == data and transport.written == b""
