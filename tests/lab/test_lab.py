@@ -30,6 +30,7 @@ from netlab import ADDR, ADDRESS_RULE, KEYWORD_RULE, ban, listening, rule_packet
 
 from ladder.protocol.hello import make_hello
 from ladder.protocol.trojan import CONNECT, password_hash
+from ladder.protocol.trojan import request as trojan_request
 
 BIG_TIMEOUT = 120
 IMPAIRED_TIMEOUT = 180  # check 8: 64 MiB with 150 ms delay and 1% loss each way
@@ -240,7 +241,8 @@ def _probes(handshake: list[bytes]) -> dict[str, dict]:
     inside |= {"byte 0xA1": b"\xa1", "byte 0xA2": b"\xa2"}
     key = Ed25519PrivateKey.from_private_bytes(rng.randbytes(32))
     for kind, hello in (("AUTH", make_hello(key, "sha256:x", rng.randbytes(32))),
-                        ("JOIN", make_hello(key, "sha256:x", rng.randbytes(32), rng.randbytes(16)))):
+                        ("JOIN", make_hello(key, "sha256:x", rng.randbytes(32), rng.randbytes(16))),
+                        ("COMMAND", make_hello(key, "sha256:x", rng.randbytes(32), command=True))):
         for cut in (1, 4, 5, 6, 7, 40, len(hello) - 1):
             inside[f"{kind} hello's first {cut} bytes"] = hello[:cut]
         inside[f"whole {kind} hello"] = hello
@@ -255,8 +257,11 @@ def _probes(handshake: list[bytes]) -> dict[str, dict]:
     for cut in (1, 30, 56, 57):
         inside[f"Trojan line of no device, first {cut} bytes"] = line[:cut]
     inside["Trojan line of no device"] = line
-    inside["Trojan line of no device and a CONNECT"] = line + request(CONNECT, BLOCKED_NAME, 80)
+    inside["Trojan line of no device and a CONNECT"] = line + trojan_request(CONNECT, BLOCKED_NAME, 80)
     inside["57 hex digits"] = password_hash("x") + b"0"
+    # a subscription's path with a token of no device: nginx's 404, as any path nobody serves
+    inside["a subscription of no device"] = (b"GET /s/" + rng.randbytes(32).hex()[:43].encode()
+                                             + b"?format=sing-box HTTP/1.1\r\nHost: www.example.org\r\n\r\n")
     for name, data in inside.items():
         probes[f"TLS, then {name}"] = {"tls_sni": "www.example.org", "send": data.hex(), "bytes": True}
     probes["replayed member ClientHello"] = {"send": handshake[0].hex()}

@@ -484,7 +484,6 @@ def test_refused_hellos_of_every_kind_are_answered_after_the_same_time(material,
         token = store.create_invite("ryan")
         store.redeem_invite(token, member_id(public_bytes(member_key)), public_bytes(member_key))
         store.create_invite("someone")  # a live invite whose token the prober does not have
-        store.add_device("ryan", "phone", config.device_key())  # a device whose password it does not have
         stranger = Ed25519PrivateKey.generate()
         b64 = lambda fields: base64.urlsafe_b64encode(fields).rstrip(b"=")  # noqa: E731
         kinds = {
@@ -492,7 +491,6 @@ def test_refused_hellos_of_every_kind_are_answered_after_the_same_time(material,
             "bad signature": lambda: b"GET /a" + b64(public_bytes(member_key) + os.urandom(64)),
             "unknown member": lambda: make_hello(stranger, fingerprint, binding),
             "unknown invite": lambda: make_hello(stranger, fingerprint, binding, token=os.urandom(16)),
-            "wrong device password": lambda: os.urandom(28).hex().encode() + b"\r\n",
         }
         # The prober follows the hello with a byte a frame may start with, as a member's PING does:
         # the hello is checked, then the web face answers the byte with nginx's 400.
@@ -507,8 +505,7 @@ def test_refused_hellos_of_every_kind_are_answered_after_the_same_time(material,
             for kind in order:
                 hello = kinds[kind]()
                 transport = FakeTLS(binding)
-                doorway = Doorway(fingerprint, hub.admit, loop.time() + 60, server.Visitors(),
-                                  admit_device=hub.devices.admit)
+                doorway = Doorway(fingerprint, hub.admit, loop.time() + 60, server.Visitors())
                 doorway.connection_made(transport)
                 sent = time.perf_counter()
                 doorway.data_received(hello + request_end)
@@ -632,7 +629,7 @@ def door_with_devices(monkeypatch, admit_device):
     return doorway, transport
 
 
-def test_a_password_line_matching_no_device_goes_to_the_web_face_with_all_its_bytes(monkeypatch):
+def test_a_password_line_matching_no_device_goes_to_the_web_face_at_once_with_all_its_bytes(monkeypatch):
     asked = []
 
     def admit_device(digits, transport, rest):
@@ -641,15 +638,13 @@ def test_a_password_line_matching_no_device_goes_to_the_web_face_with_all_its_by
 
     async def main():
         doorway, _ = door_with_devices(monkeypatch, admit_device)
-        doorway.data_received(LINE[:30])
-        doorway.data_received(LINE[30:] + REQUEST)
-        assert RecordingFace.given == []  # not yet: a refused line waits as a refused hello does
-        await asyncio.sleep(server.HELLO_ANSWER_DELAY * 3)
+        doorway.data_received(LINE + REQUEST)
+        given = list(RecordingFace.given)  # within data_received, as nginx answers such bytes at once
         doorway.connection_lost(None)
+        return given
 
-    asyncio.run(main())
+    assert b"".join(asyncio.run(main())) == LINE + REQUEST
     assert asked == [(DIGITS, REQUEST)]
-    assert b"".join(RecordingFace.given) == LINE + REQUEST
 
 
 @pytest.mark.parametrize("first", [
@@ -669,15 +664,17 @@ def test_every_malformed_password_line_goes_to_the_web_face_at_once_with_all_its
     assert b"".join(asyncio.run(main())) == first and asked == []
 
 
-def test_every_prefix_of_a_password_line_is_waited_on_as_nginx_does(monkeypatch):
+def test_a_part_of_a_password_line_goes_to_the_web_face_at_once_unlooked_up(monkeypatch):
+    """nginx answers a line starting with a digit or a lower-case letter at its first byte: a device's
+    line must come whole in its first read (every Trojan client writes it with its request)."""
     async def main():
-        waited = []
+        handed = []
         for cut in range(1, len(LINE)):
-            doorway, transport = door_with_devices(monkeypatch, lambda *args: pytest.fail("looked up"))
+            doorway, _ = door_with_devices(monkeypatch, lambda *args: pytest.fail("looked up"))
             doorway.data_received(LINE[:cut])
-            waited.append(RecordingFace.given == [] and not transport.closing)
+            handed.append(b"".join(RecordingFace.given) == LINE[:cut])
             doorway.connection_lost(None)
-        return waited
+        return handed
 
     assert all(asyncio.run(main()))
 

@@ -25,13 +25,16 @@ HELLO_ANSWER_DELAY after it arrived, whatever was wrong with it, so its
 answer's timing does not tell a bad signature from an unknown key.
 
 A device's app speaking Trojan (protocol/trojan.py) starts with 56 hex
-digits and CRLF, also an unfinished request line until its line end, so
-the Doorway waits on it as nginx would; a whole line goes to the hub's
+digits and CRLF. nginx answers a request line starting so with a 400 at
+its first byte (a method is upper-case letters), so the Doorway cannot
+wait for such a line: the line must come whole in the first read, as
+every Trojan client sends it (the line, the request and the first
+payload in one write, one TLS record). A whole line goes to the hub's
 `admit_device`, which takes the connection if the digits are a device's
-secret, with the bytes after the line. Otherwise the line, and all that
-came with it, goes to the web face like any stranger's, HELLO_ANSWER_DELAY
-after it arrived as a refused hello does, so a wrong password is answered
-as a stranger is, at the same time whatever was wrong with it.
+secret, with the bytes after the line; anything else — a wrong or revoked
+secret, a part of a line, random hex — goes to the web face at once with
+all its bytes, as nginx would answer them. The lookup is one keyed hash
+and one indexed query, the same work for every wrong line.
 
 A request whose line starts `GET /s/` may be a device's app fetching its
 subscription: the Doorway holds it until its head has ended (nginx answers
@@ -289,21 +292,17 @@ class Doorway(asyncio.Protocol):
         self._refuse(arrived)
 
     def _device_line(self) -> None:
-        """Bytes that cannot be a hello: a device's password line, whole or still coming, or a stranger's."""
+        """Bytes that cannot be a hello: a device's whole password line in the first read, or a stranger's."""
         digits = None if self.admit_device is None else password_line(self.buffer)
-        if digits is None:
+        if not digits:  # none, or a part only: nginx has answered at the first byte already
             return self._subscription_request()
-        if not digits:
-            self.visitors.touch(self)
-            return  # an unfinished request line, on which nginx waits too
-        arrived = time.perf_counter()
         self._timer.cancel()
         self.visitors.remove(self)
         assert self.admit_device is not None  # digits were looked for
         if self.admit_device(digits, self.transport, bytes(self.buffer[PASSWORD_LINE:])):
             return
         self.visitors.add(self, self.transport)
-        self._refuse(arrived)
+        self._hand_to_web()
 
     def _subscription_request(self) -> None:
         """Bytes that are no hello and no password line: a subscription's request, whole or coming, or
