@@ -2,7 +2,8 @@
 
 One `Hub` listens on one TLS port. The doorway hands it each valid hello:
 an AUTH from a current member becomes a `MemberPort` (ports.py), a JOIN
-redeems an invite. A stream a port opens is routed to the port its route
+redeems an invite, a COMMAND carries one request of the member's
+(commands.py: its devices) and is no port. A stream a port opens is routed to the port its route
 names and spliced there (`Ports.route`, within STREAMS_PER_DESTINATION per
 member and destination). What a member says of itself, `share` and
 `share-status` for its exit and `publish` for its services (services.py),
@@ -12,7 +13,8 @@ Revocations made by the CLI in the store are noticed within a second and
 drop the member's link. A device's Trojan password line, recognised by the
 doorway, goes to `Devices` (devices.py), which runs an agent for the device
 behind a `DevicePort`; that port hears the directory, the services and the
-members as a member's does, and the roster lists devices as `owner/name`.
+members as a member's does, and the roster lists devices as `owner/name`;
+a device's app fetching `/s/<token>` gets its subscription (`Subscriptions`).
 Background work runs under one `Tasks`, stopped with the hub.
 """
 
