@@ -466,3 +466,35 @@ def test_a_malformed_control_message_is_a_protocol_error_that_closes_the_link(pa
     assert link.closed and owner.closed == [reason] and owner.messages == []  # nothing after it either
     assert isinstance(link.error, RemoteProtocolError) and str(link.error) == reason
     assert [r.getMessage() for r in caplog.records] == [f"test link: protocol error from peer: {reason}"]
+
+
+class IntoStream:
+    """A nested link's transport: what it writes goes on one stream of its parent."""
+
+    def __init__(self, parent, sid):
+        self.parent, self.sid = parent, sid
+
+    def write(self, data):
+        self.parent.send(self.sid, data)
+
+    def is_closing(self):
+        return False
+
+    def close(self):
+        pass
+
+    abort = close
+
+
+def test_closing_a_link_sends_what_its_nested_links_queued_before_its_goaway():
+    async def main():
+        parent, written = fed_link(None)
+        sid = parent.open_stream(b"", Endpoint())
+        child = Link(None, client=True, parent=parent)
+        child.connection_made(IntoStream(parent, sid))
+        child.send_control(control.Replaced())  # queued: flushed with the parent's next write
+        parent.close()
+        return [frame.type for frame in FrameDecoder().feed(bytes(written.written))]
+
+    types = asyncio.run(main())
+    assert FrameType.DATA in types and types.index(FrameType.DATA) < types.index(FrameType.GOAWAY)

@@ -201,6 +201,7 @@ class Link(asyncio.BufferedProtocol):
         """Say GOAWAY, flush, and close the transport."""
         if self.closed:
             return
+        self._flush_children()  # what nested links queued joins our mux before the GOAWAY
         self.mux.close(code, reason)
         self._write_paused = False  # the last words go out whatever the buffer holds
         self._flush()
@@ -333,11 +334,14 @@ class Link(asyncio.BufferedProtocol):
             else:
                 self.loop.call_soon(self._flush)
 
-    def _flush(self) -> None:
+    def _flush_children(self) -> None:
         if self._children_to_flush:  # their bytes become ours: write them in this same turn
             children, self._children_to_flush = self._children_to_flush, []
             for child in children:
                 child._flush()
+
+    def _flush(self) -> None:
+        self._flush_children()
         self._flush_scheduled = False
         transport = self.transport
         if transport is None or transport.is_closing():
