@@ -116,6 +116,39 @@ class Ladder(System):
                 "user": "up --proxy 127.0.0.1:PORT", "client": "SOCKS5 to the user agent"}
 
 
+class LadderDevice(System):
+    """A phone's stock app instead of our agent: Debian's trojan client speaking Trojan to the hub's 443."""
+
+    def __init__(self, ctx: Context):
+        super().__init__(ctx, "ladder-device",
+                         "client → trojan client (SOCKS5) → hub, as the device's agent → sharer's exit → origin",
+                         needs=(("/usr/bin/trojan", "trojan"),))
+
+    def start(self) -> None:
+        _, names = start_ladder(self.ctx.procs, self.dir(), prefix="ladder-device-")
+        self.names += [names[role] for role in ("hub", "sharer", "user")]
+        hub_dir = self.dir() / "ladder-hub"
+        link = ladder_cli_ok(["hub", "device", "add", "bench", "--owner", "user", "--dir", str(hub_dir)])
+        password = link.strip().splitlines()[-1].removeprefix("trojan://").split("@")[0]
+        hub_port = int(link.strip().splitlines()[-1].split("@")[1].split("?")[0].rsplit(":", 1)[1])
+        port = free_port()
+        config = self.dir() / "trojan.json"
+        config.write_text(json.dumps({
+            "run_type": "client", "local_addr": "127.0.0.1", "local_port": port, "remote_addr": "127.0.0.1",
+            "remote_port": hub_port, "password": [password], "log_level": 2,
+            "ssl": {"verify": True, "verify_hostname": False, "cert": str(hub_dir / "tls.crt"), "sni": ""}}))
+        wait_port(port, 10, self.run("trojan", ["/usr/bin/trojan", "-c", str(config)]))
+        self.proxy = Proxy("socks5", port)
+
+    def versions(self) -> dict[str, str]:
+        return {"ladder": ladder_version(), "trojan": first_line(command_output(["/usr/bin/trojan", "-v"]))}
+
+    def config(self) -> dict:
+        return {"sharer": "up --share --country ZZ --allow-private --ports 1-65535",
+                "device": "hub device add bench --owner user (defaults)",
+                "client": "SOCKS5 to Debian's trojan client, certificate pinned"}
+
+
 # --------------------------------------------------------------------- seed
 
 SSHD = "/usr/sbin/sshd"
@@ -336,8 +369,8 @@ class Shadowsocks(System):
                 "client": "SOCKS5 to ss-local"}
 
 
-SYSTEMS = {"direct": Direct, "ladder": Ladder, "seed": Seed, "v2ray-reverse": V2rayReverse,
-           "shadowsocks": Shadowsocks}
+SYSTEMS = {"direct": Direct, "ladder": Ladder, "ladder-device": LadderDevice, "seed": Seed,
+           "v2ray-reverse": V2rayReverse, "shadowsocks": Shadowsocks}
 
 
 def start_checked(system: System) -> None:

@@ -389,7 +389,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--rounds", type=int, help=f"rounds (default {DEFAULTS['rounds']}, quick {QUICK['rounds']})")
-    parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma list (default: all five)")
+    parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma list (default: all six)")
     parser.add_argument("--size-mib", type=int, help="bulk file size in MiB (default 256)")
     parser.add_argument("--fetches", type=int, help="sequential fetches per latency series (default 1000)")
     parser.add_argument("--rate-total", type=int, help="fetches per rate test (default 2000)")
