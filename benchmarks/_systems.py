@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from _common import (DIRECT, Origin, Processes, Proxy, BenchError, command_output, descendants, first_line,
-                     free_port, ladder_version, log, start_ladder, wait_fetch, wait_port)
+                     free_port, ladder_cli_ok, ladder_version, log, start_ladder, wait_fetch, wait_port)
 
 SEED_PROXY_PY = "proxy.py==2.4.3"
 SEED_VENV = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ladder-bench" / "seed-venv"
