@@ -268,8 +268,7 @@ class TrojanConnection(Relay):
         if request.command == CONNECT:
             exit_choice = session.exit_for(request.host)
             if exit_choice is None:
-                log.info("device %s: %s:%d blocked by its rules", session.device.label, request.host,
-                         request.port)
+                log.info("device %s: a destination blocked by its rules", session.device.label)  # not which
                 return self.cut()
             session.pool.open(request.host, request.port, self, exit_choice)
         else:  # UDP ASSOCIATE: the stream carries the Trojan packets as they are, both ways
