@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
@@ -120,7 +121,7 @@ def device_request(name: str, exit_choice: str, rules_source: str | None, rate: 
     """The options of `device add`, checked here, as the hub takes them."""
     from ladder.agent.rules import PRESETS, load_rules
     from ladder.agent.sharing import parse_amount
-    from ladder.protocol.control import DeviceAdd
+    from ladder.protocol.control import MAX_CONTROL, DeviceAdd, encode
 
     rules = ""
     if rules_source is not None:
@@ -129,9 +130,13 @@ def device_request(name: str, exit_choice: str, rules_source: str | None, rate: 
     country = exit_choice if len(exit_choice) == 2 and exit_choice.isalpha() else None
     if country is not None:
         exit_choice = country_code(country)
-    return DeviceAdd(name, exit_choice, rules, parse_amount(rate, "--rate") or 0,
-                     parse_amount(daily_cap, "--daily-cap") or 0,
-                     int(time.time() + parse_duration(expires)) if expires else 0)
+    request = DeviceAdd(name, exit_choice, rules, parse_amount(rate, "--rate") or 0,
+                        parse_amount(daily_cap, "--daily-cap") or 0,
+                        int(time.time() + parse_duration(expires)) if expires else 0)
+    if len(name) > 64 or len(encode(request)) > MAX_CONTROL:
+        raise UserError("the device's name or its rules are too long to send to the hub "
+                        f"(a name of at most 64 characters, rules of at most {MAX_CONTROL // 2:,} bytes)")
+    return request
 
 
 def print_device_added(label: str, link: str, subscription: str, note: str, qr_file: str | None) -> None:
@@ -463,7 +468,8 @@ def join(invite, folder) -> None:
 @cli.command()
 @click.option("--dir", "folder", metavar="FOLDER", help=DIR_HELP)
 @click.option("--proxy", metavar="[HOST:]PORT",
-              help="Serve SOCKS5, SOCKS4a and HTTP proxying (and /proxy.pac) here; a bare port means "
+              help="Serve SOCKS5, SOCKS4a (not with --proxy-auth) and HTTP proxying (and /proxy.pac) here; "
+              "a bare port means "
               "127.0.0.1:PORT (default 127.0.0.1:1080, or none with --share).")
 @click.option("--lan", is_flag=True,
               help="Share the proxy with this network's phones and TVs: listen on every address (0.0.0.0) "
@@ -471,7 +477,8 @@ def join(invite, folder) -> None:
               "Needs --proxy-auth, or --lan-open.")
 @click.option("--proxy-auth", metavar="USER:PASSWORD", envvar="LADDER_PROXY_AUTH", show_envvar=True,
               help="The user name and password every client of the proxy must give (SOCKS5 or HTTP; SOCKS4, "
-              "which has none, is refused), on loopback too. Needed beyond loopback. `ps` shows this flag: "
+              "which has none, is refused), on loopback too. Needed beyond loopback unless --lan-open. "
+              "`ps` shows this flag: "
               "prefer $LADDER_PROXY_AUTH or `auth` in ladder.toml's [proxy] table (the flag wins, then "
               "the variable, then the file).")
 @click.option("--lan-open", is_flag=True,
@@ -591,8 +598,13 @@ def _lan_addresses() -> list[str]:
                 continue  # no IPv4 address on this interface
             address = socket.inet_ntoa(answer[20:24])
             if not address.startswith("127."):
-                found.append(address)
-    return found
+                virtual = name.startswith(_VIRTUAL_INTERFACES)
+                found.append((virtual, not ipaddress.ip_address(address).is_private, address))
+    return [address for *_, address in sorted(found)]  # the home LAN's first: the QR code shows it
+
+
+# Bridges, tunnels and containers' links: a phone on the Wi-Fi cannot reach these addresses.
+_VIRTUAL_INTERFACES = ("docker", "br-", "veth", "virbr", "tun", "tap", "wg", "lxc", "zt", "tailscale")
 
 
 @cli.group()
@@ -748,7 +760,7 @@ def device() -> None:
       ladder device list --dir ~/ladder
       ladder device remove phone --dir ~/ladder
 
-    The hub serves the device on its own port 443 and acts as its agent, so
+    The hub serves the device on its own port (443) and acts as its agent, so
     the device trusts the hub with which sites it visits (as with any Trojan
     server). See docs/DEVICES.md for each app.
     """
@@ -804,8 +816,9 @@ def device_remove(name, folder) -> None:
     from ladder.protocol.control import DeviceRemove
 
     config = MemberConfig.load(member_folder(folder))
+    name = name.removeprefix(f"{config.name}/")  # as `device add` and `device list` name it, or alone
     runtime.run_async(ask(config, DeviceRemove(name)))
-    click.echo(f"device {name} removed: it is cut within 5 s and refused from now on")
+    click.echo(f"device {config.name}/{name} removed: it is cut within seconds and refused from now on")
 
 
 # ------------------------------------------------------------- services

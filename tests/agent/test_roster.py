@@ -37,3 +37,11 @@ def test_names_and_ids_a_member_types_become_ids():
                                           ("A" * 24, False), ("", False)])
 def test_a_member_id_is_24_base32_characters(text, shaped):
     assert is_member_id(text) is shaped
+
+
+def test_a_device_counts_as_its_owner_and_a_member_as_itself():
+    roster = Roster({"a" * 24: "alice", "d" * 24: "alice/phone", "e" * 24: "zed/phone"})
+    assert roster.owner_of("d" * 24) == ("a" * 24, "alice")
+    assert roster.owner_of("a" * 24) == ("a" * 24, "alice")
+    assert roster.owner_of("e" * 24) == ("e" * 24, "zed/phone")  # its owner not listed: on its own
+    assert roster.owner_of("x" * 24) == ("x" * 24, "x" * 24)

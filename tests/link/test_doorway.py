@@ -759,6 +759,9 @@ def test_a_subscription_request_is_held_until_its_head_ends_then_answered(monkey
     b"GET /s/x HTTP/2.0\r\n\r\n",
     b"GET /x HTTP/1.1\r\n\r\n",
     b"GET /s/" + b"a" * 9000,  # a head past the bound
+    b"GET /s/x\r\n",  # HTTP/0.9: nginx answers at its line end
+    b"GET /s/\x01",  # a byte no request line holds: nginx answers at once
+    b"GET /s/" + b"t" * 43 + b" HTTP/1.1\nHost: hub\n\n",  # bare line feeds end a head too
 ])
 def test_anything_else_under_the_prefix_goes_to_the_web_face_whole(monkeypatch, data):
     async def main():

@@ -137,3 +137,24 @@ def test_online_is_set_by_the_hub_and_cleared_when_it_starts(store):
     assert seen.online and seen.last_seen == T0 + 5
     store.clear_online()
     assert not store.devices()[0].online
+
+
+def test_a_member_holds_at_most_devices_per_member(store, monkeypatch):
+    monkeypatch.setattr(hubdb, "DEVICES_PER_MEMBER", 3)
+    for n in range(3):
+        store.add_device("alice", f"d{n}", DEVICE_KEY, now=T0)
+    with pytest.raises(StoreError, match="as many as a member may"):
+        store.add_device("alice", "d3", DEVICE_KEY, now=T0)
+    store.add_device("bob", "d0", DEVICE_KEY, now=T0)  # each member's own
+    store.revoke_device("alice/d0", now=T0)
+    store.add_device("alice", "d3", DEVICE_KEY, now=T0)  # a removed one frees its place
+
+
+def test_a_removed_member_s_devices_are_not_the_new_namesake_s(store):
+    store.add_device("alice", "phone", DEVICE_KEY, now=T0)
+    store.revoke_member("alice")
+    store.redeem_invite(store.create_invite("alice", now=T0), "m009", bytes([9]) * 32, now=T0)
+    with pytest.raises(StoreError, match="no active device"):
+        store.revoke_device("alice/phone", now=T0)  # the old alice's, not hers to remove
+    store.add_device("alice", "phone", DEVICE_KEY, now=T0)
+    assert store.revoke_device("alice/phone", now=T0).owner == "m009"

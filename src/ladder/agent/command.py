@@ -31,6 +31,9 @@ async def ask(config: MemberConfig, request: control.ControlMessage) -> control.
                             "for device requests)") from None
     except RemoteProtocolError as exc:
         raise RequestFailed(f"the hub's answer makes no sense: {exc}") from None
+    except ConnectionError:  # it answered as a server that has had enough: a request it cannot take
+        raise RequestFailed(f"the hub at {host}:{port} closed the connection without an answer "
+                            "(a hub too old for device requests?)") from None
     except (TimeoutError, OSError) as exc:
         raise RequestFailed(f"cannot reach the hub at {host}:{port}: {exc or 'timeout'}") from None
     link.close(ErrorCode.NO_ERROR, "request answered")

@@ -52,6 +52,18 @@ class Roster:
         """The member's name, or its id while the hub has not named it."""
         return self.names.get(member_id, member_id)
 
+    def owner_of(self, member_id: str) -> tuple[str, str]:
+        """Whom an exit's policy counts `member_id` as: (id, name) of its owner for a device the hub
+        lists as `owner/name`, else its own, so that a member's devices share its slots and rates."""
+        name = self.name_of(member_id)
+        owner, slash, _ = name.partition("/")
+        if not slash:
+            return member_id, name
+        for other_id, other_name in self.names.items():
+            if other_name == owner:
+                return other_id, owner
+        return member_id, name  # the owner is not listed (yet): the device on its own, by its label
+
     def resolve(self, text: str) -> dict[str, str]:
         """Comma-separated member names or ids → {id: name}; raises UnknownMember.
 

@@ -97,7 +97,7 @@ class Sharer:
         except RemoteProtocolError as exc:
             link.refuse(sid, exc.code, str(exc))
             return
-        user_name = self.roster.name_of(member_id)
+        member_id, user_name = self.roster.owner_of(member_id)  # a member's devices count as the member
         refusal = self.sharing.admit(member_id, user_name)
         if refusal is not None:
             link.refuse(sid, refusal.code, refusal.reason)

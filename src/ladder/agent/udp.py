@@ -24,9 +24,10 @@ UDP_QUEUE bytes wait for the stream's credit (in the mux's queue; beyond
 that datagrams are dropped, as UDP may); towards a target nothing waits
 (a socket that cannot take a datagram drops it). It remembers at most
 MAX_PEERS addresses for replies and MAX_NAMES resolved names (for
-NAME_TTL), and holds at most MAX_RESOLVING * WAITING_PER_NAME datagrams
-while names resolve. So an idle one costs a slot, two sockets at most and
-a few KiB until it times out.
+NAME_TTL), and holds at most MAX_RESOLVING * WAITING_PER_NAME datagrams,
+WAITING_BYTES in all, while names resolve. So a busy one holds at most
+UDP_QUEUE + WAITING_BYTES of datagrams, and an idle one a slot, two
+sockets at most and a few KiB until it times out.
 
 The SOCKS5 association lives as long as its TCP connection (RFC 1928
 section 7). Its stream opens at once, so no hub or no exit is the
@@ -66,6 +67,7 @@ MAX_NAMES = 64  # resolved names an exit's association remembers
 NAME_TTL = 60.0  # seconds a resolved name is used before it is resolved (and checked) again
 MAX_RESOLVING = 4  # names an exit's association resolves at once
 WAITING_PER_NAME = 4  # datagrams that wait for their name to resolve
+WAITING_BYTES = 16 * 1024  # and their bytes, all names together: credit is given back at once
 READS_PER_TURN = 64  # datagrams read from one socket before other work gets the loop
 MAX_DATAGRAM = 65535
 
@@ -197,7 +199,8 @@ class ExitAssociation(Endpoint):
 
     def on_reset(self, code: int, reason: str) -> None:
         self.stream = None  # the link has forgotten it
-        self._gone()
+        if not self.done:
+            self._gone()
 
     def _acknowledge(self, nbytes: int) -> None:
         if self.stream is not None and not self.done:
@@ -216,7 +219,9 @@ class ExitAssociation(Endpoint):
         if waiting is None and len(self._resolving) < MAX_RESOLVING:
             waiting = self._resolving[key] = []
             self.tasks.spawn(self._resolve(key), name="udp name")
-        if waiting is not None and len(waiting) < WAITING_PER_NAME:
+        waiting_bytes = sum(len(payload) for names in self._resolving.values() for payload in names)
+        if waiting is not None and len(waiting) < WAITING_PER_NAME \
+                and waiting_bytes + len(packet.payload) <= WAITING_BYTES:
             waiting.append(packet.payload)
         else:
             self.dropped += 1

@@ -14,10 +14,11 @@ import time
 from collections.abc import Callable
 
 from ladder.config import HubConfig
+from ladder.errors import LadderError
 from ladder.link.connection import Link
 from ladder.protocol import control
 from ladder.protocol.errors import ErrorCode
-from ladder.store.hubdb import HubStore, Member, StoreError, utc_day
+from ladder.store.hubdb import HubStore, Member, utc_day
 
 from .devices import add_device
 
@@ -28,12 +29,15 @@ COMMAND_TIMEOUT = 10.0  # a command link that asks nothing within this long is c
 class CommandLink:
     """Owner of one command link: answers its one request for `member`."""
 
-    def __init__(self, member: Member, config: HubConfig, store: HubStore, is_online: Callable[[str], bool]):
-        """`is_online(device id)`: whether the device has connections now."""
+    def __init__(self, member: Member, config: HubConfig, store: HubStore, is_online: Callable[[str], bool],
+                 removed: Callable[[str], None]):
+        """`is_online(device id)`: whether the device has connections now; `removed(device id)`: cut it
+        (the hub's store poll does not see its own connection's writes)."""
         self.member = member
         self.config = config
         self.store = store
         self.is_online = is_online
+        self.removed = removed
         self.answered = False
 
     def control_received(self, link: Link, message: control.ControlMessage) -> None:
@@ -42,7 +46,7 @@ class CommandLink:
         self.answered = True
         try:
             answer = self.answer(message)
-        except StoreError as exc:
+        except (LadderError, OSError) as exc:  # the store's refusal, or the hub's own files
             answer = control.Done(False, str(exc))
         link.send_control(answer)
         link.close(ErrorCode.NO_ERROR, "answered")
@@ -67,6 +71,7 @@ class CommandLink:
                 for d in self.store.devices() if d.owner == member.id and not d.revoked))
         if isinstance(message, control.DeviceRemove):
             device = self.store.revoke_device(f"{member.name}/{message.name}")
+            self.removed(device.id)
             log.info("%s removed its device %s", member.name, device.label)
             return control.Done(True)
         return control.Done(False, "this hub does not know that request")

@@ -70,6 +70,9 @@ from .profiles import DeviceProfile, share_link, subscription, subscription_form
 log = logging.getLogger(__name__)
 DEVICE_IDLE = 60.0  # a session without connections this long is closed (its port and pool with it)
 USAGE_SAVE = 5.0  # usage and last seen go to the store this often, and on stop
+# TLS connections one device may hold at once (a Trojan app opens one per connection it proxies: a
+# phone in global mode holds a few hundred); each costs the hub a TLS transport and a file descriptor.
+CONNECTIONS_PER_DEVICE = 1024
 REQUEST_TIMEOUT = 60.0  # from the password line to the whole request, as the web face's head timeout
 
 
@@ -101,6 +104,7 @@ class DeviceSession:
         self.day_bytes = device.bytes_on(self.day)
         self.unsaved = 0  # bytes counted since the last save
         self.closed = False
+        self._cutting = False  # the cap's cut is on its way
         self._until_directory: list[Callable[[], None]] | None = []  # None once the first one came
 
     # ------------------------------------------------------------ routing
@@ -136,11 +140,24 @@ class DeviceSession:
         return self.device.daily_cap is not None and self.day_bytes >= self.device.daily_cap
 
     def carried(self, nbytes: int) -> float:
-        """Count `nbytes` either way; how long the rate says to wait before carrying more."""
+        """Count `nbytes` either way; how long the rate says to wait before carrying more.
+
+        Reaching the daily cap cuts the connections still open (soon, not
+        inside the read that counted the bytes).
+        """
         self._roll()
         self.day_bytes += nbytes
         self.unsaved += nbytes
+        if self.capped() and self.connections and not self._cutting:
+            self._cutting = True
+            asyncio.get_running_loop().call_soon(self._cap_reached)
         return self.bucket.take(nbytes) if self.bucket is not None else 0.0
+
+    def _cap_reached(self) -> None:
+        self._cutting = False
+        log.info("device %s: its daily cap is reached: cutting its connections", self.device.label)
+        for connection in list(self.connections):
+            connection.cut()
 
     def _roll(self) -> None:
         today = utc_day(time.time())
@@ -200,7 +217,7 @@ def _rules(device: Device) -> list:
         return []
     try:
         return load_rules(device.rules if device.rules in PRESETS else device.rules.splitlines())
-    except ConfigError as exc:  # checked when added; a preset may have changed since
+    except ConfigError as exc:  # checked when added (add_device); a preset may have changed since
         log.warning("device %s: its rules do not parse (%s); everything goes through its exit",
                     device.label, exc)
         return []
@@ -302,7 +319,10 @@ class TrojanConnection(Relay):
 
     def _release(self) -> None:
         if self._held and self.stream is not None and not self.done:
-            self.stream.acknowledge(self._held)
+            if self._write_paused:  # the device does not read: its credit waits with the rest
+                self._unacked += self._held
+            else:
+                self.stream.acknowledge(self._held)
         self._held = 0
 
     # -- the pool's answer (a Taker) -------------------------------------------
@@ -372,6 +392,11 @@ class Devices:
                                                                self.tasks)
             self.on_session(session)
             log.info("device %s is online", device.label)
+        if len(session.connections) >= CONNECTIONS_PER_DEVICE:
+            log.info("device %s holds %d connections already: refusing one more", device.label,
+                     CONNECTIONS_PER_DEVICE)
+            abort_with_rst(transport)
+            return True  # it proved its secret: no web face for it
         connection = TrojanConnection(session)
         transport.set_protocol(connection)
         connection.connection_made(transport)
@@ -468,6 +493,11 @@ def add_device(config: HubConfig, store: HubStore, owner: str, name: str, *, exi
                rules: str | None = None, rate: int | None = None, daily_cap: int | None = None,
                expires_in: float | None = None) -> NewDevice:
     """Add device `name` for member `owner`, for the hub's CLI and for a member's own request alike."""
+    if rules is not None:
+        try:
+            load_rules(rules if rules in PRESETS else rules.splitlines())
+        except ConfigError as exc:
+            raise StoreError(f"the device's rules: {exc}") from None
     device_key = config.device_key()
     device, token = store.add_device(owner, name, device_key, exit=exit, rules=rules, rate=rate,
                                      daily_cap=daily_cap, expires_in=expires_in)
@@ -498,7 +528,11 @@ class Subscriptions:
             return None
         if device is None:
             return None
-        profile = device_profile(self.config, device, device_password(self.device_key, token))
+        try:
+            profile = device_profile(self.config, device, device_password(self.device_key, token))
+        except (OSError, ValueError) as exc:  # the certificate file, gone or unreadable
+            log.warning("cannot make device %s's subscription: %s", device.label, exc)
+            return None
         content_type, body = subscription(profile, form, _rules(device))
         usage = userinfo_header(0, device.bytes_on(utc_day(time.time())), device.daily_cap,
                                 device.expires_at)

@@ -145,11 +145,16 @@ class Hub:
     def _command(self, member: Member, transport: asyncio.Transport, rest: bytes) -> bool:
         """A member's one request on a link of its own (commands.py), answered, then closed."""
         link = self._take(transport, f"command link of {member.name}")
-        link.owner = CommandLink(member, self.config, self.store, lambda id: id in self.devices.sessions)
+        link.owner = CommandLink(member, self.config, self.store, lambda id: id in self.devices.sessions,
+                                 self._device_removed)
         link.loop.call_later(COMMAND_TIMEOUT, link.close, ErrorCode.NO_ERROR, "no request")
         if rest:
             link.data_received(rest)
         return True
+
+    def _device_removed(self, device_id: str) -> None:
+        self.devices.cut({device_id})
+        self._read_roster()
 
     def _join(self, hello: Hello, transport: asyncio.Transport) -> bool:
         try:

@@ -67,6 +67,7 @@ from typing import Any, cast
 
 from ladder.protocol.frames import could_start_frame
 from ladder.protocol.hello import Hello, hello_size, parse_hello, verify_hello
+from ladder.protocol.http1 import HeadReader, RequestError
 from ladder.protocol.trojan import PASSWORD_LINE, password_line
 from ladder.tasks import Tasks
 
@@ -310,16 +311,18 @@ class Doorway(asyncio.Protocol):
         buffer = self.buffer
         if self.subscription is None or not SUBSCRIPTION.startswith(bytes(buffer[:len(SUBSCRIPTION)])):
             return self._hand_to_web()
-        end = buffer.find(b"\r\n\r\n")
-        if end < 0:
-            if len(buffer) > MAX_SUBSCRIPTION_HEAD:
-                return self._hand_to_web()
+        try:  # read as the web face reads it, so that it waits exactly where nginx waits
+            head = HeadReader(MAX_SUBSCRIPTION_HEAD).read_head(bytearray(buffer)) \
+                if len(buffer) >= len(SUBSCRIPTION) else None
+        except RequestError:
+            return self._hand_to_web()
+        if head is None:
             self.visitors.touch(self)
             return  # a request's head still coming, on which nginx waits too
-        line = bytes(buffer[:buffer.find(b"\r\n")]).split(b" ")
+        line, _ = head
         page = None
-        if len(line) == 3 and line[2] in (b"HTTP/1.1", b"HTTP/1.0") and line[1].isascii():
-            page = self.subscription(line[1].decode("ascii"))
+        if line.version in ((1, 0), (1, 1)) and line.target.isascii():
+            page = self.subscription(line.target.decode("ascii"))
         if page is None:
             return self._hand_to_web()
         content_type, body, fields = page

@@ -82,6 +82,8 @@ def make_hello(
     command: bool = False,
 ) -> bytes:
     """AUTH when token is None, else JOIN with that invite token; COMMAND if `command`."""
+    if command and token is not None:
+        raise ValueError("a COMMAND hello carries no invite token")
     kind = COMMAND if command else AUTH if token is None else JOIN
     token = token or b""
     if kind == JOIN and len(token) != TOKEN_SIZE:

@@ -161,6 +161,10 @@ class Member:
     online_as: str | None
     last_seen: float | None
 
+# Devices one member may hold at once: each is an identity in every member's roster and a session
+# at the hub, so a member must not be able to add them without end.
+DEVICES_PER_MEMBER = 32
+
 
 @dataclass(frozen=True, slots=True)
 class Device:
@@ -344,19 +348,25 @@ class HubStore:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction that takes SQLite's write lock up front."""
+        """One write transaction that takes SQLite's write lock up front; SQLite's errors are StoreErrors."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreError(f"the store failed: {exc}") from None
 
     def _read(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._lock:
-            return self._db.execute(sql, args).fetchall()
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"the store failed: {exc}") from None
 
     # -- invites -----------------------------------------------------------
 
@@ -562,6 +572,11 @@ class HubStore:
             if db.execute("SELECT 1 FROM devices WHERE owner = ? AND name = ? AND revoked_at IS NULL",
                           (member.id, name)).fetchone():
                 raise StoreError(f"{member.name} already has a device named {name!r}")
+            (count,) = db.execute("SELECT COUNT(*) FROM devices WHERE owner = ? AND revoked_at IS NULL",
+                                  (member.id,)).fetchone()
+            if count >= DEVICES_PER_MEMBER:
+                raise StoreError(f"{member.name} has {count} devices, as many as a member may: "
+                                 "remove one first")
             db.execute(
                 "INSERT INTO devices (id, owner, name, created, expires_at, exit, rules, rate, daily_cap,"
                 " signing_key, noise_key, door_hash, token_hash)"
@@ -576,7 +591,8 @@ class HubStore:
     def _usable_by(self, column: str, digest: bytes, now: float | None) -> Device | None:
         rows = self._read(f"SELECT {_DEVICE_COLUMNS}, d.{column} FROM {_DEVICES}"
                           f" WHERE d.{column} = ? AND {_USABLE}", (digest, _now(now)))
-        # Found by the digest, then confirmed in constant time, so the lookup's timing says nothing.
+        # Found by a keyed hash, so the lookup's timing says nothing of the secret (a prober cannot
+        # choose the hash's bytes); the constant-time confirmation is the rule for secrets kept anyway.
         if rows and hmac.compare_digest(bytes(rows[0][-1]), digest):
             return _device(rows[0][:-1])
         return None
@@ -598,7 +614,8 @@ class HubStore:
     def revoke_device(self, label: str, now: float | None = None) -> Device:
         """Revoke the active device `owner/name`, or `name` when one owner alone has it."""
         owner, _, name = label.strip().lower().rpartition("/")
-        query = f"SELECT {_DEVICE_COLUMNS} FROM {_DEVICES} WHERE d.name = ? AND d.revoked_at IS NULL"
+        query = (f"SELECT {_DEVICE_COLUMNS} FROM {_DEVICES}"
+                 " WHERE d.name = ? AND d.revoked_at IS NULL AND m.revoked_at IS NULL")
         args: tuple = (name,)
         if owner:
             query += " AND m.name = ?"
