@@ -170,6 +170,7 @@ def cli() -> None:
                       ladder hub invite --dir ~/hub alice        # send the link to alice
       alice:          ladder join 'ladder://...' --dir ~/ladder
                       ladder up --dir ~/ladder                   # proxy on 127.0.0.1:1080
+      alice's phone:  ladder device add phone --dir ~/ladder     # scan the QR code in its Trojan app
 
     Every command takes -h for its own help.
     """
