@@ -82,10 +82,14 @@ def test_packets_round_trip_byte_by_byte_and_in_one_piece():
     assert out == packets
 
 
-def test_a_packet_without_its_crlf_is_refused():
+def test_a_packet_without_its_crlf_is_refused_after_the_good_ones_before_it():
     bad = encode_packet("1.1.1.1", 53, b"q").replace(b"\r\n", b"xx")
     with pytest.raises(RemoteProtocolError):
         PacketDecoder().feed(bad)
+    decoder = PacketDecoder()
+    assert decoder.feed(encode_packet("1.1.1.1", 53, b"good") + bad) == [Packet("1.1.1.1", 53, b"good")]
+    with pytest.raises(RemoteProtocolError):
+        decoder.feed(b"")
 
 
 def test_a_datagram_too_big_for_the_length_field_cannot_be_encoded():

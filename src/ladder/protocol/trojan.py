@@ -110,30 +110,42 @@ def encode_packet(host: str, port: int, payload: bytes) -> bytes:
 
 
 class PacketDecoder:
-    """Packets out of a byte stream, incrementally; it holds at most one unfinished packet."""
+    """Packets out of a byte stream, incrementally; it holds at most one unfinished packet.
+
+    As the frame decoder does, it gives the good packets before a malformed
+    one, and raises at the next feed.
+    """
 
     def __init__(self) -> None:
         self._buffer = bytearray()
+        self._error: RemoteProtocolError | None = None
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Packet]:
         """The packets `data` completes; RemoteProtocolError (BAD_REQUEST) for a malformed one."""
+        if self._error is not None:
+            raise self._error
         buffer = self._buffer
         buffer += data
         packets = []
         start = 0
-        while True:
-            address = read_address(buffer, start)
-            if address is None:
-                break
-            host, port, end = address
-            if len(buffer) < end + 4:
-                break
-            (length,) = _LENGTH.unpack_from(buffer, end)
-            if buffer[end + 2:end + 4] != CRLF:
-                raise RemoteProtocolError("Trojan UDP packet without its CRLF", ErrorCode.BAD_REQUEST)
-            if len(buffer) < end + 4 + length:
-                break
-            packets.append(Packet(host, port, bytes(buffer[end + 4:end + 4 + length])))
-            start = end + 4 + length
+        try:
+            while True:
+                address = read_address(buffer, start)
+                if address is None:
+                    break
+                host, port, end = address
+                if len(buffer) < end + 4:
+                    break
+                (length,) = _LENGTH.unpack_from(buffer, end)
+                if buffer[end + 2:end + 4] != CRLF:
+                    raise RemoteProtocolError("Trojan UDP packet without its CRLF", ErrorCode.BAD_REQUEST)
+                if len(buffer) < end + 4 + length:
+                    break
+                packets.append(Packet(host, port, bytes(buffer[end + 4:end + 4 + length])))
+                start = end + 4 + length
+        except RemoteProtocolError as exc:
+            if not packets:
+                raise
+            self._error = exc
         del buffer[:start]
         return packets
