@@ -27,6 +27,7 @@ from ladder.agent.sharer import Sharer
 from ladder.agent.sharing import MEMBERS_ONLY, SharePolicy, Sharing
 from ladder.config import MemberConfig
 from ladder.link.connection import Link
+from ladder.link.memory import link_pair
 from ladder.protocol.control import ExitEntry
 from ladder.protocol.errors import ErrorCode
 from ladder.protocol.identity import member_id, public_bytes
@@ -36,27 +37,6 @@ from ladder.protocol.records import sign_exit_record
 from ladder.tasks import Tasks
 
 ANY_PORT = ((1, 65535),)
-
-
-class Pipe:
-    """A transport that hands what one link writes to the other on the next loop turn."""
-
-    def __init__(self, loop):
-        self.loop, self.peer, self.closing = loop, None, False
-
-    def write(self, data) -> None:
-        self.loop.call_soon(self.peer.data_received, bytes(data))
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def set_write_buffer_limits(self, high=None, low=None) -> None:
-        pass
-
-    def close(self) -> None:
-        self.closing = True
-
-    abort = close
 
 
 class Member:
@@ -109,14 +89,12 @@ class Switch:
 
 
 def link_up(user: Member, exits: list[Member]) -> None:
-    """The user's pool gets a hub link; behind it, the exits; everyone knows the user by name."""
-    loop = asyncio.get_running_loop()
-    user_link, far_end = Link(None, client=True), Link(Switch(user, exits), client=False)
-    to_far, to_user = Pipe(loop), Pipe(loop)
-    to_far.peer, to_user.peer = far_end, user_link
-    user_link.connection_made(to_far)
-    far_end.connection_made(to_user)
+    """The user's pool gets a hub link (in memory); behind it, the exits, listed in the user's
+    directory as the hub lists them on a new link; everyone knows the user by name."""
+    user_link = Link(None, client=True)
+    link_pair(user_link, Link(Switch(user, exits), client=False))
     user.pool.link = user_link
+    user.directory.update([exit_.entry() for exit_ in exits])
     for exit_ in exits:
         exit_.roster.names[user.id] = user.name
 
@@ -162,7 +140,6 @@ def test_connect_carries_bytes_both_ways_and_connections_share_one_channel(tmp_p
         user = Member("user", tmp_path, tasks)
         exit_ = Member("exit", tmp_path, tasks).share(SharePolicy(ports=ANY_PORT))
         link_up(user, [exit_])
-        user.directory.update([exit_.entry()])
         # The last one needs credit back.
         payloads = [os.urandom(size) for size in (1, 100_000, 3 * 1024 * 1024)]
         answers = await asyncio.gather(*(round_trip(user.pool, port, data) for data in payloads))
@@ -180,7 +157,6 @@ def test_a_refusal_raises_with_its_code_and_reason(tmp_path):
         user = Member("user", tmp_path, tasks)
         exit_ = Member("exit", tmp_path, tasks).share(SharePolicy(ports=((80, 80),)))
         link_up(user, [exit_])
-        user.directory.update([exit_.entry()])
         with pytest.raises(TargetRefused) as refused:
             await user.pool.connect("127.0.0.1", port)
         assert refused.value.code == ErrorCode.FORBIDDEN and "allows ports 80 only" in str(refused.value)
@@ -224,7 +200,6 @@ def test_a_refusal_by_policy_alone_says_so(tmp_path):
         only_alice = SharePolicy(members=frozenset({"alice"}), ports=ANY_PORT)
         strict = Member("strict", tmp_path, tasks).share(only_alice)
         link_up(user, [strict])
-        user.directory.update([strict.entry()])
         with pytest.raises(TargetRefused) as refused:
             await user.pool.connect("127.0.0.1", port)
         assert (refused.value.code, str(refused.value)) == (MEMBERS_ONLY.code, MEMBERS_ONLY.reason)
@@ -237,7 +212,6 @@ def test_idle_channels_close_at_the_second_quiet_look_and_busy_ones_stay(tmp_pat
         user = Member("user", tmp_path, tasks)
         exit_ = Member("exit", tmp_path, tasks).share(SharePolicy(ports=ANY_PORT))
         link_up(user, [exit_])
-        user.directory.update([exit_.entry()])
         reader, writer = await user.pool.connect("127.0.0.1", port)  # held open
         user.pool.close_idle()
         user.pool.close_idle()
@@ -261,7 +235,6 @@ def test_a_member_holding_its_share_of_channels_is_refused_another(tmp_path):
         user = Member("user", tmp_path, tasks)
         exit_ = Member("exit", tmp_path, tasks).share(SharePolicy(ports=ANY_PORT))
         link_up(user, [exit_])
-        user.directory.update([exit_.entry()])
         exit_.pool.visiting[user.id] = CHANNELS_PER_MEMBER  # as if it held them already
         with pytest.raises(TargetRefused) as refused:
             await user.pool.connect("127.0.0.1", port)

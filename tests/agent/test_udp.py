@@ -112,7 +112,6 @@ async def associate(tmp_path, tasks, policy: SharePolicy, *, acknowledge: bool =
     exit_ = Member("exit", tmp_path, tasks).share(policy)
     exit_.sharer.guard = policy.guard(allow_private)
     link_up(user, [exit_])
-    user.directory.update([exit_.entry()])
     end = UserEnd(acknowledge)
     user.pool.open_udp(end)
     await asyncio.wait_for(end.accepted.wait(), WAIT)
@@ -246,7 +245,6 @@ def test_associations_take_stream_slots_and_follow_the_member_policy(tmp_path):
         only_alice = Member("strict", tmp_path, tasks).share(SharePolicy(members=frozenset({"alice"}),
                                                                          ports=ANY_PORT))
         link_up(user, [only_alice])
-        user.directory.update([only_alice.entry()])
         refused = UserEnd()
         user.pool.open_udp(refused)
         assert await asyncio.wait_for(refused.over, WAIT) == (MEMBERS_ONLY.code, MEMBERS_ONLY.reason)
