@@ -46,7 +46,7 @@ import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, get_args
 
 from .errors import RemoteProtocolError
 
@@ -324,10 +324,7 @@ ControlMessage = (Welcome | Joined | JoinRefused | Share | ShareStatus | Directo
                   | Publish | Services | Members | MemberJoined | DeviceAdd | DeviceRemove | DeviceList
                   | DeviceAdded | Devices | Done | Unknown)
 ListMessage = TypeVar("ListMessage", Publish, Services, Members)
-_TYPES: dict[str, type] = {cls.TYPE: cls for cls in (Welcome, Joined, JoinRefused, Share, ShareStatus,
-                                                     Directory, Replaced, Publish, Services, Members,
-                                                     MemberJoined, DeviceAdd, DeviceRemove, DeviceList,
-                                                     DeviceAdded, Devices, Done)}
+_TYPES: dict[str, type] = {cls.TYPE: cls for cls in get_args(ControlMessage) if cls is not Unknown}
 
 # ---------------------------------------------------------------- codec
 
