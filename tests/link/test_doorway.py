@@ -629,21 +629,31 @@ def door_with_devices(monkeypatch, admit_device):
     return doorway, transport
 
 
-def test_a_password_line_matching_no_device_goes_to_the_web_face_at_once_with_all_its_bytes(monkeypatch):
+def offer(monkeypatch, data: bytes, admitted: bool):
+    """`data` as a door's first read, with a hub that takes a device's line if `admitted`: what the hub
+    was asked, what the web face was given within that read and after a refused hello's delay, the
+    door and its transport."""
     asked = []
 
     def admit_device(digits, transport, rest):
         asked.append((digits, rest))
-        return False
+        return admitted
 
     async def main():
-        doorway, _ = door_with_devices(monkeypatch, admit_device)
-        doorway.data_received(LINE + REQUEST)
-        given = list(RecordingFace.given)  # within data_received, as nginx answers such bytes at once
-        doorway.connection_lost(None)
-        return given
+        doorway, transport = door_with_devices(monkeypatch, admit_device)
+        doorway.data_received(data)
+        at_once = b"".join(RecordingFace.given)
+        await asyncio.sleep(server.HELLO_ANSWER_DELAY * 3)
+        if not admitted:
+            doorway.connection_lost(None)
+        return asked, at_once, b"".join(RecordingFace.given), doorway, transport
 
-    assert b"".join(asyncio.run(main())) == LINE + REQUEST
+    return asyncio.run(main())
+
+
+def test_a_password_line_matching_no_device_goes_to_the_web_face_at_once_with_all_its_bytes(monkeypatch):
+    asked, at_once, _, _, _ = offer(monkeypatch, LINE + REQUEST, admitted=False)
+    assert at_once == LINE + REQUEST  # within data_received, as nginx answers such bytes at once
     assert asked == [(DIGITS, REQUEST)]
 
 
@@ -652,16 +662,8 @@ def test_a_password_line_matching_no_device_goes_to_the_web_face_at_once_with_al
     DIGITS[:10] + b" ", DIGITS[:56] + b"0\r\n", b"\r\n",
 ])
 def test_every_malformed_password_line_goes_to_the_web_face_at_once_with_all_its_bytes(monkeypatch, first):
-    asked = []
-
-    async def main():
-        doorway, _ = door_with_devices(monkeypatch, lambda *args: asked.append(args) or True)
-        doorway.data_received(first)
-        given = list(RecordingFace.given)  # within data_received: no lookup, no timer
-        doorway.connection_lost(None)
-        return given
-
-    assert b"".join(asyncio.run(main())) == first and asked == []
+    asked, at_once, _, _, _ = offer(monkeypatch, first, admitted=True)
+    assert at_once == first and asked == []  # within data_received: no lookup, no timer
 
 
 def test_a_part_of_a_password_line_goes_to_the_web_face_at_once_unlooked_up(monkeypatch):
@@ -680,20 +682,8 @@ def test_a_part_of_a_password_line_goes_to_the_web_face_at_once_unlooked_up(monk
 
 
 def test_a_device_s_line_hands_the_connection_over_with_the_bytes_after_it(monkeypatch):
-    taken = []
-
-    def admit_device(digits, transport, rest):
-        taken.append((digits, rest))
-        return True
-
-    async def main():
-        doorway, transport = door_with_devices(monkeypatch, admit_device)
-        doorway.data_received(LINE + REQUEST)
-        await asyncio.sleep(server.HELLO_ANSWER_DELAY * 3)
-        return doorway, transport
-
-    doorway, transport = asyncio.run(main())
-    assert taken == [(DIGITS, REQUEST)] and RecordingFace.given == []
+    taken, _, given, doorway, transport = offer(monkeypatch, LINE + REQUEST, admitted=True)
+    assert taken == [(DIGITS, REQUEST)] and given == b""
     assert len(doorway.visitors) == 0 and not transport.closing  # a device, not a visitor on a timer
 
 
