@@ -259,15 +259,6 @@ def _address(host):
 
 
 
-@pytest.mark.parametrize("rules", [preset("inside-cn"), preset("abroad"), parse_rules(CUSTOM), []],
-                         ids=["inside-cn", "abroad", "custom", "none"])
-def test_singbox_rules_decide_as_the_agent_does(self_signed, rules):
-    config = singbox(self_signed, rules)
-    for host in HOSTS:
-        expected = "exit" if host.endswith(".ladder") else agent_verdict(rules, host)
-        assert singbox_verdict(config, host) == expected, host
-
-
 def test_singbox_rules_are_compact_runs(self_signed):
     rules = singbox(self_signed, preset("inside-cn"))["route"]["rules"]
     direct = [r for r in rules if r.get("outbound") == "direct"]
@@ -433,8 +424,10 @@ def clash_verdict(config, host):
 
 @pytest.mark.parametrize("rules", [preset("inside-cn"), preset("abroad"), parse_rules(CUSTOM), []],
                          ids=["inside-cn", "abroad", "custom", "none"])
-def test_clash_rules_decide_as_the_agent_does(self_signed, rules):
-    config = clash(self_signed, rules)
+@pytest.mark.parametrize("build, verdict", [(singbox, singbox_verdict), (clash, clash_verdict)],
+                         ids=["sing-box", "clash"])
+def test_a_profile_s_rules_decide_as_the_agent_does(self_signed, rules, build, verdict):
+    config = build(self_signed, rules)
     for host in HOSTS:
         expected = "exit" if host.endswith(".ladder") else agent_verdict(rules, host)
-        assert clash_verdict(config, host) == expected, host
+        assert verdict(config, host) == expected, host
