@@ -323,8 +323,7 @@ def hub_members(folder, as_json) -> None:
     click.echo(f"{'NAME':<20} {'STATUS':<12} {'LAST SEEN':<20} ID")
     for r in rows:
         status = "revoked" if r["revoked"] else (f"online {r['online']}" if r["online"] else "offline")
-        seen = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["last_seen"])) if r["last_seen"] else "-"
-        click.echo(f"{r['name']:<20} {status:<12} {seen:<20} {r['id']}")
+        click.echo(f"{r['name']:<20} {status:<12} {_when(r['last_seen']):<20} {r['id']}")
 
 
 @hub.command("revoke")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from harness import MARKER, HttpsOrigin, Network, UdpAnswerer, ask, curl, free_port, ladder, wait_for
+from harness import MARKER, HttpsOrigin, Network, UdpAnswerer, accepts, ask, curl, free_port, ladder, wait_for
 
 from ladder.link.webface import WebFace
 from ladder.protocol.trojan import CONNECT, password_hash, request
@@ -108,17 +108,9 @@ def start_client(net: Network, kind: str, password: str, udp: tuple[int, int] | 
         args = [SING_BOX, "run", "-c", str(config_path)]
     config_path.write_text(json.dumps(config))
     proc = net.start_program(f"{kind}-{port}", *args)
-    wait_for(lambda: _listens(port) or not proc.alive(), 15, f"{kind} to listen")
+    wait_for(lambda: accepts(port) or not proc.alive(), 15, f"{kind} to listen")
     assert proc.alive(), f"{kind} died:\n{proc.output()}"
     return port, proc
-
-
-def _listens(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), 0.5).close()
-        return True
-    except OSError:
-        return False
 
 
 def fetch_sha(port: int, url: str) -> str:
@@ -350,7 +342,7 @@ def test_the_subscription_runs_sing_box_unchanged_but_its_inbound_and_carries_us
     config = net.root / "subscribed-sing-box.json"
     config.write_text(json.dumps(profile))
     proc = net.start_program("sing-box-subscribed", str(SING_BOX), "run", "-c", str(config))
-    wait_for(lambda: _listens(port) or not proc.alive(), 15, "sing-box to listen")
+    wait_for(lambda: accepts(port) or not proc.alive(), 15, "sing-box to listen")
     assert proc.alive(), f"sing-box died on the subscription's profile:\n{proc.output()}"
     assert fetch_sha(port, origin.url("device32.bin")) == sha, "the 32 MiB file via the subscribed sing-box"
 

@@ -509,10 +509,10 @@ def add_device(config: HubConfig, store: HubStore, owner: str, name: str, *, exi
 class Subscriptions:
     """Answers a device's app fetching `/s/<token>?format=…`: its profile, with its usage in a header."""
 
-    def __init__(self, config: HubConfig, store: HubStore):
+    def __init__(self, config: HubConfig, store: HubStore, device_key: bytes):
         self.config = config
         self.store = store
-        self.device_key = config.device_key()
+        self.device_key = device_key
 
     def page(self, target: str) -> tuple[str, bytes, list[tuple[str, str]]] | None:
         """The doorway's call for a request under /s/: the subscription, or None (the web face answers)."""

@@ -64,8 +64,10 @@ class Hub:
         self.ports = Ports(self._is_destination, STREAMS_PER_DESTINATION, self._channel_changed)
         self.server: FrontDoor | None = None
         self.tasks = Tasks(log)
-        self.devices = Devices(store, config.device_key(), config.folder / "device-pins", self,
+        device_key = config.device_key()
+        self.devices = Devices(store, device_key, config.folder / "device-pins", self,
                                self._device_online, self.tasks)
+        self.subscriptions = Subscriptions(config, store, device_key)
         self._directory_push = Pacer(self._push_directory, loop.time, loop.call_later)
         self._services_push = Pacer(self._push_services, loop.time, loop.call_later)
         self._data_version = -1
@@ -75,7 +77,7 @@ class Hub:
         self.server = await listen(self.config.listen, server_context(self.config.cert, self.config.key),
                                    self.fingerprint, self.admit, web_backend=self.config.web_backend,
                                    raw_backend=self.config.raw_backend, admit_device=self.devices.admit,
-                                   subscription=Subscriptions(self.config, self.store).page)
+                                   subscription=self.subscriptions.page)
         self._data_version = self.store.data_version()
         self.tasks.every(REVOCATION_POLL, self._poll_store, name="revocation poll")
         self.tasks.every(USAGE_SAVE, self.devices.tick, name="device usage")
