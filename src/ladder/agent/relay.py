@@ -209,3 +209,57 @@ class Relay(asyncio.BufferedProtocol, Endpoint):
             self.done = True
             self.transport.close()
             self.stream_gone()
+
+
+class MeteredRelay(Relay):
+    """A relay whose bytes are counted both ways and slowed by a rate: the exit's, and a device's at the hub.
+
+    `carried(nbytes)` counts bytes and says how long to wait before
+    carrying more. From the socket, reading pauses that long; from the
+    stream, the bytes are written at once and their credit goes back that
+    much later (as a paused socket's would: not while the socket does not
+    drain), so the far side sends no faster than the rate.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._throttled = False  # the rate holds the socket paused
+        self._held = 0  # credit held back from the stream while throttled
+
+    def carried(self, nbytes: int) -> float:
+        raise NotImplementedError
+
+    def held(self) -> bool:
+        return self._throttled
+
+    def data_received(self, data: bytes | memoryview) -> None:  # socket → stream
+        super().data_received(data)
+        delay = self.carried(len(data))
+        if delay > 0 and self.connected and not self._throttled:
+            self._throttled = True
+            self.transport.pause_reading()
+            asyncio.get_running_loop().call_later(delay, self._unthrottle)
+
+    def _unthrottle(self) -> None:
+        self._throttled = False
+        if not self.done and not self._read_paused:
+            self.transport.resume_reading()
+
+    def on_data(self, data: bytes) -> None:  # stream → socket
+        if self.stream is None:
+            return super().on_data(data)  # early data: kept, and counted when it is written
+        delay = self.carried(len(data))
+        if delay <= 0:
+            return super().on_data(data)
+        self.transport.write(data)
+        self._held += len(data)
+        asyncio.get_running_loop().call_later(delay, self._release)
+
+    def _release(self) -> None:
+        if self._held and self.stream is not None and not self.done:
+            if self._write_paused:  # the socket does not drain: its credit waits with the rest
+                self._unacked += self._held
+            else:
+                self.stream.acknowledge(self._held)
+        self._held = 0
+

@@ -39,7 +39,7 @@ from ladder.config import ConfigError, write_file
 from ladder.protocol.errors import ErrorCode
 
 from .exit import DEFAULT_PORTS, DEFAULT_UDP_PORTS, ExitGuard, Refusal
-from .relay import Relay
+from .relay import MeteredRelay
 
 log = logging.getLogger(__name__)
 SAVE_EVERY = 5.0
@@ -358,7 +358,7 @@ def _port_list(ports: tuple[tuple[int, int], ...]) -> list[str]:
     return [f"{a}-{b}" if a != b else str(a) for a, b in ports]
 
 
-class ExitRelay(Relay):
+class ExitRelay(MeteredRelay):
     """The exit's relay: every byte is metered, and rate limits pause the flow.
 
     It is the stream's endpoint from the OPEN on, so early data and a reset
@@ -371,40 +371,10 @@ class ExitRelay(Relay):
         self.user_id = user_id
         self.user_name = user_name
         self.slot = False  # holds one of its member's slots (Sharing sets it)
-        self._throttled = False
-        self._held = 0  # credit held back from the user while throttled
         self._over = False
 
-    def held(self) -> bool:
-        return self._throttled
-
-    def data_received(self, data: bytes | memoryview) -> None:  # target → user
-        super().data_received(data)
-        delay = self.sharing.carried(self.user_id, len(data))
-        if delay > 0 and self.connected and not self._throttled:
-            self._throttled = True
-            self.transport.pause_reading()
-            asyncio.get_running_loop().call_later(delay, self._unthrottle)
-
-    def _unthrottle(self) -> None:
-        self._throttled = False
-        if not self.done and not self._read_paused:
-            self.transport.resume_reading()
-
-    def on_data(self, data: bytes) -> None:  # user → target: hold the credit back as long as the rate says
-        if self.stream is None:
-            return super().on_data(data)  # early data: kept, and counted once the target is connected
-        delay = self.sharing.carried(self.user_id, len(data))
-        if delay <= 0:
-            return super().on_data(data)
-        self.transport.write(data)
-        self._held += len(data)
-        asyncio.get_running_loop().call_later(delay, self._release)
-
-    def _release(self) -> None:
-        if self._held and self.stream is not None and not self.done:
-            self.stream.acknowledge(self._held)
-        self._held = 0
+    def carried(self, nbytes: int) -> float:
+        return self.sharing.carried(self.user_id, nbytes)
 
     def stream_gone(self) -> None:
         if not self._over:

@@ -50,7 +50,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from ladder.agent.directory import Directory
 from ladder.agent.names import ServiceListing, is_service_host
 from ladder.agent.pool import ChannelPool
-from ladder.agent.relay import Relay, abort_with_rst
+from ladder.agent.relay import MeteredRelay, abort_with_rst
 from ladder.agent.roster import Roster
 from ladder.agent.rules import PRESETS, Router, load_rules
 from ladder.agent.sharing import TokenBucket
@@ -223,7 +223,7 @@ def _rules(device: Device) -> list:
         return []
 
 
-class TrojanConnection(Relay):
+class TrojanConnection(MeteredRelay):
     """One connection of a device's app: its Trojan request, then a relay through the device's pool."""
 
     def __init__(self, session: DeviceSession):
@@ -232,8 +232,6 @@ class TrojanConnection(Relay):
         self.exit_id: str | None = None  # set by the pool while an exit carries it
         self.request = bytearray()  # the request, until it is whole
         self.requested = False
-        self._throttled = False  # the rate holds the device's side paused
-        self._held = 0  # credit held back from the exit's side while throttled
         self._request_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -254,7 +252,7 @@ class TrojanConnection(Relay):
 
     def data_received(self, data: bytes | memoryview) -> None:
         if self.requested:
-            return self._carry(data)
+            return super().data_received(data)
         self.request += data
         try:
             parsed = parse_request(self.request)
@@ -273,7 +271,7 @@ class TrojanConnection(Relay):
             log.info("device %s: its daily cap is reached", session.device.label)
             return self.cut()
         if rest:
-            self._carry(rest)  # no stream yet: kept as early data, and reading pauses
+            super().data_received(rest)  # no stream yet: kept as early data, and reading pauses
         else:
             self._pause_reading()
         session.when_directory(lambda: self._open(request))
@@ -291,39 +289,8 @@ class TrojanConnection(Relay):
         else:  # UDP ASSOCIATE: the stream carries the Trojan packets as they are, both ways
             session.pool.open_udp(self, session.device.exit)
 
-    def _carry(self, data: bytes | memoryview) -> None:
-        delay = self.session.carried(len(data))
-        super().data_received(data)
-        if delay > 0 and not self._throttled:
-            self._throttled = True
-            self.transport.pause_reading()
-            asyncio.get_running_loop().call_later(delay, self._unthrottle)
-
-    def held(self) -> bool:
-        return self._throttled
-
-    def _unthrottle(self) -> None:
-        self._throttled = False
-        if not self.done and not self._read_paused:
-            self.transport.resume_reading()
-
-    # -- the exit's side ------------------------------------------------------
-
-    def on_data(self, data: bytes) -> None:
-        delay = self.session.carried(len(data))
-        if delay <= 0 or self.stream is None:
-            return super().on_data(data)
-        self.transport.write(data)  # its credit goes back when the rate allows
-        self._held += len(data)
-        asyncio.get_running_loop().call_later(delay, self._release)
-
-    def _release(self) -> None:
-        if self._held and self.stream is not None and not self.done:
-            if self._write_paused:  # the device does not read: its credit waits with the rest
-                self._unacked += self._held
-            else:
-                self.stream.acknowledge(self._held)
-        self._held = 0
+    def carried(self, nbytes: int) -> float:
+        return self.session.carried(nbytes)
 
     # -- the pool's answer (a Taker) -------------------------------------------
 
