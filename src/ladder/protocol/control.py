@@ -8,6 +8,8 @@ message. These are all of them:
     member → hub   share, share-status, publish
     member → hub   device-add, device-remove, device-list: the one request of a command link
     hub → member   device-added, devices or done: its one answer
+    hub → peer hub peer-welcome (first, on every peer link), peer-joined or join-refused (a peer
+                   invite redeemed), routes (announcements and withdrawals), peer-removed
 
 (The join request itself is no control message: it is the JOIN hello,
 protocol/hello.py. A command link is opened with the COMMAND hello, so that
@@ -99,6 +101,16 @@ def _items(item: type) -> _Check:
     return check
 
 
+def _strings(check: _Check) -> _Check:
+    def strings(value: Any, where: str) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            raise _malformed(where, "is not a list")
+        if len(value) > LIST_MAX:
+            raise _malformed(where, f"has more than {LIST_MAX} items")
+        return tuple(check(v, f"{where}[{i}]") for i, v in enumerate(value))
+    return strings
+
+
 def _spec(check: _Check, **default: Any) -> Any:
     """A dataclass field that `decode` checks with `check`; with a default, it may be absent."""
     return field(metadata={"check": check}, **default)
@@ -122,6 +134,8 @@ class ExitEntry:
     record: str = _spec(_RECORD)
     signature: str = _spec(_RECORD)
     pubkey: str = _spec(_RECORD)  # the key the hub vouched for at join time
+    hub: str = _spec(_NAME, default="")  # the name of the hub it is at; empty: this one
+    hops: int = _spec(_count, default=0)  # hubs between this one and that one
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,8 +154,20 @@ class ServiceEntry:
     record: str = _spec(_RECORD)
     signature: str = _spec(_RECORD)
     pubkey: str = _spec(_RECORD)
-    name: str = _spec(_NAME)  # the publisher's name at the hub
+    name: str = _spec(_NAME)  # the publisher's name at the hub; `member.hub` for another hub's
     online: bool = _spec(_flag)
+    hub: str = _spec(_NAME, default="")  # the name of the publisher's hub; empty: this one
+    hops: int = _spec(_count, default=0)  # hubs between this one and that one
+
+
+@dataclass(frozen=True, slots=True)
+class RouteEntry:
+    """A route a peer hub offers: its home hub's signed announcement and the hubs it came through."""
+
+    record: str = _spec(_RECORD)
+    signature: str = _spec(_RECORD)
+    pubkey: str = _spec(_RECORD)  # the home hub's key, which signed it
+    path: tuple[str, ...] = _spec(_strings(_ID))  # hub ids: the home hub first, the sender last
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,6 +340,42 @@ class Done:
 
 
 @dataclass(frozen=True, slots=True)
+class PeerWelcome:
+    """A hub's first message on a peer hub's link: its name and id."""
+
+    TYPE: ClassVar[str] = "peer-welcome"
+    hub: str = _spec(_NAME)
+    id: str = _spec(_ID)
+
+
+@dataclass(frozen=True, slots=True)
+class PeerJoined:
+    """The answer to a redeemed peer invite: the name this hub has and its id."""
+
+    TYPE: ClassVar[str] = "peer-joined"
+    hub: str = _spec(_NAME)
+    id: str = _spec(_ID)
+
+
+@dataclass(frozen=True, slots=True)
+class Routes:
+    """Routing between peer hubs (protocol/routing.py): routes offered, and member ids no longer routed
+    through the sender. Each message stands alone (no pieces to join)."""
+
+    TYPE: ClassVar[str] = "routes"
+    routes: tuple[RouteEntry, ...] = _spec(_items(RouteEntry), default=())
+    withdrawn: tuple[str, ...] = _spec(_strings(_ID), default=())
+
+
+@dataclass(frozen=True, slots=True)
+class PeerRemoved:
+    """The peering is ended by the sender's operator: the receiver ends it too."""
+
+    TYPE: ClassVar[str] = "peer-removed"
+    reason: str = _spec(_text(TEXT_MAX), default="")
+
+
+@dataclass(frozen=True, slots=True)
 class Unknown:
     """A message of a type this side does not know; receivers ignore it, as they always have."""
 
@@ -322,7 +384,7 @@ class Unknown:
 
 ControlMessage = (Welcome | Joined | JoinRefused | Share | ShareStatus | Directory | Replaced
                   | Publish | Services | Members | MemberJoined | DeviceAdd | DeviceRemove | DeviceList
-                  | DeviceAdded | Devices | Done | Unknown)
+                  | DeviceAdded | Devices | Done | PeerWelcome | PeerJoined | Routes | PeerRemoved | Unknown)
 ListMessage = TypeVar("ListMessage", Publish, Services, Members)
 _TYPES: dict[str, type] = {cls.TYPE: cls for cls in get_args(ControlMessage) if cls is not Unknown}
 
@@ -334,7 +396,7 @@ def _json(obj: Any) -> Any:
     out = {"type": obj.TYPE} if hasattr(obj, "TYPE") else {}
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
-        out[f.name] = [_json(v) for v in value] if isinstance(value, tuple) else value
+        out[f.name] = [v if isinstance(v, str) else _json(v) for v in value] if isinstance(value, tuple) else value
     return out
 
 

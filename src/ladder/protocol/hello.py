@@ -7,9 +7,13 @@ base64url (RFC 4648 §5, no padding) of the fields, and no space, CR or LF.
     AUTH  "GET /a" base64url(member public key (32) | signature (64))                       134 bytes
     JOIN  "GET /j" base64url(invite token (16) | member public key (32) | signature (64))  156 bytes
     COMMAND "GET /c" as AUTH, signed in its own context                                     134 bytes
+    PEER  "GET /p" as AUTH, from a peer hub's key (hub to hub)                              134 bytes
+    PEER_JOIN "GET /q" as JOIN, with a peer invite's token                                  156 bytes
 
 A COMMAND link carries one request and its answer (control.py: a member
-asking for a device), so that it never takes over the member's agent link.
+asking for a device), so that it never takes over the member's agent link. A peer hub keeps one
+link to the hub it peers with (PEER, signed by the hub key that redeemed the
+peer invite, PEER_JOIN): to a prober it is one more member's link.
 
 nginx reads such a URI on until the line ends or its header timer fires, so
 a prober who sends any prefix of a hello, of any length, sees the hub wait
@@ -44,20 +48,25 @@ from .identity import is_weak_key, public_bytes
 AUTH = ord("a")  # a hello's kind is its letter after HEAD
 JOIN = ord("j")
 COMMAND = ord("c")
+PEER = ord("p")
+PEER_JOIN = ord("q")
 TOKEN_SIZE = 16
 HEAD = b"GET /"
-_FIELDS = {AUTH: 32 + 64, JOIN: TOKEN_SIZE + 32 + 64, COMMAND: 32 + 64}  # bytes before encoding
+_FIELDS = {AUTH: 32 + 64, JOIN: TOKEN_SIZE + 32 + 64, COMMAND: 32 + 64, PEER: 32 + 64,
+           PEER_JOIN: TOKEN_SIZE + 32 + 64}  # bytes before encoding
 SIZES = {kind: len(HEAD) + 1 + (4 * size + 2) // 3 for kind, size in _FIELDS.items()}
 _BASE64URL = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _CONTEXT = {AUTH: b"ladder link auth v1\x00", JOIN: b"ladder link join v1\x00",
-            COMMAND: b"ladder link command v1\x00"}
+            COMMAND: b"ladder link command v1\x00", PEER: b"ladder link peer v1\x00",
+            PEER_JOIN: b"ladder link peer join v1\x00"}
+_WITH_TOKEN = (JOIN, PEER_JOIN)
 
 
 @dataclass(frozen=True)
 class Hello:
     kind: int
     pubkey: bytes
-    token: bytes  # empty for AUTH
+    token: bytes  # empty for AUTH, COMMAND and PEER
     signature: bytes
 
 
@@ -79,14 +88,18 @@ def _decode(text: bytes) -> bytes | None:
 
 def make_hello(
     key: Ed25519PrivateKey, hub_fingerprint: str, binding: bytes, token: bytes | None = None,
-    command: bool = False,
+    command: bool = False, peer: bool = False,
 ) -> bytes:
-    """AUTH when token is None, else JOIN with that invite token; COMMAND if `command`."""
-    if command and token is not None:
+    """AUTH when token is None, else JOIN with that invite token; COMMAND if `command`; PEER (PEER_JOIN
+    with a token) if `peer`."""
+    if command and (token is not None or peer):
         raise ValueError("a COMMAND hello carries no invite token")
-    kind = COMMAND if command else AUTH if token is None else JOIN
+    if peer:
+        kind = PEER if token is None else PEER_JOIN
+    else:
+        kind = COMMAND if command else AUTH if token is None else JOIN
     token = token or b""
-    if kind == JOIN and len(token) != TOKEN_SIZE:
+    if kind in _WITH_TOKEN and len(token) != TOKEN_SIZE:
         raise ValueError(f"invite token must be {TOKEN_SIZE} bytes")
     pubkey = public_bytes(key)
     signature = key.sign(_signed(kind, hub_fingerprint, binding, token, pubkey))
@@ -124,7 +137,7 @@ def parse_hello(data: bytes) -> Hello | None:
     kind = data[len(HEAD)]
     fields = _decode(bytes(data[len(HEAD) + 1 :]))
     assert fields is not None  # hello_size decoded the whole hello
-    token_size = TOKEN_SIZE if kind == JOIN else 0
+    token_size = TOKEN_SIZE if kind in _WITH_TOKEN else 0
     token = fields[:token_size]
     pubkey = fields[token_size : token_size + 32]
     return Hello(kind, pubkey, token, fields[token_size + 32 :])
