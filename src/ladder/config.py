@@ -56,6 +56,19 @@ def write_file(path: Path, data: bytes, mode: int = 0o644) -> None:
     os.replace(tmp, path)
 
 
+def _create_once(path: Path, secret: bytes) -> None:
+    """Write a secret file (0600) that is linked into place, never replaced: a hub and a CLI making it
+    at once agree on one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    write_file(tmp, secret, 0o600)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+
+
 def dump_toml(tables: Mapping[str, Mapping[str, str | int | bool]]) -> bytes:
     """TOML for flat tables of scalars (json.dumps of a str is a valid TOML string)."""
     out = []
@@ -124,26 +137,31 @@ def format_address(host: str, port: int) -> str:
 
 # ---------------------------------------------------------------- invites
 
+PEER_SCHEME = "ladder-peer"
+
 
 @dataclass(frozen=True)
 class InviteLink:
-    """ladder://<token>@<host>:<port>?fp=<hub key fingerprint>&hub=<hub name>"""
+    """ladder://<token>@<host>:<port>?fp=<hub key fingerprint>&hub=<hub name>; a peer invite (another
+    hub's operator redeems it) is the same link under ladder-peer://."""
 
     token: bytes
     address: tuple[str, int]
     fingerprint: str
     hub_name: str
+    scheme: str = "ladder"
 
     def __str__(self) -> str:
         token = base64.urlsafe_b64encode(self.token).rstrip(b"=").decode()
         return (
-            f"ladder://{token}@{format_address(*self.address)}"
+            f"{self.scheme}://{token}@{format_address(*self.address)}"
             f"?fp={quote(self.fingerprint, safe=':')}&hub={quote(self.hub_name)}"
         )
 
     @classmethod
-    def parse(cls, text: str) -> InviteLink:
-        bad = ConfigError("not a Ladder invite link (expected ladder://TOKEN@HOST:PORT?fp=...)")
+    def parse(cls, text: str, scheme: str = "ladder") -> InviteLink:
+        kind = "peer invite" if scheme == PEER_SCHEME else "invite"
+        bad = ConfigError(f"not a Ladder {kind} link (expected {scheme}://TOKEN@HOST:PORT?fp=...)")
         try:
             url = urlsplit(text.strip())
             query = parse_qs(url.query)
@@ -153,9 +171,9 @@ class InviteLink:
             host = url.hostname
         except (ValueError, TypeError):
             raise bad from None
-        if url.scheme != "ladder" or not host or len(token) != TOKEN_SIZE or "fp" not in query:
+        if url.scheme != scheme or not host or len(token) != TOKEN_SIZE or "fp" not in query:
             raise bad
-        return cls(token, (host, port), query["fp"][0], query.get("hub", ["hub"])[0])
+        return cls(token, (host, port), query["fp"][0], query.get("hub", ["hub"])[0], scheme)
 
 
 # ------------------------------------------------------------ proxy front
@@ -249,12 +267,12 @@ class MemberConfig:
         return key
 
     @staticmethod
-    def _read_key(path: Path) -> Ed25519PrivateKey:
+    def _read_key(path: Path, whose: str = "member") -> Ed25519PrivateKey:
         try:
             raw = base64.b64decode(path.read_bytes().strip(), validate=True)
             return Ed25519PrivateKey.from_private_bytes(raw)
         except (ValueError, OSError) as exc:
-            raise ConfigError(f"cannot read the member key {path}: {exc}") from None
+            raise ConfigError(f"cannot read the {whose} key {path}: {exc}") from None
 
     def noise_key(self) -> bytes:
         """This member's static X25519 key for end-to-end channels (created on first use)."""
@@ -370,19 +388,23 @@ class HubConfig:
         """
         path = self.device_key_path
         if not path.exists():
-            # Linked into place, never replaced: a hub and a CLI making it at once agree on one.
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            write_file(tmp, os.urandom(DEVICE_KEY_LEN), 0o600)
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                pass
-            finally:
-                tmp.unlink()
+            _create_once(path, os.urandom(DEVICE_KEY_LEN))
         raw = path.read_bytes()
         if len(raw) != DEVICE_KEY_LEN:
             raise ConfigError(f"cannot read the device key {path}: it is not {DEVICE_KEY_LEN} bytes")
         return raw
+
+    @property
+    def hub_key_path(self) -> Path:
+        return self.folder / "hub.key"
+
+    def hub_key(self) -> Ed25519PrivateKey:
+        """The hub's own Ed25519 key (made on first use): peer hubs know it by this key, and it signs
+        the announcements of its members' records that travel between hubs."""
+        path = self.hub_key_path
+        if not path.exists():
+            _create_once(path, base64.b64encode(Ed25519PrivateKey.generate().private_bytes_raw()) + b"\n")
+        return MemberConfig._read_key(path, "hub")
 
     def save(self) -> None:
         hub = {

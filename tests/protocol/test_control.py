@@ -143,7 +143,8 @@ def _sent_today():
          JoinRefused("this invite has expired")),
         ({"type": "replaced"}, Replaced()),
         ({"type": "directory",
-          "exits": [{"id": ID, "name": "bob", "country": "DE", "users": 3, **session_record}]},
+          "exits": [{"id": ID, "name": "bob", "country": "DE", "users": 3, **session_record,
+                     "hub": "", "hops": 0}]},  # where it is (peer hubs): fields older agents ignore
          Directory((ExitEntry(ID, "bob", "DE", 3, EXIT["record"], EXIT["signature"], PUBKEY),))),
         ({"type": "share", **EXIT},  # agent.run_link
          Share(EXIT["record"], EXIT["signature"], EXIT["pubkey"])),
@@ -153,7 +154,8 @@ def _sent_today():
         ({"type": "share-status", "accepting": True, "reason": ""}, ShareStatus(True, "")),
         ({"type": "publish", "services": [SERVICE], "more": False},  # agent/services.announce
          Publish((SignedService(SERVICE["record"], SERVICE["signature"]),))),
-        ({"type": "services", "services": [{**service_entry, "name": "ryan", "online": True}],
+        ({"type": "services", "services": [{**service_entry, "name": "ryan", "online": True, "hub": "",
+                                            "hops": 0}],
           "more": False},  # hub/services.services_messages
          Services((ServiceEntry(ID, SERVICE["record"], SERVICE["signature"], PUBKEY, "ryan", True),))),
         ({"type": "members", "members": [{"id": ID, "name": "alice"}], "more": False},  # .members_messages

@@ -396,7 +396,9 @@ def _json(obj: Any) -> Any:
     out = {"type": obj.TYPE} if hasattr(obj, "TYPE") else {}
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
-        out[f.name] = [v if isinstance(v, str) else _json(v) for v in value] if isinstance(value, tuple) else value
+        if isinstance(value, tuple):
+            value = [v if isinstance(v, str) else _json(v) for v in value]
+        out[f.name] = value
     return out
 
 

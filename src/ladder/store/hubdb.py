@@ -1,4 +1,4 @@
-"""The hub's membership store: members, invites and devices in one SQLite file, hub.db.
+"""The hub's membership store: members, invites, devices and peer hubs in one SQLite file, hub.db.
 
 Theory of operation
 -------------------
@@ -54,7 +54,7 @@ from ladder.protocol.identity import public_bytes
 from ladder.protocol.noise import generate_keypair
 
 DB_FILENAME = "hub.db"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEVICE_TOKEN_LEN = 32
 PUBKEY_LEN = 32
 TOKEN_LEN = 16
@@ -116,6 +116,26 @@ CREATE TABLE devices (
 CREATE UNIQUE INDEX devices_active_name ON devices (owner, name)
     WHERE revoked_at IS NULL;
 """
+
+# Version 3: peer hubs.  An invite made here has token_hash until redeemed (then hub_id, pubkey);
+# a peering redeemed from here has address and fingerprint: this hub dials that one.
+_SCHEMA_V3 = """
+CREATE TABLE peers (
+    local       TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    token_hash  BLOB UNIQUE CHECK (token_hash IS NULL OR length(token_hash) = 32),
+    expires_at  REAL,
+    hub_id      TEXT,
+    pubkey      BLOB CHECK (pubkey IS NULL OR length(pubkey) = 32),
+    address     TEXT,
+    fingerprint TEXT,
+    created     REAL NOT NULL,
+    removed_at  REAL
+);
+CREATE UNIQUE INDEX peers_active_name ON peers (local, name) WHERE removed_at IS NULL;
+CREATE UNIQUE INDEX peers_active_hub ON peers (local, hub_id) WHERE removed_at IS NULL;
+"""
+PEER_INVITE_LIFETIME = 7 * 86400.0  # seconds a peer invite may wait to be redeemed
 
 
 class StoreError(UserError):
@@ -206,6 +226,30 @@ class Invite:
     expires_at: float | None
     created: float
     revoked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    name: str  # what this hub calls it
+    hub_id: str | None  # None: an invite not redeemed yet
+    pubkey: bytes | None
+    address: str | None  # host:port this hub dials; None: the peer dials this hub
+    fingerprint: str | None  # the peer's TLS key, pinned when this hub dials
+    created: float
+    expires_at: float | None  # an unredeemed invite's
+
+    @property
+    def pending(self) -> bool:
+        return self.hub_id is None
+
+
+_PEER_COLUMNS = "name, hub_id, pubkey, address, fingerprint, created, expires_at"
+
+
+def _peer(row: tuple[Any, ...]) -> Peer:
+    name, hub_id, pubkey, address, fingerprint, created, expires_at = row
+    return Peer(name, hub_id, None if pubkey is None else bytes(pubkey), address, fingerprint, created,
+                expires_at)
 
 
 _MEMBER_COLUMNS = "id, name, pubkey, created, revoked_at, online_as, last_seen"
@@ -338,7 +382,7 @@ class HubStore:
                 raise StoreError(
                     f"{self.path} has schema version {version}; this Ladder "
                     f"knows up to {SCHEMA_VERSION} (upgrade Ladder)")
-            steps = [(1, _SCHEMA_V1), (2, _SCHEMA_V2)]
+            steps = [(1, _SCHEMA_V1), (2, _SCHEMA_V2), (3, _SCHEMA_V3)]
             for step, schema in steps:
                 if version < step:
                     for statement in schema.split(";"):
@@ -650,3 +694,110 @@ class HubStore:
             db.execute("UPDATE devices SET day_bytes = CASE WHEN day = ? THEN day_bytes + ? ELSE ? END,"
                        " day = ?, total_bytes = total_bytes + ?, last_seen = ? WHERE id = ?",
                        (day, nbytes, nbytes, day, nbytes, now, device_id))
+
+    # -- peer hubs -----------------------------------------------------------
+
+    def create_peer_invite(self, local: str, name: str, expires_in: float = PEER_INVITE_LIFETIME,
+                           now: float | None = None) -> bytes:
+        """A single-use invite for another hub to peer with hub `local` as `name`; its token, once."""
+        name = normalize_name(name)
+        now = _now(now)
+        token = secrets.token_bytes(TOKEN_LEN)
+        with self._write() as db:
+            self._peer_name_free(db, local, name)
+            db.execute("INSERT INTO peers (local, name, token_hash, expires_at, created)"
+                       " VALUES (?, ?, ?, ?, ?)", (local, name, _token_hash(token), now + expires_in, now))
+        return token
+
+    def redeem_peer_invite(self, local: str, token: bytes, hub_id: str, pubkey: bytes,
+                           now: float | None = None) -> Peer:
+        """The peering a hub with `pubkey` redeems with `token`, or an InviteError (InviteUnknown for a
+        token nobody made). The same hub redeeming again (its answer was lost) gets the same peering."""
+        now = _now(now)
+        with self._write() as db:
+            key = _token_hash(token)
+            row = db.execute("SELECT hub_id, pubkey, expires_at, removed_at FROM peers"
+                             " WHERE local = ? AND token_hash = ?", (local, key)).fetchone()
+            if row is None:
+                raise InviteUnknown()
+            redeemed_by, redeemed_key, expires_at, removed_at = row
+            if removed_at is not None:
+                raise InviteRevoked()
+            if redeemed_by is not None:
+                if bytes(redeemed_key) != bytes(pubkey):
+                    raise InviteUsed()
+            else:
+                if expires_at is not None and now >= expires_at:
+                    raise InviteExpired()
+                if hub_id == local:
+                    raise StoreError("a hub cannot peer with itself")
+                taken = self._peer_of_hub(db, local, hub_id)
+                if taken is not None:
+                    raise StoreError(f"that hub already peers with this one (as {taken[0]!r})")
+                db.execute("UPDATE peers SET hub_id = ?, pubkey = ?, expires_at = NULL WHERE token_hash = ?",
+                           (hub_id, bytes(pubkey), key))
+            row = db.execute(f"SELECT {_PEER_COLUMNS} FROM peers WHERE token_hash = ?", (key,)).fetchone()
+            return _peer(row)
+
+    def add_peer(self, local: str, name: str, hub_id: str, pubkey: bytes, address: str, fingerprint: str,
+                 now: float | None = None) -> Peer:
+        """A peering this hub redeemed at the hub at `address`, which it dials from now on."""
+        name = normalize_name(name)
+        if hub_id == local:
+            raise StoreError("a hub cannot peer with itself")
+        with self._write() as db:
+            self._peer_name_free(db, local, name)
+            taken = self._peer_of_hub(db, local, hub_id)
+            if taken is not None:
+                raise StoreError(f"this hub already peers with that one (as {taken[0]!r})")
+            db.execute("INSERT INTO peers (local, name, hub_id, pubkey, address, fingerprint, created)"
+                       " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (local, name, hub_id, bytes(pubkey), address, fingerprint, _now(now)))
+        return self._peers(local, "name = ?", (name,))[0]
+
+    @staticmethod
+    def _peer_of_hub(db: sqlite3.Connection, local: str, hub_id: str) -> tuple | None:
+        return db.execute("SELECT name FROM peers WHERE local = ? AND hub_id = ? AND removed_at IS NULL",
+                          (local, hub_id)).fetchone()
+
+    @staticmethod
+    def _peer_name_free(db: sqlite3.Connection, local: str, name: str) -> None:
+        if db.execute("SELECT 1 FROM peers WHERE local = ? AND name = ? AND removed_at IS NULL",
+                      (local, name)).fetchone():
+            raise StoreError(f"this hub already has a peer (or a peer invite) named {name!r}")
+
+    def _peers(self, local: str, where: str, args: tuple) -> list[Peer]:
+        return [_peer(row) for row in self._read(
+            f"SELECT {_PEER_COLUMNS} FROM peers WHERE local = ? AND removed_at IS NULL AND {where}"
+            " ORDER BY name", (local, *args))]
+
+    def peers(self, local: str, now: float | None = None) -> list[Peer]:
+        """Hub `local`'s peerings and its peer invites still waiting, by name."""
+        return self._peers(local, "(hub_id IS NOT NULL OR expires_at > ?)", (_now(now),))
+
+    def peer_by_key(self, local: str, pubkey: bytes) -> Peer | None:
+        """The redeemed peering of the hub with `pubkey`, if it is one of hub `local`'s."""
+        found = self._peers(local, "pubkey = ?", (bytes(pubkey),))
+        return found[0] if found else None
+
+    def remove_peer(self, local: str, name: str, now: float | None = None) -> Peer:
+        """End the peering (or withdraw the invite) named `name`; StoreError if there is none."""
+        name = normalize_name(name)
+        with self._write() as db:
+            row = db.execute(f"SELECT {_PEER_COLUMNS} FROM peers WHERE local = ? AND name = ?"
+                             " AND removed_at IS NULL", (local, name)).fetchone()
+            if row is None:
+                raise StoreError(f"this hub has no peer named {name!r}")
+            db.execute("UPDATE peers SET removed_at = ? WHERE local = ? AND name = ? AND removed_at IS NULL",
+                       (_now(now), local, name))
+        return _peer(row)
+
+    def remove_peer_by_hub(self, local: str, hub_id: str, now: float | None = None) -> Peer | None:
+        """End the peering with the hub `hub_id` (it ended it on its side); None if there was none."""
+        with self._write() as db:
+            row = db.execute(f"SELECT {_PEER_COLUMNS} FROM peers WHERE local = ? AND hub_id = ?"
+                             " AND removed_at IS NULL", (local, hub_id)).fetchone()
+            if row is not None:
+                db.execute("UPDATE peers SET removed_at = ? WHERE local = ? AND hub_id = ?"
+                           " AND removed_at IS NULL", (_now(now), local, hub_id))
+        return None if row is None else _peer(row)
