@@ -18,6 +18,7 @@ from click.core import ParameterSource
 
 from ladder import runtime
 from ladder.config import (
+    PEER_SCHEME,
     ConfigError,
     HubConfig,
     InviteLink,
@@ -437,6 +438,124 @@ def hub_device_revoke(name, folder) -> None:
     click.echo(f"revoked device {device.label}")
 
 
+# ------------------------------------------------------------ peer hubs
+
+
+@hub.command("peer-invite")
+@click.argument("name")
+@click.option("--dir", "folder", metavar="FOLDER", help=HUB_DIR_HELP)
+@click.option("--expires", metavar="DURATION", default="7d", show_default=True,
+              help="How long it can be redeemed: 30m, 12h, 7d, 2w.")
+def hub_peer_invite(name, folder, expires) -> None:
+    """Print a single-use link with which another hub peers with this one as NAME (last line).
+
+    \b
+    Example (two operators):
+      ladder hub peer-invite berlin --dir ~/hub             # on the hub in Tokyo
+      ladder hub peer add 'ladder-peer://...' --dir ~/hub   # on the hub in Berlin
+    The redeeming hub keeps a link to this one (it may be behind NAT); both then
+    route each other's exits and services, end to end encrypted as ever.
+    """
+    from ladder.link.tls import fingerprint_of_cert_file
+    from ladder.protocol.identity import member_id, public_bytes
+    from ladder.store.hubdb import HubStore
+
+    config = HubConfig.load(hub_folder(folder))
+    local = member_id(public_bytes(config.hub_key()))
+    with HubStore(config.db_path) as store:
+        token = store.create_peer_invite(local, name, expires_in=parse_duration(expires))
+    click.echo(f"peer invite for {name.lower()}, single use; give it to that hub's operator privately:")
+    click.echo(InviteLink(token, config.public_address, fingerprint_of_cert_file(config.cert), config.name,
+                          PEER_SCHEME))
+
+
+@hub.group("peer")
+def hub_peer() -> None:
+    """Peerings with other hubs: add one from a peer invite, remove one."""
+
+
+@hub_peer.command("add")
+@click.argument("invite")
+@click.option("--dir", "folder", metavar="FOLDER", help=HUB_DIR_HELP)
+@click.option("--name", help="What this hub calls the peer (default: the name it gives itself).")
+def hub_peer_add(invite, folder, name) -> None:
+    """Peer with the hub whose peer INVITE (ladder-peer://...) this is; this hub dials it from now on.
+
+    \b
+    Example:
+      ladder hub peer add 'ladder-peer://TOKEN@hub.example.org:443?fp=sha256:...&hub=tokyo' --dir ~/hub
+    """
+    from ladder.hub.peers import redeem
+    from ladder.store.hubdb import HubStore
+
+    link = InviteLink.parse(invite, PEER_SCHEME)
+    config = HubConfig.load(hub_folder(folder))
+    with HubStore(config.db_path) as store:
+        peer = runtime.run_async(redeem(config, store, link, name))
+    click.echo(f"peered with hub {peer.name} at {peer.address} (id {peer.hub_id})")
+    click.echo("a running hub dials it within a second: ladder hub peers --dir "
+               f"{config.folder} shows the link")
+
+
+@hub_peer.command("remove")
+@click.argument("name")
+@click.option("--dir", "folder", metavar="FOLDER", help=HUB_DIR_HELP)
+def hub_peer_remove(name, folder) -> None:
+    """End the peering (or withdraw the peer invite) NAME, on both sides: the running hub tells the peer."""
+    from ladder.protocol.identity import member_id, public_bytes
+    from ladder.store.hubdb import HubStore
+
+    config = HubConfig.load(hub_folder(folder))
+    with HubStore(config.db_path) as store:
+        peer = store.remove_peer(member_id(public_bytes(config.hub_key())), name)
+    click.echo(f"removed peer {peer.name}" + ("" if peer.pending else f" ({peer.hub_id})"))
+
+
+@hub.command("peers")
+@click.option("--dir", "folder", metavar="FOLDER", help=HUB_DIR_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def hub_peers(folder, as_json) -> None:
+    """Each peer hub: up or down, round-trip time, routes learned from it, bytes relayed over its link.
+
+    It reads what the running hub writes in its folder every second (peers.json).
+    """
+    from ladder.hub.peers import STATUS_FILE
+    from ladder.protocol.identity import member_id, public_bytes
+    from ladder.store.hubdb import HubStore
+
+    config = HubConfig.load(hub_folder(folder))
+    local = member_id(public_bytes(config.hub_key()))
+    with HubStore(config.db_path) as store:
+        peers = store.peers(local)
+    try:
+        live = json.loads((config.folder / STATUS_FILE).read_text())
+        fresh = time.time() - live.get("at", 0) < 5
+    except (OSError, ValueError, AttributeError):
+        live, fresh = {}, False
+    seen = {p["name"]: p for p in live.get("peers", [])} if fresh else {}
+    rows = []
+    for peer in peers:
+        row = {"name": peer.name, "hub_id": peer.hub_id, "pending": peer.pending, "dials": peer.address,
+               "up": False, "rtt_ms": None, "routes": 0, "refused": {}, "bytes": 0}
+        row.update(seen.get(peer.name, {}))
+        rows.append(row)
+    if as_json:
+        click.echo(json.dumps({"hub": config.name, "id": local, "running": fresh, "peers": rows}, indent=1))
+        return
+    if not rows:
+        click.echo(f"no peers yet: ladder hub peer-invite NAME --dir {config.folder}")
+        return
+    if not fresh:
+        click.echo("(the hub is not running: every peer shows down)")
+    click.echo(f"{'NAME':<16} {'STATE':<8} {'RTT':>8} {'ROUTES':>7} {'REFUSED':>8} {'RELAYED':>10}  LINK")
+    for r in rows:
+        state = "invited" if r["pending"] else "up" if r["up"] else "down"
+        rtt = "-" if r["rtt_ms"] is None else f"{r['rtt_ms']:.1f}ms"
+        link = f"dials {r['dials']}" if r["dials"] else "it dials this hub"
+        click.echo(f"{r['name']:<16} {state:<8} {rtt:>8} {r['routes']:>7} {sum(r['refused'].values()):>8} "
+                   f"{_amount(r['bytes']):>10}  {link}")
+
+
 # ---------------------------------------------------------------- member
 
 
@@ -732,9 +851,17 @@ def status(folder, as_json) -> None:
         for e in exits:
             closed = ("  (your own exit)" if e.get("id") == state.get("member_id")
                       else "" if e.get("admits_me", True) else "  (serves listed members only, not you)")
-            click.echo(f"  {e.get('name', '?'):<20} {e.get('country') or '??':<4} "
+            click.echo(f"  {e.get('name', '?'):<20} {e.get('country') or '??':<4} {_where(e):<16} "
                        f"{e.get('streams', 0)} of your streams, {e.get('users') or 0} members on it{closed}")
     sys.exit(0 if state["state"] == "up" else 1)
+
+
+def _where(listed: dict) -> str:
+    """Which hub an exit or service is at, as `ladder status` and `ladder services` show it."""
+    if not listed.get("hub"):
+        return "this hub"
+    hops = listed.get("hops") or 0
+    return f"at {listed['hub']}, {hops} hop{'s' if hops != 1 else ''}"
 
 
 def _alive(pid) -> bool:
@@ -944,7 +1071,7 @@ def services(folder, as_json) -> None:
         online = "online" if s["online"] else "offline"
         access = ",".join(s.get("access") or ["everyone"]) + ("" if s["allowed"] else " (not you)")
         click.echo(f"{s['name']:<32} {online:<8} {s['kind']:<5} {access:<24} {s['title']}")
-        click.echo(f"  {s['address']}")
+        click.echo(f"  {s['address']}  ({_where(s)})")
     if not listed:
         click.echo("no services published in the network")
     for host, reason in (info.get("refused") or {}).items():

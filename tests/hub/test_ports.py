@@ -58,7 +58,7 @@ def test_a_stream_is_spliced_to_the_port_its_route_names_with_the_route_rewritte
     ((payload, far_end, window),) = exit_.link.opened
     assert decode_route(payload) == (user.id, b"noise message 1") and window == 65536
     assert user.link.claimed[1].other is far_end  # a reset while the exit answers reaches the splice
-    assert not user.link.refused and hub.channels[exit_.id] == 1 and user.held == {exit_.id: 1}
+    assert not user.link.refused and hub.channels[exit_.id] == 1 and user.held == {(user.id, exit_.id): 1}
 
 
 def test_no_route_to_a_port_that_is_not_there_or_is_no_destination_and_a_bad_route_is_refused():
@@ -91,10 +91,10 @@ def test_one_member_holds_at_most_the_limit_of_streams_to_one_destination():
     # One of mallory's streams ends (the exit refuses it): it may open one more.
     exit_.link.opened[0][1].on_refused(ErrorCode.FORBIDDEN, "not for you")
     assert mallory.link.refused[1] == (ErrorCode.FORBIDDEN, "not for you")
-    assert mallory.held[exit_.id] == STREAMS_PER_DESTINATION - 1
+    assert mallory.held[mallory.id, exit_.id] == STREAMS_PER_DESTINATION - 1
     assert hub.channels[exit_.id] == STREAMS_PER_DESTINATION  # mallory's 7 and alice's 1
     open_to(mallory, exit_.id, 201)
-    assert 201 not in mallory.link.refused and mallory.held[exit_.id] == STREAMS_PER_DESTINATION
+    assert 201 not in mallory.link.refused and mallory.held[mallory.id, exit_.id] == STREAMS_PER_DESTINATION
 
 
 def test_a_destination_whose_link_takes_no_more_streams_is_busy():

@@ -334,7 +334,7 @@ class Agent:
             "exit_warning": self.exit_warning,
             "exits": [{"id": e.id, "name": e.name, "country": e.country,
                        "streams": self.directory.local_load.get(e.id, 0), "users": e.users,
-                       "admits_me": self.directory.admits_me(e.id)}
+                       "admits_me": self.directory.admits_me(e.id), "hub": e.hub or None, "hops": e.hops}
                       for e in self.directory.entries if e.id in self.directory.records],
             "refused_exits": self.directory.rejected,
             "services": {"listed": self.listing.status(), "refused": self.listing.rejected,

@@ -103,7 +103,7 @@ class ServiceListing:
             out.append({
                 "name": f"{record.name}.{entry.name}{SUFFIX}".lower(), "address": record.address,
                 "title": record.title, "description": record.description, "kind": record.kind,
-                "publisher": entry.name, "online": entry.online,
+                "publisher": entry.name, "online": entry.online, "hub": entry.hub or None, "hops": entry.hops,
                 "access": [self.roster.name_of(m) for m in record.access] or None,
                 "allowed": record.admits(self.own_id),
             })

@@ -1,10 +1,12 @@
 """The hub's directory: the verified exit and service records it relays, and the member roster.
 
 Every record here was checked against the key of the member who signed it
-before it got in (hub.py for exits, services.py for services), and keeps
-its `Origin`: the port it arrived on. Today that is always a member of this
-hub over its own link; a peer hub's records (issue 14) will name the peer,
-so that its link going down withdraws them together.
+before it got in (hub.py for exits, services.py for services, peers.py for
+another hub's), and keeps its `Origin`: the port it arrived on, a member of
+this hub over its own link or the peer hub of the best route to a member of
+another hub. The routes decide what is listed of other hubs' members
+(`set_remote`), labelled `member.hub` with how many hubs away they are; a
+member of this hub is always listed as its own link says.
 
 An exit is listed while its origin is up: it is withdrawn when its link
 goes. A publisher's services stay listed while it is offline, marked so,
@@ -44,12 +46,17 @@ class ExitListing:
     record: dict  # "record", "signature" and "pubkey" as relayed (base64)
     origin: Origin
     accepting: bool = True  # False while the exit's daily or monthly cap is reached
+    hub: str = ""  # the name of the hub it is at; empty: this one
+    hops: int = 0
 
 
 @dataclass
 class ServiceListing:
     entries: list[dict]  # one verified {"id", "record", "signature", "pubkey"} per service
     origin: Origin
+    label: str | None = None  # the publisher's name, when it is another hub's member (`member.hub`)
+    hub: str = ""
+    hops: int = 0
 
 
 class Directory:
@@ -109,8 +116,30 @@ class Directory:
         hub cannot count their connections inside (nor should it), so only
         each user knows its own load on an exit.
         """
-        return DirectoryMessage(tuple(ExitEntry(x.id, x.name, x.country, self.users[x.id], **x.record)
+        return DirectoryMessage(tuple(ExitEntry(x.id, x.name, x.country, self.users[x.id], **x.record,
+                                                hub=x.hub, hops=x.hops)
                                       for x in self.exits.values() if x.accepting))
+
+    # ------------------------------------------------------- other hubs'
+
+    def is_local(self, member_id: str) -> bool:
+        """Whether what is listed of the member came over its own link to this hub."""
+        listed = self.exits.get(member_id) or self.services.get(member_id)
+        return listed is not None and listed.origin.kind == "member"
+
+    def set_remote(self, member_id: str, exit: ExitListing | None, services: ServiceListing | None) -> None:
+        """What the best route says of another hub's member now (None, None: no route is left). A
+        member listed by its own link here keeps that listing."""
+        if self.is_local(member_id):
+            return
+        if exit is None:
+            self.exits.pop(member_id, None)
+        else:
+            self.list_exit(exit)
+        if services is None:
+            self.services.pop(member_id, None)
+        else:
+            self.services[member_id] = services
 
     # ------------------------------------------------------------ services
 
@@ -132,9 +161,11 @@ class Directory:
     # -------------------------------------------------------------- roster
 
     def set_roster(self, names: dict[str, str]) -> set[str]:
-        """The active members now; the services of members no longer in it go. Returns those members' ids."""
+        """The active members now; the services of members no longer in it go. Returns those members' ids.
+        (Other hubs' members are in no roster here: their routes list them.)"""
         self.names = dict(names)
-        gone = self.services.keys() - self.names.keys()
+        gone = {member_id for member_id, listing in self.services.items()
+                if member_id not in self.names and listing.origin.kind == "member"}
         for member_id in gone:
             del self.services[member_id]
         return gone

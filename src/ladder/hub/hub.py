@@ -15,6 +15,10 @@ doorway, goes to `Devices` (devices.py), which runs an agent for the device
 behind a `DevicePort`; that port hears the directory, the services and the
 members as a member's does, and the roster lists devices as `owner/name`;
 a device's app fetching `/s/<token>` gets its subscription (`Subscriptions`).
+A PEER hello is a peer hub's link and a PEER_JOIN redeems a peer invite
+(peers.py: `Federation`, which also dials the peers this hub redeemed at);
+the routes between hubs list other hubs' exits and services in the
+directory, and streams to them go to the peer of the best route.
 Background work runs under one `Tasks`, stopped with the hub.
 """
 
@@ -32,7 +36,7 @@ from ladder.link.tls import fingerprint_of_cert_file, server_context
 from ladder.protocol import control
 from ladder.protocol.envelope import RecordError, b64
 from ladder.protocol.errors import ErrorCode
-from ladder.protocol.hello import COMMAND, JOIN, Hello
+from ladder.protocol.hello import COMMAND, JOIN, PEER, PEER_JOIN, Hello
 from ladder.protocol.identity import member_id
 from ladder.protocol.records import verify_exit_record
 from ladder.store.hubdb import HubStore, InviteError, InviteUnknown, Member, StoreError
@@ -42,6 +46,7 @@ from .commands import COMMAND_TIMEOUT, CommandLink
 from .devices import USAGE_SAVE, Devices, DeviceSession, Subscriptions
 from .directory import Directory, ExitListing
 from .pacing import Pacer
+from .peers import Federation
 from .ports import MemberPort, Port, Ports
 from .services import EVERYONE, Outbox, ServiceBoard
 
@@ -61,9 +66,11 @@ class Hub:
         self.fingerprint = fingerprint_of_cert_file(config.cert)
         self.directory = Directory()
         self.services = ServiceBoard(self.directory)  # published services and member names
-        self.ports = Ports(self._is_destination, STREAMS_PER_DESTINATION, self._channel_changed)
         self.server: FrontDoor | None = None
         self.tasks = Tasks(log)
+        self.federation = Federation(config, store, self.directory, self, self.tasks)
+        self.ports = Ports(self._is_destination, STREAMS_PER_DESTINATION, self._channel_changed,
+                           self.federation.next_hop, self.federation.failed)
         device_key = config.device_key()
         self.devices = Devices(store, device_key, config.folder / "device-pins", self,
                                self._device_online, self.tasks)
@@ -82,6 +89,7 @@ class Hub:
         self.tasks.every(REVOCATION_POLL, self._poll_store, name="revocation poll")
         self.tasks.every(USAGE_SAVE, self.devices.tick, name="device usage")
         self.tasks.every(CHANNEL_IDLE / 2, self.devices.close_idle_channels, name="devices' idle channels")
+        self.federation.start()
 
     @property
     def port(self) -> int:
@@ -93,6 +101,7 @@ class Hub:
         if self.server is not None:
             self.server.close()
         self.devices.stop()
+        self.federation.stop()
         for port in self.ports:
             port.link.close(ErrorCode.NO_ERROR, "the hub is shutting down")
         self._directory_push.cancel()
@@ -105,6 +114,13 @@ class Hub:
         """Called by the doorway for a correctly signed hello on this connection."""
         if hello.kind == JOIN:
             return self._join(hello, transport)
+        if hello.kind == PEER:
+            return self.federation.admit(hello.pubkey, transport, rest)
+        if hello.kind == PEER_JOIN:
+            reply = self.federation.join(hello.token, hello.pubkey)
+            if reply is None:
+                return False  # a stranger guessing tokens sees the web site
+            return self._answer(transport, "joining peer hub", reply)
         member = self.store.member_by_pubkey(hello.pubkey)
         if member is None or member.revoked:
             return False  # looks like any stranger's bytes
@@ -168,7 +184,11 @@ class Hub:
         else:
             log.info("%s joined", member.name)
             reply = control.Joined(self.config.name, member.name, member.id)
-        link = self._take(transport, "joining member")
+        return self._answer(transport, "joining member", reply)
+
+    def _answer(self, transport: asyncio.Transport, label: str, reply: control.ControlMessage) -> bool:
+        """A join's one answer, on a link that closes after it."""
+        link = self._take(transport, label)
         link.send_control(reply)
         link.close(ErrorCode.NO_ERROR, "join done")
         return True
@@ -239,12 +259,19 @@ class Hub:
         """Push the directory now (exits came or went) or soon (only load changed), paced."""
         self._directory_push.request(0.0 if urgent else DIRECTORY_PUSH)
 
+    def remote_changed(self) -> None:
+        """The routes between hubs changed what is listed of other hubs' members."""
+        self.directory_changed(urgent=True)
+        self._services_push.request()
+
     def _push_directory(self) -> None:
+        self.federation.refresh_local()
         message = self.directory_message()
         for port in self.ports.listeners():
             port.link.send_control(message)
 
     def _push_services(self) -> None:
+        self.federation.refresh_local()
         messages = self.services.services_messages()
         for port in self.ports.listeners():
             for message in messages:
@@ -283,6 +310,7 @@ class Hub:
             if version == self._data_version:
                 return
             self._data_version = version
+            self.federation.sync_store()
             revoked = self.store.active_revoked_ids()
             self._read_roster()
             for port in [p for p in self.ports if p.id in revoked]:

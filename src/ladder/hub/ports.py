@@ -1,19 +1,27 @@
 """Ports: a link and who is behind it, and the hub's routing table from destination id to port.
 
 Every link the hub holds is a `Port`: a `MemberPort`, the link of a
-member's agent, or a `DevicePort`, the hub's end of an in-memory link to
-the agent the hub runs for a device without one (devices.py); a peer hub
-(issue 14) will be a kind of its own. Both kinds hear the hub's control
-messages (`listeners`); a device's port says nothing back, and a device
-is never a destination. The hub routes a stream by
+member's agent, a `DevicePort`, the hub's end of an in-memory link to
+the agent the hub runs for a device without one (devices.py), or a
+`PeerPort`, the link to a peer hub (peers.py). Members' and devices' ports
+hear the hub's control messages (`listeners`); a device's port says nothing
+back, and a device is never a destination. The hub routes a stream by
 the destination id its OPEN names: `Ports.route` finds the port behind that
 id and the switch splices the stream onto a new stream of that port's link.
 It checks, in this order: a port is there and is a destination (the hub's
-`is_destination`: today, a member that shares or publishes); the opener
-holds fewer than `per_destination` live streams to it, so one member
+`is_destination`: a member that shares or publishes), or else a peer hub
+is the next hop towards it (`next_hop`, from the routes between hubs); the
+opener holds fewer than `per_destination` live streams to it, so one member
 cannot take the streams of an exit's link from the others (a channel per
 exit or publisher it uses, a few while it reconnects); the far link can take
 one more stream.
+
+A stream from a peer hub names its destination, who opened it (a member of
+another hub) and how many more hubs it may cross; at zero it is refused, so
+a loop between hubs that disagree for a moment cannot circulate it. A stream
+sent on to a peer is given `PEER_ANSWER` seconds to be answered: a hub on
+the way that drops streams, or has no route after all, makes the route fail
+(`on_route_failed`), and the next open goes another way.
 
 A member's port hands the hub its member's control messages as the link
 decoded them, typed (a malformed one closed that member's link only).
@@ -31,8 +39,9 @@ from typing import Protocol
 from ladder.link.connection import Link
 from ladder.protocol import control
 from ladder.protocol.errors import ErrorCode, RemoteProtocolError
-from ladder.protocol.messages import decode_route, encode_route
-from ladder.store.hubdb import Device, Member
+from ladder.protocol.messages import decode_peer_route, decode_route, encode_peer_route, encode_route
+from ladder.protocol.routing import HOP_LIMIT
+from ladder.store.hubdb import Device, Member, Peer
 
 from .directory import Origin
 from .switch import splice
@@ -46,7 +55,9 @@ class Port:
         self.label = label  # who it is, for the log
         self.link = link
         self.origin = origin  # of the records that arrive here
-        self.held: dict[str, int] = {}  # destination id → live streams this port opened to it
+        # (opener's id, destination id) → live streams opened through this port; the opener is the port's
+        # member, or for a peer hub's port a member of another hub
+        self.held: dict[tuple[str, str], int] = {}
 
     def replaced(self) -> None:
         """A new port took this id: close this one, telling whoever is behind it why."""
@@ -101,6 +112,37 @@ class DevicePort(Port):
         self.owner.port_closed(self, reason)
 
 
+class PeerPort(Port):
+    """The link to a peer hub: routes come and go on it, and streams between members of the two sides."""
+
+    def __init__(self, peer: Peer, hub_id: str, link: Link, owner: PeerPortOwner):
+        super().__init__(hub_id, f"peer {peer.name}", link, Origin("peer", hub_id))
+        self.peer = peer
+        self.owner = owner
+
+    def replaced(self) -> None:
+        self.link.close(ErrorCode.NO_ERROR, "replaced by a new link from the same peer hub")
+
+    # LinkOwner
+
+    def stream_opened(self, link: Link, sid: int, payload: bytes, window: int) -> None:
+        self.owner.stream_opened(self, sid, payload, window)
+
+    def control_received(self, link: Link, message: control.ControlMessage) -> None:
+        self.owner.peer_control(self, message)
+
+    def link_closed(self, link: Link, reason: str) -> None:
+        self.owner.peer_closed(self, reason)
+
+
+class PeerPortOwner(Protocol):
+    def stream_opened(self, port: Port, sid: int, payload: bytes, window: int) -> None: ...
+
+    def peer_control(self, port: PeerPort, message: control.ControlMessage) -> None: ...
+
+    def peer_closed(self, port: PeerPort, reason: str) -> None: ...
+
+
 class MemberPortOwner(Protocol):
     """What a member's port reports to the hub."""
 
@@ -111,16 +153,25 @@ class MemberPortOwner(Protocol):
     def port_closed(self, port: Port, reason: str) -> None: ...
 
 
+PEER_ANSWER = 8.0  # seconds a stream sent on to a peer hub may wait for its answer
+
+
 class Ports:
-    """The hub's routing table: destination id → the port behind it."""
+    """The hub's routing table: destination id → the port behind it (or the peer hub towards it)."""
 
     def __init__(self, is_destination: Callable[[str], bool], per_destination: int,
-                 on_channel: Callable[[str, int], None]):
-        """`on_channel(id, ±1)`: a stream to `id` was spliced or has closed."""
+                 on_channel: Callable[[str, int], None],
+                 next_hop: Callable[[str, str | None], Port | None] = lambda target, came_from: None,
+                 on_route_failed: Callable[[str, str], None] = lambda target, peer: None):
+        """`on_channel(id, ±1)`: a stream to `id` was spliced or has closed. `next_hop(id, came_from)`: the
+        peer hub's port towards a member of another hub (not the peer hub it came from);
+        `on_route_failed(id, peer hub id)`: a stream sent that way was not answered."""
         self._ports: dict[str, Port] = {}
         self._is_destination = is_destination
         self.per_destination = per_destination
         self._on_channel = on_channel
+        self._next_hop = next_hop
+        self._on_route_failed = on_route_failed
 
     def __iter__(self) -> Iterator[Port]:
         return iter(list(self._ports.values()))  # a port may go while the caller sends to each
@@ -154,29 +205,46 @@ class Ports:
         """A stream `source` opened: splice it onto the port its route names, or refuse it."""
         link = source.link
         try:
-            target_id, inner = decode_route(payload)
+            if isinstance(source, PeerPort):
+                hops, target_id, source_id, inner = decode_peer_route(payload)
+            else:
+                hops, (target_id, inner), source_id = HOP_LIMIT, decode_route(payload), source.id
         except RemoteProtocolError as exc:
             link.refuse(sid, exc.code, str(exc))
             return
         target = self._ports.get(target_id)
-        if target is None or not self._is_destination(target_id):
+        on_failed = None
+        if target is not None and self._is_destination(target_id):
+            forward = encode_route(source_id, inner)
+        elif hops == 0:
+            link.refuse(sid, ErrorCode.NO_ROUTE, "the stream crossed too many hubs")
+            return
+        elif (target := self._next_hop(target_id, source.id if isinstance(source, PeerPort) else None)):
+            forward = encode_peer_route(hops - 1, target_id, source_id, inner)
+            peer_id = target.id
+
+            def on_failed() -> None:
+                self._on_route_failed(target_id, peer_id)
+        else:
             link.refuse(sid, ErrorCode.NO_ROUTE, "that exit is not online")
             return
-        held = source.held.get(target_id, 0)
+        key = source_id, target_id
+        held = source.held.get(key, 0)
         if held >= self.per_destination:
             link.refuse(sid, ErrorCode.MEMBER_LIMIT, f"you already hold {held} streams to that member")
             return
         if not target.link.can_open():
             link.refuse(sid, ErrorCode.BUSY, "that exit has too many streams")
             return
-        source.held[target_id] = held + 1
+        source.held[key] = held + 1
         self._on_channel(target_id, 1)
 
         def closed() -> None:
-            if source.held[target_id] == 1:
-                del source.held[target_id]
+            if source.held[key] == 1:
+                del source.held[key]
             else:
-                source.held[target_id] -= 1
+                source.held[key] -= 1
             self._on_channel(target_id, -1)
 
-        splice(link, sid, window, target.link, encode_route(source.id, inner), closed)
+        splice(link, sid, window, target.link, forward, closed, on_failed,
+               None if on_failed is None else PEER_ANSWER)

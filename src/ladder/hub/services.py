@@ -122,8 +122,8 @@ class ServiceBoard:
     def entries(self) -> list[dict]:
         directory = self.directory
         return [
-            {**entry, "name": directory.names.get(publisher_id, publisher_id),
-             "online": directory.is_up(listing.origin)}
+            {**entry, "name": listing.label or directory.names.get(publisher_id, publisher_id),
+             "online": directory.is_up(listing.origin), "hub": listing.hub, "hops": listing.hops}
             for publisher_id, listing in directory.services.items() for entry in listing.entries
         ]
 

@@ -23,7 +23,7 @@ from ladder.protocol.mux import StreamState
 class SpliceEnd(Endpoint):
     """One side of a splice: what arrives here leaves on `other`."""
 
-    __slots__ = ("link", "sid", "other", "opener", "accepted", "on_close")
+    __slots__ = ("link", "sid", "other", "opener", "accepted", "on_close", "on_failed")
 
     # The stream on `link`: splice() sets it, the far end's as soon as open_stream returns,
     # before any frame can reach this end.
@@ -35,6 +35,7 @@ class SpliceEnd(Endpoint):
         self.opener = opener  # the member who asked for the stream
         self.accepted = False
         self.on_close: Callable[[], None] | None = None
+        self.on_failed: Callable[[], None] | None = None  # the far end: its route did not answer
 
     def on_data(self, data: bytes) -> None:
         self.other.link.send(self.other.sid, data)
@@ -64,7 +65,19 @@ class SpliceEnd(Endpoint):
         user.link.accept(user.sid, user, payload, window)
 
     def on_refused(self, code: int, reason: str) -> None:
+        if code == ErrorCode.NO_ROUTE and self.on_failed is not None:
+            self.on_failed()  # a hub further on has no route: the next open tries another
         self.other.link.refuse(self.other.sid, code, reason)
+        self._closed()
+
+    def unanswered(self) -> None:
+        """The far end has not answered in time (a hub on the way drops streams): give up on it."""
+        if self.accepted or self.on_close is None:
+            return
+        if self.on_failed is not None:
+            self.on_failed()
+        self.link.reset(self.sid, ErrorCode.NO_ROUTE, "no answer")
+        self.other.link.refuse(self.other.sid, ErrorCode.NO_ROUTE, "the route to that member did not answer")
         self._closed()
 
     def _maybe_closed(self) -> None:
@@ -79,11 +92,20 @@ class SpliceEnd(Endpoint):
 
 
 def splice(opener: Link, opener_sid: int, opener_window: int, far: Link, payload: bytes,
-           on_close: Callable[[], None]) -> None:
-    """Open a stream on `far` for the opener's pending stream and join the two."""
+           on_close: Callable[[], None], on_failed: Callable[[], None] | None = None,
+           answer_within: float | None = None) -> None:
+    """Open a stream on `far` for the opener's pending stream and join the two.
+
+    Through a peer hub, `on_failed` hears that the route failed: a hub on the way
+    had none, or nothing answered within `answer_within` seconds (the opener is
+    refused then, so its agent tries again, and the next open goes another way).
+    """
     a, b = SpliceEnd(opener, opener=True), SpliceEnd(far, opener=False)
     a.sid = opener_sid
     a.other, b.other = b, a
     a.on_close = b.on_close = on_close
+    b.on_failed = on_failed
     opener.claim(opener_sid, a)  # so a reset while the far end answers reaches us
     b.sid = far.open_stream(payload, b, window=opener_window)
+    if answer_within is not None:
+        far.loop.call_later(answer_within, b.unanswered)

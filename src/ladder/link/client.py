@@ -9,8 +9,11 @@ its web face answer it, so an answer that starts like a web server's
 to take that first message. Then it steps aside, and the link is its
 owner's alone: `Link` knows nothing of hellos or welcomes.
 
-`dial` is a member's dial. Every dial shares `_open` (TLS and the pin) and
-the greeting; a dial of another kind sends its own hello.
+`dial` is a member's dial, `dial_peer` a hub's to a peer hub (its hello is
+PEER, or PEER_JOIN with a peer invite; its link pings every second and is
+given up after four silent ones, so that routes around a dead hub are
+found at once). Every dial shares `_open` (TLS and the pin) and the
+greeting.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from .connection import Link, LinkOwner
 from .tls import client_context, fingerprint_of_cert_der
 
 DIAL_TIMEOUT = 15.0
+PEER_KEEPALIVE = 1.0  # a peer link's ping interval, seconds
+PEER_DEAD_AFTER = 4.0  # and the silence after which it is given up
 
 
 class HubIdentityMismatch(LadderError):
@@ -68,6 +73,25 @@ async def dial(
     link.greet(make_hello(key, fingerprint, binding, token, command=request is not None))
     if request is not None:
         link.send_control(request)
+    return link, await greeting.first_message(timeout)
+
+
+async def dial_peer(
+    address: tuple[str, int],
+    fingerprint: str,
+    hub_key: Ed25519PrivateKey,
+    owner: LinkOwner | None,
+    *,
+    token: bytes | None = None,
+    timeout: float = DIAL_TIMEOUT,
+) -> tuple[Link, ControlMessage]:
+    """Open a peer link to the hub at `address` (PEER, or PEER_JOIN with `token`) and return it with the
+    hub's first control message. Raises as `dial` does."""
+    host, port = address
+    link = Link(None, client=True, label=f"peer hub {host}:{port}", keepalive=PEER_KEEPALIVE,
+                dead_after=PEER_DEAD_AFTER)
+    greeting, binding = await _open(link, owner, address, fingerprint, timeout)
+    link.greet(make_hello(hub_key, fingerprint, binding, token, peer=True))
     return link, await greeting.first_message(timeout)
 
 

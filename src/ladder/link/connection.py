@@ -95,20 +95,23 @@ class Link(asyncio.BufferedProtocol):
     """
 
     def __init__(self, owner: LinkOwner | None, *, client: bool, label: str = "link",
-                 parent: Link | None = None, max_window: int | None = None):
+                 parent: Link | None = None, max_window: int | None = None,
+                 keepalive: float = KEEPALIVE_INTERVAL, dead_after: float = DEAD_AFTER):
         """`max_window`: let the windows of streams this side receives on grow up to it (mux autotuning).
 
         A member's side grows them, so a fast stream over a long path gets the
         credit it needs; the hub's side never does: it passes on the credit
-        the far member gave.
+        the far member gave. A link between peer hubs pings more often and is
+        given up sooner (`keepalive`, `dead_after`), so that routes around a
+        dead hub are found in seconds.
         """
         self.owner = owner
         self.label = label
         self.loop = asyncio.get_running_loop()
         nested = parent is not None  # no timers of its own: the parent's cover the connection
         self.mux = Mux(client=client, now=self.loop.time(), max_window=max_window,
-                       keepalive=math.inf if nested else KEEPALIVE_INTERVAL,
-                       dead_after=math.inf if nested else DEAD_AFTER)
+                       keepalive=math.inf if nested else keepalive,
+                       dead_after=math.inf if nested else dead_after)
         self.parent = parent
         self._children_to_flush: list[Link] = []
         self.transport: Transport | None = None
@@ -116,6 +119,7 @@ class Link(asyncio.BufferedProtocol):
         self.closed = False
         self.error: RemoteProtocolError | None = None  # how the peer broke the protocol, if that closed it
         self.rtt: float | None = None
+        self.bytes_in = self.bytes_out = 0  # on the connection, frames and all
         self._flush_scheduled = False
         self._write_paused = False
         self._read_paused = False
@@ -245,6 +249,7 @@ class Link(asyncio.BufferedProtocol):
         self.data_received(_RECEIVE_BUFFER[:nbytes])
 
     def data_received(self, data: bytes | memoryview) -> None:
+        self.bytes_in += len(data)
         try:
             events = self.mux.receive_data(data, self.loop.time())
         except RemoteProtocolError as exc:
@@ -350,6 +355,7 @@ class Link(asyncio.BufferedProtocol):
         # Written in chunks of whole TLS records: one write of everything queued
         # made TLS allocate (and the kernel fault in) a fresh large buffer.
         while not self._write_paused and (data := self.mux.data_to_send(WRITE_CHUNK)):
+            self.bytes_out += len(data)
             transport.write(data)  # may call pause_writing()
         self._follow_backlog()
 

@@ -350,11 +350,12 @@ class PeerWelcome:
 
 @dataclass(frozen=True, slots=True)
 class PeerJoined:
-    """The answer to a redeemed peer invite: the name this hub has and its id."""
+    """The answer to a redeemed peer invite: the name this hub has, its id and its key."""
 
     TYPE: ClassVar[str] = "peer-joined"
     hub: str = _spec(_NAME)
     id: str = _spec(_ID)
+    key: str = _spec(_RECORD)  # base64 of the hub's Ed25519 key
 
 
 @dataclass(frozen=True, slots=True)

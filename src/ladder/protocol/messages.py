@@ -39,6 +39,24 @@ def decode_route(payload: bytes) -> tuple[str, bytes]:
     return member_id, payload[end:]
 
 
+def encode_peer_route(hops: int, destination: str, source: str, inner: bytes) -> bytes:
+    """What a hub's OPEN to a peer hub carries: hops left, the destination, who opened it, and the
+    inner payload untouched. The hop limit falls by one at every hub, so a transient loop between
+    hubs that disagree for a moment cannot circulate a stream."""
+    if not 0 <= hops < 256:
+        raise ValueError("hops must fit one byte")
+    return bytes([hops]) + encode_route(destination, encode_route(source, inner))
+
+
+def decode_peer_route(payload: bytes) -> tuple[int, str, str, bytes]:
+    """(hops left, destination, source, inner); RemoteProtocolError (BAD_REQUEST) if malformed."""
+    if not payload:
+        raise RemoteProtocolError("empty peer route", ErrorCode.BAD_REQUEST)
+    destination, rest = decode_route(payload[1:])
+    source, inner = decode_route(rest)
+    return payload[0], destination, source, inner
+
+
 def encode_target(host: str, port: int) -> bytes:
     """The SOCKS5 address form of (host, port); ValueError (never another error) for what it cannot be."""
     if not 0 < port < 65536:

@@ -174,3 +174,75 @@ def verify_access(proof: bytes, noise_key: bytes, publisher_id: str, name: str) 
     except (InvalidSignature, ValueError):
         raise RecordError("the opener's proof of membership does not verify") from None
     return member_id(pubkey)
+
+
+# ------------------------------------------------------------ announcements
+#
+# Between peer hubs a member's records travel in an announcement that its
+# home hub signs with the hub's own key: who the member is there (id, name,
+# the hub's name), its exit record and service records exactly as the member
+# signed them, a sequence number that grows with every announcement, and an
+# expiry. The hub's signature vouches only for what the hub adds (the name,
+# the number, the expiry): the records inside still verify against the
+# member's key, so no hub on the way, the home hub included, can forge an
+# exit's Noise key or a service. protocol/routing.py passes them on.
+
+_ANNOUNCEMENT_CONTEXT = b"ladder hub announcement v1\x00"
+ANNOUNCEMENT_MAX = 40_000  # bytes of an announcement's body: it must fit one control message
+
+
+@dataclass(frozen=True)
+class MemberAnnouncement:
+    """A verified announcement: the member's records as its home hub relays them."""
+
+    member: str  # member id
+    name: str  # the member's name at its home hub
+    hub: str  # the home hub's name
+    home: str  # the home hub's id (the signer)
+    seq: int
+    expires: int  # Unix seconds
+    exit: dict[str, Any] | None  # {id, record, signature, pubkey}, verified
+    exit_record: ExitRecord | None
+    services: tuple[dict[str, Any], ...]  # {id, record, signature, pubkey} each, verified
+
+
+def sign_announcement(hub_key: Ed25519PrivateKey, member: str, member_key: bytes, name: str, hub: str,
+                      seq: int, expires: int, exit: dict[str, str] | None,
+                      services: list[dict[str, str]]) -> dict[str, str]:
+    """The home hub's envelope (record, signature, pubkey) over a member's records; ValueError if the
+    body would not fit ANNOUNCEMENT_MAX (the caller leaves services out)."""
+    fields = {"member": member, "key": b64(member_key), "name": name, "hub": hub, "seq": seq,
+              "expires": expires,
+              "exit": None if exit is None else {"record": exit["record"], "signature": exit["signature"]},
+              "services": [{"record": s["record"], "signature": s["signature"]} for s in services]}
+    signed = {**envelope.sign(_ANNOUNCEMENT_CONTEXT, fields, hub_key), "pubkey": b64(public_bytes(hub_key))}
+    if len(signed["record"]) > ANNOUNCEMENT_MAX:
+        raise ValueError("the announcement is too large")
+    return signed
+
+
+def verify_announcement(entry: dict[str, Any]) -> MemberAnnouncement:
+    """Check a peer's route entry ({record, signature, pubkey}): the home hub's signature and every record
+    inside against the member's key. RecordError names what fails."""
+    try:
+        hub_id = member_id(unb64(entry["pubkey"]))
+    except (KeyError, TypeError, ValueError):
+        raise RecordError("malformed announcement (its key)") from None
+    fields, _ = envelope.verify(_ANNOUNCEMENT_CONTEXT, {**entry, "id": hub_id}, "announcement")
+    try:
+        member, key = str(fields["member"]), unb64(fields["key"])
+        exit_fields, service_fields = fields["exit"], fields["services"]
+        seq, expires = int(fields["seq"]), int(fields["expires"])
+        name, hub = str(fields["name"]), str(fields["hub"])
+        if not isinstance(service_fields, list) or not isinstance(exit_fields, (dict, type(None))):
+            raise ValueError("exit or services of the wrong type")
+        if member_id(key) != member or len(service_fields) > 64:
+            raise ValueError("the member's key and id differ")
+        exit = None if exit_fields is None else {**exit_fields, "id": member, "pubkey": b64(key)}
+        services = tuple({**s, "id": member, "pubkey": b64(key)} for s in service_fields)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise RecordError(f"malformed announcement ({exc})") from None
+    exit_record = None if exit is None else verify_exit_record(exit)
+    for service in services:
+        verify_service_record(service)
+    return MemberAnnouncement(member, name, hub, hub_id, seq, expires, exit, exit_record, services)
