@@ -375,3 +375,18 @@ def test_a_ring_settles_on_shortest_paths_after_a_hub_dies() -> None:
     assert a.best("mB") is None
     assert all("B" not in r.entry.path for hub, x in net.routers.items()
                for m in x.destinations() for r in x.routes(m))
+
+
+def test_a_refused_update_withdraws_what_that_peer_offered_before() -> None:
+    a = router("A", "B", "C")
+    too_long = [f"h{i}" for i in range(HOP_LIMIT - 1)] + ["B"]
+    a.receive("B", Routes(routes=(entry("m", "H", "B"), entry("n", "H", "B"),
+                                  entry("o", "H", "B", seq=3))), NOW)
+    a.take_messages()
+    a.receive("B", Routes(routes=(entry("m", "H", *too_long),  # its path grew past the hop limit
+                                  entry("n", "H", "A", "B"),  # it goes through us now
+                                  entry("o", "H", "B", seq=2))), NOW)  # it fell back to an older one
+    assert a.best("m") is None and a.best("n") is None and a.best("o") is None
+    assert a.stats["B"].dropped == {"too long": 1, "loop": 1, "stale": 1}
+    assert a.stats["B"].learned == 0
+    assert sent(a) == {"C": ([], ["m", "n", "o"])}

@@ -257,29 +257,35 @@ class Router:
                 stats.dropped[reason] += 1
 
     def _learn(self, peer: str, entry: RouteEntry, now: float, stats: PeerStats) -> str | None:
-        """Take one entry from a peer; the reason it is dropped, or None."""
+        """Take one entry from a peer; the reason it is dropped, or None.
+
+        A peer offers one route per member, so a verified entry that is
+        refused still replaces what that peer offered before: its earlier
+        route is withdrawn (as an UPDATE whose AS_PATH is refused withdraws
+        the route it replaces, RFC 4271 §9.1.2). Without this, a hub whose
+        peer's path grew past the hop limit while a dead home's routes are
+        explored would keep the shorter, dead path for good.
+        """
         try:
             ann = self._verify(entry)
         except RecordError:
             return "forged"
-        path = entry.path
-        if self.hub_id in path or len(set(path)) != len(path):
-            return "loop"
-        if len(path) > self.hop_limit:
-            return "too long"
-        if not path or path[0] != ann.home or path[-1] != peer:
-            return "forged"  # the home must be the signer, and the sender must have appended itself
-        if ann.expires <= now:
-            return "expired"
+        reason = self._refusal(peer, entry.path, ann, now)
         member = ann.member
         dest = self._dests.get(member)
+        if reason is not None:
+            if dest is not None:
+                self._remove(member, dest, peer, stats)
+            return reason
         if dest is None:
             dest = self._dests[member] = _Destination()
         else:
             seen = dest.seen(ann.home)
             if seen is not None and ann.seq < seen.seq:
+                self._remove(member, dest, peer, stats)
                 return "stale"
         dest.remember(ann)
+        path = entry.path
         routes = dest.routes
         before = routes[0] if routes else None
         new = Route(ann, entry, peer)
@@ -294,6 +300,17 @@ class Router:
             routes.append(new)
             stats.learned += 1
         self._settle(member, dest, before)
+        return None
+
+    def _refusal(self, peer: str, path: tuple[str, ...], ann: Announcement, now: float) -> str | None:
+        if self.hub_id in path or len(set(path)) != len(path):
+            return "loop"
+        if len(path) > self.hop_limit:
+            return "too long"
+        if not path or path[0] != ann.home or path[-1] != peer:
+            return "forged"  # the home must be the signer, and the sender must have appended itself
+        if ann.expires <= now:
+            return "expired"
         return None
 
     def _remove(self, member: str, dest: _Destination, peer: str, stats: PeerStats) -> None:
