@@ -390,3 +390,23 @@ def test_a_refused_update_withdraws_what_that_peer_offered_before() -> None:
     assert a.stats["B"].dropped == {"too long": 1, "loop": 1, "stale": 1}
     assert a.stats["B"].learned == 0
     assert sent(a) == {"C": ([], ["m", "n", "o"])}
+
+
+def test_a_peer_that_comes_up_again_starts_afresh() -> None:
+    a = router("A", "B", "C")
+    a.receive("B", Routes(routes=(entry("m", "H", "B"),)), NOW)
+    a.take_messages()
+    a.peer_up("B", NOW + 1)  # a new link without a peer_down first: what the old one said is gone
+    assert a.best("m") is None
+    assert a.stats["B"].learned == 0
+    assert sent(a) == {"C": ([], ["m"])}
+
+
+def test_our_own_expired_announcement_is_dropped_too() -> None:
+    a = router("A", "B")
+    a.originate(entry("m", "A", expires=NOW + 10), NOW)
+    a.take_messages()
+    a.expire(NOW + 10)
+    assert a.best("m") is None
+    assert sent(a) == {"B": ([], ["m"])}
+    assert list(a.destinations()) == []
