@@ -17,7 +17,7 @@ home hub first, and each hub appends itself when it passes the route on
 (BGP's AS_PATH, RFC 4271 §5.1.2). A hub that finds itself in a path refuses
 it: that route would lead back to it. So a loop cannot form from what hubs
 say, however the links change, and there is no counting to infinity as in
-distance-vector protocols (RFC 1058 §2.2.3); the length of the path is the
+distance-vector protocols (RFC 1058 §2.2); the length of the path is the
 metric, and the shortest wins. A path longer than `hop_limit` is refused
 too, so a table that is still settling cannot grow a path without end; the
 hub puts the same limit in each OPEN, so that a stream cannot circle while
@@ -39,7 +39,9 @@ which is false): if that peer had been told an earlier route, it gets a
 withdrawal instead. Withdrawals are explicit: a member gone at its home,
 or a peer link that is down, or a route that expired, removes the route,
 and every hub that had passed it on passes the withdrawal or its own next
-best on, so withdrawals spread as far as the route did. The router
+best on, so withdrawals spread as far as the route did. A peer offers
+one route per member, so an entry from it that is refused (a loop, too
+long, stale) withdraws the one it offered before. The router
 remembers what each peer holds (the one entry it advertises per
 destination, and which peers were told it), so nothing is said twice:
 messages queued for a peer between two `take_messages()` calls are merged
@@ -261,8 +263,9 @@ class Router:
 
         A peer offers one route per member, so a verified entry that is
         refused still replaces what that peer offered before: its earlier
-        route is withdrawn (as an UPDATE whose AS_PATH is refused withdraws
-        the route it replaces, RFC 4271 §9.1.2). Without this, a hub whose
+        route is withdrawn (in BGP a new route replaces the peer's old one,
+        RFC 4271 §3.1, and one with a looped AS_PATH is left out of the
+        decision, §9.1.2: the old one is gone either way). Without this, a hub whose
         peer's path grew past the hop limit while a dead home's routes are
         explored would keep the shorter, dead path for good.
         """
