@@ -64,7 +64,7 @@ class Hub:
         self.ports = Ports(self._is_destination, STREAMS_PER_DESTINATION, self._channel_changed)
         self.server: FrontDoor | None = None
         self.tasks = Tasks(log)
-        device_key = config.device_key()
+        device_key = store.device_key(config.device_key)
         self.devices = Devices(store, device_key, config.folder / "device-pins", self,
                                self._device_online, self.tasks)
         self.subscriptions = Subscriptions(config, store, device_key)
