@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from ladder.errors import LadderError
+
 if TYPE_CHECKING:
     import psycopg
 
@@ -29,8 +31,8 @@ WAIT_S = 10.0  # how long a writer waits for another's transaction before it giv
 URL_SCHEMES = ("postgresql://", "postgres://")
 
 
-class EngineError(Exception):
-    """A database error, in one line, that the store turns into a StoreError."""
+class EngineError(LadderError):
+    """A database error, in one line, that the store turns into a StoreError (a UserError)."""
 
 
 class Cursor(Protocol):
