@@ -114,3 +114,13 @@ def test_a_failed_write_changes_nothing_for_others(url):
         assert hub.data_version() == seen
         cli.create_invite("bob", now=T0)
         assert hub.data_version() != seen
+
+
+def test_a_connection_lost_between_transactions_is_made_again(url):
+    with HubStore(url) as s, psycopg.connect(url, autocommit=True) as admin:
+        s.create_invite("alice", now=T0)
+        admin.execute("SELECT pg_terminate_backend(%s)", (s._db._db.info.backend_pid,))
+        assert [i.name for i in s.invites(now=T0)] == ["alice"]
+        admin.execute("SELECT pg_terminate_backend(%s)", (s._db._db.info.backend_pid,))
+        s.create_invite("bob", now=T0)
+        assert [i.name for i in s.invites(now=T0)] == ["alice", "bob"]

@@ -181,18 +181,15 @@ class Postgres:
     def __init__(self, url: str) -> None:
         import psycopg
 
+        self._url = url
         self._errors: type[Exception] = psycopg.Error
         self.where = redacted(url)
         self._own_writes = 0
+        self._in_transaction = False
+        self._db = self._connect()
         try:
-            self._db: psycopg.Connection[tuple[Any, ...]] = psycopg.connect(
-                url, autocommit=True, connect_timeout=int(WAIT_S))
-        except psycopg.Error as exc:
-            raise EngineError(f"cannot connect to {self.where}: {_one_line(exc)}") from None
-        try:
-            self.execute(f"SET lock_timeout = '{int(WAIT_S * 1000)}ms'")
-            self.execute("SET client_min_messages = WARNING")  # no NOTICEs for IF NOT EXISTS
             self.execute("BEGIN")
+            self._in_transaction = True
             try:
                 self.execute("SELECT pg_advisory_xact_lock(?)", (_PG_SETUP_LOCK,))
                 self.execute(_PG_META)
@@ -201,11 +198,38 @@ class Postgres:
             except BaseException:
                 self.execute("ROLLBACK")
                 raise
+            finally:
+                self._in_transaction = False
         except EngineError as exc:
             self._db.close()
             raise EngineError(f"cannot use {self.where} as a hub database: {exc}") from None
 
+    def _connect(self) -> psycopg.Connection[tuple[Any, ...]]:
+        import psycopg
+
+        try:
+            db = psycopg.connect(self._url, autocommit=True, connect_timeout=int(WAIT_S))
+        except psycopg.Error as exc:
+            raise EngineError(f"cannot connect to {self.where}: {_one_line(exc)}") from None
+        try:
+            db.execute(f"SET lock_timeout = '{int(WAIT_S * 1000)}ms'")
+            db.execute("SET client_min_messages = WARNING")  # no NOTICEs for IF NOT EXISTS
+        except psycopg.Error as exc:
+            db.close()
+            raise EngineError(f"cannot use {self.where} as a hub database: {_one_line(exc)}") from None
+        return db
+
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Cursor:
+        try:
+            return self._db.execute(_pg_sql(sql), args)
+        except self._errors as exc:
+            if self._in_transaction or not self._db.broken:
+                raise EngineError(_one_line(exc)) from None
+        # The connection was lost between transactions (the server restarted, something on the way
+        # cut it): this statement is a read or a BEGIN, so nothing is lost by running it once more on
+        # a new connection, and a hub that runs for months outlives a database restart.
+        self._db.close()
+        self._db = self._connect()
         try:
             return self._db.execute(_pg_sql(sql), args)
         except self._errors as exc:
@@ -213,14 +237,21 @@ class Postgres:
 
     def begin_write(self) -> None:
         self.execute("BEGIN")
+        self._in_transaction = True
         self.execute("UPDATE ladder_meta SET writes = writes + 1")
 
     def commit(self) -> None:
-        self.execute("COMMIT")
+        try:
+            self.execute("COMMIT")
+        finally:
+            self._in_transaction = False
         self._own_writes += 1
 
     def rollback(self) -> None:
-        self.execute("ROLLBACK")
+        try:
+            self.execute("ROLLBACK")
+        finally:
+            self._in_transaction = False
 
     def schema_version(self) -> int:
         return int(self.execute("SELECT schema_version FROM ladder_meta").fetchone()[0])
