@@ -124,3 +124,24 @@ def test_a_connection_lost_between_transactions_is_made_again(url):
         admin.execute("SELECT pg_terminate_backend(%s)", (s._db._db.info.backend_pid,))
         s.create_invite("bob", now=T0)
         assert [i.name for i in s.invites(now=T0)] == ["alice", "bob"]
+
+
+def test_processes_opening_a_new_database_at_once_make_its_schema_once(url):
+    """Hub processes started together on an empty database: one creates the tables, the rest wait."""
+    barrier = threading.Barrier(4)
+    outcomes: list[object] = [None] * 4
+
+    def open_(i: int) -> None:
+        barrier.wait()
+        try:
+            HubStore(url).close()
+            outcomes[i] = "ok"
+        except Exception as exc:
+            outcomes[i] = exc
+
+    threads = [threading.Thread(target=open_, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert outcomes == ["ok"] * 4

@@ -26,7 +26,7 @@ from ladder.errors import LadderError
 if TYPE_CHECKING:
     import psycopg
 
-DEVICE_KEY_LEN = 32
+DEVICE_KEY_LEN = 32  # as config.py's device.key
 WAIT_S = 10.0  # how long a writer waits for another's transaction before it gives up
 URL_SCHEMES = ("postgresql://", "postgres://")
 
@@ -145,7 +145,7 @@ class SQLite:
 
 
 # PostgreSQL's names for SQLite's column types: 64-bit integers (byte counts pass 2**31), double
-# precision times (PostgreSQL's REAL is 32 bits: a second's resolution lost), bytea.
+# precision times (PostgreSQL's REAL is 32 bits: today's times to the nearest 128 s), bytea.
 _PG_TYPES = {"INTEGER": "BIGINT", "REAL": "DOUBLE PRECISION", "BLOB": "BYTEA"}
 _PG_TYPE_RE = re.compile(r"\b(INTEGER|REAL|BLOB)\b")
 
@@ -163,7 +163,7 @@ _PG_SETUP_LOCK = 0x6C6164646572  # pg_advisory_xact_lock key: two processes crea
 
 @functools.lru_cache(maxsize=512)
 def _pg_sql(sql: str) -> str:
-    """SQLite's `?` placeholders as psycopg's `%s` (the store's SQL has no other `?` nor `%`)."""
+    """SQLite's `?` placeholders as psycopg's `%s`, a `%` as `%%` (the store's SQL has no other `?`)."""
     return sql.replace("%", "%%").replace("?", "%s")
 
 
