@@ -202,7 +202,9 @@ def hub() -> None:
 @click.option("--raw-backend", metavar="HOST:PORT",
               help="That server's TLS host:port, for connections that do not start TLS "
               "(probes, plain HTTP), so it answers them itself.")
-def hub_init(folder, name, listen, public_address, cert, key, web_backend, raw_backend) -> None:
+@click.option("--db", "database", metavar="URL", help="A postgresql:// URL: a database several "
+              "hub processes share (give each the same URL). Default: hub.db in the folder.")
+def hub_init(folder, name, listen, public_address, cert, key, web_backend, raw_backend, database) -> None:
     """Create a hub: its TLS key and certificate, its member store, its config.
 
     \b
@@ -225,6 +227,8 @@ def hub_init(folder, name, listen, public_address, cert, key, web_backend, raw_b
     backends = [None if value is None else address_option(value) for value in (web_backend, raw_backend)]
     if (cert is None) != (key is None):
         raise click.UsageError("--cert and --key go together")
+    if database is not None and not database.startswith(("postgresql://", "postgres://")):
+        raise click.UsageError("--db takes a postgresql:// URL")
     path.mkdir(parents=True, exist_ok=True)
     if cert:
         cert_path, key_path = Path(cert).resolve(), Path(key).resolve()
@@ -232,8 +236,8 @@ def hub_init(folder, name, listen, public_address, cert, key, web_backend, raw_b
     else:
         cert_path, key_path = path / "tls.crt", path / "tls.key"
         generate_self_signed(cert_path, key_path, public[0], [public[0]])
-    config = HubConfig(path, name, listen_at, public, cert_path, key_path, *backends)
-    HubStore(config.db_path).close()
+    config = HubConfig(path, name, listen_at, public, cert_path, key_path, backends[0], backends[1], database)
+    HubStore(config.store_target).close()  # connects and migrates, or says in one line why not
     config.save()
     click.echo(f"hub {name} created in {path}")
     click.echo(f"key fingerprint: {fingerprint_of_cert_file(cert_path)}")
@@ -256,7 +260,7 @@ def hub_run(folder, verbose) -> None:
     setup_logging(verbose)
 
     async def serve() -> None:
-        with HubStore(config.db_path) as store:
+        with HubStore(config.store_target) as store:
             hub_ = Hub(config, store)
             try:
                 await hub_.start()
@@ -295,7 +299,7 @@ def hub_invite(name, folder, uses, expires) -> None:
 
     config = HubConfig.load(hub_folder(folder))
     lifetime = parse_duration(expires)
-    with HubStore(config.db_path) as store:
+    with HubStore(config.store_target) as store:
         token = store.create_invite(name, uses=uses, expires_in=lifetime)
     click.echo(InviteLink(token, config.public_address, fingerprint_of_cert_file(config.cert), config.name))
 
@@ -308,7 +312,7 @@ def hub_members(folder, as_json) -> None:
     from ladder.store.hubdb import HubStore
 
     config = HubConfig.load(hub_folder(folder))
-    with HubStore(config.db_path) as store:
+    with HubStore(config.store_target) as store:
         members = store.members()
     rows: list[dict[str, Any]] = [
         {"name": m.name, "id": m.id, "online": m.online_as, "revoked": m.revoked,
@@ -335,7 +339,7 @@ def hub_revoke(name, folder) -> None:
     from ladder.store.hubdb import HubStore
 
     config = HubConfig.load(hub_folder(folder))
-    with HubStore(config.db_path) as store:
+    with HubStore(config.store_target) as store:
         member = store.revoke_member(name)
     click.echo(f"revoked {member.name} ({member.id})")
 
@@ -348,7 +352,7 @@ def hub_devices(folder, as_json) -> None:
     from ladder.store.hubdb import HubStore, utc_day
 
     config = HubConfig.load(hub_folder(folder))
-    with HubStore(config.db_path) as store:
+    with HubStore(config.store_target) as store:
         devices = store.devices()
     today = utc_day(time.time())
     rows: list[dict[str, Any]] = [
@@ -413,7 +417,7 @@ def hub_device_add(name, owner, folder, exit_choice, rules_source, rate, daily_c
 
     config = HubConfig.load(hub_folder(folder))
     request = device_request(name, exit_choice, rules_source, rate, daily_cap, expires)
-    with HubStore(config.db_path) as store:
+    with HubStore(config.store_target) as store:
         new = add_device(config, store, owner, request.name, exit=request.exit, rules=request.rules or None,
                          rate=request.rate or None, daily_cap=request.daily_cap or None,
                          expires_in=request.expires - time.time() if request.expires else None)
@@ -433,7 +437,7 @@ def hub_device_revoke(name, folder) -> None:
     from ladder.store.hubdb import HubStore
 
     config = HubConfig.load(hub_folder(folder))
-    with HubStore(config.db_path) as store:
+    with HubStore(config.store_target) as store:
         device = store.revoke_device(name)
     click.echo(f"revoked device {device.label}")
 

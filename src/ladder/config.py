@@ -371,10 +371,16 @@ class HubConfig:
     key: Path
     web_backend: tuple[str, int] | None = None  # a real web server for strangers (plain HTTP)
     raw_backend: tuple[str, int] | None = None  # its TLS port, for connections without a ClientHello
+    database: str | None = None  # a postgresql:// URL shared by several hub processes; None: hub.db
 
     @property
     def db_path(self) -> Path:
         return self.folder / "hub.db"
+
+    @property
+    def store_target(self) -> str | Path:
+        """What HubStore opens: the database URL, else hub.db in the folder."""
+        return self.database if self.database is not None else self.db_path
 
     @property
     def device_key_path(self) -> Path:
@@ -417,7 +423,10 @@ class HubConfig:
         for name in ("web_backend", "raw_backend"):
             if getattr(self, name) is not None:
                 hub[name] = format_address(*getattr(self, name))
-        write_file(self.folder / "hub.toml", dump_toml({"hub": hub}))
+        if self.database is not None:
+            hub["database"] = self.database
+        # 0600 when it names a database: the URL may hold its password.
+        write_file(self.folder / "hub.toml", dump_toml({"hub": hub}), 0o600 if self.database else 0o644)
 
     def _within(self, path: Path) -> str:
         """A file in the hub's folder by its name there (load joins it to the folder), others as given."""
@@ -437,6 +446,6 @@ class HubConfig:
                         for name in ("web_backend", "raw_backend") if name in hub}
             return cls(folder, hub["name"], parse_address(hub["listen"]),
                        parse_address(hub["public_address"]), folder / hub["cert"], folder / hub["key"],
-                       **backends)
+                       **backends, database=hub.get("database"))
         except (KeyError, TypeError) as exc:
             raise ConfigError(f"{path} lacks {exc}") from None

@@ -99,7 +99,7 @@ async def run_demo(check: bool, port: int, echo=print) -> int:
         generate_self_signed(cert, key, "localhost", ["localhost", "127.0.0.1"])
         config = HubConfig(hub_dir, "demo", ("127.0.0.1", 0), ("127.0.0.1", 0), cert, key)
         tasks: list[asyncio.Task] = []
-        with HubStore(config.db_path) as store:
+        with HubStore(config.store_target) as store:
             hub = Hub(config, store)
             await hub.start()
             origin = Origin()

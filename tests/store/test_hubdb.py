@@ -34,12 +34,12 @@ def mid(n: int) -> str:
 
 
 @pytest.fixture
-def store(tmp_path):
-    with HubStore(tmp_path) as s:
+def store(target):
+    with HubStore(target) as s:
         yield s
 
 
-# -- opening -----------------------------------------------------------------
+# -- opening: SQLite's file (PostgreSQL's own in test_hubdb_postgres.py) --------
 
 
 def test_folder_path_uses_hub_db(tmp_path):
@@ -91,8 +91,11 @@ def test_unopenable_path(tmp_path):
         HubStore(tmp_path / "missing-dir" / "hub.db")
 
 
-def test_close_is_idempotent(tmp_path):
-    s = HubStore(tmp_path)
+# -- opening, on both engines ---------------------------------------------------
+
+
+def test_close_is_idempotent(target):
+    s = HubStore(target)
     s.close()
     s.close()
 
@@ -348,20 +351,20 @@ def test_set_online_and_clear(store):
 # -- persistence and two processes --------------------------------------------
 
 
-def test_persists_across_reopen(tmp_path):
-    with HubStore(tmp_path) as s:
+def test_persists_across_reopen(target):
+    with HubStore(target) as s:
         token = s.create_invite("alice", uses=2, now=T0)
         s.redeem_invite(token, mid(1), key(1), now=T0)
         s.set_online(mid(1), "exit", now=T0)
-    with HubStore(tmp_path) as s:
+    with HubStore(target) as s:
         assert s.member_by_pubkey(key(1)) == Member(mid(1), "alice", key(1), T0, False, "exit", T0)
         assert s.invite(token).uses_left == 1
         s.redeem_invite(token, mid(2), key(2), now=T0)
         assert [m.name for m in s.members()] == ["alice", "alice-2"]
 
 
-def test_data_version_sees_other_connection(tmp_path):
-    with HubStore(tmp_path) as hub, HubStore(tmp_path) as cli:
+def test_data_version_sees_other_connection(target):
+    with HubStore(target) as hub, HubStore(target) as cli:
         hub.redeem_invite(hub.create_invite("bob", now=T0), mid(1), key(1), now=T0)
         seen = hub.data_version()
         hub.set_online(mid(1), "user")  # own writes do not count
@@ -393,9 +396,9 @@ def _race_to_redeem(stores: list[HubStore], token: bytes, first_member: int) -> 
     return results
 
 
-def test_concurrent_redeem_of_single_use_invite(tmp_path):
+def test_concurrent_redeem_of_single_use_invite(target):
     """Two connections race for one single-use invite: exactly one member results."""
-    stores = [HubStore(tmp_path) for _ in range(2)]
+    stores = [HubStore(target) for _ in range(2)]
     try:
         for round_ in range(8):
             token = stores[0].create_invite(f"solo{round_}", now=T0)

@@ -12,12 +12,16 @@ T0 = 1_700_000_000.0
 DEVICE_KEY = bytes(range(32))
 
 
+def with_members(s: HubStore) -> HubStore:
+    for n, name in enumerate(("alice", "bob"), 1):
+        s.redeem_invite(s.create_invite(name, now=T0), f"m{n:03d}", bytes([n]) * 32, now=T0)
+    return s
+
+
 @pytest.fixture
-def store(tmp_path):
-    with HubStore(tmp_path) as s:
-        for n, name in enumerate(("alice", "bob"), 1):
-            s.redeem_invite(s.create_invite(name, now=T0), f"m{n:03d}", bytes([n]) * 32, now=T0)
-        yield s
+def store(target):
+    with HubStore(target) as s:
+        yield with_members(s)
 
 
 def digits_of(token: str) -> bytes:
@@ -46,14 +50,29 @@ def test_wrong_secrets_and_another_key_find_nothing(store):
     assert store.device_by_door(DEVICE_KEY, token.encode(), now=T0) is None
 
 
-def test_only_keyed_hashes_of_the_secrets_are_stored(store, tmp_path):
-    _, token = store.add_device("alice", "phone", DEVICE_KEY, now=T0)
-    raw = (tmp_path / DB_FILENAME).read_bytes() + (tmp_path / f"{DB_FILENAME}-wal").read_bytes()
+def secrets_of(token: str) -> list[bytes]:
+    """What must not be stored: the token, the password, its digits, their unkeyed hashes."""
     password = device_password(DEVICE_KEY, token)
-    for secret in (token.encode(), password.encode(), digits_of(token),
-                   hashlib.sha256(token.encode()).digest(), hashlib.sha256(digits_of(token)).digest()):
-        assert secret not in raw
     assert token not in password  # the password is derived, not the token itself
+    return [token.encode(), password.encode(), digits_of(token), hashlib.sha256(token.encode()).digest(),
+            hashlib.sha256(digits_of(token)).digest()]
+
+
+def test_only_keyed_hashes_of_the_secrets_are_stored(store):
+    _, token = store.add_device("alice", "phone", DEVICE_KEY, now=T0)
+    [row] = store._db.execute("SELECT * FROM devices").fetchall()
+    stored = b"".join(value if isinstance(value, bytes) else str(value).encode() for value in row)
+    for secret in secrets_of(token):
+        assert secret not in stored
+
+
+def test_sqlite_s_files_hold_no_secret_either(tmp_path):
+    """SQLite only: the bytes on disk, the write-ahead log included."""
+    with with_members(HubStore(tmp_path)) as store:
+        _, token = store.add_device("alice", "phone", DEVICE_KEY, now=T0)
+        raw = (tmp_path / DB_FILENAME).read_bytes() + (tmp_path / f"{DB_FILENAME}-wal").read_bytes()
+    for secret in secrets_of(token):
+        assert secret not in raw
 
 
 def test_names_are_unique_per_owner(store):
@@ -122,6 +141,7 @@ def test_keys_are_not_in_the_repr(store):
 
 
 def test_a_version_1_database_gains_devices(tmp_path):
+    """SQLite only (test_hubdb_postgres.py migrates PostgreSQL's)."""
     db = sqlite3.connect(tmp_path / DB_FILENAME)
     db.executescript(hubdb._SCHEMA_V1 + "; PRAGMA user_version = 1;")
     db.close()

@@ -10,8 +10,8 @@ KEY, KEY2 = bytes([1]) * 32, bytes([2]) * 32
 
 
 @pytest.fixture
-def store(tmp_path):
-    with HubStore(tmp_path) as s:
+def store(target):
+    with HubStore(target) as s:
         yield s
 
 

@@ -465,7 +465,7 @@ def add_device(config: HubConfig, store: HubStore, owner: str, name: str, *, exi
             load_rules(rules if rules in PRESETS else rules.splitlines())
         except ConfigError as exc:
             raise StoreError(f"the device's rules: {exc}") from None
-    device_key = config.device_key()
+    device_key = store.device_key(config.device_key)
     device, token = store.add_device(owner, name, device_key, exit=exit, rules=rules, rate=rate,
                                      daily_cap=daily_cap, expires_in=expires_in)
     profile = device_profile(config, device, device_password(device_key, token))

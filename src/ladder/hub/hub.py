@@ -71,7 +71,7 @@ class Hub:
         self.federation = Federation(config, store, self.directory, self, self.tasks)
         self.ports = Ports(self._is_destination, STREAMS_PER_DESTINATION, self._channel_changed,
                            self.federation.next_hop, self.federation.failed)
-        device_key = config.device_key()
+        device_key = store.device_key(config.device_key)
         self.devices = Devices(store, device_key, config.folder / "device-pins", self,
                                self._device_online, self.tasks)
         self.subscriptions = Subscriptions(config, store, device_key)

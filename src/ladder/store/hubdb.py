@@ -1,12 +1,22 @@
-"""The hub's membership store: members, invites, devices and peer hubs in one SQLite file, hub.db.
+"""The hub's membership store: members, invites, devices and peer hubs, in SQLite or PostgreSQL.
 
 Theory of operation
 -------------------
-One file per hub, opened by the running hub and, at the same time, by the
-`ladder` CLI (to invite or remove people).  WAL mode lets both read while one
-writes; every write is one short ``BEGIN IMMEDIATE`` transaction, so two
-writers queue on SQLite's lock (``busy_timeout``) instead of failing.  The
-hub notices a change made by another process by polling ``data_version()``.
+SQLite is the embedded default: one file per hub, hub.db, opened by the
+running hub and, at the same time, by the `ladder` CLI (to invite or remove
+people).  PostgreSQL (a ``postgresql://`` URL, `ladder hub init --db`) is for
+a hub that outgrows one machine: several hub processes, on one machine or
+several, and their CLIs share one database, so an invite made through any of
+them is redeemable at any.  The logic and the SQL here are the same for both;
+engines.py holds the few differences (connecting, placeholders, types, the
+schema version: SQLite's user_version, PostgreSQL's ``ladder_meta`` row).
+
+Every write is one short transaction that runs alone among the database's
+writers (``BEGIN IMMEDIATE`` on SQLite, a row lock taken first on
+PostgreSQL), so its checks and its changes cannot interleave with another
+process's: two processes redeeming the same single-use invite, one wins.
+Writers queue for up to 10 s instead of failing.  A process notices a change
+made by another by polling ``data_version()``; the hub does so every second.
 
 Invite tokens are 16 random bytes made here and handed to the caller once;
 only their SHA-256 is stored, so a copy of hub.db cannot be used to join.
@@ -22,8 +32,11 @@ the agent: the hub acts as its agent, under an identity (Ed25519 and Noise
 keys) that it makes at `add_device` and holds on the owner's behalf. Its
 label is ``owner/name``; the name is unique among the owner's active
 devices.  `add_device` returns a random token once; the Trojan password is
-derived from it (`device_password`) with the hub's device key, a file
-beside the database (config.py), and only HMACs under that key are stored:
+derived from it (`device_password`) with the hub's device key
+(`device_key`: with SQLite a file beside the database, config.py; with
+PostgreSQL a row in it, shared by the hub processes that must all admit the
+same devices, so there a dump of the database holds the key too), and only
+HMACs under that key are stored:
 one of the password's 56 hex digits, which the doorway presents, and one of
 the token, for the subscription URL.  A device whose owner was removed, or
 that was revoked or expired, is unknown to both lookups.
@@ -37,13 +50,11 @@ import hmac
 import os
 import re
 import secrets
-import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, overload
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -52,6 +63,8 @@ from ladder.errors import UserError
 from ladder.protocol.identity import member_id as id_of_key
 from ladder.protocol.identity import public_bytes
 from ladder.protocol.noise import generate_keypair
+from ladder.store import engines
+from ladder.store.engines import Engine, EngineError
 
 DB_FILENAME = "hub.db"
 SCHEMA_VERSION = 3
@@ -60,7 +73,6 @@ PUBKEY_LEN = 32
 TOKEN_LEN = 16
 NAME_MAX = 32
 _NAME_RE = re.compile(rf"[a-z0-9_-]{{1,{NAME_MAX}}}")
-_BUSY_TIMEOUT_S = 10.0
 
 # Version 1.  Times are Unix seconds (REAL).  revoked_at IS NULL means active.
 _SCHEMA_V1 = """
@@ -329,36 +341,26 @@ def _now(now: float | None) -> float:
 
 
 class HubStore:
-    """Members and invites of one hub.
+    """Members, invites, devices and peer hubs of one hub (or of several hub processes sharing it).
 
-    `path` is the database file, or the hub's folder (then ``hub.db`` in it).
-    A new file is created with mode 0600.  Usable as a context manager.
-    Safe to share between threads (one lock around the connection).
+    `target` is a ``postgresql://`` URL, a database file, or the hub's
+    folder (then ``hub.db`` in it); a new SQLite file is created with mode
+    0600.  Usable as a context manager.  Safe to share between threads (one
+    lock around the connection).
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        path = Path(path)
-        if path.is_dir():
-            path = path / DB_FILENAME
-        self.path = path
+    def __init__(self, target: str | os.PathLike[str]) -> None:
         self._lock = threading.Lock()
         try:
-            # Create the file ourselves so that it is 0600 from its first
-            # byte; SQLite gives the -wal and -shm files the same mode.
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-        except OSError as exc:
-            raise StoreError(f"cannot open {path}: {exc.strerror}") from None
-        self._db = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S,
-                                   isolation_level=None,
-                                   check_same_thread=False)
+            self._db: Engine = engines.connect(target, DB_FILENAME)
+        except EngineError as exc:
+            raise StoreError(str(exc)) from None
+        self.where = self._db.where
         try:
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = NORMAL")
-            self._db.execute("PRAGMA foreign_keys = ON")
             self._migrate()
-        except sqlite3.DatabaseError as exc:
+        except StoreError as exc:
             self._db.close()
-            raise StoreError(f"cannot use {path} as a hub database: {exc}") from None
+            raise StoreError(f"cannot use {self.where} as a hub database: {exc}") from None
         except BaseException:
             self._db.close()
             raise
@@ -377,39 +379,39 @@ class HubStore:
 
     def _migrate(self) -> None:
         with self._write() as db:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
+            version = db.schema_version()
             if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"{self.path} has schema version {version}; this Ladder "
-                    f"knows up to {SCHEMA_VERSION} (upgrade Ladder)")
+                raise StoreError(f"it has schema version {version}; this Ladder knows up to "
+                                 f"{SCHEMA_VERSION} (upgrade Ladder)")
             steps = [(1, _SCHEMA_V1), (2, _SCHEMA_V2), (3, _SCHEMA_V3)]
             for step, schema in steps:
                 if version < step:
                     for statement in schema.split(";"):
                         if statement.strip():
-                            db.execute(statement)
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                            db.execute(db.ddl(statement))
+            db.set_schema_version(SCHEMA_VERSION)
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction that takes SQLite's write lock up front; SQLite's errors are StoreErrors."""
+    def _write(self) -> Iterator[Engine]:
+        """One write transaction, alone among the database's writers (engines.py says how); the
+        database's errors are StoreErrors."""
         with self._lock:
             try:
-                self._db.execute("BEGIN IMMEDIATE")
+                self._db.begin_write()
                 try:
                     yield self._db
                 except BaseException:
-                    self._db.execute("ROLLBACK")
+                    self._db.rollback()
                     raise
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
+                self._db.commit()
+            except EngineError as exc:
                 raise StoreError(f"the store failed: {exc}") from None
 
     def _read(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._lock:
             try:
                 return self._db.execute(sql, args).fetchall()
-            except sqlite3.Error as exc:
+            except EngineError as exc:
                 raise StoreError(f"the store failed: {exc}") from None
 
     # -- invites -----------------------------------------------------------
@@ -507,12 +509,12 @@ class HubStore:
                                       (member_id,)).fetchone())
 
     @staticmethod
-    def _active_by_name(db: sqlite3.Connection, name: str) -> Member | None:
+    def _active_by_name(db: Engine, name: str) -> Member | None:
         return _member(db.execute(
             f"SELECT {_MEMBER_COLUMNS} FROM members"
             " WHERE name = ? AND revoked_at IS NULL", (name,)).fetchone())
 
-    def _free_name(self, db: sqlite3.Connection, base: str) -> str:
+    def _free_name(self, db: Engine, base: str) -> str:
         """`base`, or base-2, base-3 ... : the first not held by an active member."""
         candidate, n = base, 1
         while self._active_by_name(db, candidate) is not None:
@@ -581,11 +583,26 @@ class HubStore:
         """Mark everybody and every device offline (a starting hub has no links yet)."""
         with self._write() as db:
             db.execute("UPDATE members SET online_as = NULL WHERE online_as IS NOT NULL")
-            db.execute("UPDATE devices SET online = 0 WHERE online")
+            db.execute("UPDATE devices SET online = 0 WHERE online <> 0")
 
     def data_version(self) -> int:
-        """Changes when another connection commits (PRAGMA data_version)."""
-        return self._read("PRAGMA data_version")[0][0]
+        """Changes when another connection commits: SQLite's PRAGMA data_version, PostgreSQL's count of
+        other connections' write transactions (engines.Postgres says why a count)."""
+        with self._lock:
+            try:
+                return self._db.data_version()
+            except EngineError as exc:
+                raise StoreError(f"the store failed: {exc}") from None
+
+    def device_key(self, fallback: Callable[[], bytes]) -> bytes:
+        """The key that devices' secrets are stored under: on SQLite `fallback()` (the file beside hub.db,
+        HubConfig.device_key), on PostgreSQL one kept in the database, made once by whichever process asks
+        first, so that every hub process on it admits the same devices."""
+        with self._lock:
+            try:
+                return self._db.device_key(fallback)
+            except EngineError as exc:
+                raise StoreError(f"the store failed: {exc}") from None
 
     # -- devices -----------------------------------------------------------
 
@@ -756,12 +773,12 @@ class HubStore:
         return self._peers(local, "name = ?", (name,))[0]
 
     @staticmethod
-    def _peer_of_hub(db: sqlite3.Connection, local: str, hub_id: str) -> tuple | None:
+    def _peer_of_hub(db: Engine, local: str, hub_id: str) -> tuple | None:
         return db.execute("SELECT name FROM peers WHERE local = ? AND hub_id = ? AND removed_at IS NULL",
                           (local, hub_id)).fetchone()
 
     @staticmethod
-    def _peer_name_free(db: sqlite3.Connection, local: str, name: str) -> None:
+    def _peer_name_free(db: Engine, local: str, name: str) -> None:
         if db.execute("SELECT 1 FROM peers WHERE local = ? AND name = ? AND removed_at IS NULL",
                       (local, name)).fetchone():
             raise StoreError(f"this hub already has a peer (or a peer invite) named {name!r}")
