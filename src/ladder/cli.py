@@ -466,7 +466,7 @@ def hub_peer_invite(name, folder, expires) -> None:
 
     config = HubConfig.load(hub_folder(folder))
     local = member_id(public_bytes(config.hub_key()))
-    with HubStore(config.db_path) as store:
+    with HubStore(config.store_target) as store:
         token = store.create_peer_invite(local, name, expires_in=parse_duration(expires))
     click.echo(f"peer invite for {name.lower()}, single use; give it to that hub's operator privately:")
     click.echo(InviteLink(token, config.public_address, fingerprint_of_cert_file(config.cert), config.name,
@@ -494,7 +494,7 @@ def hub_peer_add(invite, folder, name) -> None:
 
     link = InviteLink.parse(invite, PEER_SCHEME)
     config = HubConfig.load(hub_folder(folder))
-    with HubStore(config.db_path) as store:
+    with HubStore(config.store_target) as store:
         peer = runtime.run_async(redeem(config, store, link, name))
     click.echo(f"peered with hub {peer.name} at {peer.address} (id {peer.hub_id})")
     click.echo("a running hub dials it within a second: ladder hub peers --dir "
@@ -510,7 +510,7 @@ def hub_peer_remove(name, folder) -> None:
     from ladder.store.hubdb import HubStore
 
     config = HubConfig.load(hub_folder(folder))
-    with HubStore(config.db_path) as store:
+    with HubStore(config.store_target) as store:
         peer = store.remove_peer(member_id(public_bytes(config.hub_key())), name)
     click.echo(f"removed peer {peer.name}" + ("" if peer.pending else f" ({peer.hub_id})"))
 
@@ -529,7 +529,7 @@ def hub_peers(folder, as_json) -> None:
 
     config = HubConfig.load(hub_folder(folder))
     local = member_id(public_bytes(config.hub_key()))
-    with HubStore(config.db_path) as store:
+    with HubStore(config.store_target) as store:
         peers = store.peers(local)
     try:
         live = json.loads((config.folder / STATUS_FILE).read_text())
@@ -537,9 +537,9 @@ def hub_peers(folder, as_json) -> None:
     except (OSError, ValueError, AttributeError):
         live, fresh = {}, False
     seen = {p["name"]: p for p in live.get("peers", [])} if fresh else {}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for peer in peers:
-        row = {"name": peer.name, "hub_id": peer.hub_id, "pending": peer.pending, "dials": peer.address,
+        row: dict[str, Any] = {"name": peer.name, "hub_id": peer.hub_id, "pending": peer.pending, "dials": peer.address,
                "up": False, "rtt_ms": None, "routes": 0, "refused": {}, "bytes": 0}
         row.update(seen.get(peer.name, {}))
         rows.append(row)

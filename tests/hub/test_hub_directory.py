@@ -35,7 +35,7 @@ def test_the_message_keeps_the_wire_order_of_fields_and_counts_channels():
     directory.count_channel("alice-id", -1)
     directory.count_channel("bob-id", 1)  # a publisher's channels count too, listed as an exit or not
     (entry,) = json.loads(control.encode(directory.exits_message()))["exits"]
-    assert list(entry) == ["id", "name", "country", "users", "record", "signature", "pubkey"]
+    assert list(entry) == ["id", "name", "country", "users", "record", "signature", "pubkey", "hub", "hops"]
     assert entry["users"] == 2
     directory.count_channel("bob-id", -1)
     assert "bob-id" not in directory.users  # nothing kept for members nobody uses

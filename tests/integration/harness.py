@@ -112,12 +112,12 @@ class Proc:
 class Network:
     """One hub and any number of members, each in its own folder and process."""
 
-    def __init__(self, root: Path, hub_command: list[str] | None = None):
+    def __init__(self, root: Path, hub_command: list[str] | None = None, name: str = "testhub"):
         self.root = root
         self.procs: list[Proc] = []
         self.hub_dir = root / "hub"
         self.hub_port = free_port()
-        ladder("hub", "init", "--dir", str(self.hub_dir), "--name", "testhub",
+        ladder("hub", "init", "--dir", str(self.hub_dir), "--name", name,
                "--listen", f"127.0.0.1:{self.hub_port}", "--public-address", f"127.0.0.1:{self.hub_port}")
         self.hub_command = hub_command or ["-m", "ladder", "hub", "run", "--dir", str(self.hub_dir)]
         self.hub = self.start_hub()

@@ -75,7 +75,7 @@ def record_everything(path: str) -> None:
 
 async def serve(hub_class, folder):
     config = HubConfig.load(folder)
-    with HubStore(config.db_path) as store:
+    with HubStore(config.store_target) as store:
         hub = hub_class(config, store)
         await hub.start()
         await hub.server.serve_forever()
