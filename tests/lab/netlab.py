@@ -39,12 +39,13 @@ ADDR = {
     "usisp-usweb": "10.200.129.1", "usweb": "10.200.129.10", "usweb-mirror": "10.200.129.20",
     "usisp-ushome": "10.200.130.1", "ushome-wan": "10.200.130.10",
     "ushome-lan0": "10.200.140.1", "laptop": "10.200.140.10",
+    "usisp-usvps": "10.200.131.1", "usvps": "10.200.131.10",  # a VPS abroad: a second hub (issue 14)
     # what a poisoned resolver answers inside for the blocked name: nobody is there
     "poisoned": "10.200.250.250",
 }
 
 NAMESPACES = ["cnisp", "border", "usisp", "hub", "cnweb", "ref", "cnhome", "phone", "cnsharer",
-              "handset", "usweb", "ushome", "laptop"]
+              "handset", "usweb", "ushome", "laptop", "usvps"]
 
 # (namespace a, interface in a, address of a, namespace b, interface in b, address of b); all /24.
 LINKS = [
@@ -60,6 +61,7 @@ LINKS = [
     ("usweb", "eth0", "usweb", "usisp", "usweb", "usisp-usweb"),
     ("ushome", "wan", "ushome-wan", "usisp", "ushome", "usisp-ushome"),
     ("laptop", "eth0", "laptop", "ushome", "lan0", "ushome-lan0"),
+    ("usvps", "eth0", "usvps", "usisp", "usvps", "usisp-usvps"),
 ]
 
 # (namespace, destination, gateway role)
@@ -76,12 +78,12 @@ ROUTES = [
     ("border", INSIDE, "cnisp-border"), ("border", OUTSIDE, "usisp-border"),
     ("usisp", INSIDE, "border-us"), ("usisp", "10.200.140.0/24", "ushome-wan"),
     ("usweb", "default", "usisp-usweb"), ("ushome", "default", "usisp-ushome"),
-    ("laptop", "default", "ushome-lan0"),
+    ("laptop", "default", "ushome-lan0"), ("usvps", "default", "usisp-usvps"),
 ]
 ROUTERS = ["cnisp", "border", "usisp", "cnhome", "ushome"]
 HOME_ROUTERS = {"cnhome": ["lan0", "lan1", "lan2"], "ushome": ["lan0"]}
 INSIDE_NAMESPACES = ["cnisp", "hub", "cnweb", "ref", "cnhome", "phone", "cnsharer", "handset"]
-OUTSIDE_NAMESPACES = ["usisp", "usweb", "ushome", "laptop", "border"]
+OUTSIDE_NAMESPACES = ["usisp", "usweb", "ushome", "laptop", "usvps", "border"]
 BORDER_IFACES = ["cn", "us"]
 ADDRESS_RULE, KEYWORD_RULE = 0, 2  # positions in the border's LAD-BLOCK chain (see border_firewall)
 

@@ -25,6 +25,7 @@ from ladderlab import (
     MAINLAND_MARKER,
     MAINLAND_NAME,
     MARKER,
+    Member,
 )
 from netlab import ADDR, ADDRESS_RULE, KEYWORD_RULE, ban, listening, rule_packets, run_in, unban, wait_for
 
@@ -150,10 +151,10 @@ def test_5_the_link_across_the_border_looks_like_https(lab):
     lab.remember_handshake(new)
 
 
-def _border_problems(path, opened: bool = True) -> tuple[list, list, list[str]]:
+def _border_problems(path, opened: bool = True, servers: tuple = (HUB,)) -> tuple[list, list, list[str]]:
     """What the border would flag in a capture: (packets, connections opened, problems).
 
-    Only TCP to the hub's 443 may cross; every new connection's bytes are
+    Only TCP to the hub's 443 (or to another of `servers`) may cross; every new connection's bytes are
     TLS records both ways, each side's first data packet exempt under the
     GFW's rules for fully encrypted traffic; no protocol banner and no
     secret of the lab (keyword, markers, names, a request line) in clear.
@@ -166,7 +167,7 @@ def _border_problems(path, opened: bool = True) -> tuple[list, list, list[str]]:
     assert not not_tcp, "packets other than TCP crossed the border: " + ", ".join(
         f"proto {p.proto} {p.src}:{p.sport} -> {p.dst}:{p.dport}" for p in not_tcp[:5])
     connections = pcap.tcp_connections(packets)
-    elsewhere = [c for c in connections if c.server != HUB]
+    elsewhere = [c for c in connections if c.server not in servers]
     assert not elsewhere, (
         "TCP connections crossed the border to something other than the hub's port 443: "
         + ", ".join(f"{c.client} -> {c.server}" for c in elsewhere[:5]))
@@ -440,3 +441,37 @@ def test_11_a_phone_with_only_a_stock_trojan_app_reaches_the_blocked_site(lab):
         assert not problems, "the border saw more than HTTPS:\n" + "\n".join(problems[:20])
     finally:
         client.stop()
+
+
+def test_12_hubs_peered_across_the_border_carry_the_phone_to_a_sharer_of_the_hub_outside(lab):
+    """Issue 14: a second hub outside (a VPS abroad), peered with the hub inside; its sharer, behind the
+    laptop's home NAT, is reached by a member of the inside hub over the hub-to-hub link, which the
+    inside hub dials and which looks like any member's link at the border."""
+    outside = (ADDR["usvps"], 443)
+    us_dir, address = lab.root / "ushub", f"{outside[0]}:{outside[1]}"
+    lab.ladder("hub", "init", "--dir", str(us_dir), "--name", "ushub", "--listen", address,
+               "--public-address", address)
+    ushub = lab.spawn("ushub", "usvps", sys.executable, "-m", "ladder", "hub", "run", "--dir", str(us_dir))
+    wait_for(lambda: listening("usvps", *outside) or not ushub.alive(), 20, "the outside hub to listen")
+    assert ushub.alive(), f"the outside hub died:\n{ushub.output()}"
+    invite = lab.ladder("hub", "invite", "--dir", str(us_dir), "gbsharer").stdout.strip()
+    sharer_dir = lab.root / "gbsharer"
+    lab.ladder_in("laptop", "join", invite, "--dir", str(sharer_dir))
+    lab.spawn("gbsharer", "laptop", sys.executable, "-m", "ladder", "up", "--dir", str(sharer_dir),
+              "--share", "--country", "GB", "--allow-private")
+    user = Member(lab, "phone-gb", "phone", ["--proxy", "127.0.0.1:1081", "--exit", "GB"])
+    user.join()
+    user.start()
+    lab.procs.append(user.proc)
+    link = lab.ladder("hub", "peer-invite", "cnhub", "--dir", str(us_dir)).stdout.strip().splitlines()[-1]
+    with lab.capture("cn") as path:
+        lab.ladder_in("hub", "hub", "peer", "add", link, "--dir", str(lab.hub_dir))  # the inside hub dials
+        user.wait_ready("GB", timeout=30)
+        page = lab.curl("phone", "-x", "socks5h://127.0.0.1:1081", f"http://{BLOCKED_NAME}/")
+    _ok(page, MARKER, "the phone's member of the inside hub fetching the blocked site through the sharer "
+        "of the hub outside", lab)
+    (exit_,) = [e for e in user.status()["exits"] if e["country"] == "GB"]
+    assert (exit_["name"], exit_["hub"], exit_["hops"]) == ("gbsharer.ushub", "ushub", 1), exit_
+    _, new, problems = _border_problems(path, servers=(HUB, outside))
+    assert any(c.server == outside for c in new), "the hub-to-hub link did not cross the captured border"
+    assert not problems, "the border saw more than HTTPS:\n" + "\n".join(problems[:20])
