@@ -108,7 +108,7 @@ class Federation:
         self._gone: dict[PeerPort, asyncio.Future] = {}  # a dialled link's port → done when it closes
         self._originated: dict[str, tuple] = {}  # member id → (what was signed, when)
         self._seq = 0
-        self._send = Pacer(self._flush, loop.time, loop.call_later)
+        self._send = Pacer(self._flush, loop.time, loop.call_later, every=ROUTES_PACE)
         self._status = ""
 
     # ------------------------------------------------------------ lifecycle
@@ -170,7 +170,7 @@ class Federation:
             log.info("peer hub %s is up", peer.name)
         self.directory.origin_up(port.origin)
         self.router.peer_up(hub_id, self.clock())
-        self._send.request()
+        self._after_routing()
         return port
 
     # -------------------------------------------------------- PeerPortOwner
@@ -237,19 +237,22 @@ class Federation:
         while True:
             backoff.dialling()
             try:
-                link, first = await dial_peer(address, peer.fingerprint, self.key, None)
+                early = _Early()
+                link, first = await dial_peer(address, peer.fingerprint, self.key, early)
             except (TimeoutError, OSError, ConnectionError, RecordError) as exc:
                 log.info("cannot reach peer hub %s at %s: %s", peer.name, peer.address, exc)
             except Exception as exc:  # a refusal, a pin that does not match: logged, dialled again
                 log.warning("peer hub %s at %s: %s", peer.name, peer.address, exc)
             else:
                 if link.closed:
-                    pass
+                    log.info("the link to peer hub %s closed at once", peer.name)
                 elif not isinstance(first, control.PeerWelcome) or first.id != peer.hub_id:
                     log.warning("peer hub %s answered as another hub: dropping the link", peer.name)
                     link.close(ErrorCode.FORBIDDEN, "not the hub peered with")
                 else:
-                    gone = self._gone[self._up(peer, peer.hub_id, link)] = loop.create_future()
+                    port = self._up(peer, peer.hub_id, link)
+                    gone = self._gone[port] = loop.create_future()
+                    early.hand_to(port)
                     await gone
             await asyncio.sleep(backoff.delay())
 
@@ -305,6 +308,7 @@ class Federation:
 
     def failed(self, member: str, peer: str) -> None:
         self.router.failed(member, peer, self.clock())
+        self._after_routing()
 
     def next_hop(self, member: str, came_from: str | None) -> Port | None:
         for route in self.router.routes(member, self.clock()):
@@ -387,8 +391,33 @@ def _pieces(message: control.Routes) -> list[control.Routes]:
             routes, size = [], 0
         routes.append(entry)
         size += entry_size
-    step = ROUTES_SIZE // 64
+    if routes or not message.withdrawn:
+        out.append(control.Routes(tuple(routes)))
+    step = ROUTES_SIZE // 64  # member ids of 24 characters, quoted: well within one message
     withdrawn = message.withdrawn
-    out.append(control.Routes(tuple(routes), withdrawn[:step]))
-    out.extend(control.Routes((), withdrawn[i:i + step]) for i in range(step, len(withdrawn), step))
+    out.extend(control.Routes((), withdrawn[i:i + step]) for i in range(0, len(withdrawn), step))
     return out
+
+
+class _Early:
+    """A dialled peer link's owner until its port exists: what the peer sends right after its welcome
+    (its whole table, in the same read) is kept and handed on, never dropped."""
+
+    def __init__(self) -> None:
+        self.messages: list[control.ControlMessage] = []
+        self.port: PeerPort | None = None
+
+    def hand_to(self, port: PeerPort) -> None:
+        self.port = port
+        for message in self.messages:
+            port.control_received(port.link, message)
+        self.messages = []
+
+    def stream_opened(self, link: Link, sid: int, payload: bytes, window: int) -> None:
+        link.refuse(sid, ErrorCode.NO_ROUTE, "not ready yet")
+
+    def control_received(self, link: Link, message: control.ControlMessage) -> None:
+        self.messages.append(message)
+
+    def link_closed(self, link: Link, reason: str) -> None:
+        pass  # before the port: the dial loop sees link.closed

@@ -14,6 +14,7 @@ import ipaddress
 import struct
 
 from .errors import ErrorCode, RemoteProtocolError
+from .routing import HOP_LIMIT
 
 _PORT = struct.Struct("!H")
 # Address types as in SOCKS5 (RFC 1928 section 5), so the proxy front can
@@ -54,7 +55,7 @@ def decode_peer_route(payload: bytes) -> tuple[int, str, str, bytes]:
         raise RemoteProtocolError("empty peer route", ErrorCode.BAD_REQUEST)
     destination, rest = decode_route(payload[1:])
     source, inner = decode_route(rest)
-    return payload[0], destination, source, inner
+    return min(payload[0], HOP_LIMIT), destination, source, inner
 
 
 def encode_target(host: str, port: int) -> bytes:
