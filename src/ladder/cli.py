@@ -540,7 +540,8 @@ def hub_peers(folder, as_json) -> None:
     rows: list[dict[str, Any]] = []
     for peer in peers:
         row: dict[str, Any] = {"name": peer.name, "hub_id": peer.hub_id, "pending": peer.pending,
-                               "dials": peer.address, "up": False, "rtt_ms": None, "routes": 0, "refused": {}, "bytes": 0}
+                               "dials": peer.address, "up": False, "rtt_ms": None, "routes": 0,
+                               "refused": {}, "bytes": 0}
         row.update(seen.get(peer.name, {}))
         rows.append(row)
     if as_json:
