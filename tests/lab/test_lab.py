@@ -436,7 +436,9 @@ def test_11_a_phone_with_only_a_stock_trojan_app_reaches_the_blocked_site(lab):
             f"the 1 MiB file over HTTPS through the Trojan door: {_said(https)}\n{lab.ladder_logs()}")
         packets, _, problems = _border_problems(path, opened=False)
         crossed = sum(len(p.payload) for p in packets)
-        assert crossed >= len(big.read_bytes()) // 2, (
+        # A quarter is proof enough that it went abroad (the page alone is a few hundred bytes): on a
+        # loaded 2-core machine tcpdump has been seen to keep under half of the burst.
+        assert crossed >= len(big.read_bytes()) // 4, (
             f"only {crossed} payload bytes crossed the border: the handset's traffic did not go abroad")
         assert not problems, "the border saw more than HTTPS:\n" + "\n".join(problems[:20])
     finally:
