@@ -461,13 +461,11 @@ def hub_peer_invite(name, folder, expires) -> None:
     route each other's exits and services, end to end encrypted as ever.
     """
     from ladder.link.tls import fingerprint_of_cert_file
-    from ladder.protocol.identity import member_id, public_bytes
     from ladder.store.hubdb import HubStore
 
     config = HubConfig.load(hub_folder(folder))
-    local = member_id(public_bytes(config.hub_key()))
     with HubStore(config.store_target) as store:
-        token = store.create_peer_invite(local, name, expires_in=parse_duration(expires))
+        token = store.create_peer_invite(config.hub_id(), name, expires_in=parse_duration(expires))
     click.echo(f"peer invite for {name.lower()}, single use; give it to that hub's operator privately:")
     click.echo(InviteLink(token, config.public_address, fingerprint_of_cert_file(config.cert), config.name,
                           PEER_SCHEME))
@@ -506,12 +504,11 @@ def hub_peer_add(invite, folder, name) -> None:
 @click.option("--dir", "folder", metavar="FOLDER", help=HUB_DIR_HELP)
 def hub_peer_remove(name, folder) -> None:
     """End the peering (or withdraw the peer invite) NAME, on both sides: the running hub tells the peer."""
-    from ladder.protocol.identity import member_id, public_bytes
     from ladder.store.hubdb import HubStore
 
     config = HubConfig.load(hub_folder(folder))
     with HubStore(config.store_target) as store:
-        peer = store.remove_peer(member_id(public_bytes(config.hub_key())), name)
+        peer = store.remove_peer(config.hub_id(), name)
     click.echo(f"removed peer {peer.name}" + ("" if peer.pending else f" ({peer.hub_id})"))
 
 
@@ -524,11 +521,10 @@ def hub_peers(folder, as_json) -> None:
     It reads what the running hub writes in its folder every second (peers.json).
     """
     from ladder.hub.peers import STATUS_FILE
-    from ladder.protocol.identity import member_id, public_bytes
     from ladder.store.hubdb import HubStore
 
     config = HubConfig.load(hub_folder(folder))
-    local = member_id(public_bytes(config.hub_key()))
+    local = config.hub_id()
     with HubStore(config.store_target) as store:
         peers = store.peers(local)
     try:

@@ -412,6 +412,10 @@ class HubConfig:
             _create_once(path, base64.b64encode(Ed25519PrivateKey.generate().private_bytes_raw()) + b"\n")
         return MemberConfig._read_key(path, "hub")
 
+    def hub_id(self) -> str:
+        """The id peer hubs know this hub by (its key's, as a member id is a member key's)."""
+        return member_id(public_bytes(self.hub_key()))
+
     def save(self) -> None:
         hub = {
             "name": self.name,

@@ -77,7 +77,7 @@ async def redeem(config: HubConfig, store: HubStore, invite: InviteLink, name: s
         pubkey = b""
     if len(pubkey) != 32 or member_id(pubkey) != reply.id:
         raise JoinFailed("the hub's answer to the peer invite names a key that is not its id's")
-    return store.add_peer(member_id(public_bytes(key)), name or reply.hub, reply.id, pubkey,
+    return store.add_peer(config.hub_id(), name or reply.hub, reply.id, pubkey,
                           format_address(*invite.address), invite.fingerprint)
 
 
@@ -100,7 +100,7 @@ class Federation:
         self.tasks = tasks
         self.clock = clock
         self.key = config.hub_key()
-        self.id = member_id(public_bytes(self.key))
+        self.id = config.hub_id()
         self.name = config.name
         self.router = Router(self.id, self._verify)
         self.ports: dict[str, PeerPort] = {}  # peer hub id → its link's port

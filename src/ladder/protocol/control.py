@@ -91,24 +91,19 @@ def _flag(value: Any, where: str) -> bool:
     return value
 
 
-def _items(item: type) -> _Check:
+def _list(check_item: _Check) -> _Check:
+    """A list of at most LIST_MAX values, each checked by `check_item`."""
     def check(value: Any, where: str) -> tuple[Any, ...]:
         if not isinstance(value, list):
             raise _malformed(where, "is not a list")
         if len(value) > LIST_MAX:
             raise _malformed(where, f"has more than {LIST_MAX} items")
-        return tuple(_parse(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+        return tuple(check_item(v, f"{where}[{i}]") for i, v in enumerate(value))
     return check
 
 
-def _strings(check: _Check) -> _Check:
-    def strings(value: Any, where: str) -> tuple[str, ...]:
-        if not isinstance(value, list):
-            raise _malformed(where, "is not a list")
-        if len(value) > LIST_MAX:
-            raise _malformed(where, f"has more than {LIST_MAX} items")
-        return tuple(check(v, f"{where}[{i}]") for i, v in enumerate(value))
-    return strings
+def _items(item: type) -> _Check:
+    return _list(lambda value, where: _parse(item, value, where))
 
 
 def _spec(check: _Check, **default: Any) -> Any:
@@ -167,7 +162,7 @@ class RouteEntry:
     record: str = _spec(_RECORD)
     signature: str = _spec(_RECORD)
     pubkey: str = _spec(_RECORD)  # the home hub's key, which signed it
-    path: tuple[str, ...] = _spec(_strings(_ID))  # hub ids: the home hub first, the sender last
+    path: tuple[str, ...] = _spec(_list(_ID))  # hub ids: the home hub first, the sender last
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,7 +360,7 @@ class Routes:
 
     TYPE: ClassVar[str] = "routes"
     routes: tuple[RouteEntry, ...] = _spec(_items(RouteEntry), default=())
-    withdrawn: tuple[str, ...] = _spec(_strings(_ID), default=())
+    withdrawn: tuple[str, ...] = _spec(_list(_ID), default=())
 
 
 @dataclass(frozen=True, slots=True)

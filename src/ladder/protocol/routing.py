@@ -169,10 +169,6 @@ def _first_of(routes: list[Route]) -> Route | None:
     return routes[0] if routes else None
 
 
-def _first(dest: _Destination) -> Route | None:
-    return dest.routes[0] if dest.routes else None
-
-
 class Router:
     """One hub's routing table: announcements and peer events in, messages and changes out."""
 
@@ -201,7 +197,7 @@ class Router:
         if dest is None:
             dest = self._dests[ann.member] = _Destination()
         dest.remember(ann)
-        before = _first(dest)
+        before = _first_of(dest.routes)
         dest.routes = [r for r in dest.routes if r.via is not None]
         dest.routes.insert(0, Route(ann, entry, None))
         self._settle(ann.member, dest, before)
@@ -236,13 +232,7 @@ class Router:
         for member, dest in self._dests.items():
             if peer in dest.holders:
                 dest.holders = tuple(p for p in dest.holders if p != peer)
-            for i, route in enumerate(dest.routes):
-                if route.via == peer:
-                    del dest.routes[i]
-                    stats.learned -= 1
-                    if i == 0:
-                        self._settle(member, dest, route)
-                    break
+            self._remove(member, dest, peer, stats)
 
     def receive(self, peer: str, message: Routes, now: float) -> None:
         """A peer's routes and withdrawals; what fails a check is dropped and counted in stats[peer]."""
@@ -345,7 +335,7 @@ class Router:
                 dest.routes = [r for r in routes if r.announcement.expires > now]
                 self._settle(member, dest, _first_of(routes))
             elif member in lapsed:
-                self._settle(member, dest, _first(dest))
+                self._settle(member, dest, _first_of(dest.routes))
             dest.forget(now)
             if not dest.routes and dest.latest is None and not dest.holders:
                 gone.append(member)
@@ -358,7 +348,7 @@ class Router:
         if dest is None or not any(r.via == peer for r in dest.routes):
             return
         self._failed[(member, peer)] = now
-        self._settle(member, dest, _first(dest))
+        self._settle(member, dest, _first_of(dest.routes))
 
     # -------------------------------------------------------- results
 
