@@ -73,8 +73,10 @@ def test_the_exit_two_hubs_away_carries_64_mib_intact_and_status_says_where(squa
     got = curl("-x", alice.socks, origin.url("big.bin"), timeout=120)
     assert got.returncode == 0, got.stderr
     assert hashlib.sha256(got.stdout).hexdigest() == origin.big_sha
+    # It crossed a peer link, framing and all (peers.json is written every second: wait for the count).
+    wait_for(lambda: max(p["bytes"] for p in peers(hubs["a"]).values()) > 64 << 20, 5,
+             "a's peers.json to count the 64 MiB")
     relayed = peers(hubs["a"])
-    assert max(p["bytes"] for p in relayed.values()) > 64 << 20  # it crossed a peer link, framing and all
     assert all(p["routes"] >= 1 for p in relayed.values())  # the other path is kept as an alternative
 
 
