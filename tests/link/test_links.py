@@ -86,7 +86,8 @@ class Exit:
         request = responder.read_first(message1)
         assert request.startswith(CHANNEL_REQUEST)
         message2, sealed = responder.answer()
-        self.channels.append(Channel.answer(link, sid, message2, sealed, request[1:], self.echo, "from user"))
+        self.channels.append(Channel.answer(link, sid, message1, message2, sealed, request[1:], self.echo,
+                                             "from user"))
         self.opened_with_the_channel = list(self.echo.opened)
 
     def control_received(self, link, message): ...

@@ -239,7 +239,7 @@ class ChannelPool:
         message2, sealed = responder.answer()
         self.visiting[opener_id] = self.visiting.get(opener_id, 0) + 1  # until its nested link closes
         visitor = _Visitor(self, opener_id, responder.opener_key)
-        Channel.answer(link, sid, message2, sealed, request[len(CHANNEL_REQUEST):], visitor,
+        Channel.answer(link, sid, message1, message2, sealed, request[len(CHANNEL_REQUEST):], visitor,
                        f"channel from {opener_id}")
 
     def answer_when_connected(self, link: Link, sid: int, relay: Relay, connecting: Coroutine[Any, Any, Any],

@@ -17,6 +17,12 @@ wait for the hub stream's credit, the nested link is paused (its mux then
 bounds the answers a far member makes it queue without reading, and drops
 the nested link past its cap) until credit comes back.
 
+A channel counts the nested bytes it writes and reads (`frames_out`,
+`frames_in`), which the credit receipts pace by: the opener's side hears
+`on_received` after each arrival, and the answering side may be held to an
+`allowance` of nested bytes written, past which the nested link is paused
+as for the hub stream's credit, until a receipt moves it on (agent/credits.py).
+
 `StreamRef` is the handle a relay writes to: one stream of a link.
 """
 
@@ -29,6 +35,7 @@ from collections.abc import Callable
 from ladder.protocol.channel import CHANNEL_REQUEST, FIRST_BYTES_MAX, ChannelError, Initiator, SealedStream
 from ladder.protocol.errors import ErrorCode
 from ladder.protocol.messages import encode_route
+from ladder.protocol.receipts import channel_id
 
 from .connection import Endpoint, Link, LinkOwner
 
@@ -79,10 +86,14 @@ class Channel(Endpoint):
         self.closed = False
         self.on_ready: Callable[[], None] | None = None  # called once the handshake has finished (opener)
         self.on_close: Callable[[Channel], None] | None = None  # called once, when the channel is gone
+        self.on_received: Callable[[Channel], None] | None = None  # after each arrival of nested bytes
+        self.id = ""  # receipts.channel_id of its Noise message 1, once that exists
+        self.frames_in = self.frames_out = 0  # nested bytes read and written
+        self.allowance: int | None = None  # nested bytes it may write in all; None: no limit
         self._initiator: Initiator | None = None
         self._route = ""
         self._held: list[bytes] = []  # nested bytes written before the handshake finished
-        self._paused = False  # the nested link was told to stop writing
+        self._paused = False  # the nested link was told to stop writing: hub credit or allowance
         self._timer: asyncio.TimerHandle | None = None
         self.inner = Link(owner, client=opener, label=label, parent=link, max_window=STREAM_MAX_WINDOW)
         self.inner.connection_made(self)
@@ -95,11 +106,11 @@ class Channel(Endpoint):
         return channel
 
     @classmethod
-    def answer(cls, link: Link, sid: int, message2: bytes, sealed: SealedStream, first: bytes,
-               owner: LinkOwner, label: str) -> Channel:
+    def answer(cls, link: Link, sid: int, message1: bytes, message2: bytes, sealed: SealedStream,
+               first: bytes, owner: LinkOwner, label: str) -> Channel:
         """Accept another member's channel; `first` is what rode in its message 1."""
         channel = cls(link, owner, opener=False, label=label)
-        channel.sid, channel.sealed = sid, sealed
+        channel.sid, channel.sealed, channel.id = sid, sealed, channel_id(message1)
         link.accept(sid, channel, message2, window=CHANNEL_WINDOW)
         if first:
             channel.inner.data_received(first)
@@ -110,10 +121,11 @@ class Channel(Endpoint):
     def write(self, data: bytes) -> None:
         if self.closed:
             return
+        self.frames_out += len(data)
         if self.sealed is not None:
             assert self.sid is not None  # sealed once its stream is open
             self.link.send(self.sid, self.sealed.seal(data))
-            if not self._paused and self.link.pending(self.sid) > CHANNEL_WRITE_HIGH:
+            if not self._paused and self._held_back():
                 self._paused = True
                 self.inner.pause_writing()
         elif self.sid is None:
@@ -167,10 +179,26 @@ class Channel(Endpoint):
             return self._broken(exc.code, f"end-to-end channel broken: {exc}")
         self.link.acknowledge(self.sid, len(data))
         for plaintext in plaintexts:
+            self.frames_in += len(plaintext)
             self.inner.data_received(plaintext)
+        if self.on_received is not None and not self.closed:
+            self.on_received(self)
 
     def on_window(self, increment: int, pending: int) -> None:
-        if self._paused and pending <= CHANNEL_WRITE_HIGH:
+        self._maybe_resume()
+
+    def allow(self, allowance: int) -> None:
+        """Let the nested link write up to `allowance` nested bytes in all (a receipt came)."""
+        self.allowance = allowance
+        self._maybe_resume()
+
+    def _held_back(self) -> bool:
+        assert self.sid is not None
+        return (self.link.pending(self.sid) > CHANNEL_WRITE_HIGH
+                or (self.allowance is not None and self.frames_out >= self.allowance))
+
+    def _maybe_resume(self) -> None:
+        if self._paused and not self.closed and not self._held_back():
             self._paused = False
             self.inner.resume_writing()
 
@@ -196,6 +224,7 @@ class Channel(Endpoint):
             return self.on_reset(ErrorCode.NO_ROUTE, "not connected to the hub")
         assert self._initiator is not None  # the opener's, from dial()
         message1 = self._initiator.first_message(CHANNEL_REQUEST + first)  # targets travel encrypted
+        self.id = channel_id(message1)
         self.sid = self.link.open_stream(encode_route(self._route, message1), self, window=CHANNEL_WINDOW)
         self._timer = self.link.loop.call_later(HANDSHAKE_TIMEOUT, self._broken, ErrorCode.TARGET_TIMEOUT,
                                                 f"no answer from the member within {HANDSHAKE_TIMEOUT:g} s")

@@ -10,6 +10,10 @@ message. These are all of them:
     hub → member   device-added, devices or done: its one answer
     hub → peer hub peer-welcome (first, on every peer link), peer-joined or join-refused (a peer
                    invite redeemed), routes (announcements and withdrawals), peer-removed
+    payer → exit   receipt, inside their channel (protocol/receipts.py)
+    exit → hub     receipts (and hub → peer hub, back towards the payer's hub), settled (a payer's
+                   hub's answer, on towards the exit's); hub → exit standing (its users' balances)
+    hub → member   balance; credits, the answer to a command link's credits-request
 
 (The join request itself is no control message: it is the JOIN hello,
 protocol/hello.py. A command link is opened with the COMMAND hello, so that
@@ -58,6 +62,8 @@ NAME_MAX = 255  # ids, names, countries, addresses: an id must fit a route (prot
 TEXT_MAX = 1000  # reasons, in characters
 RECORD_MAX = MAX_CONTROL  # a signed record's base64 text: bounded by the message that carries it
 COUNT_MAX = 2**32 - 1
+AMOUNT_MAX = 2**62  # credits and byte counters, either sign
+PROOF_MAX = 64  # hashes in a Merkle proof (a log of up to 2**64 entries)
 LIST_MAX = 10_000  # items in one message's list (fewer fit MAX_CONTROL anyway)
 
 _Check = Callable[[Any, str], Any]
@@ -83,6 +89,22 @@ def _count(value: Any, where: str) -> int:
     if type(value) is not int or not 0 <= value <= COUNT_MAX:  # bool is an int subclass: refused here
         raise _malformed(where, f"is not an integer from 0 to {COUNT_MAX}")
     return value
+
+
+def _amount(value: Any, where: str) -> int:
+    if type(value) is not int or not -AMOUNT_MAX <= value <= AMOUNT_MAX:
+        raise _malformed(where, f"is not an integer of at most {AMOUNT_MAX} either way")
+    return value
+
+
+def _hashes(value: Any, where: str) -> tuple[str, ...]:
+    """A Merkle proof: at most PROOF_MAX hashes, each 64 hex digits."""
+    if not isinstance(value, list) or len(value) > PROOF_MAX:
+        raise _malformed(where, f"is not a list of at most {PROOF_MAX} hashes")
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or len(item) != 64 or item.strip("0123456789abcdef"):
+            raise _malformed(f"{where}[{i}]", "is not 64 hex digits")
+    return tuple(value)
 
 
 def _flag(value: Any, where: str) -> bool:
@@ -173,6 +195,44 @@ class MemberName:
     name: str = _spec(_NAME)
 
 
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A signed envelope (protocol/envelope.py) as its signer made it: a receipt, a checkpoint."""
+
+    record: str = _spec(_RECORD)
+    signature: str = _spec(_RECORD)
+    pubkey: str = _spec(_RECORD)
+
+
+@dataclass(frozen=True, slots=True)
+class SettledEntry:
+    """A receipt the payer's hub recorded, and the amount it debited."""
+
+    record: str = _spec(_RECORD)
+    signature: str = _spec(_RECORD)
+    pubkey: str = _spec(_RECORD)
+    amount: int = _spec(_amount)
+
+
+@dataclass(frozen=True, slots=True)
+class StandingEntry:
+    id: str = _spec(_ID)
+    balance: int = _spec(_amount)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerItem:
+    """One of the member's ledger entries: its leaf data and its inclusion proof."""
+
+    index: int = _spec(_amount)
+    data: str = _spec(_RECORD)
+    proof: tuple[str, ...] = _spec(_hashes)
+
+
+def _envelope(value: Any, where: str) -> Envelope:
+    return _parse(Envelope, value, where)
+
+
 # -------------------------------------------------------------- messages
 
 
@@ -185,6 +245,7 @@ class Welcome:
     member: str = _spec(_NAME)
     id: str = _spec(_ID)
     address: str | None = _spec(_text(NAME_MAX, null=True))
+    hub_id: str = _spec(_NAME, default="")  # the hub's own id, which receipts name
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,6 +433,85 @@ class PeerRemoved:
 
 
 @dataclass(frozen=True, slots=True)
+class Receipt:
+    """A payer's receipt to the exit, inside their channel."""
+
+    TYPE: ClassVar[str] = "receipt"
+    record: str = _spec(_RECORD)
+    signature: str = _spec(_RECORD)
+    pubkey: str = _spec(_RECORD)
+
+
+@dataclass(frozen=True, slots=True)
+class Receipts:
+    """Receipts an exit checked, to its hub; and from hub to hub back towards each payer's hub, with
+    the id of the exit's hub (`hub`)."""
+
+    TYPE: ClassVar[str] = "receipts"
+    receipts: tuple[Envelope, ...] = _spec(_items(Envelope))
+    hub: str = _spec(_NAME, default="")
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """Receipts the payer's hub debited, from hub to hub on towards the exit's hub, which credits them."""
+
+    TYPE: ClassVar[str] = "settled"
+    entries: tuple[SettledEntry, ...] = _spec(_items(SettledEntry))
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """To an exit: the balances of the members using it, and the hub's credit limit (priority)."""
+
+    TYPE: ClassVar[str] = "standing"
+    limit: int = _spec(_amount)
+    members: tuple[StandingEntry, ...] = _spec(_items(StandingEntry))
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """A member's account at its hub, pushed when it changes."""
+
+    TYPE: ClassVar[str] = "balance"
+    balance: int = _spec(_amount)
+    earned: int = _spec(_amount)
+    spent: int = _spec(_amount)
+    month_earned: int = _spec(_amount)
+    month_spent: int = _spec(_amount)
+    limit: int = _spec(_amount)
+
+
+@dataclass(frozen=True, slots=True)
+class CreditsRequest:
+    """A member asks for its account, a page of its entries with inclusion proofs against the checkpoint
+    of size `at` (0: the newest), and a consistency proof from the checkpoint of size `since` it saw."""
+
+    TYPE: ClassVar[str] = "credits-request"
+    since: int = _spec(_amount, default=0)
+    at: int = _spec(_amount, default=0)
+    start: int = _spec(_amount, default=0)
+
+
+@dataclass(frozen=True, slots=True)
+class Credits:
+    """The answer to credits-request: the account, a signed checkpoint, entries and proofs."""
+
+    TYPE: ClassVar[str] = "credits"
+    balance: int = _spec(_amount)
+    earned: int = _spec(_amount)
+    spent: int = _spec(_amount)
+    month_earned: int = _spec(_amount)
+    month_spent: int = _spec(_amount)
+    limit: int = _spec(_amount)
+    checkpoint: Envelope = _spec(_envelope)  # noqa: RUF009 (an immutable dataclass)
+    consistency: tuple[str, ...] = _spec(_hashes, default=())
+    total: int = _spec(_amount, default=0)  # the member's entries, of which `entries` is a page
+    start: int = _spec(_amount, default=0)
+    entries: tuple[LedgerItem, ...] = _spec(_items(LedgerItem), default=())
+
+
+@dataclass(frozen=True, slots=True)
 class Unknown:
     """A message of a type this side does not know; receivers ignore it, as they always have."""
 
@@ -380,7 +520,8 @@ class Unknown:
 
 ControlMessage = (Welcome | Joined | JoinRefused | Share | ShareStatus | Directory | Replaced
                   | Publish | Services | Members | MemberJoined | DeviceAdd | DeviceRemove | DeviceList
-                  | DeviceAdded | Devices | Done | PeerWelcome | PeerJoined | Routes | PeerRemoved | Unknown)
+                  | DeviceAdded | Devices | Done | PeerWelcome | PeerJoined | Routes | PeerRemoved
+                  | Receipt | Receipts | Settled | Standing | Balance | CreditsRequest | Credits | Unknown)
 ListMessage = TypeVar("ListMessage", Publish, Services, Members)
 _TYPES: dict[str, type] = {cls.TYPE: cls for cls in get_args(ControlMessage) if cls is not Unknown}
 
@@ -394,6 +535,8 @@ def _json(obj: Any) -> Any:
         value = getattr(obj, f.name)
         if isinstance(value, tuple):
             value = [v if isinstance(v, str) else _json(v) for v in value]
+        elif dataclasses.is_dataclass(value):
+            value = _json(value)
         out[f.name] = value
     return out
 

@@ -188,6 +188,8 @@ class Mux:
         self.pause_backlog = pause_backlog
         self.max_backlog = max_backlog
         self.terminated = False
+        # DATA payload that left and that arrived, every stream's: what receipts count (receipts.py)
+        self.data_sent = self.data_received = 0
         self._decoder = FrameDecoder()
         self._out: deque[bytes | bytearray | memoryview] = deque()
         self._out_bytes = 0  # the length of everything in _out
@@ -465,6 +467,7 @@ class Mux:
         if (sid == 0) != (type_ in LINK_FRAMES):
             raise RemoteProtocolError(f"{type_.name} frame on stream {sid}")
         if type_ is FrameType.DATA:
+            self.data_received += len(frame.payload)  # of streams closed meanwhile too: they were asked for
             st = self._peer_stream(sid)
             if st is not None:
                 self._on_data(st, frame, events)
@@ -584,6 +587,7 @@ class Mux:
             parts, size = _take(outbox, min(st.send_window, MAX_PAYLOAD, st.outbox_bytes))
             st.outbox_bytes -= size
             st.send_window -= size
+            self.data_sent += size
             last = may_end and not outbox
             out.append(header(FrameType.DATA, st.id, size, Flag.END if last else 0))
             out.extend(parts)
