@@ -794,6 +794,8 @@ def share_status(folder, as_json) -> None:
     config = MemberConfig.load(member_folder(folder))
     state = _agent_state(config)
     info = state.get("share")
+    if info and state.get("credits"):
+        info["credits"] = state["credits"]
     if as_json:
         click.echo(json.dumps(info, indent=1))
     elif not info:
@@ -809,6 +811,11 @@ def share_status(folder, as_json) -> None:
         for user in info["users"].values():
             click.echo(f"  {user['name']:<20} {user['streams']:>4} streams  "
                        f"{user['bytes_today'] / 1e6:10.1f} MB today")
+        if info.get("credits"):
+            credits = info["credits"]
+            click.echo(f"earned: {credits['earned'] / 1e6:.1f} MB of credits "
+                       f"({credits['month_earned'] / 1e6:.1f} MB this month); balance "
+                       f"{credits['balance'] / 1e6:+.1f} MB")
     sys.exit(0 if info else 1)
 
 

@@ -123,7 +123,7 @@ def run(coro):
 
 def session_for(store, tmp_path, clock=None, **options):
     device, _ = store.add_device("alice", f"d{len(store.devices())}", DEVICE_KEY, **options)
-    session = DeviceSession(device, PortOwner(), tmp_path / "pins", Tasks(devices_module.log),
+    session = DeviceSession(device, PortOwner(), tmp_path / "pins", Tasks(devices_module.log), "hub",
                             clock or Clock())
     session.pool = FakePool()  # type: ignore[assignment]
     session.control_received(session.link, control.Directory(()))  # the hub's first message came
@@ -202,7 +202,7 @@ def test_udp_associate_opens_a_udp_stream_and_its_packets_pass_as_they_are(store
 def test_connections_wait_for_the_hub_s_directory(store, tmp_path):
     async def main():
         device, _ = store.add_device("alice", "early", DEVICE_KEY)
-        session = DeviceSession(device, PortOwner(), tmp_path / "pins", Tasks(devices_module.log))
+        session = DeviceSession(device, PortOwner(), tmp_path / "pins", Tasks(devices_module.log), "hub")
         session.pool = FakePool()  # type: ignore[assignment]
         connect(session, request(CONNECT, "site.test", 443))
         assert session.pool.opens == []
@@ -244,7 +244,7 @@ def test_devices_admit_only_a_usable_secret_and_revocation_cuts_every_connection
         digits = hashlib.sha224(device_password(DEVICE_KEY, token).encode()).hexdigest().encode()
         sessions = []
         devices = Devices(store, DEVICE_KEY, tmp_path / "pins", PortOwner(), sessions.append,
-                          Tasks(devices_module.log))
+                          Tasks(devices_module.log), "hub")
         assert not devices.admit(b"0" * 56, FakeTLS(), b"")
         first, second = FakeTLS(), FakeTLS()
         assert devices.admit(digits, first, request(CONNECT, "site.test", 443))

@@ -37,6 +37,7 @@ from ladder.protocol.errors import ErrorCode, RemoteProtocolError
 from ladder.protocol.messages import is_service_request
 from ladder.tasks import Tasks
 
+from .credits import RECEIPT_TICK
 from .direct import connect_direct
 from .directory import Directory
 from .front import ProxyConnection
@@ -109,6 +110,7 @@ class Agent:
         self._up = asyncio.Event()
         self._replaced = False  # the hub said another agent with our key took the link
         self.exit_warning = ""  # which --exit or rule matches no exit online, once the directory came
+        self.balance: control.Balance | None = None  # this member's account, as the hub last said
 
     # -------------------------------------------------------------- running
 
@@ -143,6 +145,7 @@ class Agent:
                 await self.sharer.block_hub_addresses()
                 self.tasks.every(STATUS_EVERY, self._share_tick, name="share status")
             self.tasks.every(CHANNEL_IDLE / 2, self.pool.close_idle, name="idle channels")
+            self.tasks.every(RECEIPT_TICK, self.pool.receipts.tick, name="receipts")
             self.tasks.every(WATCH_EVERY, self.services.watch, name="services.json")
             while True:
                 network_changed.clear()
@@ -202,6 +205,7 @@ class Agent:
         self.state, self.since = "up", time.time()
         log.info("link up to hub %s as %s", welcome.hub, welcome.member)
         self.pool.link = link
+        self.pool.receipts.hub_id = welcome.hub_id
         self.roster.new_link()
         self.listing.new_link()
         if self.sharer is not None:
@@ -236,6 +240,12 @@ class Agent:
             self.listing.take(message)
         elif isinstance(message, (control.Members, control.MemberJoined)):
             self.roster.take(message)
+        elif isinstance(message, control.Balance):
+            self.balance = message
+        elif isinstance(message, control.Standing):
+            if self.sharer is not None:
+                self.sharer.sharing.set_balances({m.id: m.balance for m in message.members}, message.limit)
+            return
         else:
             if isinstance(message, control.Replaced) and link is self.link:
                 self._replaced = True
@@ -340,6 +350,10 @@ class Agent:
             "services": {"listed": self.listing.status(), "refused": self.listing.rejected,
                          "members": self.roster.names, **self.services.status()},
             "share": self.sharer.sharing.status() if self.sharer else None,
+            "credits": None if self.balance is None else {
+                "balance": self.balance.balance, "earned": self.balance.earned, "spent": self.balance.spent,
+                "month_earned": self.balance.month_earned, "month_spent": self.balance.month_spent,
+                "limit": self.balance.limit, "receipts_refused": self.pool.receipts.refused},
         }
 
     def write_status(self) -> None:

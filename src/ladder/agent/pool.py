@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ladder.link.channel import Channel, StreamRef
 from ladder.link.connection import Endpoint, Link
 from ladder.protocol.channel import CHANNEL_REQUEST, Initiator, Responder
-from ladder.protocol.control import ControlMessage
+from ladder.protocol.control import ControlMessage, Receipt
 from ladder.protocol.errors import ErrorCode, RemoteProtocolError
 from ladder.protocol.identity import member_id, public_bytes
 from ladder.protocol.messages import UDP_REQUEST, decode_route, encode_service_request, encode_target
@@ -42,6 +42,7 @@ from ladder.protocol.noise import public_key_of
 from ladder.protocol.records import ExitRecord, ServiceRecord, sign_access
 from ladder.tasks import Tasks
 
+from .credits import Receipts
 from .directory import Directory
 from .exit import Refusal, TargetRefused
 from .names import ServiceListing, ServiceUnknown, is_service_host
@@ -89,12 +90,13 @@ class ChannelPool:
     """One member's channels through its hub link: to the exits and publishers it uses, and from others."""
 
     def __init__(self, key: Ed25519PrivateKey, noise_private: bytes, directory: Directory,
-                 listing: ServiceListing, tasks: Tasks, serve: Serve):
+                 listing: ServiceListing, tasks: Tasks, serve: Serve, receipts: Receipts | None = None):
         """`key` signs proofs of membership and `noise_private` runs the channels' handshakes.
 
         Exits come from `directory`, publishers from `listing`; `tasks`
         owns the waits for connections being answered; `serve` takes the
-        streams of channels others open to us.
+        streams of channels others open to us; `receipts` signs and checks
+        the channels' receipts (agent/credits.py).
         """
         self.id = member_id(public_bytes(key))
         self.key = key
@@ -104,11 +106,21 @@ class ChannelPool:
         self.listing = listing
         self.tasks = tasks
         self.serve = serve
-        self.link: Link | None = None  # the hub link; its owner sets it on each reconnect
+        self.receipts = receipts or Receipts(key)
+        self._link: Link | None = None
         self.channels: dict[tuple[str, bytes], Channel] = {}  # (member id, Noise key) → our channel to it
         self.visiting: dict[str, int] = {}  # member id → channels it holds to us
         self._idle: set[Channel] = set()  # without streams at the last look
         self._proofs: dict[tuple[str, str], bytes] = {}  # (publisher id, service) → our proof of membership
+
+    @property
+    def link(self) -> Link | None:
+        """The hub link; its owner sets it on each reconnect."""
+        return self._link
+
+    @link.setter
+    def link(self, link: Link | None) -> None:
+        self._link = self.receipts.link = link
 
     # ---------------------------------------------------------- opening
 
@@ -203,6 +215,7 @@ class ChannelPool:
         initiator = Initiator(self.noise_private, record.noise_key, self.id, record.id)
         channel = self.channels[key] = Channel.dial(link, initiator, record.id, f"channel to {record.id}")
         channel.on_ready = lambda: self.directory.pin(record)
+        self.receipts.opened(channel)
 
         def forget(gone: Channel) -> None:
             if self.channels.get(key) is gone:
@@ -239,8 +252,10 @@ class ChannelPool:
         message2, sealed = responder.answer()
         self.visiting[opener_id] = self.visiting.get(opener_id, 0) + 1  # until its nested link closes
         visitor = _Visitor(self, opener_id, responder.opener_key)
-        Channel.answer(link, sid, message1, message2, sealed, request[len(CHANNEL_REQUEST):], visitor,
-                       f"channel from {opener_id}")
+        channel = Channel.answer(link, sid, message1, message2, sealed, request[len(CHANNEL_REQUEST):],
+                                 visitor, f"channel from {opener_id}")
+        channel.peer = opener_id
+        self.receipts.answered(channel, opener_id)
 
     def answer_when_connected(self, link: Link, sid: int, relay: Relay, connecting: Coroutine[Any, Any, Any],
                               withdrawn: str) -> None:
@@ -282,7 +297,8 @@ class _Visitor:
         self.pool.serve(link, sid, payload, self.member_id, self.noise_key)
 
     def control_received(self, link: Link, message: ControlMessage) -> None:
-        pass  # channels carry streams only
+        if isinstance(message, Receipt) and isinstance(link.transport, Channel):
+            self.pool.receipts.receipt(link.transport, message)
 
     def link_closed(self, link: Link, reason: str) -> None:
         visiting = self.pool.visiting

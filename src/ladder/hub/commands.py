@@ -1,4 +1,4 @@
-"""A member's one-off requests on a command link: its own devices, added, listed and removed.
+"""A member's one-off requests on a command link: its own devices, added, listed and removed; its credits.
 
 A COMMAND hello (protocol/hello.py) from a current member opens a link
 that is no port: it routes no stream and hears no pushes. Its first
@@ -20,6 +20,7 @@ from ladder.protocol import control
 from ladder.protocol.errors import ErrorCode
 from ladder.store.hubdb import HubStore, Member, utc_day
 
+from .credits import Credits
 from .devices import add_device
 
 log = logging.getLogger(__name__)
@@ -30,14 +31,16 @@ class CommandLink:
     """Owner of one command link: answers its one request for `member`."""
 
     def __init__(self, member: Member, config: HubConfig, store: HubStore, is_online: Callable[[str], bool],
-                 removed: Callable[[str], None]):
+                 removed: Callable[[str], None], credits: Credits):
         """`is_online(device id)`: whether the device has connections now; `removed(device id)`: cut it
-        (the hub's store poll does not see its own connection's writes)."""
+        (the hub's store poll does not see its own connection's writes); `credits` answers for the
+        member's account."""
         self.member = member
         self.config = config
         self.store = store
         self.is_online = is_online
         self.removed = removed
+        self.credits = credits
         self.answered = False
 
     def control_received(self, link: Link, message: control.ControlMessage) -> None:
@@ -74,6 +77,8 @@ class CommandLink:
             self.removed(device.id)
             log.info("%s removed its device %s", member.name, device.label)
             return control.Done(True)
+        if isinstance(message, control.CreditsRequest):
+            return self.credits.answer(member, message)
         return control.Done(False, "this hub does not know that request")
 
     def stream_opened(self, link: Link, sid: int, payload: bytes, window: int) -> None:

@@ -80,7 +80,8 @@ class DeviceSession:
     """One device with connections: the hub's agent for it, its port, its connections and its meter."""
 
     def __init__(self, device: Device, port_owner: MemberPortOwner, pins_folder: Path, tasks: Tasks,
-                 clock: Callable[[], float] = time.monotonic):
+                 hub_id: str, clock: Callable[[], float] = time.monotonic):
+        """`hub_id` is named in the receipts the hub signs for the device."""
         self.device = device
         self.clock = clock
         self.link = Link(self, client=True, label=f"agent of device {device.label}",
@@ -96,6 +97,7 @@ class DeviceSession:
         self.pool = ChannelPool(Ed25519PrivateKey.from_private_bytes(device.signing_key), device.noise_key,
                                 self.directory, self.listing, tasks, self._serve)
         self.pool.link = self.link
+        self.pool.receipts.hub_id = hub_id
         self.router = Router(_rules(device), device.exit)
         self.bucket = TokenBucket(device.rate, clock) if device.rate else None
         self.connections: set[TrojanConnection] = set()
@@ -331,14 +333,16 @@ class Devices:
     """The hub's devices with connections now, by id: admission, metering and cuts."""
 
     def __init__(self, store: HubStore, device_key: bytes, pins_folder: Path, port_owner: MemberPortOwner,
-                 on_session: Callable[[DeviceSession], None], tasks: Tasks):
-        """`on_session` is called with each new session, whose port the hub then routes to."""
+                 on_session: Callable[[DeviceSession], None], tasks: Tasks, hub_id: str):
+        """`on_session` is called with each new session, whose port the hub then routes to; `hub_id`
+        is the hub's, which the receipts of its devices name."""
         self.store = store
         self.device_key = device_key
         self.pins_folder = pins_folder
         self.port_owner = port_owner
         self.on_session = on_session
         self.tasks = tasks
+        self.hub_id = hub_id
         self.sessions: dict[str, DeviceSession] = {}
 
     def admit(self, digits: bytes, transport: asyncio.Transport, rest: bytes) -> bool:
@@ -356,7 +360,7 @@ class Devices:
             session = None
         if session is None:
             session = self.sessions[device.id] = DeviceSession(device, self.port_owner, self.pins_folder,
-                                                               self.tasks)
+                                                               self.tasks, self.hub_id)
             self.on_session(session)
             log.info("device %s is online", device.label)
         if len(session.connections) >= CONNECTIONS_PER_DEVICE:
@@ -381,6 +385,11 @@ class Devices:
     def close_idle_channels(self) -> None:
         for session in list(self.sessions.values()):
             session.pool.close_idle()
+
+    def sign_receipts(self) -> None:
+        """The receipts of devices' channels that went quiet (the rest are signed as bytes arrive)."""
+        for session in list(self.sessions.values()):
+            session.pool.receipts.tick()
 
     def cut(self, device_ids: set[str]) -> None:
         """Devices revoked or expired, or whose owner was removed: every connection of theirs ends now."""

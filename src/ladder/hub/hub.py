@@ -28,6 +28,7 @@ import asyncio
 import logging
 import time
 
+from ladder.agent.credits import RECEIPT_TICK
 from ladder.agent.pool import CHANNEL_IDLE
 from ladder.config import HubConfig
 from ladder.link.connection import Link
@@ -43,11 +44,12 @@ from ladder.store.hubdb import HubStore, InviteError, InviteUnknown, Member, Sto
 from ladder.tasks import Tasks
 
 from .commands import COMMAND_TIMEOUT, CommandLink
+from .credits import Credits
 from .devices import USAGE_SAVE, Devices, DeviceSession, Subscriptions
 from .directory import Directory, ExitListing
 from .pacing import Pacer
 from .peers import Federation
-from .ports import MemberPort, Port, Ports
+from .ports import MemberPort, PeerPort, Port, Ports
 from .services import EVERYONE, Outbox, ServiceBoard
 
 log = logging.getLogger(__name__)
@@ -63,17 +65,19 @@ class Hub:
         loop = asyncio.get_running_loop()
         self.config = config
         self.store = store
+        self.id = config.hub_id()
         self.fingerprint = fingerprint_of_cert_file(config.cert)
         self.directory = Directory()
         self.services = ServiceBoard(self.directory)  # published services and member names
         self.server: FrontDoor | None = None
         self.tasks = Tasks(log)
         self.federation = Federation(config, store, self.directory, self, self.tasks)
+        self.credits = Credits(store, config.hub_key(), self.id, config.credit_limit)
         self.ports = Ports(self._is_destination, STREAMS_PER_DESTINATION, self._channel_changed,
-                           self.federation.next_hop, self.federation.failed)
+                           self.federation.next_hop, self.federation.failed, self.credits.spliced)
         device_key = store.device_key(config.device_key)
         self.devices = Devices(store, device_key, config.folder / "device-pins", self,
-                               self._device_online, self.tasks)
+                               self._device_online, self.tasks, self.id)
         self.subscriptions = Subscriptions(config, store, device_key)
         self._directory_push = Pacer(self._push_directory, loop.time, loop.call_later)
         self._services_push = Pacer(self._push_services, loop.time, loop.call_later)
@@ -89,6 +93,8 @@ class Hub:
         self.tasks.every(REVOCATION_POLL, self._poll_store, name="revocation poll")
         self.tasks.every(USAGE_SAVE, self.devices.tick, name="device usage")
         self.tasks.every(CHANNEL_IDLE / 2, self.devices.close_idle_channels, name="devices' idle channels")
+        self.tasks.every(RECEIPT_TICK, self.devices.sign_receipts, name="devices' receipts")
+        self.tasks.every(1.0, self._credits_tick, name="credits")
         self.federation.start()
 
     @property
@@ -136,7 +142,8 @@ class Hub:
         self.store.set_online(member.id, "user")
         peer = transport.get_extra_info("peername")
         address = peer[0] if peer else None
-        link.send_control(control.Welcome(self.config.name, member.name, member.id, address))
+        link.send_control(control.Welcome(self.config.name, member.name, member.id, address,
+                                          self.id))
         link.send_control(self.directory_message())
         if member.id not in self.directory.names:  # it just joined: the others hear of it
             self._read_roster()
@@ -164,7 +171,7 @@ class Hub:
         """A member's one request on a link of its own (commands.py), answered, then closed."""
         link = self._take(transport, f"command link of {member.name}")
         link.owner = CommandLink(member, self.config, self.store, lambda id: id in self.devices.sessions,
-                                 self._device_removed)
+                                 self._device_removed, self.credits)
         link.loop.call_later(COMMAND_TIMEOUT, link.close, ErrorCode.NO_ERROR, "no request")
         if rest:
             link.data_received(rest)
@@ -214,6 +221,8 @@ class Hub:
             self._deliver(self.services.publish(port.member, message, port.origin))
         elif isinstance(message, control.Share):
             self._share(port, message)
+        elif isinstance(message, control.Receipts):
+            self.credits.from_exit(port, message)
         # anything else a member says (or a newer agent's Unknown) changes nothing here
 
     def port_closed(self, port: Port, reason: str) -> None:
@@ -247,6 +256,13 @@ class Hub:
     def _is_destination(self, member_id: str) -> bool:
         """Streams may be spliced to a member that shares (capped or not: the exit says so) or publishes."""
         return member_id in self.directory.exits or self.directory.publishes(member_id)
+
+    def credit_message(self, port: PeerPort, message: control.Receipts | control.Settled) -> None:
+        """Receipts and settlements between hubs (credits.py)."""
+        self.credits.from_peer(port, message)
+
+    def _credits_tick(self) -> None:
+        self.credits.tick([port for port in self.ports.listeners() if isinstance(port, MemberPort)])
 
     def _channel_changed(self, member_id: str, change: int) -> None:
         self.directory.count_channel(member_id, change)

@@ -88,6 +88,8 @@ class FederationOwner(Protocol):
 
     def remote_changed(self) -> None: ...
 
+    def credit_message(self, port: PeerPort, message: control.Receipts | control.Settled) -> None: ...
+
 
 class Federation:
     def __init__(self, config: HubConfig, store: HubStore, directory: Directory, owner: FederationOwner,
@@ -190,6 +192,8 @@ class Federation:
                 log.warning("cannot save the end of the peering with %s: %s", port.label, exc)
             self._stop_dialling(port.id)
             port.link.close(ErrorCode.NO_ERROR, "peering ended")
+        elif isinstance(message, (control.Receipts, control.Settled)):
+            self.owner.credit_message(port, message)
 
     def peer_closed(self, port: PeerPort, reason: str) -> None:
         gone = self._gone.pop(port, None)

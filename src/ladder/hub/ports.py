@@ -34,6 +34,7 @@ link back) and closed, which ends its streams as any lost link would.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Protocol
 
 from ladder.link.connection import Link
@@ -44,7 +45,7 @@ from ladder.protocol.routing import HOP_LIMIT
 from ladder.store.hubdb import Device, Member, Peer
 
 from .directory import Origin
-from .switch import splice
+from .switch import SpliceEnd, splice
 
 
 class Port:
@@ -153,6 +154,20 @@ class MemberPortOwner(Protocol):
     def port_closed(self, port: Port, reason: str) -> None: ...
 
 
+@dataclass(frozen=True, eq=False)
+class Splice:
+    """A channel the hub spliced: who opened it through which port, where it went, and its two ends."""
+
+    source: Port
+    source_id: str  # the opener: a member, a device, or another hub's member
+    target: Port
+    target_id: str  # the member it goes to (here, or beyond the peer hub `target`)
+    message1: bytes  # the channel's Noise message 1, whose first bytes name it (receipts.channel_id)
+    opener_end: SpliceEnd  # what arrives here came from the opener
+    far_end: SpliceEnd  # what arrives here goes to the opener
+
+
+OnSpliced = Callable[[Splice], Callable[[], None]]
 PEER_ANSWER = 8.0  # seconds a stream sent on to a peer hub may wait for its answer
 
 
@@ -162,16 +177,19 @@ class Ports:
     def __init__(self, is_destination: Callable[[str], bool], per_destination: int,
                  on_channel: Callable[[str, int], None],
                  next_hop: Callable[[str, str | None], Port | None] = lambda target, came_from: None,
-                 on_route_failed: Callable[[str, str], None] = lambda target, peer: None):
+                 on_route_failed: Callable[[str, str], None] = lambda target, peer: None,
+                 on_spliced: OnSpliced | None = None):
         """`on_channel(id, ±1)`: a stream to `id` was spliced or has closed. `next_hop(id, came_from)`: the
         peer hub's port towards a member of another hub (not the peer hub it came from);
-        `on_route_failed(id, peer hub id)`: a stream sent that way was not answered."""
+        `on_route_failed(id, peer hub id)`: a stream sent that way was not answered; `on_spliced`:
+        a channel was spliced (the credits' record of it), returning what to call once it closed."""
         self._ports: dict[str, Port] = {}
         self._is_destination = is_destination
         self.per_destination = per_destination
         self._on_channel = on_channel
         self._next_hop = next_hop
         self._on_route_failed = on_route_failed
+        self._on_spliced = on_spliced
 
     def __iter__(self) -> Iterator[Port]:
         return iter(list(self._ports.values()))  # a port may go while the caller sends to each
@@ -239,12 +257,18 @@ class Ports:
         source.held[key] = held + 1
         self._on_channel(target_id, 1)
 
+        gone: Callable[[], None] | None = None
+
         def closed() -> None:
             if source.held[key] == 1:
                 del source.held[key]
             else:
                 source.held[key] -= 1
             self._on_channel(target_id, -1)
+            if gone is not None:
+                gone()
 
-        splice(link, sid, window, target.link, forward, closed, on_failed,
-               None if on_failed is None else PEER_ANSWER)
+        ends = splice(link, sid, window, target.link, forward, closed, on_failed,
+                      None if on_failed is None else PEER_ANSWER)
+        if self._on_spliced is not None:
+            gone = self._on_spliced(Splice(source, source_id, target, target_id, inner, *ends))

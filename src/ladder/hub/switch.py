@@ -23,7 +23,7 @@ from ladder.protocol.mux import StreamState
 class SpliceEnd(Endpoint):
     """One side of a splice: what arrives here leaves on `other`."""
 
-    __slots__ = ("link", "sid", "other", "opener", "accepted", "on_close", "on_failed")
+    __slots__ = ("link", "sid", "other", "opener", "accepted", "on_close", "on_failed", "carried")
 
     # The stream on `link`: splice() sets it, the far end's as soon as open_stream returns,
     # before any frame can reach this end.
@@ -36,8 +36,10 @@ class SpliceEnd(Endpoint):
         self.accepted = False
         self.on_close: Callable[[], None] | None = None
         self.on_failed: Callable[[], None] | None = None  # the far end: its route did not answer
+        self.carried = 0  # bytes that arrived here and left on `other` (what receipts are checked by)
 
     def on_data(self, data: bytes) -> None:
+        self.carried += len(data)
         self.other.link.send(self.other.sid, data)
 
     def on_window(self, increment: int, pending: int) -> None:
@@ -93,12 +95,13 @@ class SpliceEnd(Endpoint):
 
 def splice(opener: Link, opener_sid: int, opener_window: int, far: Link, payload: bytes,
            on_close: Callable[[], None], on_failed: Callable[[], None] | None = None,
-           answer_within: float | None = None) -> None:
+           answer_within: float | None = None) -> tuple[SpliceEnd, SpliceEnd]:
     """Open a stream on `far` for the opener's pending stream and join the two.
 
     Through a peer hub, `on_failed` hears that the route failed: a hub on the way
     had none, or nothing answered within `answer_within` seconds (the opener is
     refused then, so its agent tries again, and the next open goes another way).
+    Returns the opener's end and the far one.
     """
     a, b = SpliceEnd(opener, opener=True), SpliceEnd(far, opener=False)
     a.sid = opener_sid
@@ -109,3 +112,4 @@ def splice(opener: Link, opener_sid: int, opener_window: int, far: Link, payload
     b.sid = far.open_stream(payload, b, window=opener_window)
     if answer_within is not None:
         far.loop.call_later(answer_within, b.unanswered)
+    return a, b

@@ -91,7 +91,7 @@ class Channel(Endpoint):
         self.frames_in = self.frames_out = 0  # nested bytes read and written
         self.allowance: int | None = None  # nested bytes it may write in all; None: no limit
         self._initiator: Initiator | None = None
-        self._route = ""
+        self.peer = ""  # the member at the far end: the one dialled, or the opener
         self._held: list[bytes] = []  # nested bytes written before the handshake finished
         self._paused = False  # the nested link was told to stop writing: hub credit or allowance
         self._timer: asyncio.TimerHandle | None = None
@@ -102,7 +102,7 @@ class Channel(Endpoint):
     def dial(cls, link: Link, initiator: Initiator, member_id: str, label: str) -> Channel:
         """A channel to `member_id`; its stream opens with the nested link's first bytes."""
         channel = cls(link, None, opener=True, label=label)
-        channel._initiator, channel._route = initiator, member_id
+        channel._initiator, channel.peer = initiator, member_id
         return channel
 
     @classmethod
@@ -225,7 +225,7 @@ class Channel(Endpoint):
         assert self._initiator is not None  # the opener's, from dial()
         message1 = self._initiator.first_message(CHANNEL_REQUEST + first)  # targets travel encrypted
         self.id = channel_id(message1)
-        self.sid = self.link.open_stream(encode_route(self._route, message1), self, window=CHANNEL_WINDOW)
+        self.sid = self.link.open_stream(encode_route(self.peer, message1), self, window=CHANNEL_WINDOW)
         self._timer = self.link.loop.call_later(HANDSHAKE_TIMEOUT, self._broken, ErrorCode.TARGET_TIMEOUT,
                                                 f"no answer from the member within {HANDSHAKE_TIMEOUT:g} s")
 

@@ -230,7 +230,8 @@ class LedgerItem:
 
 
 def _envelope(value: Any, where: str) -> Envelope:
-    return _parse(Envelope, value, where)
+    envelope: Envelope = _parse(Envelope, value, where)
+    return envelope
 
 
 # -------------------------------------------------------------- messages
