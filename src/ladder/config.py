@@ -253,6 +253,11 @@ class MemberConfig:
     def status_path(self) -> Path:
         return self.folder / "status.json"
 
+    @property
+    def ledger_path(self) -> Path:
+        """The hub's ledger checkpoint this member verified last, and the hub's checkpoint key."""
+        return self.folder / "ledger.json"
+
     @staticmethod
     def key_path(folder: Path) -> Path:
         return folder / "member.key"

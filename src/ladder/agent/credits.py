@@ -16,17 +16,25 @@ each member whose receipts are on.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from ladder.config import MemberConfig, write_file
+from ladder.errors import UserError
 from ladder.link.channel import Channel
 from ladder.link.connection import Link
 from ladder.protocol import control
+from ladder.protocol.envelope import RecordError, b64
 from ladder.protocol.identity import member_id, public_bytes
+from ladder.protocol.ledger import Checkpoint, Entry, leaf_hash, verify_checkpoint
+from ladder.protocol.merkle import verify_consistency, verify_inclusion
 from ladder.protocol.receipts import (
     ExitGate,
     ReceiptChecker,
@@ -35,6 +43,8 @@ from ladder.protocol.receipts import (
     sign_receipt,
     verify_receipt,
 )
+
+from .command import RequestFailed, ask
 
 log = logging.getLogger(__name__)
 RECEIPT_TICK = 0.5  # seconds between looks for quiet channels to sign for
@@ -119,3 +129,128 @@ class Receipts:
         channel.allow(gate.allowance)
         if self.link is not None:
             self.link.send_control(control.Receipts((control.Envelope(**envelope),)))
+
+
+# ------------------------------------------------------ a member's view
+
+
+class LedgerMismatch(UserError):
+    """The hub's ledger does not hold for this member: a proof fails, or the log was rewritten."""
+
+
+CREDITS_PAGES_MAX = 1000  # pages of entries `verify` reads at most (16 entries each)
+
+
+async def credits_of(config: MemberConfig, verify: bool = False) -> dict[str, Any]:
+    """This member's account at its hub; with `verify`, its entries checked against the signed log.
+
+    Verifying checks the checkpoint's signature and that its key is the one
+    seen first (kept in ledger.json), that the log only grew since the
+    checkpoint seen last (a consistency proof), and that each of this
+    member's entries is in it (an inclusion proof) and carries a receipt
+    signed by its payer. The checkpoint then becomes the one seen last.
+    """
+    saved = _load_seen(config.ledger_path)
+    since = saved["size"] if verify and saved else 0
+    answer = await _ask_credits(config, control.CreditsRequest(since=since))
+    try:
+        checkpoint = verify_checkpoint({"record": answer.checkpoint.record,
+                                        "signature": answer.checkpoint.signature,
+                                        "pubkey": answer.checkpoint.pubkey})
+    except RecordError as exc:
+        raise LedgerMismatch(f"the hub's checkpoint does not verify: {exc}") from None
+    report: dict[str, Any] = {
+        "balance": answer.balance, "earned": answer.earned, "spent": answer.spent,
+        "month_earned": answer.month_earned, "month_spent": answer.month_spent, "limit": answer.limit,
+        "entries": answer.total, "log_size": checkpoint.size, "checkpoint_time": checkpoint.time}
+    items = list(answer.entries)
+    if not verify:
+        report["recent"] = _entries([Entry.from_data(i.data.encode()) for i in items], config.id)
+        return report
+    if saved:
+        if b64(checkpoint.pubkey) != saved["key"]:
+            raise LedgerMismatch("the hub signs its checkpoints with another key than the one seen first")
+        old_root = bytes.fromhex(saved["root"])
+        if checkpoint.size < saved["size"] or not verify_consistency(
+                saved["size"], checkpoint.size, old_root, checkpoint.root,
+                [bytes.fromhex(h) for h in answer.consistency]):
+            raise LedgerMismatch(f"the hub's log of {checkpoint.size} entries is not an extension of the "
+                                 f"{saved['size']} it showed before: it rewrote or forked its history")
+    start = len(items)
+    for _ in range(CREDITS_PAGES_MAX):
+        if start >= answer.total:
+            break
+        page = await _ask_credits(config, control.CreditsRequest(at=checkpoint.size, start=start))
+        if not page.entries:
+            break
+        items.extend(page.entries)
+        start += len(page.entries)
+    entries = [_checked(item, checkpoint, config.id) for item in items]
+    if len(entries) < answer.total:
+        raise LedgerMismatch(f"the hub showed {len(entries)} of this member's {answer.total} entries")
+    _save_seen(config.ledger_path, checkpoint)
+    report["verified"] = len(entries)
+    report["recent"] = _entries(entries[-PAGE_SHOWN:], config.id)
+    report["involved"] = _involved(entries, config.id)
+    return report
+
+
+PAGE_SHOWN = 16
+
+
+def _checked(item: control.LedgerItem, checkpoint: Checkpoint, me: str) -> Entry:
+    data = item.data.encode()
+    try:
+        entry = Entry.from_data(data)
+        receipt = verify_receipt(entry.receipt)
+    except (ValueError, TypeError, ReceiptRefused) as exc:
+        raise LedgerMismatch(f"entry {item.index} does not hold: {exc}") from None
+    if entry.index != item.index or not verify_inclusion(
+            leaf_hash(data), item.index, checkpoint.size, [bytes.fromhex(h) for h in item.proof],
+            checkpoint.root):
+        raise LedgerMismatch(f"entry {item.index} is not in the log the hub signed")
+    if me not in (entry.payer.partition("@")[0], entry.payee.partition("@")[0]):
+        raise LedgerMismatch(f"entry {item.index} is not this member's")
+    if entry.channel != receipt.channel or entry.seq != receipt.seq:
+        raise LedgerMismatch(f"entry {item.index} does not match the receipt it carries")
+    return entry
+
+
+def _entries(entries: list[Entry], me: str) -> list[dict[str, Any]]:
+    return [{"index": e.index, "time": e.time, "kind": e.kind,
+             "amount": -e.amount if e.payer.partition("@")[0] == me else e.amount,
+             "with": e.payee if e.payer.partition("@")[0] == me else e.payer, "carried": e.carried}
+            for e in entries]
+
+
+def _involved(entries: list[Entry], me: str) -> dict[str, dict[str, int]]:
+    """Per exit or member dealt with: credits earned from it and spent on it."""
+    involved: dict[str, dict[str, int]] = {}
+    for e in entries:
+        paid = e.payer.partition("@")[0] == me
+        other = involved.setdefault(e.payee if paid else e.payer, {"earned": 0, "spent": 0})
+        other["spent" if paid else "earned"] += e.amount
+    return involved
+
+
+async def _ask_credits(config: MemberConfig, request: control.CreditsRequest) -> control.Credits:
+    answer = await ask(config, request)
+    if not isinstance(answer, control.Credits):
+        raise RequestFailed(f"the hub answered {type(answer).__name__} instead of credits "
+                            "(a hub too old for credits?)")
+    return answer
+
+
+def _load_seen(path: Path) -> dict[str, Any] | None:
+    try:
+        saved = json.loads(path.read_text())
+        if isinstance(saved, dict) and {"key", "size", "root"} <= saved.keys():
+            return saved
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _save_seen(path: Path, checkpoint: Checkpoint) -> None:
+    write_file(path, json.dumps({"key": b64(checkpoint.pubkey), "size": checkpoint.size,
+                                 "root": checkpoint.root.hex(), "time": checkpoint.time}).encode())
