@@ -5,7 +5,7 @@ import threading
 import psycopg
 import pytest
 
-from ladder.store import hubdb
+from ladder.store import engines, hubdb
 from ladder.store.engines import Postgres, redacted
 from ladder.store.hubdb import SCHEMA_VERSION, HubStore, StoreError
 
@@ -23,7 +23,8 @@ def test_the_schema_is_made_in_the_url_s_schema_with_its_version(url):
         assert db.execute("SELECT schema_version FROM ladder_meta").fetchone()[0] == SCHEMA_VERSION
         tables = {row[0] for row in db.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")}
-    assert tables == {"ladder_meta", "invites", "members", "devices", "peers"}
+    assert tables == {"ladder_meta", "invites", "members", "devices", "peers", "ledger", "ledger_accounts",
+                      "ledger_checkpoints"}
 
 
 def test_refuses_newer_schema(url):
@@ -145,3 +146,21 @@ def test_processes_opening_a_new_database_at_once_make_its_schema_once(url):
     for t in threads:
         t.join(timeout=30)
     assert outcomes == ["ok"] * 4
+
+
+def test_a_write_that_times_out_waiting_for_another_s_lock_leaves_the_store_usable(url):
+    with HubStore(url) as s, psycopg.connect(url) as other:
+        s._db._db.execute("SET lock_timeout = '100ms'")
+        other.execute("UPDATE ladder_meta SET writes = writes")  # holds the writers' lock, uncommitted
+        with pytest.raises(StoreError, match="lock timeout"):
+            s.create_invite("alice", now=T0)
+        other.rollback()
+        s.create_invite("bob", now=T0)
+        assert [i.name for i in s.invites(now=T0)] == ["bob"]
+
+
+def test_connections_carry_a_statement_timeout_and_keepalives(url):
+    with HubStore(url) as s:
+        db = s._db._db
+        assert db.execute("SHOW statement_timeout").fetchone()[0] == f"{int(engines.STATEMENT_S)}s"
+        assert db.info.get_parameters()["keepalives"] == "1"

@@ -29,6 +29,13 @@ if TYPE_CHECKING:
 DEVICE_KEY_LEN = 32  # as config.py's device.key
 WAIT_S = 10.0  # how long a writer waits for another's transaction before it gives up
 URL_SCHEMES = ("postgresql://", "postgres://")
+# PostgreSQL's cap on one statement, lock waits included, so it stays above WAIT_S: a writer queues its
+# full wait, and a statement stuck on anything else is cancelled instead of holding the store's lock.
+STATEMENT_S = WAIT_S + 5.0
+# TCP keepalives (libpq's parameters): a server that vanished without a word (a cut path, a powered-off
+# host) is noticed in about a minute, not after the kernel's two hours.
+_PG_KEEPALIVES: dict[str, Any] = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+                                  "keepalives_count": 3}
 
 
 class EngineError(LadderError):
@@ -206,13 +213,17 @@ class Postgres:
 
     def _connect(self) -> psycopg.Connection[tuple[Any, ...]]:
         import psycopg
+        from psycopg.conninfo import conninfo_to_dict
 
         try:
-            db = psycopg.connect(self._url, autocommit=True, connect_timeout=int(WAIT_S))
+            given = conninfo_to_dict(self._url)  # the URL's own keepalive settings win
+            keepalives = {k: v for k, v in _PG_KEEPALIVES.items() if k not in given}
+            db = psycopg.connect(self._url, autocommit=True, connect_timeout=int(WAIT_S), **keepalives)
         except psycopg.Error as exc:
             raise EngineError(f"cannot connect to {self.where}: {_one_line(exc)}") from None
         try:
             db.execute(f"SET lock_timeout = '{int(WAIT_S * 1000)}ms'")
+            db.execute(f"SET statement_timeout = '{int(STATEMENT_S * 1000)}ms'")
             db.execute("SET client_min_messages = WARNING")  # no NOTICEs for IF NOT EXISTS
         except psycopg.Error as exc:
             db.close()
@@ -238,7 +249,13 @@ class Postgres:
     def begin_write(self) -> None:
         self.execute("BEGIN")
         self._in_transaction = True
-        self.execute("UPDATE ladder_meta SET writes = writes + 1")
+        try:
+            self.execute("UPDATE ladder_meta SET writes = writes + 1")
+        except BaseException:
+            # A lock or statement timeout here aborts the transaction: left open, it would fail every
+            # later statement on this connection.
+            self.rollback()
+            raise
 
     def commit(self) -> None:
         try:
