@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ladder.protocol import control
 from ladder.errors import LadderError
+from ladder.protocol import control
 from ladder.protocol.ledger import Entry, sign_checkpoint, verify_checkpoint
 from ladder.protocol.merkle import MerkleTree
 from ladder.protocol.receipts import Receipt, ReceiptChecker, ReceiptRefused, channel_id, verify_receipt
@@ -68,7 +68,7 @@ def _envelope(message: control.Envelope | control.SettledEntry) -> dict[str, str
 
 
 class Credits:
-    def __init__(self, store: HubStore, key: Ed25519PrivateKey, hub_id: str, limit: int,
+    def __init__(self, store: HubStore, key: Ed25519PrivateKey, hub_id: str, limit: int | None,
                  clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time):
         self.store = store
         self.key = key
@@ -77,8 +77,8 @@ class Credits:
         self.clock, self.wall = clock, wall
         self.relayed: dict[str, Relayed] = {}  # channel id → its record
         self.refused = 0
-        self.tree = MerkleTree(store.ledger_leaves())
-        latest = store.latest_checkpoint()
+        self.tree = MerkleTree(store.ledger_leaves(hub_id))
+        latest = store.latest_checkpoint(hub_id)
         self._checkpointed = len(self.tree) if latest is not None else -1
         self._last_checkpoint = self._last_told = -CHECKPOINT_EVERY
         self._told: dict[str, tuple] = {}  # port id → what it last heard (balance, or standing)
@@ -128,7 +128,8 @@ class Credits:
                 if not relayed.payer:
                     self._send(relayed.splice.source, control.Receipts((item,), hub=message.hub))
                     continue
-                entry = self._record("debit", relayed.payer, f"{receipt.exit}@{message.hub}", receipt, relayed)
+                payee = f"{receipt.exit}@{message.hub}"
+                entry = self._record("debit", relayed.payer, payee, receipt, relayed)
                 if entry is not None:
                     self._send(port, control.Settled((control.SettledEntry(**_envelope(item),
                                                                             amount=entry.amount),)))
@@ -139,15 +140,14 @@ class Credits:
             except ReceiptRefused:
                 self.refused += 1
                 continue
-            relayed = self.relayed.get(receipt.channel)
-            if relayed is None or relayed.splice.source is not port:
+            on = self.relayed.get(receipt.channel)
+            if on is None or on.splice.source is not port:
                 self.refused += 1
-                continue
-            if relayed.local_exit:
-                self._record("credit", f"{receipt.payer}@{receipt.hub}", receipt.exit, receipt, relayed,
+            elif on.local_exit:
+                self._record("credit", f"{receipt.payer}@{receipt.hub}", receipt.exit, receipt, on,
                              amount=settled.amount)
             else:
-                self._send(relayed.splice.target, control.Settled((settled,)))
+                self._send(on.splice.target, control.Settled((settled,)))
 
     def _check(self, item: control.Envelope, port: Port) -> tuple[Receipt, Relayed] | None:
         """The receipt, if it holds for a channel this hub spliced towards `port`."""
@@ -170,10 +170,9 @@ class Credits:
         if carried <= 0:
             return None  # pings, padding: nothing the payer wanted
         try:
-            entry = self.store.ledger_append(kind, payer, payee, carried, receipt.channel, receipt.seq,
-                                             receipt.envelope, int(self.wall()),
-                                             None if kind == "credit" else self.limit,
-                                             amount=None if amount is None else min(amount, carried))
+            entry = self.store.ledger_append(self.id, kind, payer, payee, carried, receipt.channel,
+                                             receipt.seq, receipt.envelope, int(self.wall()), self.limit,
+                                             amount)
         except StoreError as exc:
             log.warning("cannot record a receipt: %s", exc)
             return None
@@ -189,8 +188,9 @@ class Credits:
     def tick(self, ports: list[MemberPort]) -> None:
         """Every second or so: forget long-closed channels, sign a checkpoint, tell members and exits."""
         now = self.clock()
-        for cid in [c for c, r in self.relayed.items() if r.closed_at is not None and now - r.closed_at > GRACE]:
-            del self.relayed[cid]
+        for cid, relayed in list(self.relayed.items()):
+            if relayed.closed_at is not None and now - relayed.closed_at > GRACE:
+                del self.relayed[cid]
         if now - self._last_checkpoint >= CHECKPOINT_EVERY:
             self._last_checkpoint = now
             self.checkpoint()
@@ -203,14 +203,14 @@ class Credits:
         self._sync()
         if len(self.tree) != self._checkpointed:
             envelope = sign_checkpoint(self.key, len(self.tree), self.tree.root(), int(self.wall()))
-            self.store.add_checkpoint(len(self.tree), int(self.wall()), envelope)
+            self.store.add_checkpoint(self.id, len(self.tree), int(self.wall()), envelope)
             self._checkpointed = len(self.tree)
             return envelope
-        return self.store.latest_checkpoint()
+        return self.store.latest_checkpoint(self.id)
 
     def _sync(self) -> None:
         """The tree catches up with the store (other hub processes on one database append too)."""
-        for leaf in self.store.ledger_leaves(len(self.tree)):
+        for leaf in self.store.ledger_leaves(self.id, len(self.tree)):
             self.tree.append(leaf)
 
     def _tell(self, ports: list[MemberPort]) -> None:
@@ -219,17 +219,17 @@ class Credits:
             if relayed.closed_at is None and relayed.payer and relayed.local_exit:
                 using.setdefault(relayed.splice.target_id, set()).add(relayed.payer)
         for port in ports:
-            account = self.store.account(port.id)
+            account = self.store.account(self.id, port.id)
             balance = control.Balance(account.balance, account.earned, account.spent, account.month_earned,
-                                      account.month_spent, self.limit)
-            members = tuple(control.StandingEntry(a, self.store.account(a).balance)
+                                      account.month_spent, self.limit or 0)
+            members = tuple(control.StandingEntry(a, self.store.account(self.id, a).balance)
                             for a in sorted(using.get(port.id, ())))
             said = (balance, members)
             if self._told.get(port.id) != said:
                 self._told[port.id] = said
                 port.link.send_control(balance)
                 if members:
-                    port.link.send_control(control.Standing(self.limit, members))
+                    port.link.send_control(control.Standing(self.limit or 0, members))
 
     # ---------------------------------------------------------- members
 
@@ -238,21 +238,22 @@ class Credits:
         envelope = self._checkpoint_of(request.at) if request.at else self.checkpoint()
         assert envelope is not None  # checkpoint() signs one of the log as it is, empty or not
         size = request.at or len(self.tree)
-        consistency = ()
+        consistency: tuple[str, ...] = ()
         if 0 < request.since <= size:
             consistency = tuple(h.hex() for h in self.tree.consistency_proof(request.since, size))
-        entries = [e for e in self.store.ledger_entries_of(member.id, limit=100_000) if e.index < size]
+        entries = [e for e in self.store.ledger_entries_of(self.id, member.id, limit=100_000)
+                   if e.index < size]
         page = entries[request.start:request.start + PAGE]
         items = tuple(control.LedgerItem(e.index, e.data().decode(),
                                          tuple(h.hex() for h in self.tree.inclusion_proof(e.index, size)))
                       for e in page)
-        account: Account = self.store.account(member.id)
+        account: Account = self.store.account(self.id, member.id)
         return control.Credits(account.balance, account.earned, account.spent, account.month_earned,
-                               account.month_spent, self.limit, control.Envelope(**envelope), consistency,
-                               len(entries), request.start, items)
+                               account.month_spent, self.limit or 0, control.Envelope(**envelope),
+                               consistency, len(entries), request.start, items)
 
     def _checkpoint_of(self, size: int) -> dict[str, str]:
-        for envelope in self.store.checkpoints():
+        for envelope in self.store.checkpoints(self.id):
             if verify_checkpoint(envelope).size == size:
                 return envelope
         raise LadderError(f"this hub signed no checkpoint of size {size}")

@@ -466,7 +466,7 @@ class Standing:
     """To an exit: the balances of the members using it, and the hub's credit limit (priority)."""
 
     TYPE: ClassVar[str] = "standing"
-    limit: int = _spec(_amount)
+    limit: int = _spec(_amount)  # the hub's credit limit (0: none)
     members: tuple[StandingEntry, ...] = _spec(_items(StandingEntry))
 
 
@@ -480,7 +480,7 @@ class Balance:
     spent: int = _spec(_amount)
     month_earned: int = _spec(_amount)
     month_spent: int = _spec(_amount)
-    limit: int = _spec(_amount)
+    limit: int = _spec(_amount)  # the hub's credit limit (0: none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -504,7 +504,7 @@ class Credits:
     spent: int = _spec(_amount)
     month_earned: int = _spec(_amount)
     month_spent: int = _spec(_amount)
-    limit: int = _spec(_amount)
+    limit: int = _spec(_amount)  # the hub's credit limit (0: none)
     checkpoint: Envelope = _spec(_envelope)  # noqa: RUF009 (an immutable dataclass)
     consistency: tuple[str, ...] = _spec(_hashes, default=())
     total: int = _spec(_amount, default=0)  # the member's entries, of which `entries` is a page

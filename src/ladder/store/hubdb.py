@@ -894,13 +894,15 @@ class HubStore:
     # -- ledger ----------------------------------------------------------------
 
     def ledger_append(self, local: str, kind: str, payer: str, payee: str, carried: int, channel: str,
-                      seq: int, receipt: dict[str, str], time: int, limit: int | None) -> Entry | None:
+                      seq: int, receipt: dict[str, str], time: int, limit: int | None,
+                      amount: int | None = None) -> Entry | None:
         """Record that the exit of `payee` carried `carried` bytes for `payer` (receipt `seq` of `channel`
         says so), as the next entry of hub `local`'s ledger; the Entry, or None if that receipt is
         already recorded (nothing is written then).
 
         A local payer (kinds "transfer" and "debit") with a `limit` pays at most what keeps its balance
-        above minus the limit; "credit" is paid in full: the payer's own hub applied its limit.
+        above minus the limit; "credit" moves `amount`, what the payer's own hub debited (its limit
+        applied there), at most `carried`.
         """
         if kind not in KINDS:
             raise StoreError(f"a ledger entry is one of {', '.join(KINDS)}, not {kind!r}")
@@ -911,9 +913,12 @@ class HubStore:
             if db.execute("SELECT 1 FROM ledger WHERE local = ? AND channel = ? AND kind = ? AND seq = ?",
                           (local, channel, kind, seq)).fetchone():
                 return None
-            amount = carried
-            if limit is not None and kind != "credit":
+            if amount is not None:
+                amount = max(0, min(amount, carried))
+            elif limit is not None and kind != "credit":
                 amount = min(carried, max(0, self._balance(db, local, payer) + limit))
+            else:
+                amount = carried
             (index,) = db.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM ledger WHERE local = ?",
                                   (local,)).fetchone()
             entry = Entry(index, time, kind, payer, payee, amount, carried, channel, seq, receipt)
