@@ -882,6 +882,61 @@ def _alive(pid) -> bool:
     return True
 
 
+# -------------------------------------------------------------- credits
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--dir", "folder", metavar="FOLDER", help=DIR_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def credits(ctx, folder, as_json) -> None:
+    """Your credits at the hub: balance, earned, spent, this month, your latest entries.
+
+    \b
+    Examples:
+      ladder credits --dir ~/ladder
+      ladder credits verify --dir ~/ladder
+
+    A byte an exit carries for you moves one credit from you to its owner,
+    on a receipt your agent signed; sharing earns them back. See docs/CREDITS.md.
+    """
+    if ctx.invoked_subcommand is None:
+        _print_credits(folder, as_json, verify=False)
+
+
+@credits.command("verify")
+@click.option("--dir", "folder", metavar="FOLDER", help=DIR_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def credits_verify(folder, as_json) -> None:
+    """Check your entries against the hub's signed log, and that the log only grew since you last looked.
+
+    Exit 0 if everything holds; 1 with the first thing that does not (a hub
+    that rewrote or forked its history is caught here).
+    """
+    _print_credits(folder, as_json, verify=True)
+
+
+def _print_credits(folder, as_json: bool, verify: bool) -> None:
+    from ladder.agent.credits import credits_of
+
+    config = MemberConfig.load(member_folder(folder))
+    report = runtime.run_async(credits_of(config, verify))
+    if as_json:
+        click.echo(json.dumps(report, indent=1))
+        return
+    mb = 1e6
+    limit = f", limit {-report['limit'] / mb:,.0f} MB" if report["limit"] else ""
+    click.echo(f"balance: {report['balance'] / mb:+,.1f} MB{limit}")
+    click.echo(f"earned:  {report['earned'] / mb:,.1f} MB ({report['month_earned'] / mb:,.1f} this month)")
+    click.echo(f"spent:   {report['spent'] / mb:,.1f} MB ({report['month_spent'] / mb:,.1f} this month)")
+    for other, totals in sorted(report.get("involved", {}).items()):
+        click.echo(f"  {other:<40} earned {totals['earned'] / mb:10,.1f} MB  "
+                   f"spent {totals['spent'] / mb:10,.1f} MB")
+    if verify:
+        click.echo(f"verified: {report['verified']} entries in the hub's log of {report['log_size']}, "
+                   "consistent with the log seen last")
+
+
 # -------------------------------------------------------------- devices
 
 
