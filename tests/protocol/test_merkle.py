@@ -120,6 +120,7 @@ def test_a_changed_inclusion_proof_or_claim_is_refused(n: int):
         assert not verify_inclusion(LEAVES[m], m, n, nodes, bytes(32))
         if n > 1:
             assert not verify_inclusion(LEAVES[m], (m + 1) % n, n, nodes, root)  # another index
+        assert not verify_inclusion(LEAVES[m], m, 2 * n, nodes, root)  # too short for the size it claims
         for bad in tampered(nodes):
             assert not verify_inclusion(LEAVES[m], m, n, bad, root), (m, n)
     assert not verify_inclusion(LEAVES[0], n, n, [], root)  # no leaf n in a tree of n
@@ -150,6 +151,7 @@ def test_a_changed_consistency_proof_or_claim_is_refused(n: int):
         assert not verify_consistency(m, n, old_root, mth(0, n - 1), nodes)  # a forked new tree
         assert not verify_consistency(m, n, old_root, bytes(32), nodes)
         assert not verify_consistency(n, m, root, old_root, nodes)  # the sizes the other way round
+        assert not verify_consistency(m, 2 * n, old_root, root, nodes)  # too short for the size it claims
         assert not verify_consistency(m, n, old_root, root, [])
         for bad in tampered(nodes):
             assert not verify_consistency(m, n, old_root, root, bad), (m, n)
