@@ -1,4 +1,4 @@
-"""The hub's membership store: members, invites, devices and peer hubs, in SQLite or PostgreSQL.
+"""The hub's store: members, invites, devices, peer hubs and the ledger, in SQLite or PostgreSQL.
 
 Theory of operation
 -------------------
@@ -40,6 +40,14 @@ HMACs under that key are stored:
 one of the password's 56 hex digits, which the doorway presents, and one of
 the token, for the subscription URL.  A device whose owner was removed, or
 that was revoked or expired, is unknown to both lookups.
+
+The ledger (protocol/ledger.py says what an entry is) is append-only: each
+entry gets the next index of its hub's log in the write transaction that
+stores it, together with its leaf hash and the change to both accounts'
+totals, so the totals always are the sum of the entries and a crash never
+leaves a hole in the indices.  A payer's credit limit is applied there too,
+against its balance at that moment.  Checkpoints are kept as the hub signed
+them.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import os
 import re
 import secrets
@@ -62,12 +71,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ladder.errors import UserError
 from ladder.protocol.identity import member_id as id_of_key
 from ladder.protocol.identity import public_bytes
+from ladder.protocol.ledger import KINDS, Entry, leaf_hash
 from ladder.protocol.noise import generate_keypair
 from ladder.store import engines
 from ladder.store.engines import Engine, EngineError
 
 DB_FILENAME = "hub.db"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 DEVICE_TOKEN_LEN = 32
 PUBKEY_LEN = 32
 TOKEN_LEN = 16
@@ -148,6 +158,54 @@ CREATE UNIQUE INDEX peers_active_name ON peers (local, name) WHERE removed_at IS
 CREATE UNIQUE INDEX peers_active_hub ON peers (local, hub_id) WHERE removed_at IS NULL;
 """
 PEER_INVITE_LIFETIME = 7 * 86400.0  # seconds a peer invite may wait to be redeemed
+
+# Version 4: the ledger (protocol/ledger.py), per local hub like peers.  `data` is the entry's leaf data
+# and `leaf` its RFC 9162 leaf hash, kept so that proofs need no rehashing; (channel, kind, seq) is
+# unique so that a receipt moves credits once, across restarts too.  ledger_accounts holds each
+# account's totals, changed in the transaction of each entry: balance = earned - spent.
+_SCHEMA_V4 = """
+CREATE TABLE ledger (
+    local   TEXT NOT NULL,
+    idx     INTEGER NOT NULL CHECK (idx >= 0),
+    time    INTEGER NOT NULL,
+    kind    TEXT NOT NULL CHECK (kind IN ('transfer', 'debit', 'credit')),
+    payer   TEXT NOT NULL,
+    payee   TEXT NOT NULL,
+    amount  INTEGER NOT NULL CHECK (amount >= 0),
+    carried INTEGER NOT NULL CHECK (carried >= amount),
+    channel TEXT NOT NULL,
+    seq     INTEGER NOT NULL,
+    data    BLOB NOT NULL,
+    leaf    BLOB NOT NULL CHECK (length(leaf) = 32),
+    PRIMARY KEY (local, idx),
+    UNIQUE (local, channel, kind, seq)
+);
+CREATE INDEX ledger_by_payer ON ledger (local, payer);
+CREATE INDEX ledger_by_payee ON ledger (local, payee);
+
+CREATE TABLE ledger_accounts (
+    local        TEXT NOT NULL,
+    account      TEXT NOT NULL,
+    earned       INTEGER NOT NULL DEFAULT 0,
+    spent        INTEGER NOT NULL DEFAULT 0,
+    month        TEXT NOT NULL,
+    month_earned INTEGER NOT NULL DEFAULT 0,
+    month_spent  INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (local, account)
+);
+
+CREATE TABLE ledger_checkpoints (
+    local    TEXT NOT NULL,
+    size     INTEGER NOT NULL CHECK (size >= 0),
+    time     INTEGER NOT NULL,
+    envelope TEXT NOT NULL,
+    PRIMARY KEY (local, size)
+);
+"""
+LEDGER_ROWS_BATCH = 1000  # rows ledger_rows reads at a time
+# The size is the next index (indices have no holes); MAX reads the primary key's index, where COUNT would
+# read every row on PostgreSQL.
+_LEDGER_SIZE = "SELECT COALESCE(MAX(idx) + 1, 0) FROM ledger WHERE local = ?"
 
 
 class StoreError(UserError):
@@ -258,6 +316,18 @@ class Peer:
 _PEER_COLUMNS = "name, hub_id, pubkey, address, fingerprint, created, expires_at"
 
 
+@dataclass(frozen=True, slots=True)
+class Account:
+    """One account's credits at a hub: a local member's id, or another hub's member as "id@hub"."""
+
+    account: str
+    balance: int  # earned - spent; below zero down to minus the credit limit
+    earned: int
+    spent: int
+    month_earned: int  # in this UTC month
+    month_spent: int
+
+
 def _peer(row: tuple[Any, ...]) -> Peer:
     name, hub_id, pubkey, address, fingerprint, created, expires_at = row
     return Peer(name, hub_id, None if pubkey is None else bytes(pubkey), address, fingerprint, created,
@@ -321,6 +391,11 @@ def utc_day(now: float) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(now))
 
 
+def utc_month(now: float) -> str:
+    """The month accounts' monthly totals are of (UTC, YYYY-MM)."""
+    return time.strftime("%Y-%m", time.gmtime(now))
+
+
 def _token_hash(token: bytes) -> bytes:
     return hashlib.sha256(token).digest()
 
@@ -341,7 +416,7 @@ def _now(now: float | None) -> float:
 
 
 class HubStore:
-    """Members, invites, devices and peer hubs of one hub (or of several hub processes sharing it).
+    """Members, invites, devices, peer hubs and ledger of one hub (or of several hub processes sharing it).
 
     `target` is a ``postgresql://`` URL, a database file, or the hub's
     folder (then ``hub.db`` in it); a new SQLite file is created with mode
@@ -383,7 +458,7 @@ class HubStore:
             if version > SCHEMA_VERSION:
                 raise StoreError(f"it has schema version {version}; this Ladder knows up to "
                                  f"{SCHEMA_VERSION} (upgrade Ladder)")
-            steps = [(1, _SCHEMA_V1), (2, _SCHEMA_V2), (3, _SCHEMA_V3)]
+            steps = [(1, _SCHEMA_V1), (2, _SCHEMA_V2), (3, _SCHEMA_V3), (4, _SCHEMA_V4)]
             for step, schema in steps:
                 if version < step:
                     for statement in schema.split(";"):
@@ -818,3 +893,142 @@ class HubStore:
                 db.execute("UPDATE peers SET removed_at = ? WHERE local = ? AND hub_id = ?"
                            " AND removed_at IS NULL", (_now(now), local, hub_id))
         return None if row is None else _peer(row)
+
+    # -- ledger ----------------------------------------------------------------
+
+    def ledger_append(self, local: str, kind: str, payer: str, payee: str, carried: int, channel: str,
+                      seq: int, receipt: dict[str, str], time: int, limit: int | None) -> Entry | None:
+        """Record that the exit of `payee` carried `carried` bytes for `payer` (receipt `seq` of `channel`
+        says so), as the next entry of hub `local`'s ledger; the Entry, or None if that receipt is
+        already recorded (nothing is written then).
+
+        A local payer (kinds "transfer" and "debit") with a `limit` pays at most what keeps its balance
+        above minus the limit; "credit" is paid in full: the payer's own hub applied its limit.
+        """
+        if kind not in KINDS:
+            raise StoreError(f"a ledger entry is one of {', '.join(KINDS)}, not {kind!r}")
+        if carried < 0 or seq < 1:
+            raise StoreError(f"a ledger entry carries 0 bytes or more from receipt 1 on, not {carried} "
+                             f"from receipt {seq}")
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM ledger WHERE local = ? AND channel = ? AND kind = ? AND seq = ?",
+                          (local, channel, kind, seq)).fetchone():
+                return None
+            amount = carried
+            if limit is not None and kind != "credit":
+                amount = min(carried, max(0, self._balance(db, local, payer) + limit))
+            index = int(db.execute(_LEDGER_SIZE, (local,)).fetchone()[0])
+            entry = Entry(index, time, kind, payer, payee, amount, carried, channel, seq, receipt)
+            data = entry.data()
+            db.execute("INSERT INTO ledger (local, idx, time, kind, payer, payee, amount, carried, channel,"
+                       " seq, data, leaf) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (local, index, time, kind, payer, payee, amount, carried, channel, seq, data,
+                        leaf_hash(data)))
+            month = utc_month(time)
+            self._add_to_account(db, local, payer, month, spent=amount)
+            self._add_to_account(db, local, payee, month, earned=amount)
+        return entry
+
+    @staticmethod
+    def _balance(db: Engine, local: str, account: str) -> int:
+        row = db.execute("SELECT earned - spent FROM ledger_accounts WHERE local = ? AND account = ?",
+                         (local, account)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    @staticmethod
+    def _add_to_account(db: Engine, local: str, account: str, month: str, earned: int = 0,
+                        spent: int = 0) -> None:
+        """Add to an account's totals; a later month than the stored one starts the monthly totals anew
+        (an entry of an earlier month, the clock set back, counts in the stored one)."""
+        db.execute(
+            "INSERT INTO ledger_accounts (local, account, earned, spent, month, month_earned, month_spent)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (local, account) DO UPDATE SET"
+            " earned = ledger_accounts.earned + excluded.earned,"
+            " spent = ledger_accounts.spent + excluded.spent,"
+            " month_earned = excluded.month_earned + CASE WHEN excluded.month > ledger_accounts.month"
+            "  THEN 0 ELSE ledger_accounts.month_earned END,"
+            " month_spent = excluded.month_spent + CASE WHEN excluded.month > ledger_accounts.month"
+            "  THEN 0 ELSE ledger_accounts.month_spent END,"
+            " month = CASE WHEN excluded.month > ledger_accounts.month"
+            "  THEN excluded.month ELSE ledger_accounts.month END",
+            (local, account, earned, spent, month, earned, spent))
+
+    def ledger_size(self, local: str) -> int:
+        """How many entries hub `local`'s ledger holds (its indices are 0 to size - 1)."""
+        return int(self._read(_LEDGER_SIZE, (local,))[0][0])
+
+    def ledger_rows(self, local: str, start: int = 0, stop: int | None = None
+                    ) -> Iterator[tuple[int, bytes, bytes]]:
+        """(index, leaf data, leaf hash) of entries `start` to `stop` (default: the size when asked), in
+        order, read LEDGER_ROWS_BATCH at a time so that a long ledger is never in memory at once."""
+        stop = self.ledger_size(local) if stop is None else stop
+        while start < stop:
+            rows = self._read("SELECT idx, data, leaf FROM ledger WHERE local = ? AND idx >= ? AND idx < ?"
+                              " ORDER BY idx LIMIT ?", (local, start, stop, LEDGER_ROWS_BATCH))
+            if not rows:
+                return
+            for index, data, leaf in rows:
+                yield int(index), bytes(data), bytes(leaf)
+            start = int(rows[-1][0]) + 1
+
+    def ledger_leaves(self, local: str, start: int = 0) -> list[bytes]:
+        """The leaf hashes of entries `start` on, in order (what a Merkle tree is built from)."""
+        return [bytes(leaf) for (leaf,) in self._read(
+            "SELECT leaf FROM ledger WHERE local = ? AND idx >= ? ORDER BY idx", (local, start))]
+
+    def ledger_entries_of(self, local: str, account: str, limit: int = 500) -> list[Entry]:
+        """The latest `limit` entries `account` paid or earned in, oldest first. A member id matches the
+        member as a local account and as another hub's ("id@hub")."""
+        prefix = account + "@"
+        rows = self._read(
+            "SELECT data FROM ledger WHERE local = ? AND (payer = ? OR payee = ?"
+            " OR substr(payer, 1, ?) = ? OR substr(payee, 1, ?) = ?) ORDER BY idx DESC LIMIT ?",
+            (local, account, account, len(prefix), prefix, len(prefix), prefix, limit))
+        return [Entry.from_data(bytes(data)) for (data,) in reversed(rows)]
+
+    def account(self, local: str, account: str, now: float | None = None) -> Account:
+        """`account`'s credits at hub `local` (all zero for an account that never paid nor earned)."""
+        found = self._accounts(local, "account = ?", (account,), now)
+        return found[0] if found else Account(account, 0, 0, 0, 0, 0)
+
+    def accounts(self, local: str, now: float | None = None) -> list[Account]:
+        """Every account that paid or earned at hub `local`, richest first."""
+        return self._accounts(local, "1 = 1", (), now)
+
+    def _accounts(self, local: str, where: str, args: tuple, now: float | None) -> list[Account]:
+        month = utc_month(_now(now))
+        rows = self._read(
+            "SELECT account, earned, spent, month, month_earned, month_spent"
+            f" FROM ledger_accounts WHERE local = ? AND {where} ORDER BY earned - spent DESC, account",
+            (local, *args))
+        found = []
+        for account, earned, spent, stored, month_earned, month_spent in rows:
+            # Totals of a month gone by are this month's zero.
+            this_month = (month_earned, month_spent) if stored == month else (0, 0)
+            found.append(Account(account, earned - spent, earned, spent, *this_month))
+        return found
+
+    def add_checkpoint(self, local: str, size: int, time: int, envelope: dict[str, str]) -> bool:
+        """Keep hub `local`'s signed checkpoint of its first `size` entries; False (nothing changed) if one
+        of that size is kept already. StoreError for a size past the ledger's end."""
+        with self._write() as db:
+            entries = int(db.execute(_LEDGER_SIZE, (local,)).fetchone()[0])
+            if not 0 <= size <= entries:
+                raise StoreError(f"a checkpoint of {size} entries, but the ledger holds {entries}")
+            if db.execute("SELECT 1 FROM ledger_checkpoints WHERE local = ? AND size = ?",
+                          (local, size)).fetchone():
+                return False
+            db.execute("INSERT INTO ledger_checkpoints (local, size, time, envelope) VALUES (?, ?, ?, ?)",
+                       (local, size, time, json.dumps(envelope, sort_keys=True)))
+        return True
+
+    def checkpoints(self, local: str) -> list[dict[str, str]]:
+        """Hub `local`'s checkpoint envelopes, by size."""
+        return [json.loads(envelope) for (envelope,) in self._read(
+            "SELECT envelope FROM ledger_checkpoints WHERE local = ? ORDER BY size", (local,))]
+
+    def latest_checkpoint(self, local: str) -> dict[str, str] | None:
+        """The checkpoint of the most entries, or None before the first."""
+        rows = self._read("SELECT envelope FROM ledger_checkpoints WHERE local = ?"
+                          " ORDER BY size DESC LIMIT 1", (local,))
+        return json.loads(rows[0][0]) if rows else None
