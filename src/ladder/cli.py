@@ -29,6 +29,7 @@ from ladder.config import (
     hub_folder,
     member_folder,
     parse_address,
+    parse_amount,
 )
 from ladder.errors import UserError
 
@@ -121,7 +122,6 @@ def device_request(name: str, exit_choice: str, rules_source: str | None, rate: 
                    daily_cap: str | None, expires: str | None):
     """The options of `device add`, checked here, as the hub takes them."""
     from ladder.agent.rules import PRESETS, load_rules
-    from ladder.agent.sharing import parse_amount
     from ladder.protocol.control import MAX_CONTROL, DeviceAdd, encode
 
     rules = ""

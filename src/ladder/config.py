@@ -90,7 +90,25 @@ def load_toml(path: Path) -> dict:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
 
 
+_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+
+
+def parse_amount(value, what: str) -> int | None:
+    """'20M', '1.5G', 300000 or 0/None (no limit) → bytes (or bytes per second)."""
+    if value in (None, 0, "0", "", "none", "off"):
+        return None
+    text = str(value).strip().upper().removesuffix("/S").removesuffix("B")
+    try:
+        number = float(text[:-1] if text[-1:] in _UNITS else text) * _UNITS.get(text[-1:], 1)
+    except (ValueError, IndexError):
+        raise ConfigError(f"{what}: {value!r} is not an amount like 500K, 20M or 10G") from None
+    if number <= 0:
+        raise ConfigError(f"{what}: {value!r} must be positive")
+    return int(number)
+
+
 DEVICE_KEY_LEN = 32  # the hub's device.key
+DEFAULT_CREDIT_LIMIT = 2_000_000_000  # bytes of credit a member may owe: 2 GB
 
 # ISO 3166-1 alpha-2: the assigned codes, then those reserved for private use (labs, tests).
 COUNTRY_CODES = frozenset("""
@@ -372,6 +390,8 @@ class HubConfig:
     web_backend: tuple[str, int] | None = None  # a real web server for strangers (plain HTTP)
     raw_backend: tuple[str, int] | None = None  # its TLS port, for connections without a ClientHello
     database: str | None = None  # a postgresql:// URL shared by several hub processes; None: hub.db
+    # Credits a member may owe ([credits] limit in hub.toml, e.g. "2G"; "off" or 0: no limit).
+    credit_limit: int | None = DEFAULT_CREDIT_LIMIT
 
     @property
     def db_path(self) -> Path:
@@ -429,8 +449,11 @@ class HubConfig:
                 hub[name] = format_address(*getattr(self, name))
         if self.database is not None:
             hub["database"] = self.database
+        tables: dict[str, Mapping[str, str | int | bool]] = {"hub": hub}
+        if self.credit_limit != DEFAULT_CREDIT_LIMIT:
+            tables["credits"] = {"limit": self.credit_limit or "off"}
         # 0600 when it names a database: the URL may hold its password.
-        write_file(self.folder / "hub.toml", dump_toml({"hub": hub}), 0o600 if self.database else 0o644)
+        write_file(self.folder / "hub.toml", dump_toml(tables), 0o600 if self.database else 0o644)
 
     def _within(self, path: Path) -> str:
         """A file in the hub's folder by its name there (load joins it to the folder), others as given."""
@@ -444,12 +467,19 @@ class HubConfig:
         path = folder / "hub.toml"
         if not path.exists():
             raise ConfigError(f"{folder} holds no hub: run `ladder hub init --dir {folder}` first")
+        data = load_toml(path)
+        credits = data.get("credits", {})
+        if not isinstance(credits, dict):
+            raise ConfigError(f"{path}: [credits] must be a table")
+        limit: int | None = DEFAULT_CREDIT_LIMIT
+        if "limit" in credits:
+            limit = parse_amount(credits["limit"], "[credits] limit")
         try:
-            hub = load_toml(path)["hub"]
+            hub = data["hub"]
             backends = {name: parse_address(hub[name])
                         for name in ("web_backend", "raw_backend") if name in hub}
             return cls(folder, hub["name"], parse_address(hub["listen"]),
                        parse_address(hub["public_address"]), folder / hub["cert"], folder / hub["key"],
-                       **backends, database=hub.get("database"))
+                       **backends, database=hub.get("database"), credit_limit=limit)
         except (KeyError, TypeError) as exc:
             raise ConfigError(f"{path} lacks {exc}") from None

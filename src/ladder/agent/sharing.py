@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from ladder.config import ConfigError, write_file
+from ladder.config import ConfigError, parse_amount, write_file
 from ladder.protocol.errors import ErrorCode
 
 from .exit import DEFAULT_PORTS, DEFAULT_UDP_PORTS, ExitGuard, Refusal
@@ -46,26 +46,11 @@ SAVE_EVERY = 5.0
 USER_STREAMS = 4096  # open streams per member by default
 WAIT_FOR_SLOT = 20.0  # seconds a stream over the limit waits: within the opener's 30 s, so it hears why
 MAX_WAITING = 512  # streams per member waiting for a slot; each holds at most its early data (16 KiB)
-_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 # What the exit answers when its policy refuses a member: the opener knows it by
 # this and skips the exit for a while (pool.py); caps are busy, not forbidden.
 MEMBERS_ONLY = Refusal(ErrorCode.FORBIDDEN, "the exit's policy serves listed members only")
 DAILY_CAP = Refusal(ErrorCode.BUSY, "the exit reached its daily cap")
 MONTHLY_CAP = Refusal(ErrorCode.BUSY, "the exit reached its monthly cap")
-
-
-def parse_amount(value, what: str) -> int | None:
-    """'20M', '1.5G', 300000 or 0/None (no limit) → bytes (or bytes per second)."""
-    if value in (None, 0, "0", "", "none", "off"):
-        return None
-    text = str(value).strip().upper().removesuffix("/S").removesuffix("B")
-    try:
-        number = float(text[:-1] if text[-1:] in _UNITS else text) * _UNITS.get(text[-1:], 1)
-    except (ValueError, IndexError):
-        raise ConfigError(f"{what}: {value!r} is not an amount like 500K, 20M or 10G") from None
-    if number <= 0:
-        raise ConfigError(f"{what}: {value!r} must be positive")
-    return int(number)
 
 
 def parse_ports(value, what: str = "ports") -> tuple[tuple[int, int], ...]:
