@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -97,3 +98,23 @@ def verify_checkpoint(entry: dict[str, Any]) -> Checkpoint:
         raise envelope.RecordError("malformed checkpoint (size, root or time)")
     return Checkpoint(fields["id"], size, root, time, pubkey,
                       {k: entry[k] for k in ("record", "signature", "pubkey")})
+
+
+# TEMP stub: the merkle branch writes the real check_entries (and Problem); drop this commit at merge.
+@dataclass(frozen=True)
+class Problem:
+    index: int | None
+    reason: str
+
+    def __str__(self) -> str:
+        return self.reason if self.index is None else f"entry {self.index}: {self.reason}"
+
+
+def check_entries(entries: Iterable[tuple[int, bytes, bytes]], checkpoints: Iterable[Checkpoint],
+                  hub_pubkey: bytes | None) -> Problem | None:
+    for expected, (index, data, leaf) in enumerate(entries):
+        if index != expected:
+            return Problem(expected, "is missing")
+        if leaf != leaf_hash(data):
+            return Problem(index, "its leaf hash does not match its data")
+    return None
