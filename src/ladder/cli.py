@@ -557,6 +557,85 @@ def hub_peers(folder, as_json) -> None:
                    f"{_amount(r['bytes']):>10}  {link}")
 
 
+# ---------------------------------------------------------------- ledger
+
+
+def _credits(amount: int) -> str:
+    """A balance for a person: _amount's units, and a sign below zero."""
+    return f"-{_amount(-amount)}" if amount < 0 else _amount(amount)
+
+
+@hub.group("ledger", invoke_without_command=True)
+@click.option("--dir", "folder", metavar="FOLDER", help=HUB_DIR_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of accounts) instead of a table.")
+@click.pass_context
+def hub_ledger(ctx, folder, as_json) -> None:
+    """Each member's credits: balance, earned and spent (bytes its exit carried, and carried for it).
+
+    A member of another hub is shown as ID@HUB. `ladder hub ledger verify` checks the log itself.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from dataclasses import asdict
+
+    from ladder.store.hubdb import Account, HubStore
+
+    config = HubConfig.load(hub_folder(folder))
+    with HubStore(config.store_target) as store:
+        accounts = store.accounts(config.hub_id())
+        members = store.members()
+    names = {m.id: m.name for m in members}
+    seen = {a.account for a in accounts}
+    accounts += [Account(m.id, 0, 0, 0, 0, 0) for m in members if not m.revoked and m.id not in seen]
+    accounts.sort(key=lambda a: -a.balance)  # members who never paid nor earned among the zeros
+    rows: list[dict[str, Any]] = [{"name": names.get(a.account, a.account), **asdict(a)} for a in accounts]
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    if not rows:
+        click.echo(f"no members and no credits yet: ladder hub invite NAME --dir {config.folder}")
+        return
+    columns = {"balance": "BALANCE", "earned": "EARNED", "spent": "SPENT", "month_earned": "MONTH EARNED",
+               "month_spent": "MONTH SPENT"}
+    width = max(len("MEMBER"), *(len(r["name"]) for r in rows))  # ID@HUB is 49 characters
+    click.echo(f"{'MEMBER':<{width}} " + " ".join(f"{title:>12}" for title in columns.values()))
+    for r in [*rows, {"name": "total", **{c: sum(r[c] for r in rows) for c in columns}}]:
+        click.echo(f"{r['name']:<{width}} " + " ".join(f"{_credits(r[c]):>12}" for c in columns))
+
+
+@hub_ledger.command("verify")
+@click.option("--dir", "folder", metavar="FOLDER", help=HUB_DIR_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: verified, entries, checkpoints, problem.")
+def hub_ledger_verify(folder, as_json) -> None:
+    """Check the ledger from its first entry: every receipt, every leaf, every signed checkpoint.
+
+    Exits 0 if it holds, else 1 with the first entry (or checkpoint) that does not.
+    """
+    from ladder.protocol.envelope import RecordError
+    from ladder.protocol.identity import public_bytes
+    from ladder.protocol.ledger import check_entries, verify_checkpoint
+    from ladder.store.hubdb import HubStore
+
+    config = HubConfig.load(hub_folder(folder))
+    local, hub_pubkey = config.hub_id(), public_bytes(config.hub_key())
+    problem: str | None = None
+    with HubStore(config.store_target) as store:
+        entries = store.ledger_size(local)
+        try:
+            checkpoints = [verify_checkpoint(signed) for signed in store.checkpoints(local)]
+        except RecordError as exc:
+            checkpoints, problem = [], f"a stored checkpoint does not hold: {exc}"
+        else:
+            found = check_entries(store.ledger_rows(local, 0, entries), checkpoints, hub_pubkey)
+            problem = None if found is None else str(found)
+    if as_json:
+        click.echo(json.dumps({"verified": problem is None, "entries": entries,
+                               "checkpoints": len(checkpoints), "problem": problem}, indent=1))
+    else:
+        click.echo(problem or f"ledger verified: {entries} entries, {len(checkpoints)} checkpoints")
+    sys.exit(0 if problem is None else 1)
+
+
 # ---------------------------------------------------------------- member
 
 

@@ -1,11 +1,11 @@
 """The ledger in the hub's store, on both engines: indices, duplicate receipts, credit limits, accounts,
 months and checkpoints."""
 
-import hashlib
 import threading
 from calendar import timegm
 
 import pytest
+from rfc9162 import mth
 
 from ladder.protocol.ledger import Entry, leaf_hash
 from ladder.store import engines, hubdb
@@ -29,14 +29,6 @@ def store(target):
 def pay(store, payer, payee, carried, channel="ch1", seq=1, kind="transfer", limit=None, time=T0,
         local=HUB):
     return store.ledger_append(local, kind, payer, payee, carried, channel, seq, RECEIPT, time, limit)
-
-
-def mth(leaves: list[bytes]) -> bytes:
-    """RFC 9162 2.1.1's Merkle Tree Hash of leaf hashes: split at the largest power of two below n."""
-    if len(leaves) == 1:
-        return leaves[0]
-    k = 1 << (len(leaves) - 1).bit_length() - 1
-    return hashlib.sha256(b"\x01" + mth(leaves[:k]) + mth(leaves[k:])).digest()
 
 
 def test_entries_get_consecutive_indices_and_their_leaves_in_order(store):

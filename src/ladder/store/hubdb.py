@@ -203,6 +203,9 @@ CREATE TABLE ledger_checkpoints (
 );
 """
 LEDGER_ROWS_BATCH = 1000  # rows ledger_rows reads at a time
+# The size is the next index (indices have no holes); MAX reads the primary key's index, where COUNT would
+# read every row on PostgreSQL.
+_LEDGER_SIZE = "SELECT COALESCE(MAX(idx) + 1, 0) FROM ledger WHERE local = ?"
 
 
 class StoreError(UserError):
@@ -919,8 +922,7 @@ class HubStore:
                 amount = min(carried, max(0, self._balance(db, local, payer) + limit))
             else:
                 amount = carried
-            (index,) = db.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM ledger WHERE local = ?",
-                                  (local,)).fetchone()
+            index = int(db.execute(_LEDGER_SIZE, (local,)).fetchone()[0])
             entry = Entry(index, time, kind, payer, payee, amount, carried, channel, seq, receipt)
             data = entry.data()
             db.execute("INSERT INTO ledger (local, idx, time, kind, payer, payee, amount, carried, channel,"
@@ -958,7 +960,7 @@ class HubStore:
 
     def ledger_size(self, local: str) -> int:
         """How many entries hub `local`'s ledger holds (its indices are 0 to size - 1)."""
-        return int(self._read("SELECT COUNT(*) FROM ledger WHERE local = ?", (local,))[0][0])
+        return int(self._read(_LEDGER_SIZE, (local,))[0][0])
 
     def ledger_rows(self, local: str, start: int = 0, stop: int | None = None
                     ) -> Iterator[tuple[int, bytes, bytes]]:
@@ -1015,7 +1017,7 @@ class HubStore:
         """Keep hub `local`'s signed checkpoint of its first `size` entries; False (nothing changed) if one
         of that size is kept already. StoreError for a size past the ledger's end."""
         with self._write() as db:
-            (entries,) = db.execute("SELECT COUNT(*) FROM ledger WHERE local = ?", (local,)).fetchone()
+            entries = int(db.execute(_LEDGER_SIZE, (local,)).fetchone()[0])
             if not 0 <= size <= entries:
                 raise StoreError(f"a checkpoint of {size} entries, but the ledger holds {entries}")
             if db.execute("SELECT 1 FROM ledger_checkpoints WHERE local = ? AND size = ?",
