@@ -39,7 +39,7 @@ from ladder.protocol.merkle import MerkleTree
 from ladder.protocol.receipts import Receipt, ReceiptChecker, ReceiptRefused, channel_id, verify_receipt
 from ladder.store.hubdb import Account, HubStore, Member, StoreError
 
-from .ports import DevicePort, MemberPort, PeerPort, Port, Splice
+from .ports import MemberPort, PeerPort, Port, Splice
 
 log = logging.getLogger(__name__)
 GRACE = 120.0  # seconds a closed channel's record waits for its last receipts
@@ -53,7 +53,7 @@ class Relayed:
     """One spliced channel, as credits need it."""
 
     splice: Splice
-    payer: str  # the account the payer's side is: a member id here (a device's owner's), or "" (elsewhere)
+    payer: str  # the payer's account: a member's (or device's) id here, or "" (another hub's member)
     checker: ReceiptChecker
     recorded: dict[str, int] = field(default_factory=dict)  # kind → received+sent of the last recorded
     closed_at: float | None = None
@@ -87,9 +87,8 @@ class Credits:
 
     def spliced(self, splice: Splice) -> Callable[[], None]:
         """Remember a channel (Ports calls this); returns what to call when it closed."""
-        source = splice.source
-        payer = (source.device.owner if isinstance(source, DevicePort)
-                 else "" if isinstance(source, PeerPort) else source.id)
+        # A device pays from an account of its own: its receipts are signed with its key, as the log shows.
+        payer = "" if isinstance(splice.source, PeerPort) else splice.source.id
         try:
             cid = channel_id(splice.message1)
         except ValueError:

@@ -104,8 +104,8 @@ def verify_receipt(entry: dict[str, Any]) -> Receipt:
         raise ReceiptRefused(f"malformed receipt (no {exc})") from None
     if not all(type(v) is int and 0 <= v < _COUNTER_MAX for v in counters):
         raise ReceiptRefused("malformed receipt (counters must be integers from 0)")
-    if not all(isinstance(t, str) and 0 < len(t) <= 255 for t in texts):
-        raise ReceiptRefused("malformed receipt (exit, hub and channel are names)")
+    if not all(isinstance(t, str) and len(t) <= 255 for t in texts) or not texts[0] or not texts[2]:
+        raise ReceiptRefused("malformed receipt (exit and channel are names, hub one or empty)")
     received, sent, frames, seq, time = counters
     if seq < 1:
         raise ReceiptRefused("malformed receipt (seq starts at 1)")
