@@ -7,7 +7,7 @@ import time
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from fakeclock import FakeClock
+from fakeclock import FakeClock, send_for
 
 from ladder.agent.directory import FAILURE_MEMORY, REFUSAL_MEMORY, Directory
 from ladder.agent.reconnect import BACKOFF_MAX, BACKOFF_MIN, GOOD_LINK, Backoff
@@ -24,25 +24,6 @@ from ladder.protocol.control import ExitEntry
 from ladder.protocol.identity import member_id, public_bytes
 from ladder.protocol.noise import generate_keypair
 from ladder.protocol.records import sign_exit_record
-
-CHUNK = 16 * 1024  # what one read of a relay carries at most, as a relay hands it on
-
-
-def send_for(seconds: float, clock: FakeClock, senders: dict[str, object]) -> dict[str, int]:
-    """Each sender sends a chunk, then waits as long as the limit says before the next; bytes sent by each.
-
-    `senders` maps a name to a function taking a byte count and returning the wait.
-    """
-    sent = dict.fromkeys(senders, 0)
-    due = dict.fromkeys(senders, clock())
-    end = clock() + seconds
-    while True:
-        name = min(due, key=due.get)
-        if due[name] >= end:
-            return sent
-        clock.advance(due[name] - clock())
-        sent[name] += CHUNK
-        due[name] = clock() + senders[name](CHUNK)
 
 
 def test_a_token_bucket_holds_its_rate_over_simulated_minutes():

@@ -20,6 +20,18 @@ seconds and MAX_WAITING streams per member; only then is it refused, as
 busy, with the rule named. A page that opens more connections than the
 limit at once then loads a little later instead of losing the rest.
 A UDP association (udp.py) holds a slot as a stream does.
+
+Priority at a busy exit: the hub tells the exit the credit balances of the
+members using it (`set_balances`). When the exit has a rate, each member
+that carried bytes within the last ACTIVE seconds holds a share of it, in
+proportion to its weight, `share_weight`: 2 ** (2 · balance / limit), kept
+between 1/4 (a member at its credit limit) and 4 (one a whole limit in
+credit), 1 for a balance not known. Doubling per half a limit makes the
+order of balances count at every scale; the bounds keep the richest within
+16 times the poorest, so a member who used up its credit is slowed, never
+cut off. A share is a floor, not a ceiling: while the exit's own bucket has
+rate to spare, anyone goes on, so a member that uses less than its share
+leaves the rest to the others.
 """
 
 from __future__ import annotations
@@ -46,6 +58,8 @@ SAVE_EVERY = 5.0
 USER_STREAMS = 4096  # open streams per member by default
 WAIT_FOR_SLOT = 20.0  # seconds a stream over the limit waits: within the opener's 30 s, so it hears why
 MAX_WAITING = 512  # streams per member waiting for a slot; each holds at most its early data (16 KiB)
+ACTIVE = 1.0  # seconds since its last bytes that a member still holds a share of a busy exit's rate
+WEIGHT_BOUND = 2.0  # a weight is 2 ** e with e in [-WEIGHT_BOUND, WEIGHT_BOUND]
 # What the exit answers when its policy refuses a member: the opener knows it by
 # this and skips the exit for a while (pool.py); caps are busy, not forbidden.
 MEMBERS_ONLY = Refusal(ErrorCode.FORBIDDEN, "the exit's policy serves listed members only")
@@ -160,6 +174,27 @@ class TokenBucket:
         self.stamp = now
         return -self.tokens / self.rate if self.tokens < 0 else 0.0
 
+    def set_rate(self, rate: int) -> None:
+        """A new rate from now on (what came in until now came at the old one)."""
+        self.take(0)
+        self.rate = rate
+
+    def forgive(self) -> None:
+        """Drop what was taken beyond the tokens: no wait is owed for it."""
+        self.tokens = max(self.tokens, 0.0)
+
+
+def share_weight(balance: int | None, limit: int) -> float:
+    """A member's weight in a busy exit's rate: 2 ** (2 · balance / limit), from 1/4 to 4; 1 if not known.
+
+    A balance never goes below -limit (the hub moves no more credits past
+    it), where the weight reaches its floor.
+    """
+    if balance is None:
+        return 1.0
+    exponent = WEIGHT_BOUND * balance / max(limit, 1)
+    return 2.0 ** max(-WEIGHT_BOUND, min(WEIGHT_BOUND, exponent))
+
 
 class SlotHolder(Protocol):
     """What takes one of its member's slots: an `ExitRelay`, or a UDP association (udp.py)."""
@@ -196,6 +231,11 @@ class Sharing:
     users: dict[str, _User] = field(default_factory=dict)  # by member id
     usage: dict = field(default_factory=dict)
     _bucket: TokenBucket | None = None
+    _balances: dict[str, int] = field(default_factory=dict)  # credits by member id, as the hub said
+    _credit_limit: int = 1
+    _shares: dict[str, TokenBucket] = field(default_factory=dict)  # of the exit's rate, by member id
+    _active: dict[str, float] = field(default_factory=dict)  # member id → when it last carried bytes
+    _reweigh: bool = False  # the balances changed since the shares were derived
     _dirty: bool = False
     _saved: float = 0.0
 
@@ -291,13 +331,59 @@ class Sharing:
         usage["month_bytes"] += nbytes
         usage["users"][user_id] = usage["users"].get(user_id, 0) + nbytes
         self._dirty = True
-        delay = self._bucket.take(nbytes) if self._bucket else 0.0
+        delay = self._shared(user_id, nbytes, self._bucket.take(nbytes)) if self._bucket else 0.0
         user = self.users.get(user_id)
         if user is not None and user.bucket is not None:
             delay = max(delay, user.bucket.take(nbytes))
         if self.clock() - self._saved > SAVE_EVERY:
             self.save()
         return delay
+
+    def set_balances(self, balances: dict[str, int], limit: int) -> None:
+        """The hub's word on the credit balances of members using this exit (by member id; those
+        not named count as unknown), with its credit limit: the weights of their shares."""
+        self._balances = dict(balances)
+        self._credit_limit = limit
+        self._reweigh = True
+
+    def weight(self, user_id: str) -> float:
+        """The member's weight in the shares of a busy exit's rate (share_weight)."""
+        return share_weight(self._balances.get(user_id), self._credit_limit)
+
+    def _shared(self, user_id: str, nbytes: int, exit_delay: float) -> float:
+        """How long a member waits at an exit with a rate, given the exit-wide bucket's wait.
+
+        With rate to spare, none: the member borrows what the others leave
+        and owes its share nothing for it. Otherwise until both the exit's
+        bucket and the member's share allow more.
+        """
+        share = self._share(user_id)
+        share_delay = share.take(nbytes)
+        if exit_delay == 0:
+            share.forgive()
+            return 0.0
+        return max(exit_delay, share_delay)
+
+    def _share(self, user_id: str) -> TokenBucket:
+        """The member's share bucket, its rate re-derived whenever the active set or the balances change."""
+        now, active = self.clock(), self._active
+        changed = user_id not in active or self._reweigh
+        active[user_id] = now
+        for uid in [uid for uid, last in active.items() if now - last > ACTIVE]:
+            del active[uid]
+            changed = True
+        if changed:
+            self._reweigh = False
+            assert self._bucket is not None  # shares are of the exit's rate
+            weights = {uid: self.weight(uid) for uid in active}
+            total = sum(weights.values())
+            for uid, weight in weights.items():
+                rate = max(1, round(self._bucket.rate * weight / total))
+                if uid in self._shares:
+                    self._shares[uid].set_rate(rate)
+                else:
+                    self._shares[uid] = TokenBucket(rate, self.clock)
+        return self._shares[user_id]
 
     def save(self) -> None:
         if self._dirty:
@@ -325,18 +411,21 @@ class Sharing:
             "today_bytes": self.usage["day_bytes"],
             "month_bytes": self.usage["month_bytes"],
             "capped": capped.reason if capped else None,
-            "users": {
-                uid: {"name": names.get(uid, uid),
-                      "streams": self.users[uid].streams if uid in self.users else 0,
-                      "waiting": len(self.users[uid].waiting) if uid in self.users else 0,
-                      "bytes_today": count}
-                for uid, count in self.usage["users"].items()
-            },
+            "users": {uid: self._user_status(uid, names.get(uid, uid), count)
+                      for uid, count in self.usage["users"].items()},
             "limits": {"members": sorted(policy.members) if policy.members else "everyone",
                        "ports": _port_list(policy.ports), "udp_ports": _port_list(policy.udp_ports),
                        "rate": policy.rate, "user_rate": policy.user_rate, "daily_cap": policy.daily_cap,
                        "monthly_cap": policy.monthly_cap, "user_streams": policy.user_streams},
         }
+
+    def _user_status(self, user_id: str, name: str, bytes_today: int) -> dict:
+        user = self.users.get(user_id)
+        status = {"name": name, "streams": user.streams if user else 0,
+                  "waiting": len(user.waiting) if user else 0, "bytes_today": bytes_today}
+        if user_id in self._balances:
+            status.update(balance=self._balances[user_id], weight=self.weight(user_id))
+        return status
 
 
 def _port_list(ports: tuple[tuple[int, int], ...]) -> list[str]:
