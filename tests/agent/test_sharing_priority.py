@@ -7,8 +7,9 @@ import pytest
 from fakeclock import FakeClock, send_for
 
 from ladder.agent.sharing import ExitRelay, SharePolicy, Sharing, share_weight
+from ladder.config import DEFAULT_CREDIT_LIMIT
 
-LIMIT = 2_000_000_000
+LIMIT = DEFAULT_CREDIT_LIMIT  # 2 GB
 RATE = 3_000_000
 
 
@@ -49,6 +50,12 @@ def test_equal_balances_share_equally_and_unknown_ones_count_as_zero(tmp_path):
     sharing, clock = busy_exit(tmp_path, {"alice": 0})
     sent = send_for(60, clock, saturating(sharing, "alice", "carol"))
     assert sent["alice"] == pytest.approx(sent["carol"], rel=0.05)
+
+
+def test_a_hub_without_a_credit_limit_has_its_balances_weighed_against_the_default_one(tmp_path):
+    sharing, _ = busy_exit(tmp_path, {})
+    sharing.set_balances({"alice": LIMIT // 2, "bob": -3 * LIMIT}, 0)
+    assert sharing.weight("alice") == 2.0 and sharing.weight("bob") == 0.25
 
 
 def test_a_lone_member_at_its_credit_limit_gets_the_whole_rate(tmp_path):

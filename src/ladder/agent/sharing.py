@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from ladder.config import ConfigError, parse_amount, write_file
+from ladder.config import DEFAULT_CREDIT_LIMIT, ConfigError, parse_amount, write_file
 from ladder.protocol.errors import ErrorCode
 
 from .exit import DEFAULT_PORTS, DEFAULT_UDP_PORTS, ExitGuard, Refusal
@@ -188,11 +188,11 @@ def share_weight(balance: int | None, limit: int) -> float:
     """A member's weight in a busy exit's rate: 2 ** (2 · balance / limit), from 1/4 to 4; 1 if not known.
 
     A balance never goes below -limit (the hub moves no more credits past
-    it), where the weight reaches its floor.
+    it), where the weight reaches its floor. `limit` is positive.
     """
     if balance is None:
         return 1.0
-    exponent = WEIGHT_BOUND * balance / max(limit, 1)
+    exponent = WEIGHT_BOUND * balance / limit
     return 2.0 ** max(-WEIGHT_BOUND, min(WEIGHT_BOUND, exponent))
 
 
@@ -232,7 +232,7 @@ class Sharing:
     usage: dict = field(default_factory=dict)
     _bucket: TokenBucket | None = None
     _balances: dict[str, int] = field(default_factory=dict)  # credits by member id, as the hub said
-    _credit_limit: int = 1
+    _credit_limit: int = DEFAULT_CREDIT_LIMIT
     _shares: dict[str, TokenBucket] = field(default_factory=dict)  # of the exit's rate, by member id
     _active: dict[str, float] = field(default_factory=dict)  # member id → when it last carried bytes
     _reweigh: bool = False  # the balances changed since the shares were derived
@@ -341,9 +341,10 @@ class Sharing:
 
     def set_balances(self, balances: dict[str, int], limit: int) -> None:
         """The hub's word on the credit balances of members using this exit (by member id; those
-        not named count as unknown), with its credit limit: the weights of their shares."""
+        not named count as unknown), with its credit limit: the weights of their shares. A hub
+        without a limit says 0; its balances are weighed against the default limit."""
         self._balances = dict(balances)
-        self._credit_limit = limit
+        self._credit_limit = limit or DEFAULT_CREDIT_LIMIT
         self._reweigh = True
 
     def weight(self, user_id: str) -> float:
