@@ -208,6 +208,11 @@ LEDGER_ROWS_BATCH = 1000  # rows ledger_rows reads at a time
 _LEDGER_SIZE = "SELECT COALESCE(MAX(idx) + 1, 0) FROM ledger WHERE local = ?"
 
 
+def _blob(value: object) -> bytes:
+    """A BLOB column's bytes, even if someone stored text in it by hand (the ledger check then says so)."""
+    return value.encode() if isinstance(value, str) else bytes(value)  # type: ignore[call-overload]
+
+
 class StoreError(UserError):
     """A request the store refuses; the message is one line for a person."""
 
@@ -973,12 +978,12 @@ class HubStore:
             if not rows:
                 return
             for index, data, leaf in rows:
-                yield int(index), bytes(data), bytes(leaf)
+                yield int(index), _blob(data), _blob(leaf)
             start = int(rows[-1][0]) + 1
 
     def ledger_leaves(self, local: str, start: int = 0) -> list[bytes]:
         """The leaf hashes of entries `start` on, in order (what a Merkle tree is built from)."""
-        return [bytes(leaf) for (leaf,) in self._read(
+        return [_blob(leaf) for (leaf,) in self._read(
             "SELECT leaf FROM ledger WHERE local = ? AND idx >= ? ORDER BY idx", (local, start))]
 
     def ledger_entries_of(self, local: str, account: str, limit: int = 500) -> list[Entry]:
@@ -989,7 +994,7 @@ class HubStore:
             "SELECT data FROM ledger WHERE local = ? AND (payer = ? OR payee = ?"
             " OR substr(payer, 1, ?) = ? OR substr(payee, 1, ?) = ?) ORDER BY idx DESC LIMIT ?",
             (local, account, account, len(prefix), prefix, len(prefix), prefix, limit))
-        return [Entry.from_data(bytes(data)) for (data,) in reversed(rows)]
+        return [Entry.from_data(_blob(data)) for (data,) in reversed(rows)]
 
     def account(self, local: str, account: str, now: float | None = None) -> Account:
         """`account`'s credits at hub `local` (all zero for an account that never paid nor earned)."""
