@@ -7,7 +7,8 @@ import json
 import os
 import sqlite3
 
-from harness import curl, ladder, wait_for
+from harness import Network, curl, ladder, wait_for
+from test_federation import peer, peers
 
 MIB = 1024 * 1024
 
@@ -76,3 +77,33 @@ def test_an_edited_row_fails_ledger_verify_and_a_rewritten_history_fails_the_mem
     caught = ladder("credits", "verify", "--dir", str(user.folder), check=False)
     assert caught.returncode == 1, caught.stdout
     assert "rewrote or forked its history" in caught.stderr + caught.stdout
+
+
+def test_across_two_peered_hubs_the_payers_hub_debits_and_the_exits_hub_credits_the_same_receipt(
+        tmp_path, origin):
+    (origin.dir / "c8.bin").write_bytes(os.urandom(8 * MIB))
+    a, c = Network(tmp_path / "a", name="a"), Network(tmp_path / "c", name="c")
+    try:
+        peer(a, c, "c")
+        wait_for(lambda: all(p["up"] for p in peers(a).values()) and peers(a), 20, "the peer link")
+        sharer = c.exit("sharer", "DE", "--allow-private")
+        alice = a.user("alice")
+        alice.wait_exits(1, timeout=20)
+        assert curl("-s", "-o", "/dev/null", "-x", alice.socks, origin.url("c8.bin")).returncode == 0
+        wait_for(lambda: credits(sharer)["earned"] >= 8 * MIB, 30, "c to credit the sharer")
+        spent, earned = credits(alice)["spent"], credits(sharer)["earned"]
+        assert spent == earned and abs(spent - 8 * MIB) <= 0.02 * 8 * MIB
+
+        def entries(net: Network, kind: str) -> set[tuple[str, int, int]]:
+            with sqlite3.connect(net.hub_dir / "hub.db") as db:
+                return set(db.execute("SELECT channel, seq, amount FROM ledger WHERE kind = ?", (kind,)))
+
+        debits, credited = entries(a, "debit"), entries(c, "credit")
+        assert debits and debits == credited  # each receipt: debited at a, credited at c, the same amount
+        assert not entries(a, "transfer") and not entries(c, "transfer")
+        for net in (a, c):
+            verify = ladder("hub", "ledger", "verify", "--dir", str(net.hub_dir), check=False)
+            assert verify.returncode == 0, verify.stdout + verify.stderr
+    finally:
+        for net in (a, c):
+            net.close()
