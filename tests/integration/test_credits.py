@@ -6,8 +6,10 @@ import hashlib
 import json
 import os
 import sqlite3
+import subprocess
+import time
 
-from harness import Network, curl, ladder, wait_for
+from harness import Network, curl, free_port, ladder, wait_for
 from test_federation import peer, peers
 
 MIB = 1024 * 1024
@@ -107,3 +109,92 @@ def test_across_two_peered_hubs_the_payers_hub_debits_and_the_exits_hub_credits_
     finally:
         for net in (a, c):
             net.close()
+
+
+
+def test_at_a_busy_exit_the_member_who_shared_gets_the_larger_share_and_the_other_is_still_served(
+        network, origin):
+    (origin.dir / "c32.bin").write_bytes(os.urandom(32 * MIB))
+    network.hub.stop()  # a small credit limit, so that 32 MiB of balance weighs: weights 2 and 1/2
+    with open(network.hub_dir / "hub.toml", "a") as toml:
+        toml.write('\n[credits]\nlimit = "64M"\n')
+    network.hub = network.start_hub()
+    rich_port = free_port()
+    rich = network.exit("rich", "AA", "--allow-private", "--proxy", f"127.0.0.1:{rich_port}",
+                        "--exit", "busy")
+    poor = network.user("poor", "--exit", "rich")
+    poor.wait_exits(1)
+    assert curl("-s", "-o", "/dev/null", "-x", poor.socks, origin.url("c32.bin")).returncode == 0
+    wait_for(lambda: credits(rich)["balance"] >= 32 * MIB, 30, "the rich member's credits")
+
+    network.exit("busy", "BB", "--allow-private", "--rate", "4M")
+    poor.proc.stop()  # the poor member now goes through the busy exit too
+    poor_port = free_port()
+    network.start("poor-again", "up", "--dir", str(poor.folder), "--proxy", f"127.0.0.1:{poor_port}",
+                  "--exit", "busy")
+    proxies = {"rich": f"socks5h://127.0.0.1:{rich_port}", "poor": f"socks5h://127.0.0.1:{poor_port}"}
+    wait_for(lambda: all(curl("-s", "-o", "/dev/null", "-x", proxy, origin.url("index.html"),
+                              timeout=10).returncode == 0 for proxy in proxies.values()),
+             30, "both members to reach the busy exit")
+    time.sleep(6)  # the hub tells the exit its users' balances every 5 s
+    fetches = {name: subprocess.Popen(["curl", "-s", "-o", "/dev/null", "-w", "%{size_download}",
+                                       "--max-time", "8", "-x", proxy, origin.url("big.bin")],
+                                      stdout=subprocess.PIPE)
+               for name, proxy in proxies.items()}
+    got = {name: int(fetch.communicate(timeout=30)[0] or 0) for name, fetch in fetches.items()}
+    print("bytes in 8 s at a 4 MB/s exit:", got)
+    assert got["poor"] > 1_000_000, got  # served, if slower
+    assert got["rich"] > 2 * got["poor"], got  # weights 2 and 1/2: about four times as much
+
+
+# An exit that pads: on every channel opened to it, every 5 ms, a PING and 50 KB of control padding in
+# the channel's nested link (what its user's agent reads and drops), counted in a file.
+PADDING_EXIT = """
+import asyncio, os, sys
+from ladder.agent import credits
+from ladder.cli import main
+
+answered, padded = credits.Receipts.answered, [0]
+
+def answered_and_padded(self, channel, payer):
+    answered(self, channel, payer)
+    loop = asyncio.get_running_loop()
+    padding = b'{"type":"padding","p":"' + b"x" * 50_000 + b'"}'
+
+    def pad():
+        if channel.closed:
+            return
+        channel.inner.mux.ping(loop.time())
+        channel.inner.mux.send_control(padding)
+        channel.inner._flush_soon()
+        padded[0] += len(padding) + 2 * 9 + 8
+        with open(os.environ["PADDED"], "w") as out:
+            out.write(str(padded[0]))
+        loop.call_later(0.005, pad)
+
+    pad()
+
+credits.Receipts.answered = answered_and_padded
+sys.argv[0] = "ladder"
+main()
+"""
+
+
+def test_an_exit_that_pings_and_pads_earns_nothing_for_those_bytes(network, origin, monkeypatch, tmp_path):
+    data = os.urandom(16 * MIB)
+    (origin.dir / "c16.bin").write_bytes(data)
+    padded = tmp_path / "padded"
+    monkeypatch.setenv("PADDED", str(padded))
+    folder = network.join("padder")
+    network.start("padder", "up", "--dir", str(folder), "--share", "--country", "NL",
+                  "--ports", "1-65535", "--allow-private", python_args=("-c", PADDING_EXIT))
+    user = network.user("user")
+    user.wait_exits(1)
+    got = curl("-s", "-x", user.socks, "--limit-rate", "8M", origin.url("c16.bin"), timeout=60)
+    assert got.stdout == data
+    wait_for(lambda: credits(user)["spent"] >= len(data), 30, "the receipts of the download")
+    time.sleep(2)  # the last quiet receipt, if padding went on after the download
+    assert int(padded.read_text()) > len(data) // 4  # it padded a quarter or more on top
+    spent = credits(user)["spent"]
+    print(f"padded {padded.read_text()} bytes; the user spent {spent} for {len(data)}")
+    assert spent <= 1.02 * len(data), f"spent {spent} for {len(data)} of data"
