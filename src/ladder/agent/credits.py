@@ -9,7 +9,7 @@ gate, and hands the receipt to its hub, which records it (hub/credits.py).
 Nothing else is paid: a member never signs what it did not receive.
 
 `LADDER_RECEIPTS=off` in the environment turns both sides off, for the
-benchmark that measures what receipts cost (benchmarks/receipts.py); the
+benchmark that measures what receipts cost (docs/PERFORMANCE.md); the
 default is on, and a member whose receipts are off gets two intervals from
 each member whose receipts are on.
 """
