@@ -27,7 +27,6 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ladder.config import MemberConfig, write_file
-from ladder.errors import UserError
 from ladder.link.channel import Channel
 from ladder.link.connection import Link
 from ladder.protocol import control
@@ -134,7 +133,7 @@ class Receipts:
 # ------------------------------------------------------ a member's view
 
 
-class LedgerMismatch(UserError):
+class LedgerMismatch(RequestFailed):
     """The hub's ledger does not hold for this member: a proof fails, or the log was rewritten."""
 
 

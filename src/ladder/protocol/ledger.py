@@ -146,7 +146,7 @@ class Problem:
         return self.reason if self.index is None else f"entry {self.index}: {self.reason}"
 
 
-class _Wrong(Exception):
+class _Wrong(envelope.RecordError):
     """An entry that does not hold, and why (check_entries turns it into a Problem)."""
 
 
