@@ -168,8 +168,9 @@ def answered_and_padded(self, channel, payer):
         channel.inner.mux.send_control(padding)
         channel.inner._flush_soon()
         padded[0] += len(padding) + 2 * 9 + 8
-        with open(os.environ["PADDED"], "w") as out:
+        with open(os.environ["PADDED"] + ".new", "w") as out:
             out.write(str(padded[0]))
+        os.replace(os.environ["PADDED"] + ".new", os.environ["PADDED"])  # never seen half-written
         loop.call_later(0.005, pad)
 
     pad()
@@ -194,7 +195,8 @@ def test_an_exit_that_pings_and_pads_earns_nothing_for_those_bytes(network, orig
     assert got.stdout == data
     wait_for(lambda: credits(user)["spent"] >= len(data), 30, "the receipts of the download")
     time.sleep(2)  # the last quiet receipt, if padding went on after the download
-    assert int(padded.read_text()) > len(data) // 4  # it padded a quarter or more on top
+    padding = int(padded.read_text())
+    assert padding > len(data) // 4  # it padded a quarter or more on top
     spent = credits(user)["spent"]
-    print(f"padded {padded.read_text()} bytes; the user spent {spent} for {len(data)}")
+    print(f"padded {padding} bytes; the user spent {spent} for {len(data)}")
     assert spent <= 1.02 * len(data), f"spent {spent} for {len(data)} of data"
