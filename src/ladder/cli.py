@@ -516,17 +516,21 @@ def hub_peer_remove(name, folder) -> None:
 @click.option("--dir", "folder", metavar="FOLDER", help=HUB_DIR_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def hub_peers(folder, as_json) -> None:
-    """Each peer hub: up or down, round-trip time, routes learned from it, bytes relayed over its link.
+    """Each peer hub: up or down, round-trip time, routes learned from it, bytes relayed over its link,
+    and its ledger: the entries of its newest checkpoint this hub checked, or FORKED when it showed a
+    checkpoint that cannot extend one it signed before.
 
     It reads what the running hub writes in its folder every second (peers.json).
     """
     from ladder.hub.peers import STATUS_FILE
+    from ladder.protocol.ledger import verify_checkpoint
     from ladder.store.hubdb import HubStore
 
     config = HubConfig.load(hub_folder(folder))
     local = config.hub_id()
     with HubStore(config.store_target) as store:
         peers = store.peers(local)
+        ledgers = {p.hub_id: store.peer_ledger(local, p.hub_id) for p in peers if p.hub_id is not None}
     try:
         live = json.loads((config.folder / STATUS_FILE).read_text())
         fresh = time.time() - live.get("at", 0) < 5
@@ -539,6 +543,10 @@ def hub_peers(folder, as_json) -> None:
                                "dials": peer.address, "up": False, "rtt_ms": None, "routes": 0,
                                "refused": {}, "bytes": 0}
         row.update(seen.get(peer.name, {}))
+        kept = ledgers.get(peer.hub_id)
+        row["ledger"] = None if kept is None else {
+            "size": verify_checkpoint(kept.checkpoint).size, "checked": kept.checked,
+            "holds": kept.conflict is None, "conflict": kept.conflict}
         rows.append(row)
     if as_json:
         click.echo(json.dumps({"hub": config.name, "id": local, "running": fresh, "peers": rows}, indent=1))
@@ -548,13 +556,21 @@ def hub_peers(folder, as_json) -> None:
         return
     if not fresh:
         click.echo("(the hub is not running: every peer shows down)")
-    click.echo(f"{'NAME':<16} {'STATE':<8} {'RTT':>8} {'ROUTES':>7} {'REFUSED':>8} {'RELAYED':>10}  LINK")
+    click.echo(f"{'NAME':<16} {'STATE':<8} {'RTT':>8} {'ROUTES':>7} {'REFUSED':>8} {'RELAYED':>10} "
+               f"{'LEDGER':>10}  LINK")
+    conflicts = []
     for r in rows:
         state = "invited" if r["pending"] else "up" if r["up"] else "down"
         rtt = "-" if r["rtt_ms"] is None else f"{r['rtt_ms']:.1f}ms"
         link = f"dials {r['dials']}" if r["dials"] else "it dials this hub"
+        held = r["ledger"]
+        ledger = "-" if held is None else f"{held['size']} ok" if held["holds"] else "FORKED"
+        if held is not None and not held["holds"]:
+            conflicts.append(f"{r['name']}: {held['conflict']['reason']}")
         click.echo(f"{r['name']:<16} {state:<8} {rtt:>8} {r['routes']:>7} {sum(r['refused'].values()):>8} "
-                   f"{_amount(r['bytes']):>10}  {link}")
+                   f"{_amount(r['bytes']):>10} {ledger:>10}  {link}")
+    for conflict in conflicts:
+        click.echo(f"ledger of {conflict} (its two signed checkpoints are kept in the store)")
 
 
 # ---------------------------------------------------------------- ledger

@@ -106,6 +106,34 @@ def test_across_two_peered_hubs_the_payers_hub_debits_and_the_exits_hub_credits_
         for net in (a, c):
             verify = ladder("hub", "ledger", "verify", "--dir", str(net.hub_dir), check=False)
             assert verify.returncode == 0, verify.stdout + verify.stderr
+
+        # Each hub keeps the other's newest checkpoint, checked against the one it held before.
+        def ledger_of(net: Network, other: str) -> dict | None:
+            rows = json.loads(ladder("hub", "peers", "--dir", str(net.hub_dir), "--json").stdout)["peers"]
+            return next(r["ledger"] for r in rows if r["name"] == other)
+
+        size_a = len(debits)
+        wait_for(lambda: (ledger_of(c, "a") or {}).get("size") == size_a, 30, "c to hold a's checkpoint")
+        wait_for(lambda: (ledger_of(a, "c") or {}).get("size") == len(credited), 30, "a to hold c's")
+        assert ledger_of(c, "a")["holds"] and ledger_of(a, "c")["holds"]
+
+        # a rewrites one entry of its history, consistently, and restarts: what it signs now cannot be
+        # the log it showed c before, and c says so, keeping both checkpoints.
+        a.hub.stop()
+        with sqlite3.connect(a.hub_dir / "hub.db") as db:
+            index, data = db.execute("SELECT idx, data FROM ledger ORDER BY idx").fetchone()
+            entry = json.loads(data)
+            entry["amount"] -= 1000
+            edited = json.dumps(entry, sort_keys=True, separators=(",", ":"))
+            db.execute("UPDATE ledger SET data = ?, leaf = ? WHERE idx = ?",
+                       (edited, hashlib.sha256(b"\x00" + edited.encode()).digest(), index))
+            db.execute("DELETE FROM ledger_checkpoints")
+        a.hub = a.start_hub()
+        wait_for(lambda: not ledger_of(c, "a")["holds"], 40, "c to catch a's rewritten history")
+        conflict = ledger_of(c, "a")["conflict"]
+        assert f"two different logs of {size_a} entries" in conflict["reason"]
+        table = ladder("hub", "peers", "--dir", str(c.hub_dir)).stdout
+        assert "FORKED" in table and "two different logs" in table
     finally:
         for net in (a, c):
             net.close()

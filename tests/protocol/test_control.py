@@ -60,6 +60,7 @@ NOISE = generate_keypair()[1]
 EXIT = sign_exit_record(KEY, "DE", NOISE, 1700000000)  # record, signature, pubkey
 # record, signature:
 SERVICE = sign_service_record(KEY, "blog", "Ryan's photos", "", "http", NOISE, [], 1700000000)
+ENVELOPE = control.Envelope(EXIT["record"], EXIT["signature"], EXIT["pubkey"])
 
 SAMPLES = [
     Welcome("tokyo", "alice", ID, "203.0.113.7"),
@@ -85,7 +86,20 @@ SAMPLES = [
     Done(False, "no such device"),
     Unknown("hello"),
 ]
-KNOWN_TYPES = sorted({m.TYPE for m in SAMPLES if not isinstance(m, Unknown)})
+# Credits' messages: amounts that may be negative, envelopes and Merkle proofs, checked by their own specs.
+CREDIT_SAMPLES = [
+    control.Receipt(EXIT["record"], EXIT["signature"], EXIT["pubkey"]),
+    control.Receipts((ENVELOPE,), hub=ID),
+    control.Settled((control.SettledEntry(EXIT["record"], EXIT["signature"], EXIT["pubkey"], 4096),)),
+    control.Standing(2_000_000_000, (control.StandingEntry(ID, -5),)),
+    control.Balance(-5, 10, 15, 10, 15, 0),
+    control.CreditsRequest(since=3, at=7, start=16),
+    control.Credits(1, 2, 1, 2, 1, 0, ENVELOPE, ("ab" * 32,), 1, 0,
+                    (control.LedgerItem(0, "{}", ("cd" * 32,)),)),
+    control.LedgerSeen(12),
+    control.LedgerHead(ENVELOPE, 12, ("ef" * 32, "01" * 32)),
+]
+KNOWN_TYPES = sorted({m.TYPE for m in SAMPLES + CREDIT_SAMPLES if not isinstance(m, Unknown)})
 
 
 def wire(message: dict) -> bytes:
@@ -93,7 +107,7 @@ def wire(message: dict) -> bytes:
     return json.dumps(message, separators=(",", ":")).encode()
 
 
-@pytest.mark.parametrize("message", SAMPLES, ids=lambda m: type(m).__name__)
+@pytest.mark.parametrize("message", SAMPLES + CREDIT_SAMPLES, ids=lambda m: type(m).__name__)
 def test_every_message_round_trips(message):
     assert decode(encode(message)) == message
 
@@ -104,8 +118,13 @@ def _valid(cls):
              "str | None": st.none() | st.text(max_size=NAME_MAX)}
     fields = {}
     for f in dataclasses.fields(cls):
-        if f.type.startswith("tuple["):
-            item = globals()[f.type.removeprefix("tuple[").split(",")[0]]
+        if f.type == "tuple[str, ...]":  # a Merkle proof's hashes
+            hashes = st.binary(min_size=32, max_size=32).map(bytes.hex)
+            fields[f.name] = st.lists(hashes, max_size=3).map(tuple)
+        elif f.type == "Envelope":
+            fields[f.name] = _valid(control.Envelope)
+        elif f.type.startswith("tuple["):
+            item = getattr(control, f.type.removeprefix("tuple[").split(",")[0])
             fields[f.name] = st.lists(_valid(item), max_size=3).map(tuple)
         else:
             fields[f.name] = st.text(min_size=1, max_size=NAME_MAX) if f.name == "id" else kinds[f.type]
@@ -115,7 +134,8 @@ def _valid(cls):
 _unknown = st.builds(Unknown, st.text(max_size=TYPE_MAX).filter(lambda t: t not in KNOWN_TYPES))
 
 
-@given(st.one_of([_valid(type(m)) for m in SAMPLES if not isinstance(m, Unknown)] + [_unknown]))
+@given(st.one_of([_valid(type(m)) for m in SAMPLES + CREDIT_SAMPLES if not isinstance(m, Unknown)]
+                 + [_unknown]))
 def test_any_valid_message_round_trips(message):
     assert decode(encode(message)) == message
 

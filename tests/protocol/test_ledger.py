@@ -20,11 +20,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ladder.protocol.envelope import b64, unb64
 from ladder.protocol.identity import member_id, public_bytes
 from ladder.protocol.ledger import (
+    STALE,
     TIME_SLACK,
     Checkpoint,
     Entry,
     Problem,
     check_entries,
+    check_head,
     leaf_hash,
     sign_checkpoint,
     verify_checkpoint,
@@ -368,3 +370,37 @@ def test_from_data_refuses_anything_but_an_entry(data: bytes):
     problem = check_entries([(0, data, leaf_hash(data))], [], None)
     assert problem is not None and problem.index == 0
     assert problem.reason.startswith("its data is not an entry")
+
+
+# ------------------------------------------------------- a peer hub's checkpoints
+
+
+def consistency(log: list[Entry], old: int, new: int) -> list[bytes]:
+    return MerkleTree(leaf_hash(e.data()) for e in log).consistency_proof(old, new)
+
+
+def test_a_peers_first_checkpoint_is_taken_and_one_that_extends_it_holds():
+    assert check_head(None, checkpoint(LOG, 10), 0, []) is None
+    assert check_head(checkpoint(LOG, 10), checkpoint(LOG, SIZE), 10, consistency(LOG, 10, SIZE)) is None
+    assert check_head(checkpoint(LOG, 0), checkpoint(LOG, 25), 0, []) is None  # the empty log: no proof
+    assert check_head(checkpoint(LOG, 25), checkpoint(LOG, 25), 25, []) is None  # the same one again
+
+
+def test_a_proof_from_another_size_than_the_one_held_is_stale_and_asked_again():
+    assert check_head(checkpoint(LOG, 10), checkpoint(LOG, SIZE), 25, consistency(LOG, 25, SIZE)) == STALE
+
+
+@pytest.mark.parametrize(("held", "head", "since", "proof", "reason"), [
+    (checkpoint(LOG, 25), checkpoint(LOG, 10), 25, [], "its log shrank from 25 entries to 10"),
+    (checkpoint(LOG, 25), checkpoint(edited(3, amount=1), 25), 25, [],
+     "it signed two different logs of 25 entries"),
+    (checkpoint(LOG, 10), checkpoint(edited(3, amount=1), SIZE), 10,
+     consistency(edited(3, amount=1), 10, SIZE),
+     f"its log of {SIZE} entries does not extend the one of 10 it signed before"),
+    (checkpoint(LOG, 10), checkpoint(LOG, SIZE), 10, consistency(LOG, 11, SIZE),
+     f"its log of {SIZE} entries does not extend the one of 10 it signed before"),
+    (checkpoint(LOG, 10), checkpoint(LOG, SIZE, signer=ALICE), 10, consistency(LOG, 10, SIZE),
+     "the checkpoints are of two different hubs"),
+])
+def test_a_peer_checkpoint_that_cannot_extend_the_one_held_says_why(held, head, since, proof, reason):
+    assert check_head(held, head, since, proof) == reason

@@ -204,3 +204,24 @@ def test_a_version_3_database_gains_the_ledger(target):
     engine.close()
     with HubStore(target) as s:
         assert pay(s, ALICE, BOB, 5).index == 0 and s.account(HUB, BOB).balance == 5
+    with HubStore(target) as s:  # and, at version 5, room for what it holds of its peers' ledgers
+        assert s.peer_ledger(HUB, OTHER) is None
+
+
+CHECKPOINT_1, CHECKPOINT_2 = ({"record": "e30", "signature": n, "pubkey": "a2V5"} for n in ("c2ln", "c2lo"))
+
+
+def test_a_peers_newest_checkpoint_is_kept_and_its_first_conflict_stays_as_evidence(store):
+    assert store.peer_ledger(HUB, OTHER) is None
+    store.keep_peer_checkpoint(HUB, OTHER, CHECKPOINT_1, now=T0)
+    store.keep_peer_checkpoint(HUB, OTHER, CHECKPOINT_2, now=T0 + 10)
+    kept = store.peer_ledger(HUB, OTHER)
+    assert (kept.checkpoint, kept.checked, kept.conflict) == (CHECKPOINT_2, T0 + 10, None)
+    assert store.peer_ledger(OTHER, HUB) is None  # per local hub
+
+    assert store.peer_conflict(HUB, OTHER, CHECKPOINT_1, "it signed two different logs", now=T0 + 20)
+    assert not store.peer_conflict(HUB, OTHER, CHECKPOINT_2, "a later one", now=T0 + 30)
+    store.keep_peer_checkpoint(HUB, OTHER, CHECKPOINT_2, now=T0 + 40)  # still checked: the evidence stays
+    kept = store.peer_ledger(HUB, OTHER)
+    assert kept.checked == T0 + 40 and kept.conflict == {
+        "checkpoint": CHECKPOINT_1, "reason": "it signed two different logs", "time": T0 + 20}

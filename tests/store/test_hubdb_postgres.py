@@ -24,7 +24,7 @@ def test_the_schema_is_made_in_the_url_s_schema_with_its_version(url):
         tables = {row[0] for row in db.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")}
     assert tables == {"ladder_meta", "invites", "members", "devices", "peers", "ledger", "ledger_accounts",
-                      "ledger_checkpoints"}
+                      "ledger_checkpoints", "peer_checkpoints"}
 
 
 def test_refuses_newer_schema(url):

@@ -16,7 +16,11 @@ its ledger (store: table `ledger`; protocol/ledger.py):
   appears without the debit it moves.
 
 Every CHECKPOINT_EVERY seconds that the ledger grew the hub signs a
-checkpoint of its Merkle log with its own key. Members ask for theirs
+checkpoint of its Merkle log with its own key, and shows it to each peer hub
+(`ledger-head`) with a consistency proof from the checkpoint that peer said
+it holds (`ledger-seen`, at every link up); the peer keeps the newest that
+held, and keeps the first that did not as evidence (the store's
+peer_checkpoints; `ladder hub peers` shows both). Members ask for theirs
 (`answer`: their account, a page of their entries with inclusion proofs,
 a consistency proof from the checkpoint they saw last). Exits hear the
 balances of the members using them (`standing`), and every member its own
@@ -34,7 +38,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ladder.errors import LadderError
 from ladder.protocol import control
-from ladder.protocol.ledger import Entry, sign_checkpoint, verify_checkpoint
+from ladder.protocol.envelope import RecordError
+from ladder.protocol.ledger import STALE, Checkpoint, Entry, check_head, sign_checkpoint, verify_checkpoint
 from ladder.protocol.merkle import MerkleTree
 from ladder.protocol.receipts import Receipt, ReceiptChecker, ReceiptRefused, channel_id, verify_receipt
 from ladder.store.hubdb import Account, HubStore, Member, StoreError
@@ -46,6 +51,7 @@ GRACE = 120.0  # seconds a closed channel's record waits for its last receipts
 CHECKPOINT_EVERY = 10.0
 STANDING_EVERY = 5.0
 PAGE = 16  # entries with proofs in one credits answer (a control message holds about 60 KB)
+PeerMessage = control.Receipts | control.Settled | control.LedgerSeen | control.LedgerHead
 
 
 @dataclass(eq=False)
@@ -82,6 +88,8 @@ class Credits:
         self._checkpointed = len(self.tree) if latest is not None else -1
         self._last_checkpoint = self._last_told = -CHECKPOINT_EVERY
         self._told: dict[str, tuple] = {}  # port id → what it last heard (balance, or standing)
+        self._peers: dict[str, tuple[PeerPort, int | None]] = {}  # peer id → port, size of ours it holds
+        self._greeted: set[PeerPort] = set()
 
     # --------------------------------------------------------- the switch
 
@@ -115,9 +123,15 @@ class Credits:
             else:
                 self._send(relayed.splice.source, control.Receipts((item,), hub=self.id))
 
-    def from_peer(self, port: PeerPort, message: control.Receipts | control.Settled) -> None:
-        """Receipts coming back from a peer towards the payer's hub, or settlements going on towards the
-        exit's."""
+    def from_peer(self, port: PeerPort, message: PeerMessage) -> None:
+        """Receipts coming back from a peer towards the payer's hub, settlements going on towards the
+        exit's, and what the two hubs see of each other's ledgers."""
+        if isinstance(message, control.LedgerSeen):
+            self._head_to(port, message.size)
+            return
+        if isinstance(message, control.LedgerHead):
+            self._peer_head(port, message)
+            return
         if isinstance(message, control.Receipts):
             for item in message.receipts:
                 checked = self._check(item, port)
@@ -184,9 +198,11 @@ class Credits:
 
     # ------------------------------------------------------------ ticks
 
-    def tick(self, ports: list[MemberPort]) -> None:
-        """Every second or so: forget long-closed channels, sign a checkpoint, tell members and exits."""
+    def tick(self, ports: list[MemberPort], peers: list[PeerPort]) -> None:
+        """Every second or so: forget long-closed channels, greet new peer links, sign a checkpoint, tell
+        members and exits."""
         now = self.clock()
+        self._greet(peers)
         for cid, relayed in list(self.relayed.items()):
             if relayed.closed_at is not None and now - relayed.closed_at > GRACE:
                 del self.relayed[cid]
@@ -204,6 +220,9 @@ class Credits:
             envelope = sign_checkpoint(self.key, len(self.tree), self.tree.root(), int(self.wall()))
             self.store.add_checkpoint(self.id, len(self.tree), int(self.wall()), envelope)
             self._checkpointed = len(self.tree)
+            for port, held in list(self._peers.values()):
+                if held is not None:
+                    self._head_to(port, held)
             return envelope
         return self.store.latest_checkpoint(self.id)
 
@@ -229,6 +248,56 @@ class Credits:
                 port.link.send_control(balance)
                 if members:
                     port.link.send_control(control.Standing(self.limit or 0, members))
+
+    # ------------------------------------------------------ peers' ledgers
+
+    def _greet(self, peers: list[PeerPort]) -> None:
+        """A peer link new since the last tick hears the size of its ledger this hub holds."""
+        up = {port.id: port for port in peers}
+        for hub_id in [h for h, (port, _) in self._peers.items() if up.get(h) is not port]:
+            del self._peers[hub_id]
+        self._greeted &= set(peers)
+        for port in peers:
+            if port not in self._greeted:
+                self._greeted.add(port)
+                held = self._held(port.id)
+                self._send(port, control.LedgerSeen(0 if held is None else held.size))
+
+    def _head_to(self, port: PeerPort, since: int) -> None:
+        """Show a peer this hub's newest checkpoint, proved consistent with the one of size `since`."""
+        envelope = self.checkpoint()
+        assert envelope is not None
+        size = verify_checkpoint(envelope).size
+        proof = self.tree.consistency_proof(since, size) if 0 < since <= size else []
+        hashes = tuple(h.hex() for h in proof)
+        self._send(port, control.LedgerHead(control.Envelope(**envelope), since, hashes))
+        self._peers[port.id] = (port, size)
+
+    def _held(self, hub_id: str) -> Checkpoint | None:
+        kept = self.store.peer_ledger(self.id, hub_id)
+        return None if kept is None else verify_checkpoint(kept.checkpoint)
+
+    def _peer_head(self, port: PeerPort, message: control.LedgerHead) -> None:
+        """A peer's newest checkpoint: kept if it extends the one held, evidence if it cannot."""
+        try:
+            head = verify_checkpoint(_envelope(message.checkpoint))
+            if head.hub != port.id:
+                raise RecordError("it is another hub's checkpoint")
+            held = self._held(port.id)
+            why = check_head(held, head, message.since, [bytes.fromhex(h) for h in message.consistency])
+            if why is None:
+                self.store.keep_peer_checkpoint(self.id, port.id, head.envelope, self.wall())
+            elif why == STALE:
+                assert held is not None
+                self._send(port, control.LedgerSeen(held.size))
+            else:
+                log.warning("%s shows a ledger that cannot be the one it showed before: %s", port.label, why)
+                self.store.peer_conflict(self.id, port.id, head.envelope, why, self.wall())
+        except RecordError as exc:
+            self.refused += 1
+            log.info("checkpoint from %s refused: %s", port.label, exc)
+        except StoreError as exc:
+            log.warning("cannot keep the checkpoint of %s: %s", port.label, exc)
 
     # ---------------------------------------------------------- members
 

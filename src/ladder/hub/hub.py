@@ -44,7 +44,7 @@ from ladder.store.hubdb import HubStore, InviteError, InviteUnknown, Member, Sto
 from ladder.tasks import Tasks
 
 from .commands import COMMAND_TIMEOUT, CommandLink
-from .credits import Credits
+from .credits import Credits, PeerMessage
 from .devices import USAGE_SAVE, Devices, DeviceSession, Subscriptions
 from .directory import Directory, ExitListing
 from .pacing import Pacer
@@ -257,12 +257,13 @@ class Hub:
         """Streams may be spliced to a member that shares (capped or not: the exit says so) or publishes."""
         return member_id in self.directory.exits or self.directory.publishes(member_id)
 
-    def credit_message(self, port: PeerPort, message: control.Receipts | control.Settled) -> None:
-        """Receipts and settlements between hubs (credits.py)."""
+    def credit_message(self, port: PeerPort, message: PeerMessage) -> None:
+        """Receipts, settlements and ledger checkpoints between hubs (credits.py)."""
         self.credits.from_peer(port, message)
 
     def _credits_tick(self) -> None:
-        self.credits.tick([port for port in self.ports.listeners() if isinstance(port, MemberPort)])
+        self.credits.tick([port for port in self.ports.listeners() if isinstance(port, MemberPort)],
+                          list(self.federation.ports.values()))
 
     def _channel_changed(self, member_id: str, change: int) -> None:
         self.directory.count_channel(member_id, change)

@@ -50,6 +50,7 @@ from ladder.protocol.routing import Announcement, Route, Router
 from ladder.store.hubdb import HubStore, InviteError, InviteUnknown, Peer, StoreError
 from ladder.tasks import Tasks
 
+from .credits import PeerMessage
 from .directory import Directory, ExitListing, Origin, ServiceListing
 from .pacing import Pacer
 from .ports import PeerPort, Port
@@ -88,7 +89,7 @@ class FederationOwner(Protocol):
 
     def remote_changed(self) -> None: ...
 
-    def credit_message(self, port: PeerPort, message: control.Receipts | control.Settled) -> None: ...
+    def credit_message(self, port: PeerPort, message: PeerMessage) -> None: ...
 
 
 class Federation:
@@ -192,7 +193,7 @@ class Federation:
                 log.warning("cannot save the end of the peering with %s: %s", port.label, exc)
             self._stop_dialling(port.id)
             port.link.close(ErrorCode.NO_ERROR, "peering ended")
-        elif isinstance(message, (control.Receipts, control.Settled)):
+        elif isinstance(message, (control.Receipts, control.Settled, control.LedgerSeen, control.LedgerHead)):
             self.owner.credit_message(port, message)
 
     def peer_closed(self, port: PeerPort, reason: str) -> None:

@@ -513,6 +513,25 @@ class Credits:
 
 
 @dataclass(frozen=True, slots=True)
+class LedgerSeen:
+    """To a peer hub: the size of the newest checkpoint of its ledger this hub holds (0: none yet)."""
+
+    TYPE: ClassVar[str] = "ledger-seen"
+    size: int = _spec(_amount)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerHead:
+    """To a peer hub: this hub's newest checkpoint, and a consistency proof from size `since` (the one the
+    peer said it holds) to it."""
+
+    TYPE: ClassVar[str] = "ledger-head"
+    checkpoint: Envelope = _spec(_envelope)  # noqa: RUF009 (an immutable dataclass)
+    since: int = _spec(_amount, default=0)
+    consistency: tuple[str, ...] = _spec(_hashes, default=())
+
+
+@dataclass(frozen=True, slots=True)
 class Unknown:
     """A message of a type this side does not know; receivers ignore it, as they always have."""
 
@@ -522,7 +541,8 @@ class Unknown:
 ControlMessage = (Welcome | Joined | JoinRefused | Share | ShareStatus | Directory | Replaced
                   | Publish | Services | Members | MemberJoined | DeviceAdd | DeviceRemove | DeviceList
                   | DeviceAdded | Devices | Done | PeerWelcome | PeerJoined | Routes | PeerRemoved
-                  | Receipt | Receipts | Settled | Standing | Balance | CreditsRequest | Credits | Unknown)
+                  | Receipt | Receipts | Settled | Standing | Balance | CreditsRequest | Credits | LedgerSeen
+                  | LedgerHead | Unknown)
 ListMessage = TypeVar("ListMessage", Publish, Services, Members)
 _TYPES: dict[str, type] = {cls.TYPE: cls for cls in get_args(ControlMessage) if cls is not Unknown}
 

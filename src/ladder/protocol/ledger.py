@@ -20,6 +20,12 @@ root, time) with its own key; a member keeps the last it verified and asks
 for a consistency proof from it, so a hub that rewrites or forks its log
 is caught.
 
+Peer hubs watch each other's logs the same way: each keeps the newest
+checkpoint of each peer's log that held, and `check_head` says whether the
+next one the peer shows extends it. Two checkpoints of one hub that cannot
+both be true (two roots for one size, or a log that shrank) are evidence
+anyone can check with the hub's key alone.
+
 `check_entries` is the whole log's audit in one pass, for the hub's own
 check of its store and for anyone handed a copy: every row is there, in
 order, hashes to its leaf and holds (its receipt verifies and names its
@@ -32,7 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -41,7 +47,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from . import envelope
 from .envelope import b64
 from .identity import public_bytes
-from .merkle import MerkleTree
+from .merkle import MerkleTree, verify_consistency
 from .receipts import Receipt, ReceiptRefused, verify_receipt
 
 _CHECKPOINT_CONTEXT = b"ladder checkpoint v1\x00"
@@ -130,6 +136,27 @@ def verify_checkpoint(entry: dict[str, Any]) -> Checkpoint:
         raise envelope.RecordError("malformed checkpoint (size, root or time)")
     return Checkpoint(fields["id"], size, root, time, pubkey,
                       {k: entry[k] for k in ("record", "signature", "pubkey")})
+
+
+STALE = "stale"  # check_head: the proof is from another size than the one held; ask again
+
+
+def check_head(held: Checkpoint | None, head: Checkpoint, since: int, proof: Sequence[bytes]) -> str | None:
+    """Whether a hub's new checkpoint `head` extends the one of its `held` (None: it does, or none is held):
+    STALE when `proof` runs from a size `since` other than the held one's, else what cannot be true."""
+    if held is None:
+        return None
+    if held.hub != head.hub:
+        return "the checkpoints are of two different hubs"
+    if head.size < held.size:
+        return f"its log shrank from {held.size} entries to {head.size}"
+    if head.size == held.size:
+        return None if head.root == held.root else f"it signed two different logs of {head.size} entries"
+    if since != held.size:
+        return STALE
+    if not verify_consistency(held.size, head.size, held.root, head.root, proof):
+        return f"its log of {head.size} entries does not extend the one of {held.size} it signed before"
+    return None
 
 
 # ------------------------------------------------------------------ the audit

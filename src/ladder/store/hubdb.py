@@ -77,7 +77,7 @@ from ladder.store import engines
 from ladder.store.engines import Engine, EngineError
 
 DB_FILENAME = "hub.db"
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 DEVICE_TOKEN_LEN = 32
 PUBKEY_LEN = 32
 TOKEN_LEN = 16
@@ -200,6 +200,18 @@ CREATE TABLE ledger_checkpoints (
     time     INTEGER NOT NULL,
     envelope TEXT NOT NULL,
     PRIMARY KEY (local, size)
+);
+"""
+# Version 5: what this hub holds of each peer hub's ledger (hub/credits.py): the newest checkpoint of it
+# that held, and the first one that did not (with why), kept as evidence after the peering ends.
+_SCHEMA_V5 = """
+CREATE TABLE peer_checkpoints (
+    local    TEXT NOT NULL,
+    hub_id   TEXT NOT NULL,
+    envelope TEXT NOT NULL,
+    checked  REAL NOT NULL,
+    conflict TEXT,
+    PRIMARY KEY (local, hub_id)
 );
 """
 LEDGER_ROWS_BATCH = 1000  # rows ledger_rows reads at a time
@@ -333,6 +345,15 @@ class Account:
     month_spent: int
 
 
+@dataclass(frozen=True, slots=True)
+class PeerLedger:
+    """What this hub holds of a peer hub's ledger."""
+
+    checkpoint: dict[str, str]  # the newest checkpoint of it that held
+    checked: float  # when one last held
+    conflict: dict[str, Any] | None  # {"checkpoint", "reason", "time"}: the first one that did not
+
+
 def _peer(row: tuple[Any, ...]) -> Peer:
     name, hub_id, pubkey, address, fingerprint, created, expires_at = row
     return Peer(name, hub_id, None if pubkey is None else bytes(pubkey), address, fingerprint, created,
@@ -463,7 +484,7 @@ class HubStore:
             if version > SCHEMA_VERSION:
                 raise StoreError(f"it has schema version {version}; this Ladder knows up to "
                                  f"{SCHEMA_VERSION} (upgrade Ladder)")
-            steps = [(1, _SCHEMA_V1), (2, _SCHEMA_V2), (3, _SCHEMA_V3), (4, _SCHEMA_V4)]
+            steps = [(1, _SCHEMA_V1), (2, _SCHEMA_V2), (3, _SCHEMA_V3), (4, _SCHEMA_V4), (5, _SCHEMA_V5)]
             for step, schema in steps:
                 if version < step:
                     for statement in schema.split(";"):
@@ -1042,3 +1063,32 @@ class HubStore:
         rows = self._read("SELECT envelope FROM ledger_checkpoints WHERE local = ?"
                           " ORDER BY size DESC LIMIT 1", (local,))
         return json.loads(rows[0][0]) if rows else None
+
+    def peer_ledger(self, local: str, hub_id: str) -> PeerLedger | None:
+        """What hub `local` holds of peer hub `hub_id`'s ledger, or None before its first checkpoint."""
+        rows = self._read("SELECT envelope, checked, conflict FROM peer_checkpoints WHERE local = ?"
+                          " AND hub_id = ?", (local, hub_id))
+        if not rows:
+            return None
+        envelope, checked, conflict = rows[0]
+        return PeerLedger(json.loads(envelope), float(checked),
+                          None if conflict is None else json.loads(conflict))
+
+    def keep_peer_checkpoint(self, local: str, hub_id: str, envelope: dict[str, str],
+                             now: float | None = None) -> None:
+        """A checkpoint of peer `hub_id`'s ledger that held against the one held before (hub/credits.py)."""
+        with self._write() as db:
+            db.execute("INSERT INTO peer_checkpoints (local, hub_id, envelope, checked) VALUES (?, ?, ?, ?)"
+                       " ON CONFLICT (local, hub_id) DO UPDATE SET envelope = excluded.envelope,"
+                       " checked = excluded.checked", (local, hub_id, json.dumps(envelope, sort_keys=True),
+                                                       _now(now)))
+
+    def peer_conflict(self, local: str, hub_id: str, envelope: dict[str, str], reason: str,
+                      now: float | None = None) -> bool:
+        """Keep a checkpoint of peer `hub_id` that did not hold, and why, unless one is kept already (the
+        first is the evidence); False if one was. The peer's held checkpoint must exist."""
+        evidence = json.dumps({"checkpoint": envelope, "reason": reason, "time": _now(now)}, sort_keys=True)
+        with self._write() as db:
+            changed = db.execute("UPDATE peer_checkpoints SET conflict = ? WHERE local = ? AND hub_id = ?"
+                                 " AND conflict IS NULL", (evidence, local, hub_id)).rowcount
+        return changed > 0
