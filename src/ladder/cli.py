@@ -543,7 +543,7 @@ def hub_peers(folder, as_json) -> None:
                                "dials": peer.address, "up": False, "rtt_ms": None, "routes": 0,
                                "refused": {}, "bytes": 0}
         row.update(seen.get(peer.name, {}))
-        kept = ledgers.get(peer.hub_id)
+        kept = ledgers.get(peer.hub_id or "")
         row["ledger"] = None if kept is None else {
             "size": verify_checkpoint(kept.checkpoint).size, "checked": kept.checked,
             "holds": kept.conflict is None, "conflict": kept.conflict}
