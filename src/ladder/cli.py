@@ -1113,19 +1113,24 @@ def device_remove(name, folder) -> None:
 @click.argument("address", required=False)
 @click.option("--dir", "folder", metavar="FOLDER", help=DIR_HELP)
 @click.option("--name", help="The service's name (1-32 of a-z, 0-9, '-'): reached as NAME.<member>.ladder.")
-@click.option("--title", help="A title, shown in `ladder services`.")
-@click.option("--description", help="A line or two about it, shown in `ladder services --json`.")
+@click.option("--title", help="A title, shown in `ladder services` and in search results.")
+@click.option("--description", help="A line or two about it, shown in `ladder services --json`; searchable.")
+@click.option("--keywords", help="Words people would search it by, comma-separated (at most 16).")
+@click.option("--lang", help="The language of its pages, e.g. en or zh-CN.")
+@click.option("--index/--no-index", "index", default=None,
+              help="Let the network's search engine list and crawl it (the default), or not.")
 @click.option("--members", help="Only these members may connect: names or member ids, comma-separated; "
               "'everyone' for every member (the default).")
 @click.option("--tcp/--http", "tcp", default=None,
               help="Any TCP service (SSH, a game server), or a web site (the default).")
 @click.option("--remove", metavar="NAME", help="Take the service NAME down, at once if the agent is running.")
-def publish(address, folder, name, title, description, members, tcp, remove) -> None:
+def publish(address, folder, name, title, description, keywords, lang, index, members, tcp, remove) -> None:
     """Put a service on this machine's loopback online inside the network only.
 
     \b
     Examples:
-      ladder publish --dir ~/ladder 127.0.0.1:5000 --name blog --title "Ryan's photos"
+      ladder publish --dir ~/ladder 127.0.0.1:5000 --name blog --title "Ryan's photos" \\
+          --keywords photos,film --lang en
       ladder publish --dir ~/ladder 127.0.0.1:22 --name ssh --tcp --members alice,bob
       ladder publish --dir ~/ladder --name blog --members everyone   # change one thing, keep the rest
       ladder publish --dir ~/ladder --remove blog
@@ -1136,6 +1141,8 @@ def publish(address, folder, name, title, description, members, tcp, remove) -> 
     encrypted. It is kept in services.json in the member's folder; publishing
     a NAME again changes only what is given. The running agent (`ladder up`)
     picks changes up within a second and publishes again after every reconnect.
+    An HTTP service is searchable in the network within a minute (`ladder
+    search`), unless --no-index or its robots.txt says no.
     """
     from ladder.agent.services import Published, load_published, loopback_address, save_published
     from ladder.protocol.identity import public_bytes
@@ -1184,6 +1191,10 @@ def publish(address, folder, name, title, description, members, tcp, remove) -> 
         description if description is not None else (old.description if old else ""),
         ("tcp" if tcp else "http") if tcp is not None else (old.kind if old else "http"),
         access,
+        tuple(k.strip() for k in keywords.split(",") if k.strip()) if keywords is not None
+        else (old.keywords if old else ()),
+        lang.strip() if lang is not None else (old.lang if old else ""),
+        index if index is not None else (old.index if old else True),
     )
     service.check()
     services[name] = service

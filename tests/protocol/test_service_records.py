@@ -179,3 +179,37 @@ def test_exit_record_names_the_members_it_serves_and_old_records_serve_everyone(
               "record": base64.b64encode(json.dumps(fields).encode()).decode()}
     with pytest.raises(RecordError, match="signature does not verify"):
         verify_exit_record(forged)
+
+
+def signed_for_search(**search):
+    signed = sign_service_record(KEY, "blog", "Ryan's photos", "", "http", NOISE, [], 7, **search)
+    return {"id": ID, "pubkey": base64.b64encode(PUBKEY).decode(), **signed}
+
+
+def test_what_a_record_says_for_search_is_signed_and_an_old_record_says_index_me():
+    record = verify_service_record(signed_for_search(keywords=("film", "照片"), lang="zh-CN", index=False))
+    assert (record.keywords, record.lang, record.index) == (("film", "照片"), "zh-CN", False)
+    old = verify_service_record(entry())  # signed without them, as Ladder did before search
+    assert (old.keywords, old.lang, old.index) == ((), "", True)
+    assert "keywords" not in json.loads(base64.b64decode(entry()["record"]))
+
+
+@pytest.mark.parametrize("search,why", [
+    ({"keywords": tuple(f"w{i}" for i in range(17))}, "says too much for search"),
+    ({"keywords": ("x" * 41,)}, "says too much for search"),
+    ({"lang": "x" * 17}, "says too much for search"),
+])
+def test_a_record_saying_too_much_for_search_is_refused(search, why):
+    with pytest.raises(RecordError, match=why):
+        verify_service_record(signed_for_search(**search))
+
+
+@pytest.mark.parametrize("field,value", [("keywords", "film"), ("keywords", [1]), ("lang", 5), ("index", "no")])
+def test_malformed_search_fields_are_refused(field, value):
+    good = signed_for_search()
+    fields = {**json.loads(base64.b64decode(good["record"])), field: value}
+    body = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+    resigned = {**good, "record": base64.b64encode(body).decode(),
+                "signature": base64.b64encode(KEY.sign(b"ladder service record v1\x00" + body)).decode()}
+    with pytest.raises(RecordError, match="malformed service record"):
+        verify_service_record(resigned)

@@ -37,6 +37,9 @@ from ladder.protocol.messages import decode_service_request
 from ladder.protocol.records import (
     ACCESS_MAX,
     DESCRIPTION_MAX,
+    KEYWORD_MAX,
+    KEYWORDS_MAX,
+    LANG_MAX,
     SERVICE_KINDS,
     TITLE_MAX,
     service_address,
@@ -69,17 +72,23 @@ class Published:
     description: str = ""
     kind: str = "http"
     members: dict[str, str] = field(default_factory=dict)  # member id → name; empty: every member
+    keywords: tuple[str, ...] = ()  # for the network's search engine, as are lang and index
+    lang: str = ""
+    index: bool = True
 
     def to_json(self) -> dict:
         return {"address": format_address(*self.address), "title": self.title,
-                "description": self.description, "kind": self.kind, "members": self.members}
+                "description": self.description, "kind": self.kind, "members": self.members,
+                "keywords": list(self.keywords), "lang": self.lang, "index": self.index}
 
     @classmethod
     def from_json(cls, name: str, data: dict) -> Published:
         try:
             service = cls(name, loopback_address(data["address"]), str(data.get("title", "")),
                           str(data.get("description", "")), data.get("kind", "http"),
-                          {str(k): str(v) for k, v in (data.get("members") or {}).items()})
+                          {str(k): str(v) for k, v in (data.get("members") or {}).items()},
+                          tuple(str(k) for k in data.get("keywords", ())), str(data.get("lang", "")),
+                          data.get("index", True) is not False)
         except (KeyError, TypeError, AttributeError) as exc:
             raise ConfigError(f"service {name!r} lacks {exc}") from None
         service.check()
@@ -96,6 +105,11 @@ class Published:
                               f"(at most {TITLE_MAX} and {DESCRIPTION_MAX} characters)")
         if len(self.members) > ACCESS_MAX:
             raise ConfigError(f"service {self.name}: at most {ACCESS_MAX} members on an access list")
+        if len(self.keywords) > KEYWORDS_MAX or any(not 0 < len(k) <= KEYWORD_MAX for k in self.keywords):
+            raise ConfigError(f"service {self.name}: at most {KEYWORDS_MAX} keywords of at most "
+                              f"{KEYWORD_MAX} characters each")
+        if len(self.lang) > LANG_MAX or not all(c.isalnum() or c == "-" for c in self.lang):
+            raise ConfigError(f"service {self.name}: the language is a tag like en or zh-CN")
 
 
 def loopback_address(text: str) -> tuple[str, int]:
@@ -264,7 +278,8 @@ class Services:
         issued = int(time.time())
         self.signed = [
             SignedService(**sign_service_record(self.config.key, s.name, s.title, s.description, s.kind,
-                                                self.pool.noise_public, list(s.members), issued))
+                                                self.pool.noise_public, list(s.members), issued,
+                                                s.keywords, s.lang, s.index))
             for s in self.published.values()
         ]
 

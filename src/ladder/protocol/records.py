@@ -84,6 +84,7 @@ _ACCESS_CONTEXT = b"ladder service access v1\x00"
 SERVICE_KINDS = ("http", "tcp")
 SERVICE_NAME_MAX = 32
 TITLE_MAX, DESCRIPTION_MAX, ACCESS_MAX = 100, 500, 256
+KEYWORDS_MAX, KEYWORD_MAX, LANG_MAX = 16, 40, 16  # what a record says for the network's search engine
 ACCESS_PROOF_SIZE = 32 + 64  # opener's Ed25519 public key and signature
 
 
@@ -109,8 +110,11 @@ class ServiceRecord:
     kind: str  # "http" or "tcp"
     noise_key: bytes  # the publisher's static X25519 key
     access: tuple[str, ...]  # member ids allowed in; empty: every member
-    issued: int
+    issued: int  # when it was signed: a newer record of a service says what it is anew (search recrawls)
     pubkey: bytes  # the publisher's Ed25519 key, which signed the record
+    keywords: tuple[str, ...] = ()
+    lang: str = ""  # the language of its pages ("en", "zh-CN"), if the publisher said
+    index: bool = True  # False: the publisher asked search engines to leave it out
 
     @property
     def address(self) -> str:
@@ -121,10 +125,20 @@ class ServiceRecord:
 
 
 def sign_service_record(key: Ed25519PrivateKey, name: str, title: str, description: str, kind: str,
-                        noise_key: bytes, access: list[str], issued: int) -> dict[str, str]:
-    """The fields a publisher sends the hub for one service: record and signature (base64)."""
-    fields = {"name": name, "title": title, "description": description, "kind": kind,
-              "noise_key": b64(noise_key), "access": sorted(set(access)), "issued": issued}
+                        noise_key: bytes, access: list[str], issued: int, keywords: tuple[str, ...] = (),
+                        lang: str = "", index: bool = True) -> dict[str, str]:
+    """The fields a publisher sends the hub for one service: record and signature (base64).
+
+    What is only for search (keywords, lang, index) is left out when unset, so a record without them
+    is the one older Ladders sign and read."""
+    fields: dict[str, Any] = {"name": name, "title": title, "description": description, "kind": kind,
+                              "noise_key": b64(noise_key), "access": sorted(set(access)), "issued": issued}
+    if keywords:
+        fields["keywords"] = list(keywords)
+    if lang:
+        fields["lang"] = lang
+    if not index:
+        fields["index"] = False
     return envelope.sign(_SERVICE_CONTEXT, fields, key)
 
 
@@ -132,14 +146,22 @@ def verify_service_record(entry: dict[str, Any]) -> ServiceRecord:
     """Check a listing entry ({id, record, signature, pubkey}); RecordError unless its publisher signed it."""
     fields, pubkey = envelope.verify(_SERVICE_CONTEXT, entry, "service record")
     try:
-        access = fields["access"]
+        access, keywords = fields["access"], fields.get("keywords", [])
         if not isinstance(access, list) or not all(isinstance(a, str) for a in access):
             raise ValueError("access is not a list of member ids")
+        if not isinstance(keywords, list) or not all(isinstance(k, str) for k in keywords):
+            raise ValueError("keywords is not a list of words")
+        if not isinstance(fields.get("lang", ""), str) or not isinstance(fields.get("index", True), bool):
+            raise ValueError("lang is not text or index not true or false")
         record = ServiceRecord(fields["id"], fields["name"], str(fields["title"]),
                                str(fields["description"]), fields["kind"], unb64(fields["noise_key"]),
-                               tuple(access), int(fields["issued"]), pubkey)
+                               tuple(access), int(fields["issued"]), pubkey, tuple(keywords),
+                               fields.get("lang", ""), fields.get("index", True))
     except (KeyError, TypeError, ValueError) as exc:
         raise RecordError(f"malformed service record ({exc})") from None
+    if (len(record.keywords) > KEYWORDS_MAX or any(len(k) > KEYWORD_MAX for k in record.keywords)
+            or len(record.lang) > LANG_MAX):
+        raise RecordError("the service record says too much for search (keywords or lang)")
     if not valid_service_name(record.name) or record.kind not in SERVICE_KINDS:
         raise RecordError("the service record has an invalid name or kind")
     if len(record.noise_key) != 32:
