@@ -98,6 +98,9 @@ CREDIT_SAMPLES = [
                     (control.LedgerItem(0, "{}", ("cd" * 32,)),)),
     control.LedgerSeen(12),
     control.LedgerHead(ENVELOPE, 12, ("ef" * 32, "01" * 32)),
+    control.SearchRequest("搜索 engine", 20, 7),
+    control.SearchResults((control.SearchHit("http://blog.ryan.ladder/a", "A <b>", "some words", (0, 4),
+                                             1_000_000, "tokyo", True, "blog.ryan.ladder"),), 7, ("osaka",)),
 ]
 KNOWN_TYPES = sorted({m.TYPE for m in SAMPLES + CREDIT_SAMPLES if not isinstance(m, Unknown)})
 
@@ -118,9 +121,11 @@ def _valid(cls):
              "str | None": st.none() | st.text(max_size=NAME_MAX)}
     fields = {}
     for f in dataclasses.fields(cls):
-        if f.type == "tuple[str, ...]":  # a Merkle proof's hashes
+        if f.type == "tuple[str, ...]":  # a Merkle proof's hashes (which are names too)
             hashes = st.binary(min_size=32, max_size=32).map(bytes.hex)
             fields[f.name] = st.lists(hashes, max_size=3).map(tuple)
+        elif f.type == "tuple[int, ...]":
+            fields[f.name] = st.lists(kinds["int"], max_size=4).map(tuple)
         elif f.type == "Envelope":
             fields[f.name] = _valid(control.Envelope)
         elif f.type.startswith("tuple["):

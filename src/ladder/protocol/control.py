@@ -229,6 +229,20 @@ class LedgerItem:
     proof: tuple[str, ...] = _spec(_hashes)
 
 
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """One search result: a page of a service, as a hub's index ranks it."""
+
+    url: str = _spec(_text(TEXT_MAX))
+    title: str = _spec(_text(TEXT_MAX))
+    snippet: str = _spec(_text(TEXT_MAX))
+    marks: tuple[int, ...] = _spec(_list(_count))  # highlighted spans of the snippet: start, end, start, ...
+    score: int = _spec(_count)  # in millionths: 1,000,000 is the best result of the query at that hub
+    hub: str = _spec(_NAME)
+    online: bool = _spec(_flag)
+    host: str = _spec(_NAME)
+
+
 def _envelope(value: Any, where: str) -> Envelope:
     envelope: Envelope = _parse(Envelope, value, where)
     return envelope
@@ -532,6 +546,27 @@ class LedgerHead:
 
 
 @dataclass(frozen=True, slots=True)
+class SearchRequest:
+    """A member asks its hub (on a command link), or a hub its peers (`ref` names the answer), for pages
+    by words."""
+
+    TYPE: ClassVar[str] = "search"
+    query: str = _spec(_text(TEXT_MAX))
+    limit: int = _spec(_count, default=10)
+    ref: int = _spec(_count, default=0)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResults:
+    """The answer to `search`: the best hits first; `hubs` that did not answer in time are named."""
+
+    TYPE: ClassVar[str] = "search-results"
+    hits: tuple[SearchHit, ...] = _spec(_items(SearchHit))
+    ref: int = _spec(_count, default=0)
+    missing: tuple[str, ...] = _spec(_list(_NAME), default=())
+
+
+@dataclass(frozen=True, slots=True)
 class Unknown:
     """A message of a type this side does not know; receivers ignore it, as they always have."""
 
@@ -542,7 +577,7 @@ ControlMessage = (Welcome | Joined | JoinRefused | Share | ShareStatus | Directo
                   | Publish | Services | Members | MemberJoined | DeviceAdd | DeviceRemove | DeviceList
                   | DeviceAdded | Devices | Done | PeerWelcome | PeerJoined | Routes | PeerRemoved
                   | Receipt | Receipts | Settled | Standing | Balance | CreditsRequest | Credits | LedgerSeen
-                  | LedgerHead | Unknown)
+                  | LedgerHead | SearchRequest | SearchResults | Unknown)
 ListMessage = TypeVar("ListMessage", Publish, Services, Members)
 _TYPES: dict[str, type] = {cls.TYPE: cls for cls in get_args(ControlMessage) if cls is not Unknown}
 
@@ -555,7 +590,7 @@ def _json(obj: Any) -> Any:
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         if isinstance(value, tuple):
-            value = [v if isinstance(v, str) else _json(v) for v in value]
+            value = [v if isinstance(v, (str, int)) else _json(v) for v in value]
         elif dataclasses.is_dataclass(value):
             value = _json(value)
         out[f.name] = value
