@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import logging
@@ -652,6 +653,81 @@ def hub_ledger_verify(folder, as_json) -> None:
     sys.exit(0 if problem is None else 1)
 
 
+# ---------------------------------------------------------------- search
+
+
+@hub.group("search", invoke_without_command=True)
+@click.option("--dir", "folder", metavar="FOLDER", help=HUB_DIR_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of services) instead of a table.")
+@click.pass_context
+def hub_search(ctx, folder, as_json) -> None:
+    """The services this hub's search engine indexes: pages, when crawled, online, delisted.
+
+    \b
+    Examples:
+      ladder hub search --dir ~/hub
+      ladder hub search delist blog.mallory --dir ~/hub
+      ladder hub search relist blog.mallory --dir ~/hub
+
+    The hub's crawler is a member of its own, named after the hub; it reads
+    its members' HTTP services through channels like any member, obeys
+    robots.txt and skips services published with --no-index.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    with _search_index(folder) as index:
+        services = index.services()
+    rows = [{"host": s.host, "pages": s.pages, "crawled": s.crawled, "online": s.online,
+             "delisted": s.delisted} for s in services]
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    if not rows:
+        click.echo("nothing indexed yet: members' HTTP services are, within a minute of being published")
+        return
+    click.echo(f"{'SERVICE':<40} {'PAGES':>6} {'CRAWLED':<20} STATE")
+    for r in rows:
+        crawled = "never" if r["crawled"] is None else time.strftime("%Y-%m-%d %H:%M:%S",
+                                                                     time.localtime(r["crawled"]))
+        state = "delisted" if r["delisted"] else "online" if r["online"] else "offline"
+        click.echo(f"{r['host']:<40} {r['pages']:>6} {crawled:<20} {state}")
+
+
+@hub_search.command("delist")
+@click.argument("name")
+@click.option("--dir", "folder", metavar="FOLDER", help=HUB_DIR_HELP)
+def hub_search_delist(name, folder) -> None:
+    """Leave the service NAME (blog.alice, or blog.alice.ladder) out of every search, at once."""
+    with _search_index(folder) as index:
+        if not index.delist(name):
+            raise UserError(f"no indexed service is called {name} (see `ladder hub search`)")
+    click.echo(f"{name} is delisted: no search here shows it (relist it with `ladder hub search relist`)")
+
+
+@hub_search.command("relist")
+@click.argument("name")
+@click.option("--dir", "folder", metavar="FOLDER", help=HUB_DIR_HELP)
+def hub_search_relist(name, folder) -> None:
+    """Show a delisted service NAME in search results again."""
+    with _search_index(folder) as index:
+        if not index.relist(name):
+            raise UserError(f"{name} is not delisted (see `ladder hub search`)")
+    click.echo(f"{name} is listed again")
+
+
+@contextlib.contextmanager
+def _search_index(folder):
+    from ladder.hub.search import index_path
+    from ladder.search.index import SearchIndex
+
+    config = HubConfig.load(hub_folder(folder))
+    index = SearchIndex(index_path(config))
+    try:
+        yield index
+    finally:
+        index.close()
+
+
 # ---------------------------------------------------------------- member
 
 
@@ -1030,6 +1106,46 @@ def _print_credits(folder, as_json: bool, verify: bool) -> None:
     if verify:
         click.echo(f"verified: {report['verified']} entries in the hub's log of {report['log_size']}, "
                    "consistent with the log seen last")
+
+
+@cli.command()
+@click.argument("words")
+@click.option("--dir", "folder", metavar="FOLDER", help=DIR_HELP)
+@click.option("--limit", default=10, show_default=True, type=click.IntRange(1, 50), help="Results at most.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON: a list of results with url, title, snippet, score, hub, online.")
+def search(words, folder, limit, as_json) -> None:
+    """Search the sites that exist only inside the network, at your hub and its peer hubs.
+
+    \b
+    Examples:
+      ladder search "film photography" --dir ~/ladder
+      ladder search 搜索引擎 --dir ~/ladder --json
+
+    Open a result through your proxy (curl -x socks5h://127.0.0.1:1080 URL),
+    or search in a browser at http://search.<hub>.ladder/.
+    """
+    from ladder.agent.command import ask
+    from ladder.protocol.control import SearchRequest, SearchResults
+
+    config = MemberConfig.load(member_folder(folder))
+    answer = runtime.run_async(ask(config, SearchRequest(words, limit)))
+    if not isinstance(answer, SearchResults):
+        raise UserError("the hub's answer is no search results (a hub too old for search?)")
+    results = [{"url": h.url, "title": h.title, "snippet": h.snippet, "score": h.score / 1_000_000,
+                "hub": h.hub, "online": h.online} for h in answer.hits]
+    if as_json:
+        click.echo(json.dumps(results, indent=1, ensure_ascii=False))
+        return
+    for r in results:
+        click.echo(f"{r['title'] or r['url']}{'' if r['online'] else '  (offline)'}")
+        click.echo(f"  {r['url']}  [{r['hub']}]")
+        if r["snippet"]:
+            click.echo(f"  {r['snippet']}")
+    if not results:
+        click.echo(f"nothing found for {words!r}")
+    for name in answer.missing:
+        click.echo(f"(peer hub {name} did not answer in time)", err=True)
 
 
 # -------------------------------------------------------------- devices

@@ -299,7 +299,11 @@ class MemberConfig:
 
     def noise_key(self) -> bytes:
         """This member's static X25519 key for end-to-end channels (created on first use)."""
-        path = self.folder / "noise.key"
+        return self.load_or_create_noise_key(self.folder)
+
+    @staticmethod
+    def load_or_create_noise_key(folder: Path) -> bytes:
+        path = folder / "noise.key"
         if path.exists():
             try:
                 raw = base64.b64decode(path.read_bytes().strip(), validate=True)

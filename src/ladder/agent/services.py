@@ -23,7 +23,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -176,6 +176,25 @@ def save_published(folder: Path, services: dict[str, Published]) -> None:
 # ----------------------------------------------------- the publisher's side
 
 
+def asked_service(request: bytes, opener_id: str, opener_key: bytes, publisher_id: str,
+                  published: Container[str]) -> str:
+    """The name of the `published` service a stream asks for, once the opener's proof of membership
+    binds its channel key (`opener_key`, from the handshake); TargetRefused with the reason else."""
+    try:
+        name, proof = decode_service_request(request)
+    except RemoteProtocolError as exc:
+        raise TargetRefused(exc.code, str(exc)) from None
+    if name not in published:
+        raise TargetRefused(ErrorCode.NO_ROUTE, "that service is not published (any more)")
+    try:
+        prover = verify_access(proof, opener_key, publisher_id, name)
+    except RecordError as exc:
+        raise TargetRefused(ErrorCode.FORBIDDEN, str(exc)) from None
+    if prover != opener_id:
+        raise TargetRefused(ErrorCode.FORBIDDEN, "the proof of membership names another member")
+    return name
+
+
 class ServiceRelay(Relay):
     """The publisher's end of one stream: its loopback service ⇄ the channel."""
 
@@ -289,18 +308,10 @@ class Services:
         `opener_key` is the opener's static Noise key from the channel's handshake.
         """
         try:
-            name, proof = decode_service_request(request)
-        except RemoteProtocolError as exc:
+            name = asked_service(request, opener_id, opener_key, self.config.id, self.published)
+        except TargetRefused as exc:
             return link.refuse(sid, exc.code, str(exc))
-        service = self.published.get(name)
-        if service is None:
-            return link.refuse(sid, ErrorCode.NO_ROUTE, "that service is not published (any more)")
-        try:
-            prover = verify_access(proof, opener_key, self.config.id, name)
-        except RecordError as exc:
-            return link.refuse(sid, ErrorCode.FORBIDDEN, str(exc))
-        if prover != opener_id:
-            return link.refuse(sid, ErrorCode.FORBIDDEN, "the proof of membership names another member")
+        service = self.published[name]
         if service.members and opener_id not in service.members and opener_id != self.config.id:
             return link.refuse(sid, ErrorCode.FORBIDDEN, "this member is not on the service's access list")
         relay = ServiceRelay(self.live.setdefault(name, set()))

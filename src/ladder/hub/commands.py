@@ -1,4 +1,5 @@
-"""A member's one-off requests on a command link: its own devices, added, listed and removed; its credits.
+"""A member's one-off requests on a command link: its own devices, added, listed and removed; its credits;
+a search.
 
 A COMMAND hello (protocol/hello.py) from a current member opens a link
 that is no port: it routes no stream and hears no pushes. Its first
@@ -9,9 +10,10 @@ member's own devices only.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from ladder.config import HubConfig
 from ladder.errors import LadderError
@@ -31,28 +33,39 @@ class CommandLink:
     """Owner of one command link: answers its one request for `member`."""
 
     def __init__(self, member: Member, config: HubConfig, store: HubStore, is_online: Callable[[str], bool],
-                 removed: Callable[[str], None], credits: Credits):
+                 removed: Callable[[str], None], credits: Credits,
+                 search: Callable[[str, int], Awaitable[control.SearchResults]]):
         """`is_online(device id)`: whether the device has connections now; `removed(device id)`: cut it
         (the hub's store poll does not see its own connection's writes); `credits` answers for the
-        member's account."""
+        member's account; `search` for its queries (here and at peer hubs: it takes a moment)."""
         self.member = member
         self.config = config
         self.store = store
         self.is_online = is_online
         self.removed = removed
         self.credits = credits
+        self.search = search
         self.answered = False
 
     def control_received(self, link: Link, message: control.ControlMessage) -> None:
         if self.answered:
             return
         self.answered = True
+        if isinstance(message, control.SearchRequest):
+            self._searching = asyncio.ensure_future(self._search(link, message))
+            return
         try:
             answer = self.answer(message)
         except (LadderError, OSError) as exc:  # the store's refusal, or the hub's own files
             answer = control.Done(False, str(exc))
         link.send_control(answer)
         link.close(ErrorCode.NO_ERROR, "answered")
+
+    async def _search(self, link: Link, message: control.SearchRequest) -> None:
+        answer = await self.search(message.query, message.limit)
+        if not link.closed:
+            link.send_control(answer)
+            link.close(ErrorCode.NO_ERROR, "answered")
 
     def answer(self, message: control.ControlMessage) -> control.ControlMessage:
         member = self.member

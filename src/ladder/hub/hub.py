@@ -50,6 +50,7 @@ from .directory import Directory, ExitListing
 from .pacing import Pacer
 from .peers import Federation
 from .ports import MemberPort, PeerPort, Port, Ports
+from .search import Search
 from .services import EVERYONE, Outbox, ServiceBoard
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class Hub:
         self.devices = Devices(store, device_key, config.folder / "device-pins", self,
                                self._device_online, self.tasks, self.id)
         self.subscriptions = Subscriptions(config, store, device_key)
+        self.search = Search(config, store, self, self.tasks)
         self._directory_push = Pacer(self._push_directory, loop.time, loop.call_later)
         self._services_push = Pacer(self._push_services, loop.time, loop.call_later)
         self._data_version = -1
@@ -96,6 +98,7 @@ class Hub:
         self.tasks.every(RECEIPT_TICK, self.devices.sign_receipts, name="devices' receipts")
         self.tasks.every(1.0, self._credits_tick, name="credits")
         self.federation.start()
+        self.search.start()
 
     @property
     def port(self) -> int:
@@ -107,6 +110,7 @@ class Hub:
         if self.server is not None:
             self.server.close()
         self.devices.stop()
+        self.search.stop()
         self.federation.stop()
         for port in self.ports:
             port.link.close(ErrorCode.NO_ERROR, "the hub is shutting down")
@@ -133,6 +137,15 @@ class Hub:
         if hello.kind == COMMAND:
             return self._command(member, transport, rest)
         link = self._take(transport, f"member {member.name}")
+        peer = transport.get_extra_info("peername")
+        self.member_online(member, link, peer[0] if peer else None)
+        if rest:
+            link.data_received(rest)
+        return True
+
+    def member_online(self, member: Member, link: Link, address: str | None) -> MemberPort:
+        """A member's link, up: its port routes, and it hears what members hear (the search member's
+        in-memory link too)."""
         if member.id in self.ports:
             log.info("%s connected again: replacing its previous link", member.name)
         port = MemberPort(member, link, self)
@@ -140,18 +153,13 @@ class Hub:
         self.ports.add(port)
         self.directory.origin_up(port.origin)
         self.store.set_online(member.id, "user")
-        peer = transport.get_extra_info("peername")
-        address = peer[0] if peer else None
-        link.send_control(control.Welcome(self.config.name, member.name, member.id, address,
-                                          self.id))
+        link.send_control(control.Welcome(self.config.name, member.name, member.id, address, self.id))
         link.send_control(self.directory_message())
         if member.id not in self.directory.names:  # it just joined: the others hear of it
             self._read_roster()
         self._deliver(self.services.member_online(member.id))
         log.info("%s is online", member.name)
-        if rest:
-            link.data_received(rest)
-        return True
+        return port
 
     def _device_online(self, session: DeviceSession) -> None:
         """A device's first connection: route to its port, which hears what members hear."""
@@ -171,7 +179,7 @@ class Hub:
         """A member's one request on a link of its own (commands.py), answered, then closed."""
         link = self._take(transport, f"command link of {member.name}")
         link.owner = CommandLink(member, self.config, self.store, lambda id: id in self.devices.sessions,
-                                 self._device_removed, self.credits)
+                                 self._device_removed, self.credits, self.search.query)
         link.loop.call_later(COMMAND_TIMEOUT, link.close, ErrorCode.NO_ERROR, "no request")
         if rest:
             link.data_received(rest)
@@ -261,9 +269,16 @@ class Hub:
         """Receipts, settlements and ledger checkpoints between hubs (credits.py)."""
         self.credits.from_peer(port, message)
 
+    def search_message(self, port: PeerPort, message: control.SearchRequest | control.SearchResults) -> None:
+        """Queries between hubs and their answers (search.py)."""
+        self.search.from_peer(port, message)
+
+    def peer_ports(self) -> list[PeerPort]:
+        return list(self.federation.ports.values())
+
     def _credits_tick(self) -> None:
         self.credits.tick([port for port in self.ports.listeners() if isinstance(port, MemberPort)],
-                          list(self.federation.ports.values()))
+                          self.peer_ports())
 
     def _channel_changed(self, member_id: str, change: int) -> None:
         self.directory.count_channel(member_id, change)

@@ -91,6 +91,9 @@ class FederationOwner(Protocol):
 
     def credit_message(self, port: PeerPort, message: PeerMessage) -> None: ...
 
+    def search_message(self, port: PeerPort,
+                       message: control.SearchRequest | control.SearchResults) -> None: ...
+
 
 class Federation:
     def __init__(self, config: HubConfig, store: HubStore, directory: Directory, owner: FederationOwner,
@@ -195,6 +198,8 @@ class Federation:
             port.link.close(ErrorCode.NO_ERROR, "peering ended")
         elif isinstance(message, (control.Receipts, control.Settled, control.LedgerSeen, control.LedgerHead)):
             self.owner.credit_message(port, message)
+        elif isinstance(message, (control.SearchRequest, control.SearchResults)):
+            self.owner.search_message(port, message)
 
     def peer_closed(self, port: PeerPort, reason: str) -> None:
         gone = self._gone.pop(port, None)
