@@ -165,7 +165,9 @@ class Crawler:
                 self.stats.error(f"{target}: HTTP {response.status}")
                 continue
             try:
-                page = extract(response.body, url, response.header("content-type"))
+                # In a thread: a large page takes the parser a fraction of a second, which the event
+                # loop (a hub's, relaying everyone's bytes) must not wait out in one piece.
+                page = await asyncio.to_thread(extract, response.body, url, response.header("content-type"))
             except NotIndexable:
                 continue
             if depth < self.limits.depth:
