@@ -62,7 +62,10 @@ class CommandLink:
         link.close(ErrorCode.NO_ERROR, "answered")
 
     async def _search(self, link: Link, message: control.SearchRequest) -> None:
-        answer = await self.search(message.query, message.limit)
+        try:
+            answer: control.ControlMessage = await self.search(message.query, message.limit)
+        except LadderError as exc:  # the index failed
+            answer = control.Done(False, str(exc))
         if not link.closed:
             link.send_control(answer)
             link.close(ErrorCode.NO_ERROR, "answered")

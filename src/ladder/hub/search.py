@@ -28,6 +28,7 @@ the running hub sees at its next query.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import socket
@@ -91,6 +92,17 @@ def _result(hit: control.SearchHit) -> Result:
     marks = tuple(zip(hit.marks[::2], hit.marks[1::2], strict=False))
     return Result(hit.url, hit.title, hit.snippet, marks, hit.score / 1_000_000, hit.hub, hit.online,
                   hit.host)
+
+
+def seen_from_here(hit: control.SearchHit) -> control.SearchHit:
+    """A peer hub's hit under the name members here reach it by: another hub's member is
+    `<member>.<hub>` here (names.py), so `blog.carol.ladder` at hub c is `blog.carol.c.ladder`."""
+    if not hit.host.endswith(SUFFIX):
+        return hit
+    host = f"{hit.host.removesuffix(SUFFIX)}.{hit.hub}{SUFFIX}"
+    scheme, rest = hit.url.split("://", 1) if "://" in hit.url else ("http", hit.url)
+    path = rest[len(hit.host):] if rest.startswith(hit.host) else "/"
+    return dataclasses.replace(hit, host=host[:255], url=f"{scheme}://{host}{path}"[:URL_MAX])
 
 
 def merge(hits: list[control.SearchHit], limit: int) -> list[control.SearchHit]:
@@ -276,7 +288,7 @@ class Search:
         missing = []
         for name, future in asked.values():
             if future.done():
-                hits.extend(future.result().hits)
+                hits.extend(seen_from_here(hit) for hit in future.result().hits)
             else:
                 future.cancel()
                 missing.append(name)
