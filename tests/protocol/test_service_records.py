@@ -204,7 +204,8 @@ def test_a_record_saying_too_much_for_search_is_refused(search, why):
         verify_service_record(signed_for_search(**search))
 
 
-@pytest.mark.parametrize("field,value", [("keywords", "film"), ("keywords", [1]), ("lang", 5), ("index", "no")])
+@pytest.mark.parametrize("field,value",
+                         [("keywords", "film"), ("keywords", [1]), ("lang", 5), ("index", "no")])
 def test_malformed_search_fields_are_refused(field, value):
     good = signed_for_search()
     fields = {**json.loads(base64.b64decode(good["record"])), field: value}
