@@ -119,7 +119,8 @@ class Scored:
 
 
 def page_url(site: str, path: str) -> str:
-    return f"http://{site}{HOST_SUFFIX}/{path}"
+    """Where the crawler finds a page: a site's index.html at its root, as a web server serves it."""
+    return f"http://{site}{HOST_SUFFIX}/{'' if path == 'index.html' else path}"
 
 
 def page_id(url: str) -> str:
@@ -128,7 +129,7 @@ def page_id(url: str) -> str:
     host = parts.hostname or ""
     if not host.endswith(HOST_SUFFIX) or parts.query:
         return url
-    return host.removesuffix(HOST_SUFFIX) + parts.path
+    return host.removesuffix(HOST_SUFFIX) + ("/index.html" if parts.path == "/" else parts.path)
 
 
 def load_sites(corpus: Path) -> list[Site]:
