@@ -66,6 +66,8 @@ def test_every_word_first_then_any_and_words_are_stemmed(index):
     assert urls(index, "red kites") == [both]
     assert urls(index, "red kiting") == [both]  # Porter: kites, kiting → kite
     assert set(urls(index, "red balloons")) == {both, one}
+    assert urls(index, "kites or the hill") == [both]  # stop words are not required of a page...
+    assert urls(index, "the") == [both]  # ... nor dropped when there is nothing else
 
 
 def test_an_offline_service_sinks_below_every_online_one_and_a_delisted_one_is_gone(index):

@@ -57,6 +57,9 @@ _BODY = 7  # the body's column, counted from 0, for snippets
 MARK_START, MARK_END = "\x02", "\x03"
 SNIPPET_TOKENS = 24
 LIMIT_MAX = 100
+# English words too common to require of a page: a query of nothing else keeps them.
+STOP_WORDS = frozenset("a an and are as at be by for from how i in is it of on or that the to was what "
+                       "when where which who why with".split())
 
 
 class IndexFailed(LadderError):
@@ -231,6 +234,7 @@ class SearchIndex:
     def search(self, query: str, limit: int = 10, offset: int = 0) -> list[Result]:
         """The best pages for `query`: online services first, then by bm25; [] for a query of no words."""
         words = query_words(query)
+        words = [w for w in words if w not in STOP_WORDS] or words  # "RAW or JPEG" needs no "or"
         if not words:
             return []
         quoted = ['"' + w.replace('"', '""') + '"' for w in words]
