@@ -32,6 +32,7 @@ import dataclasses
 import itertools
 import logging
 import socket
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ from ladder.agent.relay import Relay
 from ladder.agent.roster import Roster
 from ladder.agent.services import asked_service
 from ladder.config import HubConfig, MemberConfig
+from ladder.errors import LadderError
 from ladder.link.channel import CHANNEL_MAX_WINDOW
 from ladder.link.connection import Link
 from ladder.link.memory import link_pair
@@ -237,6 +239,8 @@ class Search:
             self.crawling.add(key)
             try:
                 await self._crawl(crawl.service, self.member.pool)
+            except (sqlite3.Error, LadderError) as exc:  # the index failed: this crawl, not the crawler
+                log.warning("search: crawling %s failed: %s", crawl.service.host, exc)
             finally:
                 self.crawling.discard(key)
 
@@ -265,7 +269,12 @@ class Search:
     def local(self, query: str, limit: int) -> list[control.SearchHit]:
         if self.index is None or not query.strip():
             return []
-        return [hit for hit in map(_hit, self.index.search(query, min(limit, LIMIT_MAX))) if hit is not None]
+        try:
+            results = self.index.search(query, min(limit, LIMIT_MAX))
+        except sqlite3.Error as exc:  # a disk that failed, say: no results, and the operator hears why
+            log.warning("search: the index failed: %s", exc)
+            return []
+        return [hit for hit in map(_hit, results) if hit is not None]
 
     async def query(self, query: str, limit: int) -> control.SearchResults:
         """Hits here and at every peer hub up now (those that do not answer in time are `missing`)."""
