@@ -128,3 +128,11 @@ def test_a_crawl_forgets_pages_it_did_not_find_and_removal_forgets_the_service(i
     assert [(s.pages, s.crawled) for s in index.services()] == [(1, T)]
     index.remove_service(svc.key)
     assert index.search("walrus") == [] and index.services() == []
+
+
+def test_a_page_cannot_mark_words_of_its_own(index):
+    svc = service("a")
+    index.put_service(svc)
+    page(index, svc, "/", body="plain \x02fake\x03 highlight and the word otter")
+    hit = index.search("otter")[0]
+    assert [hit.snippet[a:b] for a, b in hit.marks] == ["otter"]

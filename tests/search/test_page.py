@@ -79,3 +79,9 @@ def test_one_connection_answers_requests_one_after_another():
     answer = asyncio.run(exchange(get("/robots.txt", close=False), get("/api/search?q=fox", close=False),
                                   get("/", close=True)))
     assert answer.count(b"HTTP/1.1 200") == 3
+
+
+def test_a_hit_whose_url_is_no_web_address_is_shown_but_not_linked():
+    evil = Result("javascript:alert(1)", "click me", "", (), 1.0, "far", True, "x.ladder")
+    body = page.render("q", [evil], "tokyo", "en").decode()
+    assert "click me" in body and "href=\"javascript" not in body

@@ -143,16 +143,17 @@ class Hub:
             link.data_received(rest)
         return True
 
-    def member_online(self, member: Member, link: Link, address: str | None) -> MemberPort:
+    def member_online(self, member: Member, link: Link, address: str | None,
+                      role: str = "user") -> MemberPort:
         """A member's link, up: its port routes, and it hears what members hear (the search member's
-        in-memory link too)."""
+        in-memory link too, online as "search")."""
         if member.id in self.ports:
             log.info("%s connected again: replacing its previous link", member.name)
         port = MemberPort(member, link, self)
         link.owner = port
         self.ports.add(port)
         self.directory.origin_up(port.origin)
-        self.store.set_online(member.id, "user")
+        self.store.set_online(member.id, role)
         link.send_control(control.Welcome(self.config.name, member.name, member.id, address, self.id))
         link.send_control(self.directory_message())
         if member.id not in self.directory.names:  # it just joined: the others hear of it

@@ -153,7 +153,7 @@ class Search:
         folder = self.config.folder / IDENTITY_FOLDER
         key = MemberConfig.load_or_create_key(folder)
         self.member = SearchMember(self, member, key, MemberConfig.load_or_create_noise_key(folder), folder)
-        self.member.port = self.hub.member_online(member, self.member.hub_end, None)
+        self.member.port = self.hub.member_online(member, self.member.hub_end, None, "search")
         self.member.publish()
         for _ in range(CRAWLERS):
             self.tasks.spawn(self._crawler(), name="search crawler")
@@ -324,7 +324,7 @@ def _indexable(record: ServiceRecord, own_id: str) -> bool:
 class SearchOwner(Protocol):
     """What the search needs of the hub."""
 
-    def member_online(self, member: Member, link: Link, address: str | None) -> MemberPort: ...
+    def member_online(self, member: Member, link: Link, address: str | None, role: str) -> MemberPort: ...
 
     def peer_ports(self) -> list[PeerPort]: ...
 

@@ -209,6 +209,7 @@ class SearchIndex:
     def _insert(self, key: str, url: str, title: str, headings: str, body: str, lang: str,
                 fetched: float | None, service: Service | None) -> None:
         keywords = "" if service is None else " ".join((*service.keywords, service.description))
+        title, headings, keywords, body = (_unmarked(t) for t in (title, headings, keywords, body))
         self.db.execute(
             "INSERT INTO pages (key, url, lang, fetched, title, headings, keywords, body, title_sub,"
             " body_sub) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -259,6 +260,11 @@ class SearchIndex:
                 " ORDER BY s.online DESC, rank LIMIT ? OFFSET ?", (expression, limit, offset)).fetchall()
         except sqlite3.OperationalError:  # a query FTS5 cannot read after all: nothing found, not a crash
             return []
+
+
+def _unmarked(text: str) -> str:
+    """Text without the snippet markers, so that no page can mark words of its own."""
+    return text.replace(MARK_START, " ").replace(MARK_END, " ")
 
 
 def _marked(snippet: str, words: list[str]) -> tuple[str, tuple[tuple[int, int], ...]]:

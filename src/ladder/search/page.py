@@ -101,7 +101,10 @@ def render(query: str, results: list[Result] | None, hub: str, lang: str) -> byt
         parts.append(f'<p class="m">{html.escape(t["results"].format(n=len(results), q=query))}</p><ol>')
         for r in results:
             offline = f'<span class="o">{html.escape(t["offline"])}</span>' if not r.online else ""
-            parts.append(f'<li><a class="t" href="{html.escape(r.url)}">{html.escape(r.title or r.url)}</a>'
+            name = html.escape(r.title or r.url)
+            link = (f'<a class="t" href="{html.escape(r.url)}">{name}</a>'
+                    if r.url.startswith(("http://", "https://")) else name)  # a peer's hit may say anything
+            parts.append(f'<li>{link}'
                          f'{offline}<div class="h">{html.escape(r.url)}</div>'
                          f'<div class="s">{_snippet(r)}</div>'
                          f'<div class="m">{html.escape(t["at"].format(hub=r.hub))}</div></li>')
@@ -174,6 +177,7 @@ def _write(writer: asyncio.StreamWriter, status: int, kind: str, body: bytes, le
            keep: bool) -> None:
     head = (f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\nContent-Type: {kind}\r\n"
             f"Content-Length: {len(body) if length is None else length}\r\n"
+            "Cache-Control: no-store\r\nVary: Accept-Language\r\n"
             "X-Content-Type-Options: nosniff\r\nContent-Security-Policy: default-src 'none'; "
             "style-src 'unsafe-inline'\r\nReferrer-Policy: no-referrer\r\n"
             f"Connection: {'keep-alive' if keep else 'close'}\r\n\r\n")
