@@ -60,7 +60,7 @@ from ladder.protocol.records import ServiceRecord, sign_service_record
 from ladder.search.crawl import Crawler, Limits
 from ladder.search.index import Result, SearchIndex, Service
 from ladder.search.page import serve as serve_page
-from ladder.store.hubdb import HubStore, Member, StoreError
+from ladder.store.hubdb import HubStore, Member
 from ladder.tasks import Tasks
 
 from .ports import MemberPort, PeerPort
@@ -142,17 +142,18 @@ class Search:
 
     def start(self) -> None:
         """Open the index and bring the search member online (logged and skipped when it cannot be)."""
+        folder = self.config.folder / IDENTITY_FOLDER
         try:
             self.index = SearchIndex(index_path(self.config))
-            member = self._member()
-        except (OSError, StoreError, ValueError) as exc:
+            key = MemberConfig.load_or_create_key(folder)
+            noise_key = MemberConfig.load_or_create_noise_key(folder)
+            member = self._member(public_bytes(key))
+        except (OSError, LadderError) as exc:  # the index's file, the keys, the store
             log.warning("search is off: %s", exc)
             return
         if member is None:
             return
-        folder = self.config.folder / IDENTITY_FOLDER
-        key = MemberConfig.load_or_create_key(folder)
-        self.member = SearchMember(self, member, key, MemberConfig.load_or_create_noise_key(folder), folder)
+        self.member = SearchMember(self, member, key, noise_key, folder)
         self.member.port = self.hub.member_online(member, self.member.hub_end, None, "search")
         self.member.publish()
         for _ in range(CRAWLERS):
@@ -166,10 +167,8 @@ class Search:
         if self.index is not None:
             self.index.close()
 
-    def _member(self) -> Member | None:
+    def _member(self, pubkey: bytes) -> Member | None:
         """The search member: made from an invite on first start, named after the hub if it can be."""
-        folder = self.config.folder / IDENTITY_FOLDER
-        pubkey = public_bytes(MemberConfig.load_or_create_key(folder))
         member = self.store.member_by_pubkey(pubkey)
         if member is None:
             for name in (self.name, f"{self.name}-search", "search"):
