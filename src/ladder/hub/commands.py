@@ -46,6 +46,7 @@ class CommandLink:
         self.credits = credits
         self.search = search
         self.answered = False
+        self._searching: asyncio.Future[None] | None = None  # held, so that the task is not collected
 
     def control_received(self, link: Link, message: control.ControlMessage) -> None:
         if self.answered:

@@ -107,6 +107,16 @@ def seen_from_here(hit: control.SearchHit) -> control.SearchHit:
     return dataclasses.replace(hit, host=host[:255], url=f"{scheme}://{host}{path}"[:URL_MAX])
 
 
+def results(hits: list[control.SearchHit], ref: int = 0, missing: tuple[str, ...] = ()
+            ) -> control.SearchResults:
+    """The hits in one control message: the last ones left out if all would not fit."""
+    while True:
+        message = control.SearchResults(tuple(hits), ref, missing)
+        if len(control.encode(message)) <= control.MAX_CONTROL or not hits:
+            return message
+        hits = hits[: len(hits) * 3 // 4]
+
+
 def merge(hits: list[control.SearchHit], limit: int) -> list[control.SearchHit]:
     """Hits of several hubs, each hub's scores normalised to its best: online first, then by score."""
     return sorted(hits, key=lambda h: (not h.online, -h.score))[:limit]
@@ -300,7 +310,7 @@ class Search:
             else:
                 future.cancel()
                 missing.append(name)
-        return control.SearchResults(tuple(merge(hits, limit)), 0, tuple(missing))
+        return results(merge(hits, limit), 0, tuple(missing))
 
     async def page_query(self, query: str, limit: int) -> list[Result]:
         return [_result(hit) for hit in (await self.query(query, limit)).hits]
@@ -308,8 +318,7 @@ class Search:
     def from_peer(self, port: PeerPort, message: control.SearchRequest | control.SearchResults) -> None:
         """A peer hub's query (answered from this hub's index alone: no hop further) or its answer."""
         if isinstance(message, control.SearchRequest):
-            hits = self.local(message.query, message.limit)
-            port.link.send_control(control.SearchResults(tuple(hits), message.ref))
+            port.link.send_control(results(self.local(message.query, message.limit), message.ref))
             return
         future = self._asked.get((port.id, message.ref))
         if future is not None and not future.done():
