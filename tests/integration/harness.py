@@ -226,6 +226,8 @@ class Origin:
         self.dir = root / "www"
         self.dir.mkdir()
         (self.dir / "index.html").write_text(f"<html><body>{MARKER}</body></html>\n")
+        # Published as a service in some tests, where the hub's crawler asks first: it may read nothing.
+        (self.dir / "robots.txt").write_text("User-agent: *\nDisallow: /\n")
         big = os.urandom(BIG)
         (self.dir / "big.bin").write_bytes(big)
         self.big_sha = hashlib.sha256(big).hexdigest()
