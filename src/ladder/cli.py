@@ -12,7 +12,7 @@ import struct
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from click.core import ParameterSource
@@ -33,6 +33,9 @@ from ladder.config import (
     parse_amount,
 )
 from ladder.errors import UserError
+
+if TYPE_CHECKING:
+    from ladder.service import Scope, ServiceSpec
 
 DIR_HELP = ("This member's folder: its keys, config and state "
             "(default: $LADDER_HOME, else the user's config folder).")
@@ -1363,6 +1366,101 @@ def services(folder, as_json) -> None:
         click.echo(f"REFUSED {host}: {reason}")
     if info.get("error"):
         click.echo(f"your services.json: {info['error']}")
+
+
+# ------------------------------------------------------ running as a service
+
+
+def service_options(folder_help: str):
+    """What `install-service` and `hub install-service` both take."""
+    def decorate(command):
+        options = [
+            click.option("--dir", "folder", metavar="FOLDER", help=folder_help),
+            click.option("--user", "scope", flag_value="user",
+                         help="A unit of your own systemd (~/.config/systemd/user); default unless root."),
+            click.option("--system", "scope", flag_value="system",
+                         help="A unit of the system's systemd (/etc/systemd/system); the default for root."),
+            click.option("--run-as", metavar="USER",
+                         help="With --system: the user it runs as (default: the folder's owner)."),
+            click.option("--print", "print_unit", is_flag=True, help="Print the unit instead of writing it."),
+            click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
+                         help="Write the unit to this file (NAME.service) instead."),
+            click.argument("run_args", nargs=-1, metavar="[-- OPTIONS]"),
+        ]
+        for option in reversed(options):
+            command = option(command)
+        return command
+    return decorate
+
+
+def _service_scope(scope: str | None) -> Scope:
+    return "system" if scope == "system" or (scope is None and os.geteuid() == 0) else "user"
+
+
+def _checked_run_args(command: click.Command, name: str, run_args: tuple[str, ...], folder: Path) -> None:
+    """The options after `--` are parsed as the service will parse them: a typo fails now, not at boot."""
+    if any(arg == "--dir" or arg.startswith("--dir=") for arg in run_args):
+        raise click.UsageError("the unit gives --dir itself: give the folder to install-service's --dir")
+    if any(arg == "--proxy-auth" or arg.startswith("--proxy-auth=") for arg in run_args):
+        # A unit file is readable by every user of the machine; ladder.toml is 0600.
+        raise click.UsageError("a password does not belong in a unit file: put it in ladder.toml's [proxy] "
+                               "auth instead")
+    command.make_context(name, [*run_args, "--dir", str(folder)])
+
+
+def _install_service(spec: ServiceSpec, print_unit: bool, output: Path | None) -> None:
+    from ladder.service import install_unit, render_unit
+
+    if print_unit and output is not None:
+        raise click.UsageError("--print and --output go one at a time")
+    if print_unit:
+        click.echo(render_unit(spec), nl=False)
+        return
+    installed = install_unit(spec, output)
+    click.echo(f"wrote {installed.path}")
+    click.echo("enable and start it:")
+    for command in installed.commands:
+        click.echo(f"  {command}")
+    for note in installed.notes:
+        click.echo(f"note: {note}")
+
+
+@cli.command("install-service")
+@service_options(DIR_HELP)
+def install_service(folder, scope, run_as, print_unit, output, run_args) -> None:
+    """Write a systemd unit that runs `ladder up` for this folder, sandboxed, and say how to enable it.
+
+    \b
+    Examples:
+      ladder install-service --dir ~/ladder                      # ~/.config/systemd/user/ladder-NAME.service
+      ladder install-service --dir ~/ladder -- --share --country DE    # options for `ladder up`
+      sudo ladder install-service --system --run-as alice --dir /home/alice/ladder
+      ladder install-service --dir ~/ladder --print              # the unit on stdout
+    """
+    from ladder.service import member_service
+
+    config = MemberConfig.load(member_folder(folder))
+    _checked_run_args(up, "ladder up", run_args, config.folder)
+    _install_service(member_service(config, _service_scope(scope), run_as, run_args), print_unit, output)
+
+
+@hub.command("install-service")
+@service_options(HUB_DIR_HELP)
+def hub_install_service(folder, scope, run_as, print_unit, output, run_args) -> None:
+    """Write a systemd unit that runs `ladder hub run` for this folder, sandboxed, and say how to enable it.
+
+    A hub that listens below port 1024 (443) keeps CAP_NET_BIND_SERVICE and no
+    other capability: install it with --system (as root), run as an ordinary user.
+
+    \b
+    Example:
+      sudo ladder hub install-service --system --run-as ladder --dir /srv/hub
+    """
+    from ladder.service import hub_service
+
+    config = HubConfig.load(hub_folder(folder))
+    _checked_run_args(hub_run, "ladder hub run", run_args, config.folder)
+    _install_service(hub_service(config, _service_scope(scope), run_as, run_args), print_unit, output)
 
 
 # ----------------------------------------------------------- demo, tests
