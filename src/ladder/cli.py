@@ -43,13 +43,11 @@ HUB_DIR_HELP = ("The hub's folder: its keys, config and member store "
                 "(default: $LADDER_HOME, else the user's data folder).")
 
 
-def setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-    )
+def log_format_option(command):
+    return click.option("--log-format", type=click.Choice(runtime.LOG_FORMATS), default="text",
+                        show_default=True,
+                        help="Logs on stderr as text, or as one JSON object a line (time, level, logger, "
+                        "message, exc) for journald, Loki or a container runtime.")(command)
 
 
 def parse_duration(text: str) -> float:
@@ -251,7 +249,8 @@ def hub_init(folder, name, listen, public_address, cert, key, web_backend, raw_b
 @hub.command("run")
 @click.option("--dir", "folder", metavar="FOLDER", help=HUB_DIR_HELP)
 @click.option("-v", "--verbose", is_flag=True, help="Log every link and stream event.")
-def hub_run(folder, verbose) -> None:
+@log_format_option
+def hub_run(folder, verbose, log_format) -> None:
     """Serve members until interrupted (Ctrl-C), where `hub init --listen` said.
 
     Strangers who connect see an ordinary small web site; members' agents
@@ -261,7 +260,7 @@ def hub_run(folder, verbose) -> None:
     from ladder.store.hubdb import HubStore
 
     config = HubConfig.load(hub_folder(folder))
-    setup_logging(verbose)
+    runtime.setup_logging(verbose, log_format)
 
     async def serve() -> None:
         with HubStore(config.store_target) as store:
@@ -280,6 +279,22 @@ def hub_run(folder, verbose) -> None:
                 await hub_.stop()
 
     runtime.serve(serve())
+
+
+@hub.command("doctor")
+@click.option("--dir", "folder", metavar="FOLDER", help=HUB_DIR_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as a JSON list.")
+def hub_doctor(folder, as_json) -> None:
+    """Check the hub's folder: config, keys and their modes, certificate expiry, the listen port, the store.
+
+    One line per check, with what to do; exit 1 if any failed (warnings do not).
+    """
+    from ladder.doctor import examine_hub
+
+    path = hub_folder(folder)
+    if not (path / "hub.toml").exists():
+        raise UserError(f"{path} holds no hub (hub.toml): give the hub's folder with --dir")
+    print_checks(examine_hub(path), as_json)
 
 
 @hub.command("invite")
@@ -805,8 +820,9 @@ def join(invite, folder) -> None:
 @click.option("--user-streams", type=click.IntRange(1), metavar="N",
               help="With --share: open streams per member (default 4096); more wait up to 20 s for a slot.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every link and stream event.")
+@log_format_option
 def up(folder, proxy, lan, proxy_auth, lan_open, exit_choice, share, country, allow_private, rules_source,
-       verbose, **limits) -> None:
+       verbose, log_format, **limits) -> None:
     """Connect to the hub and serve: a local proxy, an exit, or both.
 
     \b
@@ -841,7 +857,7 @@ def up(folder, proxy, lan, proxy_auth, lan_open, exit_choice, share, country, al
     country = country_code(country) if country else None
     rules = load_rules(rules_source or config.route.get("rules"))
     policy = SharePolicy.from_table({**config.share, **{k: v for k, v in limits.items() if v is not None}})
-    setup_logging(verbose)
+    runtime.setup_logging(verbose, log_format)
     if allow_private:
         logging.warning("--allow-private: members can reach this machine's loopback and LAN "
                         "through your exit")
@@ -1036,6 +1052,34 @@ def status(folder, as_json) -> None:
             click.echo(f"  {e.get('name', '?'):<20} {e.get('country') or '??':<4} {_where(e):<16} "
                        f"{e.get('streams', 0)} of your streams, {e.get('users') or 0} members on it{closed}")
     sys.exit(0 if state["state"] == "up" else 1)
+
+
+@cli.command()
+@click.option("--dir", "folder", metavar="FOLDER",
+              help="A member's folder or a hub's (default: $LADDER_HOME, else the member's folder).")
+@click.option("--proxy", metavar="[HOST:]PORT", default="127.0.0.1:1080", show_default=True,
+              help="The proxy address `ladder up` is to listen on, checked to be free.")
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as a JSON list.")
+def doctor(folder, proxy, as_json) -> None:
+    """Check a folder and say what to fix: keys and their modes, config, the hub (reachable, its key the
+    pinned one), the clock, the proxy port; for a hub's folder what `ladder hub doctor` checks.
+
+    One line per check; exit 1 if any failed (warnings do not).
+    """
+    from ladder.doctor import examine
+
+    print_checks(examine(member_folder(folder), proxy=proxy_option(proxy)), as_json)
+
+
+def print_checks(checks, as_json: bool) -> None:
+    from ladder.doctor import failed
+
+    if as_json:
+        click.echo(json.dumps([check.as_dict() for check in checks], indent=1))
+    else:
+        for check in checks:
+            click.echo(check.line())
+    sys.exit(1 if failed(checks) else 0)
 
 
 def _where(listed: dict) -> str:

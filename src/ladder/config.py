@@ -284,13 +284,13 @@ class MemberConfig:
     def load_or_create_key(cls, folder: Path) -> Ed25519PrivateKey:
         path = cls.key_path(folder)
         if path.exists():
-            return cls._read_key(path)
+            return cls.read_key(path)
         key = Ed25519PrivateKey.generate()
         write_file(path, base64.b64encode(key.private_bytes_raw()) + b"\n", 0o600)
         return key
 
     @staticmethod
-    def _read_key(path: Path, whose: str = "member") -> Ed25519PrivateKey:
+    def read_key(path: Path, whose: str = "member") -> Ed25519PrivateKey:
         try:
             raw = base64.b64decode(path.read_bytes().strip(), validate=True)
             return Ed25519PrivateKey.from_private_bytes(raw)
@@ -305,16 +305,20 @@ class MemberConfig:
     def load_or_create_noise_key(folder: Path) -> bytes:
         path = folder / "noise.key"
         if path.exists():
-            try:
-                raw = base64.b64decode(path.read_bytes().strip(), validate=True)
-            except ValueError:
-                raw = b""
-            if len(raw) != 32:
-                raise ConfigError(f"cannot read the channel key {path}")
-            return raw
+            return MemberConfig.read_noise_key(path)
         private, _ = generate_keypair()
         write_file(path, base64.b64encode(private) + b"\n", 0o600)
         return private
+
+    @staticmethod
+    def read_noise_key(path: Path) -> bytes:
+        try:
+            raw = base64.b64decode(path.read_bytes().strip(), validate=True)
+        except (ValueError, OSError):
+            raw = b""
+        if len(raw) != 32:
+            raise ConfigError(f"cannot read the channel key {path}")
+        return raw
 
     def proxy_auth(self) -> ProxyAuth | None:
         """The [proxy] table's auth, if it is set."""
@@ -355,6 +359,28 @@ class MemberConfig:
         handle.flush()
         return handle
 
+    def agent_pid(self) -> int | None:
+        """The pid of the agent that holds this folder's lock now, or None if none does.
+
+        A shared lock is refused while an agent holds the exclusive one, so
+        asking takes nothing from a running agent and leaves the file as it is.
+        """
+        try:
+            import fcntl
+        except ImportError:
+            return None
+        try:
+            handle = open(self.folder / "agent.lock")  # noqa: SIM115 -- closed below, lock and all
+        except OSError:
+            return None
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                text = handle.read().strip()
+                return int(text) if text.isdigit() else 0
+            return None
+
     def save(self) -> None:
         """Write ladder.toml at join time, with the optional tables as commented examples
         (0600: [proxy] may hold a password)."""
@@ -369,7 +395,9 @@ class MemberConfig:
         )
 
     @classmethod
-    def load(cls, folder: Path) -> MemberConfig:
+    def load(cls, folder: Path, key: Ed25519PrivateKey | None = None) -> MemberConfig:
+        """The member in `folder`; `key` stands in for member.key (the doctor checks ladder.toml apart
+        from the key, so that a missing key is one failed check, not two)."""
         path = folder / "ladder.toml"
         if not path.exists():
             raise ConfigError(f"{folder} holds no membership: run `ladder join INVITE --dir {folder}` first")
@@ -379,7 +407,8 @@ class MemberConfig:
             share, route, proxy = data.get("share", {}), data.get("route", {}), data.get("proxy", {})
             if not all(isinstance(table, dict) for table in (share, route, proxy)):
                 raise ConfigError(f"{path}: [share], [route] and [proxy] must be tables")
-            return cls(folder, cls._read_key(cls.key_path(folder)), parse_address(hub["address"]),
+            key = key if key is not None else cls.read_key(cls.key_path(folder))
+            return cls(folder, key, parse_address(hub["address"]),
                        hub["fingerprint"], hub.get("name", "hub"), member["name"], share, route, proxy)
         except (KeyError, TypeError) as exc:
             raise ConfigError(f"{path} lacks {exc}") from None
@@ -439,7 +468,7 @@ class HubConfig:
         path = self.hub_key_path
         if not path.exists():
             _create_once(path, base64.b64encode(Ed25519PrivateKey.generate().private_bytes_raw()) + b"\n")
-        return MemberConfig._read_key(path, "hub")
+        return MemberConfig.read_key(path, "hub")
 
     def hub_id(self) -> str:
         """The id peer hubs know this hub by (its key's, as a member id is a member key's)."""

@@ -1,16 +1,22 @@
-"""How a long-running Ladder process sets itself up: event loop, file limit, allocator.
+"""How a long-running Ladder process sets itself up: logging, event loop, file limit, allocator.
 
 Roles (hub, agent, demo) run through `serve()`; short commands use `run_async()`.
+Logs go to stderr as text for a terminal, or (`--log-format json`) as one
+JSON object a line for a collector (journald, Loki, a container runtime):
+time (ISO 8601, UTC), level, logger, message, and exc with a traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ctypes
+import datetime
+import json
 import logging
 import os
 import platform
 import resource
+import sys
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +34,29 @@ MMAP_THRESHOLD = 1024 * 1024
 # What a burst left free in the heap goes back to the system this often
 # (malloc_trim): a hub or agent that idles should not keep a burst's peak.
 TRIM_EVERY = 5.0
+
+
+LOG_FORMATS = ("text", "json")
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per record, on one line (a message's own newlines are escaped)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = datetime.datetime.fromtimestamp(record.created, datetime.UTC)
+        entry = {"time": stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                 "level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def setup_logging(verbose: bool, log_format: str = "text") -> None:
+    """A role's logging to stderr: INFO (DEBUG if `verbose`), as text or as JSON lines."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLogFormatter() if log_format == "json"
+                         else logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
 
 
 def run_async(coro):

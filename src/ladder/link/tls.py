@@ -174,6 +174,12 @@ def fingerprint_of_cert_file(path: str | os.PathLike[str]) -> str:
     return _fingerprint(_load_cert(path))
 
 
+def certificate_validity(path: str | os.PathLike[str]) -> tuple[datetime.datetime, datetime.datetime]:
+    """When the PEM certificate in `path` starts and stops being valid (aware, UTC)."""
+    cert = _load_cert(path)
+    return cert.not_valid_before_utc, cert.not_valid_after_utc
+
+
 def check_key_matches_cert(cert_path: str | os.PathLike[str],
                            key_path: str | os.PathLike[str]) -> None:
     """Raise TLSMaterialError unless the key in `key_path` belongs to the certificate."""
