@@ -19,6 +19,7 @@ from ladder.errors import LadderError, UserError
 ONE_LINE = {  # the failures a command ends with, in one line
     "ladder.config.ConfigError", "ladder.store.hubdb.StoreError", "ladder.link.tls.TLSMaterialError",
     "ladder.agent.agent.AgentFatal", "ladder.agent.join.JoinFailed", "ladder.agent.command.RequestFailed",
+    "ladder.service.ServiceError", "ladder.search.index.IndexFailed",
 }
 
 

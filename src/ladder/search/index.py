@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ladder.errors import LadderError
+from ladder.errors import UserError
 
 from .segment import SEPARATOR, is_han, query_words, segment, subwords, unsegment
 
@@ -62,8 +62,8 @@ STOP_WORDS = frozenset("a an and are as at be by for from how i in is it of on o
                        "when where which who why with".split())
 
 
-class IndexFailed(LadderError):
-    """The index file cannot be used."""
+class IndexFailed(UserError):
+    """The index file cannot be used (`ladder hub search` says so in one line)."""
 
 
 @dataclass(frozen=True)
