@@ -11,8 +11,10 @@ It hears the listing every member hears. Each HTTP service of this hub's
 members that does not opt out (`--no-index`) and lets it in is indexed from
 its signed record at once, and crawled (search/crawl.py: robots.txt, one
 request a second, bounded pages, bytes, depth and time) through a channel:
-again whenever its record is signed anew, and every REVISIT. Services of
-other hubs are theirs to index: a query here fans out to the peer hubs
+again whenever its record is signed anew, and every REVISIT. A service the
+listing lacks (taken down, or its publisher not yet back after the hub
+restarted) shows as offline for ABSENT_GRACE before it is forgotten, so a
+restart costs no recrawl. Services of other hubs are theirs to index: a query here fans out to the peer hubs
 (`search` on the peer link, answered with `search-results`), waits at most
 PEER_DEADLINE, and merges the hits by their normalised scores, online ones
 first, each marked with its hub.
@@ -71,6 +73,7 @@ IDENTITY_FOLDER = "search"  # the search member's keys and pins, in the hub's fo
 PAGE_SERVICE = "search"
 CRAWLERS = 2  # services crawled at once
 REVISIT = 6 * 3600.0  # seconds after which a crawled service is crawled again
+ABSENT_GRACE = 600.0  # seconds an indexed service may be missing from the listing before it is forgotten
 PEER_DEADLINE = 1.5  # seconds a query waits for peer hubs
 LIMIT_MAX = 50  # results of one query
 TITLE_CUT, SNIPPET_CUT, URL_MAX = 300, 600, control.TEXT_MAX  # what one hit carries between hubs
@@ -145,6 +148,7 @@ class Search:
         self.queue: asyncio.Queue[str] = asyncio.Queue()
         self.queued: set[str] = set()
         self.crawling: set[str] = set()
+        self._absent: dict[str, float] = {}  # service key → since when the listing lacks it
         self._refs = itertools.count(1)
         self._asked: dict[tuple[str, int], asyncio.Future[control.SearchResults]] = {}
 
@@ -218,9 +222,15 @@ class Search:
                 self._queue(key)
             if before is None or before.online != crawl.online:
                 self.index.set_online(key, crawl.online)
+        clock = time.monotonic()
         for state in self.index.services():
-            if state.key not in now:  # taken down, or opted out (while the hub was down, too)
-                self.index.remove_service(state.key)
+            if state.key in now:
+                self._absent.pop(state.key, None)
+            elif clock - self._absent.setdefault(state.key, clock) >= ABSENT_GRACE:
+                self.index.remove_service(state.key)  # taken down, or opted out
+                del self._absent[state.key]
+            else:  # not listed (yet: its publisher reconnecting to a restarted hub): offline a while
+                self.index.set_online(state.key, False)
         self.known = now
 
     def _queue(self, key: str) -> None:
@@ -231,6 +241,8 @@ class Search:
     def _revisit(self) -> None:
         if self.index is None:
             return
+        if self.member is not None:
+            self.listing_changed(self.member.listing, self.member.member.id)  # the absent, forgotten in time
         now = time.time()
         for state in self.index.services():
             crawl = self.known.get(state.key)

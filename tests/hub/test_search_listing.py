@@ -1,0 +1,81 @@
+"""What the hub's search indexes from the listing its member hears: this hub's HTTP services that let it
+in, crawls queued for new records only, and a service missing from the listing kept a while as offline."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ladder.agent.names import ServiceListing
+from ladder.agent.roster import Roster
+from ladder.hub import search
+from ladder.protocol.control import ServiceEntry
+from ladder.protocol.envelope import b64
+from ladder.protocol.identity import member_id, public_bytes
+from ladder.protocol.noise import generate_keypair
+from ladder.protocol.records import sign_service_record
+from ladder.search.index import SearchIndex
+
+CRAWLER = "c" * 24
+ALICE = Ed25519PrivateKey.generate()
+
+
+def entry(name: str, issued: int = 1, online: bool = True, hub: str = "", kind: str = "http",
+          index: bool = True, access: tuple[str, ...] = ()) -> ServiceEntry:
+    signed = sign_service_record(ALICE, name, name.title(), "", kind, generate_keypair()[1], list(access),
+                                 issued, index=index)
+    return ServiceEntry(member_id(public_bytes(ALICE)), signed["record"], signed["signature"],
+                        b64(public_bytes(ALICE)), "alice", online, hub)
+
+
+@pytest.fixture
+def hub_search(tmp_path):
+    found = search.Search(SimpleNamespace(name="tokyo", folder=tmp_path), None, None, None)
+    found.index = SearchIndex(tmp_path / "search.db")
+    yield found
+    found.index.close()
+
+
+def hear(found: search.Search, *entries: ServiceEntry) -> list[str]:
+    """The listing `entries` reaches the search; the keys it queued for a crawl."""
+    listing = ServiceListing({}, CRAWLER, Roster())
+    listing.update(entries)
+    found.listing_changed(listing, CRAWLER)
+    queued = []
+    while not found.queue.empty():
+        queued.append(found.queue.get_nowait().split("/")[1])
+    found.queued.clear()
+    return queued
+
+
+def hosts(found: search.Search) -> dict[str, bool]:
+    return {s.host: s.online for s in found.index.services()}
+
+
+def test_only_this_hubs_http_services_that_let_the_crawler_in_are_indexed(hub_search):
+    queued = hear(hub_search, entry("blog"), entry("ssh", kind="tcp"), entry("far", hub="osaka"),
+                  entry("private", index=False), entry("club", access=("someone" + "x" * 17,)))
+    assert queued == ["blog"] and hosts(hub_search) == {"blog.alice.ladder": True}
+
+
+def test_a_new_record_is_crawled_again_and_the_same_one_is_not(hub_search):
+    assert hear(hub_search, entry("blog", issued=1)) == ["blog"]
+    assert hear(hub_search, entry("blog", issued=1, online=False)) == []
+    assert hosts(hub_search) == {"blog.alice.ladder": False}
+    assert hear(hub_search, entry("blog", issued=2)) == ["blog"]
+
+
+def test_a_service_missing_from_the_listing_is_offline_a_while_then_forgotten(hub_search, monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(search.time, "monotonic", lambda: now[0])
+    hear(hub_search, entry("blog"))
+    assert hear(hub_search) == [] and hosts(hub_search) == {"blog.alice.ladder": False}
+    assert hear(hub_search, entry("blog")) == []  # back (a restarted hub's publisher): no crawl again
+    assert hosts(hub_search) == {"blog.alice.ladder": True}
+    hear(hub_search)
+    now[0] += search.ABSENT_GRACE
+    hear(hub_search)
+    assert hosts(hub_search) == {}
+
