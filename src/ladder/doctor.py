@@ -45,8 +45,8 @@ from ladder.link.tls import (
     certificate_validity,
     check_key_matches_cert,
     client_context,
-    fingerprint_of_cert_der,
     fingerprint_of_cert_file,
+    presented_key,
 )
 
 DEFAULT_PROXY = ("127.0.0.1", 1080)  # `ladder up`'s proxy unless --proxy says otherwise
@@ -187,7 +187,7 @@ def _hub_checks(config: MemberConfig, timeout: float, now: Callable[[], float]) 
                       "is the address in ladder.toml the hub's? Something between may be in the way"),
                 *_not_checked("clock", because="no TLS with the hub")]
         with tls:
-            seen = fingerprint_of_cert_der(tls.getpeercert(binary_form=True) or b"")
+            seen = presented_key(tls)
             if seen != config.fingerprint:
                 return checks + [
                     Check("hub key", False,
@@ -371,7 +371,7 @@ def _listen_port(config: HubConfig, timeout: float) -> Check:
         ours = fingerprint_of_cert_file(config.cert)
         with socket.create_connection((host, port), timeout) as sock, \
                 client_context().wrap_socket(sock, server_hostname=host) as tls:
-            seen = fingerprint_of_cert_der(tls.getpeercert(binary_form=True) or b"")
+            seen = presented_key(tls)
     except (OSError, LadderError):
         seen, ours = "", "?"
     if seen == ours:

@@ -29,7 +29,7 @@ from ladder.protocol.hello import make_hello
 
 from .channel import CHANNEL_MAX_WINDOW
 from .connection import Link, LinkOwner
-from .tls import client_context, fingerprint_of_cert_der
+from .tls import client_context, presented_key
 
 DIAL_TIMEOUT = 15.0
 PEER_KEEPALIVE = 1.0  # a peer link's ping interval, seconds
@@ -107,7 +107,7 @@ async def _open(link: Link, owner: LinkOwner | None, address: tuple[str, int], f
         timeout,
     )
     ssl_object = transport.get_extra_info("ssl_object")
-    seen = fingerprint_of_cert_der(ssl_object.getpeercert(binary_form=True))
+    seen = presented_key(ssl_object)
     if seen != fingerprint:
         greeting.give_up("hub identity mismatch")
         raise HubIdentityMismatch(

@@ -208,11 +208,15 @@ def server_context(cert_path: str | os.PathLike[str],
     return context
 
 
+def presented_key(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> str:
+    """The fingerprint of the key the far end of a TLS connection presented ("" if it presented none)."""
+    return fingerprint_of_cert_der(ssl_object.getpeercert(binary_form=True) or b"")
+
+
 def client_context() -> ssl.SSLContext:
     """An agent's context: TLS 1.3 only, no CA check (the caller pins the fingerprint).
 
-    After the handshake the caller MUST compare
-    ``fingerprint_of_cert_der(ssl_object.getpeercert(binary_form=True))``
+    After the handshake the caller MUST compare `presented_key(ssl_object)`
     with the hub's fingerprint before sending anything.
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
