@@ -73,6 +73,8 @@ def test_robots_says_no_and_the_rest_is_not_found(path, status):
     assert head.startswith(f"HTTP/1.1 {status}")
     if path == "/robots.txt":
         assert body == "User-agent: *\nDisallow: /\n"
+    if status == "404":
+        assert "Not found here." in body and "<form" in body
 
 
 def test_one_connection_answers_requests_one_after_another():

@@ -81,8 +81,8 @@ def _snippet(result: Result) -> str:
     return "".join(out) + html.escape(result.snippet[at:])
 
 
-def render(query: str, results: list[Result] | None, hub: str, lang: str) -> bytes:
-    """The search page: the box, and the results when there was a query."""
+def render(query: str, results: list[Result] | None, hub: str, lang: str, note: str = "") -> bytes:
+    """The search page: the box, a `note` under it if any, and the results when there was a query."""
     t = STRINGS[lang]
     q = html.escape(query)
     parts = [f'<!doctype html><html lang="{"zh-CN" if lang == "zh" else "en"}"><head><meta charset="utf-8">',
@@ -93,6 +93,8 @@ def render(query: str, results: list[Result] | None, hub: str, lang: str) -> byt
              f'<form action="/" method="get"><input type="search" name="q" value="{q}" '
              f'placeholder="{html.escape(t["placeholder"])}" autofocus>'
              f'<button type="submit">{html.escape(t["button"])}</button></form>']
+    if note:
+        parts.append(f"<p>{html.escape(note)}</p>")
     if results is None:
         parts.append(f'<p class="m">{html.escape(t["intro"])}</p>')
     elif not results:
@@ -133,8 +135,7 @@ async def respond(method: str, target: str, accept_language: str, search: Search
         return 200, "application/json; charset=utf-8", body
     lang = language(accept_language)
     if url.path != "/":
-        return 404, "text/html; charset=utf-8", render("", None, hub, lang).replace(
-            b"</form>", f"</form><p>{html.escape(STRINGS[lang]['missing'])}</p>".encode(), 1)
+        return 404, "text/html; charset=utf-8", render("", None, hub, lang, STRINGS[lang]["missing"])
     results = await search(query, PAGE_RESULTS) if query else None
     return 200, "text/html; charset=utf-8", render(query, results, hub, lang)
 
