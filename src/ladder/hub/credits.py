@@ -88,8 +88,8 @@ class Credits:
         self._checkpointed = len(self.tree) if latest is not None else -1
         self._last_checkpoint = self._last_told = -CHECKPOINT_EVERY
         self._told: dict[str, tuple] = {}  # port id → what it last heard (balance, or standing)
-        self._peers: dict[str, tuple[PeerPort, int | None]] = {}  # peer id → port, size of ours it holds
-        self._greeted: set[PeerPort] = set()
+        self._shown: dict[PeerPort, int] = {}  # peer link → the size of this hub's log it holds
+        self._greeted: set[PeerPort] = set()  # peer links told what this hub holds of theirs
 
     # --------------------------------------------------------- the switch
 
@@ -220,9 +220,8 @@ class Credits:
             envelope = sign_checkpoint(self.key, len(self.tree), self.tree.root(), int(self.wall()))
             self.store.add_checkpoint(self.id, len(self.tree), int(self.wall()), envelope)
             self._checkpointed = len(self.tree)
-            for port, held in list(self._peers.values()):
-                if held is not None:
-                    self._head_to(port, held)
+            for port, held in list(self._shown.items()):
+                self._head_to(port, held)
             return envelope
         return self.store.latest_checkpoint(self.id)
 
@@ -253,10 +252,9 @@ class Credits:
 
     def _greet(self, peers: list[PeerPort]) -> None:
         """A peer link new since the last tick hears the size of its ledger this hub holds."""
-        up = {port.id: port for port in peers}
-        for hub_id in [h for h, (port, _) in self._peers.items() if up.get(h) is not port]:
-            del self._peers[hub_id]
-        self._greeted &= set(peers)
+        up = set(peers)
+        self._shown = {port: held for port, held in self._shown.items() if port in up}
+        self._greeted &= up
         for port in peers:
             if port not in self._greeted:
                 self._greeted.add(port)
@@ -271,7 +269,7 @@ class Credits:
         proof = self.tree.consistency_proof(since, size) if 0 < since <= size else []
         hashes = tuple(h.hex() for h in proof)
         self._send(port, control.LedgerHead(control.Envelope(**envelope), since, hashes))
-        self._peers[port.id] = (port, size)
+        self._shown[port] = size
 
     def _held(self, hub_id: str) -> Checkpoint | None:
         kept = self.store.peer_ledger(self.id, hub_id)
