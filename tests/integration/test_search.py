@@ -116,6 +116,8 @@ def test_three_sites_a_body_word_found_by_the_cli_the_json_api_and_the_search_pa
     assert {"url", "title", "snippet", "score", "hub", "online"} <= hit.keys()
     assert wait_for(lambda: found(user, "搜索", "http://poems.carol.ladder/search.html"), 60,
                     "a two-character Chinese word to find its page")
+    # "garden" is in the kitchen's body only: wait for its crawl too, which may end last.
+    wait_for(lambda: found(user, "garden", "http://kitchen.bob.ladder/"), 60, "the kitchen to be crawled")
     garden = [r["url"] for r in search(user, "garden")]
     assert "http://blog.alice.ladder/" in garden and "http://kitchen.bob.ladder/" in garden
     assert garden.index("http://blog.alice.ladder/") < garden.index("http://kitchen.bob.ladder/")  # title
