@@ -97,6 +97,17 @@ class Member:
             raise AssertionError(f"{exc}\nstatus: {self.status()}\nlog:\n{self.proc.output()}") from None
 
 
+class Capture:
+    """One capture on a border interface: the pcap's path, and (after the block) the bytes that
+    crossed it either way, IP headers included, as the kernel counted them."""
+
+    def __init__(self, path: Path, iface: str):
+        self.path = path
+        self.tag = path.stem
+        self.rules = [[f"-{way}", iface, "-m", "comment", "--comment", self.tag] for way in ("i", "o")]
+        self.crossed = 0
+
+
 class Lab:
     """The running lab: hosts, sites, the hub and the members, and helpers to drive them."""
 
@@ -272,22 +283,35 @@ class Lab:
 
     @contextmanager
     def capture(self, iface: str):
-        """tcpdump on the border's `iface` for the duration of the block; yields the pcap's path."""
-        path = self.root / f"border-{iface}-{time.monotonic_ns()}.pcap"
+        """tcpdump on the border's `iface` for the duration of the block; yields a Capture.
+
+        tcpdump may drop packets of a fast burst on a loaded machine, so how
+        much crossed is counted by the kernel (an iptables rule that only
+        counts), and the pcap serves for what the packets look like.
+        """
+        capture = Capture(self.root / f"border-{iface}-{time.monotonic_ns()}.pcap", iface)
         # --immediate-mode: libpcap hands over each packet as it comes, not in blocks
         # that a SIGINT discards unread (a fast transfer's last few hundred packets);
         # with a 32 MiB kernel buffer (-B, KiB), since a burst of MBs crosses the
         # border in milliseconds, faster than tcpdump takes packets one by one.
         proc = self.spawn(f"tcpdump-{iface}", "border", "tcpdump", "-i", iface, "-n", "-s", "0", "-U",
-                          "--immediate-mode", "-B", "32768", "-w", str(path))
+                          "--immediate-mode", "-B", "32768", "-w", str(capture.path))
+        for rule in capture.rules:
+            run_in("border", "iptables", "-t", "mangle", "-I", "FORWARD", *rule)
         try:
             wait_for(lambda: "listening on" in proc.output() or not proc.alive(), 10, "tcpdump to start")
             assert proc.alive(), f"tcpdump did not start:\n{proc.output()}"
-            yield path
+            yield capture
         finally:
             time.sleep(0.5)  # the last packets
             proc.stop(signal.SIGINT)
             self.procs.remove(proc)
+            listing = run_in("border", "iptables", "-t", "mangle", "-nvxL", "FORWARD").stdout.decode()
+            capture.crossed = sum(int(line.split()[1]) for line in listing.splitlines()
+                                  if f"/* {capture.tag} */" in line)
+            print(f"border {iface}: {capture.crossed} bytes crossed, as the kernel counted")
+            for rule in capture.rules:
+                run_in("border", "iptables", "-t", "mangle", "-D", "FORWARD", *rule, check=False)
 
     @contextmanager
     def impaired_border(self, delay_ms: int, loss_percent: float, max_seconds: float):
@@ -328,8 +352,8 @@ class Lab:
         Remembered from check 5's capture, or captured here while the laptop's agent starts again.
         """
         if self._handshake is None:
-            with self.capture("cn") as path:
+            with self.capture("cn") as capture:
                 self.restart_member("laptop")
-            self.remember_handshake(pcap.tcp_connections(pcap.read_pcap(path)))
+            self.remember_handshake(pcap.tcp_connections(pcap.read_pcap(capture.path)))
             assert self._handshake, "no new link from the laptop to the hub was captured on the border"
         return self._handshake

@@ -36,6 +36,7 @@ from ladder.protocol.trojan import request as trojan_request
 BIG_TIMEOUT = 120
 IMPAIRED_TIMEOUT = 180  # check 8: 64 MiB with 150 ms delay and 1% loss each way
 PROBE_WAIT = 5.0  # check 6: how long a probe watches for a reaction
+SEGMENT = 1448  # check 6: the most payload one TCP segment carries on the lab's links (MTU 1500)
 INBOUND_PORTS = [1080, LAN_SERVICE_PORT, 22, 80, 443, 8080]  # check 7
 HUB = (ADDR["hub"], 443)
 
@@ -129,7 +130,7 @@ def test_4_two_way_sharing_outside_reaches_mainland_only_content(lab):
 
 def test_5_the_link_across_the_border_looks_like_https(lab):
     small = lab.root / "small-through-capture.bin"
-    with lab.capture("cn") as path:
+    with lab.capture("cn") as capture:
         lab.restart_member("laptop")  # a new link, so its handshake crosses the border during the capture
         page = lab.curl("phone", *lab.proxy(f"http://{BLOCKED_NAME}{lab.blocked.keyword_path}"))
         https = lab.curl("phone", *lab.proxy("--cacert", str(lab.ca.cert_path), "-o", str(small),
@@ -141,11 +142,9 @@ def test_5_the_link_across_the_border_looks_like_https(lab):
         f"the 1 MiB file through Ladder during the capture: {_said(https)}")
     _ok(mainland, MAINLAND_MARKER, "the mainland page through Ladder during the capture", lab)
 
-    packets, new, problems = _border_problems(path)
-    # Half the file is proof enough that it crossed here: a loaded machine's tcpdump may drop packets.
-    cleartext = sum(len(p.payload) for p in packets)
-    if cleartext < len(small.read_bytes()) // 2:
-        problems.append(f"only {cleartext} payload bytes crossed the border, not even half the 1 MiB "
+    _, new, problems = _border_problems(capture.path)
+    if capture.crossed < len(small.read_bytes()):
+        problems.append(f"only {capture.crossed} bytes crossed the border, less than the 1 MiB "
                         "file: Ladder's traffic did not go through the captured link")
     assert not problems, "the border saw more than HTTPS:\n" + "\n".join(problems[:20])
     lab.remember_handshake(new)
@@ -203,6 +202,16 @@ def _border_problems(path, opened: bool = True, servers: tuple = (HUB,)) -> tupl
         if secret.encode() in cleartext:
             problems.append(f"{secret!r} crossed the border in cleartext")
     return packets, new, problems
+
+
+def _either_close(probe: dict, hub: dict, nginx: dict) -> bool:
+    """A refused flight of several segments: nginx itself closes with FIN or RST, by timing.
+
+    It reads what has arrived, refuses it and closes; a segment still on the
+    way then meets a reset, one already read leaves a FIN. So either ending
+    from the hub is one nginx also shows for the same bytes.
+    """
+    return len(probe.get("send", "")) // 2 > SEGMENT and {hub["class"], nginx["class"]} == {"FIN", "RST"}
 
 
 def _probes(handshake: list[bytes]) -> dict[str, dict]:
@@ -291,7 +300,7 @@ def test_6_probes_get_the_same_reaction_from_the_hub_as_from_nginx(lab):
         for who in ("hub", "face"):
             hub = reactions[f"{name} @{who}"]
             line.append(f"{who} {hub['class']:<7}")
-            if hub["class"] != nginx["class"]:
+            if hub["class"] != nginx["class"] and not _either_close(probe, hub, nginx):
                 differ.append(f"{name} @{who}: {hub['class']} ({hub['end']}), "
                               f"nginx {nginx['class']} ({nginx['end']})")
             elif probe.get("bytes") and _masked(hub) != _masked(nginx):
@@ -426,7 +435,7 @@ def test_11_a_phone_with_only_a_stock_trojan_app_reaches_the_blocked_site(lab):
         assert client.alive(), f"Debian's trojan client died:\n{client.output()}"
         via = ["--socks5-hostname", "127.0.0.1:1080"]
         big = lab.root / "handset-small.bin"
-        with lab.capture("cn") as path:
+        with lab.capture("cn") as capture:
             page = lab.curl("handset", *via, f"http://{BLOCKED_NAME}/")
             https = lab.curl("handset", *via, "--cacert", str(lab.ca.cert_path), "-o", str(big),
                              f"https://{BLOCKED_NAME}/small.bin")
@@ -434,12 +443,9 @@ def test_11_a_phone_with_only_a_stock_trojan_app_reaches_the_blocked_site(lab):
         digest = hashlib.sha256(big.read_bytes()).hexdigest() if big.exists() else "(no file)"
         assert https.returncode == 0 and digest == lab.blocked.small_sha, (
             f"the 1 MiB file over HTTPS through the Trojan door: {_said(https)}\n{lab.ladder_logs()}")
-        packets, _, problems = _border_problems(path, opened=False)
-        crossed = sum(len(p.payload) for p in packets)
-        # A quarter is proof enough that it went abroad (the page alone is a few hundred bytes): on a
-        # loaded 2-core machine tcpdump has been seen to keep under half of the burst.
-        assert crossed >= len(big.read_bytes()) // 4, (
-            f"only {crossed} payload bytes crossed the border: the handset's traffic did not go abroad")
+        _, _, problems = _border_problems(capture.path, opened=False)
+        assert capture.crossed >= len(big.read_bytes()), (
+            f"only {capture.crossed} bytes crossed the border: the handset's traffic did not go abroad")
         assert not problems, "the border saw more than HTTPS:\n" + "\n".join(problems[:20])
     finally:
         client.stop()
@@ -466,7 +472,7 @@ def test_12_hubs_peered_across_the_border_carry_the_phone_to_a_sharer_of_the_hub
     user.start()
     lab.procs.append(user.proc)
     link = lab.ladder("hub", "peer-invite", "cnhub", "--dir", str(us_dir)).stdout.strip().splitlines()[-1]
-    with lab.capture("cn") as path:
+    with lab.capture("cn") as capture:
         lab.ladder_in("hub", "hub", "peer", "add", link, "--dir", str(lab.hub_dir))  # the inside hub dials
         user.wait_ready("GB", timeout=30)
         page = lab.curl("phone", "-x", "socks5h://127.0.0.1:1081", f"http://{BLOCKED_NAME}/")
@@ -474,6 +480,6 @@ def test_12_hubs_peered_across_the_border_carry_the_phone_to_a_sharer_of_the_hub
         "of the hub outside", lab)
     (exit_,) = [e for e in user.status()["exits"] if e["country"] == "GB"]
     assert (exit_["name"], exit_["hub"], exit_["hops"]) == ("gbsharer.ushub", "ushub", 1), exit_
-    _, new, problems = _border_problems(path, servers=(HUB, outside))
+    _, new, problems = _border_problems(capture.path, servers=(HUB, outside))
     assert any(c.server == outside for c in new), "the hub-to-hub link did not cross the captured border"
     assert not problems, "the border saw more than HTTPS:\n" + "\n".join(problems[:20])
