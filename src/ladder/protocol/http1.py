@@ -27,7 +27,7 @@ Section numbers are RFC 9112 (HTTP/1.1) unless they name RFC 9110.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from dataclasses import dataclass
 
 from ladder.errors import LadderError
@@ -210,6 +210,27 @@ def persists(fields: Fields, version: tuple[int, int]) -> bool:
     """
     tokens = {t.strip().lower() for v in fields.get("connection") for t in v.split(",")}
     return "close" not in tokens and (version >= (1, 1) or "keep-alive" in tokens)
+
+
+def preferred_language(accept: str, offered: Container[str], fallback: str = "en") -> str:
+    """The first of `offered` (primary tags: "en", "zh") that Accept-Language ranks highest.
+
+    RFC 9110 §12.5.4, roughly: q-values order the tags, ties go to the
+    earlier one; a region ("zh-CN") counts for its language.
+    """
+    best, best_q = fallback, -1.0
+    for i, part in enumerate(accept.split(",")[:20]):
+        tag, _, params = part.strip().partition(";")
+        q = 1.0
+        if params.strip().startswith("q="):
+            try:
+                q = float(params.strip()[2:])
+            except ValueError:
+                q = 0.0
+        primary = tag.strip().lower().split("-")[0]
+        if primary in offered and q - i * 1e-6 > best_q:
+            best, best_q = primary, q - i * 1e-6
+    return best
 
 
 class ChunkedBody:

@@ -21,7 +21,7 @@ import json
 import urllib.parse
 from collections.abc import Awaitable, Callable
 
-from ladder.protocol.http1 import HeadReader, RequestError, check_version, persists
+from ladder.protocol.http1 import HeadReader, RequestError, check_version, persists, preferred_language
 
 from .index import Result
 
@@ -54,20 +54,8 @@ mark{background:#fe8}.o{background:#ccc;border-radius:.3rem;padding:0 .3rem;font
 
 
 def language(accept: str) -> str:
-    """"zh" if the browser asks for Chinese before English, else "en" (RFC 9110 §12.5.4, roughly)."""
-    best, best_q = "en", -1.0
-    for i, part in enumerate(accept.split(",")[:20]):
-        tag, _, params = part.strip().partition(";")
-        q = 1.0
-        if params.strip().startswith("q="):
-            try:
-                q = float(params.strip()[2:])
-            except ValueError:
-                q = 0.0
-        primary = tag.strip().lower().split("-")[0]
-        if primary in STRINGS and q - i * 1e-6 > best_q:
-            best, best_q = primary, q - i * 1e-6
-    return best
+    """"zh" if the browser asks for Chinese before English, else "en"."""
+    return preferred_language(accept, STRINGS)
 
 
 def _snippet(result: Result) -> str:
