@@ -819,10 +819,12 @@ def join(invite, folder) -> None:
 @click.option("--monthly-cap", metavar="BYTES", help="With --share: bytes per month, e.g. 200G.")
 @click.option("--user-streams", type=click.IntRange(1), metavar="N",
               help="With --share: open streams per member (default 4096); more wait up to 20 s for a slot.")
+@click.option("--dashboard", "dashboard_at", metavar="HOST:PORT|off", default="127.0.0.1:0", show_default=True,
+              help="Serve the dashboard here (port 0: any free one); `ladder app` opens it.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every link and stream event.")
 @log_format_option
 def up(folder, proxy, lan, proxy_auth, lan_open, exit_choice, share, country, allow_private, rules_source,
-       verbose, log_format, **limits) -> None:
+       dashboard_at, verbose, log_format, **limits) -> None:
     """Connect to the hub and serve: a local proxy, an exit, or both.
 
     \b
@@ -868,8 +870,12 @@ def up(folder, proxy, lan, proxy_auth, lan_open, exit_choice, share, country, al
     agent = Agent(config, proxy=proxy_at, proxy_auth=auth, on_proxy_listening=announce, share=share,
                   country=country, exit_choice=exit_choice, allow_private=allow_private, rules=rules,
                   policy=policy)
+    if dashboard_at.strip().lower() == "off":
+        runtime.serve(agent.run())  # AgentFatal is a UserError: main prints it in one line
+        return
+    from ladder.app.dashboard import run_with_dashboard
 
-    runtime.serve(agent.run())  # AgentFatal is a UserError: main prints it in one line
+    runtime.serve(run_with_dashboard(agent, _loopback_only(dashboard_at, "--dashboard")))
 
 
 def _announce_lan(address: tuple[str, int], auth: ProxyAuth | None) -> None:
@@ -1010,14 +1016,68 @@ def share_status(folder, as_json) -> None:
 
 
 def _agent_state(config: MemberConfig) -> dict:
-    """The running agent's status.json, or {"state": "not running"}."""
+    """The running agent's status.json, or {"state": "not running"}; with its dashboard's URL."""
+    from ladder.app.dashboard import written
+
     try:
         state = json.loads(config.status_path.read_text())
     except (OSError, ValueError):
         return {"state": "not running"}
     if state.get("state") not in ("not running", "stopped") and not _alive(state.get("pid")):
         state["state"] = "not running"
+    page = written(config.folder)
+    running = state["state"] not in ("not running", "stopped")
+    state["dashboard"] = page["url"] if running and page.get("pid") == state.get("pid") else None
     return state
+
+
+def _loopback_only(value: str, flag: str) -> tuple[str, int]:
+    """A page's HOST:PORT, on loopback: its secret travels in its URL, which only this machine should see."""
+    address = ("127.0.0.1", int(value)) if value.isdigit() else address_option(value)
+    if not _is_loopback(address[0]):
+        raise click.BadParameter(f"{value}: the page listens on loopback only (127.0.0.1 or ::1); reach it "
+                                 "from elsewhere over ssh -L", param_hint=flag)
+    return address
+
+
+@cli.command()
+@click.option("--dir", "folder", metavar="FOLDER", help=DIR_HELP)
+@click.option("--no-browser", is_flag=True, help="Print the dashboard's address; do not open a browser.")
+def app(folder, no_browser) -> None:
+    """Open the dashboard: connect, pick an exit, see traffic, share, add a phone, publish, search.
+
+    Starts the agent (`ladder up` with the folder's settings, logging to
+    agent.log in the folder) if it is not running, then opens the page in
+    the browser. The address carries the folder's secret: do not share it.
+    """
+    import subprocess
+    import webbrowser
+
+    config = MemberConfig.load(member_folder(folder))
+    state = _agent_state(config)
+    if state["state"] in ("not running", "stopped"):
+        log_path = config.folder / "agent.log"
+        with open(log_path, "ab") as log_file:
+            child = subprocess.Popen([sys.executable, "-m", "ladder", "up", "--dir", str(config.folder)],
+                                     stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+                                     start_new_session=True)
+        click.echo(f"started the agent (pid {child.pid}, log in {log_path})", err=True)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and child.poll() is None:
+            state = _agent_state(config)
+            if state.get("dashboard") and state.get("pid") == child.pid:
+                break
+            time.sleep(0.2)
+        else:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
+            raise UserError("the agent did not start: " + (" / ".join(tail) or "no word in its log"))
+    elif not state.get("dashboard"):
+        raise UserError(f"the agent (pid {state.get('pid')}) runs without a dashboard (--dashboard off?): "
+                        "stop it and start it again without that")
+    url = state["dashboard"]
+    click.echo(url)
+    if not no_browser:
+        webbrowser.open(url)
 
 
 @cli.command()

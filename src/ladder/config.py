@@ -69,6 +69,16 @@ def _create_once(path: Path, secret: bytes) -> None:
         tmp.unlink()
 
 
+def read_or_make_secret(path: Path) -> str:
+    """A page's secret (URL-safe text, 0600): read, or made once (as _create_once makes keys)."""
+    if not path.exists():
+        _create_once(path, base64.urlsafe_b64encode(os.urandom(24)).rstrip(b"="))
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
 def dump_toml(tables: Mapping[str, Mapping[str, str | int | bool]]) -> bytes:
     """TOML for flat tables of scalars (json.dumps of a str is a valid TOML string)."""
     out = []

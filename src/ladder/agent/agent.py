@@ -108,6 +108,7 @@ class Agent:
         self.proxy_address: tuple[str, int] | None = None
         self._link_down: asyncio.Future | None = None
         self._up = asyncio.Event()
+        self.started = asyncio.Event()  # run() holds the folder and its proxy listens
         self._replaced = False  # the hub said another agent with our key took the link
         self.exit_warning = ""  # which --exit or rule matches no exit online, once the directory came
         self.balance: control.Balance | None = None  # this member's account, as the hub last said
@@ -141,6 +142,7 @@ class Agent:
         backoff = Backoff(self.clock, self.rng)
         try:
             await self.start_proxy()
+            self.started.set()
             if self.sharer is not None:
                 await self.sharer.block_hub_addresses()
                 self.tasks.every(STATUS_EVERY, self._share_tick, name="share status")

@@ -28,13 +28,14 @@ import hashlib
 import hmac
 import json
 import logging
-import secrets
+import socket
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.cookies import CookieError, SimpleCookie
 
+from ladder.config import format_address
 from ladder.protocol.http1 import Fields, HeadReader, RequestError, body_framing, check_version, persists
 
 log = logging.getLogger(__name__)
@@ -46,10 +47,6 @@ COOKIE = "ladder"
 CSRF_HEADER = "x-ladder-csrf"
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-
-
-def new_secret() -> str:
-    return secrets.token_urlsafe(24)
 
 
 @dataclass
@@ -230,8 +227,25 @@ class App:
         finally:
             writer.close()
 
-    async def listen(self, host: str, port: int) -> asyncio.Server:
-        return await asyncio.start_server(self.serve_connection, host, port, limit=MAX_HEAD)
+    async def listen(self, sock: socket.socket) -> asyncio.Server:
+        """Serve on a bound socket (bound first, so that the Guard can name the port it got)."""
+        return await asyncio.start_server(self.serve_connection, sock=sock, limit=MAX_HEAD)
+
+
+def bind(address: tuple[str, int]) -> socket.socket:
+    """A listening socket for a page; OSError (in use, no such address) for the caller to say."""
+    host, port = address
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=128)
+
+
+def hosts_of(address: tuple[str, int]) -> set[str]:
+    """What a browser puts in Host for this listener: its address, and `localhost` for loopback."""
+    host, port = address
+    hosts = {format_address(host, port)}
+    if host in ("127.0.0.1", "::1"):
+        hosts.add(f"localhost:{port}")
+    return hosts
 
 
 def _request(method: str, target: str, fields: Fields, body: bytes) -> Request:
