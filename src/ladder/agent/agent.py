@@ -28,15 +28,16 @@ import random
 import time
 from collections.abc import Callable, Sequence
 
-from ladder.config import MemberConfig, ProxyAuth, format_address, write_file
+from ladder.config import COUNTRY_CODES, MemberConfig, ProxyAuth, format_address, write_file
 from ladder.errors import UserError
 from ladder.link.client import HubIdentityMismatch, LinkRefused, dial
 from ladder.link.connection import Link
 from ladder.protocol import control
 from ladder.protocol.errors import ErrorCode, RemoteProtocolError
-from ladder.protocol.messages import is_service_request
+from ladder.protocol.messages import encode_target, is_service_request
 from ladder.tasks import Tasks
 
+from .activity import Activity
 from .credits import RECEIPT_TICK
 from .direct import connect_direct
 from .directory import Directory
@@ -45,14 +46,17 @@ from .names import ServiceListing, is_service_host
 from .pool import CHANNEL_IDLE, ChannelPool
 from .reconnect import Backoff, NetworkWatch, pause
 from .roster import Roster
-from .rules import Router, Rule
+from .rules import Router, Rule, normalize_host
 from .services import WATCH_EVERY, Services
+from .settings import Settings
 from .sharer import Sharer
 from .sharing import SharePolicy, Sharing
 from .udp import Control, SocksAssociation
 
 log = logging.getLogger(__name__)
 STATUS_EVERY = 2.0
+ACTIVITY_TICK = 1.0  # the traffic graph's resolution
+DISCONNECTED = "Ladder is disconnected (the dashboard's switch)"
 
 
 class AgentFatal(UserError):
@@ -67,9 +71,9 @@ class Agent:
         proxy: tuple[str, int] | None = None,
         proxy_auth: ProxyAuth | None = None,
         on_proxy_listening: Callable[[tuple[str, int]], None] | None = None,
-        share: bool = False,
+        share: bool | None = None,
         country: str | None = None,
-        exit_choice: str = "auto",
+        exit_choice: str | None = None,
         allow_private: bool = False,
         rules: Sequence[Rule] = (),
         policy: SharePolicy | None = None,
@@ -77,14 +81,29 @@ class Agent:
         rng: random.Random | None = None,
     ):
         """`clock` (monotonic seconds) ages exit failures and drives rates and backoff;
-        `rng` jitters the backoff; `on_proxy_listening` hears the proxy's address once it listens."""
+        `rng` jitters the backoff; `on_proxy_listening` hears the proxy's address once it listens.
+
+        `share` and `exit_choice` left None (no --share, no --exit given) take what the dashboard last
+        chose (settings.json), else not sharing and "auto"; given, they win for this run without
+        changing what is kept.
+        """
         self.config = config
+        self.settings = Settings.load(config.folder / "settings.json")
         self.proxy = proxy
         self.proxy_auth = proxy_auth
         self.on_proxy_listening = on_proxy_listening
-        self.country = (country or "??").upper()
-        self.exit_choice = exit_choice
-        self.router = Router(list(rules), exit_choice)
+        self.country = (country or self.settings.get("country") or "??").upper()
+        self.exit_choice = exit_choice if exit_choice is not None else self.settings.get("exit", "auto")
+        self.rules = list(rules)
+        self.router = Router(self.rules, self.exit_choice)
+        self.allow_private = allow_private
+        self.policy = policy or SharePolicy()
+        self.activity = Activity(time.time, config.folder / "traffic.json")
+        self.activity.exit_name = self._exit_name
+        self.connected_wanted: bool = self.settings.get("connected", True)
+        self._switched_on = asyncio.Event()
+        self._wake = asyncio.Event()  # the network changed, or the member switched Ladder on: dial now
+        self.hub_handshakes = 0  # links made to the hub by this process
         self.clock = clock
         self.rng = rng or random.Random()
         self.tasks = Tasks(log)
@@ -95,11 +114,8 @@ class Agent:
                                 self.serve)
         self.services = Services(config, self.pool, self.write_status)
         self.sharer: Sharer | None = None
-        if share:
-            policy = policy or SharePolicy()
-            sharing = Sharing(policy, config.folder / "share-usage.json", clock)
-            self.sharer = Sharer(config, self.country, sharing, policy.guard(allow_private), self.pool,
-                                 self.roster)
+        if share or (share is None and self.settings.get("sharing", False) and self.country != "??"):
+            self.sharer = self._new_sharer()
         self.link: Link | None = None
         self.state = "starting"
         self.error = ""
@@ -136,26 +152,29 @@ class Agent:
     async def run(self) -> None:
         """Serve until cancelled; raises AgentFatal when going on makes no sense."""
         lock = self.config.lock()
-        network_changed = asyncio.Event()
-        watcher = NetworkWatch.start(network_changed.set)
+        watcher = NetworkWatch.start(self._wake.set)
         backoff = Backoff(self.clock, self.rng)
         try:
             await self.start_proxy()
             if self.sharer is not None:
                 await self.sharer.block_hub_addresses()
-                self.tasks.every(STATUS_EVERY, self._share_tick, name="share status")
+            self.tasks.every(STATUS_EVERY, self._share_tick, name="share status")
+            self.tasks.every(ACTIVITY_TICK, self.activity.tick, name="activity")
             self.tasks.every(CHANNEL_IDLE / 2, self.pool.close_idle, name="idle channels")
             self.tasks.every(RECEIPT_TICK, self.pool.receipts.tick, name="receipts")
             self.tasks.every(WATCH_EVERY, self.services.watch, name="services.json")
             while True:
-                network_changed.clear()
+                if not self.connected_wanted:
+                    await self._stay_off()
+                self._wake.clear()
                 backoff.dialling()
                 await self._connect_once()
                 if self._replaced:
                     raise AgentFatal("another agent with this member's key connected to the hub and took "
                                      "the link, so this one stops: run one agent per member (a copy of "
                                      f"{self.config.folder} elsewhere?), or join again for a second device")
-                await pause(backoff.delay(), network_changed)
+                if self.connected_wanted:
+                    await pause(backoff.delay(), self._wake)
         except AgentFatal as exc:
             self.error = str(exc)  # for `ladder status`
             raise
@@ -165,6 +184,7 @@ class Agent:
             self.state = "stopped"
             if self.sharer is not None:
                 self.sharer.sharing.save()
+            self.activity.save()
             self.write_status()
             if self.proxy_server is not None:
                 self.proxy_server.close()
@@ -176,6 +196,31 @@ class Agent:
 
     async def wait_up(self, timeout: float) -> None:
         await asyncio.wait_for(self._up.wait(), timeout)
+
+    async def _stay_off(self) -> None:
+        """Switched off: no link until the member switches Ladder on again; the proxy refuses meanwhile."""
+        self.state, self.error = "off", ""
+        self.write_status()
+        log.info("switched off: the link stays closed until switched on")
+        self._switched_on.clear()
+        while not self.connected_wanted:
+            await self._switched_on.wait()
+            self._switched_on.clear()
+        log.info("switched on: dialling the hub")
+
+    def set_connected(self, on: bool) -> None:
+        """The dashboard's switch: off closes the link and the proxy refuses new connections saying so;
+        on dials at once. Remembered across restarts (settings.json)."""
+        if on == self.connected_wanted:
+            return
+        self.connected_wanted = on
+        self.settings.set(connected=on)
+        if on:
+            self._switched_on.set()
+            self._wake.set()  # a reconnect wait ends now
+        elif self.link is not None:
+            self.link.close(ErrorCode.NO_ERROR, "switched off by the member")
+        self.write_status()
 
     async def _connect_once(self) -> None:
         self.state = "connecting"
@@ -200,9 +245,13 @@ class Agent:
             self.state = "down"
             self.write_status()
             return
+        if not self.connected_wanted:  # switched off while the dial went on
+            link.close(ErrorCode.NO_ERROR, "switched off by the member")
+            return
         self.link, self.error = link, ""
         self._link_down = asyncio.get_running_loop().create_future()
         self.state, self.since = "up", time.time()
+        self.hub_handshakes += 1
         log.info("link up to hub %s as %s", welcome.hub, welcome.member)
         self.pool.link = link
         self.pool.receipts.hub_id = welcome.hub_id
@@ -225,10 +274,14 @@ class Agent:
 
     def _share_tick(self) -> None:
         """While sharing and linked: the hub hears of caps, usage is saved, status.json stays current."""
-        assert self.sharer is not None  # run() starts this tick for a sharer only
-        if self.link is not None:
+        if self.sharer is not None and self.link is not None:
             self.sharer.tick()
             self.write_status()
+
+    def _new_sharer(self) -> Sharer:
+        sharing = Sharing(self.policy, self.config.folder / "share-usage.json", self.clock)
+        return Sharer(self.config, self.country, sharing, self.policy.guard(self.allow_private), self.pool,
+                      self.roster)
 
     # ---------------------------------------------------------- LinkOwner
 
@@ -286,16 +339,37 @@ class Agent:
 
     def open(self, host: str, port: int, relay: ProxyConnection) -> None:
         """Open a stream to (host, port) for the proxy front, where the rules say."""
+        if not self.connected_wanted:
+            self.activity.refused("disconnected")
+            return relay.on_refused(ErrorCode.NO_ROUTE, DISCONNECTED)
         if is_service_host(host):  # a network-only service: no rule applies
+            self._track(host, port, relay, "service")
             return self.pool.open(host, port, relay)
         rule = self.router.route(host)
         if rule.action == "block":
+            self.activity.refused("blocked")
             relay.on_refused(ErrorCode.FORBIDDEN, f"blocked by your rule `{rule.text}`")
             return
         if rule.action == "direct":
+            self._track(host, port, relay, "direct")
             self.tasks.spawn(self._open_direct(host, port, relay))
             return
+        self._track(host, port, relay, "exit")  # "exit:<name>" once the pool picked one
         self.pool.open(host, port, relay, rule.action.removeprefix("exit:"))
+
+    def _track(self, host: str, port: int, relay: ProxyConnection, route: str) -> None:
+        """List the connection in the Activity; an HTTP client moving on to another host moves its entry."""
+        tracked = relay.tracked
+        if tracked is None:
+            relay.tracked = self.activity.opened(host, port, route, relay.cut)
+        else:
+            tracked.host, tracked.port, tracked.route, tracked.exit_id = host, port, route, None
+
+    def _exit_name(self, exit_id: str) -> str:
+        for entry in self.directory.entries:
+            if entry.id == exit_id:
+                return entry.name or exit_id
+        return self.roster.names.get(exit_id, exit_id)
 
     def associate(self, control: Control, here: str, client: str) -> SocksAssociation:
         """A SOCKS5 UDP association for the proxy front, through the exit --exit chooses (udp.py)."""
@@ -326,12 +400,100 @@ class Agent:
         """The PAC file for a client that reached the proxy at `reached` (a LAN address, or loopback)."""
         return self.router.pac(reached, socks5=self.proxy_auth is None)
 
+    # ------------------------------------------------------ the dashboard's
+
+    def choose_exit(self, choice: str) -> None:
+        """The exit the next connection takes (the default rule and UDP): "auto", a country code, or an
+        exit's member name or id. Remembered across restarts (settings.json); UserError if it names
+        nothing known."""
+        choice = choice.strip()
+        if choice.upper() in COUNTRY_CODES:
+            choice = choice.upper()
+        elif choice != "auto" and not self._names_a_member(choice):
+            online = self.directory.online()
+            raise UserError(f"the exit {choice!r} is not auto, a country code, nor a member this hub "
+                            f"lists (exits online: {online})")
+        self.exit_choice = choice
+        self.router = Router(self.rules, choice)
+        self.settings.set(exit=choice)
+        self._check_exit_choice()
+        self.write_status()
+
+    def _names_a_member(self, text: str) -> bool:
+        return (any(text in (entry.id, entry.name) for entry in self.directory.entries)
+                or text in self.roster.names or text.lower() in self.roster.names.values())
+
+    def exits(self) -> list[dict]:
+        """The verified exits of the directory, with what the picker shows of each; `chosen` is the one
+        the next connection would take."""
+        candidates = self.directory.candidates(self.exit_choice)
+        next_id = candidates[0][1].id if candidates else None
+        handshakes = self.pool.handshakes
+        exits = []
+        for entry in self.directory.entries:
+            if entry.id not in self.directory.records or entry.id == self.config.id:
+                continue
+            latency = handshakes.get(entry.id)
+            exits.append({
+                "id": entry.id, "name": entry.name, "country": entry.country, "hub": entry.hub or None,
+                "hops": entry.hops, "latency_ms": None if latency is None else round(latency * 1000, 1),
+                "streams": self.directory.local_load.get(entry.id, 0), "users": entry.users,
+                "admits_me": self.directory.admits_me(entry.id), "chosen": entry.id == next_id})
+        return exits
+
+    def where(self, host: str) -> dict:
+        """Where a connection to `host` would go now: the deciding rule, and the exit that would carry it."""
+        name = normalize_host(host)
+        try:
+            encode_target(name, 443)
+        except ValueError as exc:
+            raise UserError(f"{host!r} is not a host name or address: {exc}") from None
+        if is_service_host(name):
+            return {"host": name, "rule": "", "line": 0, "action": "service", "exit": None,
+                    "reason": "a network-only name: it goes to its publisher, whatever the rules say"}
+        rule = self.router.route(name)
+        action, _, choice = rule.action.partition(":")
+        where = f"line {rule.line} of the rules" if rule.line else "the default: everything through the exit"
+        found = {"host": name, "rule": rule.text, "line": rule.line, "action": action, "exit": None,
+                 "reason": where}
+        if action == "exit":
+            candidates = self.directory.candidates(choice)
+            if candidates:
+                entry, record = candidates[0]
+                found["exit"] = entry.name or record.id
+            else:
+                found["reason"] = f"{where}; {self.directory.why_none(choice)}"
+        return found
+
+    def metrics(self) -> dict:
+        """Plain numbers for /metrics: the link, channels and streams, the front's traffic, the directory,
+        and what this exit serves."""
+        activity = self.activity.counters()
+        sharing = self.sharer.sharing if self.sharer is not None else None
+        return {
+            "link_up": int(self.link is not None),
+            "link_since": self.since if self.link is not None else 0,
+            "hub_handshakes": self.hub_handshakes,
+            "channels_open": len(self.pool.channels) + sum(self.pool.visiting.values()),
+            "streams_open": sum(channel.inner.stream_count for channel in self.pool.channels.values()),
+            "bytes_up": activity["bytes_up"],
+            "bytes_down": activity["bytes_down"],
+            "connections_opened": activity["connections_opened"],
+            "connections_open": activity["connections_open"],
+            "refusals": activity["refusals"],
+            "exits_listed": len(self.directory.records),
+            "services_listed": len(self.listing.status()),
+            "sharing_streams": sum(user.streams for user in sharing.users.values()) if sharing else 0,
+            "sharing_bytes": sharing.served if sharing else 0,
+        }
+
     # --------------------------------------------------------------- status
 
     def status(self) -> dict:
         return {
             "pid": os.getpid(),
             "state": self.state,
+            "connected_wanted": self.connected_wanted,
             "since": self.since,
             "error": self.error,
             "hub": self.config.hub_name,

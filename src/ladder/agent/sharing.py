@@ -238,6 +238,7 @@ class Sharing:
     _reweigh: bool = False  # the balances changed since the shares were derived
     _dirty: bool = False
     _saved: float = 0.0
+    served: int = 0  # bytes carried for others by this process, both ways (a counter for /metrics)
 
     def __post_init__(self) -> None:
         if self.policy.rate:
@@ -326,6 +327,7 @@ class Sharing:
 
     def carried(self, user_id: str, nbytes: int) -> float:
         """Count bytes carried for a member; returns how long to pause (rate limits)."""
+        self.served += nbytes
         usage = self.usage
         usage["day_bytes"] += nbytes
         usage["month_bytes"] += nbytes
