@@ -26,9 +26,17 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
-from ladder.config import COUNTRY_CODES, MemberConfig, ProxyAuth, format_address, write_file
+from ladder.config import (
+    COUNTRY_CODES,
+    ConfigError,
+    MemberConfig,
+    ProxyAuth,
+    country_code,
+    format_address,
+    write_file,
+)
 from ladder.errors import UserError
 from ladder.link.client import HubIdentityMismatch, LinkRefused, dial
 from ladder.link.connection import Link
@@ -47,6 +55,7 @@ from .pool import CHANNEL_IDLE, ChannelPool
 from .reconnect import Backoff, NetworkWatch, pause
 from .roster import Roster
 from .rules import Router, Rule, normalize_host
+from .schedule import METERED_EVERY, nmcli_metered
 from .services import WATCH_EVERY, Services
 from .settings import Settings
 from .sharer import Sharer
@@ -79,9 +88,12 @@ class Agent:
         policy: SharePolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        metered: Callable[[], Awaitable[bool | None]] = nmcli_metered,
     ):
         """`clock` (monotonic seconds) ages exit failures and drives rates and backoff;
-        `rng` jitters the backoff; `on_proxy_listening` hears the proxy's address once it listens.
+        `rng` jitters the backoff; `on_proxy_listening` hears the proxy's address once it listens;
+        `metered` says whether this machine's network is metered (None: cannot say), for a policy's
+        pause_on_metered.
 
         `share` and `exit_choice` left None (no --share, no --exit given) take what the dashboard last
         chose (settings.json), else not sharing and "auto"; given, they win for this run without
@@ -104,6 +116,8 @@ class Agent:
         self._switched_on = asyncio.Event()
         self._wake = asyncio.Event()  # the network changed, or the member switched Ladder on: dial now
         self.hub_handshakes = 0  # links made to the hub by this process
+        self.metered_probe = metered
+        self._own_address: object = None  # this machine's public address, as the hub last said
         self.clock = clock
         self.rng = rng or random.Random()
         self.tasks = Tasks(log)
@@ -160,6 +174,7 @@ class Agent:
                 await self.sharer.block_hub_addresses()
             self.tasks.every(STATUS_EVERY, self._share_tick, name="share status")
             self.tasks.every(ACTIVITY_TICK, self.activity.tick, name="activity")
+            self.tasks.every(METERED_EVERY, self.probe_metered, name="metered network")
             self.tasks.every(CHANNEL_IDLE / 2, self.pool.close_idle, name="idle channels")
             self.tasks.every(RECEIPT_TICK, self.pool.receipts.tick, name="receipts")
             self.tasks.every(WATCH_EVERY, self.services.watch, name="services.json")
@@ -255,6 +270,7 @@ class Agent:
         log.info("link up to hub %s as %s", welcome.hub, welcome.member)
         self.pool.link = link
         self.pool.receipts.hub_id = welcome.hub_id
+        self._own_address = welcome.address
         self.roster.new_link()
         self.listing.new_link()
         if self.sharer is not None:
@@ -275,6 +291,7 @@ class Agent:
     def _share_tick(self) -> None:
         """While sharing and linked: the hub hears of caps, usage is saved, status.json stays current."""
         if self.sharer is not None and self.link is not None:
+            self.sharer.sharing.measure_rates()
             self.sharer.tick()
             self.write_status()
 
@@ -282,6 +299,92 @@ class Agent:
         sharing = Sharing(self.policy, self.config.folder / "share-usage.json", self.clock)
         return Sharer(self.config, self.country, sharing, self.policy.guard(self.allow_private), self.pool,
                       self.roster)
+
+    async def probe_metered(self) -> None:
+        """Every METERED_EVERY seconds, for a sharer that pauses on a metered network: ask whether it is."""
+        sharer = self.sharer
+        if sharer is None or not sharer.sharing.policy.pause_on_metered:
+            return
+        metered = bool(await self.metered_probe())  # unknown counts as not metered
+        if metered != sharer.sharing.metered:
+            log.info("the network is %s: sharing %s", "metered" if metered else "not metered",
+                     "pauses" if metered else "goes on")
+        sharer.sharing.metered = metered
+        if self.sharer is sharer and self.link is not None:
+            sharer.tick()  # the hub hears of the pause now, not at the next status tick
+
+    def set_sharing(self, on: bool, country: str | None = None) -> None:
+        """The dashboard's sharing switch. On: share from `country` (else the last one; UserError without
+        any); off: the hub lists this exit no more and new streams are refused, open ones may finish.
+        Remembered across restarts (settings.json)."""
+        if not on:
+            if self.sharer is not None:
+                self.sharer.withdraw("sharing is switched off")
+                self.sharer.sharing.save()
+                self.sharer = None
+            self.settings.set(sharing=False)
+            return self.write_status()
+        given = country or (self.country if self.country != "??" else None)
+        if given is None:
+            raise UserError("sharing needs the country your exit is in (a two-letter code such as DE)")
+        code = country_code(given)
+        if self.sharer is not None and self.sharer.country == code:
+            return
+        self.country = code
+        if self.sharer is not None:
+            self.sharer.country = code  # a new record, signed on the link below
+        else:
+            self.sharer = self._new_sharer()
+            self.tasks.spawn(self.sharer.block_hub_addresses(), name="hub addresses")
+        if self.link is not None:
+            self.sharer.link_up(self.link, self._own_address)
+            self.sharer.resume()
+        self.settings.set(sharing=True, country=code)
+        self.write_status()
+
+    def set_policy(self, table: dict) -> None:
+        """Apply a [share] table now (over ladder.toml's [share]) and keep it for `ladder up` (settings.json).
+
+        ConfigError (one line) for a bad table, and nothing changes."""
+        if not isinstance(table, dict):
+            raise ConfigError("the sharing policy must be a table of [share] keys")
+        policy = SharePolicy.from_table({**self.config.share, **table})
+        self.policy = policy
+        self.settings.set(share=table)
+        sharer = self.sharer
+        if sharer is not None:
+            sharer.sharing.set_policy(policy)
+            fresh = policy.guard(self.allow_private)  # the hub's and our own addresses stay refused
+            guard = sharer.guard
+            guard.ports, guard.udp_ports = fresh.ports, fresh.udp_ports
+            guard.deny_domains, guard.deny_networks = fresh.deny_domains, fresh.deny_networks
+            if self.link is not None:
+                sharer.link_up(self.link, self._own_address)  # its record names the members it serves
+                sharer.resume()
+        self.write_status()
+
+    def sharing_view(self) -> dict:
+        """What the sharing panel shows: on or off, the policy, who uses the exit now, bytes per member today
+        and this month, credits earned."""
+        sharer = self.sharer
+        view: dict = {"on": sharer is not None, "country": self.country if self.country != "??" else None,
+                      "paused": None, "policy": self.settings.get("share", dict(self.config.share)),
+                      "users": [], "members": {},
+                      "earned": self.balance.earned if self.balance else None,
+                      "month_earned": self.balance.month_earned if self.balance else None}
+        if sharer is None:
+            return view
+        sharing = sharer.sharing
+        stopped = sharing.stopped()
+        view["paused"] = stopped.reason if stopped else None
+        names = {uid: user.name for uid, user in sharing.users.items()}
+        view["users"] = [{"name": user.name, "streams": user.streams, "rate": sharing.user_rates.get(uid, 0)}
+                         for uid, user in sharing.users.items() if user.streams]
+        usage = sharing.usage
+        for uid in {*usage["users"], *usage["month_users"]}:
+            view["members"][names.get(uid) or self.roster.names.get(uid, uid)] = {
+                "today": usage["users"].get(uid, 0), "month": usage["month_users"].get(uid, 0)}
+        return view
 
     # ---------------------------------------------------------- LinkOwner
 
