@@ -149,6 +149,7 @@ def test_sharing_needs_a_country_and_a_policy_must_be_a_good_share_table(tmp_pat
         agent.set_policy({"colour": "red"})
     with pytest.raises(ConfigError, match="is not an ISO 3166-1 country code"):
         agent.set_sharing(True, "Atlantis")
-    agent.set_policy({"members": "alice", "schedule": "08:00-23:30", "daily_cap": "1G"})
-    assert agent.sharing_view()["policy"] == {"members": "alice", "schedule": "08:00-23:30", "daily_cap": "1G"}
+    table = {"members": "alice", "schedule": "08:00-23:30", "daily_cap": "1G"}
+    agent.set_policy(table)
+    assert agent.sharing_view()["policy"] == table
     assert agent.policy.members == frozenset({"alice"})
