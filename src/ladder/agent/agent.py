@@ -16,6 +16,18 @@ One agent runs per member: a second one on the same folder stops at once
 link at the hub, which tells this one why, so this one stops instead of
 taking the link back in a loop. Its state is written to status.json in the
 member's folder for `ladder status`.
+
+What the member's dashboard shows and changes is here too, as plain
+methods and dicts (the page, in ladder.app, calls them in this event loop;
+the agent never imports it): the front's connections and traffic
+(`activity`, activity.py), the Connect / Disconnect switch (`set_connected`:
+off closes the link with NO_ERROR and the run loop waits, while the proxy
+keeps listening and refuses at once, saying why), the exit picker
+(`choose_exit`, `exits`) and "where would this site go?" (`where`), sharing
+switched and its policy applied at run time (`set_sharing`, `set_policy`,
+`sharing_view`), and plain numbers for /metrics (`metrics`). What the
+member chose there outlives a restart in settings.json (settings.py); a
+flag given to `ladder up` wins for that run only.
 """
 
 from __future__ import annotations

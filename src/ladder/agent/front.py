@@ -34,6 +34,11 @@ is rewritten to origin-form and sent on a stream to its host, opening a new
 stream when the host changes. A request with a chunked body turns the rest
 of the connection into a plain pipe to that host.
 
+Once the agent opens a stream for a connection it lists it in its
+Activity (activity.py); the connection counts the bytes that pass each way
+on its `Tracked` there, and `cut` resets it for the dashboard's close
+button.
+
 Besides CONNECT, SOCKS5's UDP ASSOCIATE (RFC 1928 section 7) is served
 where the agent passes `associate`: the connection then only lasts, and a
 `SocksAssociation` (udp.py) relays the client's datagrams while it does.
