@@ -793,11 +793,12 @@ def join(invite, folder) -> None:
 @click.option("--lan-open", is_flag=True,
               help="Let the proxy listen beyond loopback without a password: anyone who reaches it can "
               "use it.")
-@click.option("--exit", "exit_choice", metavar="auto|COUNTRY|NAME", default="auto", show_default=True,
+@click.option("--exit", "exit_choice", metavar="auto|COUNTRY|NAME",
               help="Which exit carries your traffic: auto (least loaded of those that serve you), "
-              "a country code (US) or a member name.")
-@click.option("--share", is_flag=True,
-              help="Lend your connection to other members as an exit (needs --country).")
+              "a country code (US) or a member name. Default: the dashboard's last choice, else auto.")
+@click.option("--share", is_flag=True, default=None,
+              help="Lend your connection to other members as an exit (needs --country). Default: as the "
+              "dashboard last left it, else not.")
 @click.option("--country", metavar="CODE",
               help="With --share: the country your exit is in, as a two-letter ISO code (US, DE, JP).")
 @click.option("--allow-private", is_flag=True,
@@ -841,6 +842,7 @@ def up(folder, proxy, lan, proxy_auth, lan_open, exit_choice, share, country, al
     """
     from ladder.agent.agent import Agent
     from ladder.agent.rules import load_rules
+    from ladder.agent.settings import Settings
     from ladder.agent.sharing import SharePolicy
 
     config = MemberConfig.load(member_folder(folder))
@@ -858,7 +860,9 @@ def up(folder, proxy, lan, proxy_auth, lan_open, exit_choice, share, country, al
         raise click.UsageError("--country only goes with --share (it is where your exit is)")
     country = country_code(country) if country else None
     rules = load_rules(rules_source or config.route.get("rules"))
-    policy = SharePolicy.from_table({**config.share, **{k: v for k, v in limits.items() if v is not None}})
+    dashboard = Settings.load(config.folder / "settings.json").get("share", {})  # the page's, over the file's
+    flags = {k: v for k, v in limits.items() if v is not None}
+    policy = SharePolicy.from_table({**config.share, **dashboard, **flags})
     runtime.setup_logging(verbose, log_format)
     if allow_private:
         logging.warning("--allow-private: members can reach this machine's loopback and LAN "

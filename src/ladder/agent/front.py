@@ -34,6 +34,11 @@ is rewritten to origin-form and sent on a stream to its host, opening a new
 stream when the host changes. A request with a chunked body turns the rest
 of the connection into a plain pipe to that host.
 
+Once the agent opens a stream for a connection it lists it in its
+Activity (activity.py); the connection counts the bytes that pass each way
+on its `Tracked` there, and `cut` resets it for the dashboard's close
+button.
+
 Besides CONNECT, SOCKS5's UDP ASSOCIATE (RFC 1928 section 7) is served
 where the agent passes `associate`: the connection then only lasts, and a
 `SocksAssociation` (udp.py) relays the client's datagrams while it does.
@@ -58,6 +63,7 @@ from ladder.protocol.errors import ErrorCode
 from ladder.protocol.http1 import Fields, HeadReader, RequestError, RequestLine, body_framing, check_version
 from ladder.protocol.messages import encode_address, encode_target
 
+from .activity import Tracked
 from .relay import Relay, Stream, abort_with_rst
 from .udp import SocksAssociation
 
@@ -132,7 +138,8 @@ class ProxyConnection(Relay):
         self.associate = associate  # SOCKS5 UDP ASSOCIATE, where the agent serves UDP
         self.udp: SocksAssociation | None = None  # this connection's UDP association, once asked for
         self.on_stream_done = on_stream_done
-        self.exit_id: str | None = None  # set by the opener while a stream is open
+        self._exit_id: str | None = None
+        self.tracked: Tracked | None = None  # in the agent's Activity, once the agent opens a stream for it
         self.buffer = bytearray()
         self.heads = HeadReader(MAX_HEAD)
         self.mode = "new"  # new → socks-greeting/socks-auth/socks-request/socks4/http → tunnel/forward/pipe
@@ -151,6 +158,28 @@ class ProxyConnection(Relay):
         if self.udp is not None:
             self.udp.close()
         super().connection_lost(exc)
+        if self.tracked is not None:
+            self.tracked.closed()
+
+    @property
+    def exit_id(self) -> str | None:
+        """The exit carrying this connection's stream: set by the pool while one is open."""
+        return self._exit_id
+
+    @exit_id.setter
+    def exit_id(self, exit_id: str | None) -> None:
+        self._exit_id = exit_id
+        if exit_id is not None and self.tracked is not None:  # the list keeps the last exit after the end
+            self.tracked.exit_id = exit_id
+
+    def cut(self) -> None:
+        """Reset this client's connection (the dashboard's close button): the client sees it cut."""
+        if self.mode == "closed" or self.done:
+            return
+        if self.stream is not None:
+            self.stream.reset(ErrorCode.CANCEL, "closed on the dashboard")
+        self.mode = "closed"
+        self.on_reset(ErrorCode.CANCEL, "closed on the dashboard")
 
     def _too_slow(self) -> None:
         if self.mode == "closed":
@@ -164,6 +193,8 @@ class ProxyConnection(Relay):
     # ---------------------------------------------------------------- input
 
     def data_received(self, data: bytes | memoryview) -> None:
+        if self.tracked is not None:
+            self.tracked.count(up=len(data))
         if self.mode in ("tunnel", "pipe"):
             return super().data_received(data)
         if self.mode == "udp":
@@ -396,6 +427,11 @@ class ProxyConnection(Relay):
             self.transport.write(self.reply_ok)
             self.reply_ok = b""
 
+    def on_data(self, data: bytes) -> None:
+        if self.tracked is not None:
+            self.tracked.count(down=len(data))
+        super().on_data(data)
+
     def on_accepted(self, payload: bytes, window: int) -> None:
         """The opener calls this once the stream is attached."""
         if self.reply_ok:
@@ -407,6 +443,8 @@ class ProxyConnection(Relay):
             reason = f"{reason} ({self.target[0]}:{self.target[1]})"
             self.target = None
         log.info("proxy: refused: %s", reason)
+        if self.tracked is not None:
+            self.tracked.refused(_code_name(code))
         # Answered already: cut, so it is not taken for an end.
         if self.mode in ("tunnel", "udp") and not self.reply_ok:
             self.mode, self.done = "closed", True
@@ -522,6 +560,14 @@ def _same_credentials(user: bytes, password: bytes, auth: ProxyAuth) -> bool:
     def digest(user: bytes, password: bytes) -> bytes:
         return hashlib.sha256(len(user).to_bytes(2, "big") + user + password).digest()
     return hmac.compare_digest(digest(user, password), digest(auth.user, auth.password))
+
+
+def _code_name(code: int) -> str:
+    """A refusal's reason for the counters: its ErrorCode's name, or the number a newer peer sent."""
+    try:
+        return ErrorCode(code).name
+    except ValueError:
+        return str(code)
 
 
 def _name(raw: bytes) -> str:

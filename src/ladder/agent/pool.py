@@ -112,6 +112,7 @@ class ChannelPool:
         self.visiting: dict[str, int] = {}  # member id → channels it holds to us
         self._idle: set[Channel] = set()  # without streams at the last look
         self._proofs: dict[tuple[str, str], bytes] = {}  # (publisher id, service) → our proof of membership
+        self.handshakes: dict[str, float] = {}  # member id → seconds our last channel's Noise handshake took
 
     @property
     def link(self) -> Link | None:
@@ -214,7 +215,13 @@ class ChannelPool:
             return None
         initiator = Initiator(self.noise_private, record.noise_key, self.id, record.id)
         channel = self.channels[key] = Channel.dial(link, initiator, record.id, f"channel to {record.id}")
-        channel.on_ready = lambda: self.directory.pin(record)
+        dialled = link.loop.time()
+
+        def ready() -> None:
+            self.handshakes[record.id] = link.loop.time() - dialled  # one round trip through the hub
+            self.directory.pin(record)
+
+        channel.on_ready = ready
         self.receipts.opened(channel)
 
         def forget(gone: Channel) -> None:

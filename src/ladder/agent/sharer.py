@@ -76,11 +76,22 @@ class Sharer:
     def link_down(self) -> None:
         self.link = None
 
+    def withdraw(self, reason: str) -> None:
+        """Sharing switched off: the hub lists the exit no more (as while a cap holds); no stream is cut."""
+        self._told = Refusal(ErrorCode.BUSY, reason)
+        if self.link is not None:
+            self.link.send_control(control.ShareStatus(False, reason))
+
+    def resume(self) -> None:
+        """Sharing switched on again on this link: the hub hears that the exit takes streams (or why not)."""
+        self._told = Refusal(ErrorCode.BUSY, "withdrawn")  # whatever holds now differs: tick tells the hub
+        self.tick()
+
     def tick(self) -> None:
         """While linked, every few seconds: tell the hub when a cap is reached or lifted; keep usage saved."""
         if self.link is None:
             return
-        capped = self.sharing.capped()
+        capped = self.sharing.stopped()
         if capped != self._told:
             self._told = capped
             self.link.send_control(control.ShareStatus(capped is None, capped.reason if capped else ""))

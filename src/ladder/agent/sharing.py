@@ -52,6 +52,7 @@ from ladder.protocol.errors import ErrorCode
 
 from .exit import DEFAULT_PORTS, DEFAULT_UDP_PORTS, ExitGuard, Refusal
 from .relay import MeteredRelay
+from .schedule import Schedule, parse_schedule
 
 log = logging.getLogger(__name__)
 SAVE_EVERY = 5.0
@@ -65,6 +66,8 @@ WEIGHT_BOUND = 2.0  # a weight is 2 ** e with e in [-WEIGHT_BOUND, WEIGHT_BOUND]
 MEMBERS_ONLY = Refusal(ErrorCode.FORBIDDEN, "the exit's policy serves listed members only")
 DAILY_CAP = Refusal(ErrorCode.BUSY, "the exit reached its daily cap")
 MONTHLY_CAP = Refusal(ErrorCode.BUSY, "the exit reached its monthly cap")
+OUTSIDE_SCHEDULE = Refusal(ErrorCode.BUSY, "outside the sharing schedule")
+METERED = Refusal(ErrorCode.BUSY, "sharing is paused on a metered network")
 
 
 def parse_ports(value, what: str = "ports") -> tuple[tuple[int, int], ...]:
@@ -95,12 +98,14 @@ class SharePolicy:
     daily_cap: int | None = None  # bytes per day for the whole exit
     monthly_cap: int | None = None
     user_streams: int = USER_STREAMS
+    schedule: Schedule | None = None  # when the exit takes new streams; None = always
+    pause_on_metered: bool = False  # no new streams while this machine's network is metered
 
     @classmethod
     def from_table(cls, table: dict) -> SharePolicy:
         """The [share] table of ladder.toml (flags are merged in as the same keys)."""
         known = {"members", "groups", "ports", "udp_ports", "deny", "rate", "user_rate", "daily_cap",
-                 "monthly_cap", "user_streams"}
+                 "monthly_cap", "user_streams", "schedule", "pause_on_metered"}
         unknown = set(table) - known
         if unknown:
             raise ConfigError(f"[share] has unknown keys: {', '.join(sorted(unknown))}")
@@ -121,6 +126,9 @@ class SharePolicy:
             raise ConfigError("user_streams must be a number") from None
         if user_streams < 1:
             raise ConfigError("user_streams must be at least 1")
+        pause_on_metered = table.get("pause_on_metered", False)
+        if not isinstance(pause_on_metered, bool):
+            raise ConfigError("[share] pause_on_metered must be true or false")
         return cls(
             members=None if members is None else frozenset(str(m).lower() for m in members),
             ports=parse_ports(table["ports"]) if "ports" in table else DEFAULT_PORTS,
@@ -133,6 +141,8 @@ class SharePolicy:
             daily_cap=parse_amount(table.get("daily_cap"), "daily_cap"),
             monthly_cap=parse_amount(table.get("monthly_cap"), "monthly_cap"),
             user_streams=user_streams,
+            schedule=parse_schedule(table.get("schedule")),
+            pause_on_metered=pause_on_metered,
         )
 
     @staticmethod
@@ -238,6 +248,10 @@ class Sharing:
     _reweigh: bool = False  # the balances changed since the shares were derived
     _dirty: bool = False
     _saved: float = 0.0
+    served: int = 0  # bytes carried for others by this process, both ways (a counter for /metrics)
+    metered: bool = False  # this machine's network is metered, as the agent last read it
+    user_rates: dict[str, int] = field(default_factory=dict)  # member id → bytes/s at the last measure
+    _rate_mark: tuple[float, dict[str, int]] = field(default_factory=lambda: (0.0, {}))  # (when, bytes) then
 
     def __post_init__(self) -> None:
         if self.policy.rate:
@@ -256,7 +270,28 @@ class Sharing:
         policy = self.policy
         if policy.members is not None and user_name.lower().partition("/")[0] not in policy.members:
             return MEMBERS_ONLY
-        return self.capped()
+        return self.stopped()
+
+    def stopped(self) -> Refusal | None:
+        """Why the exit takes no new streams now (a cap, the schedule, a metered network), or None."""
+        return self.capped() or self.paused()
+
+    def paused(self) -> Refusal | None:
+        """The sharer's pause that holds now, if one does: outside the schedule, or on a metered network."""
+        policy = self.policy
+        if policy.schedule is not None and not policy.schedule.allows(self.wall()):
+            return OUTSIDE_SCHEDULE
+        if policy.pause_on_metered and self.metered:
+            return METERED
+        return None
+
+    def set_policy(self, policy: SharePolicy) -> None:
+        """A new policy from now on (the dashboard's): the rates start over; streams open go on."""
+        self.policy = policy
+        self._bucket = TokenBucket(policy.rate, self.clock) if policy.rate else None
+        self._shares.clear()
+        for user in self.users.values():
+            user.bucket = TokenBucket(policy.user_rate, self.clock) if policy.user_rate else None
 
     def capped(self) -> Refusal | None:
         """The cap that stops new streams now, if one does: a cap holds from its last byte on."""
@@ -326,10 +361,12 @@ class Sharing:
 
     def carried(self, user_id: str, nbytes: int) -> float:
         """Count bytes carried for a member; returns how long to pause (rate limits)."""
+        self.served += nbytes
         usage = self.usage
         usage["day_bytes"] += nbytes
         usage["month_bytes"] += nbytes
         usage["users"][user_id] = usage["users"].get(user_id, 0) + nbytes
+        usage["month_users"][user_id] = usage["month_users"].get(user_id, 0) + nbytes
         self._dirty = True
         delay = self._shared(user_id, nbytes, self._bucket.take(nbytes)) if self._bucket else 0.0
         user = self.users.get(user_id)
@@ -386,6 +423,15 @@ class Sharing:
                     self._shares[uid] = TokenBucket(rate, self.clock)
         return self._shares[user_id]
 
+    def measure_rates(self) -> None:
+        """Each member's bytes per second since the last measure (the agent measures every few seconds)."""
+        now, carried = self.clock(), self.usage["month_users"]
+        then, before = self._rate_mark
+        if now > then:
+            self.user_rates = {uid: round((n - before.get(uid, 0)) / (now - then))
+                               for uid, n in carried.items() if n > before.get(uid, 0)}
+        self._rate_mark = (now, dict(carried))
+
     def save(self) -> None:
         if self._dirty:
             self._dirty = False
@@ -400,7 +446,8 @@ class Sharing:
         day, month = time.strftime("%Y-%m-%d", today), time.strftime("%Y-%m", today)
         usage = self.usage
         if usage.get("month") != month:
-            usage.update(month=month, month_bytes=0)
+            usage.update(month=month, month_bytes=0, month_users={})
+        usage.setdefault("month_users", {})  # share-usage.json from before it was kept
         if usage.get("day") != day:
             usage.update(day=day, day_bytes=0, users={})
 
@@ -412,18 +459,22 @@ class Sharing:
             "today_bytes": self.usage["day_bytes"],
             "month_bytes": self.usage["month_bytes"],
             "capped": capped.reason if capped else None,
+            "paused": paused.reason if (paused := self.paused()) else None,
             "users": {uid: self._user_status(uid, names.get(uid, uid), count)
                       for uid, count in self.usage["users"].items()},
             "limits": {"members": sorted(policy.members) if policy.members else "everyone",
                        "ports": _port_list(policy.ports), "udp_ports": _port_list(policy.udp_ports),
                        "rate": policy.rate, "user_rate": policy.user_rate, "daily_cap": policy.daily_cap,
-                       "monthly_cap": policy.monthly_cap, "user_streams": policy.user_streams},
+                       "monthly_cap": policy.monthly_cap, "user_streams": policy.user_streams,
+                       "schedule": policy.schedule.text if policy.schedule else None,
+                       "pause_on_metered": policy.pause_on_metered},
         }
 
     def _user_status(self, user_id: str, name: str, bytes_today: int) -> dict:
         user = self.users.get(user_id)
         status = {"name": name, "streams": user.streams if user else 0,
-                  "waiting": len(user.waiting) if user else 0, "bytes_today": bytes_today}
+                  "waiting": len(user.waiting) if user else 0, "bytes_today": bytes_today,
+                  "bytes_month": self.usage["month_users"].get(user_id, bytes_today)}
         if user_id in self._balances:
             status.update(balance=self._balances[user_id], weight=self.weight(user_id))
         return status
