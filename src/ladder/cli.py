@@ -820,7 +820,8 @@ def join(invite, folder) -> None:
 @click.option("--monthly-cap", metavar="BYTES", help="With --share: bytes per month, e.g. 200G.")
 @click.option("--user-streams", type=click.IntRange(1), metavar="N",
               help="With --share: open streams per member (default 4096); more wait up to 20 s for a slot.")
-@click.option("--dashboard", "dashboard_at", metavar="HOST:PORT|off", default="127.0.0.1:0", show_default=True,
+@click.option("--dashboard", "dashboard_at", metavar="HOST:PORT|off", default="127.0.0.1:0",
+              show_default=True,
               help="Serve the dashboard here (port 0: any free one); `ladder app` opens it.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every link and stream event.")
 @log_format_option
@@ -1037,7 +1038,12 @@ def _agent_state(config: MemberConfig) -> dict:
 
 def _loopback_only(value: str, flag: str) -> tuple[str, int]:
     """A page's HOST:PORT, on loopback: its secret travels in its URL, which only this machine should see."""
-    address = ("127.0.0.1", int(value)) if value.isdigit() else address_option(value)
+    host, _, port = value.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit() or int(port) > 65535:
+        raise click.BadParameter(f"{value}: give HOST:PORT, a port of 0-65535 (0: any free one)",
+                                 param_hint=flag)
+    address = (host, int(port))
     if not _is_loopback(address[0]):
         raise click.BadParameter(f"{value}: the page listens on loopback only (127.0.0.1 or ::1); reach it "
                                  "from elsewhere over ssh -L", param_hint=flag)

@@ -30,7 +30,8 @@ def test_both_languages_have_the_same_words():
 def test_the_chinese_page_shows_no_english_string():
     page = _visible_text(render("zh", "token"))
     # English words the Chinese keeps (the name Ladder, example.com) are not untranslated.
-    english = {v for k, v in STRINGS["en"].items() if v not in STRINGS["zh"][k] and re.search("[A-Za-z]{3}", v)}
+    english = {v for k, v in STRINGS["en"].items()
+               if v not in STRINGS["zh"][k] and re.search("[A-Za-z]{3}", v)}
     shown = sorted(v for v in english if v in page)
     assert not shown, f"English on the Chinese page: {shown}"
     assert "连接" in page and "共享我的网络" in page

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-import inspect
 import json
 import logging
 import os
@@ -51,9 +50,8 @@ from ladder.protocol import control
 from ladder.protocol.identity import public_bytes
 from ladder.protocol.records import service_address
 
-from . import metrics
+from . import metrics, web
 from .i18n import STRINGS, language, t
-from . import web
 from .web import App, Guard, HttpError, Request, Response, as_json, event, hosts_of
 
 log = logging.getLogger(__name__)
@@ -118,17 +116,18 @@ class Dashboard:
         while True:
             series = agent.activity.series()
             last = series[-1] if series else [time.time(), 0, 0]
-            yield event("tick", {"t": last[0], "up": last[1], "down": last[2], "state": agent.status()["state"],
+            yield event("tick", {"t": last[0], "up": last[1], "down": last[2],
+                                 "state": agent.status()["state"],
                                  "connections": agent.activity.connections(),
                                  "totals": agent.activity.totals()})
             await asyncio.sleep(TICK)
 
     async def connect(self, request: Request) -> Response:
-        await _maybe(self.agent.set_connected(bool(request.json().get("on"))))
+        self.agent.set_connected(bool(request.json().get("on")))
         return as_json({"state": self.agent.status()["state"]})
 
     async def choose_exit(self, request: Request) -> Response:
-        await _maybe(self.agent.choose_exit(str(request.json().get("choice") or "auto")))
+        self.agent.choose_exit(str(request.json().get("choice") or "auto"))
         return as_json({"exits": self.agent.exits()})
 
     async def where(self, request: Request) -> Response:
@@ -139,18 +138,18 @@ class Dashboard:
 
     async def close_connection(self, request: Request) -> Response:
         try:
-            which = int(request.json().get("id"))
+            which = int(str(request.json().get("id")))
         except (TypeError, ValueError):
             raise HttpError(400, "id: the connection's number") from None
         return as_json({"closed": self.agent.activity.close(which)})
 
     async def sharing(self, request: Request) -> Response:
         body = request.json()
-        await _maybe(self.agent.set_sharing(bool(body.get("on")), body.get("country") or None))
+        self.agent.set_sharing(bool(body.get("on")), body.get("country") or None)
         return as_json(self.agent.sharing_view())
 
     async def policy(self, request: Request) -> Response:
-        await _maybe(self.agent.set_policy(request.json()))
+        self.agent.set_policy(request.json())
         return as_json(self.agent.sharing_view())
 
     # -------------------------------------------------- what the hub holds
@@ -248,15 +247,21 @@ def agent_metrics(agent: Agent) -> list[metrics.Metric]:
     return [
         metrics.gauge("ladder_agent_link_up", "Whether the link to the hub is up (1) or not (0).",
                       numbers["link_up"]),
-        metrics.counter("ladder_agent_handshakes", "Links to the hub opened.", numbers["handshakes"]),
-        metrics.gauge("ladder_agent_channels", "Channels open to other members.", numbers["channels"]),
-        metrics.gauge("ladder_agent_streams", "Streams open in those channels.", numbers["streams"]),
+        metrics.counter("ladder_agent_handshakes", "Links to the hub opened.", numbers["hub_handshakes"]),
+        metrics.gauge("ladder_agent_channels", "Channels open to other members.", numbers["channels_open"]),
+        metrics.gauge("ladder_agent_streams", "Streams open in those channels.", numbers["streams_open"]),
         moved,
         metrics.counter("ladder_agent_connections", "Connections the proxy opened.",
                         numbers["connections_opened"]),
+        metrics.gauge("ladder_agent_connections_open", "Connections open through the proxy.",
+                      numbers["connections_open"]),
         refusals,
-        metrics.gauge("ladder_agent_directory_exits", "Exits the agent knows of.", numbers["exits"]),
-        metrics.gauge("ladder_agent_services", "Services listed in the network.", numbers["services"]),
+        metrics.gauge("ladder_agent_directory_exits", "Exits the agent knows of.", numbers["exits_listed"]),
+        metrics.gauge("ladder_agent_services", "Services listed in the network.", numbers["services_listed"]),
+        metrics.gauge("ladder_agent_sharing_streams", "Streams this exit serves now.",
+                      numbers["sharing_streams"]),
+        metrics.counter("ladder_agent_sharing_bytes", "Bytes this exit carried for members.",
+                        numbers["sharing_bytes"]),
     ]
 
 
@@ -268,11 +273,6 @@ def _user_errors(handler):
         except LadderError as exc:
             return as_json({"error": str(exc)}, 400)
     return guarded
-
-
-async def _maybe(result: object) -> None:
-    if inspect.isawaitable(result):
-        await result
 
 
 # ---------------------------------------------------------------- serving
@@ -374,7 +374,8 @@ def render(lang: str, csrf: str) -> str:
  <div class="row"><button id="share-toggle" data-test="share-toggle" class="switch"
    data-on="{s("share.stop")}" data-off="{s("share.start")}">{s("share.start")}</button>
  <span id="share-state" data-test="share-state" class="badge"></span>
- <label>{s("share.country")} <input id="share-country" data-test="share-country" size="3" maxlength="2"></label></div>
+ <label>{s("share.country")} <input id="share-country" data-test="share-country" size="3"
+   maxlength="2"></label></div>
  <h3>{s("share.policy")}</h3>
  <form id="policy-form" data-test="policy-form" class="grid">
   <label>{s("share.members")}<input name="members" data-test="policy-members"></label>
@@ -386,7 +387,8 @@ def render(lang: str, csrf: str) -> str:
   <label>{s("share.schedule")}<input name="schedule" data-test="policy-schedule"></label>
   <label class="check"><input type="checkbox" name="pause_on_metered" data-test="policy-metered">
    {s("share.metered")}</label>
-  <button data-test="policy-save">{s("share.save")}</button><span id="policy-note" data-test="policy-note"></span>
+  <button data-test="policy-save">{s("share.save")}</button>
+  <span id="policy-note" data-test="policy-note"></span>
  </form>
  <h3>{s("share.users")}</h3>
  <table class="list"><thead><tr><th>{s("share.member")}</th><th>{s("share.streams")}</th>
@@ -399,7 +401,8 @@ def render(lang: str, csrf: str) -> str:
   <input id="device-name" data-test="device-name" placeholder="{s("devices.name")}" maxlength="64" required>
   <button data-test="device-add">{s("devices.add")}</button></form>
  <div id="device-added" data-test="device-added" hidden><p>{s("devices.scan")}</p>
-  <img id="device-qr" data-test="device-qr" alt="QR"><p><code id="device-link" data-test="device-link"></code></p></div>
+  <img id="device-qr" data-test="device-qr" alt="QR">
+  <p><code id="device-link" data-test="device-link"></code></p></div>
  <table class="list"><tbody id="device-list" data-test="device-list"></tbody></table>
 </section>
 <section id="services"><h2>{s("services.title")}</h2>
@@ -422,7 +425,8 @@ def render(lang: str, csrf: str) -> str:
 </section>
 <section id="credits"><h2>{s("credits.title")}</h2>
  <dl><dt>{s("credits.balance")}</dt><dd id="credit-balance" data-test="credit-balance"></dd>
- <dt>{s("credits.earned")}</dt><dd id="credit-earned"></dd><dt>{s("credits.spent")}</dt><dd id="credit-spent"></dd>
+ <dt>{s("credits.earned")}</dt><dd id="credit-earned"></dd>
+ <dt>{s("credits.spent")}</dt><dd id="credit-spent"></dd>
  <dt>{s("credits.limit")}</dt><dd id="credit-limit"></dd></dl>
  <div class="row"><button id="credits-load" data-test="credits-load">{s("credits.load")}</button>
  <button id="credits-verify" data-test="credits-verify">{s("credits.verify")}</button></div>

@@ -135,8 +135,9 @@ function drawGraph() {
 
 function showTotals(totals) {
   if (!totals) return;
-  $("total-today").textContent = bytes((totals.today_up || 0) + (totals.today_down || 0));
-  $("total-month").textContent = bytes((totals.month_up || 0) + (totals.month_down || 0));
+  const sum = (pair) => (pair ? (pair.up || 0) + (pair.down || 0) : 0);
+  $("total-today").textContent = bytes(sum(totals.today));
+  $("total-month").textContent = bytes(sum(totals.this_month));
 }
 
 function showConnections(connections) {
@@ -189,7 +190,7 @@ function showSharing(view) {
     }
     form.dataset.filled = "1";
   }
-  const usage = view.usage || {};
+  const usage = view.members || {};
   const now = new Map((view.users || []).map((u) => [u.name, u]));
   const names = [...new Set([...now.keys(), ...Object.keys(usage)])].sort();
   $("share-users").replaceChildren(...(names.length ? names.map((name) => row([
