@@ -30,6 +30,7 @@ from ladder.app.i18n import STRINGS
 CHROMIUM = shutil.which("chromium")
 WIDE = {"width": 1280, "height": 900}
 PHONE = {"width": 360, "height": 780}
+GRAPH = "document.querySelector('[data-test=graph]').dataset"  # what the graph drew last, for the checks
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +129,7 @@ def test_the_graph_moves_and_a_listed_connection_can_be_cut(browser, town, origi
     download = subprocess.Popen(["curl", "-s", "-x", ed.socks, "--limit-rate", "2M", "-o", "/dev/null",
                                  origin.url("big.bin")], stderr=subprocess.PIPE)
     try:
-        page.wait_for_function("() => Number(document.querySelector('[data-test=graph]').dataset.down) > 100000",
+        page.wait_for_function(f"() => Number({GRAPH}.down) > 100000",
                                timeout=15_000)
         row = page.wait_for_selector("[data-test=connection][data-host='127.0.0.1']", timeout=10_000)
         snap(page, "dashboard-wide")
@@ -203,7 +204,7 @@ def _english_shown(text: str) -> list[str]:
 def test_the_chinese_page_has_no_untranslated_string(browser, town):
     _, aa, _, _ = town
     page = open_page(browser, aa, locale="zh-CN")
-    page.wait_for_function("() => Number(document.querySelector('[data-test=graph]').dataset.samples) >= 2")
+    page.wait_for_function(f"() => Number({GRAPH}.samples) >= 2")
     snap(page, "dashboard-zh-wide")
     # The page's own words, without the network's (a service's title, a hub's name are as published).
     text = page.evaluate("""() => { const copy = document.body.cloneNode(true);
@@ -216,7 +217,7 @@ def test_the_chinese_page_has_no_untranslated_string(browser, town):
 def test_a_phone_sized_screen_shows_every_control(browser, town):
     _, aa, _, _ = town
     page = open_page(browser, aa, viewport=PHONE)
-    page.wait_for_function("() => Number(document.querySelector('[data-test=graph]').dataset.samples) >= 2")
+    page.wait_for_function(f"() => Number({GRAPH}.samples) >= 2")
     snap(page, "dashboard-phone")
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= PHONE["width"], f"the page is {width} px wide: it scrolls sideways"
