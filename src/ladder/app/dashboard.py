@@ -270,6 +270,8 @@ def _user_errors(handler):
     async def guarded(request: Request) -> Response:
         try:
             return await handler(request)
+        except HttpError:
+            raise  # its own status, which App.answer gives
         except LadderError as exc:
             return as_json({"error": str(exc)}, 400)
     return guarded

@@ -36,6 +36,7 @@ from http import HTTPStatus
 from http.cookies import CookieError, SimpleCookie
 
 from ladder.config import format_address
+from ladder.errors import LadderError
 from ladder.protocol.http1 import Fields, HeadReader, RequestError, body_framing, check_version, persists
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ class Response:
     events: AsyncIterator[bytes] | None = None  # a server-sent event stream instead of a body
 
 
-class HttpError(Exception):
+class HttpError(LadderError):
     """A request a handler cannot serve: its status and one line for the client."""
 
     def __init__(self, status: int, message: str):
