@@ -1028,10 +1028,10 @@ def _agent_state(config: MemberConfig) -> dict:
         state = json.loads(config.status_path.read_text())
     except (OSError, ValueError):
         return {"state": "not running"}
-    if state.get("state") not in ("not running", "stopped") and not _alive(state.get("pid")):
+    running = state.get("state") not in ("not running", "stopped") and _alive(state.get("pid"))
+    if not running and state.get("state") != "stopped":
         state["state"] = "not running"
     page = written(config.folder)
-    running = state["state"] not in ("not running", "stopped")
     state["dashboard"] = page["url"] if running and page.get("pid") == state.get("pid") else None
     return state
 

@@ -117,14 +117,14 @@ class Dashboard:
             series = agent.activity.series()
             last = series[-1] if series else [time.time(), 0, 0]
             yield event("tick", {"t": last[0], "up": last[1], "down": last[2],
-                                 "state": agent.status()["state"],
+                                 "state": agent.state,
                                  "connections": agent.activity.connections(),
                                  "totals": agent.activity.totals()})
             await asyncio.sleep(TICK)
 
     async def connect(self, request: Request) -> Response:
         self.agent.set_connected(bool(request.json().get("on")))
-        return as_json({"state": self.agent.status()["state"]})
+        return as_json({"state": self.agent.state})
 
     async def choose_exit(self, request: Request) -> Response:
         self.agent.choose_exit(str(request.json().get("choice") or "auto"))
