@@ -12,7 +12,7 @@ import struct
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 from click.core import ParameterSource
@@ -328,16 +328,12 @@ def hub_invite(name, folder, uses, expires) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def hub_members(folder, as_json) -> None:
     """List members: who is online, as exit or user, and who was revoked."""
+    from ladder.hub import report
     from ladder.store.hubdb import HubStore
 
     config = HubConfig.load(hub_folder(folder))
     with HubStore(config.store_target) as store:
-        members = store.members()
-    rows: list[dict[str, Any]] = [
-        {"name": m.name, "id": m.id, "online": m.online_as, "revoked": m.revoked,
-         "last_seen": m.last_seen, "joined": m.created}
-        for m in members
-    ]
+        rows = report.members(store)
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return
@@ -368,18 +364,12 @@ def hub_revoke(name, folder) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def hub_devices(folder, as_json) -> None:
     """List devices (phones and others served without the agent): online, bytes today, last seen."""
-    from ladder.store.hubdb import HubStore, utc_day
+    from ladder.hub import report
+    from ladder.store.hubdb import HubStore
 
     config = HubConfig.load(hub_folder(folder))
     with HubStore(config.store_target) as store:
-        devices = store.devices()
-    today = utc_day(time.time())
-    rows: list[dict[str, Any]] = [
-        {"owner": d.owner_name, "name": d.name, "id": d.id, "online": d.online, "revoked": d.revoked,
-         "bytes_today": d.bytes_on(today), "bytes_total": d.total_bytes, "last_seen": d.last_seen,
-         "expires": d.expires_at, "exit": d.exit}
-        for d in devices
-    ]
+        rows = report.devices(store)
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return
@@ -541,34 +531,21 @@ def hub_peers(folder, as_json) -> None:
 
     It reads what the running hub writes in its folder every second (peers.json).
     """
+    from ladder.hub import report
     from ladder.hub.peers import STATUS_FILE
-    from ladder.protocol.ledger import verify_checkpoint
     from ladder.store.hubdb import HubStore
 
     config = HubConfig.load(hub_folder(folder))
-    local = config.hub_id()
-    with HubStore(config.store_target) as store:
-        peers = store.peers(local)
-        ledgers = {p.hub_id: store.peer_ledger(local, p.hub_id) for p in peers if p.hub_id is not None}
     try:
         live = json.loads((config.folder / STATUS_FILE).read_text())
         fresh = time.time() - live.get("at", 0) < 5
     except (OSError, ValueError, AttributeError):
         live, fresh = {}, False
-    seen = {p["name"]: p for p in live.get("peers", [])} if fresh else {}
-    rows: list[dict[str, Any]] = []
-    for peer in peers:
-        row: dict[str, Any] = {"name": peer.name, "hub_id": peer.hub_id, "pending": peer.pending,
-                               "dials": peer.address, "up": False, "rtt_ms": None, "routes": 0,
-                               "refused": {}, "bytes": 0}
-        row.update(seen.get(peer.name, {}))
-        kept = ledgers.get(peer.hub_id or "")
-        row["ledger"] = None if kept is None else {
-            "size": verify_checkpoint(kept.checkpoint).size, "checked": kept.checked,
-            "holds": kept.conflict is None, "conflict": kept.conflict}
-        rows.append(row)
+    with HubStore(config.store_target) as store:
+        rows = report.peers(config, store, live.get("peers", []) if fresh else [])
     if as_json:
-        click.echo(json.dumps({"hub": config.name, "id": local, "running": fresh, "peers": rows}, indent=1))
+        click.echo(json.dumps({"hub": config.name, "id": config.hub_id(), "running": fresh, "peers": rows},
+                              indent=1))
         return
     if not rows:
         click.echo(f"no peers yet: ladder hub peer-invite NAME --dir {config.folder}")
@@ -611,19 +588,12 @@ def hub_ledger(ctx, folder, as_json) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
-    from dataclasses import asdict
-
-    from ladder.store.hubdb import Account, HubStore
+    from ladder.hub import report
+    from ladder.store.hubdb import HubStore
 
     config = HubConfig.load(hub_folder(folder))
     with HubStore(config.store_target) as store:
-        accounts = store.accounts(config.hub_id())
-        members = store.members()
-    names = {m.id: m.name for m in members}
-    seen = {a.account for a in accounts}
-    accounts += [Account(m.id, 0, 0, 0, 0, 0) for m in members if not m.revoked and m.id not in seen]
-    accounts.sort(key=lambda a: -a.balance)  # members who never paid nor earned among the zeros
-    rows: list[dict[str, Any]] = [{"name": names.get(a.account, a.account), **asdict(a)} for a in accounts]
+        rows = report.accounts(config, store)
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return
@@ -646,29 +616,18 @@ def hub_ledger_verify(folder, as_json) -> None:
 
     Exits 0 if it holds, else 1 with the first entry (or checkpoint) that does not.
     """
-    from ladder.protocol.envelope import RecordError
-    from ladder.protocol.identity import public_bytes
-    from ladder.protocol.ledger import check_entries, verify_checkpoint
+    from ladder.hub import report
     from ladder.store.hubdb import HubStore
 
     config = HubConfig.load(hub_folder(folder))
-    local, hub_pubkey = config.hub_id(), public_bytes(config.hub_key())
-    problem: str | None = None
     with HubStore(config.store_target) as store:
-        entries = store.ledger_size(local)
-        try:
-            checkpoints = [verify_checkpoint(signed) for signed in store.checkpoints(local)]
-        except RecordError as exc:
-            checkpoints, problem = [], f"a stored checkpoint does not hold: {exc}"
-        else:
-            found = check_entries(store.ledger_rows(local, 0, entries), checkpoints, hub_pubkey)
-            problem = None if found is None else str(found)
+        found = report.verify_ledger(config, store)
     if as_json:
-        click.echo(json.dumps({"verified": problem is None, "entries": entries,
-                               "checkpoints": len(checkpoints), "problem": problem}, indent=1))
+        click.echo(json.dumps(found, indent=1))
     else:
-        click.echo(problem or f"ledger verified: {entries} entries, {len(checkpoints)} checkpoints")
-    sys.exit(0 if problem is None else 1)
+        click.echo(found["problem"] or f"ledger verified: {found['entries']} entries, "
+                                       f"{found['checkpoints']} checkpoints")
+    sys.exit(0 if found["verified"] else 1)
 
 
 # ---------------------------------------------------------------- search

@@ -33,6 +33,7 @@ link back) and closed, which ends its streams as any lost link would.
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -190,6 +191,12 @@ class Ports:
         self._next_hop = next_hop
         self._on_route_failed = on_route_failed
         self._on_spliced = on_spliced
+        # For the hub's metrics: streams refused here by reason, spliced, and the bytes they carried
+        # (of closed splices; open ones are added up when asked, from their ends).
+        self.refused: collections.Counter[str] = collections.Counter()
+        self.spliced = 0
+        self._open: dict[SpliceEnd, SpliceEnd] = {}  # opener's end -> far end
+        self._carried = [0, 0]  # by closed splices: from openers, to openers
 
     def __iter__(self) -> Iterator[Port]:
         return iter(list(self._ports.values()))  # a port may go while the caller sends to each
@@ -219,6 +226,20 @@ class Ports:
         del self._ports[port.id]
         return True
 
+    def open_streams(self) -> int:
+        return len(self._open)
+
+    def carried(self) -> tuple[int, int]:
+        """Bytes relayed since the hub started: (from openers to where they went, back to openers)."""
+        up, down = self._carried
+        for opener, far in self._open.items():
+            up, down = up + opener.carried, down + far.carried
+        return up, down
+
+    def _refuse(self, link: Link, sid: int, code: ErrorCode, reason: str) -> None:
+        self.refused[code.name.lower()] += 1
+        link.refuse(sid, code, reason)
+
     def route(self, source: Port, sid: int, payload: bytes, window: int) -> None:
         """A stream `source` opened: splice it onto the port its route names, or refuse it."""
         link = source.link
@@ -228,15 +249,13 @@ class Ports:
             else:
                 hops, (target_id, inner), source_id = HOP_LIMIT, decode_route(payload), source.id
         except RemoteProtocolError as exc:
-            link.refuse(sid, exc.code, str(exc))
-            return
+            return self._refuse(link, sid, exc.code, str(exc))
         target = self._ports.get(target_id)
         on_failed = None
         if target is not None and self._is_destination(target_id):
             forward = encode_route(source_id, inner)
         elif hops == 0:
-            link.refuse(sid, ErrorCode.NO_ROUTE, "the stream crossed too many hubs")
-            return
+            return self._refuse(link, sid, ErrorCode.NO_ROUTE, "the stream crossed too many hubs")
         elif (target := self._next_hop(target_id, source.id if isinstance(source, PeerPort) else None)):
             forward = encode_peer_route(hops - 1, target_id, source_id, inner)
             peer_id = target.id
@@ -244,16 +263,14 @@ class Ports:
             def on_failed() -> None:
                 self._on_route_failed(target_id, peer_id)
         else:
-            link.refuse(sid, ErrorCode.NO_ROUTE, "that exit is not online")
-            return
+            return self._refuse(link, sid, ErrorCode.NO_ROUTE, "that exit is not online")
         key = source_id, target_id
         held = source.held.get(key, 0)
         if held >= self.per_destination:
-            link.refuse(sid, ErrorCode.MEMBER_LIMIT, f"you already hold {held} streams to that member")
-            return
+            return self._refuse(link, sid, ErrorCode.MEMBER_LIMIT,
+                                f"you already hold {held} streams to that member")
         if not target.link.can_open():
-            link.refuse(sid, ErrorCode.BUSY, "that exit has too many streams")
-            return
+            return self._refuse(link, sid, ErrorCode.BUSY, "that exit has too many streams")
         source.held[key] = held + 1
         self._on_channel(target_id, 1)
 
@@ -265,10 +282,16 @@ class Ports:
             else:
                 source.held[key] -= 1
             self._on_channel(target_id, -1)
+            opener, far = ends
+            self._open.pop(opener, None)
+            self._carried[0] += opener.carried
+            self._carried[1] += far.carried
             if gone is not None:
                 gone()
 
         ends = splice(link, sid, window, target.link, forward, closed, on_failed,
                       None if on_failed is None else PEER_ANSWER)
+        self._open[ends[0]] = ends[1]
+        self.spliced += 1
         if self._on_spliced is not None:
             gone = self._on_spliced(Splice(source, source_id, target, target_id, inner, *ends))

@@ -63,6 +63,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, cast
 
 from ladder.protocol.frames import could_start_frame
@@ -100,6 +101,19 @@ AdmitDevice = Callable[[bytes, asyncio.Transport, bytes], bool]
 # (a request target under SUBSCRIPTION) -> (content type, body, more header fields), or None for a stranger's.
 Subscription = Callable[[str], tuple[str, bytes, list[tuple[str, str]]] | None]
 SUBSCRIPTION = b"GET /s/"  # the one path prefix whose requests the hub reads before the web face does
+
+
+@dataclass
+class DoorCounts:
+    """What the front door has seen since it opened, for the hub's metrics: plain counts, none of them
+    about any one connection."""
+
+    connections: int = 0  # accepted
+    handshakes: int = 0  # TLS handshakes completed
+    hellos_accepted: int = 0  # hellos the hub took a link for
+    hellos_refused: int = 0  # hello-shaped bytes that did not verify, or that the hub did not take
+    devices: int = 0  # device password lines the hub took
+    web: int = 0  # connections the web face (or the web backend) answered
 
 
 def hang_up(transport: asyncio.Transport) -> None:
@@ -250,7 +264,8 @@ class Doorway(asyncio.Protocol):
 
     def __init__(self, fingerprint: str, admit: Admit, deadline: float, visitors: Visitors,
                  web_backend: tuple[str, int] | None = None, admit_device: AdmitDevice | None = None,
-                 subscription: Subscription | None = None):
+                 subscription: Subscription | None = None, counts: DoorCounts | None = None):
+        self.counts = DoorCounts() if counts is None else counts
         self.fingerprint = fingerprint
         self.admit = admit
         self.admit_device = admit_device
@@ -288,8 +303,10 @@ class Doorway(asyncio.Protocol):
             self._timer.cancel()
             self.visitors.remove(self)
             if self.admit(hello, binding, self.transport, bytes(self.buffer[size:])):
+                self.counts.hellos_accepted += 1
                 return
             self.visitors.add(self, self.transport)
+        self.counts.hellos_refused += 1
         self._refuse(arrived)
 
     def _device_line(self) -> None:
@@ -301,6 +318,7 @@ class Doorway(asyncio.Protocol):
         self.visitors.remove(self)
         assert self.admit_device is not None  # digits were looked for
         if self.admit_device(digits, self.transport, bytes(self.buffer[PASSWORD_LINE:])):
+            self.counts.devices += 1
             return
         self.visitors.add(self, self.transport)
         self._hand_to_web()
@@ -356,6 +374,7 @@ class Doorway(asyncio.Protocol):
         if self.transport.is_closing():
             return
         self._timer.cancel()
+        self.counts.web += 1
         if self.web_backend is not None:
             self.visitors.remove(self)
             return hand_to_backend(self.transport, self.web_backend, bytes(self.buffer))
@@ -385,6 +404,7 @@ class FrontDoor:
         self.bare: collections.OrderedDict[int, tuple[socket.socket, float]] = collections.OrderedDict()
         self.handshakes: collections.OrderedDict[asyncio.Task[Any], None] = collections.OrderedDict()
         self.visitors = Visitors()
+        self.counts = DoorCounts()
         self.tasks = Tasks(log)
         self._closed = asyncio.Event()
 
@@ -443,6 +463,7 @@ class FrontDoor:
                     self._drop(next(iter(self.bare)))
                 return
             conn.setblocking(False)
+            self.counts.connections += 1
             fd = conn.fileno()
             self.bare[fd] = (conn, deadline)
             self.loop.add_reader(fd, self._first_bytes, fd)
@@ -525,8 +546,9 @@ class FrontDoor:
         try:
             await self.loop.connect_accepted_socket(
                 lambda: Doorway(self.fingerprint, self.admit, deadline, self.visitors, self.web_backend,
-                                self.admit_device, self.subscription),
+                                self.admit_device, self.subscription, self.counts),
                 conn, ssl=self.context, ssl_handshake_timeout=max(deadline - self.loop.time(), 0.001))
+            self.counts.handshakes += 1
         # The transport owns the socket now and has closed it: closing `conn`
         # again could close a newer connection that got the same descriptor.
         except (TimeoutError, OSError, ssl.SSLError) as exc:
@@ -537,6 +559,7 @@ class FrontDoor:
             self.handshakes.pop(cast("asyncio.Task[None]", asyncio.current_task()), None)
 
     async def _plain(self, conn: socket.socket, deadline: float) -> None:
+        self.counts.web += 1
         visitor = WebVisitor(WebFace(plain_on_https_port=True), deadline, self.visitors)
         try:
             transport, _ = await self.loop.connect_accepted_socket(lambda: visitor, conn)
