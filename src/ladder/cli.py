@@ -31,6 +31,7 @@ from ladder.config import (
     member_folder,
     parse_address,
     parse_amount,
+    parse_duration,
 )
 from ladder.errors import UserError
 
@@ -48,14 +49,6 @@ def log_format_option(command):
                         show_default=True,
                         help="Logs on stderr as text, or as one JSON object a line (time, level, logger, "
                         "message, exc) for journald, Loki or a container runtime.")(command)
-
-
-def parse_duration(text: str) -> float:
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-    number, unit = text[:-1], text[-1:].lower()
-    if unit not in units or not number.isdigit() or int(number) == 0:
-        raise click.BadParameter(f"{text!r} is not a duration like 30m, 12h, 7d or 2w")
-    return int(number) * units[unit]
 
 
 def proxy_option(value: str) -> tuple[str, int]:
@@ -248,18 +241,23 @@ def hub_init(folder, name, listen, public_address, cert, key, web_backend, raw_b
 
 @hub.command("run")
 @click.option("--dir", "folder", metavar="FOLDER", help=HUB_DIR_HELP)
+@click.option("--admin", "admin_at", metavar="HOST:PORT|off", default="127.0.0.1:8444", show_default=True,
+              help="Serve the admin page and /metrics here (`ladder hub admin-url` prints its address).")
 @click.option("-v", "--verbose", is_flag=True, help="Log every link and stream event.")
 @log_format_option
-def hub_run(folder, verbose, log_format) -> None:
+def hub_run(folder, admin_at, verbose, log_format) -> None:
     """Serve members until interrupted (Ctrl-C), where `hub init --listen` said.
 
     Strangers who connect see an ordinary small web site; members' agents
-    dial it with the keys their invite pinned.
+    dial it with the keys their invite pinned. The admin page listens on
+    its own address, loopback by default (reach it with ssh -L), never on
+    the public port.
     """
     from ladder.hub.hub import Hub
     from ladder.store.hubdb import HubStore
 
     config = HubConfig.load(hub_folder(folder))
+    admin_address = None if admin_at.strip().lower() == "off" else _page_address(admin_at, "--admin", False)
     runtime.setup_logging(verbose, log_format)
 
     async def serve() -> None:
@@ -273,12 +271,41 @@ def hub_run(folder, verbose, log_format) -> None:
             logging.info("hub %s listening on %s:%d, fingerprint %s", config.name, *config.listen,
                          hub_.fingerprint)
             assert hub_.server is not None  # start() returned: it listens
+            page = None
+            if admin_address is not None:
+                from ladder.app import admin
+
+                page = await admin.start(hub_, admin_address)
             try:
                 await hub_.server.serve_forever()
             finally:
+                if page is not None:
+                    page.close()
+                    (config.folder / admin.ADDRESS_FILE).unlink(missing_ok=True)
                 await hub_.stop()
 
     runtime.serve(serve())
+
+
+@hub.command("admin-url")
+@click.option("--dir", "folder", metavar="FOLDER", help=HUB_DIR_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: url, pid.")
+def hub_admin_url(folder, as_json) -> None:
+    """Print the running hub's admin page address, with its secret (do not share it).
+
+    \b
+    From another machine, forward the port first:
+      ssh -L 8444:127.0.0.1:8444 you@vps   then open the address printed here
+    The same secret is /metrics' bearer token (see docs/DEPLOY.md for a Prometheus scrape).
+    """
+    from ladder.app.admin import written
+
+    config = HubConfig.load(hub_folder(folder))
+    page = written(config.folder)
+    if not page.get("url") or not _alive(page.get("pid")):
+        raise UserError(f"no admin page runs for {config.folder}: start the hub with `ladder hub run --dir "
+                        f"{config.folder}` (and without --admin off)")
+    click.echo(json.dumps(page, indent=1) if as_json else page["url"])
 
 
 @hub.command("doctor")
@@ -304,23 +331,28 @@ def hub_doctor(folder, as_json) -> None:
               help="How many members may join with it.")
 @click.option("--expires", metavar="DURATION", default="7d", show_default=True,
               help="How long it can be used: 30m, 12h, 7d, 2w.")
-def hub_invite(name, folder, uses, expires) -> None:
+@click.option("--revoke", is_flag=True, help="Withdraw NAME's invites that can still be used instead.")
+def hub_invite(name, folder, uses, expires, revoke) -> None:
     """Print an invite link for NAME, the member's name in the network (one line; send it privately).
 
     \b
     Example:
       ladder hub invite --dir ~/hub alice
       ladder hub invite --dir ~/hub family --uses 5 --expires 12h
+      ladder hub invite --dir ~/hub family --revoke
     The link carries the hub's address and key fingerprint: whoever holds it can join.
     """
-    from ladder.link.tls import fingerprint_of_cert_file
+    from ladder.hub.report import invite_link
     from ladder.store.hubdb import HubStore
 
     config = HubConfig.load(hub_folder(folder))
     lifetime = parse_duration(expires)
     with HubStore(config.store_target) as store:
+        if revoke:
+            click.echo(f"withdrew {store.revoke_invites(name)} invite(s) for {name}")
+            return
         token = store.create_invite(name, uses=uses, expires_in=lifetime)
-    click.echo(InviteLink(token, config.public_address, fingerprint_of_cert_file(config.cert), config.name))
+    click.echo(invite_link(config, token))
 
 
 @hub.command("members")
@@ -839,7 +871,7 @@ def up(folder, proxy, lan, proxy_auth, lan_open, exit_choice, share, country, al
         return
     from ladder.app.dashboard import run_with_dashboard
 
-    runtime.serve(run_with_dashboard(agent, _loopback_only(dashboard_at, "--dashboard")))
+    runtime.serve(run_with_dashboard(agent, _page_address(dashboard_at, "--dashboard")))
 
 
 def _announce_lan(address: tuple[str, int], auth: ProxyAuth | None) -> None:
@@ -995,15 +1027,16 @@ def _agent_state(config: MemberConfig) -> dict:
     return state
 
 
-def _loopback_only(value: str, flag: str) -> tuple[str, int]:
-    """A page's HOST:PORT, on loopback: its secret travels in its URL, which only this machine should see."""
+def _page_address(value: str, flag: str, loopback_only: bool = True) -> tuple[str, int]:
+    """A page's HOST:PORT, on loopback unless allowed elsewhere: its secret travels in its URL, which only
+    this machine should see."""
     host, _, port = value.rpartition(":")
     host = host.strip("[]") or "127.0.0.1"
     if not port.isdigit() or int(port) > 65535:
         raise click.BadParameter(f"{value}: give HOST:PORT, a port of 0-65535 (0: any free one)",
                                  param_hint=flag)
     address = (host, int(port))
-    if not _is_loopback(address[0]):
+    if loopback_only and not _is_loopback(address[0]):
         raise click.BadParameter(f"{value}: the page listens on loopback only (127.0.0.1 or ::1); reach it "
                                  "from elsewhere over ssh -L", param_hint=flag)
     return address

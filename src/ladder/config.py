@@ -69,6 +69,15 @@ def _create_once(path: Path, secret: bytes) -> None:
         tmp.unlink()
 
 
+def parse_duration(text: str) -> float:
+    """Seconds in a duration as people write one: 30m, 12h, 7d, 2w."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    number, unit = text[:-1], text[-1:].lower()
+    if unit not in units or not number.isdigit() or int(number) == 0:
+        raise ConfigError(f"{text!r} is not a duration like 30m, 12h, 7d or 2w")
+    return int(number) * units[unit]
+
+
 def read_or_make_secret(path: Path) -> str:
     """A page's secret (URL-safe text, 0600): read, or made once (as _create_once makes keys)."""
     if not path.exists():

@@ -289,6 +289,16 @@ def test_invites_lists_only_redeemable(store):
     assert store.invites(now=T0) == [Invite("a-expiring", 1, T0 + 10, T0, False)]
 
 
+def test_revoke_invites_by_name_withdraws_only_that_names_open_ones(store):
+    first, second = store.create_invite("family", uses=3, now=T0), store.create_invite("family", now=T0)
+    other = store.create_invite("bob", now=T0)
+    store.create_invite("family-old", expires_in=5, now=T0)
+    assert store.revoke_invites("Family", now=T0 + 1) == 2  # names are case-folded, as at creation
+    assert store.revoke_invites("family", now=T0 + 2) == 0  # nothing open is left
+    assert store.invite(first).revoked and store.invite(second).revoked and not store.invite(other).revoked
+    assert [i.name for i in store.invites(now=T0 + 2)] == ["bob", "family-old"]
+
+
 def test_revoke_unknown_invite(store):
     with pytest.raises(InviteUnknown):
         store.revoke_invite(b"nope")

@@ -35,7 +35,6 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator
-from importlib import resources
 from pathlib import Path
 
 import segno
@@ -45,14 +44,13 @@ from ladder.agent.command import ask
 from ladder.agent.credits import credits_of
 from ladder.agent.services import Published, load_published, loopback_address, save_published
 from ladder.config import format_address, read_or_make_secret, write_file
-from ladder.errors import LadderError
 from ladder.protocol import control
 from ladder.protocol.identity import public_bytes
 from ladder.protocol.records import service_address
 
 from . import metrics, web
 from .i18n import STRINGS, language, t
-from .web import App, Guard, HttpError, Request, Response, as_json, event, hosts_of
+from .web import App, Guard, HttpError, Request, Response, as_json, event, hosts_of, user_errors
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +68,9 @@ class Dashboard:
         self.agent = agent
         self.config = agent.config
         self.app = App(Guard(secret, hosts_of(address)))
-        self._static = {name: resources.files(__package__).joinpath("static", name).read_bytes()
-                        for name in ("dashboard.js", "dashboard.css")}
+        web.add_static(self.app, "common.js", "dashboard.js", "app.css")
         routes = {
-            ("GET", "/"): self.page, ("GET", "/static/dashboard.js"): self.script,
-            ("GET", "/static/dashboard.css"): self.style, ("GET", "/api/state"): self.state,
+            ("GET", "/"): self.page, ("GET", "/api/state"): self.state,
             ("GET", "/api/events"): self.events, ("POST", "/api/connect"): self.connect,
             ("POST", "/api/exit"): self.choose_exit, ("GET", "/api/where"): self.where,
             ("POST", "/api/connections/close"): self.close_connection,
@@ -86,19 +82,13 @@ class Dashboard:
             ("POST", "/api/credits/verify"): self.verify, ("GET", "/metrics"): self.metrics,
         }
         for (method, path), handler in routes.items():
-            self.app.route(method, path)(_user_errors(handler))
+            self.app.route(method, path)(user_errors(handler))
 
     # ---------------------------------------------------------------- page
 
     async def page(self, request: Request) -> Response:
         lang = language(request.header("accept-language"))
         return Response(body=render(lang, self.app.guard.csrf).encode())
-
-    async def script(self, request: Request) -> Response:
-        return Response(body=self._static["dashboard.js"], kind="text/javascript; charset=utf-8")
-
-    async def style(self, request: Request) -> Response:
-        return Response(body=self._static["dashboard.css"], kind="text/css; charset=utf-8")
 
     # --------------------------------------------------------------- state
 
@@ -265,18 +255,6 @@ def agent_metrics(agent: Agent) -> list[metrics.Metric]:
     ]
 
 
-def _user_errors(handler):
-    """A LadderError from what the request asked (a bad name, a hub that refused) is the client's 400."""
-    async def guarded(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except HttpError:
-            raise  # its own status, which App.answer gives
-        except LadderError as exc:
-            return as_json({"error": str(exc)}, 400)
-    return guarded
-
-
 # ---------------------------------------------------------------- serving
 
 
@@ -341,7 +319,7 @@ def render(lang: str, csrf: str) -> str:
     return f"""<!doctype html>
 <html lang="{'zh-CN' if lang == 'zh' else 'en'}"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{s("title")}</title><link rel="stylesheet" href="/static/dashboard.css"></head>
+<title>{s("title")}</title><link rel="stylesheet" href="/static/app.css"></head>
 <body><script type="application/json" id="boot">{boot}</script>
 <header><h1>{s("title")}</h1><nav>{nav}</nav></header>
 <main>
@@ -437,5 +415,5 @@ def render(lang: str, csrf: str) -> str:
 </section>
 </main>
 <p id="error" data-test="error" role="alert" hidden></p>
-<script src="/static/dashboard.js"></script></body></html>
+<script src="/static/common.js"></script><script src="/static/dashboard.js"></script></body></html>
 """

@@ -1,9 +1,10 @@
-"""The dashboard's words, in English and Simplified Chinese: one key, both languages, always.
+"""The pages' words, in English and Simplified Chinese: one key, both languages, always.
 
-The page is rendered with `t(lang, key)`; what the script writes later
-comes from the same table, handed to it in the page, so no string of the
-page exists in one language only (a test checks both tables have the same
-keys, and that the Chinese page shows none of the English words).
+STRINGS are the member's dashboard's, ADMIN the hub's admin page's. A page
+is rendered with `t(lang, key, table)`; what its script writes later comes
+from the same table, handed to it in the page, so no string of a page
+exists in one language only (tests check both languages of each table have
+the same keys, and that each Chinese page shows none of the English words).
 """
 
 from __future__ import annotations
@@ -112,9 +113,79 @@ STRINGS: dict[str, dict[str, str]] = {
 }
 
 
+ADMIN: dict[str, dict[str, str]] = {
+    "en": {
+        "title": "Ladder hub", "nav.health": "Health", "nav.members": "Members", "nav.exits": "Exits",
+        "nav.invites": "Invites", "nav.devices": "Devices", "nav.peers": "Peer hubs", "nav.ledger": "Ledger",
+        "health.version": "Version", "health.uptime": "Up for", "health.links": "Links",
+        "health.streams": "Streams open", "health.store": "Store", "health.store_ok": "ok",
+        "health.store_bad": "cannot be read", "health.certificate": "Certificate expires",
+        "health.days": "days", "health.address": "Public address", "health.fingerprint": "Key fingerprint",
+        "members.name": "Name", "members.state": "State", "members.role": "Role",
+        "members.balance": "Credits", "members.used": "Used", "members.shared": "Shared",
+        "members.devices": "Devices", "members.seen": "Last seen", "members.revoke": "Remove",
+        "members.none": "No members yet: create an invite below.", "members.confirm": "Remove this member?",
+        "state.online": "online", "state.offline": "offline", "state.revoked": "removed",
+        "role.user": "member", "role.exit": "exit", "role.search": "search", "role.device": "device",
+        "role.peer": "peer hub",
+        "exits.country": "Country", "exits.count": "Exits", "exits.names": "Members",
+        "exits.none": "No exit is online.", "exits.remote": "at hub",
+        "invites.name": "Name", "invites.uses": "Uses", "invites.expires": "Expires in",
+        "invites.create": "Create invite", "invites.revoke": "Withdraw", "invites.link": "Send this link privately:",
+        "invites.none": "No open invites.", "invites.left": "uses left", "invites.never": "never",
+        "devices.device": "Device", "devices.state": "State", "devices.today": "Today",
+        "devices.total": "Total", "devices.exit": "Exit", "devices.expires": "Expires",
+        "devices.revoke": "Revoke", "devices.none": "No devices.", "devices.confirm": "Revoke this device?",
+        "peers.name": "Hub", "peers.state": "State", "peers.rtt": "Round trip", "peers.routes": "Routes",
+        "peers.bytes": "Relayed", "peers.ledger": "Its ledger", "peers.up": "up", "peers.down": "down",
+        "peers.invited": "invited", "peers.forked": "FORKED", "peers.none": "No peer hubs.",
+        "peers.routes_title": "Routes to other hubs' members", "peers.member": "Member", "peers.via": "Via",
+        "peers.hops": "Hubs away", "peers.no_routes": "No routes.",
+        "ledger.entries": "Entries", "ledger.checkpoint": "Latest checkpoint", "ledger.root": "Root",
+        "ledger.time": "Signed", "ledger.size": "Size", "ledger.none": "No checkpoint yet.",
+        "ledger.verify": "Verify the whole ledger", "ledger.verified": "Verified",
+        "ledger.problem": "Does not hold",
+        "error": "Error", "working": "Working…", "unit.ms": "ms",
+    },
+    "zh": {
+        "title": "Ladder 中继", "nav.health": "运行状况", "nav.members": "成员", "nav.exits": "出口",
+        "nav.invites": "邀请", "nav.devices": "设备", "nav.peers": "对等中继", "nav.ledger": "账本",
+        "health.version": "版本", "health.uptime": "已运行", "health.links": "连接",
+        "health.streams": "打开的流", "health.store": "数据库", "health.store_ok": "正常",
+        "health.store_bad": "无法读取", "health.certificate": "证书到期",
+        "health.days": "天", "health.address": "公网地址", "health.fingerprint": "密钥指纹",
+        "members.name": "名称", "members.state": "状态", "members.role": "角色",
+        "members.balance": "积分", "members.used": "已用", "members.shared": "已分享",
+        "members.devices": "设备", "members.seen": "最后在线", "members.revoke": "移除",
+        "members.none": "还没有成员：在下面创建邀请。", "members.confirm": "移除这个成员？",
+        "state.online": "在线", "state.offline": "离线", "state.revoked": "已移除",
+        "role.user": "成员", "role.exit": "出口", "role.search": "搜索", "role.device": "设备",
+        "role.peer": "对等中继",
+        "exits.country": "国家", "exits.count": "出口数", "exits.names": "成员",
+        "exits.none": "没有在线的出口。", "exits.remote": "所在中继",
+        "invites.name": "名称", "invites.uses": "次数", "invites.expires": "有效期",
+        "invites.create": "创建邀请", "invites.revoke": "撤回", "invites.link": "请私下发送这个链接：",
+        "invites.none": "没有未用的邀请。", "invites.left": "次可用", "invites.never": "永不",
+        "devices.device": "设备", "devices.state": "状态", "devices.today": "今天",
+        "devices.total": "总计", "devices.exit": "出口", "devices.expires": "到期",
+        "devices.revoke": "吊销", "devices.none": "没有设备。", "devices.confirm": "吊销这个设备？",
+        "peers.name": "中继", "peers.state": "状态", "peers.rtt": "往返时间", "peers.routes": "路由",
+        "peers.bytes": "已转发", "peers.ledger": "对方账本", "peers.up": "已连接", "peers.down": "未连接",
+        "peers.invited": "已邀请", "peers.forked": "已分叉", "peers.none": "没有对等中继。",
+        "peers.routes_title": "到其他中继成员的路由", "peers.member": "成员", "peers.via": "经由",
+        "peers.hops": "中继跳数", "peers.no_routes": "没有路由。",
+        "ledger.entries": "条目", "ledger.checkpoint": "最新检查点", "ledger.root": "根哈希",
+        "ledger.time": "签名时间", "ledger.size": "大小", "ledger.none": "还没有检查点。",
+        "ledger.verify": "校验整个账本", "ledger.verified": "已校验",
+        "ledger.problem": "校验失败",
+        "error": "错误", "working": "处理中…", "unit.ms": "毫秒",
+    },
+}
+
+
 def language(accept: str) -> str:
     return preferred_language(accept, STRINGS)
 
 
-def t(lang: str, key: str) -> str:
-    return STRINGS[lang][key]
+def t(lang: str, key: str, table: dict[str, dict[str, str]] = STRINGS) -> str:
+    return table[lang][key]

@@ -28,12 +28,14 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import socket
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.cookies import CookieError, SimpleCookie
+from importlib import resources
 
 from ladder.config import format_address
 from ladder.errors import LadderError
@@ -233,11 +235,41 @@ class App:
         return await asyncio.start_server(self.serve_connection, sock=sock, limit=MAX_HEAD)
 
 
+def user_errors(handler: Handler) -> Handler:
+    """A LadderError from what the request asked (a taken name, a hub that refused) is the client's 400,
+    as JSON for the page's error line; an HttpError keeps its own status."""
+    async def guarded(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except HttpError:
+            raise
+        except LadderError as exc:
+            return as_json({"error": str(exc)}, 400)
+    return guarded
+
+
+STATIC_KINDS = {"js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8"}
+
+
+def add_static(app: App, *names: str) -> None:
+    """Serve these files of the package's static/ folder at /static/NAME (read once, here)."""
+    for name in names:
+        response = Response(body=resources.files(__package__).joinpath("static", name).read_bytes(),
+                            kind=STATIC_KINDS[name.rpartition(".")[2]])
+
+        async def serve(request: Request, response: Response = response) -> Response:
+            return response
+        app.route("GET", f"/static/{name}")(serve)
+
+
 def bind(address: tuple[str, int]) -> socket.socket:
     """A listening socket for a page; OSError (in use, no such address) for the caller to say."""
     host, port = address
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host, port), family=family, backlog=128)
+    try:
+        return socket.create_server((host, port), family=family, backlog=128)
+    except OSError as exc:  # said in the system's own words, without create_server's long wrapping
+        raise OSError(exc.errno, os.strerror(exc.errno) if exc.errno else str(exc)) from None
 
 
 def hosts_of(address: tuple[str, int]) -> set[str]:

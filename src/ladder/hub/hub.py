@@ -84,8 +84,10 @@ class Hub:
         self._directory_push = Pacer(self._push_directory, loop.time, loop.call_later)
         self._services_push = Pacer(self._push_services, loop.time, loop.call_later)
         self._data_version = -1
+        self.started = time.time()
 
     async def start(self) -> None:
+        self.started = time.time()
         self.store.clear_online()
         self.server = await listen(self.config.listen, server_context(self.config.cert, self.config.key),
                                    self.fingerprint, self.admit, web_backend=self.config.web_backend,

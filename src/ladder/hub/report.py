@@ -12,13 +12,19 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from ladder.config import HubConfig
+from ladder.config import HubConfig, InviteLink
+from ladder.link.tls import fingerprint_of_cert_file
 from ladder.protocol.envelope import RecordError
 from ladder.protocol.identity import public_bytes
 from ladder.protocol.ledger import check_entries, verify_checkpoint
 from ladder.store.hubdb import Account, HubStore, utc_day
 
 Row = dict[str, Any]
+
+
+def invite_link(config: HubConfig, token: bytes) -> str:
+    """The link a new member joins with: the token, the hub's address and its key's fingerprint."""
+    return str(InviteLink(token, config.public_address, fingerprint_of_cert_file(config.cert), config.name))
 
 
 def members(store: HubStore) -> list[Row]:

@@ -564,6 +564,14 @@ class HubStore:
             raise InviteUnknown()
         return _invite(row)
 
+    def revoke_invites(self, name: str, now: float | None = None) -> int:
+        """Withdraw every invite for `name` that could still be redeemed; how many there were."""
+        now = _now(now)
+        with self._write() as db:
+            return db.execute("UPDATE invites SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL"
+                              " AND uses_left > 0 AND (expires_at IS NULL OR expires_at > ?)",
+                              (now, normalize_name(name), now)).rowcount
+
     def redeem_invite(self, token: bytes, member_id: str, pubkey: bytes,
                       now: float | None = None) -> Member:
         """Turn an invite into a member, or raise an InviteError.

@@ -1,59 +1,9 @@
 // The member's dashboard: fills the page from /api/state and the /api/events stream, and sends
-// each action as a POST of JSON with the page's CSRF token. Text goes in with textContent only.
+// each action as a POST of JSON (common.js: with the page's CSRF token). Text goes in with textContent only.
 "use strict";
 
-const boot = JSON.parse(document.getElementById("boot").textContent);
-const S = boot.strings;
-const $ = (id) => document.getElementById(id);
 const samples = []; // [t, up, down] of the last GRAPH_SECONDS seconds
 const GRAPH_SECONDS = 120;
-
-function el(tag, text, attrs) {
-  const node = document.createElement(tag);
-  if (text !== undefined && text !== null) node.textContent = String(text);
-  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
-  return node;
-}
-
-function row(cells) {
-  const tr = el("tr");
-  for (const cell of cells) {
-    const td = el("td");
-    if (cell instanceof Node) td.appendChild(cell); else td.textContent = cell === null ? "–" : String(cell);
-    tr.appendChild(td);
-  }
-  return tr;
-}
-
-function bytes(n) {
-  const units = ["B", "KB", "MB", "GB", "TB"];
-  let i = 0;
-  n = Number(n) || 0;
-  while (Math.abs(n) >= 1000 && i < units.length - 1) { n /= 1000; i++; }
-  return (i ? n.toFixed(1) : n.toFixed(0)) + " " + units[i];
-}
-
-function showError(message) {
-  const box = $("error");
-  box.textContent = message ? S.error + ": " + message : "";
-  box.hidden = !message;
-}
-
-async function call(method, path, body) {
-  const options = { method, headers: { "X-Ladder-CSRF": boot.csrf }, credentials: "same-origin" };
-  if (body !== undefined) {
-    options.headers["Content-Type"] = "application/json";
-    options.body = JSON.stringify(body);
-  }
-  const answer = await fetch(path, options);
-  const kind = answer.headers.get("Content-Type") || "";
-  const data = kind.startsWith("application/json") ? await answer.json() : { error: await answer.text() };
-  if (!answer.ok) { showError(data.error || answer.statusText); throw new Error(data.error); }
-  showError("");
-  return data;
-}
-const get = (path) => call("GET", path);
-const post = (path, body) => call("POST", path, body || {});
 
 // ------------------------------------------------------------------ link and exits
 
@@ -318,8 +268,6 @@ async function refresh() {
     drawGraph();
   }
 }
-
-const quietly = (f) => (...args) => f(...args).catch(() => {}); // the error box already says why
 
 $("connect").addEventListener("click", quietly(async () => {
   await post("/api/connect", { on: $("connect").dataset.state === "off" });
