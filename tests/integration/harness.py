@@ -119,7 +119,9 @@ class Network:
         self.hub_port = free_port()
         ladder("hub", "init", "--dir", str(self.hub_dir), "--name", name,
                "--listen", f"127.0.0.1:{self.hub_port}", "--public-address", f"127.0.0.1:{self.hub_port}")
-        self.hub_command = hub_command or ["-m", "ladder", "hub", "run", "--dir", str(self.hub_dir)]
+        # The admin page on a free port of its own: tests run many hubs at once.
+        self.hub_command = hub_command or ["-m", "ladder", "hub", "run", "--dir", str(self.hub_dir),
+                                           "--admin", "127.0.0.1:0"]
         self.hub = self.start_hub()
 
     def start(self, name: str, *args: str, python_args: tuple[str, ...] = ("-m", "ladder")) -> Proc:
