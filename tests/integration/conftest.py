@@ -22,6 +22,20 @@ def origin(tmp_path_factory):
     server.proc.check_log(expected=("ConnectionResetError", "BrokenPipeError"))
 
 
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium, driven by Playwright (a module's tests share it)."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail("Debian's chromium is required by the browser tests (.ci/run installs it)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
 @pytest.fixture
 def network(tmp_path):
     net = Network(tmp_path)

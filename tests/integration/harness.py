@@ -267,6 +267,14 @@ class HttpsOrigin:
         return f"https://127.0.0.1:{self.port}/"
 
 
+def snap(page, name: str) -> None:
+    """A picture of a Playwright page for docs/, when $LADDER_SCREENSHOTS names a folder."""
+    folder = os.environ.get("LADDER_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+
+
 def curl(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(["curl", "-sS", "--max-time", str(int(timeout)), *args], capture_output=True,
                           timeout=timeout + 10, check=False)

@@ -13,34 +13,20 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
-import shutil
 import subprocess
 import urllib.parse
-from pathlib import Path
 
 import pytest
-from harness import MARKER, curl, ladder, wait_for
-from playwright.sync_api import Browser, Page, sync_playwright
+from harness import MARKER, curl, ladder, snap, wait_for
+from playwright.sync_api import Browser, Page
 from test_devices import start_client
 
 from ladder.app.i18n import STRINGS
 
-CHROMIUM = shutil.which("chromium")
 WIDE = {"width": 1280, "height": 900}
 PHONE = {"width": 360, "height": 780}
 GRAPH = "document.querySelector('[data-test=graph]').dataset"  # what the graph drew last, for the checks
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if CHROMIUM is None:
-        pytest.fail("Debian's chromium is required by the browser tests (.ci/run installs it)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")
@@ -63,14 +49,6 @@ def open_page(browser: Browser, member, locale: str = "en-US", viewport: dict = 
     page.goto(dashboard_url(member))
     page.wait_for_selector("[data-test=link-state][data-state]")
     return page
-
-
-def snap(page: Page, name: str) -> None:
-    """A picture of the page for docs/, when $LADDER_SCREENSHOTS names a folder."""
-    folder = os.environ.get("LADDER_SCREENSHOTS")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
 
 
 def fetch(member, url: str, *args: str) -> subprocess.CompletedProcess:
@@ -196,8 +174,9 @@ def test_a_service_published_on_the_page_is_reachable_by_name(browser, town, ori
              "shop.ed.ladder to answer through the proxy")
 
 
-def _english_shown(text: str) -> list[str]:
-    en, zh = STRINGS["en"], STRINGS["zh"]
+def english_shown(text: str, table: dict[str, dict[str, str]] = STRINGS) -> list[str]:
+    """The table's English strings (other than names the Chinese keeps) that `text` shows."""
+    en, zh = table["en"], table["zh"]
     return sorted(v for k, v in en.items() if v not in zh[k] and re.search("[A-Za-z]{3}", v) and v in text)
 
 
@@ -211,7 +190,7 @@ def test_the_chinese_page_has_no_untranslated_string(browser, town):
         copy.querySelectorAll('script, tbody, ol, dd, code, select').forEach((e) => e.remove());
         return copy.textContent; }""")
     assert "共享我的网络" in text
-    assert not _english_shown(text), f"English on the Chinese page: {_english_shown(text)}"
+    assert not english_shown(text), f"English on the Chinese page: {english_shown(text)}"
 
 
 def test_a_phone_sized_screen_shows_every_control(browser, town):
