@@ -30,7 +30,6 @@ from ladder.config import (
     hub_folder,
     member_folder,
     parse_address,
-    parse_amount,
     parse_duration,
 )
 from ladder.errors import UserError
@@ -111,28 +110,6 @@ def device_options(command):
     for option in reversed(options):
         command = option(command)
     return command
-
-
-def device_request(name: str, exit_choice: str, rules_source: str | None, rate: str | None,
-                   daily_cap: str | None, expires: str | None):
-    """The options of `device add`, checked here, as the hub takes them."""
-    from ladder.agent.rules import PRESETS, load_rules
-    from ladder.protocol.control import MAX_CONTROL, DeviceAdd, encode
-
-    rules = ""
-    if rules_source is not None:
-        load_rules(rules_source)  # one clear line now rather than a refusal from the hub
-        rules = rules_source if rules_source in PRESETS else Path(rules_source).read_text(encoding="utf-8")
-    country = exit_choice if len(exit_choice) == 2 and exit_choice.isalpha() else None
-    if country is not None:
-        exit_choice = country_code(country)
-    request = DeviceAdd(name, exit_choice, rules, parse_amount(rate, "--rate") or 0,
-                        parse_amount(daily_cap, "--daily-cap") or 0,
-                        int(time.time() + parse_duration(expires)) if expires else 0)
-    if len(name) > 64 or len(encode(request)) > MAX_CONTROL:
-        raise UserError("the device's name or its rules are too long to send to the hub "
-                        f"(a name of at most 64 characters, rules of at most {MAX_CONTROL // 2:,} bytes)")
-    return request
 
 
 def print_device_added(label: str, link: str, subscription: str, note: str, qr_file: str | None) -> None:
@@ -457,6 +434,8 @@ def hub_device_add(name, owner, folder, exit_choice, rules_source, rate, daily_c
     from ladder.store.hubdb import HubStore
 
     config = HubConfig.load(hub_folder(folder))
+    from ladder.agent.command import device_request
+
     request = device_request(name, exit_choice, rules_source, rate, daily_cap, expires)
     with HubStore(config.store_target) as store:
         new = add_device(config, store, owner, request.name, exit=request.exit, rules=request.rules or None,
@@ -1286,6 +1265,8 @@ def device_add(name, folder, exit_choice, rules_source, rate, daily_cap, expires
     from ladder.protocol.control import DeviceAdded
 
     config = MemberConfig.load(member_folder(folder))
+    from ladder.agent.command import device_request
+
     request = device_request(name, exit_choice, rules_source, rate, daily_cap, expires)
     answer = runtime.run_async(ask(config, request))
     if not isinstance(answer, DeviceAdded):
@@ -1401,27 +1382,15 @@ def publish(address, folder, name, title, description, keywords, lang, index, me
     old = services.get(name)
     if not address and old is None:  # "" gives no ADDRESS either
         raise click.UsageError(f"{name} is not published yet: give the local ADDRESS, e.g. 127.0.0.1:5000")
-    access = old.members if old else {}
+    access = None
     if members is not None:
         access = {} if members.strip().lower() == "everyone" else _member_ids(members, state, config)
-    if address:
-        where = loopback_address(address)
-    else:
-        assert old is not None  # checked above: without an ADDRESS the service is published already
-        where = old.address
-    service = Published(
-        name,
-        where,
-        title if title is not None else (old.title if old else ""),
-        description if description is not None else (old.description if old else ""),
-        ("tcp" if tcp else "http") if tcp is not None else (old.kind if old else "http"),
-        access,
-        tuple(k.strip() for k in keywords.split(",") if k.strip()) if keywords is not None
-        else (old.keywords if old else ()),
-        lang.strip() if lang is not None else (old.lang if old else ""),
-        index if index is not None else (old.index if old else True),
-    )
-    service.check()
+    where = loopback_address(address) if address else None
+    service = (old or Published(name, loopback_address(address))).changed(  # new: ADDRESS was given
+        address=where, title=title, description=description,
+        kind=None if tcp is None else "tcp" if tcp else "http", members=access,
+        keywords=None if keywords is None else tuple(k.strip() for k in keywords.split(",") if k.strip()),
+        lang=None if lang is None else lang.strip(), index=index)
     services[name] = service
     save_published(config.folder, services)
     who = ", ".join(f"{n} ({i})" for i, n in service.members.items()) or "every member"

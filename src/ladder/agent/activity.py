@@ -130,6 +130,10 @@ class Activity:
         """[unix time, up B/s, down B/s] for each of the last SERIES_SECONDS ticks, oldest first."""
         return [list(point) for point in self._series]
 
+    def last(self) -> list[float] | None:
+        """The newest tick of the series, or None before the first."""
+        return list(self._series[-1]) if self._series else None
+
     # ------------------------------------------------------------------ views
 
     def connections(self) -> list[dict]:

@@ -7,11 +7,16 @@ link meanwhile, and a second AUTH link would take that one over.
 
 from __future__ import annotations
 
-from ladder.config import MemberConfig
+import time
+from pathlib import Path
+
+from ladder.config import MemberConfig, country_code, parse_amount, parse_duration
 from ladder.errors import UserError
 from ladder.link.client import HubIdentityMismatch, LinkRefused, dial
 from ladder.protocol import control
 from ladder.protocol.errors import ErrorCode, RemoteProtocolError
+
+from .rules import PRESETS, load_rules
 
 
 class RequestFailed(UserError):
@@ -40,3 +45,23 @@ async def ask(config: MemberConfig, request: control.ControlMessage) -> control.
     if isinstance(answer, control.Done) and not answer.ok:
         raise RequestFailed(f"the hub refused: {answer.reason}")
     return answer
+
+
+def device_request(name: str, exit_choice: str, rules_source: str | None, rate: str | None,
+                   daily_cap: str | None, expires: str | None) -> control.DeviceAdd:
+    """A device's name, exit and limits as `device add` and the dashboard take them, checked here (one
+    clear line) rather than refused by the hub."""
+    rules = ""
+    if rules_source is not None:
+        load_rules(rules_source)
+        rules = rules_source if rules_source in PRESETS else Path(rules_source).read_text(encoding="utf-8")
+    country = exit_choice if len(exit_choice) == 2 and exit_choice.isalpha() else None
+    if country is not None:
+        exit_choice = country_code(country)
+    request = control.DeviceAdd(name, exit_choice, rules, parse_amount(rate, "--rate") or 0,
+                                parse_amount(daily_cap, "--daily-cap") or 0,
+                                int(time.time() + parse_duration(expires)) if expires else 0)
+    if len(name) > 64 or len(control.encode(request)) > control.MAX_CONTROL:
+        raise UserError("the device's name or its rules are too long to send to the hub (a name of at most "
+                        f"64 characters, rules of at most {control.MAX_CONTROL // 2:,} bytes)")
+    return request

@@ -24,8 +24,9 @@ import logging
 import os
 import time
 from collections.abc import Callable, Container
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from ladder.config import ConfigError, MemberConfig, format_address, parse_address, write_file
 from ladder.link.connection import Link
@@ -91,6 +92,12 @@ class Published:
                           data.get("index", True) is not False)
         except (KeyError, TypeError, AttributeError) as exc:
             raise ConfigError(f"service {name!r} lacks {exc}") from None
+        service.check()
+        return service
+
+    def changed(self, **given: Any) -> Published:
+        """This service with what is given (not None) changed and the rest kept, checked."""
+        service = replace(self, **{k: v for k, v in given.items() if v is not None})
         service.check()
         return service
 

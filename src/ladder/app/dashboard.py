@@ -40,7 +40,7 @@ from pathlib import Path
 import segno
 
 from ladder.agent.agent import Agent
-from ladder.agent.command import ask
+from ladder.agent.command import ask, device_request
 from ladder.agent.credits import credits_of
 from ladder.agent.services import Published, load_published, loopback_address, save_published
 from ladder.config import format_address, read_or_make_secret, write_file
@@ -104,8 +104,7 @@ class Dashboard:
     async def _ticks(self) -> AsyncIterator[bytes]:
         agent = self.agent
         while True:
-            series = agent.activity.series()
-            last = series[-1] if series else [time.time(), 0, 0]
+            last = agent.activity.last() or [time.time(), 0, 0]
             yield event("tick", {"t": last[0], "up": last[1], "down": last[2],
                                  "state": agent.state,
                                  "connections": agent.activity.connections(),
@@ -155,10 +154,10 @@ class Dashboard:
     async def add_device(self, request: Request) -> Response:
         body = request.json()
         name = str(body.get("name") or "").strip()
-        if not name or len(name) > 64:
-            raise HttpError(400, "a device needs a name of 1 to 64 characters")
+        if not name:
+            raise HttpError(400, "a device needs a name")
         choice = str(body.get("exit") or "auto")
-        answer = await ask(self.config, control.DeviceAdd(name, choice, "", 0, 0, 0))
+        answer = await ask(self.config, device_request(name, choice, None, None, None, None))
         if not isinstance(answer, control.DeviceAdded):
             raise HttpError(502, "the hub did not answer with the new device")
         return as_json({"name": answer.name, "link": answer.link, "subscription": answer.subscription,
@@ -184,14 +183,9 @@ class Dashboard:
         body = request.json()
         services = load_published(self.config.folder)
         name = str(body.get("name") or "").strip().lower()
-        old = services.get(name)
-        service = Published(
-            name, loopback_address(str(body.get("address") or "")),
-            str(body.get("title") or ""), str(body.get("description") or ""),
-            old.kind if old else "http", old.members if old else {},
-            old.keywords if old else (), old.lang if old else "", old.index if old else True)
-        service.check()
-        services[name] = service
+        where = loopback_address(str(body.get("address") or ""))
+        services[name] = (services.get(name) or Published(name, where)).changed(
+            address=where, title=str(body.get("title") or ""), description=str(body.get("description") or ""))
         save_published(self.config.folder, services)
         self.agent.services.watch()  # online now rather than at the next look at services.json
         return as_json({"published": name, "url": f"http://{name}.{self.config.name}.ladder/"})

@@ -204,7 +204,8 @@ async function loadServices() {
   }) : [row([S["services.none"]])]));
   $("network-services").replaceChildren(...services.network.map((s) => {
     const url = "http://" + (s.name || "") + "/";
-    return row([el("a", s.name, { href: url }), s.title || "", S["services.by"] + " " + (s.member || "?"),
+    const by = S["services.by"] + " " + s.publisher + (s.hub ? "@" + s.hub : "");
+    return row([el("a", s.name, { href: url }), s.title || "", by,
                 s.online === false ? S["services.offline"] : S["services.online"]]);
   }));
 }
