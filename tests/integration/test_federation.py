@@ -20,6 +20,7 @@ import time
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from harness import MARKER, Network, curl, ladder, wait_for
+from test_admin import AdminPage
 
 from ladder.config import PEER_SCHEME, InviteLink, MemberConfig
 from ladder.link.client import dial_peer
@@ -89,6 +90,18 @@ def test_a_service_at_another_hub_is_reached_by_member_and_hub_name(square):
     assert got.returncode == 0 and MARKER.encode() in got.stdout, got.stderr
     listed = ladder("services", "--dir", str(alice.folder)).stdout
     assert "www.ryan.c.ladder" in listed and "at c, 2 hops" in listed, listed
+
+
+def test_the_admin_page_shows_the_peer_hubs_their_routes_and_the_exit_beyond_them(square):
+    hubs, _, _ = square
+    page = AdminPage(hubs["a"])
+    state = page.json("/api/state")
+    assert sorted((p["name"], p["up"]) for p in state["peers"]) == [("b", True), ("d", True)]
+    routes = {r["member"]: r for r in state["routes"]}
+    assert routes.get("sharer.c", {}).get("via") in ("b", "d") and routes["sharer.c"]["hops"] == 2, sorted(routes)
+    assert state["exits"] == [{"country": "DE", "exits": [{"name": "sharer.c", "hub": "c", "accepting": True}]}]
+    assert state["health"]["links"]["peer"] == 2
+    assert page.metrics()[("ladder_peers", (("state", "up"),))] == 2
 
 
 def test_a_forging_peer_has_its_records_refused_and_counted(square):

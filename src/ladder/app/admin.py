@@ -124,15 +124,25 @@ class Admin:
 
     def routes(self) -> list[dict[str, Any]]:
         """The best route to each member of another hub: whom, through which peer, how many hubs away."""
-        federation, names = self.hub.federation, self.hub.directory.names
-        peers = {port.id: port.label for port in federation.ports.values()}
+        federation = self.hub.federation
+        peers = {port.id: port.peer.name for port in federation.ports.values()}
         rows = []
         for member in federation.router.destinations():
             best = federation.router.best(member)
             if best is not None and best.via is not None:
-                rows.append({"member": names.get(member, member), "via": peers.get(best.via, best.via),
+                rows.append({"member": self._name(member), "via": peers.get(best.via, best.via),
                              "hops": best.hops})
         return sorted(rows, key=lambda r: (r["via"], r["member"]))
+
+    def _name(self, member: str) -> str:
+        """A member of another hub as its listings name it (name.hub), else its id."""
+        directory = self.hub.directory
+        if member in directory.exits:
+            return directory.exits[member].name
+        services = directory.services.get(member)
+        if services is not None and services.label:
+            return services.label
+        return directory.names.get(member, member)
 
     # -------------------------------------------------------------- actions
 
