@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -82,14 +83,14 @@ class Admin:
     async def state(self, request: Request) -> Response:
         store, config = self.store, self.config
         devices = report.devices(store)
-        held = {d["owner"]: 0 for d in devices}
-        for d in devices:
-            held[d["owner"]] += not d["revoked"]
+        held = Counter(d["owner"] for d in devices if not d["revoked"])
         accounts = {a["account"]: a for a in report.accounts(config, store)}
-        members = [{**m, "balance": accounts.get(m["id"], {}).get("balance", 0),
-                    "used": accounts.get(m["id"], {}).get("spent", 0),
-                    "shared": accounts.get(m["id"], {}).get("earned", 0), "devices": held.get(m["name"], 0)}
-                   for m in report.members(store)]
+        nothing = {"balance": 0, "spent": 0, "earned": 0}
+        members = []
+        for member in report.members(store):
+            account = accounts.get(member["id"], nothing)
+            members.append({**member, "balance": account["balance"], "used": account["spent"],
+                            "shared": account["earned"], "devices": held[member["name"]]})
         return as_json({
             "health": self.health(), "members": members, "exits": self.exits(),
             "invites": [{"name": i.name, "uses_left": i.uses_left, "expires": i.expires_at,
