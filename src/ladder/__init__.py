@@ -1,3 +1,3 @@
 """Ladder: a shared network that climbs over national firewalls."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -349,10 +349,11 @@ def hub_members(folder, as_json) -> None:
     if not rows:
         click.echo(f"no members yet: ladder hub invite --dir {config.folder} NAME")
         return
-    click.echo(f"{'NAME':<20} {'STATUS':<12} {'LAST SEEN':<20} ID")
+    click.echo(f"{'NAME':<20} {'STATUS':<12} {'LAST SEEN':<20} {'LADDER':<8} ID")
     for r in rows:
         status = "revoked" if r["revoked"] else (f"online {r['online']}" if r["online"] else "offline")
-        click.echo(f"{r['name']:<20} {status:<12} {_when(r['last_seen']):<20} {r['id']}")
+        seen, release = _when(r["last_seen"]), r["release"] or "-"
+        click.echo(f"{r['name']:<20} {status:<12} {seen:<20} {release:<8} {r['id']}")
 
 
 @hub.command("revoke")

@@ -51,9 +51,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def ladder(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
-    """Run one `ladder` command to completion."""
-    result = subprocess.run([sys.executable, "-m", "ladder", *args], capture_output=True, text=True,
+LADDER = ("-m", "ladder")  # the Python arguments that run this release's `ladder`
+
+
+def ladder(*args: str, check: bool = True, timeout: float = 60,
+           launcher: tuple[str, ...] = LADDER) -> subprocess.CompletedProcess:
+    """Run one `ladder` command to completion (with `launcher`, another release's)."""
+    result = subprocess.run([sys.executable, *launcher, *args], capture_output=True, text=True,
                             timeout=timeout, check=False)
     problem = log_problem(result.stderr)
     if problem:
@@ -110,21 +114,27 @@ class Proc:
 
 
 class Network:
-    """One hub and any number of members, each in its own folder and process."""
+    """One hub and any number of members, each in its own folder and process (the hub made, run and asked
+    for invites by `launcher`'s release: this one unless a test says another)."""
 
-    def __init__(self, root: Path, hub_command: list[str] | None = None, name: str = "testhub"):
+    def __init__(self, root: Path, hub_command: list[str] | None = None, name: str = "testhub",
+                 launcher: tuple[str, ...] = LADDER):
         self.root = root
         self.procs: list[Proc] = []
         self.hub_dir = root / "hub"
         self.hub_port = free_port()
-        ladder("hub", "init", "--dir", str(self.hub_dir), "--name", name,
-               "--listen", f"127.0.0.1:{self.hub_port}", "--public-address", f"127.0.0.1:{self.hub_port}")
-        # The admin page on a free port of its own: tests run many hubs at once.
-        self.hub_command = hub_command or ["-m", "ladder", "hub", "run", "--dir", str(self.hub_dir),
-                                           "--admin", "127.0.0.1:0"]
+        self.launcher = launcher
+        address = f"127.0.0.1:{self.hub_port}"
+        ladder("hub", "init", "--dir", str(self.hub_dir), "--name", name, "--listen", address,
+               "--public-address", address, launcher=launcher)
+        self.hub_command = hub_command or self.hub_run()
         self.hub = self.start_hub()
 
-    def start(self, name: str, *args: str, python_args: tuple[str, ...] = ("-m", "ladder")) -> Proc:
+    def hub_run(self) -> list[str]:
+        # The admin page on a free port of its own: tests run many hubs at once.
+        return [*self.launcher, "hub", "run", "--dir", str(self.hub_dir), "--admin", "127.0.0.1:0"]
+
+    def start(self, name: str, *args: str, python_args: tuple[str, ...] = LADDER) -> Proc:
         proc = Proc(name, [sys.executable, *python_args, *args], self.root)
         self.procs.append(proc)
         return proc
@@ -142,23 +152,24 @@ class Network:
         return proc
 
     def invite(self, name: str, *args: str) -> str:
-        return ladder("hub", "invite", "--dir", str(self.hub_dir), name, *args).stdout.strip()
+        return ladder("hub", "invite", "--dir", str(self.hub_dir), name, *args,
+                      launcher=self.launcher).stdout.strip()
 
-    def join(self, name: str) -> Path:
+    def join(self, name: str, launcher: tuple[str, ...] = LADDER) -> Path:
         folder = self.root / name
-        ladder("join", self.invite(name), "--dir", str(folder))
+        ladder("join", self.invite(name), "--dir", str(folder), launcher=launcher)
         return folder
 
-    def member(self, name: str, *up_args: str) -> Member:
-        folder = self.join(name)
-        proc = self.start(name, "up", "--dir", str(folder), *up_args)
+    def member(self, name: str, *up_args: str, launcher: tuple[str, ...] = LADDER) -> Member:
+        folder = self.join(name, launcher)
+        proc = self.start(name, "up", "--dir", str(folder), *up_args, python_args=launcher)
         member = Member(name, folder, proc)
         member.wait_up()
         return member
 
-    def exit(self, name: str, country: str, *extra: str) -> Member:
+    def exit(self, name: str, country: str, *extra: str, launcher: tuple[str, ...] = LADDER) -> Member:
         ports = () if "--ports" in extra else ("--ports", "1-65535")  # the test sites sit on high ports
-        return self.member(name, "--share", "--country", country, *ports, *extra)
+        return self.member(name, "--share", "--country", country, *ports, *extra, launcher=launcher)
 
     def user(self, name: str, *extra: str) -> Member:
         port = free_port()

@@ -158,9 +158,11 @@ def _sent_today():
                      "pubkey": PUBKEY}
     return [
         ({"type": "welcome", "hub": "tokyo", "member": "alice", "id": ID,  # hub.admit
-          "address": "203.0.113.7", "hub_id": ""},  # the hub's id (receipts): a field older agents ignore
-         Welcome("tokyo", "alice", ID, "203.0.113.7")),
-        ({"type": "welcome", "hub": "tokyo", "member": "alice", "id": ID, "address": None, "hub_id": ""},
+          "address": "203.0.113.7", "hub_id": "",  # the hub's id (receipts): a field older agents ignore
+          "oldest": 1, "protocol": 1, "release": "0.2.0"},  # what it speaks (0.2.0): ignored by 0.1.0
+         Welcome("tokyo", "alice", ID, "203.0.113.7", "", 1, 1, "0.2.0")),
+        ({"type": "welcome", "hub": "tokyo", "member": "alice", "id": ID, "address": None, "hub_id": "",
+          "oldest": 1, "protocol": 1, "release": ""},
          Welcome("tokyo", "alice", ID, None)),
         ({"type": "joined", "hub": "tokyo", "name": "alice", "id": ID},  # hub._join
          Joined("tokyo", "alice", ID)),
@@ -194,6 +196,12 @@ def _sent_today():
 def test_typed_messages_put_the_same_bytes_on_the_wire(today, typed):
     assert encode(typed) == wire(today)
     assert decode(wire(today)) == typed
+
+
+def test_a_welcome_from_the_first_release_speaks_protocol_1():
+    first = decode(wire({"type": "welcome", "hub": "tokyo", "member": "alice", "id": ID, "address": None}))
+    assert (first.oldest, first.protocol, first.release) == (1, 1, "")
+    assert decode(wire({"type": "peer-welcome", "hub": "b", "id": ID})).protocol == 1
 
 
 def test_control_is_compact_json_with_the_type_first():

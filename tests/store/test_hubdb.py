@@ -421,3 +421,29 @@ def test_concurrent_redeem_of_single_use_invite(target):
     finally:
         for s in stores:
             s.close()
+
+
+def test_an_older_schema_is_copied_aside_before_it_is_upgraded(tmp_path):
+    """SQLite keeps the old file beside the new one, so the release that wrote it can go on with it."""
+    HubStore(tmp_path).close()
+    db = sqlite3.connect(tmp_path / DB_FILENAME)  # what release 0.1.0 (schema 5) left
+    db.execute("ALTER TABLE members DROP COLUMN agent_release")
+    db.execute("INSERT INTO members (id, name, pubkey, created) VALUES (?, 'alice', ?, ?)",
+               (mid(1), key(1), T0))
+    db.execute("PRAGMA user_version = 5")
+    db.commit()
+    db.close()
+    with HubStore(tmp_path) as s:
+        [alice] = s.members()
+        assert (alice.name, alice.release) == ("alice", None)
+        s.set_release(alice.id, "0.2.0")
+        assert s.member_by_name("alice").release == "0.2.0"
+    old = sqlite3.connect(tmp_path / f"{DB_FILENAME}.schema5")
+    assert old.execute("PRAGMA user_version").fetchone()[0] == 5
+    assert old.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert old.execute("SELECT name FROM members").fetchall() == [("alice",)]
+    assert "agent_release" not in {row[1] for row in old.execute("PRAGMA table_info(members)")}
+    old.close()
+    assert stat.S_IMODE((tmp_path / f"{DB_FILENAME}.schema5").stat().st_mode) == 0o600
+    HubStore(tmp_path).close()  # at the current schema: no copy made again
+    assert sorted(p.name for p in tmp_path.iterdir() if ".schema" in p.name) == [f"{DB_FILENAME}.schema5"]

@@ -55,6 +55,7 @@ from ladder.link.connection import Link
 from ladder.protocol import control
 from ladder.protocol.errors import ErrorCode, RemoteProtocolError
 from ladder.protocol.messages import encode_target, is_service_request
+from ladder.protocol.version import THIS, Speaks, mismatch
 from ladder.tasks import Tasks
 
 from .activity import Activity
@@ -260,6 +261,12 @@ class Agent:
             if not isinstance(welcome, control.Welcome):
                 link.close(ErrorCode.PROTOCOL_ERROR, "the first message is not a welcome")
                 raise RemoteProtocolError("the hub's first message is not a welcome")
+            problem = mismatch(Speaks.said(welcome.oldest, welcome.protocol, welcome.release),
+                               "this agent", f"the hub {self.config.hub_name}")
+            if problem:
+                link.close(ErrorCode.PROTOCOL_ERROR, problem)
+                raise AgentFatal(problem)
+            link.send_control(control.Version(THIS.oldest, THIS.newest, THIS.release))
         except HubIdentityMismatch as exc:
             raise AgentFatal(str(exc)) from None
         except LinkRefused:

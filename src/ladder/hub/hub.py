@@ -40,6 +40,7 @@ from ladder.protocol.errors import ErrorCode
 from ladder.protocol.hello import COMMAND, JOIN, PEER, PEER_JOIN, Hello
 from ladder.protocol.identity import member_id
 from ladder.protocol.records import verify_exit_record
+from ladder.protocol.version import THIS, Speaks, mismatch
 from ladder.store.hubdb import HubStore, InviteError, InviteUnknown, Member, StoreError
 from ladder.tasks import Tasks
 
@@ -156,7 +157,8 @@ class Hub:
         self.ports.add(port)
         self.directory.origin_up(port.origin)
         self.store.set_online(member.id, role)
-        link.send_control(control.Welcome(self.config.name, member.name, member.id, address, self.id))
+        link.send_control(control.Welcome(self.config.name, member.name, member.id, address, self.id,
+                                           THIS.oldest, THIS.newest, THIS.release))
         link.send_control(self.directory_message())
         if member.id not in self.directory.names:  # it just joined: the others hear of it
             self._read_roster()
@@ -234,7 +236,23 @@ class Hub:
             self._share(port, message)
         elif isinstance(message, control.Receipts):
             self.credits.from_exit(port, message)
+        elif isinstance(message, control.Version):
+            self._version(port, message)
         # anything else a member says (or a newer agent's Unknown) changes nothing here
+
+    def _version(self, port: MemberPort, message: control.Version) -> None:
+        """What the member's agent speaks: kept for the operator (`ladder hub members`), or, if this hub
+        speaks none of it, the link closed with the line that says so (the agent shows it)."""
+        theirs = Speaks.said(message.oldest, message.protocol, message.release)
+        problem = mismatch(theirs, "this hub", f"{port.label}'s agent")
+        if problem:
+            log.warning("%s", problem)
+            port.link.close(ErrorCode.PROTOCOL_ERROR, problem)
+            return
+        try:
+            self.store.set_release(port.id, theirs.release)
+        except StoreError as exc:
+            log.warning("cannot save which Ladder %s runs: %s", port.label, exc)
 
     def port_closed(self, port: Port, reason: str) -> None:
         log.info("%s went offline: %s", port.label, reason)

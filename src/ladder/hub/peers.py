@@ -47,6 +47,7 @@ from ladder.protocol.errors import ErrorCode
 from ladder.protocol.identity import member_id, public_bytes
 from ladder.protocol.records import MemberAnnouncement, sign_announcement, verify_announcement
 from ladder.protocol.routing import Announcement, Route, Router
+from ladder.protocol.version import THIS, Speaks, mismatch
 from ladder.store.hubdb import HubStore, InviteError, InviteUnknown, Peer, StoreError
 from ladder.tasks import Tasks
 
@@ -148,7 +149,7 @@ class Federation:
                     dead_after=PEER_DEAD_AFTER)
         transport.set_protocol(link)
         link.connection_made(transport)
-        link.send_control(control.PeerWelcome(self.name, self.id))
+        link.send_control(control.PeerWelcome(self.name, self.id, THIS.oldest, THIS.newest, THIS.release))
         self._up(peer, peer.hub_id, link)
         if rest:
             link.data_received(rest)
@@ -188,6 +189,14 @@ class Federation:
         if isinstance(message, control.Routes):
             self.router.receive(port.id, message, self.clock())
             self._after_routing()
+        elif isinstance(message, control.Version):
+            problem = mismatch(Speaks.said(message.oldest, message.protocol, message.release), "this hub",
+                               port.label)
+            if problem:
+                log.warning("%s", problem)
+                port.link.close(ErrorCode.PROTOCOL_ERROR, problem)
+            else:
+                log.info("%s runs Ladder %s", port.label, message.release)
         elif isinstance(message, control.PeerRemoved):
             log.info("%s ended the peering: %s", port.label, message.reason[:200])
             try:
@@ -259,7 +268,12 @@ class Federation:
                 elif not isinstance(first, control.PeerWelcome) or first.id != peer.hub_id:
                     log.warning("peer hub %s answered as another hub: dropping the link", peer.name)
                     link.close(ErrorCode.FORBIDDEN, "not the hub peered with")
+                elif problem := mismatch(Speaks.said(first.oldest, first.protocol, first.release),
+                                         "this hub", f"peer hub {peer.name}"):
+                    log.warning("%s", problem)
+                    link.close(ErrorCode.PROTOCOL_ERROR, problem)
                 else:
+                    link.send_control(control.Version(THIS.oldest, THIS.newest, THIS.release))
                     port = self._up(peer, peer.hub_id, link)
                     gone = self._gone[port] = loop.create_future()
                     early.hand_to(port)

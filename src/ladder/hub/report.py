@@ -28,9 +28,10 @@ def invite_link(config: HubConfig, token: bytes) -> str:
 
 
 def members(store: HubStore) -> list[Row]:
-    """Every member, revoked ones too: online as what ("user", "exit", "search" or None), when seen."""
+    """Every member, revoked ones too: online as what ("user", "exit", "search" or None), when seen, and the
+    Ladder release its agent last said it runs (None: 0.1.0, which says none, or not connected since)."""
     return [{"name": m.name, "id": m.id, "online": m.online_as, "revoked": m.revoked,
-             "last_seen": m.last_seen, "joined": m.created} for m in store.members()]
+             "last_seen": m.last_seen, "joined": m.created, "release": m.release} for m in store.members()]
 
 
 def devices(store: HubStore, now: float | None = None) -> list[Row]:

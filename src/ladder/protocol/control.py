@@ -4,6 +4,7 @@ CONTROL frames carry small JSON objects whose "type" field names the
 message. These are all of them:
 
     hub → member   welcome (first, on every member link), directory, services, members, member, replaced
+    member → hub   version (first, the answer to a welcome; a peer hub's to a peer-welcome too)
     hub → joiner   joined or join-refused, the only message on a join link
     member → hub   share, share-status, publish
     member → hub   device-add, device-remove, device-list: the one request of a command link
@@ -261,6 +262,19 @@ class Welcome:
     id: str = _spec(_ID)
     address: str | None = _spec(_text(NAME_MAX, null=True))
     hub_id: str = _spec(_NAME, default="")  # the hub's own id, which receipts name
+    oldest: int = _spec(_count, default=1)  # the protocols the hub speaks (version.py); absent in 0.1.0
+    protocol: int = _spec(_count, default=1)
+    release: str = _spec(_NAME, default="")
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """The dialling side's answer to a welcome: the protocols it speaks and its release (version.py)."""
+
+    TYPE: ClassVar[str] = "version"
+    oldest: int = _spec(_count)
+    protocol: int = _spec(_count)
+    release: str = _spec(_NAME)
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,6 +431,9 @@ class PeerWelcome:
     TYPE: ClassVar[str] = "peer-welcome"
     hub: str = _spec(_NAME)
     id: str = _spec(_ID)
+    oldest: int = _spec(_count, default=1)  # as in Welcome
+    protocol: int = _spec(_count, default=1)
+    release: str = _spec(_NAME, default="")
 
 
 @dataclass(frozen=True, slots=True)
@@ -573,7 +590,7 @@ class Unknown:
     type: str
 
 
-ControlMessage = (Welcome | Joined | JoinRefused | Share | ShareStatus | Directory | Replaced
+ControlMessage = (Welcome | Version | Joined | JoinRefused | Share | ShareStatus | Directory | Replaced
                   | Publish | Services | Members | MemberJoined | DeviceAdd | DeviceRemove | DeviceList
                   | DeviceAdded | Devices | Done | PeerWelcome | PeerJoined | Routes | PeerRemoved
                   | Receipt | Receipts | Settled | Standing | Balance | CreditsRequest | Credits | LedgerSeen

@@ -63,6 +63,7 @@ class Engine(Protocol):
     def ddl(self, statement: str) -> str: ...
     def data_version(self) -> int: ...
     def device_key(self, fallback: Callable[[], bytes]) -> bytes: ...
+    def copy_aside(self, suffix: str) -> str | None: ...
     def close(self) -> None: ...
 
 
@@ -146,6 +147,26 @@ class SQLite:
         """`fallback()`: the key file beside hub.db, so that a copy of hub.db alone cannot check a
         guessed device password."""
         return fallback()
+
+    def copy_aside(self, suffix: str) -> str:
+        """A consistent copy of the database (WAL included) beside it, named `hub.db.<suffix>`, 0600; an
+        earlier copy of that name is kept as it is (the first upgrade's copy is the one worth having)."""
+        copy = self.path.with_name(f"{self.path.name}.{suffix}")
+        if copy.exists():
+            return str(copy)
+        part = copy.with_name(copy.name + ".part")
+        try:
+            os.close(os.open(part, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600))
+            target = sqlite3.connect(part)
+            try:
+                self._db.backup(target)
+            finally:
+                target.close()
+            os.replace(part, copy)
+        except (OSError, sqlite3.Error) as exc:
+            part.unlink(missing_ok=True)
+            raise EngineError(getattr(exc, "strerror", None) or _one_line(exc)) from None
+        return str(copy)
 
     def close(self) -> None:
         self._db.close()
@@ -299,6 +320,10 @@ class Postgres:
                 raise
             self.commit()
         return bytes(key)
+
+    def copy_aside(self, suffix: str) -> None:
+        """Nothing: a server's database is the operator's to dump before an upgrade (docs/DEPLOY.md)."""
+        return None
 
     def close(self) -> None:
         self._db.close()

@@ -56,6 +56,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import os
 import re
 import secrets
@@ -76,8 +77,10 @@ from ladder.protocol.noise import generate_keypair
 from ladder.store import engines
 from ladder.store.engines import Engine, EngineError
 
+log = logging.getLogger(__name__)
+
 DB_FILENAME = "hub.db"
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 DEVICE_TOKEN_LEN = 32
 PUBKEY_LEN = 32
 TOKEN_LEN = 16
@@ -214,6 +217,13 @@ CREATE TABLE peer_checkpoints (
     PRIMARY KEY (local, hub_id)
 );
 """
+# Version 6: the Ladder release each member's agent last said it runs (protocol/version.py), for the
+# operator planning an upgrade; NULL: it said none (release 0.1.0) or has not connected since.
+_SCHEMA_V6 = """
+ALTER TABLE members ADD COLUMN agent_release TEXT;
+"""
+_MIGRATIONS = [(1, _SCHEMA_V1), (2, _SCHEMA_V2), (3, _SCHEMA_V3), (4, _SCHEMA_V4), (5, _SCHEMA_V5),
+               (6, _SCHEMA_V6)]
 LEDGER_ROWS_BATCH = 1000  # rows ledger_rows reads at a time
 # The size is the next index (indices have no holes); MAX reads the primary key's index, where COUNT would
 # read every row on PostgreSQL.
@@ -267,6 +277,7 @@ class Member:
     revoked: bool
     online_as: str | None
     last_seen: float | None
+    release: str | None = None  # what its agent last said it runs (None: 0.1.0, or not since)
 
 # Devices one member may hold at once: each is an identity in every member's roster and a session
 # at the hub, so a member must not be able to add them without end.
@@ -360,7 +371,7 @@ def _peer(row: tuple[Any, ...]) -> Peer:
                 expires_at)
 
 
-_MEMBER_COLUMNS = "id, name, pubkey, created, revoked_at, online_as, last_seen"
+_MEMBER_COLUMNS = "id, name, pubkey, created, revoked_at, online_as, last_seen, agent_release"
 _INVITE_COLUMNS = "name, uses_left, expires_at, created, revoked_at"
 _DEVICE_COLUMNS = ("d.id, d.owner, m.name, d.name, d.created, d.expires_at, d.revoked_at, d.exit, d.rules,"
                    " d.rate, d.daily_cap, d.signing_key, d.noise_key, d.day, d.day_bytes, d.total_bytes,"
@@ -378,9 +389,8 @@ def _member(row: tuple[Any, ...]) -> Member: ...
 def _member(row: tuple[Any, ...] | None) -> Member | None:
     if row is None:
         return None
-    id_, name, pubkey, created, revoked_at, online_as, last_seen = row
-    return Member(id_, name, bytes(pubkey), created, revoked_at is not None,
-                  online_as, last_seen)
+    id_, name, pubkey, created, revoked_at, online_as, last_seen, release = row
+    return Member(id_, name, bytes(pubkey), created, revoked_at is not None, online_as, last_seen, release)
 
 
 @overload
@@ -479,13 +489,23 @@ class HubStore:
         self.close()
 
     def _migrate(self) -> None:
+        """Bring the schema to this release's; an older one is first copied aside (SQLite: beside the
+        file, which the release that wrote it still opens; PostgreSQL: the operator's pg_dump)."""
+        version = self._db.schema_version()
+        if 0 < version < SCHEMA_VERSION:
+            try:
+                copy = self._db.copy_aside(f"schema{version}")
+            except EngineError as exc:
+                raise StoreError(f"cannot keep a copy before upgrading schema {version}: {exc}") from None
+            if copy:
+                log.info("upgrading %s from schema %d to %d; the old one is kept as %s", self.where,
+                         version, SCHEMA_VERSION, copy)
         with self._write() as db:
             version = db.schema_version()
             if version > SCHEMA_VERSION:
                 raise StoreError(f"it has schema version {version}; this Ladder knows up to "
                                  f"{SCHEMA_VERSION} (upgrade Ladder)")
-            steps = [(1, _SCHEMA_V1), (2, _SCHEMA_V2), (3, _SCHEMA_V3), (4, _SCHEMA_V4), (5, _SCHEMA_V5)]
-            for step, schema in steps:
+            for step, schema in _MIGRATIONS:
                 if version < step:
                     for statement in schema.split(";"):
                         if statement.strip():
@@ -687,6 +707,11 @@ class HubStore:
                                 " WHERE id = ?", (online_as, _now(now), member_id))
             if cursor.rowcount == 0:
                 raise StoreError(f"no member with id {member_id!r}")
+
+    def set_release(self, member_id: str, release: str) -> None:
+        """Record the Ladder release a member's agent says it runs."""
+        with self._write() as db:
+            db.execute("UPDATE members SET agent_release = ? WHERE id = ?", (release, member_id))
 
     def clear_online(self) -> None:
         """Mark everybody and every device offline (a starting hub has no links yet)."""
