@@ -22,8 +22,20 @@ from test_federation import peers
 
 from ladder import __version__
 
-PREVIOUS, PREVIOUS_COMMIT = "0.1.0", "ebeed3fbf2bf5d0d21bb82b8d3ba292fbbfabc2f"  # its last commit
+PREVIOUS = "0.1.0"
 REPO = Path(__file__).resolve().parents[2]
+
+
+def git(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, check=False, timeout=60)
+
+
+def last_commit_of(release: str) -> str:
+    """The parent of the newest commit that changed `__version__` from `release`: its last commit."""
+    changed = git("log", "--format=%H", "-S", f'__version__ = "{release}"', "--", "src/ladder/__init__.py")
+    assert changed.returncode == 0 and changed.stdout.split(), (
+        f"release {release} is not in this clone's history (a shallow clone?): {changed.stderr!r}")
+    return changed.stdout.split()[0].decode() + "^"
 
 
 def launcher_for(src: Path, before: str = "") -> tuple[str, ...]:
@@ -36,9 +48,8 @@ def launcher_for(src: Path, before: str = "") -> tuple[str, ...]:
 def previous(tmp_path_factory) -> tuple[str, ...]:
     """How to run release 0.1.0, from its source as it was committed."""
     where = tmp_path_factory.mktemp(f"ladder-{PREVIOUS}")
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", PREVIOUS_COMMIT, "src"], capture_output=True,
-                             check=False, timeout=60)
-    assert archive.returncode == 0, f"release {PREVIOUS} is not in this clone's history: {archive.stderr!r}"
+    archive = git("archive", last_commit_of(PREVIOUS), "src")
+    assert archive.returncode == 0, archive.stderr
     subprocess.run(["tar", "-x", "-C", str(where)], input=archive.stdout, check=True, timeout=60)
     launcher = launcher_for(where / "src")
     said = ladder("--version", launcher=launcher).stdout.split()
@@ -105,6 +116,7 @@ def test_a_hub_of_the_previous_release_peers_with_one_of_this_release(tmp_path, 
 
 
 def test_an_agent_and_a_hub_with_no_protocol_in_common_part_with_one_line(tmp_path):
+    # A hub of a release that moved on to protocols 7-8: this tree with what it says it speaks changed.
     future = ("from ladder.protocol import version; version.THIS = version.Speaks(7, 8, '9.0.0'); "
               "version.mismatch.__defaults__ = (version.THIS,); ")
     net = Network(tmp_path, launcher=launcher_for(REPO / "src", future))
