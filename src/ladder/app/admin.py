@@ -311,7 +311,7 @@ def render(lang: str, csrf: str) -> str:
 </section>
 <section id="members"><h2>{s("nav.members")}</h2>
  <table class="list">{head("members.name", "members.state", "members.role", "members.balance", "members.used",
-                           "members.shared", "members.devices", "members.seen", "")}
+                           "members.shared", "members.devices", "members.seen", "members.release", "")}
  <tbody id="member-list" data-test="member-list"></tbody></table>
 </section>
 <section id="exits"><h2>{s("nav.exits")}</h2>

@@ -58,11 +58,12 @@ function showMembers(members) {
     const remove = m.revoked ? "" : button(S["members.revoke"], "member-revoke",
       () => post("/api/members/revoke", { name: m.name }), S["members.confirm"]);
     const tr = row([m.name, S["state." + state], m.online ? S["role." + m.online] || m.online : "–",
-                    bytes(m.balance), bytes(m.used), bytes(m.shared), m.devices, when(m.last_seen), remove]);
+                    bytes(m.balance), bytes(m.used), bytes(m.shared), m.devices, when(m.last_seen),
+                    m.release || "–", remove]);
     tr.dataset.member = m.name;
     tr.dataset.state = state;
     return tr;
-  }), S["members.none"], 9);
+  }), S["members.none"], 10);
 }
 
 function showExits(countries) {
