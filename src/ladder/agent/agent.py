@@ -53,7 +53,7 @@ from ladder.errors import UserError
 from ladder.link.client import HubIdentityMismatch, LinkRefused, dial
 from ladder.link.connection import Link
 from ladder.protocol import control
-from ladder.protocol.errors import ErrorCode, RemoteProtocolError
+from ladder.protocol.errors import REVOKED, ErrorCode, RemoteProtocolError
 from ladder.protocol.messages import encode_target, is_service_request
 from ladder.protocol.version import THIS, Speaks, mismatch
 from ladder.tasks import Tasks
@@ -78,6 +78,9 @@ from .udp import Control, SocksAssociation
 log = logging.getLogger(__name__)
 STATUS_EVERY = 2.0
 ACTIVITY_TICK = 1.0  # the traffic graph's resolution
+# Hellos refused in a row before the agent believes the hub and stops: a hello that reached the door late
+# (a path that stalled mid-dial) can be handed to the web face like a stranger's.
+REFUSALS_BELIEVED = 3
 DISCONNECTED = "Ladder is disconnected (the dashboard's switch)"
 
 
@@ -153,6 +156,8 @@ class Agent:
         self._up = asyncio.Event()
         self.started = asyncio.Event()  # run() holds the folder and its proxy listens
         self._replaced = False  # the hub said another agent with our key took the link
+        self._refused = 0  # hellos refused in a row (one can be a race at the hub's door)
+        self._revoked = False  # the hub closed the last link saying the membership was revoked
         self.exit_warning = ""  # which --exit or rule matches no exit online, once the directory came
         self.balance: control.Balance | None = None  # this member's account, as the hub last said
 
@@ -270,10 +275,18 @@ class Agent:
         except HubIdentityMismatch as exc:
             raise AgentFatal(str(exc)) from None
         except LinkRefused:
-            raise AgentFatal(
-                f"the hub {self.config.hub_name} did not accept this member's key "
-                "(membership revoked, or this folder belongs to another hub)"
-            ) from None
+            self._refused += 1
+            if self._revoked or self._refused >= REFUSALS_BELIEVED:
+                raise AgentFatal(
+                    f"the hub {self.config.hub_name} did not accept this member's key "
+                    "(membership revoked, or this folder belongs to another hub)"
+                ) from None
+            self.error = (f"the hub {self.config.hub_name} did not accept this member's key; trying again "
+                          f"({self._refused} of {REFUSALS_BELIEVED})")
+            log.warning("%s", self.error)
+            self.state = "down"
+            self.write_status()
+            return
         except (TimeoutError, OSError, ConnectionError, RemoteProtocolError) as exc:
             self.error = (f"cannot reach the hub at {format_address(*self.config.hub_address)}: "
                           f"{exc or 'timeout'}")
@@ -284,7 +297,7 @@ class Agent:
         if not self.connected_wanted:  # switched off while the dial went on
             link.close(ErrorCode.NO_ERROR, "switched off by the member")
             return
-        self.link, self.error = link, ""
+        self.link, self.error, self._refused = link, "", 0
         self._link_down = asyncio.get_running_loop().create_future()
         self.state, self.since = "up", time.time()
         self.hub_handshakes += 1
@@ -300,6 +313,7 @@ class Agent:
         self.write_status()
         self._up.set()
         reason = await self._link_down
+        self._revoked = reason.endswith(REVOKED)
         self._up.clear()
         self.link = self.pool.link = None
         self.services.link_down()

@@ -36,7 +36,7 @@ from ladder.link.server import FrontDoor, listen
 from ladder.link.tls import fingerprint_of_cert_file, server_context
 from ladder.protocol import control
 from ladder.protocol.envelope import RecordError, b64
-from ladder.protocol.errors import ErrorCode
+from ladder.protocol.errors import REVOKED, ErrorCode
 from ladder.protocol.hello import COMMAND, JOIN, PEER, PEER_JOIN, Hello
 from ladder.protocol.identity import member_id
 from ladder.protocol.records import verify_exit_record
@@ -368,7 +368,7 @@ class Hub:
             self._read_roster()
             for port in [p for p in self.ports if p.id in revoked]:
                 log.info("%s was revoked: dropping its link", port.label)
-                port.link.close(ErrorCode.NO_ERROR, "membership revoked")
+                port.link.close(ErrorCode.NO_ERROR, REVOKED)
             self.devices.cut(self.store.unusable_device_ids())
         except StoreError as exc:
             log.warning("cannot read the member store: %s", exc)

@@ -38,6 +38,11 @@ class ErrorCode(enum.IntEnum):
     MEMBER_LIMIT = 27  # this member already holds as many streams there as one member may
 
 
+# The reason in the GOAWAY a hub closes a revoked member's link with: the agent then takes the refusal of
+# its next hello at its word at once, where a refusal out of the blue is tried again (agent.py).
+REVOKED = "membership revoked"
+
+
 class ProtocolError(LadderError):
     """Base of both protocol errors; carries the code for the wire."""
 
