@@ -27,6 +27,7 @@ Needs root: namespaces, veth, TUN (the delay line), a tmpfs mount.
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import signal
@@ -42,7 +43,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import HERE, Member, Network, Proc, free_port, ladder, peer, peers, wait_for
+from harness import HERE, Member, Network, Proc, accepts, free_port, ladder, peer, wait_for
 from seed_origin import BLOCK, expected
 
 LAB = HERE.parent / "lab"
@@ -212,7 +213,7 @@ class FaultNet:
         self.origin_port = free_port()
         self.procs.append(Proc("origin", [sys.executable, str(HERE / "seed_origin.py"), str(self.origin_port),
                                           *ORIGIN_ADDRS.values()], root))
-        wait_for(lambda: all(accepts_at(a, self.origin_port) for a in ORIGIN_ADDRS.values()), 10,
+        wait_for(lambda: all(accepts(self.origin_port, a) for a in ORIGIN_ADDRS.values()), 10,
                  "the origin to listen")
         self.a = Network(root / "a", name="a")
         self.nets.append(self.a)
@@ -249,10 +250,7 @@ class FaultNet:
 
     def recovered(self) -> bool:
         """Everything is back: both hubs peered, both exits and the user up, the user sees both exits."""
-        try:
-            linked = all(p["up"] for net in self.nets for p in peers(net).values())
-        except AssertionError:  # a hub's CLI may fail while its store is being replaced: not yet
-            return False
+        linked = all(peers_up(net) for net in self.nets)
         members = [self.user, *self.exits.values()]
         return (linked and all(m.status().get("state") == "up" for m in members)
                 and {e.get("name") for e in self.user.status().get("exits", [])} >= {"exit-a", "exit-b.b"})
@@ -327,12 +325,11 @@ class FaultNet:
         return found
 
 
-def accepts_at(address: str, port: int) -> bool:
-    try:
-        socket.create_connection((address, port), 0.5).close()
-        return True
-    except OSError:
-        return False
+def peers_up(net: Network) -> bool:
+    """The hub says every peer link is up (`ladder hub peers`, which fails while the hub starts)."""
+    listed = ladder("hub", "peers", "--json", "--dir", str(net.hub_dir), check=False)
+    found = json.loads(listed.stdout)["peers"] if listed.returncode == 0 else []
+    return bool(found) and all(p["up"] for p in found)
 
 
 # ------------------------------------------------------------------ streams
@@ -556,11 +553,16 @@ class Run:
                 stream.retry, stream.retry_detail = fetch(self.net.user.proxy, self.net.origin_port, stream)
 
     def fault_of(self, stream: Stream) -> str:
-        """The fault whose window (injection to recovery, and a second after) the stream overlapped."""
-        for record in self.injected:
-            if stream.started <= record.ended + 1.0 and stream.ended >= record.started:
-                return record.fault
-        return "calm"
+        """The fault whose window (injection to recovery, and a second after) the stream failed in, or
+        for a stream that did not fail, the first window it overlapped."""
+        windows = [(r.started, r.ended + 1.0, r.fault) for r in self.injected]
+        if stream.outcome != INTACT:
+            failed_in = [fault for start, end, fault in windows if start <= stream.ended <= end]
+            if failed_in:
+                return failed_in[-1]
+        overlapped = [fault for start, end, fault in windows
+                      if stream.started <= end and stream.ended >= start]
+        return overlapped[0] if overlapped else "calm"
 
     def report(self) -> dict:
         per: dict[str, dict] = {}
@@ -595,7 +597,8 @@ class Run:
                   "errors": self.errors}
         examples = {
             "lost": [f"#{s.index} {s.outcome}: {s.detail}" for s in ran if s.outcome in LOST][:20],
-            "failed_visibly": [f"#{s.index} ({self.fault_of(s)}): {s.detail}" for s in failed][:20],
+            "failed_visibly": {name: [f"#{s.index}: {s.detail}" for s in failed
+                                      if self.fault_of(s) == name][:5] for name in per},
             "retry_failed": [f"#{s.index}: {s.retry} {s.retry_detail}" for s in failed
                              if s.retry not in ("", INTACT)][:20]}
         began = min((s.started for s in ran), default=0.0)

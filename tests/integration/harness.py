@@ -226,9 +226,9 @@ def rss(pid: int) -> int:
     raise AssertionError(f"no VmRSS for {pid}")
 
 
-def accepts(port: int) -> bool:
+def accepts(port: int, host: str = "127.0.0.1") -> bool:
     try:
-        socket.create_connection(("127.0.0.1", port), 0.5).close()
+        socket.create_connection((host, port), 0.5).close()
         return True
     except OSError:
         return False
