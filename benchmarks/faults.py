@@ -3,7 +3,7 @@
 The network (hub A and peer hub B, an exit at each, a user at A behind a
 relay and a router namespace, hub A's store on a 20 MiB tmpfs), the
 stream client and checker, and the faults (kill -9 an exit, hub A, hub B;
-SIGTERM and start hub A; cut the member's link; 150 ms and 1 % loss on
+SIGTERM and start hub A; cut or pause the member's link; 150 ms and 1 % loss on
 it; fill hub A's disk) are tests/integration/faultnet.py's, which the CI
 test (tests/integration/test_faults.py, 100 streams) runs too.
 
@@ -11,7 +11,7 @@ Needs root (namespaces, a TUN device, a tmpfs mount). Exits 1 if anything
 was lost, a retry failed, a store or a log was not clean, or the time
 limit cut the run short.
 
-    python3 benchmarks/faults.py                    # 1000 streams, up to 64 MiB, each fault 3 times
+    python3 benchmarks/faults.py                    # 1000 streams, up to 64 MiB, each fault 5 times
     python3 benchmarks/faults.py --streams 200 --repeats 1 --cap-mib 8
 """
 
@@ -36,7 +36,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--cap-mib", type=int, default=64, help="the largest stream (MiB)")
-    parser.add_argument("--repeats", type=int, default=3, help="how many times each fault strikes")
+    parser.add_argument("--repeats", type=int, default=5, help="how many times each fault strikes")
     parser.add_argument("--workers", type=int, default=4, help="streams at a time")
     parser.add_argument("--seed", type=int, default=18)
     parser.add_argument("--time-limit", type=float, default=1500, help="seconds for the whole run")

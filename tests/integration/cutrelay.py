@@ -2,7 +2,9 @@
 
 SIGUSR1 cuts: every relayed connection is aborted (a reset both ways, as a
 router that lost its route answers) and the port refuses new ones.
-SIGUSR2 restores: the port accepts again. SIGTERM ends it.
+SIGHUP pauses: nothing is passed on either way and nothing is said, as on a
+path whose packets vanish; each side only sees silence.
+SIGUSR2 restores: the port accepts again and bytes flow again. SIGTERM ends it.
 
 Run as a separate process: python cutrelay.py LISTEN_HOST LISTEN_PORT TARGET_HOST TARGET_PORT
 """
@@ -21,8 +23,11 @@ class Relay:
         self.listen, self.target = listen, target
         self.server: asyncio.Server | None = None
         self.writers: set[asyncio.StreamWriter] = set()
+        self.flowing = asyncio.Event()
+        self.flowing.set()
 
     async def open(self) -> None:
+        self.flowing.set()
         if self.server is None:
             self.server = await asyncio.start_server(self.serve, *self.listen)
 
@@ -44,7 +49,7 @@ class Relay:
         self.writers |= pair
         clean = False
         try:
-            clean = all(await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer)))
+            clean = all(await asyncio.gather(self.pipe(reader, up_writer), self.pipe(up_reader, writer)))
         finally:
             self.writers -= pair
             for each in pair:
@@ -54,17 +59,19 @@ class Relay:
                     each.transport.abort()
 
 
-async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-    """Copy until EOF and pass the EOF on (True), or stop at a reset or an abort (False)."""
-    try:
-        while chunk := await reader.read(CHUNK):
-            writer.write(chunk)
-            await writer.drain()
-        if writer.can_write_eof():
-            writer.write_eof()
-        return True
-    except OSError:
-        return False
+    async def pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """Copy until EOF and pass the EOF on (True), or stop at a reset or an abort (False); while
+        paused, what was read waits (and the reader's buffer, once full, stops the socket)."""
+        try:
+            while chunk := await reader.read(CHUNK):
+                await self.flowing.wait()
+                writer.write(chunk)
+                await writer.drain()
+            if writer.can_write_eof():
+                writer.write_eof()
+            return True
+        except OSError:
+            return False
 
 
 async def main(argv: list[str]) -> int:
@@ -73,6 +80,7 @@ async def main(argv: list[str]) -> int:
     loop = asyncio.get_running_loop()
     done = loop.create_future()
     loop.add_signal_handler(signal.SIGUSR1, relay.cut)
+    loop.add_signal_handler(signal.SIGHUP, relay.flowing.clear)
     loop.add_signal_handler(signal.SIGUSR2, lambda: loop.create_task(relay.open()))
     loop.add_signal_handler(signal.SIGTERM, lambda: done.done() or done.set_result(None))
     print("relaying", flush=True)

@@ -17,7 +17,10 @@ would take them for a whole download. Failed streams are retried once when
 the network has recovered.
 
 The faults, one at a time, each at a seeded random moment while streams
-run; the script restarts what it killed (as systemd would), waits for the
+run: kill -9 an exit, hub A, hub B; SIGTERM hub A and start it; cut the
+member's link (resets) or pause it (silence past the mux's dead-link
+time); 150 ms more round trip and 1 % loss on it; fill hub A's disk. Then
+the script restarts what it killed (as systemd would), waits for the
 agents to reconnect by themselves, and checks both hubs' stores (SQLite's
 integrity check on a copy, `ladder hub ledger verify`). Used by
 tests/integration/test_faults.py (short) and benchmarks/faults.py (full).
@@ -46,6 +49,8 @@ from pathlib import Path
 from harness import HERE, Member, Network, Proc, accepts, free_port, ladder, peer, wait_for
 from seed_origin import BLOCK, expected
 
+from ladder.protocol.mux import DEAD_AFTER
+
 LAB = HERE.parent / "lab"
 KiB, MiB = 1024, 1024 * 1024
 
@@ -60,8 +65,10 @@ DELAY_DEVICE, DELAY_TABLE = "delay", "100"
 ORIGIN_ADDRS = {"AA": "127.0.0.2", "BB": "127.0.0.3"}  # the exit at A carries .2, the exit at B .3
 HUB_STORE_MIB = 20
 
-FAULTS = ("kill_exit", "kill_hub", "kill_peer_hub", "restart_hub", "cut_link", "delay_loss", "disk_full")
+FAULTS = ("kill_exit", "kill_hub", "kill_peer_hub", "restart_hub", "cut_link", "pause_link", "delay_loss",
+          "disk_full")
 CUT_SECONDS, DELAY_SECONDS, DISK_FULL_SECONDS = 3.0, 8.0, 5.0
+PAUSE_SECONDS = DEAD_AFTER + 3  # silent for longer than a link may be before it is declared dead
 DELAY_MS_EACH_WAY, LOSS_PERCENT = 75, 1.0  # 150 ms more round trip, 1 % of packets lost each way
 RECOVER_TIMEOUT = 60.0
 CONNECT_TIMEOUT, IO_TIMEOUT = 10.0, 30.0
@@ -282,6 +289,9 @@ class FaultNet:
 
     def cut(self) -> None:
         self.relay.popen.send_signal(signal.SIGUSR1)
+
+    def pause(self) -> None:
+        self.relay.popen.send_signal(signal.SIGHUP)
 
     def restore(self) -> None:
         self.relay.popen.send_signal(signal.SIGUSR2)
@@ -512,6 +522,10 @@ class Run:
             net.cut()
             time.sleep(CUT_SECONDS)
             net.restore()
+        elif record.fault == "pause_link":
+            net.pause()
+            time.sleep(PAUSE_SECONDS)
+            net.restore()
         elif record.fault == "delay_loss":
             net.path.impair()
             time.sleep(DELAY_SECONDS)
@@ -629,7 +643,7 @@ def run_faults(root: Path, streams: int, cap: int, repeats: int, seed: int, work
     report["settings"] = {"streams": streams, "cap_bytes": cap, "repeats": repeats, "seed": seed,
                           "workers": workers, "time_limit_s": time_limit,
                           "delay_ms_each_way": DELAY_MS_EACH_WAY, "loss_percent": LOSS_PERCENT,
-                          "cut_s": CUT_SECONDS, "delay_s": DELAY_SECONDS, "disk_full_s": DISK_FULL_SECONDS,
+                          "cut_s": CUT_SECONDS, "pause_s": PAUSE_SECONDS, "delay_s": DELAY_SECONDS, "disk_full_s": DISK_FULL_SECONDS,
                           "hub_store_mib": HUB_STORE_MIB}
     return report
 
