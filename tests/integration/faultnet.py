@@ -643,7 +643,8 @@ def run_faults(root: Path, streams: int, cap: int, repeats: int, seed: int, work
     report["settings"] = {"streams": streams, "cap_bytes": cap, "repeats": repeats, "seed": seed,
                           "workers": workers, "time_limit_s": time_limit,
                           "delay_ms_each_way": DELAY_MS_EACH_WAY, "loss_percent": LOSS_PERCENT,
-                          "cut_s": CUT_SECONDS, "pause_s": PAUSE_SECONDS, "delay_s": DELAY_SECONDS, "disk_full_s": DISK_FULL_SECONDS,
+                          "cut_s": CUT_SECONDS, "pause_s": PAUSE_SECONDS, "delay_s": DELAY_SECONDS,
+                          "disk_full_s": DISK_FULL_SECONDS,
                           "hub_store_mib": HUB_STORE_MIB}
     return report
 
