@@ -352,6 +352,7 @@ class Stream:
     country: str  # which exit's origin address it goes to
     outcome: str = ""
     detail: str = ""
+    received: int = 0  # bytes, when it ended
     started: float = 0.0
     ended: float = 0.0
     retry: str = ""
@@ -377,8 +378,8 @@ def plan_streams(count: int, cap: int, rng: random.Random) -> list[Stream]:
     return streams
 
 
-def fetch(proxy: tuple[str, int], origin_port: int, stream: Stream) -> tuple[str, str]:
-    """One stream through the SOCKS5 proxy, checked byte by byte: (outcome, what was seen)."""
+def fetch(proxy: tuple[str, int], origin_port: int, stream: Stream) -> tuple[str, str, int]:
+    """One stream through the SOCKS5 proxy, checked byte by byte: (outcome, what was seen, bytes received)."""
     got = 0
     try:
         with socket.create_connection(proxy, timeout=CONNECT_TIMEOUT) as sock:
@@ -387,28 +388,28 @@ def fetch(proxy: tuple[str, int], origin_port: int, stream: Stream) -> tuple[str
             sock.sendall(b"\x05\x01\x00\x05\x01\x00\x01" + address + struct.pack("!H", origin_port))
             reply = recv_exact(sock, 12)
             if reply[:2] != b"\x05\x00" or reply[2:4] != b"\x05\x00":
-                return FAILED, f"refused at open: {reply.hex()}"
+                return FAILED, f"refused at open: {reply.hex()}", got
             sock.sendall(b"%d %d\n" % (stream.seed, stream.size))
             while True:
                 chunk = sock.recv(BLOCK)
                 if not chunk:
                     break
                 if got + len(chunk) > stream.size:
-                    return CORRUPTED, f"{got + len(chunk)} bytes, more than the {stream.size} asked for"
+                    return CORRUPTED, f"{got + len(chunk)} bytes, more than the {stream.size} asked for", got
                 if chunk != expected(stream.seed, got, len(chunk)):
                     want = expected(stream.seed, got, len(chunk))
                     first = next(i for i, (x, y) in enumerate(zip(chunk, want, strict=True)) if x != y)
-                    return CORRUPTED, f"wrong byte at {got + first} of {stream.size}"
+                    return CORRUPTED, f"wrong byte at {got + first} of {stream.size}", got
                 got += len(chunk)
     except TimeoutError:
-        return FAILED, f"no byte for {IO_TIMEOUT:.0f} s after {got} of {stream.size}"
+        return FAILED, f"no byte for {IO_TIMEOUT:.0f} s after {got} of {stream.size}", got
     except EOFError as cut:
-        return FAILED, f"closed during the SOCKS5 reply: {cut}"
+        return FAILED, f"closed during the SOCKS5 reply: {cut}", got
     except OSError as error:
-        return FAILED, f"{type(error).__name__} after {got} of {stream.size}: {error}"
+        return FAILED, f"{type(error).__name__} after {got} of {stream.size}: {error}", got
     if got < stream.size:
-        return TRUNCATED, f"clean EOF after {got} of {stream.size} bytes"
-    return INTACT, ""
+        return TRUNCATED, f"clean EOF after {got} of {stream.size} bytes", got
+    return INTACT, "", got
 
 
 def recv_exact(sock: socket.socket, n: int) -> bytes:
@@ -474,7 +475,8 @@ class Run:
                 self.next_index += 1
                 self.lock.notify_all()
             stream.started = time.monotonic()
-            stream.outcome, stream.detail = fetch(self.net.user.proxy, self.net.origin_port, stream)
+            stream.outcome, stream.detail, stream.received = fetch(self.net.user.proxy, self.net.origin_port,
+                                                                   stream)
             stream.ended = time.monotonic()
             if stream.outcome != INTACT:
                 time.sleep(FAILED_PAUSE)
@@ -482,9 +484,8 @@ class Run:
     # --- faults
 
     def _faults(self) -> None:
+        self._prepare(0)
         for j, fault in enumerate(self.faults):
-            if fault == "delay_loss":
-                self.net.path.prepare_delay(self.net.root, self.rng.randrange(1 << 16))
             with self.lock:
                 while self.next_index < self.triggers[j] and time.monotonic() < self.deadline:
                     self.lock.wait(0.2)
@@ -498,9 +499,15 @@ class Run:
                 self.errors.append(f"{fault}: {type(error).__name__}: {str(error)[:2000]}")
                 record.ended = time.monotonic()
                 return
+            self._prepare(j + 1)  # before the next share of streams is let go
             with self.lock:
                 self.faults_done = j + 1
                 self.lock.notify_all()
+
+    def _prepare(self, j: int) -> None:
+        """What fault j needs ready beforehand, so that it strikes at once when its moment comes."""
+        if j < len(self.faults) and self.faults[j] == "delay_loss":
+            self.net.path.prepare_delay(self.net.root, self.rng.randrange(1 << 16))
 
     def _inject(self, record: Injected) -> None:
         net, problems = self.net, record.store_problems
@@ -559,7 +566,8 @@ class Run:
             self.errors.append(f"final recovery: {error}")
         for stream in self.streams:
             if stream.outcome == FAILED and time.monotonic() < self.deadline + RECOVER_TIMEOUT:
-                stream.retry, stream.retry_detail = fetch(self.net.user.proxy, self.net.origin_port, stream)
+                stream.retry, stream.retry_detail, _ = fetch(self.net.user.proxy, self.net.origin_port,
+                                                             stream)
 
     def fault_of(self, stream: Stream) -> str:
         """The fault whose window (injection to recovery, and a second after) the stream failed in, or
@@ -577,7 +585,8 @@ class Run:
         per: dict[str, dict] = {}
         for name in (*FAULTS, "calm"):
             records = [r for r in self.injected if r.fault == name]
-            per[name] = {"injected": len(records), "streams": 0, INTACT: 0, FAILED: 0, "retried_ok": 0,
+            per[name] = {"injected": len(records), "streams": 0, INTACT: 0, FAILED: 0, "failed_mid_stream": 0,
+                         "retried_ok": 0,
                          "lost": 0, TRUNCATED: 0, CORRUPTED: 0,
                          "store_checks": sum(r.store_checks for r in records),
                          "store_checks_passed": sum(r.store_checks for r in records if not r.store_problems),
@@ -590,6 +599,7 @@ class Run:
             entry[stream.outcome] += 1
             entry["lost"] += stream.outcome in LOST
             entry["retried_ok"] += stream.retry == INTACT
+            entry["failed_mid_stream"] += stream.outcome == FAILED and stream.received > 0
         for name in list(per):
             if name != "calm" and per[name]["injected"] == 0:
                 del per[name]
@@ -597,6 +607,8 @@ class Run:
         totals = {"streams_planned": len(self.streams), "streams_run": len(ran),
                   "bytes_planned": sum(s.size for s in self.streams),
                   INTACT: sum(s.outcome == INTACT for s in ran), FAILED: len(failed),
+                  "failed_mid_stream": sum(s.received > 0 for s in failed),
+                  "bytes_before_failing": sum(s.received for s in failed),
                   "retried_ok": sum(s.retry == INTACT for s in failed),
                   "retry_failed": sum(s.retry not in ("", INTACT) for s in failed),
                   "not_retried": sum(s.retry == "" for s in failed),

@@ -27,6 +27,7 @@ def test_a_hundred_streams_through_every_fault_lose_nothing(tmp_path):
     totals = report["totals"]
     first = ("totals", "examples", "timeline", "faults")
     shown = json.dumps({key: report[key] for key in first}, indent=1)[:8000]
+    print(json.dumps(report, indent=1))  # the figures, in the captured output
     assert totals["lost"] == 0, f"streams came out truncated or corrupted, as if whole:\n{shown}"
     assert sorted(report["faults"]) == sorted((*FAULTS, "calm")), shown
     assert all(report["faults"][f]["injected"] == 1 for f in FAULTS), shown
