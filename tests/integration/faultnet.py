@@ -30,6 +30,7 @@ Needs root: namespaces, veth, TUN (the delay line), a tmpfs mount.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import signal
@@ -71,6 +72,7 @@ DELAY_MS_EACH_WAY, LOSS_PERCENT = 75, 1.0  # 150 ms more round trip, 1 % of pack
 RECOVER_TIMEOUT = 60.0
 CONNECT_TIMEOUT, IO_TIMEOUT = 10.0, 30.0
 FAILED_PAUSE = 0.5  # a client whose stream failed waits before its next, as a user would
+MIDWAY_WAIT = 3.0  # at its moment, a fault waits this long at most for a stream to be part-way through
 
 
 def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -352,7 +354,7 @@ class Stream:
     country: str  # which exit's origin address it goes to
     outcome: str = ""
     detail: str = ""
-    received: int = 0  # bytes, when it ended
+    received: int = 0  # bytes so far
     started: float = 0.0
     ended: float = 0.0
     retry: str = ""
@@ -378,8 +380,11 @@ def plan_streams(count: int, cap: int, rng: random.Random) -> list[Stream]:
     return streams
 
 
-def fetch(proxy: tuple[str, int], origin_port: int, stream: Stream) -> tuple[str, str, int]:
-    """One stream through the SOCKS5 proxy, checked byte by byte: (outcome, what was seen, bytes received)."""
+def fetch(proxy: tuple[str, int], origin_port: int, stream: Stream) -> tuple[str, str]:
+    """One stream through the SOCKS5 proxy, checked byte by byte: (outcome, what was seen).
+
+    `stream.received` follows the bytes as they come (the faults look at it).
+    """
     got = 0
     try:
         with socket.create_connection(proxy, timeout=CONNECT_TIMEOUT) as sock:
@@ -388,28 +393,29 @@ def fetch(proxy: tuple[str, int], origin_port: int, stream: Stream) -> tuple[str
             sock.sendall(b"\x05\x01\x00\x05\x01\x00\x01" + address + struct.pack("!H", origin_port))
             reply = recv_exact(sock, 12)
             if reply[:2] != b"\x05\x00" or reply[2:4] != b"\x05\x00":
-                return FAILED, f"refused at open: {reply.hex()}", got
+                return FAILED, f"refused at open: {reply.hex()}"
             sock.sendall(b"%d %d\n" % (stream.seed, stream.size))
             while True:
                 chunk = sock.recv(BLOCK)
                 if not chunk:
                     break
                 if got + len(chunk) > stream.size:
-                    return CORRUPTED, f"{got + len(chunk)} bytes, more than the {stream.size} asked for", got
+                    return CORRUPTED, f"{got + len(chunk)} bytes, more than the {stream.size} asked for"
                 if chunk != expected(stream.seed, got, len(chunk)):
                     want = expected(stream.seed, got, len(chunk))
                     first = next(i for i, (x, y) in enumerate(zip(chunk, want, strict=True)) if x != y)
-                    return CORRUPTED, f"wrong byte at {got + first} of {stream.size}", got
+                    return CORRUPTED, f"wrong byte at {got + first} of {stream.size}"
                 got += len(chunk)
+                stream.received = got
     except TimeoutError:
-        return FAILED, f"no byte for {IO_TIMEOUT:.0f} s after {got} of {stream.size}", got
+        return FAILED, f"no byte for {IO_TIMEOUT:.0f} s after {got} of {stream.size}"
     except EOFError as cut:
-        return FAILED, f"closed during the SOCKS5 reply: {cut}", got
+        return FAILED, f"closed during the SOCKS5 reply: {cut}"
     except OSError as error:
-        return FAILED, f"{type(error).__name__} after {got} of {stream.size}: {error}", got
+        return FAILED, f"{type(error).__name__} after {got} of {stream.size}: {error}"
     if got < stream.size:
-        return TRUNCATED, f"clean EOF after {got} of {stream.size} bytes", got
-    return INTACT, "", got
+        return TRUNCATED, f"clean EOF after {got} of {stream.size} bytes"
+    return INTACT, ""
 
 
 def recv_exact(sock: socket.socket, n: int) -> bytes:
@@ -429,6 +435,7 @@ def recv_exact(sock: socket.socket, n: int) -> bytes:
 class Injected:
     fault: str
     started: float
+    midway: bool  # a stream was part-way through when it struck
     ended: float = 0.0
     detail: str = ""
     reconnect_s: float | None = None
@@ -440,9 +447,12 @@ class Run:
     """Streams by a few clients at once while the faults come one by one, each at a seeded random moment.
 
     The streams are cut into one share per fault and a last one. Fault j
-    fires when a seeded 10-50 % of share j has started; share j+1 waits
-    until fault j has recovered, so every fault meets streams in flight and
-    leaves streams for the next.
+    fires once a seeded big stream of the first half of share j has started
+    (or a seeded 10-50 % of the share), as soon as a stream in flight is
+    part-way through (MIDWAY_WAIT at most; the rest of the share waits for
+    it); share j+1 waits until fault j has recovered. So
+    every fault meets streams in flight, some of them half done, and leaves
+    streams for the next.
     """
 
     def __init__(self, net: FaultNet, streams: list[Stream], faults: list[str], rng: random.Random,
@@ -450,17 +460,30 @@ class Run:
         self.net, self.streams, self.faults, self.rng = net, streams, faults, rng
         self.workers, self.deadline = workers, deadline
         share = len(streams) / (len(faults) + 1)
-        self.triggers = [int((j + rng.uniform(0.1, 0.5)) * share) for j in range(len(faults))]
+        self.triggers = [self._trigger(int(j * share), int((j + 1) * share)) for j in range(len(faults))]
         self.boundaries = [int((j + 1) * share) for j in range(len(faults))]
         self.injected: list[Injected] = []
         self.errors: list[str] = []
         self.lock = threading.Condition()
         self.next_index = 0
         self.faults_done = 0
+        self.in_flight: dict[int, Stream] = {}
+
+    def _trigger(self, first: int, end: int) -> int:
+        """The fault of the share [first, end) strikes once this many streams have started: just after
+        a seeded one of its big streams (2 MiB or more), in the first half, else at a seeded 10-50 %."""
+        half = range(first, first + max(1, (end - first) // 2))
+        big = [i for i in half if self.streams[i].size >= 2 * MiB]
+        if big:
+            return self.rng.choice(big) + 1
+        return first + int(self.rng.uniform(0.1, 0.5) * (end - first))
 
     # --- clients
 
     def _may_start(self, index: int) -> bool:
+        coming = len(self.injected)  # the next fault: while it waits for its moment, the share waits too
+        if coming < len(self.triggers) and index >= self.triggers[coming] + self.workers:
+            return False
         return self.faults_done >= sum(boundary <= index for boundary in self.boundaries)
 
     def _client(self) -> None:
@@ -475,8 +498,11 @@ class Run:
                 self.next_index += 1
                 self.lock.notify_all()
             stream.started = time.monotonic()
-            stream.outcome, stream.detail, stream.received = fetch(self.net.user.proxy, self.net.origin_port,
-                                                                   stream)
+            with self.lock:
+                self.in_flight[stream.index] = stream
+            stream.outcome, stream.detail = fetch(self.net.user.proxy, self.net.origin_port, stream)
+            with self.lock:
+                del self.in_flight[stream.index]
             stream.ended = time.monotonic()
             if stream.outcome != INTACT:
                 time.sleep(FAILED_PAUSE)
@@ -489,10 +515,16 @@ class Run:
             with self.lock:
                 while self.next_index < self.triggers[j] and time.monotonic() < self.deadline:
                     self.lock.wait(0.2)
+                moment = time.monotonic() + MIDWAY_WAIT
+                while not self._midway() and time.monotonic() < min(moment, self.deadline):
+                    self.lock.wait(0.01)
+                midway = self._midway()
             if time.monotonic() >= self.deadline:
                 return
-            record = Injected(fault, time.monotonic())
-            self.injected.append(record)
+            record = Injected(fault, time.monotonic(), midway=midway)
+            with self.lock:
+                self.injected.append(record)
+                self.lock.notify_all()
             try:
                 self._inject(record)
             except Exception as error:  # reported in the JSON, and the run then fails
@@ -503,6 +535,11 @@ class Run:
             with self.lock:
                 self.faults_done = j + 1
                 self.lock.notify_all()
+
+    def _midway(self) -> bool:
+        """A stream in flight is part-way through, a MiB or more still to come: the moment to strike
+        (the lock is held)."""
+        return any(0 < s.received <= s.size - MiB for s in self.in_flight.values())
 
     def _prepare(self, j: int) -> None:
         """What fault j needs ready beforehand, so that it strikes at once when its moment comes."""
@@ -566,8 +603,8 @@ class Run:
             self.errors.append(f"final recovery: {error}")
         for stream in self.streams:
             if stream.outcome == FAILED and time.monotonic() < self.deadline + RECOVER_TIMEOUT:
-                stream.retry, stream.retry_detail, _ = fetch(self.net.user.proxy, self.net.origin_port,
-                                                             stream)
+                again = dataclasses.replace(stream, received=0)
+                stream.retry, stream.retry_detail = fetch(self.net.user.proxy, self.net.origin_port, again)
 
     def fault_of(self, stream: Stream) -> str:
         """The fault whose window (injection to recovery, and a second after) the stream failed in, or
@@ -588,6 +625,7 @@ class Run:
             per[name] = {"injected": len(records), "streams": 0, INTACT: 0, FAILED: 0, "failed_mid_stream": 0,
                          "retried_ok": 0,
                          "lost": 0, TRUNCATED: 0, CORRUPTED: 0,
+                         "struck_midway": sum(r.midway for r in records),
                          "store_checks": sum(r.store_checks for r in records),
                          "store_checks_passed": sum(r.store_checks for r in records if not r.store_problems),
                          "reconnect_s": [r.reconnect_s for r in records],
