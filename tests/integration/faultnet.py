@@ -262,8 +262,20 @@ class FaultNet:
     def settle(self, timeout: float = RECOVER_TIMEOUT) -> float:
         """Wait for recovery, by the agents' own reconnects; the seconds it took."""
         start = time.monotonic()
-        wait_for(self.recovered, timeout, "the network to recover", interval=0.2)
+        try:
+            wait_for(self.recovered, timeout, "the network to recover", interval=0.2)
+        except AssertionError as late:
+            raise AssertionError(f"{late}: {self.states()}") from None
         return time.monotonic() - start
+
+    def states(self) -> str:
+        """How each member is, and a dead one's last line (what a stuck recovery waits on)."""
+        said = []
+        for member in (self.user, *self.exits.values()):
+            lines = member.proc.output().strip().splitlines() if not member.proc.alive() else []
+            said.append(f"{member.name} {member.status().get('state')}"
+                        + (f", exited: {lines[-1] if lines else ''}" if not member.proc.alive() else ""))
+        return "; ".join(said)
 
     def hub_net(self, which: str) -> Network:
         return self.a if which == "a" else self.b
@@ -450,9 +462,9 @@ class Run:
     fires once a seeded big stream of the first half of share j has started
     (or a seeded 10-50 % of the share), as soon as a stream in flight is
     part-way through (MIDWAY_WAIT at most; the rest of the share waits for
-    it); share j+1 waits until fault j has recovered. So
-    every fault meets streams in flight, some of them half done, and leaves
-    streams for the next.
+    it); share j+1 waits until fault j has recovered. So every fault meets
+    streams in flight, some of them half done, and leaves streams for the
+    next.
     """
 
     def __init__(self, net: FaultNet, streams: list[Stream], faults: list[str], rng: random.Random,
@@ -467,6 +479,7 @@ class Run:
         self.lock = threading.Condition()
         self.next_index = 0
         self.faults_done = 0
+        self.faults_over = False  # a fault failed: no more of them
         self.in_flight: dict[int, Stream] = {}
 
     def _trigger(self, first: int, end: int) -> int:
@@ -481,6 +494,8 @@ class Run:
     # --- clients
 
     def _may_start(self, index: int) -> bool:
+        if self.faults_over:
+            return True
         coming = len(self.injected)  # the next fault: while it waits for its moment, the share waits too
         if coming < len(self.triggers) and index >= self.triggers[coming] + self.workers:
             return False
@@ -530,6 +545,9 @@ class Run:
             except Exception as error:  # reported in the JSON, and the run then fails
                 self.errors.append(f"{fault}: {type(error).__name__}: {str(error)[:2000]}")
                 record.ended = time.monotonic()
+                with self.lock:  # no more faults: the streams left run, to be counted
+                    self.faults_over = True
+                    self.lock.notify_all()
                 return
             self._prepare(j + 1)  # before the next share of streams is let go
             with self.lock:
