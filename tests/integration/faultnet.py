@@ -22,7 +22,7 @@ member's link (resets) or pause it (silence past the mux's dead-link
 time); 150 ms more round trip and 1 % loss on it; fill hub A's disk. Then
 the script restarts what it killed (as systemd would), waits for the
 agents to reconnect by themselves, and checks both hubs' stores (SQLite's
-integrity check on a copy, `ladder hub ledger verify`). Used by
+integrity check in place, `ladder hub ledger verify`). Used by
 tests/integration/test_faults.py (short) and benchmarks/faults.py (full).
 
 Needs root: namespaces, veth, TUN (the delay line), a tmpfs mount.
