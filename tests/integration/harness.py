@@ -145,8 +145,9 @@ class Network:
         self.procs.append(proc)
         return proc
 
-    def start_hub(self) -> Proc:
-        proc = self.start("hub", python_args=tuple(self.hub_command))
+    def start_hub(self, log_name: str = "hub") -> Proc:
+        """The hub's process; a hub started again after a kill logs under a name of its own."""
+        proc = self.start(log_name, python_args=tuple(self.hub_command))
         wait_for(lambda: accepts(self.hub_port) or not proc.alive(), 20, "the hub to listen")
         assert proc.alive(), f"hub died:\n{proc.output()}"
         return proc
@@ -182,6 +183,18 @@ class Network:
             proc.stop()
         for proc in self.procs:
             proc.check_log()
+
+
+def peer(inviter: Network, redeemer: Network, name: str) -> None:
+    """Peer two hubs with the CLI as two operators would: `peer-invite` on one, `peer add` on the other."""
+    link = ladder("hub", "peer-invite", name, "--dir", str(inviter.hub_dir)).stdout.strip().splitlines()[-1]
+    assert link.startswith("ladder-peer://")
+    ladder("hub", "peer", "add", link, "--dir", str(redeemer.hub_dir))
+
+
+def peers(net: Network) -> dict[str, dict]:
+    out = json.loads(ladder("hub", "peers", "--json", "--dir", str(net.hub_dir)).stdout)
+    return {p["name"]: p for p in out["peers"]}
 
 
 class Member:
@@ -224,9 +237,9 @@ def rss(pid: int) -> int:
     raise AssertionError(f"no VmRSS for {pid}")
 
 
-def accepts(port: int) -> bool:
+def accepts(port: int, host: str = "127.0.0.1") -> bool:
     try:
-        socket.create_connection(("127.0.0.1", port), 0.5).close()
+        socket.create_connection((host, port), 0.5).close()
         return True
     except OSError:
         return False

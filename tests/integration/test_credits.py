@@ -9,8 +9,7 @@ import sqlite3
 import subprocess
 import time
 
-from harness import Network, curl, free_port, ladder, wait_for
-from test_federation import peer, peers
+from harness import Network, curl, free_port, ladder, peer, peers, wait_for
 
 MIB = 1024 * 1024
 

@@ -19,7 +19,7 @@ import time
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from harness import MARKER, Network, curl, ladder, wait_for
+from harness import MARKER, Network, curl, ladder, peer, peers, wait_for
 from test_admin import AdminPage
 
 from ladder.config import PEER_SCHEME, InviteLink, MemberConfig
@@ -28,17 +28,6 @@ from ladder.protocol import control
 from ladder.protocol.envelope import b64, unb64
 from ladder.protocol.identity import member_id, public_bytes
 from ladder.protocol.records import sign_announcement, sign_exit_record
-
-
-def peer(inviter: Network, redeemer: Network, name: str) -> None:
-    link = ladder("hub", "peer-invite", name, "--dir", str(inviter.hub_dir)).stdout.strip().splitlines()[-1]
-    assert link.startswith("ladder-peer://")
-    ladder("hub", "peer", "add", link, "--dir", str(redeemer.hub_dir))
-
-
-def peers(net: Network) -> dict[str, dict]:
-    out = json.loads(ladder("hub", "peers", "--json", "--dir", str(net.hub_dir)).stdout)
-    return {p["name"]: p for p in out["peers"]}
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,7 @@ import time
 import urllib.parse
 
 import pytest
-from harness import Network, curl, ladder, wait_for
-from test_federation import peer, peers
+from harness import Network, curl, ladder, peer, peers, wait_for
 
 CHROMIUM = shutil.which("chromium")
 

@@ -214,11 +214,16 @@ class Credits:
             self._tell(ports)
 
     def checkpoint(self) -> dict[str, str] | None:
-        """Sign a checkpoint if the ledger grew since the last; the newest checkpoint."""
+        """Sign a checkpoint if the ledger grew since the last; the newest checkpoint. One the store
+        cannot keep (a full disk) is still given out, and signed again to be kept at the next tick."""
         self._sync()
         if len(self.tree) != self._checkpointed:
             envelope = sign_checkpoint(self.key, len(self.tree), self.tree.root(), int(self.wall()))
-            self.store.add_checkpoint(self.id, len(self.tree), int(self.wall()), envelope)
+            try:
+                self.store.add_checkpoint(self.id, len(self.tree), int(self.wall()), envelope)
+            except StoreError as exc:  # a full disk, say: the signed head holds all the same
+                log.warning("cannot keep a checkpoint: %s", exc)
+                return envelope
             self._checkpointed = len(self.tree)
             for port, held in list(self._shown.items()):
                 self._head_to(port, held)

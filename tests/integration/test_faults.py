@@ -1,0 +1,85 @@
+"""The short fault run (issue 18): 100 streams of known content while every fault strikes once.
+
+The network, the client and the faults are faultnet.py's (benchmarks/faults.py
+runs the full 1,000 streams). Nothing may be lost: every stream arrives
+whole, or fails in a way the client sees and arrives whole when retried;
+both hubs' stores pass SQLite's integrity check and the ledger's verify
+after every fault; no process logs a traceback. The checker itself is
+shown to tell a whole stream from a short, a wrong and a reset one.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import threading
+
+import pytest
+from faultnet import CORRUPTED, FAILED, FAULTS, INTACT, TRUNCATED, MiB, Stream, fetch, run_faults
+from seed_origin import expected
+
+STREAMS, CAP, SEED, WORKERS, TIME_LIMIT = 100, 8 * MiB, 18, 4, 150
+
+
+def test_a_hundred_streams_through_every_fault_lose_nothing(tmp_path):
+    report = run_faults(tmp_path, STREAMS, CAP, 1, SEED, WORKERS, TIME_LIMIT)
+    totals = report["totals"]
+    first = ("totals", "examples", "timeline", "faults")
+    shown = json.dumps({key: report[key] for key in first}, indent=1)[:8000]
+    print(json.dumps(report, indent=1))  # the figures, in the captured output
+    assert totals["lost"] == 0, f"streams came out truncated or corrupted, as if whole:\n{shown}"
+    assert sorted(report["faults"]) == sorted((*FAULTS, "calm")), shown
+    assert all(report["faults"][f]["injected"] == 1 for f in FAULTS), shown
+    assert totals["streams_run"] == STREAMS, f"the run ran out of time:\n{shown}"
+    assert totals["retried_ok"] == totals["failed-visibly"], f"a failed stream failed on retry:\n{shown}"
+    assert not totals["store_problems"], shown
+    assert not totals["errors"], shown
+    assert not totals["log_problems"], shown
+    assert all(report["faults"][f]["store_checks_passed"] >= 2 for f in FAULTS), shown
+
+
+class FakeProxy:
+    """A SOCKS5 proxy that accepts and answers one stream as told: whole, short, wrong, or reset."""
+
+    def __init__(self, how: str):
+        self.how = how
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.address = self.server.getsockname()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        conn, _ = self.server.accept()
+        with self.server, conn:
+            conn.recv(3)
+            conn.sendall(b"\x05\x00")
+            conn.recv(10)
+            conn.sendall(b"\x05\x00\x00\x01" + bytes(6))
+            line = b""
+            while not line.endswith(b"\n"):
+                line += conn.recv(64)
+            seed, size = (int(x) for x in line.split())
+            body = expected(seed, 0, size)
+            if self.how == "short":
+                body = body[:-1]
+            elif self.how == "wrong":
+                body = body[:1000] + bytes([body[1000] ^ 1]) + body[1001:]
+            elif self.how == "long":
+                body += b"!"
+            elif self.how == "reset":
+                conn.sendall(body[:5000])
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                return
+            conn.sendall(body)
+
+
+@pytest.mark.parametrize(("how", "outcome", "seen"), [
+    ("whole", INTACT, ""), ("short", TRUNCATED, "clean EOF after 99999 of 100000"),
+    ("wrong", CORRUPTED, "wrong byte at 1000"), ("long", CORRUPTED, "more than the 100000"),
+    ("reset", FAILED, "ConnectionResetError after 5000")])
+def test_the_checker_tells_whole_from_short_wrong_and_reset(how, outcome, seen):
+    proxy = FakeProxy(how)
+    got = fetch(proxy.address, 9, Stream(0, 1234, 100_000, "AA"))
+    proxy.thread.join(5)
+    assert got[0] == outcome and seen in got[1], got
