@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import click
 from click.core import ParameterSource
 
-from ladder import runtime
+from ladder import __version__, runtime
 from ladder.config import (
     PEER_SCHEME,
     ConfigError,
@@ -128,7 +128,7 @@ def print_device_added(label: str, link: str, subscription: str, note: str, qr_f
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(package_name="ladder")
+@click.version_option(__version__, package_name="ladder")  # the running code's, not the installed metadata's
 def cli() -> None:
     """Ladder: a shared network that climbs over firewalls.
 

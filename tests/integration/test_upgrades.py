@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from harness import LADDER, MARKER, Member, Network, curl, ladder, wait_for
-from test_federation import peers
+from harness import LADDER, MARKER, Member, Network, curl, ladder, peers, wait_for
 
 from ladder import __version__
 
@@ -51,10 +51,13 @@ def previous(tmp_path_factory) -> tuple[str, ...]:
     archive = git("archive", last_commit_of(PREVIOUS), "src")
     assert archive.returncode == 0, archive.stderr
     subprocess.run(["tar", "-x", "-C", str(where)], input=archive.stdout, check=True, timeout=60)
-    launcher = launcher_for(where / "src")
-    said = ladder("--version", launcher=launcher).stdout.split()
-    assert said[-1] == PREVIOUS != __version__, said
-    return launcher
+    src = where / "src"
+    which = (f"import sys; sys.path.insert(0, {str(src)!r}); import ladder; "
+             "print(ladder.__version__, ladder.__file__)")
+    said = subprocess.run([sys.executable, "-c", which], capture_output=True, text=True, check=True,
+                          timeout=60).stdout.split()
+    assert said == [PREVIOUS, str(src / "ladder" / "__init__.py")] and __version__ != PREVIOUS, said
+    return launcher_for(src)
 
 
 def fetch_through(user: Member, origin, timeout: float = 30) -> None:
