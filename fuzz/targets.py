@@ -18,8 +18,8 @@ target is a pure function of its bytes and a crash replays.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
-import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -34,10 +34,8 @@ from ladder.link.webface import WebFace
 from ladder.protocol import control, envelope, hello, http1, ledger, messages, receipts, records, trojan
 from ladder.protocol.errors import ErrorCode, RemoteProtocolError
 from ladder.protocol.frames import FrameDecoder
-from ladder.protocol.mux import Mux
+from ladder.protocol.mux import Mux, StreamState
 from ladder.protocol.routing import Announcement, Router
-
-logging.disable(logging.CRITICAL)  # the front and the web face log bad requests: not a crash, and slow
 
 # One key for what targets sign themselves, so that a fuzzed record body gets past its signature
 # to the field checks behind it (a fuzzer cannot forge Ed25519).
@@ -112,11 +110,11 @@ def _mux(client: bool, data: bytes) -> None:
             if sid is None or mux.terminated:
                 continue
             name = type(event).__name__
-            if name == "StreamOpened":
+            if name == "StreamOpened" and mux.state(sid) is StreamState.PENDING:  # not reset since
                 mux.accept(sid, b"ok", window=32) if i % 2 else mux.refuse(sid, ErrorCode.NO_ROUTE, "no")
             elif name == "DataReceived":
                 mux.acknowledge(sid, len(event.data))
-                if mux.state(sid).value in ("open", "remote-ended"):
+                if mux.state(sid) in (StreamState.OPEN, StreamState.REMOTE_ENDED):
                     mux.send_data(sid, event.data[:50])
         mux.data_to_send()
         mux.handle_timer(now)
@@ -464,24 +462,57 @@ _LOOP = asyncio.new_event_loop()
 _AUTH = ProxyAuth(b"user", b"secret")
 
 
+class _Stream:
+    """A stream the opener gives the front for one target: the front sends on it only for that target."""
+
+    def __init__(self, relay: ProxyConnection, host: str, port: int) -> None:
+        self.relay = relay
+        self.target = host, port
+
+    def send(self, data: bytes | memoryview) -> None:
+        assert self.relay.target in (None, self.target), (
+            f"bytes for {self.relay.target} went to the stream for {self.target}")
+
+    def end(self) -> None:
+        pass
+
+    def reset(self, code: int, reason: str = "") -> None:
+        pass
+
+    def acknowledge(self, nbytes: int) -> None:
+        pass
+
+    def pending(self) -> int:
+        return 0
+
+
 def front(data: bytes) -> None:
     """The proxy front's SOCKS5, SOCKS4/4a and HTTP parsing: bytes in pieces, then EOF.
 
-    The first byte's low bit asks for a password, its next bit makes the
-    opener refuse (as a block rule does) rather than leave the open pending.
+    The first byte's bits: 1 asks for a password; 2 makes the opener refuse
+    (as a block rule does); 4 makes it attach each stream at once (as an
+    exit's channel does), else once the bytes are in (as a direct
+    connection does). What the front sends on a stream must be for that
+    stream's target: a pipelined request for another host never goes to
+    the first one's.
     """
     _LOOP.run_until_complete(_front(data))
 
 
 async def _front(data: bytes) -> None:
     flags = data[0] if data else 0
-    opened: list[tuple[str, int]] = []
+    waiting: list[tuple[ProxyConnection, _Stream]] = []
 
     def opener(host: str, port: int, relay: ProxyConnection) -> None:
         messages.encode_target(host, port)  # the front refuses what the agent could not send on
-        opened.append((host, port))
         if flags & 2:
-            relay.on_refused(ErrorCode.FORBIDDEN, "blocked")
+            return relay.on_refused(ErrorCode.FORBIDDEN, "blocked")
+        stream = _Stream(relay, host, port)
+        if flags & 4:
+            relay.attach(stream)
+            relay.on_accepted(b"", 0)
+        else:
+            waiting.append((relay, stream))
 
     def pac(reached: tuple[str, int]) -> str:
         return "function FindProxyForURL(u, h) { return 'DIRECT'; }"
@@ -495,11 +526,14 @@ async def _front(data: bytes) -> None:
                 break
             if piece:  # asyncio never hands a protocol empty data
                 connection.data_received(piece)
+        while waiting and not connection.done:
+            relay, stream = waiting.pop(0)
+            relay.attach(stream)
+            relay.on_accepted(b"", 0)
         if not transport.closed:
             connection.eof_received()
     finally:
         connection.connection_lost(None)
-    assert len(opened) <= 1 or connection.mode == "forward", "more than one open for one request"
 
 
 # ------------------------------------------------------------------ what members and devices paste
@@ -548,8 +582,13 @@ def profiles(data: bytes) -> None:
     except ConfigError:
         rules = []
     password, label, host = (fields.split("\n") + ["", "", ""])[:3]
-    # The host is the hub's public address, which parse_address read from its config: a name or an IP.
+    # The host is the hub's public address from its config: a name, or an IP (IPv6 bracketed in the link).
     host = "".join(c for c in host if c.isascii() and (c.isalnum() or c in ".-:"))
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            host = host.replace(":", "")
     profile = DeviceProfile(label or "a/phone · hub", password or "pw", host or "hub.example", 443,
                             None, None, None)
     link = urlsplit(share_link(profile))
