@@ -110,14 +110,15 @@ def seeds() -> dict[str, list[bytes]]:
                     b"\x04GET /index.html HTTP/1.1\r\nHost: h\r\nRange: bytes=0-9\r\n"
                     b"If-None-Match: \"x\"\r\n\r\n",
                     b"\x00GET /\r\n"],
-        "front": [b"\x00\x05\x01\x00\x05\x01\x00\x03\x0bexample.com\x01\xbbGET /",
-                  b"\x01\x05\x01\x02\x01\x04user\x06secret\x05\x01\x00\x01\x7f\x00\x00\x01\x00\x50",
-                  b"\x00\x04\x01\x00\x50\x00\x00\x00\x01me\x00example.com\x00",
-                  b"\x02CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
-                  b"\x00GET http://example.com/a HTTP/1.1\r\nHost: example.com\r\n\r\n"
+        "front": [b"\x00\x00\x05\x01\x00\x05\x01\x00\x03\x0bexample.com\x01\xbbGET /",
+                  b"\x01\x00\x05\x01\x02\x01\x04user\x06secret\x05\x01\x00\x01\x7f\x00\x00\x01\x00\x50",
+                  b"\x00\x00\x04\x01\x00\x50\x00\x00\x00\x01me\x00example.com\x00",
+                  b"\x02\x00CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+                  b"\x00\x00GET http://example.com/a HTTP/1.1\r\nHost: example.com\r\n\r\n"
                   b"GET http://example.org/ HTTP/1.1\r\nHost: example.org\r\n\r\n",
-                  b"\x01GET /proxy.pac HTTP/1.1\r\n\r\n",
-                  b"\x03CONNECT h:1 HTTP/1.1\r\nProxy-Authorization: Basic dXNlcjpzZWNyZXQ=\r\n\r\n"],
+                  b"\x01\x00GET /proxy.pac HTTP/1.1\r\n\r\n",
+                  b"\x04\x05GET http://a.example/ HTTP/1.1\r\n\r\nGET http://b.example/ HTTP/1.1\r\n\r\n",
+                  b"\x03\x00CONNECT h:1 HTTP/1.1\r\nProxy-Authorization: Basic dXNlcjpzZWNyZXQ=\r\n\r\n"],
         "invite": [str(invite).encode(), str(peer_invite).encode(), b"[::1]:8443", b"12h", b"20M",
                    b"user:pw"],
         "profiles": [b"/s/tok?format=clash\ndomain example.cn -> direct\nip-cidr 10.0.0.0/8 -> block\n"

@@ -487,7 +487,8 @@ class _Stream:
 
 
 def front(data: bytes) -> None:
-    """The proxy front's SOCKS5, SOCKS4/4a and HTTP parsing: bytes in pieces, then EOF.
+    """The proxy front's SOCKS5, SOCKS4/4a and HTTP parsing: bytes in pieces (cut as the second byte
+    says), then EOF.
 
     The first byte's bits: 1 asks for a password; 2 makes the opener refuse
     (as a block rule does); 4 makes it attach each stream at once (as an
@@ -521,7 +522,7 @@ async def _front(data: bytes) -> None:
     transport = _Transport()
     connection.connection_made(transport)
     try:
-        for piece in pieces(data):
+        for piece in pieces(data[1:]):
             if transport.closed:
                 break
             if piece:  # asyncio never hands a protocol empty data

@@ -4,32 +4,17 @@ The targets (fuzz/targets.py) let through only the errors their parser is
 documented to raise, so a target returning is the pass: an input kept here
 that raises again is the crash it was kept for, come back. The seeds are
 valid encodings, so they also show that each target reaches past its
-parser's first check. Imported by path: fuzz/ is no package of src, and
-atheris is not needed to replay.
+parser's first check. Loaded by path (tests/fuzztargets.py); atheris is
+not needed to replay.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+from fuzztargets import FUZZ, targets
 
-FUZZ = Path(__file__).resolve().parents[2] / "fuzz"
-
-
-def _load_targets():
-    sys.path.insert(0, str(FUZZ))  # seeds.py imports targets as a top-level module too
-    spec = importlib.util.spec_from_file_location("targets", FUZZ / "targets.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["targets"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-targets = _load_targets()
 INPUTS = sorted(p for kind in ("corpus", "regressions") for p in (FUZZ / kind).glob("*/*") if p.is_file())
 
 
