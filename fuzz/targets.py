@@ -340,7 +340,7 @@ def _incremental_address(data: bytes) -> None:
             return
 
 
-def _packets(data: bytes) -> list[trojan.Packet] | None:
+def _packets(data: bytes) -> None:
     """The packets of a UDP stream cut as `pieces` cuts it, each re-encoded and decoded back."""
     decoder = trojan.PacketDecoder()
     got: list[trojan.Packet] = []
@@ -348,7 +348,7 @@ def _packets(data: bytes) -> list[trojan.Packet] | None:
         for piece in pieces(data):
             got += decoder.feed(piece)
     except RemoteProtocolError:
-        return None
+        return
     for packet in got:
         try:
             again = trojan.encode_packet(packet.host, packet.port, packet.payload)
@@ -356,7 +356,6 @@ def _packets(data: bytes) -> list[trojan.Packet] | None:
             continue  # a name of a kind encode_address refuses (it is never sent on)
         (back,) = trojan.PacketDecoder().feed(again)
         assert (back.port, back.payload) == (packet.port, packet.payload)
-    return got
 
 
 def trojan_(data: bytes) -> None:
