@@ -2,7 +2,7 @@
 
 import pytest
 
-from ladder.config import DEFAULT_CREDIT_LIMIT, ConfigError, HubConfig
+from ladder.config import DEFAULT_CREDIT_LIMIT, ConfigError, HubConfig, parse_address, parse_duration
 
 HUB_TOML = """[hub]
 name = "t"
@@ -44,3 +44,17 @@ def test_save_keeps_the_limit_and_writes_no_credits_table_for_the_default(tmp_pa
     config.save()
     assert ("[credits]" in (tmp_path / "hub.toml").read_text()) == (limit != DEFAULT_CREDIT_LIMIT)
     assert HubConfig.load(tmp_path).credit_limit == limit
+
+
+@pytest.mark.parametrize("parse, text", [
+    (parse_duration, "4\u00b2m"),         # found by fuzzing (fuzz/targets.py, invite): "²" is a digit to
+    (parse_address, "hub.example:4\u00b2"),  # str.isdigit but not to int(), which raised ValueError
+    (parse_duration, "\u0660m"),           # an Arabic-Indic zero: a decimal digit, and zero minutes
+])
+def test_a_digit_int_cannot_read_is_one_line_not_a_traceback(parse, text):
+    with pytest.raises(ConfigError):
+        parse(text)
+
+
+def test_decimal_digits_of_any_script_read_as_their_number():
+    assert parse_duration("\u0663h") == 3 * 3600 and parse_address("hub:\u0664\u0664\u0663") == ("hub", 443)

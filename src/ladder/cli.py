@@ -52,7 +52,7 @@ def log_format_option(command):
 
 def proxy_option(value: str) -> tuple[str, int]:
     """--proxy: host:port, or a bare port on 127.0.0.1."""
-    address = ("127.0.0.1", int(value)) if value.isdigit() else address_option(value)
+    address = ("127.0.0.1", int(value)) if value.isdecimal() else address_option(value)
     if not 0 < address[1] < 65536:
         raise click.BadParameter(f"{value!r}: a port is 1-65535", param_hint="--proxy")
     return address
@@ -64,7 +64,7 @@ def proxy_listen(proxy: str | None, lan: bool, share: bool) -> tuple[str, int] |
     if not lan:
         return proxy_option(proxy) if proxy else (None if share else ("127.0.0.1", 1080))
     host, port = proxy_option(proxy) if proxy else ("0.0.0.0", 1080)
-    if proxy and not proxy.isdigit() and host != "0.0.0.0":
+    if proxy and not proxy.isdecimal() and host != "0.0.0.0":
         raise click.UsageError("--lan listens on every address: give --proxy only a port (--proxy 1090), "
                                "or drop --lan and give --proxy HOST:PORT")
     return ("0.0.0.0", port)
@@ -1012,7 +1012,7 @@ def _page_address(value: str, flag: str, loopback_only: bool = True) -> tuple[st
     this machine should see."""
     host, _, port = value.rpartition(":")
     host = host.strip("[]") or "127.0.0.1"
-    if not port.isdigit() or int(port) > 65535:
+    if not port.isdecimal() or int(port) > 65535:
         raise click.BadParameter(f"{value}: give HOST:PORT, a port of 0-65535 (0: any free one)",
                                  param_hint=flag)
     address = (host, int(port))

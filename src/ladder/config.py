@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -73,7 +74,8 @@ def parse_duration(text: str) -> float:
     """Seconds in a duration as people write one: 30m, 12h, 7d, 2w."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
     number, unit = text[:-1], text[-1:].lower()
-    if unit not in units or not number.isdigit() or int(number) == 0:
+    # isdecimal, not isdigit: int() refuses digits like "²" that isdigit accepts
+    if unit not in units or not number.isdecimal() or int(number) == 0:
         raise ConfigError(f"{text!r} is not a duration like 30m, 12h, 7d or 2w")
     return int(number) * units[unit]
 
@@ -121,6 +123,8 @@ def parse_amount(value, what: str) -> int | None:
         number = float(text[:-1] if text[-1:] in _UNITS else text) * _UNITS.get(text[-1:], 1)
     except (ValueError, IndexError):
         raise ConfigError(f"{what}: {value!r} is not an amount like 500K, 20M or 10G") from None
+    if not math.isfinite(number):  # "inf", "nan", 1e999: float() reads them, int() cannot hold them
+        raise ConfigError(f"{what}: {value!r} is not an amount like 500K, 20M or 10G")
     if number <= 0:
         raise ConfigError(f"{what}: {value!r} must be positive")
     return int(number)
@@ -163,7 +167,7 @@ def parse_address(text: str, default_port: int = 443) -> tuple[str, int]:
     else:
         host, port = text, ""
     port = port or str(default_port)
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not host or not port.isdecimal() or not 0 < int(port) < 65536:
         raise ConfigError(f"not an address: {text!r} (expected host:port)")
     return host, int(port)
 

@@ -26,6 +26,8 @@ WAIT = 5.0  # no answer in this long counts as a hang
 
 
 class Opener:
+    """Connects every target to `echo_port` on loopback; without one, to the port asked for there."""
+
     def __init__(self, refuse: ErrorCode | None = None, echo_port: int = 0):
         self.refuse, self.echo_port = refuse, echo_port
         self.asked: list[tuple[str, int]] = []
@@ -36,11 +38,11 @@ class Opener:
         encode_target(host, port)  # Agent.open does this before it picks an exit
         if self.refuse is not None:
             return relay.on_refused(self.refuse, "refused by the test")
-        task = asyncio.get_running_loop().create_task(self._direct(relay))
+        task = asyncio.get_running_loop().create_task(self._direct(relay, self.echo_port or port))
         self.tasks.add(task)
 
-    async def _direct(self, relay: ProxyConnection) -> None:
-        stream = await connect_direct("127.0.0.1", self.echo_port, relay)
+    async def _direct(self, relay: ProxyConnection, port: int) -> None:
+        stream = await connect_direct("127.0.0.1", port, relay)
         relay.attach(stream)
         relay.on_accepted(b"", 0)
 
@@ -346,3 +348,39 @@ def test_proxy_credentials_split_at_the_first_colon_and_never_show_the_password(
     auth = ProxyAuth.parse("alice:pa:ss wörd", "x")
     assert auth == ProxyAuth(b"alice", "pa:ss wörd".encode())
     assert "pa:ss" not in repr(auth) and "alice" in repr(auth)
+
+
+def test_a_pipelined_request_for_another_host_never_reaches_the_first_host():
+    # Found by fuzzing (fuzz/targets.py, front): the second request was parsed while the first
+    # one's direct connection was still opening, held back with it, and sent to the first host.
+    async def attempt():
+        heard: dict[int, bytearray] = {}
+
+        async def origin(reader, writer):
+            port = writer.get_extra_info("sockname")[1]
+            while data := await reader.read(65536):
+                heard.setdefault(port, bytearray()).extend(data)
+            writer.close()
+
+        first, second = [await asyncio.start_server(origin, "127.0.0.1", 0) for _ in range(2)]
+        a, b = (server.sockets[0].getsockname()[1] for server in (first, second))
+        request = (b"GET http://127.0.0.1:%d/one HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % (a, a)
+                   + b"GET http://127.0.0.1:%d/two HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % (b, b))
+        loop = asyncio.get_running_loop()
+        front = await loop.create_server(lambda: ProxyConnection(Opener()), "127.0.0.1", 0)
+        _, writer = await asyncio.open_connection(*front.sockets[0].getsockname())
+        writer.write(request)
+        try:
+            for _ in range(100):  # until the second origin has its request, 5 s at most
+                if b"\r\n\r\n" in heard.get(b, b""):
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            writer.close()
+            for server in (front, first, second):
+                server.close()
+        return bytes(heard.get(a, b"")), bytes(heard.get(b, b""))
+
+    to_first, to_second = asyncio.run(attempt())
+    assert b"/two" not in to_first, f"the first host got the second host's request: {to_first!r}"
+    assert to_second.startswith(b"GET /two HTTP/1.1\r\n")

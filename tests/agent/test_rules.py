@@ -150,7 +150,7 @@ def test_share_policy_from_config():
     assert grouped.members == {"mum", "dad", "carol"}
     with pytest.raises(ConfigError, match="does not define"):
         SharePolicy.from_table({"members": ["@nobody"]})
-    for bad in ("fast", "-1M"):
+    for bad in ("fast", "-1M", "inf", "nan", "1e999M", float("inf")):  # the last three found by fuzzing
         with pytest.raises(ConfigError):
             parse_amount(bad, "rate")
     with pytest.raises(ConfigError):

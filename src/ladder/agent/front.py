@@ -147,6 +147,7 @@ class ProxyConnection(Relay):
         self.reply_ok = b""  # what the client hears when the stream opens
         self.target: tuple[str, int] | None = None
         self.body_left = 0  # bytes of the current forwarded request's body still to pass
+        self._parsing = False  # in _parse: a stream attached meanwhile leaves the rest to it
         self._first_request: asyncio.TimerHandle  # the deadline for the first request, armed on connecting
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -200,6 +201,11 @@ class ProxyConnection(Relay):
         if self.mode == "udp":
             return  # nothing more is said on a UDP association's connection: it only lasts
         self.buffer += data
+        self._parse()
+
+    def _parse(self) -> None:
+        """Act on the buffered bytes in the current mode; a FrontError is answered to the client."""
+        self._parsing = True
         try:
             if self.mode == "new":
                 self._choose_protocol(self.buffer[0])
@@ -216,6 +222,8 @@ class ProxyConnection(Relay):
         except FrontError as exc:
             log.info("proxy: bad request: %s", exc)
             self._socks_fail(0x01) if self.socks else self._fail_http(exc.status, str(exc))
+        finally:
+            self._parsing = False
 
     def eof_received(self) -> bool:
         if self.mode == "udp":
@@ -336,6 +344,10 @@ class ProxyConnection(Relay):
                     del self.buffer[: len(chunk)]
                     self.body_left -= len(chunk)
                     self._forward(chunk)
+                if self.mode == "forward" and self.stream is None:
+                    # The next request may be for another host, and all that is held back goes to
+                    # this one's stream once it opens: it waits for that (attach parses on).
+                    return
                 head = self.heads.read_head(self.buffer)  # bounded however the bytes arrived
                 if head is None:
                     return
@@ -426,6 +438,8 @@ class ProxyConnection(Relay):
             # after this can only cut the connection (the agent logs why).
             self.transport.write(self.reply_ok)
             self.reply_ok = b""
+        elif self.mode == "forward" and self.buffer and not self._parsing:
+            self._parse()  # requests pipelined behind the one this stream was opened for
 
     def on_data(self, data: bytes) -> None:
         if self.tracked is not None:

@@ -126,7 +126,7 @@ def loopback_address(text: str) -> tuple[str, int]:
     members reach the publisher's LAN or the internet through it.
     """
     text = str(text).strip()
-    host, port = parse_address(f"127.0.0.1:{text}" if text.isdigit() else text, 0)  # a port is required
+    host, port = parse_address(f"127.0.0.1:{text}" if text.isdecimal() else text, 0)  # a port is required
     if host.lower() == "localhost":
         host = "127.0.0.1"
     try:

@@ -63,7 +63,7 @@ def verify_exit_record(entry: dict[str, Any]) -> ExitRecord:
             raise ValueError("members is not a list of names")
         record = ExitRecord(fields["id"], str(fields["country"]), unb64(fields["noise_key"]),
                             int(fields["issued"]), None if members is None else frozenset(members))
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:  # OverflowError: int() of 1e999
         raise RecordError(f"malformed exit record ({exc})") from None
     if len(record.noise_key) != 32:
         raise RecordError("the exit record's Noise key is not 32 bytes")
@@ -157,7 +157,7 @@ def verify_service_record(entry: dict[str, Any]) -> ServiceRecord:
                                str(fields["description"]), fields["kind"], unb64(fields["noise_key"]),
                                tuple(access), int(fields["issued"]), pubkey, tuple(keywords),
                                fields.get("lang", ""), fields.get("index", True))
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:  # OverflowError: int() of 1e999
         raise RecordError(f"malformed service record ({exc})") from None
     if (len(record.keywords) > KEYWORDS_MAX or any(len(k) > KEYWORD_MAX for k in record.keywords)
             or len(record.lang) > LANG_MAX):
@@ -262,7 +262,7 @@ def verify_announcement(entry: dict[str, Any]) -> MemberAnnouncement:
             raise ValueError("the member's key and id differ")
         exit = None if exit_fields is None else {**exit_fields, "id": member, "pubkey": b64(key)}
         services = tuple({**s, "id": member, "pubkey": b64(key)} for s in service_fields)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:  # int() of 1e999
         raise RecordError(f"malformed announcement ({exc})") from None
     exit_record = None if exit is None else verify_exit_record(exit)
     for service in services:
