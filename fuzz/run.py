@@ -47,15 +47,19 @@ def child(name: str, libfuzzer_args: list[str]) -> None:
 
 
 def seed() -> dict[str, int]:
-    """Write each target's seeds as files named by their hash; the count per target."""
+    """Write each target's seeds as files named by their hash, removing seeds an encoder no longer makes;
+    the count per target."""
     from seeds import seeds
 
     counts = {}
     for name, inputs in seeds().items():
         folder = HERE / "corpus" / name
         folder.mkdir(parents=True, exist_ok=True)
-        for data in inputs:
-            (folder / hashlib.sha1(data).hexdigest()).write_bytes(data)
+        wanted = {hashlib.sha1(data).hexdigest(): data for data in inputs}
+        for stale in (p for p in folder.iterdir() if p.name not in wanted):
+            stale.unlink()
+        for file_name, data in wanted.items():
+            (folder / file_name).write_bytes(data)
         counts[name] = len(inputs)
     return counts
 

@@ -38,4 +38,4 @@ def test_the_seeds_on_disk_are_the_encoders_seeds():
     from seeds import seeds
 
     on_disk = {p.read_bytes() for p in INPUTS if p.parent.parent.name == "corpus"}
-    assert {d for inputs in seeds().values() for d in inputs} <= on_disk
+    assert {d for inputs in seeds().values() for d in inputs} == on_disk
