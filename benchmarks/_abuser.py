@@ -40,21 +40,20 @@ from pathlib import Path
 from urllib.parse import unquote
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import raise_nofile  # noqa: E402
-from _loadclient import classify  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
+from _common import raise_nofile
+from _loadclient import classify
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ladder.config import PEER_SCHEME, InviteLink, MemberConfig  # noqa: E402
-from ladder.link.client import dial, dial_peer  # noqa: E402
-from ladder.link.connection import Endpoint, Link  # noqa: E402
-from ladder.protocol import control  # noqa: E402
-from ladder.protocol.envelope import b64  # noqa: E402
-from ladder.protocol.hello import AUTH, HEAD, SIZES  # noqa: E402
-from ladder.protocol.identity import member_id, public_bytes  # noqa: E402
-from ladder.protocol.messages import encode_route  # noqa: E402
-from ladder.protocol.records import sign_announcement, sign_exit_record, sign_service_record  # noqa: E402
-from ladder.protocol.receipts import sign_receipt  # noqa: E402
-from ladder.protocol.trojan import CONNECT, password_hash, request  # noqa: E402
+from ladder.config import PEER_SCHEME, InviteLink, MemberConfig
+from ladder.link.client import dial, dial_peer
+from ladder.link.connection import Endpoint, Link
+from ladder.protocol import control
+from ladder.protocol.hello import AUTH, HEAD, SIZES
+from ladder.protocol.identity import member_id, public_bytes
+from ladder.protocol.messages import encode_route
+from ladder.protocol.receipts import sign_receipt
+from ladder.protocol.records import sign_announcement, sign_exit_record, sign_service_record
+from ladder.protocol.trojan import CONNECT, password_hash, request
 
 OPENING_AT_ONCE = 256  # connections in their TCP or TLS handshake at a time (the hub takes 256 handshakes)
 REOPEN_AFTER = (1.0, 3.0)  # a slot whose connection the hub closed opens again after this (uniform)
@@ -103,7 +102,7 @@ class Attack:
         """Sleep `seconds` or until the attack is over, whichever comes first."""
         try:
             await asyncio.wait_for(self.stop.wait(), max(0.0, min(seconds, self.left())))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     def result(self) -> dict:
@@ -119,7 +118,7 @@ async def hold_until_closed(attack: Attack, reader: asyncio.StreamReader) -> Non
     while not attack.over():
         try:
             data = await asyncio.wait_for(reader.read(65536), max(0.01, attack.left()))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return
         if not data:
             attack.counts["closed by the hub"] += 1
@@ -187,7 +186,8 @@ async def bogus_connections(attack: Attack) -> None:
             try:
                 async with opening:
                     reader, writer = await asyncio.wait_for(
-                        asyncio.open_connection(host, port, ssl=context, server_hostname=host if use_tls else None,
+                        asyncio.open_connection(host, port, ssl=context,
+                                                server_hostname=host if use_tls else None,
                                                 ssl_handshake_timeout=HANDSHAKE_TIMEOUT if use_tls else None),
                         HANDSHAKE_TIMEOUT + 5)
             except Exception as exc:  # counted, never raised
@@ -240,7 +240,8 @@ class Listener:
 async def writable(link: Link) -> None:
     """Give the link a turn to write, then wait while its socket buffer is full (the hub not reading)."""
     await asyncio.sleep(0)
-    while not link.closed and link.transport is not None and link.transport.get_write_buffer_size() > WRITE_HIGH:
+    while not link.closed and link.transport is not None and \
+            link.transport.get_write_buffer_size() > WRITE_HIGH:
         await asyncio.sleep(0.005)
 
 
@@ -248,7 +249,8 @@ def service_records(key: Ed25519PrivateKey, round_: int, count: int) -> tuple[co
     noise = os.urandom(32)
     now = int(time.time())
     return tuple(control.SignedService(**sign_service_record(
-        key, f"s{round_ % 1000}x{i}", f"title {round_} {i}", "a flood of records " * 4, "http", noise, [], now))
+        key, f"s{round_ % 1000}x{i}", f"title {round_} {i}", "a flood of records " * 4, "http", noise, [],
+        now))
         for i in range(count))
 
 
@@ -354,7 +356,8 @@ async def streams(attack: Attack) -> None:
     n = 0
     while not attack.over() and not link.closed:
         while outstanding < wanted and link.can_open() and not link.closed:
-            link.open_stream(encode_route(targets[n % len(targets)], os.urandom(96)), Answer(attack, answered))
+            route = encode_route(targets[n % len(targets)], os.urandom(96))
+            link.open_stream(route, Answer(attack, answered))
             outstanding += 1
             n += 1
         attack.counts["opens"] = n
@@ -416,7 +419,7 @@ async def device(attack: Attack) -> None:
     async def one() -> None:
         async with opening:
             try:
-                reader, writer = await asyncio.wait_for(asyncio.open_connection(
+                _, writer = await asyncio.wait_for(asyncio.open_connection(
                     host, port, ssl=context, server_hostname=host, limit=1), HANDSHAKE_TIMEOUT)
             except Exception as exc:  # counted, never raised
                 attack.errors[classify(exc)] += 1
@@ -458,7 +461,7 @@ async def run(args: argparse.Namespace) -> dict:
         work = member_flood(attack)
     try:
         await asyncio.wait_for(work, args.seconds + 60)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         attack.errors["attack did not end in time"] += 1
     attack.ready()  # even if it never got into full swing: the driver must not wait for nothing
     loop.remove_reader(sys.stdin.fileno())

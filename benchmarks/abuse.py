@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Load and abuse against one hub at its shipped defaults: what it holds, and whether members still get through.
+"""Load and abuse against one hub at its shipped defaults: what it holds, whether members still get through.
 
     python benchmarks/abuse.py [--scenario NAME ...] [--connections 10000] [--seconds 45]
                                [--size-mib 32] [--keep]
@@ -21,7 +21,8 @@ time, each bounded by --seconds:
 For each: the hub's RSS (/proc/PID/smaps_rollup) and open fds before, at the peak (sampled
 every 0.5 s) and after; a 32 MiB download by the user agent through the hub and the exit
 while the attack is in full swing (its speed as a fraction of the same download before any
-attack, sha256 checked); how long a new member link takes to come up meanwhile; whether the
+attack, sha256 checked, started SETTLE s into it); how long a new member link takes to come up
+meanwhile; whether the
 hub is back within RSS_SLACK of its footprint before the scenario and FD_SLACK fds within 60 s
 of the attacker's exit; that the hub is alive and its log holds no traceback. Bounds checked
 (and reported as "within_bounds"): peak RSS at most RSS_BOUND_MIB above before, peak fds at
@@ -43,14 +44,32 @@ import time
 from pathlib import Path
 from urllib.parse import unquote
 
-from _common import (HERE, BenchError, Processes, Proxy, bulk, ladder_cli_ok, ladder_version, log, machine_info,
-                     memory_kib, open_fds, run_script, small_fetch, start_ladder, start_origin, wait_json)
+from _common import (
+    HERE,
+    BenchError,
+    Processes,
+    Proxy,
+    bulk,
+    cpu_seconds,
+    ladder_cli_ok,
+    ladder_version,
+    log,
+    machine_info,
+    memory_kib,
+    open_fds,
+    run_script,
+    small_fetch,
+    start_ladder,
+    start_origin,
+    wait_json,
+)
 
 from ladder.config import MemberConfig
 from ladder.link.client import dial
 
 MiB = 1024 * 1024
 SAMPLE_EVERY = 0.5
+SETTLE = 3.0  # seconds of attack in full swing before the member's download starts
 RECOVERY_LIMIT = 60.0  # seconds the hub has to return to its footprint after an attack
 RSS_SLACK = 16 * 1024  # KiB above the footprint before that still counts as recovered
 FD_SLACK = 8
@@ -128,7 +147,7 @@ class Setup:
     def __init__(self, tmp: Path, procs: Processes, size: int):
         self.tmp, self.procs = tmp, procs
         self.origin = start_origin(procs, tmp, size)
-        proxy_port, self.names = start_ladder(procs, tmp, prefix="")
+        proxy_port, self.names = start_ladder(procs, tmp, prefix="", user_args=("--exit", "sharer"))
         self.proxy = Proxy("socks5", proxy_port)
         self.hub_dir = tmp / "ladder-hub"
         self.members = {}
@@ -138,7 +157,8 @@ class Setup:
             self.members[name] = MemberConfig.load(tmp / name)
         host, port = self.members["attacker"].hub_address
         self.hub_address = f"{host}:{port}"
-        added = ladder_cli_ok(["hub", "device", "add", "phone", "--owner", "user", "--dir", str(self.hub_dir)])
+        added = ladder_cli_ok(["hub", "device", "add", "phone", "--owner", "user",
+                               "--dir", str(self.hub_dir)])
         self.device_password = unquote(added.strip().splitlines()[-1].removeprefix("trojan://").split("@")[0])
 
     @property
@@ -152,7 +172,8 @@ class Setup:
         argv = [sys.executable, str(HERE / "_abuser.py"), scenario, "--hub", self.hub_address,
                 "--seconds", str(args.seconds), "--member", str(self.tmp / "attacker")]
         if scenario == "routes":
-            invite = ladder_cli_ok(["hub", "peer-invite", f"flooder{int(time.time())}", "--dir", str(self.hub_dir)])
+            invite = ladder_cli_ok(["hub", "peer-invite", f"flooder{int(time.time())}",
+                                    "--dir", str(self.hub_dir)])
             argv += ["--peer-invite", invite.strip().splitlines()[-1]]
         if scenario == "device":
             argv += ["--password", self.device_password, "--target-port", str(self.origin.port)]
@@ -166,16 +187,21 @@ def scenario_run(setup: Setup, scenario: str, args: argparse.Namespace, unloaded
     before = footprint(pid)
     log(f"{scenario}: hub before {before[0] / 1024:.0f} MiB RSS, {before[1]} fds")
     name = f"abuser-{scenario}"
+    cpu_before, clock_before = cpu_seconds(pid), time.monotonic()
     with Sampler(pid) as sampler:
         attacker = procs.start(name, setup.attacker_argv(scenario, args), stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, nofile_soft=None)
         try:
             ready = wait_json(attacker, args.seconds + 120, f"{name} getting into full swing")
             log(f"{scenario}: in full swing after {ready['seconds']} s: {ready.get('counts')}")
+            time.sleep(min(SETTLE, args.seconds / 4))  # past a first burst, into the steady attack
             during = timed_download(setup.proxy, setup.origin)
             link_seconds = new_link_seconds(setup.members["prober"])
             log(f"{scenario}: download during {during}, a new member link in {link_seconds} s")
             done = wait_json(attacker, args.seconds + 120, f"{name} finishing")
+            attack_seconds = time.monotonic() - clock_before
+            cpu = {"hub": round(100 * (cpu_seconds(pid) - cpu_before) / attack_seconds),
+                   "attacker": round(100 * cpu_seconds(attacker.pid) / attack_seconds)}
         finally:
             procs.stop_one(name)
         peak = sampler.peak()
@@ -204,14 +230,15 @@ def scenario_run(setup: Setup, scenario: str, args: argparse.Namespace, unloaded
         "rss_MiB": {"before": round(before[0] / 1024, 1), "peak": round(peak[0] / 1024, 1),
                     "after": round(after[0] / 1024, 1)},
         "fds": {"before": before[1], "peak": peak[1], "after": after[1]},
-        "download_during": during, "speed_fraction": fraction, "new_link_seconds": link_seconds,
+        "cpu_percent": cpu, "download_during": during, "speed_fraction": fraction,
+        "new_link_seconds": link_seconds,
         "recovered": recovered, "recovery_seconds": recovery_seconds, "hub_alive": hub_alive,
         "serves_after": serves_after, "tracebacks": tracebacks, "within_bounds": within,
         "attacker": {"ready_after_s": ready["seconds"], "ready": ready.get("counts"),
                      "counts": done.get("counts"), "errors": done.get("errors")},
     }
-    log(f"{scenario}: RSS {result['rss_MiB']}, fds {result['fds']}, speed ×{fraction}, "
-        f"recovered {recovered} in {recovery_seconds} s, within bounds {within}")
+    log(f"{scenario}: RSS {result['rss_MiB']}, fds {result['fds']}, speed x{fraction}, "
+        f"recovered {recovered} in {recovery_seconds} s, CPU % {cpu}, within bounds {within}")
     return result
 
 
@@ -230,12 +257,13 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes) -> dict:
         results.append(scenario_run(setup, scenario, args, unloaded))
         procs.check_alive([setup.names["hub"]])
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "seconds_per_scenario": args.seconds, "size_MiB": args.size_mib, "origin": setup.origin.kind,
         "unloaded_MBps": unloaded, "idle": {"rss_MiB": round(idle[0] / 1024, 1), "fds": idle[1]},
-        "bounds": {"rss_peak_above_before_MiB": RSS_BOUND_MIB, "fds_peak_above_before": f"connections + {FD_MARGIN}",
+        "bounds": {"rss_peak_above_before_MiB": RSS_BOUND_MIB,
+                   "fds_peak_above_before": f"connections + {FD_MARGIN}",
                    "speed_fraction_at_least": SPEED_FLOOR, "recovered_within_s": RECOVERY_LIMIT,
-                   "recovered_means": f"RSS ≤ before + {RSS_SLACK // 1024} MiB and fds ≤ before + {FD_SLACK}"},
+                   "recovered_means": f"RSS <= before + {RSS_SLACK // 1024} MiB, fds <= before + {FD_SLACK}"},
         "scenarios": results, "ladder": ladder_version(), "machine": machine_info(),
     }
 

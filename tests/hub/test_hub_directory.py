@@ -91,3 +91,13 @@ def test_the_roster_drops_the_services_of_members_no_longer_in_it():
 def test_origins_are_equal_by_kind_and_port():
     assert Origin.member("x") == Origin("member", "x") and Origin.member("x") != Origin("peer", "x")
     assert len({Origin.member("x"), Origin.member("x")}) == 1
+
+
+def test_an_exit_saying_its_cap_again_is_no_news():
+    """A member repeating share-status made the hub log a line and push the directory each time."""
+    directory = Directory()
+    directory.list_exit(exit_of(ALICE))
+    assert directory.set_accepting("alice-id", False)
+    assert not directory.set_accepting("alice-id", False)
+    assert directory.set_accepting("alice-id", True)
+    assert not directory.set_accepting("bob-id", False)  # not listed: nothing to say it of

@@ -97,11 +97,13 @@ class Directory:
         self.exits[listing.id] = listing
         return True
 
-    def set_accepting(self, exit_id: str, accepting: bool) -> None:
-        """What a listed exit said of its caps (one not listed has nothing to say it of)."""
+    def set_accepting(self, exit_id: str, accepting: bool) -> bool:
+        """What a listed exit said of its caps (unlisted: nothing); True if that is news."""
         listing = self.exits.get(exit_id)
-        if listing is not None:
-            listing.accepting = accepting
+        if listing is None or listing.accepting == accepting:
+            return False
+        listing.accepting = accepting
+        return True
 
     def count_channel(self, member_id: str, change: int) -> None:
         """A channel to `member_id` was spliced (+1) or closed (-1)."""
