@@ -157,7 +157,7 @@ class Setup:
             self.members[name] = MemberConfig.load(tmp / name)
         host, port = self.members["attacker"].hub_address
         self.hub_address = f"{host}:{port}"
-        added = ladder_cli_ok(["hub", "device", "add", "phone", "--owner", "user",
+        added = ladder_cli_ok(["hub", "device", "add", "phone", "--owner", "attacker",
                                "--dir", str(self.hub_dir)])
         self.device_password = unquote(added.strip().splitlines()[-1].removeprefix("trojan://").split("@")[0])
 
