@@ -17,7 +17,7 @@ from ladder.link.connection import Endpoint, Link
 from ladder.protocol import control
 from ladder.protocol.channel import CHANNEL_REQUEST, Initiator, Responder
 from ladder.protocol.errors import ErrorCode, RemoteProtocolError
-from ladder.protocol.frames import FrameDecoder, FrameType, encode
+from ladder.protocol.frames import FrameDecoder, FrameType, encode, encode_code, encode_window
 from ladder.protocol.messages import decode_route
 from ladder.protocol.noise import generate_keypair
 
@@ -458,6 +458,27 @@ def test_control_messages_past_the_budget_wait_in_order_and_the_link_stops_readi
     assert first == said[:3] and not reading_while_held
     assert messages == said and reading_after
     assert not link.closed
+
+
+class Refuser(Said):
+    """An owner that refuses every stream, as the hub does one to a member not online."""
+
+    def stream_opened(self, link, sid, payload, window):
+        link.refuse(sid, ErrorCode.NO_ROUTE, "that exit is not online")
+
+
+def test_streams_opened_just_before_the_peers_goaway_are_left_unanswered(caplog):
+    """A member closing its link right after a burst of opens (benchmarks/abuse.py, streams) made the hub
+    refuse them on a mux already closed by the GOAWAY: a traceback, "Fatal error on SSL protocol"."""
+    async def main():
+        owner = Refuser()
+        link, _ = fed_link(owner)
+        link.data_received(encode(FrameType.OPEN, 1, encode_window(1000, b"route"))
+                           + encode(FrameType.GOAWAY, 0, encode_code(ErrorCode.NO_ERROR, "bye")))
+        return owner, link
+
+    owner, link = asyncio.run(main())
+    assert link.closed and owner.closed == ["peer closed the link: bye"]
 
 
 def test_send_control_puts_the_encoded_message_on_the_wire():

@@ -338,6 +338,8 @@ class Link(asyncio.BufferedProtocol):
                 if endpoint is not None:
                     endpoint.on_end()
             elif type(event) is ev.StreamOpened:
+                if self.mux.terminated:
+                    continue  # opened just before the peer's GOAWAY: there is no link left to answer on
                 if self.owner is None:
                     self.mux.refuse(event.stream_id, ErrorCode.FORBIDDEN, "no streams accepted here")
                 else:
