@@ -297,7 +297,8 @@ def slope(points: list[tuple[float, float]]) -> float | None:
 
 
 def growth(samples: list[tuple[float, int, int, int]]) -> list[dict]:
-    """Per hub process: its samples' span, RSS and fds first/last/max, slopes after WARMUP."""
+    """Per hub process: its samples' span, RSS and fds first/last/max, slopes after WARMUP, the series
+    (a slope alone cannot tell a working set still filling from a leak)."""
     out = []
     for pid in dict.fromkeys(s[1] for s in samples):
         mine = [s for s in samples if s[1] == pid]
@@ -310,7 +311,8 @@ def growth(samples: list[tuple[float, int, int, int]]) -> list[dict]:
                                 "max": round(max(s[2] for s in mine) / 1024, 1)},
                     "fds": {"first": mine[0][3], "last": mine[-1][3], "max": max(s[3] for s in mine)},
                     "slope_after_warmup": {"MiB_per_hour": None if rss is None else round(rss, 2),
-                                           "fds_per_hour": None if fds is None else round(fds, 1)}})
+                                           "fds_per_hour": None if fds is None else round(fds, 1)},
+                    "series": [[s[0], round(s[2] / 1024, 1), s[3]] for s in mine]})  # s, RSS MiB, fds
     return out
 
 
