@@ -281,7 +281,8 @@ class Link(asyncio.BufferedProtocol):
             self._dispatch(events)
         else:
             self._held.extend(events)
-            self._dispatch_held()
+            if self._held_timer is None:  # else the timer dispatches them, in order, when it can pay
+                self._dispatch_held()
         self._flush_soon()
         self._follow_backlog()
 
