@@ -553,12 +553,13 @@ def start_hub(procs: Processes, hub_dir: Path, name: str, nofile_soft: int | Non
 
 
 def start_ladder(procs: Processes, tmp: Path, prefix: str = "ladder-", nofile_soft: int | None = None,
-                 user_streams: int = 0) -> tuple[int, dict[str, str]]:
+                 user_streams: int = 0, user_args: tuple[str, ...] = ()) -> tuple[int, dict[str, str]]:
     """Hub, sharer and user, each its own process via the real CLI.
 
     `user_streams` > 0 adds `--user-streams N` to the sharer (many_streams.py only: compare.py
-    measures Ladder at its defaults). Returns the user's proxy port and the names in `procs` of
-    the three processes by role.
+    measures Ladder at its defaults); `user_args` go to the user's `ladder up` (abuse.py pins
+    the sharer with `--exit sharer`, so that an attacker's exit is never the one measured).
+    Returns the user's proxy port and the names in `procs` of the three processes by role.
     """
     hub_dir, sharer_dir, user_dir = tmp / "ladder-hub", tmp / "ladder-sharer", tmp / "ladder-user"
     proxy_port = free_port()
@@ -572,7 +573,7 @@ def start_ladder(procs: Processes, tmp: Path, prefix: str = "ladder-", nofile_so
                                   *(["--user-streams", str(user_streams)] if user_streams > 0 else [])],
                 nofile_soft=nofile_soft)
     procs.start(names["user"], [sys.executable, "-m", "ladder", "up", "--dir", str(user_dir),
-                                "--proxy", f"127.0.0.1:{proxy_port}"], nofile_soft=nofile_soft)
+                                "--proxy", f"127.0.0.1:{proxy_port}", *user_args], nofile_soft=nofile_soft)
     deadline = time.monotonic() + READY_TIMEOUT
     state: dict = {}
     while time.monotonic() < deadline:

@@ -17,6 +17,7 @@ class KeptWrites:
     def __init__(self) -> None:
         self.written = bytearray()
         self.closing = False
+        self.reading = True
 
     def write(self, data: bytes) -> None:
         self.written += data
@@ -29,6 +30,12 @@ class KeptWrites:
 
     abort = close
 
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         pass
 
@@ -36,8 +43,9 @@ class KeptWrites:
         return default
 
 
-def fed_link(owner: LinkOwner | None, label: str = "test link") -> tuple[Link, KeptWrites]:
-    link, transport = Link(owner, client=False, label=label), KeptWrites()
+def fed_link(owner: LinkOwner | None, label: str = "test link", control_rate: float | None = None
+             ) -> tuple[Link, KeptWrites]:
+    link, transport = Link(owner, client=False, label=label, control_rate=control_rate), KeptWrites()
     link.connection_made(transport)
     return link, transport
 

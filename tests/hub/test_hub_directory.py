@@ -91,3 +91,30 @@ def test_the_roster_drops_the_services_of_members_no_longer_in_it():
 def test_origins_are_equal_by_kind_and_port():
     assert Origin.member("x") == Origin("member", "x") and Origin.member("x") != Origin("peer", "x")
     assert len({Origin.member("x"), Origin.member("x")}) == 1
+
+
+def test_an_exit_saying_its_cap_again_is_no_news():
+    """A member repeating share-status made the hub log a line and push the directory each time."""
+    directory = Directory()
+    directory.list_exit(exit_of(ALICE))
+    assert directory.set_accepting("alice-id", False)
+    assert not directory.set_accepting("alice-id", False)
+    assert directory.set_accepting("alice-id", True)
+    assert not directory.set_accepting("bob-id", False)  # not listed: nothing to say it of
+
+
+def test_a_directory_of_more_exits_than_one_message_holds_keeps_the_nearest_that_fit():
+    """A peer hub offering thousands of exits made every directory push raise (larger than a frame), so
+    members heard no directory any more (benchmarks/abuse.py, routes)."""
+    directory = Directory()
+    big = {"record": "r" * 400, "signature": "s" * 88, "pubkey": "k" * 44}
+    directory.list_exit(ExitListing("alice-id", "alice", "AA", big, ALICE))
+    for i in range(400):
+        far = Origin("peer", f"hub{i % 3}")
+        directory.list_exit(ExitListing(f"far{i}-id", f"far{i}", "BB", big, far, hub="far", hops=1 + i % 3))
+    message = directory.exits_message()
+    assert len(control.encode(message)) <= control.MAX_CONTROL
+    kept = [x.id for x in message.exits]
+    assert kept[0] == "alice-id" and 50 < len(kept) < 401
+    hops = [x.hops for x in message.exits]
+    assert max(hops[1:]) - min(hops[1:]) <= 1  # nearer hubs' exits go first

@@ -79,3 +79,15 @@ def test_a_service_missing_from_the_listing_is_offline_a_while_then_forgotten(hu
     hear(hub_search)
     assert hosts(hub_search) == {}
 
+
+
+def test_services_renamed_flat_out_leave_at_most_absent_max_behind(hub_search, monkeypatch):
+    """A publisher replacing its services with new names (benchmarks/abuse.py, records) once grew the
+    index by every name it ever used for ABSENT_GRACE, and each listing walked all of them."""
+    monkeypatch.setattr(search, "ABSENT_MAX", 5)
+    for round_ in range(4):
+        hear(hub_search, *(entry(f"s{round_}x{i}") for i in range(3)))
+    kept = hosts(hub_search)
+    assert len(kept) == 3 + 5, kept
+    assert all(kept[f"s3x{i}.alice.ladder"] for i in range(3))  # the listed ones, online
+    assert not any(host.startswith("s0x") for host in kept)  # the longest missing went first

@@ -11,12 +11,13 @@ import socket
 import pytest
 from fedlink import control_frame, fed_link, goaway, sent_controls
 
+from ladder.link import connection
 from ladder.link.channel import CHANNEL_WINDOW, CHANNEL_WRITE_HIGH, Channel, StreamRef
 from ladder.link.connection import Endpoint, Link
 from ladder.protocol import control
 from ladder.protocol.channel import CHANNEL_REQUEST, Initiator, Responder
 from ladder.protocol.errors import ErrorCode, RemoteProtocolError
-from ladder.protocol.frames import FrameDecoder, FrameType, encode
+from ladder.protocol.frames import FrameDecoder, FrameType, encode, encode_code, encode_window
 from ladder.protocol.messages import decode_route
 from ladder.protocol.noise import generate_keypair
 
@@ -434,6 +435,50 @@ def test_control_messages_reach_the_owner_typed_and_unknown_types_as_unknown():
     owner, link = asyncio.run(main())
     assert owner.messages == [control.ShareStatus(False, "cap"), control.Unknown("from-a-newer-peer")]
     assert not link.closed and link.error is None
+
+
+def test_control_messages_past_the_budget_wait_in_order_and_the_link_stops_reading_meanwhile(monkeypatch):
+    """One member repeating share-status at link speed once took the hub's whole loop (benchmarks/abuse.py):
+    past its budget a link holds the rest, reads nothing more, and hands them over as tokens come."""
+    monkeypatch.setattr(connection, "CONTROL_BURST", 3.0)
+    said = [control.ShareStatus(i % 2 == 0, f"flood {i}") for i in range(6)]
+
+    async def main():
+        owner = Said()
+        link, transport = fed_link(owner, control_rate=100.0)
+        link.data_received(b"".join(control_frame(control.encode(m)) for m in said))
+        first, reading_while_held = list(owner.messages), transport.reading
+        for _ in range(200):
+            if len(owner.messages) == len(said):
+                break
+            await asyncio.sleep(0.01)
+        return first, reading_while_held, owner.messages, transport.reading, link
+
+    first, reading_while_held, messages, reading_after, link = asyncio.run(main())
+    assert first == said[:3] and not reading_while_held
+    assert messages == said and reading_after
+    assert not link.closed
+
+
+class Refuser(Said):
+    """An owner that refuses every stream, as the hub does one to a member not online."""
+
+    def stream_opened(self, link, sid, payload, window):
+        link.refuse(sid, ErrorCode.NO_ROUTE, "that exit is not online")
+
+
+def test_streams_opened_just_before_the_peers_goaway_are_left_unanswered(caplog):
+    """A member closing its link right after a burst of opens (benchmarks/abuse.py, streams) made the hub
+    refuse them on a mux already closed by the GOAWAY: a traceback, "Fatal error on SSL protocol"."""
+    async def main():
+        owner = Refuser()
+        link, _ = fed_link(owner)
+        link.data_received(encode(FrameType.OPEN, 1, encode_window(1000, b"route"))
+                           + encode(FrameType.GOAWAY, 0, encode_code(ErrorCode.NO_ERROR, "bye")))
+        return owner, link
+
+    owner, link = asyncio.run(main())
+    assert link.closed and owner.closed == ["peer closed the link: bye"]
 
 
 def test_send_control_puts_the_encoded_message_on_the_wire():

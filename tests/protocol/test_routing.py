@@ -115,6 +115,20 @@ def test_forged_entries_are_dropped_and_counted_per_peer() -> None:
     assert sent(a) == {}
 
 
+def test_a_peer_offering_more_destinations_than_it_may_is_refused_past_the_cap_and_counted() -> None:
+    """A peer announcing ever new members (benchmarks/abuse.py, routes) grew the table without end."""
+    a = Router("A", verify, per_peer=3)
+    a.peer_up("B", NOW)
+    a.peer_up("C", NOW)
+    a.receive("B", Routes(routes=tuple(entry(f"m{i}", "B") for i in range(5))), NOW)
+    assert [via(a, f"m{i}") for i in range(5)] == [("B", 1)] * 3 + [None] * 2
+    assert a.stats["B"].learned == 3 and a.stats["B"].dropped == {"full": 2}
+    a.receive("B", Routes(routes=(entry("m0", "B", seq=2),)), NOW)  # what it holds may still be renewed
+    assert a.best("m0").announcement.seq == 2 and a.stats["B"].dropped == {"full": 2}
+    a.receive("C", Routes(routes=(entry("m4", "C"),)), NOW)  # another peer's share is its own
+    assert via(a, "m4") == ("C", 1)
+
+
 def test_a_path_longer_than_the_hop_limit_is_refused() -> None:
     a = router("A", "B")
     longest = [f"h{i}" for i in range(HOP_LIMIT - 1)] + ["B"]

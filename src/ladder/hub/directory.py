@@ -21,8 +21,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from ladder.protocol.control import MAX_CONTROL, ExitEntry, encode
 from ladder.protocol.control import Directory as DirectoryMessage
-from ladder.protocol.control import ExitEntry
 
 
 @dataclass(frozen=True)
@@ -97,11 +97,13 @@ class Directory:
         self.exits[listing.id] = listing
         return True
 
-    def set_accepting(self, exit_id: str, accepting: bool) -> None:
-        """What a listed exit said of its caps (one not listed has nothing to say it of)."""
+    def set_accepting(self, exit_id: str, accepting: bool) -> bool:
+        """What a listed exit said of its caps (unlisted: nothing); True if that is news."""
         listing = self.exits.get(exit_id)
-        if listing is not None:
-            listing.accepting = accepting
+        if listing is None or listing.accepting == accepting:
+            return False
+        listing.accepting = accepting
+        return True
 
     def count_channel(self, member_id: str, change: int) -> None:
         """A channel to `member_id` was spliced (+1) or closed (-1)."""
@@ -116,9 +118,12 @@ class Directory:
         hub cannot count their connections inside (nor should it), so only
         each user knows its own load on an exit.
         """
-        return DirectoryMessage(tuple(ExitEntry(x.id, x.name, x.country, self.users[x.id], **x.record,
-                                                hub=x.hub, hops=x.hops)
-                                      for x in self.exits.values() if x.accepting))
+        entries = tuple(ExitEntry(x.id, x.name, x.country, self.users[x.id], **x.record, hub=x.hub,
+                                  hops=x.hops) for x in self.exits.values() if x.accepting)
+        message = DirectoryMessage(entries)
+        if len(encode(message)) <= MAX_CONTROL:
+            return message
+        return DirectoryMessage(_nearest_that_fit(entries))
 
     # ------------------------------------------------------- other hubs'
 
@@ -169,3 +174,20 @@ class Directory:
         for member_id in gone:
             del self.services[member_id]
         return gone
+
+
+def _nearest_that_fit(entries: tuple[ExitEntry, ...]) -> tuple[ExitEntry, ...]:
+    """The exits one `directory` can carry, nearest first (this hub's own, then by hops), in their order.
+
+    The directory is one control message: a peer hub offering more exits than fit once made every push
+    fail (LocalProtocolError), so members heard no directory at all any more (benchmarks/abuse.py, routes).
+    """
+    empty = len(encode(DirectoryMessage(())))
+    room = MAX_CONTROL - empty
+    kept = set()
+    for i in sorted(range(len(entries)), key=lambda i: entries[i].hops):
+        size = len(encode(DirectoryMessage((entries[i],)))) - empty + 1  # and a comma
+        if size <= room:
+            room -= size
+            kept.add(i)
+    return tuple(entry for i, entry in enumerate(entries) if i in kept)

@@ -58,6 +58,9 @@ log = logging.getLogger(__name__)
 REVOCATION_POLL = 1.0
 DIRECTORY_PUSH = 2.0  # load figures are pushed at most this often
 STREAMS_PER_DESTINATION = 8  # live streams one member may hold to one other member
+# A member link's control budget (link/connection.py), in tokens a second: an agent sends a few
+# messages a minute, a busy exit a receipt per channel per MiB or more; a flood waits past it.
+MEMBER_CONTROL_RATE = 200.0
 
 
 class Hub:
@@ -139,7 +142,7 @@ class Hub:
             return False  # looks like any stranger's bytes
         if hello.kind == COMMAND:
             return self._command(member, transport, rest)
-        link = self._take(transport, f"member {member.name}")
+        link = self._take(transport, f"member {member.name}", MEMBER_CONTROL_RATE)
         peer = transport.get_extra_info("peername")
         self.member_online(member, link, peer[0] if peer else None)
         if rest:
@@ -213,8 +216,8 @@ class Hub:
         link.close(ErrorCode.NO_ERROR, "join done")
         return True
 
-    def _take(self, transport: asyncio.Transport, label: str) -> Link:
-        link = Link(None, client=False, label=label)
+    def _take(self, transport: asyncio.Transport, label: str, control_rate: float | None = None) -> Link:
+        link = Link(None, client=False, label=label, control_rate=control_rate)
         transport.set_protocol(link)
         link.connection_made(transport)
         return link
@@ -226,7 +229,8 @@ class Hub:
 
     def control_received(self, port: MemberPort, message: control.ControlMessage) -> None:
         if isinstance(message, control.ShareStatus):
-            self.directory.set_accepting(port.id, message.accepting)
+            if not self.directory.set_accepting(port.id, message.accepting):
+                return  # said again: a repeat costs neither a log line nor a push
             log.info("%s %s new streams %s", port.label, "accepts" if message.accepting else "refuses",
                      message.reason[:200])
             self.directory_changed(urgent=True)
@@ -274,10 +278,12 @@ class Hub:
             log.warning("%s sent an exit record that does not verify: %s", port.label, exc)
             return
         listing = ExitListing(port.id, port.member.name, verified.country, record, port.origin)
+        listed = port.id in self.directory.exits
         if not self.directory.list_exit(listing):
             return  # said again: nothing for anyone to hear
-        self.store.set_online(port.id, "exit")
-        log.info("%s shares as an exit in %s", port.label, verified.country)
+        if not listed:  # a new record of a listed exit is pushed, not written to the store nor logged
+            self.store.set_online(port.id, "exit")
+            log.info("%s shares as an exit in %s", port.label, verified.country)
         self.directory_changed(urgent=True)
 
     # ----------------------------------------------------------- directory

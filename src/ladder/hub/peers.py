@@ -60,6 +60,9 @@ log = logging.getLogger(__name__)
 ANNOUNCE_TTL = 600  # seconds an announcement is valid
 REANNOUNCE = 240  # a member's announcement is signed again this often
 ROUTES_PACE = 0.1  # routes to peers go out at most this often
+# The control budget of a peer's link (link/connection.py), in tokens a second: a full table of
+# ROUTES_PER_PEER routes comes in about 20 s; a peer flooding routes waits past it.
+PEER_CONTROL_RATE = 2000.0
 STATUS_FILE = "peers.json"
 ROUTES_SIZE = control.MAX_CONTROL - 2000  # bytes of one `routes` message
 
@@ -146,7 +149,7 @@ class Federation:
         if peer is None or peer.hub_id is None:
             return False
         link = Link(None, client=False, label=f"peer {peer.name}", keepalive=PEER_KEEPALIVE,
-                    dead_after=PEER_DEAD_AFTER)
+                    dead_after=PEER_DEAD_AFTER, control_rate=PEER_CONTROL_RATE)
         transport.set_protocol(link)
         link.connection_made(transport)
         link.send_control(control.PeerWelcome(self.name, self.id, THIS.oldest, THIS.newest, THIS.release))
@@ -257,7 +260,8 @@ class Federation:
             backoff.dialling()
             try:
                 early = _Early()
-                link, first = await dial_peer(address, peer.fingerprint, self.key, early)
+                link, first = await dial_peer(address, peer.fingerprint, self.key, early,
+                                              control_rate=PEER_CONTROL_RATE)
             except (TimeoutError, OSError, ConnectionError, RecordError) as exc:
                 log.info("cannot reach peer hub %s at %s: %s", peer.name, peer.address, exc)
             except Exception as exc:  # a refusal, a pin that does not match: logged, dialled again

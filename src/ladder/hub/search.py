@@ -14,7 +14,10 @@ request a second, bounded pages, bytes, depth and time) through a channel:
 again whenever its record is signed anew, and every REVISIT. A service the
 listing lacks (taken down, or its publisher not yet back after the hub
 restarted) shows as offline for ABSENT_GRACE before it is forgotten, so a
-restart costs no recrawl. Services of other hubs are theirs to index: a query here fans out to the peer hubs
+restart costs no recrawl; ABSENT_MAX of them at most, the longest missing
+forgotten first, so that a publisher renaming its services cannot fill the
+index (and every listing's pass over it).
+Services of other hubs are theirs to index: a query here fans out to the peer hubs
 (`search` on the peer link, answered with `search-results`), waits at most
 PEER_DEADLINE, and merges the hits by their normalised scores, online ones
 first, each marked with its hub.
@@ -74,6 +77,7 @@ PAGE_SERVICE = "search"
 CRAWLERS = 2  # services crawled at once
 REVISIT = 6 * 3600.0  # seconds after which a crawled service is crawled again
 ABSENT_GRACE = 600.0  # seconds an indexed service may be missing from the listing before it is forgotten
+ABSENT_MAX = 1000  # services kept missing at most: a publisher renaming its services flat out is bounded
 PEER_DEADLINE = 1.5  # seconds a query waits for peer hubs
 LIMIT_MAX = 50  # results of one query
 TITLE_CUT, SNIPPET_CUT, URL_MAX = 300, 600, control.TEXT_MAX  # what one hit carries between hubs
@@ -229,8 +233,12 @@ class Search:
             elif clock - self._absent.setdefault(state.key, clock) >= ABSENT_GRACE:
                 self.index.remove_service(state.key)  # taken down, or opted out
                 del self._absent[state.key]
-            else:  # not listed (yet: its publisher reconnecting to a restarted hub): offline a while
+            elif state.online:  # not listed (yet: its publisher back to a restarted hub?): offline a while
                 self.index.set_online(state.key, False)
+        excess = max(0, len(self._absent) - ABSENT_MAX)
+        for key in sorted(self._absent, key=self._absent.__getitem__)[:excess]:
+            self.index.remove_service(key)  # the longest gone first: renamed services cannot fill the index
+            del self._absent[key]
         self.known = now
 
     def _queue(self, key: str) -> None:

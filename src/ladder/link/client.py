@@ -84,12 +84,13 @@ async def dial_peer(
     *,
     token: bytes | None = None,
     timeout: float = DIAL_TIMEOUT,
+    control_rate: float | None = None,
 ) -> tuple[Link, ControlMessage]:
     """Open a peer link to the hub at `address` (PEER, or PEER_JOIN with `token`) and return it with the
-    hub's first control message. Raises as `dial` does."""
+    hub's first control message; `control_rate`: the link's control budget. Raises as `dial` does."""
     host, port = address
     link = Link(None, client=True, label=f"peer hub {host}:{port}", keepalive=PEER_KEEPALIVE,
-                dead_after=PEER_DEAD_AFTER)
+                dead_after=PEER_DEAD_AFTER, control_rate=control_rate)
     greeting, binding = await _open(link, owner, address, fingerprint, timeout)
     link.greet(make_hello(hub_key, fingerprint, binding, token, peer=True))
     return link, await greeting.first_message(timeout)

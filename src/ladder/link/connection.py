@@ -16,11 +16,23 @@ reading the peer (`Mux.reading_paused`), and past the mux's cap it drops the
 link. A closed link's transport gets CLOSE_LINGER seconds to hand its last
 bytes to a peer that may never read them, then it is aborted, so nothing of
 a closed link stays in memory.
+
+A link can be given a budget of control messages (`control_rate`, the
+hub's side of members' links): each message costs a token, and one more
+per CONTROL_TOKEN_BYTES of it; the bucket holds CONTROL_BURST. A message
+that finds the bucket empty waits, with every event after it in the order
+they came, and the link stops reading the peer until the bucket has
+refilled. Control messages are dear to the receiver (JSON, signatures, a
+line in the log) and cheap to send, so without it one member repeating
+`share-status` at link speed took the hub's whole loop from the others'
+downloads; with it a flood costs the hub a fixed share, and the flooder
+only waits, as a slow reader would.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import math
 from typing import Protocol, cast
@@ -83,6 +95,8 @@ WRITE_BUFFER_HIGH = 1024 * 1024
 _RECEIVE_BUFFER = memoryview(bytearray(RECEIVE_BUFFER))
 WRITE_CHUNK = 16 * 16384  # sixteen full TLS records a write: fewer syscalls, no huge buffer
 CLOSE_LINGER = 5.0
+CONTROL_BURST = 500.0  # tokens a link's control budget holds (a burst of receipts from a busy exit)
+CONTROL_TOKEN_BYTES = 512  # a control message costs a token and one more per this many of its bytes
 
 
 class Link(asyncio.BufferedProtocol):
@@ -96,14 +110,17 @@ class Link(asyncio.BufferedProtocol):
 
     def __init__(self, owner: LinkOwner | None, *, client: bool, label: str = "link",
                  parent: Link | None = None, max_window: int | None = None,
-                 keepalive: float = KEEPALIVE_INTERVAL, dead_after: float = DEAD_AFTER):
+                 keepalive: float = KEEPALIVE_INTERVAL, dead_after: float = DEAD_AFTER,
+                 control_rate: float | None = None):
         """`max_window`: let the windows of streams this side receives on grow up to it (mux autotuning).
 
         A member's side grows them, so a fast stream over a long path gets the
         credit it needs; the hub's side never does: it passes on the credit
         the far member gave. A link between peer hubs pings more often and is
         given up sooner (`keepalive`, `dead_after`), so that routes around a
-        dead hub are found in seconds.
+        dead hub are found in seconds. `control_rate`: tokens a second of the
+        control budget (None: none), for links whose peer must not take the
+        receiver's loop.
         """
         self.owner = owner
         self.label = label
@@ -124,6 +141,11 @@ class Link(asyncio.BufferedProtocol):
         self._write_paused = False
         self._read_paused = False
         self._timer: asyncio.TimerHandle | None = None
+        self.control_rate = control_rate
+        self._tokens = CONTROL_BURST
+        self._tokens_at = self.loop.time()
+        self._held: collections.deque[ev.Event] = collections.deque()  # events waiting for the budget
+        self._held_timer: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------ stream API
 
@@ -255,7 +277,12 @@ class Link(asyncio.BufferedProtocol):
         except RemoteProtocolError as exc:
             self._protocol_error(exc)
             return
-        self._dispatch(events)
+        if self.control_rate is None:
+            self._dispatch(events)
+        else:
+            self._held.extend(events)
+            if self._held_timer is None:  # else the timer dispatches them, in order, when it can pay
+                self._dispatch_held()
         self._flush_soon()
         self._follow_backlog()
 
@@ -264,7 +291,39 @@ class Link(asyncio.BufferedProtocol):
 
     # --------------------------------------------------------------- inside
 
-    def _dispatch(self, events: list[ev.Event]) -> None:
+    def _dispatch_held(self) -> None:
+        """Dispatch held events in order until one is a control message the budget cannot pay for yet."""
+        self._held_timer = None
+        held = self._held
+        ready: list[ev.Event] = []
+        while held and not self.closed:
+            event = held[0]
+            if type(event) is ev.ControlReceived:
+                wait = self._take_tokens(1 + len(event.payload) // CONTROL_TOKEN_BYTES)
+                if wait > 0:
+                    self._held_timer = self.loop.call_later(wait, self._resume_held)
+                    break
+            ready.append(held.popleft())
+        if ready:
+            self._dispatch(ready, forget=not held)
+
+    def _take_tokens(self, cost: int) -> float:
+        """Pay `cost` from the control budget: 0.0, or the seconds until it can be paid (nothing taken)."""
+        now = self.loop.time()
+        rate = cast(float, self.control_rate)
+        self._tokens = min(CONTROL_BURST, self._tokens + (now - self._tokens_at) * rate)
+        self._tokens_at = now
+        if self._tokens < cost:
+            return (cost - self._tokens) / rate
+        self._tokens -= cost
+        return 0.0
+
+    def _resume_held(self) -> None:
+        self._dispatch_held()
+        self._flush_soon()
+        self._follow_backlog()
+
+    def _dispatch(self, events: list[ev.Event], forget: bool = True) -> None:
         endpoints = self.endpoints
         for event in events:
             if type(event) is ev.DataReceived:
@@ -280,6 +339,8 @@ class Link(asyncio.BufferedProtocol):
                 if endpoint is not None:
                     endpoint.on_end()
             elif type(event) is ev.StreamOpened:
+                if self.mux.terminated:
+                    continue  # opened just before the peer's GOAWAY: there is no link left to answer on
                 if self.owner is None:
                     self.mux.refuse(event.stream_id, ErrorCode.FORBIDDEN, "no streams accepted here")
                 else:
@@ -304,7 +365,8 @@ class Link(asyncio.BufferedProtocol):
                 self.close(ErrorCode.NO_ERROR, f"peer closed the link: {event.reason or event.code}")
             if self.closed:
                 return
-        self._forget_closed_streams()
+        if forget:  # not while held events may still name a stream the mux has closed
+            self._forget_closed_streams()
 
     def _forget_closed_streams(self) -> None:
         # Streams both sides have ended leave the mux; drop their endpoints too.
@@ -360,8 +422,8 @@ class Link(asyncio.BufferedProtocol):
         self._follow_backlog()
 
     def _follow_backlog(self) -> None:
-        """Stop or resume reading the peer as the mux's backlog of unread answers asks."""
-        paused = self.mux.reading_paused
+        """Stop or resume reading the peer as the mux's backlog of unread answers, or held events, ask."""
+        paused = self.mux.reading_paused or bool(self._held)
         if paused != self._read_paused and self.parent is None and not self.closed:
             self._read_paused = paused
             transport = cast(asyncio.Transport, self.transport)  # a connection's: the link has no parent
@@ -392,6 +454,9 @@ class Link(asyncio.BufferedProtocol):
         self.mux.data_to_send()  # what never went out is dropped, not kept with the link
         if self._timer is not None:
             self._timer.cancel()
+        if self._held_timer is not None:
+            self._held_timer.cancel()
+        self._held.clear()
         endpoints, self.endpoints = self.endpoints, {}
         for endpoint in endpoints.values():
             try:

@@ -90,6 +90,9 @@ from .errors import LocalProtocolError
 
 HOP_LIMIT = 16  # longest path accepted (and the OPEN hop limit the hub uses)
 ROUTE_FAILURE_MEMORY = 60.0  # a route whose opens failed is tried last for this long
+# Destinations one peer may offer: a peer announcing ever new members, each validly signed by itself
+# as their home, grew the table by every one of them until they expired (benchmarks/abuse.py, routes).
+ROUTES_PER_PEER = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,9 +176,10 @@ class Router:
     """One hub's routing table: announcements and peer events in, messages and changes out."""
 
     def __init__(self, hub_id: str, verify: Callable[[RouteEntry], Announcement],
-                 hop_limit: int = HOP_LIMIT) -> None:
+                 hop_limit: int = HOP_LIMIT, per_peer: int = ROUTES_PER_PEER) -> None:
         self.hub_id = hub_id
         self.hop_limit = hop_limit
+        self.per_peer = per_peer
         self.stats: dict[str, PeerStats] = {}
         self._verify = verify  # raises RecordError for a forged or malformed entry
         self._dests: dict[str, _Destination] = {}
@@ -266,6 +270,9 @@ class Router:
         reason = self._refusal(peer, entry.path, ann, now)
         member = ann.member
         dest = self._dests.get(member)
+        if reason is None and stats.learned >= self.per_peer and (
+                dest is None or all(route.via != peer for route in dest.routes)):
+            reason = "full"  # a new destination past what one peer may offer
         if reason is not None:
             if dest is not None:
                 self._remove(member, dest, peer, stats)

@@ -121,6 +121,9 @@ class SearchIndex:
         try:
             self.db = sqlite3.connect(path, isolation_level=None)
             self.db.execute("PRAGMA journal_mode = WAL")
+            # As the hub's store: a commit is not an fsync (the index can be crawled again), so a
+            # publisher replacing its services cannot hold the hub's loop in fdatasync.
+            self.db.execute("PRAGMA synchronous = NORMAL")
             self.db.execute("PRAGMA busy_timeout = 5000")
             self.db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
