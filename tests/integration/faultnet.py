@@ -45,7 +45,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import HERE, Member, Network, Proc, accepts, free_port, ladder, peer, wait_for
+from harness import HERE, Member, Network, Proc, accepts, free_port, ladder, peer, recv_exact, wait_for
 from seed_origin import BLOCK, expected
 
 from ladder.protocol.mux import DEAD_AFTER
@@ -428,16 +428,6 @@ def fetch(proxy: tuple[str, int], origin_port: int, stream: Stream) -> tuple[str
     if got < stream.size:
         return TRUNCATED, f"clean EOF after {got} of {stream.size} bytes"
     return INTACT, ""
-
-
-def recv_exact(sock: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            raise EOFError(f"{len(data)} of {n} bytes")
-        data += chunk
-    return data
 
 
 # ------------------------------------------------------------------ the run

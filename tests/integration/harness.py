@@ -67,6 +67,17 @@ def ladder(*args: str, check: bool = True, timeout: float = 60,
     return result
 
 
+def recv_exact(sock: socket.socket, n: int) -> bytes:
+    """`n` bytes from `sock`; EOFError if it ends first."""
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise EOFError(f"{len(data)} of {n} bytes, then the end")
+        data += chunk
+    return data
+
+
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

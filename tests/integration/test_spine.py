@@ -10,7 +10,7 @@ import struct
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from harness import MARKER, curl, ladder, wait_for
+from harness import MARKER, curl, ladder, recv_exact, wait_for
 
 
 def socks_fetch(proxy: tuple[str, int], host: str, port: int, path: str) -> bytes:
@@ -18,7 +18,7 @@ def socks_fetch(proxy: tuple[str, int], host: str, port: int, path: str) -> byte
     with socket.create_connection(proxy, timeout=60) as s:
         name = host.encode()
         s.sendall(b"\x05\x01\x00\x05\x01\x00\x03" + bytes([len(name)]) + name + struct.pack("!H", port))
-        reply = _read_exactly(s, 12)
+        reply = recv_exact(s, 12)
         assert reply[:2] == b"\x05\x00" and reply[3] == 0, f"SOCKS5 refused: {reply!r}"
         s.sendall(f"GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
         data = bytearray()
@@ -27,16 +27,6 @@ def socks_fetch(proxy: tuple[str, int], host: str, port: int, path: str) -> byte
     head, _, body = bytes(data).partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.0 200") or head.startswith(b"HTTP/1.1 200"), head[:200]
     return body
-
-
-def _read_exactly(s: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = s.recv(n - len(data))
-        if not chunk:
-            raise AssertionError(f"proxy closed after {data!r}")
-        data += chunk
-    return data
 
 
 @pytest.fixture(scope="module")
