@@ -450,7 +450,7 @@ http {{
     types {{ }}
     default_type application/octet-stream;
     server {{
-        listen 127.0.0.1:{port} backlog=4096;
+        listen 127.0.0.1:{port} backlog=4096{sndbuf};
         root {www};
     }}
 }}
@@ -480,8 +480,11 @@ def write_big_file(path: Path, size: int) -> str:
     return digest.hexdigest()
 
 
-def start_origin(procs: Processes, tmp: Path, size: int) -> Origin:
-    """nginx serving /1k and /256m (SIZE bytes) on a free loopback port; a Python origin without nginx."""
+def start_origin(procs: Processes, tmp: Path, size: int, sndbuf: int = 0) -> Origin:
+    """nginx serving /1k and /256m (SIZE bytes) on a free loopback port; a Python origin without nginx.
+
+    `sndbuf` > 0 caps the send buffer of nginx's sockets (else the kernel autotunes it, to 4 MiB).
+    """
     if not os.access(NGINX, os.X_OK):
         log(f"{NGINX} not found (apt-get install nginx-light); using the Python origin")
         return start_python_origin(procs, size)
@@ -492,7 +495,7 @@ def start_origin(procs: Processes, tmp: Path, size: int) -> Origin:
     (www / SMALL_PATH.lstrip("/")).write_bytes(SMALL_BODY)
     port = free_port()
     conf = tmp / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(tmp=tmp, port=port, www=www,
+    conf.write_text(NGINX_CONF.format(tmp=tmp, port=port, www=www, sndbuf=f" sndbuf={sndbuf}" if sndbuf else "",
                                       nofile=resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
     proc = procs.start("origin-nginx", [NGINX, "-p", str(tmp), "-e", str(tmp / "nginx-error.log"),
                                         "-c", str(conf)])

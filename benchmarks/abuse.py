@@ -77,6 +77,10 @@ RSS_BOUND_MIB = 512
 FD_MARGIN = 200
 SPEED_FLOOR = 0.25
 DEVICE_DOWNLOADS = 500  # a device's downloads at once: the hub holds a session and a channel for them
+# The origin stands for a server on the internet, whose socket buffers are its own machine's. Here it
+# shares the kernel: left to autotune, nginx queued 1.25 GB for 500 unread downloads, which put the
+# whole kernel into TCP memory pressure (net.ipv4.tcp_mem) and slowed every socket, the member's too.
+ORIGIN_SNDBUF = 256 * 1024
 CONNECTION_SCENARIOS = ("silent", "slowloris", "tls-garbage", "bad-hello")
 SCENARIOS = (*CONNECTION_SCENARIOS, "flood-share", "flood-share-status", "flood-publish", "flood-receipts",
              "flood-unknown", "streams", "records", "routes", "device")
@@ -146,7 +150,7 @@ class Setup:
 
     def __init__(self, tmp: Path, procs: Processes, size: int):
         self.tmp, self.procs = tmp, procs
-        self.origin = start_origin(procs, tmp, size)
+        self.origin = start_origin(procs, tmp, size, sndbuf=ORIGIN_SNDBUF)
         proxy_port, self.names = start_ladder(procs, tmp, prefix="", user_args=("--exit", "sharer"))
         self.proxy = Proxy("socks5", proxy_port)
         self.hub_dir = tmp / "ladder-hub"

@@ -37,7 +37,7 @@ from ladder.protocol.frames import (
     encode_code,
     encode_window,
 )
-from ladder.protocol.mux import DEFAULT_WINDOW, EARLY_WINDOW, MAX_WINDOW, Mux, StreamState
+from ladder.protocol.mux import DEFAULT_WINDOW, EARLY_WINDOW, MAX_WINDOW, OUT_HIGH, Mux, StreamState
 
 S = StreamState
 
@@ -1927,3 +1927,42 @@ TestTwoMuxes = TwoMuxes.TestCase
 TestTwoMuxes.settings = settings(
     max_examples=200, stateful_step_count=50, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
+
+
+# ---------------------------------------------------- a transport that takes nothing
+
+
+def test_data_waits_unframed_in_its_stream_while_the_transport_is_paused():
+    client, server = pair()
+    sid = established(client, server)
+    client.pause_writing()
+    client.send_data(sid, b"x" * 100_000)
+    assert client.pending(sid) == 100_000  # the application sees it and pauses its source
+    client.ping(0.0)  # frames other than DATA still leave
+    assert [f.type for f in on_wire(client)] == [FrameType.PING]
+    client.resume_writing(1.0)
+    assert data_sizes(on_wire(client)) == [100_000]
+    assert client.pending(sid) == 0
+    assert client.drained() == [WindowUpdated(sid, 0, 0)]  # so the source resumes
+    assert client.drained() == []
+
+
+def test_framed_data_is_bounded_and_waiting_streams_take_turns():
+    client, server = pair()
+    big = 4 * MAX_PAYLOAD
+    sids = [established(client, server) for _ in range(8)]
+    for sid in sids:
+        client.send_data(sid, b"y" * big)
+    # More than OUT_HIGH was sent: the first stream's data was framed at once, the rest waits its turn.
+    assert sum(client.pending(sid) for sid in sids) >= 8 * big - OUT_HIGH
+    order = []
+    for _ in range(100):
+        data = client.data_to_send()
+        if not data:
+            break
+        assert len(data) <= OUT_HIGH + 8 * 16  # framed: OUT_HIGH at most, and its frames' headers
+        order += [f.stream_id for f in FrameDecoder().feed(data) if f.type is FrameType.DATA]
+    assert order[:4] == [sids[0]] * 4  # it came first, when nothing waited
+    assert order[4:] == sids[1:] * 4  # the others, a frame each in turn
+    assert all(client.pending(sid) == 0 for sid in sids)
+    assert {event.stream_id for event in client.drained()} == set(sids[1:])

@@ -31,13 +31,14 @@ from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ladder.link.channel import Channel, StreamRef
+from ladder.link.channel import STREAM_MAX_WINDOW, Channel, StreamRef
 from ladder.link.connection import Endpoint, Link
 from ladder.protocol.channel import CHANNEL_REQUEST, Initiator, Responder
 from ladder.protocol.control import ControlMessage, Receipt
 from ladder.protocol.errors import ErrorCode, RemoteProtocolError
 from ladder.protocol.identity import member_id, public_bytes
 from ladder.protocol.messages import UDP_REQUEST, decode_route, encode_service_request, encode_target
+from ladder.protocol.mux import DEFAULT_WINDOW
 from ladder.protocol.noise import public_key_of
 from ladder.protocol.records import ExitRecord, ServiceRecord, sign_access
 from ladder.tasks import Tasks
@@ -90,13 +91,15 @@ class ChannelPool:
     """One member's channels through its hub link: to the exits and publishers it uses, and from others."""
 
     def __init__(self, key: Ed25519PrivateKey, noise_private: bytes, directory: Directory,
-                 listing: ServiceListing, tasks: Tasks, serve: Serve, receipts: Receipts | None = None):
+                 listing: ServiceListing, tasks: Tasks, serve: Serve, receipts: Receipts | None = None,
+                 windows: tuple[int, int] = (DEFAULT_WINDOW, STREAM_MAX_WINDOW)):
         """`key` signs proofs of membership and `noise_private` runs the channels' handshakes.
 
         Exits come from `directory`, publishers from `listing`; `tasks`
         owns the waits for connections being answered; `serve` takes the
         streams of channels others open to us; `receipts` signs and checks
-        the channels' receipts (agent/credits.py).
+        the channels' receipts (agent/credits.py); `windows` are what our
+        channels' streams start with and may grow to (link/channel.py).
         """
         self.id = member_id(public_bytes(key))
         self.key = key
@@ -107,6 +110,7 @@ class ChannelPool:
         self.tasks = tasks
         self.serve = serve
         self.receipts = receipts or Receipts(key)
+        self.windows = windows
         self._link: Link | None = None
         self.channels: dict[tuple[str, bytes], Channel] = {}  # (member id, Noise key) → our channel to it
         self.visiting: dict[str, int] = {}  # member id → channels it holds to us
@@ -214,7 +218,8 @@ class ChannelPool:
         if link is None or link.closed:
             return None
         initiator = Initiator(self.noise_private, record.noise_key, self.id, record.id)
-        channel = self.channels[key] = Channel.dial(link, initiator, record.id, f"channel to {record.id}")
+        channel = self.channels[key] = Channel.dial(link, initiator, record.id, f"channel to {record.id}",
+                                                                  self.windows)
         dialled = link.loop.time()
 
         def ready() -> None:

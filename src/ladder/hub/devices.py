@@ -74,6 +74,11 @@ USAGE_SAVE = 5.0  # usage and last seen go to the store this often, and on stop
 # phone in global mode holds a few hundred); each costs the hub a TLS transport and a file descriptor.
 CONNECTIONS_PER_DEVICE = 1024
 REQUEST_TIMEOUT = 60.0  # from the password line to the whole request, as the web face's head timeout
+# What a device's streams start with and may grow to. The hub holds what arrives for a device until
+# its TLS connection takes it: a member's 2 MiB to start would be 1 GB for 500 downloads a device
+# never reads. A stream whose reader keeps up doubles its window every half second (mux autotuning).
+DEVICE_STREAM_WINDOW = 256 * 1024
+DEVICE_STREAM_MAX_WINDOW = 4 * 1024 * 1024
 
 
 class DeviceSession:
@@ -95,7 +100,8 @@ class DeviceSession:
         self.directory = Directory(pins_folder / f"{device.id}.json", device.id, device.owner_name, clock)
         self.listing = ServiceListing(self.directory.pins, device.id, self.roster)
         self.pool = ChannelPool(Ed25519PrivateKey.from_private_bytes(device.signing_key), device.noise_key,
-                                self.directory, self.listing, tasks, self._serve)
+                                self.directory, self.listing, tasks, self._serve,
+                                windows=(DEVICE_STREAM_WINDOW, DEVICE_STREAM_MAX_WINDOW))
         self.pool.link = self.link
         self.pool.receipts.hub_id = hub_id
         self.router = Router(_rules(device), device.exit)

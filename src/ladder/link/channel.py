@@ -35,6 +35,7 @@ from collections.abc import Callable
 from ladder.protocol.channel import CHANNEL_REQUEST, FIRST_BYTES_MAX, ChannelError, Initiator, SealedStream
 from ladder.protocol.errors import ErrorCode
 from ladder.protocol.messages import encode_route
+from ladder.protocol.mux import DEFAULT_WINDOW
 from ladder.protocol.receipts import channel_id
 
 from .connection import Endpoint, Link, LinkOwner
@@ -79,7 +80,9 @@ class StreamRef:
 class Channel(Endpoint):
     """One sealed stream of `link` and the nested link it carries (`inner`)."""
 
-    def __init__(self, link: Link, owner: LinkOwner | None, *, opener: bool, label: str):
+    def __init__(self, link: Link, owner: LinkOwner | None, *, opener: bool, label: str,
+                 windows: tuple[int, int] = (DEFAULT_WINDOW, STREAM_MAX_WINDOW)):
+        """`windows`: what the nested link's streams we receive on start with and may grow to."""
         self.link = link  # the hub link
         self.sid: int | None = None
         self.sealed: SealedStream | None = None
@@ -95,13 +98,15 @@ class Channel(Endpoint):
         self._held: list[bytes] = []  # nested bytes written before the handshake finished
         self._paused = False  # the nested link was told to stop writing: hub credit or allowance
         self._timer: asyncio.TimerHandle | None = None
-        self.inner = Link(owner, client=opener, label=label, parent=link, max_window=STREAM_MAX_WINDOW)
+        self.inner = Link(owner, client=opener, label=label, parent=link, window=windows[0],
+                          max_window=windows[1])
         self.inner.connection_made(self)
 
     @classmethod
-    def dial(cls, link: Link, initiator: Initiator, member_id: str, label: str) -> Channel:
+    def dial(cls, link: Link, initiator: Initiator, member_id: str, label: str,
+             windows: tuple[int, int] = (DEFAULT_WINDOW, STREAM_MAX_WINDOW)) -> Channel:
         """A channel to `member_id`; its stream opens with the nested link's first bytes."""
-        channel = cls(link, None, opener=True, label=label)
+        channel = cls(link, None, opener=True, label=label, windows=windows)
         channel._initiator, channel.peer = initiator, member_id
         return channel
 
@@ -113,6 +118,7 @@ class Channel(Endpoint):
         channel.sid, channel.sealed, channel.id = sid, sealed, channel_id(message1)
         link.accept(sid, channel, message2, window=CHANNEL_WINDOW)
         if first:
+            channel.frames_in += len(first)  # as the opener counted them out: receipts compare the two
             channel.inner.data_received(first)
         return channel
 

@@ -40,7 +40,7 @@ from typing import Protocol, cast
 from ladder.protocol import control
 from ladder.protocol import events as ev
 from ladder.protocol.errors import ErrorCode, RemoteProtocolError
-from ladder.protocol.mux import DEAD_AFTER, KEEPALIVE_INTERVAL, Mux, StreamState
+from ladder.protocol.mux import DEAD_AFTER, DEFAULT_WINDOW, KEEPALIVE_INTERVAL, Mux, StreamState
 
 log = logging.getLogger(__name__)
 
@@ -109,10 +109,11 @@ class Link(asyncio.BufferedProtocol):
     """
 
     def __init__(self, owner: LinkOwner | None, *, client: bool, label: str = "link",
-                 parent: Link | None = None, max_window: int | None = None,
+                 parent: Link | None = None, window: int = DEFAULT_WINDOW, max_window: int | None = None,
                  keepalive: float = KEEPALIVE_INTERVAL, dead_after: float = DEAD_AFTER,
                  control_rate: float | None = None):
-        """`max_window`: let the windows of streams this side receives on grow up to it (mux autotuning).
+        """`window`: what streams this side receives on start with; `max_window`: let those windows grow
+        up to it (mux autotuning).
 
         A member's side grows them, so a fast stream over a long path gets the
         credit it needs; the hub's side never does: it passes on the credit
@@ -126,7 +127,7 @@ class Link(asyncio.BufferedProtocol):
         self.label = label
         self.loop = asyncio.get_running_loop()
         nested = parent is not None  # no timers of its own: the parent's cover the connection
-        self.mux = Mux(client=client, now=self.loop.time(), max_window=max_window,
+        self.mux = Mux(client=client, now=self.loop.time(), window=window, max_window=max_window,
                        keepalive=math.inf if nested else keepalive,
                        dead_after=math.inf if nested else dead_after)
         self.parent = parent
@@ -419,6 +420,8 @@ class Link(asyncio.BufferedProtocol):
         while not self._write_paused and (data := self.mux.data_to_send(WRITE_CHUNK)):
             self.bytes_out += len(data)
             transport.write(data)  # may call pause_writing()
+        if drained := self.mux.drained():  # streams whose sources paused while their DATA waited
+            self._dispatch(drained, forget=not self._held)
         self._follow_backlog()
 
     def _follow_backlog(self) -> None:

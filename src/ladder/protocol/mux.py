@@ -29,8 +29,10 @@ opened by the peer, more than `max_pending_opens` unanswered opens, or DATA
 beyond the granted credit are protocol errors: the mux queues a GOAWAY with
 the code and raises RemoteProtocolError; the adapter writes and closes.
 
-The backlog. DATA waits for credit, so a peer that stops reading holds at
-most its windows here. Every other frame leaves at once, whether the peer
+The backlog. DATA waits for credit, and while the transport takes no
+bytes (below) it waits unframed in its stream, counted by `pending()`: the
+application's source pauses then, as for credit, so a stalled link holds
+each stream's outbox, never all of their windows. Every other frame leaves at once, whether the peer
 reads or not: PING ACKs, WINDOW, ACCEPT, REFUSE and RESET answering its
 streams, CONTROL. `backlog` counts those bytes while they wait in the
 queue. The adapter says when its transport stops taking bytes
@@ -102,6 +104,13 @@ MAX_PINGS_OUT = 16
 # whose link is busy with a download fit well under the pause mark; a read of
 # pings (256 KiB) queues as much in answers, so pausing keeps a flood under the cap.
 PAUSE_BACKLOG = 256 * 1024
+# Framed DATA the queue holds at most: past it, or while the transport takes
+# nothing, a stream's DATA waits unframed in its outbox (seen by pending(),
+# so its application pauses its source) and data_to_send() frames the
+# waiting streams a frame each in turn. So a link that writes slowly holds
+# this much framed plus a read per stream, not every stream's window, and
+# shares what it writes between its streams.
+OUT_HIGH = 1024 * 1024
 MAX_BACKLOG = 4 * 1024 * 1024
 _PING = struct.Struct("!d")
 _SMALL_FRAME = 1024  # frames up to this size share a buffer in the queue,
@@ -200,6 +209,8 @@ class Mux:
         self.backlog = 0  # their total size
         self._writes_paused = False
         self._last_drained = now  # when the transport last took bytes again after a pause
+        self._waiting: dict[int, None] = {}  # streams whose DATA waits its turn (OUT_HIGH), in order
+        self._drained: list[ev.WindowUpdated] = []  # of streams that waited, once all of it is framed
         self._streams: dict[int, _Stream] = {}
         self._parity = 1 if client else 0
         self._next_id = 1 if client else 2
@@ -242,13 +253,19 @@ class Mux:
     # ---------------------------------------------------------- the transport
 
     def pause_writing(self) -> None:
-        """The transport takes no more bytes for now: what is queued waits."""
+        """The transport takes no more bytes for now: what is queued waits, DATA in its stream."""
         self._writes_paused = True
 
     def resume_writing(self, now: float) -> None:
         """The transport takes bytes again: the peer reads (which counts while it is not read)."""
         self._writes_paused = False
         self._last_drained = now
+
+    def drained(self) -> list[ev.WindowUpdated]:
+        """Streams whose waiting DATA was all framed since the last call: a WindowUpdated of 0 each,
+        so their applications resume their sources as they would on credit."""
+        events, self._drained = self._drained, []
+        return events
 
     # ----------------------------------------------------------- local actions
 
@@ -387,6 +404,8 @@ class Mux:
 
     def data_to_send(self, amount: int | None = None) -> bytes:
         """The bytes to write to the link: all of them, or at most `amount`."""
+        if self._waiting and not self._writes_paused:
+            self._refill()
         out = self._out
         if amount is None or self._out_bytes <= amount:
             data = b"".join(out)
@@ -580,9 +599,36 @@ class Mux:
         self.backlog += size
 
     def _flush(self, st: _Stream) -> None:
+        """Frame what `st` has credit for, unless DATA must wait its turn (OUT_HIGH)."""
+        if self._writes_paused or self._waiting or self._out_bytes >= OUT_HIGH:
+            if st.outbox or st.end_queued:
+                self._waiting[st.id] = None
+            return
+        self._frame(st, -1)
+
+    def _refill(self) -> None:
+        """Frame waiting streams, a frame each in turn, until the queue holds OUT_HIGH again."""
+        waiting = self._waiting
+        while waiting and self._out_bytes < OUT_HIGH:
+            sid = next(iter(waiting))
+            del waiting[sid]
+            st = self._streams.get(sid)
+            if st is None or st.state not in _CAN_SEND:
+                continue
+            self._frame(st, 1)
+            if not st.outbox:
+                self._drained.append(ev.WindowUpdated(sid, 0, 0))
+            elif st.send_window > 0:
+                waiting[sid] = None  # to the back of the line
+            # else it waits for credit: WINDOW flushes it again
+
+    def _frame(self, st: _Stream, frames: int) -> None:
+        """Queue up to `frames` DATA frames of `st` (all it has credit for if negative), then END
+        once the outbox is empty, if the app ended the stream."""
         out, outbox = self._out, st.outbox
         may_end = st.end_queued and st.state is not StreamState.OPENING  # END waits for the answer
-        while outbox and st.send_window > 0:
+        while outbox and st.send_window > 0 and frames != 0:
+            frames -= 1
             # One DATA frame: as many queued pieces as credit and frame size allow.
             parts, size = _take(outbox, min(st.send_window, MAX_PAYLOAD, st.outbox_bytes))
             st.outbox_bytes -= size
