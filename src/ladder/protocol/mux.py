@@ -210,7 +210,7 @@ class Mux:
         self._writes_paused = False
         self._last_drained = now  # when the transport last took bytes again after a pause
         self._waiting: dict[int, None] = {}  # streams whose DATA waits its turn (OUT_HIGH), in order
-        self._drained: list[ev.WindowUpdated] = []  # of streams that waited, once all of it is framed
+        self._drained: list[ev.Event] = []  # of streams that waited, once all of it is framed
         self._streams: dict[int, _Stream] = {}
         self._parity = 1 if client else 0
         self._next_id = 1 if client else 2
@@ -261,7 +261,7 @@ class Mux:
         self._writes_paused = False
         self._last_drained = now
 
-    def drained(self) -> list[ev.WindowUpdated]:
+    def drained(self) -> list[ev.Event]:
         """Streams whose waiting DATA was all framed since the last call: a WindowUpdated of 0 each,
         so their applications resume their sources as they would on credit."""
         events, self._drained = self._drained, []
