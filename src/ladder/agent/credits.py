@@ -47,6 +47,56 @@ from .command import RequestFailed, ask
 
 log = logging.getLogger(__name__)
 RECEIPT_TICK = 0.5  # seconds between looks for quiet channels to sign for
+REFUSALS_LOGGED = 5  # refusals from one source logged one line each, in each REFUSALS_SUMMED
+REFUSALS_SUMMED = 60.0  # seconds: past the first few, a source's refusals are one line per this
+
+
+class RefusalLog:
+    """What is refused, logged so that a flood cannot fill the disk.
+
+    A source's first `first` refusals in each `every` seconds get a line each,
+    the last of them saying the rest will be summed; the rest get one line at
+    the end of those seconds (`flush`, from a tick), with how many there were
+    and the last reason. So one source writes at most first + 1 lines per
+    `every` seconds, however fast it sends. Counting stays the caller's: this
+    decides only what is written, never what is counted.
+    """
+
+    def __init__(self, logger: logging.Logger, what: str, clock: Callable[[], float],
+                 first: int = REFUSALS_LOGGED, every: float = REFUSALS_SUMMED):
+        """`what` names a refused thing in a line ("receipt", "checkpoint")."""
+        self.log, self.what, self.clock, self.first, self.every = logger, what, clock, first, every
+        self._windows: dict[str, list[Any]] = {}  # source → [start, refusals in the window, last reason]
+
+    def refused(self, source: str, reason: object) -> None:
+        now = self.clock()
+        window = self._windows.get(source)
+        if window is not None and now - window[0] >= self.every:
+            self._close(source, window)
+            window = None
+        if window is None:
+            window = self._windows[source] = [now, 0, ""]
+        window[1] += 1
+        window[2] = str(reason)
+        if window[1] < self.first:
+            self.log.info("%s from %s refused: %s", self.what, source, reason)
+        elif window[1] == self.first:
+            self.log.info("%s from %s refused: %s (any more in the next %.0f s are summed up in one line)",
+                          self.what, source, reason, self.every - (now - window[0]))
+
+    def flush(self) -> None:
+        """Every second or so: one line for each source whose window ended with refusals not logged."""
+        now = self.clock()
+        for source, window in list(self._windows.items()):
+            if now - window[0] >= self.every:
+                self._close(source, window)
+
+    def _close(self, source: str, window: list[Any]) -> None:
+        del self._windows[source]
+        start, count, last = window
+        if count > self.first:
+            self.log.info("%d more %ss from %s refused in %.0f s (the last: %s)", count - self.first,
+                          self.what, source, self.clock() - start, last)
 
 
 def receipts_on() -> bool:
@@ -68,6 +118,7 @@ class Receipts:
         self._clocks: dict[Channel, ReceiptClock] = {}
         self._gates: dict[Channel, tuple[ReceiptChecker, ExitGate]] = {}
         self.refused = 0  # receipts that did not hold
+        self._refusals = RefusalLog(log, "receipt", clock)
 
     # ------------------------------------------------ channels we opened
 
@@ -89,6 +140,7 @@ class Receipts:
                 self._sign_if_due(channel, clock)
         for channel in [c for c in self._gates if c.closed]:
             del self._gates[channel]
+        self._refusals.flush()
 
     def _sign_if_due(self, channel: Channel, clock: ReceiptClock | None) -> None:
         mux = channel.inner.mux
@@ -122,7 +174,7 @@ class Receipts:
             checker.check(receipt, channel.frames_out, channel.frames_in)
         except ReceiptRefused as exc:
             self.refused += 1
-            log.info("%s: receipt refused: %s", channel.inner.label, exc)
+            self._refusals.refused(channel.inner.label, exc)
             return
         gate.receipt(receipt)
         channel.allow(gate.allowance)
