@@ -34,13 +34,44 @@ def test_a_download_moves_its_bytes_from_the_user_to_the_sharer_and_the_ledger_p
     assert earned == spent  # a transfer: what one pays the other earns, no more
     assert credits(user)["balance"] == -spent and credits(sharer)["balance"] == earned
 
+    # The sharer's own view of what its exit earned: `ladder share status`, from the balance its hub sends.
+    def shared() -> dict:
+        return json.loads(ladder("share", "status", "--dir", str(sharer.folder), "--json").stdout)
+
+    wait_for(lambda: (shared().get("credits") or {}).get("earned") == earned, 30,
+             "the sharer's agent to hear what it earned")
+    assert shared()["credits"]["balance"] == earned
+    status = ladder("share", "status", "--dir", str(sharer.folder)).stdout
+    assert f"earned: {earned / 1e6:.1f} MB of credits" in status, status
+
     verified = ladder("credits", "verify", "--dir", str(user.folder))
     assert "verified:" in verified.stdout
+    # Each exit and member dealt with, as `ladder credits verify --json` shows it: the sharer, paid it all.
+    involved = json.loads(ladder("credits", "verify", "--dir", str(user.folder), "--json").stdout)["involved"]
+    assert [totals["spent"] for totals in involved.values()] == [spent], involved
     verify = ladder("hub", "ledger", "verify", "--dir", str(network.hub_dir), check=False)
     assert verify.returncode == 0, verify.stdout + verify.stderr
     table = json.loads(ladder("hub", "ledger", "--dir", str(network.hub_dir), "--json").stdout)
     assert {row["name"]: row["balance"] for row in table if row["name"] in ("user", "sharer")} == {
         "user": -spent, "sharer": earned}
+
+
+def test_a_user_who_signs_no_receipts_gets_two_intervals_and_the_exit_stops(network, origin, monkeypatch):
+    data = os.urandom(16 * MIB)
+    (origin.dir / "c16.bin").write_bytes(data)
+    network.exit("sharer", "AA", "--allow-private")
+    monkeypatch.setenv("LADDER_RECEIPTS", "off")  # this user's agent signs nothing
+    freeloader = network.user("freeloader")
+    monkeypatch.delenv("LADDER_RECEIPTS")
+    freeloader.wait_exits(1)
+    got = curl("-s", "-o", "/dev/null", "-w", "%{size_download}", "--max-time", "8", "-x", freeloader.socks,
+               origin.url("c16.bin"), timeout=30)
+    carried = int(got.stdout or 0)
+    print(f"a user signing no receipts got {carried} bytes of {len(data)}")
+    assert got.returncode == 28, "the download stalled, never ended"  # curl: the time ran out
+    # Two intervals (1 MiB each on a new channel), and at most the write that reached them.
+    assert 0 < carried <= 2 * MIB + 64 * 1024, f"{carried} bytes unpaid: past two intervals"
+    assert credits(freeloader)["spent"] == 0
 
 
 def test_an_edited_row_fails_ledger_verify_and_a_rewritten_history_fails_the_members_verify(network, origin):
