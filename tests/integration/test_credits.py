@@ -49,6 +49,9 @@ def test_a_download_moves_its_bytes_from_the_user_to_the_sharer_and_the_ledger_p
     # Each exit and member dealt with, as `ladder credits verify --json` shows it: the sharer, paid it all.
     involved = json.loads(ladder("credits", "verify", "--dir", str(user.folder), "--json").stdout)["involved"]
     assert [totals["spent"] for totals in involved.values()] == [spent], involved
+    assert credits(user)["involved"] == involved  # and without verifying, from all entries as well
+    text = ladder("credits", "--dir", str(user.folder)).stdout
+    assert "latest entries:" in text and all(other in text for other in involved), text
     verify = ladder("hub", "ledger", "verify", "--dir", str(network.hub_dir), check=False)
     assert verify.returncode == 0, verify.stdout + verify.stderr
     table = json.loads(ladder("hub", "ledger", "--dir", str(network.hub_dir), "--json").stdout)

@@ -189,7 +189,7 @@ class LedgerMismatch(RequestFailed):
     """The hub's ledger does not hold for this member: a proof fails, or the log was rewritten."""
 
 
-CREDITS_PAGES_MAX = 1000  # pages of entries `verify` reads at most (16 entries each)
+CREDITS_PAGES_MAX = 1000  # pages of entries read at most (16 entries each)
 
 
 async def credits_of(config: MemberConfig, verify: bool = False) -> dict[str, Any]:
@@ -200,6 +200,8 @@ async def credits_of(config: MemberConfig, verify: bool = False) -> dict[str, An
     checkpoint seen last (a consistency proof), and that each of this
     member's entries is in it (an inclusion proof) and carries a receipt
     signed by its payer. The checkpoint then becomes the one seen last.
+    Either way all of its entries are read (16 to a page), for the
+    newest (`recent`) and the totals per exit or member dealt with (`involved`).
     """
     saved = _load_seen(config.ledger_path)
     since = saved["size"] if verify and saved else 0
@@ -214,39 +216,51 @@ async def credits_of(config: MemberConfig, verify: bool = False) -> dict[str, An
         "balance": answer.balance, "earned": answer.earned, "spent": answer.spent,
         "month_earned": answer.month_earned, "month_spent": answer.month_spent, "limit": answer.limit,
         "entries": answer.total, "log_size": checkpoint.size, "checkpoint_time": checkpoint.time}
-    items = list(answer.entries)
+    items = await _all_entries(config, answer, checkpoint.size)
     if not verify:
-        report["recent"] = _entries([Entry.from_data(i.data.encode()) for i in items], config.id)
-        return report
-    if saved:
-        if b64(checkpoint.pubkey) != saved["key"]:
-            raise LedgerMismatch("the hub signs its checkpoints with another key than the one seen first")
-        old_root = bytes.fromhex(saved["root"])
-        if checkpoint.size < saved["size"] or not verify_consistency(
-                saved["size"], checkpoint.size, old_root, checkpoint.root,
-                [bytes.fromhex(h) for h in answer.consistency]):
-            raise LedgerMismatch(f"the hub's log of {checkpoint.size} entries is not an extension of the "
-                                 f"{saved['size']} it showed before: it rewrote or forked its history")
-    start = len(items)
-    for _ in range(CREDITS_PAGES_MAX):
-        if start >= answer.total:
-            break
-        page = await _ask_credits(config, control.CreditsRequest(at=checkpoint.size, start=start))
-        if not page.entries:
-            break
-        items.extend(page.entries)
-        start += len(page.entries)
-    entries = [_checked(item, checkpoint, config.id) for item in items]
-    if len(entries) < answer.total:
-        raise LedgerMismatch(f"the hub showed {len(entries)} of this member's {answer.total} entries")
-    _save_seen(config.ledger_path, checkpoint)
-    report["verified"] = len(entries)
+        entries = [_read(item) for item in items]
+    else:
+        if saved:
+            if b64(checkpoint.pubkey) != saved["key"]:
+                raise LedgerMismatch("the hub signs its checkpoints with another key than the one seen first")
+            old_root = bytes.fromhex(saved["root"])
+            if checkpoint.size < saved["size"] or not verify_consistency(
+                    saved["size"], checkpoint.size, old_root, checkpoint.root,
+                    [bytes.fromhex(h) for h in answer.consistency]):
+                raise LedgerMismatch(f"the hub's log of {checkpoint.size} entries is not an extension of the "
+                                     f"{saved['size']} it showed before: it rewrote or forked its history")
+        entries = [_checked(item, checkpoint, config.id) for item in items]
+        if len(entries) < answer.total:
+            raise LedgerMismatch(f"the hub showed {len(entries)} of this member's {answer.total} entries")
+        _save_seen(config.ledger_path, checkpoint)
+        report["verified"] = len(entries)
     report["recent"] = _entries(entries[-PAGE_SHOWN:], config.id)
     report["involved"] = _involved(entries, config.id)
     return report
 
 
+async def _all_entries(config: MemberConfig, first: control.Credits, size: int) -> list[control.LedgerItem]:
+    """This member's entries in the log of `size` entries, oldest first: the first answer's page and the
+    pages after it (CREDITS_PAGES_MAX at most)."""
+    items = list(first.entries)
+    for _ in range(CREDITS_PAGES_MAX):
+        if len(items) >= first.total:
+            break
+        page = await _ask_credits(config, control.CreditsRequest(at=size, start=len(items)))
+        if not page.entries:
+            break
+        items.extend(page.entries)
+    return items
+
+
 PAGE_SHOWN = 16
+
+
+def _read(item: control.LedgerItem) -> Entry:
+    try:
+        return Entry.from_data(item.data.encode())
+    except (ValueError, TypeError) as exc:
+        raise LedgerMismatch(f"entry {item.index} does not hold: {exc}") from None
 
 
 def _checked(item: control.LedgerItem, checkpoint: Checkpoint, me: str) -> Entry:
