@@ -77,6 +77,42 @@ def test_a_user_who_signs_no_receipts_gets_two_intervals_and_the_exit_stops(netw
     assert credits(freeloader)["spent"] == 0
 
 
+def test_a_device_pays_from_its_own_account_on_receipts_its_hub_signs(network, origin):
+    data = os.urandom(8 * MIB)
+    (origin.dir / "d8.bin").write_bytes(data)
+    sharer = network.exit("sharer", "AA", "--allow-private")
+    network.join("ann")
+    added = ladder("hub", "device", "add", "phone", "--owner", "ann", "--dir", str(network.hub_dir)).stdout
+    password = added.strip().splitlines()[-1].removeprefix("trojan://").split("@")[0]
+    port = free_port()
+    config = network.root / "trojan-phone.json"
+    config.write_text(json.dumps({
+        "run_type": "client", "local_addr": "127.0.0.1", "local_port": port, "remote_addr": "127.0.0.1",
+        "remote_port": network.hub_port, "password": [password], "log_level": 2,
+        "ssl": {"verify": True, "verify_hostname": False, "cert": str(network.hub_dir / "tls.crt"),
+                "sni": ""}}))
+    network.start_program("trojan-phone", "trojan", "-c", str(config))
+    phone = f"127.0.0.1:{port}"
+    wait_for(lambda: curl("-s", "-o", "/dev/null", "--socks5-hostname", phone, origin.url("index.html"),
+                          timeout=10).returncode == 0, 30, "the phone to get through")
+    got = curl("-s", "--socks5-hostname", phone, origin.url("d8.bin"), timeout=60)
+    assert hashlib.sha256(got.stdout).digest() == hashlib.sha256(data).digest()
+
+    def accounts() -> dict[str, dict]:
+        rows = json.loads(ladder("hub", "ledger", "--dir", str(network.hub_dir), "--json").stdout)
+        return {row["name"]: row for row in rows}
+
+    wait_for(lambda: accounts().get("ann/phone", {}).get("spent", 0) >= len(data), 30,
+             "the receipts the hub signs for the phone")
+    table = accounts()
+    spent = table["ann/phone"]["spent"]
+    assert abs(spent - len(data)) <= 0.02 * len(data), f"the phone spent {spent} for {len(data)}"
+    assert table["sharer"]["earned"] == credits(sharer)["earned"] == spent
+    assert table["ann"]["spent"] == 0, "a device pays from an account of its own, not its owner's"
+    verify = ladder("hub", "ledger", "verify", "--dir", str(network.hub_dir), check=False)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
 def test_an_edited_row_fails_ledger_verify_and_a_rewritten_history_fails_the_members_verify(network, origin):
     (origin.dir / "c4.bin").write_bytes(os.urandom(4 * MIB))
     network.exit("sharer", "AA", "--allow-private")
