@@ -1176,6 +1176,9 @@ def credits_verify(folder, as_json) -> None:
     _print_credits(folder, as_json, verify=True)
 
 
+CREDITS_SHOWN = 5  # a member's latest ledger entries `ladder credits` prints (--json: 16)
+
+
 def _print_credits(folder, as_json: bool, verify: bool) -> None:
     from ladder.agent.credits import credits_of
 
@@ -1192,6 +1195,12 @@ def _print_credits(folder, as_json: bool, verify: bool) -> None:
     for other, totals in sorted(report.get("involved", {}).items()):
         click.echo(f"  {other:<40} earned {totals['earned'] / mb:10,.1f} MB  "
                    f"spent {totals['spent'] / mb:10,.1f} MB")
+    latest = report.get("recent", [])[-CREDITS_SHOWN:]
+    if latest:
+        click.echo("latest entries:")
+    for e in latest:
+        when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(e["time"]))
+        click.echo(f"  #{e['index']:<8} {when} UTC  {e['kind']:<8} {_credits(e['amount']):>12}  {e['with']}")
     if verify:
         click.echo(f"verified: {report['verified']} entries in the hub's log of {report['log_size']}, "
                    "consistent with the log seen last")

@@ -2,6 +2,8 @@
 
 import json
 import sqlite3
+import subprocess
+import sys
 from calendar import timegm
 
 import pytest
@@ -98,3 +100,30 @@ def test_verify_refuses_a_checkpoint_whose_signature_does_not_hold(hub):
     report = json.loads(result.output)
     assert result.exit_code == 1 and not report["verified"]
     assert report["problem"].startswith("a stored checkpoint does not hold")
+
+
+def test_verify_names_the_entry_whose_row_was_deleted(hub):
+    with sqlite3.connect(hub / DB_FILENAME) as db:
+        db.execute("DELETE FROM ledger WHERE idx = 1")
+    result = run("verify", "--dir", str(hub))
+    assert (result.exit_code, result.output) == (1, "entry 1: missing (entry 2 comes after entry 0)\n")
+
+
+def test_verify_names_the_first_of_two_rows_whose_places_were_swapped(hub):
+    with sqlite3.connect(hub / DB_FILENAME) as db:
+        (one, leaf_one), (two, leaf_two) = db.execute(
+            "SELECT data, leaf FROM ledger WHERE idx IN (1, 2) ORDER BY idx").fetchall()
+        db.execute("UPDATE ledger SET data = ?, leaf = ? WHERE idx = 1", (two, leaf_two))
+        db.execute("UPDATE ledger SET data = ?, leaf = ? WHERE idx = 2", (one, leaf_one))
+    result = run("verify", "--dir", str(hub))
+    assert (result.exit_code, result.output) == (1, "entry 1: its data is entry 2's\n")
+
+
+def test_verify_of_a_folder_without_a_hub_is_one_line_and_exit_1(tmp_path):
+    for args in (["verify"], ["verify", "--json"], []):
+        result = subprocess.run([sys.executable, "-m", "ladder", "hub", "ledger", *args, "--dir",
+                                 str(tmp_path / "nothing")], check=False, capture_output=True, text=True,
+                                timeout=60)
+        assert result.returncode == 1 and result.stdout == "", (args, result)
+        assert result.stderr.startswith("ladder: error: ") and "holds no hub" in result.stderr, (args, result)
+        assert len(result.stderr.splitlines()) == 1, (args, result.stderr)

@@ -77,7 +77,7 @@ def test_admin_url_prints_the_running_pages_address_and_its_state_shows_the_netw
     health = state["health"]
     assert health["store_ok"] and health["links"]["member"] >= 3  # aa, ed and the hub's search member
     assert health["certificate_days"] > 300 and health["fingerprint"].startswith("sha256:")
-    assert state["ledger"]["checkpoint"] is not None
+    assert state["ledger"]["checkpoint"] is not None and state["ledger"]["refused"] == 0
 
 
 def test_an_invite_made_on_the_page_lets_a_real_member_join_and_a_withdrawn_one_does_not(town, tmp_path):
@@ -126,7 +126,7 @@ def test_metrics_parse_with_the_prometheus_parser_and_count_the_traffic(town, or
     assert after[("ladder_links", (("kind", "member"),))] >= 3
     assert after[("ladder_directory_exits", ())] == 1
     for name in ("ladder_up_seconds", "ladder_handshakes_total", "ladder_ledger_entries",
-                 "ladder_search_pages"):
+                 "ladder_receipts_refused_total", "ladder_search_pages"):
         assert (name, ()) in after, name
     assert after[("ladder_hellos_total", (("result", "accepted"),))] >= 3
 

@@ -34,13 +34,83 @@ def test_a_download_moves_its_bytes_from_the_user_to_the_sharer_and_the_ledger_p
     assert earned == spent  # a transfer: what one pays the other earns, no more
     assert credits(user)["balance"] == -spent and credits(sharer)["balance"] == earned
 
+    # The sharer's own view of what its exit earned: `ladder share status`, from the balance its hub sends.
+    def shared() -> dict:
+        return json.loads(ladder("share", "status", "--dir", str(sharer.folder), "--json").stdout)
+
+    wait_for(lambda: (shared().get("credits") or {}).get("earned") == earned, 30,
+             "the sharer's agent to hear what it earned")
+    assert shared()["credits"]["balance"] == earned
+    status = ladder("share", "status", "--dir", str(sharer.folder)).stdout
+    assert f"earned: {earned / 1e6:.1f} MB of credits" in status, status
+
     verified = ladder("credits", "verify", "--dir", str(user.folder))
     assert "verified:" in verified.stdout
+    # Each exit and member dealt with, as `ladder credits verify --json` shows it: the sharer, paid it all.
+    involved = json.loads(ladder("credits", "verify", "--dir", str(user.folder), "--json").stdout)["involved"]
+    assert [totals["spent"] for totals in involved.values()] == [spent], involved
+    assert credits(user)["involved"] == involved  # and without verifying, from all entries as well
+    text = ladder("credits", "--dir", str(user.folder)).stdout
+    assert "latest entries:" in text and all(other in text for other in involved), text
     verify = ladder("hub", "ledger", "verify", "--dir", str(network.hub_dir), check=False)
     assert verify.returncode == 0, verify.stdout + verify.stderr
     table = json.loads(ladder("hub", "ledger", "--dir", str(network.hub_dir), "--json").stdout)
     assert {row["name"]: row["balance"] for row in table if row["name"] in ("user", "sharer")} == {
         "user": -spent, "sharer": earned}
+
+
+def test_a_user_who_signs_no_receipts_gets_two_intervals_and_the_exit_stops(network, origin, monkeypatch):
+    data = os.urandom(16 * MIB)
+    (origin.dir / "c16.bin").write_bytes(data)
+    network.exit("sharer", "AA", "--allow-private")
+    monkeypatch.setenv("LADDER_RECEIPTS", "off")  # this user's agent signs nothing
+    freeloader = network.user("freeloader")
+    monkeypatch.delenv("LADDER_RECEIPTS")
+    freeloader.wait_exits(1)
+    got = curl("-s", "-o", "/dev/null", "-w", "%{size_download}", "--max-time", "8", "-x", freeloader.socks,
+               origin.url("c16.bin"), timeout=30)
+    carried = int(got.stdout or 0)
+    print(f"a user signing no receipts got {carried} bytes of {len(data)}")
+    assert got.returncode == 28, "the download stalled, never ended"  # curl: the time ran out
+    # Two intervals (1 MiB each on a new channel), and at most the write that reached them.
+    assert 0 < carried <= 2 * MIB + 64 * 1024, f"{carried} bytes unpaid: past two intervals"
+    assert credits(freeloader)["spent"] == 0
+
+
+def test_a_device_pays_from_its_own_account_on_receipts_its_hub_signs(network, origin):
+    data = os.urandom(8 * MIB)
+    (origin.dir / "d8.bin").write_bytes(data)
+    sharer = network.exit("sharer", "AA", "--allow-private")
+    network.join("ann")
+    added = ladder("hub", "device", "add", "phone", "--owner", "ann", "--dir", str(network.hub_dir)).stdout
+    password = added.strip().splitlines()[-1].removeprefix("trojan://").split("@")[0]
+    port = free_port()
+    config = network.root / "trojan-phone.json"
+    config.write_text(json.dumps({
+        "run_type": "client", "local_addr": "127.0.0.1", "local_port": port, "remote_addr": "127.0.0.1",
+        "remote_port": network.hub_port, "password": [password], "log_level": 2,
+        "ssl": {"verify": True, "verify_hostname": False, "cert": str(network.hub_dir / "tls.crt"),
+                "sni": ""}}))
+    network.start_program("trojan-phone", "trojan", "-c", str(config))
+    phone = f"127.0.0.1:{port}"
+    wait_for(lambda: curl("-s", "-o", "/dev/null", "--socks5-hostname", phone, origin.url("index.html"),
+                          timeout=10).returncode == 0, 30, "the phone to get through")
+    got = curl("-s", "--socks5-hostname", phone, origin.url("d8.bin"), timeout=60)
+    assert hashlib.sha256(got.stdout).digest() == hashlib.sha256(data).digest()
+
+    def accounts() -> dict[str, dict]:
+        rows = json.loads(ladder("hub", "ledger", "--dir", str(network.hub_dir), "--json").stdout)
+        return {row["name"]: row for row in rows}
+
+    wait_for(lambda: accounts().get("ann/phone", {}).get("spent", 0) >= len(data), 30,
+             "the receipts the hub signs for the phone")
+    table = accounts()
+    spent = table["ann/phone"]["spent"]
+    assert abs(spent - len(data)) <= 0.02 * len(data), f"the phone spent {spent} for {len(data)}"
+    assert table["sharer"]["earned"] == credits(sharer)["earned"] == spent
+    assert table["ann"]["spent"] == 0, "a device pays from an account of its own, not its owner's"
+    verify = ladder("hub", "ledger", "verify", "--dir", str(network.hub_dir), check=False)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
 
 
 def test_an_edited_row_fails_ledger_verify_and_a_rewritten_history_fails_the_members_verify(network, origin):

@@ -47,6 +47,56 @@ from .command import RequestFailed, ask
 
 log = logging.getLogger(__name__)
 RECEIPT_TICK = 0.5  # seconds between looks for quiet channels to sign for
+REFUSALS_LOGGED = 5  # refusals from one source logged one line each, in each REFUSALS_SUMMED
+REFUSALS_SUMMED = 60.0  # seconds: past the first few, a source's refusals are one line per this
+
+
+class RefusalLog:
+    """What is refused, logged so that a flood cannot fill the disk.
+
+    A source's first `first` refusals in each `every` seconds get a line each,
+    the last of them saying the rest will be summed; the rest get one line at
+    the end of those seconds (`flush`, from a tick), with how many there were
+    and the last reason. So one source writes at most first + 1 lines per
+    `every` seconds, however fast it sends. Counting stays the caller's: this
+    decides only what is written, never what is counted.
+    """
+
+    def __init__(self, logger: logging.Logger, what: str, clock: Callable[[], float],
+                 first: int = REFUSALS_LOGGED, every: float = REFUSALS_SUMMED):
+        """`what` names a refused thing in a line ("receipt", "checkpoint")."""
+        self.log, self.what, self.clock, self.first, self.every = logger, what, clock, first, every
+        self._windows: dict[str, list[Any]] = {}  # source → [start, refusals in the window, last reason]
+
+    def refused(self, source: str, reason: object) -> None:
+        now = self.clock()
+        window = self._windows.get(source)
+        if window is not None and now - window[0] >= self.every:
+            self._close(source, window)
+            window = None
+        if window is None:
+            window = self._windows[source] = [now, 0, ""]
+        window[1] += 1
+        window[2] = str(reason)
+        if window[1] < self.first:
+            self.log.info("%s from %s refused: %s", self.what, source, reason)
+        elif window[1] == self.first:
+            self.log.info("%s from %s refused: %s (any more in the next %.0f s are summed up in one line)",
+                          self.what, source, reason, self.every - (now - window[0]))
+
+    def flush(self) -> None:
+        """Every second or so: one line for each source whose window ended with refusals not logged."""
+        now = self.clock()
+        for source, window in list(self._windows.items()):
+            if now - window[0] >= self.every:
+                self._close(source, window)
+
+    def _close(self, source: str, window: list[Any]) -> None:
+        del self._windows[source]
+        start, count, last = window
+        if count > self.first:
+            self.log.info("%d more %ss from %s refused in %.0f s (the last: %s)", count - self.first,
+                          self.what, source, self.clock() - start, last)
 
 
 def receipts_on() -> bool:
@@ -68,6 +118,7 @@ class Receipts:
         self._clocks: dict[Channel, ReceiptClock] = {}
         self._gates: dict[Channel, tuple[ReceiptChecker, ExitGate]] = {}
         self.refused = 0  # receipts that did not hold
+        self._refusals = RefusalLog(log, "receipt", clock)
 
     # ------------------------------------------------ channels we opened
 
@@ -89,6 +140,7 @@ class Receipts:
                 self._sign_if_due(channel, clock)
         for channel in [c for c in self._gates if c.closed]:
             del self._gates[channel]
+        self._refusals.flush()
 
     def _sign_if_due(self, channel: Channel, clock: ReceiptClock | None) -> None:
         mux = channel.inner.mux
@@ -122,7 +174,7 @@ class Receipts:
             checker.check(receipt, channel.frames_out, channel.frames_in)
         except ReceiptRefused as exc:
             self.refused += 1
-            log.info("%s: receipt refused: %s", channel.inner.label, exc)
+            self._refusals.refused(channel.inner.label, exc)
             return
         gate.receipt(receipt)
         channel.allow(gate.allowance)
@@ -137,7 +189,7 @@ class LedgerMismatch(RequestFailed):
     """The hub's ledger does not hold for this member: a proof fails, or the log was rewritten."""
 
 
-CREDITS_PAGES_MAX = 1000  # pages of entries `verify` reads at most (16 entries each)
+CREDITS_PAGES_MAX = 1000  # pages of entries read at most (16 entries each)
 
 
 async def credits_of(config: MemberConfig, verify: bool = False) -> dict[str, Any]:
@@ -148,6 +200,8 @@ async def credits_of(config: MemberConfig, verify: bool = False) -> dict[str, An
     checkpoint seen last (a consistency proof), and that each of this
     member's entries is in it (an inclusion proof) and carries a receipt
     signed by its payer. The checkpoint then becomes the one seen last.
+    Either way all of its entries are read (16 to a page), for the
+    newest (`recent`) and the totals per exit or member dealt with (`involved`).
     """
     saved = _load_seen(config.ledger_path)
     since = saved["size"] if verify and saved else 0
@@ -162,39 +216,51 @@ async def credits_of(config: MemberConfig, verify: bool = False) -> dict[str, An
         "balance": answer.balance, "earned": answer.earned, "spent": answer.spent,
         "month_earned": answer.month_earned, "month_spent": answer.month_spent, "limit": answer.limit,
         "entries": answer.total, "log_size": checkpoint.size, "checkpoint_time": checkpoint.time}
-    items = list(answer.entries)
+    items = await _all_entries(config, answer, checkpoint.size)
     if not verify:
-        report["recent"] = _entries([Entry.from_data(i.data.encode()) for i in items], config.id)
-        return report
-    if saved:
-        if b64(checkpoint.pubkey) != saved["key"]:
-            raise LedgerMismatch("the hub signs its checkpoints with another key than the one seen first")
-        old_root = bytes.fromhex(saved["root"])
-        if checkpoint.size < saved["size"] or not verify_consistency(
-                saved["size"], checkpoint.size, old_root, checkpoint.root,
-                [bytes.fromhex(h) for h in answer.consistency]):
-            raise LedgerMismatch(f"the hub's log of {checkpoint.size} entries is not an extension of the "
-                                 f"{saved['size']} it showed before: it rewrote or forked its history")
-    start = len(items)
-    for _ in range(CREDITS_PAGES_MAX):
-        if start >= answer.total:
-            break
-        page = await _ask_credits(config, control.CreditsRequest(at=checkpoint.size, start=start))
-        if not page.entries:
-            break
-        items.extend(page.entries)
-        start += len(page.entries)
-    entries = [_checked(item, checkpoint, config.id) for item in items]
-    if len(entries) < answer.total:
-        raise LedgerMismatch(f"the hub showed {len(entries)} of this member's {answer.total} entries")
-    _save_seen(config.ledger_path, checkpoint)
-    report["verified"] = len(entries)
+        entries = [_read(item) for item in items]
+    else:
+        if saved:
+            if b64(checkpoint.pubkey) != saved["key"]:
+                raise LedgerMismatch("the hub signs its checkpoints with another key than the one seen first")
+            old_root = bytes.fromhex(saved["root"])
+            if checkpoint.size < saved["size"] or not verify_consistency(
+                    saved["size"], checkpoint.size, old_root, checkpoint.root,
+                    [bytes.fromhex(h) for h in answer.consistency]):
+                raise LedgerMismatch(f"the hub's log of {checkpoint.size} entries is not an extension of the "
+                                     f"{saved['size']} it showed before: it rewrote or forked its history")
+        entries = [_checked(item, checkpoint, config.id) for item in items]
+        if len(entries) < answer.total:
+            raise LedgerMismatch(f"the hub showed {len(entries)} of this member's {answer.total} entries")
+        _save_seen(config.ledger_path, checkpoint)
+        report["verified"] = len(entries)
     report["recent"] = _entries(entries[-PAGE_SHOWN:], config.id)
     report["involved"] = _involved(entries, config.id)
     return report
 
 
+async def _all_entries(config: MemberConfig, first: control.Credits, size: int) -> list[control.LedgerItem]:
+    """This member's entries in the log of `size` entries, oldest first: the first answer's page and the
+    pages after it (CREDITS_PAGES_MAX at most)."""
+    items = list(first.entries)
+    for _ in range(CREDITS_PAGES_MAX):
+        if len(items) >= first.total:
+            break
+        page = await _ask_credits(config, control.CreditsRequest(at=size, start=len(items)))
+        if not page.entries:
+            break
+        items.extend(page.entries)
+    return items
+
+
 PAGE_SHOWN = 16
+
+
+def _read(item: control.LedgerItem) -> Entry:
+    try:
+        return Entry.from_data(item.data.encode())
+    except (ValueError, TypeError) as exc:
+        raise LedgerMismatch(f"entry {item.index} does not hold: {exc}") from None
 
 
 def _checked(item: control.LedgerItem, checkpoint: Checkpoint, me: str) -> Entry:

@@ -98,7 +98,8 @@ class Admin:
             "devices": devices, "peers": report.peers(config, store, self.hub.federation.status()),
             "routes": self.routes(),
             "ledger": {"entries": store.ledger_size(self.hub.id),
-                       "checkpoint": report.latest_checkpoint(config, store)},
+                       "checkpoint": report.latest_checkpoint(config, store),
+                       "refused": self.hub.credits.refused},
         })
 
     def health(self) -> dict[str, Any]:
@@ -224,6 +225,9 @@ def hub_metrics(hub: Hub) -> list[metrics.Metric]:
                       sum(len(listing.entries) for listing in hub.directory.services.values())),
         peers,
         metrics.gauge("ladder_ledger_entries", "Entries in the hub's ledger.", hub.store.ledger_size(hub.id)),
+        metrics.counter("ladder_receipts_refused", "Receipts, settlements and peers' ledger checkpoints the "
+                        "hub refused since it started (each counted, the log sums a flood up).",
+                        hub.credits.refused),
         metrics.gauge("ladder_search_services", "Services the search index holds.", indexed),
         metrics.gauge("ladder_search_pages", "Pages the search index holds.", pages),
         metrics.gauge("ladder_search_crawls", "Crawls running now.", len(hub.search.crawling)),

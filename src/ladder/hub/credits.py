@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from ladder.agent.credits import RefusalLog
 from ladder.errors import LadderError
 from ladder.protocol import control
 from ladder.protocol.envelope import RecordError
@@ -82,7 +83,9 @@ class Credits:
         self.limit = limit
         self.clock, self.wall = clock, wall
         self.relayed: dict[str, Relayed] = {}  # channel id → its record
-        self.refused = 0
+        self.refused = 0  # receipts, settlements and peers' checkpoints refused: exact, on /metrics
+        self._refused_receipts = RefusalLog(log, "receipt", clock)
+        self._refused_checkpoints = RefusalLog(log, "checkpoint", clock)
         self.tree = MerkleTree(store.ledger_leaves(hub_id))
         latest = store.latest_checkpoint(hub_id)
         self._checkpointed = len(self.tree) if latest is not None else -1
@@ -173,7 +176,7 @@ class Credits:
             relayed.checker.check(receipt, splice.far_end.carried, splice.opener_end.carried)
         except ReceiptRefused as exc:
             self.refused += 1
-            log.info("receipt from %s refused: %s", port.label, exc)
+            self._refused_receipts.refused(port.label, exc)
             return None
         return receipt, relayed
 
@@ -203,6 +206,8 @@ class Credits:
         members and exits."""
         now = self.clock()
         self._greet(peers)
+        self._refused_receipts.flush()
+        self._refused_checkpoints.flush()
         for cid, relayed in list(self.relayed.items()):
             if relayed.closed_at is not None and now - relayed.closed_at > GRACE:
                 del self.relayed[cid]
@@ -298,7 +303,7 @@ class Credits:
                 self.store.peer_conflict(self.id, port.id, head.envelope, why, self.wall())
         except RecordError as exc:
             self.refused += 1
-            log.info("checkpoint from %s refused: %s", port.label, exc)
+            self._refused_checkpoints.refused(port.label, exc)
         except StoreError as exc:
             log.warning("cannot keep the checkpoint of %s: %s", port.label, exc)
 

@@ -43,10 +43,11 @@ def devices(store: HubStore, now: float | None = None) -> list[Row]:
 
 def accounts(config: HubConfig, store: HubStore) -> list[Row]:
     """Each account's credits, highest balance first; members who never paid nor earned show zeros.
-    `name` is the member's, or ID@HUB for a member of another hub."""
+    `name` is the member's, OWNER/NAME for a device (it pays from an account of its own), or ID@HUB for
+    a member of another hub."""
     found = store.accounts(config.hub_id())
     everyone = store.members()
-    names = {m.id: m.name for m in everyone}
+    names = {d.id: d.label for d in store.devices()} | {m.id: m.name for m in everyone}
     seen = {a.account for a in found}
     found += [Account(m.id, 0, 0, 0, 0, 0) for m in everyone if not m.revoked and m.id not in seen]
     found.sort(key=lambda a: -a.balance)
