@@ -1211,7 +1211,7 @@ def _print_credits(folder, as_json: bool, verify: bool) -> None:
 @click.option("--dir", "folder", metavar="FOLDER", help=DIR_HELP)
 @click.option("--limit", default=10, show_default=True, type=click.IntRange(1, 50), help="Results at most.")
 @click.option("--json", "as_json", is_flag=True,
-              help="Print JSON: a list of results with url, title, snippet, score, hub, online.")
+              help="Print JSON: a list of results with url, title, snippet, marks, score, hub, online, host.")
 def search(words, folder, limit, as_json) -> None:
     """Search the sites that exist only inside the network, at your hub and its peer hubs.
 
@@ -1224,14 +1224,22 @@ def search(words, folder, limit, as_json) -> None:
     or search in a browser at http://search.<hub>.ladder/.
     """
     from ladder.agent.command import ask
-    from ladder.protocol.control import SearchRequest, SearchResults
+    from ladder.protocol.control import TEXT_MAX, SearchRequest, SearchResults
 
+    if not words.strip():
+        raise UserError('give the words to search for, e.g. ladder search "film photography"')
+    if len(words) > TEXT_MAX:  # the hub would refuse the request whole, and say nothing of why
+        raise UserError(f"the words to search for are {len(words):,} characters long: at most {TEXT_MAX:,} "
+                        "go to the hub")
     config = MemberConfig.load(member_folder(folder))
     answer = runtime.run_async(ask(config, SearchRequest(words, limit)))
     if not isinstance(answer, SearchResults):
         raise UserError("the hub's answer is no search results (a hub too old for search?)")
-    results = [{"url": h.url, "title": h.title, "snippet": h.snippet, "score": h.score / 1_000_000,
-                "hub": h.hub, "online": h.online} for h in answer.hits]
+    # The same fields as the search page's JSON API (search/index.py Result.json).
+    results = [{"url": h.url, "title": h.title, "snippet": h.snippet,
+                "marks": [list(m) for m in zip(h.marks[::2], h.marks[1::2], strict=False)],
+                "score": h.score / 1_000_000, "hub": h.hub, "online": h.online, "host": h.host}
+               for h in answer.hits]
     if as_json:
         click.echo(json.dumps(results, indent=1, ensure_ascii=False))
         return

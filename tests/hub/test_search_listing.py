@@ -91,3 +91,26 @@ def test_services_renamed_flat_out_leave_at_most_absent_max_behind(hub_search, m
     assert len(kept) == 3 + 5, kept
     assert all(kept[f"s3x{i}.alice.ladder"] for i in range(3))  # the listed ones, online
     assert not any(host.startswith("s0x") for host in kept)  # the longest missing went first
+
+
+def test_a_service_is_crawled_again_after_revisit_unless_offline_or_delisted(hub_search, monkeypatch):
+    now = [2_000_000_000.0]
+    monkeypatch.setattr(search.time, "time", lambda: now[0])
+    assert hear(hub_search, entry("blog"), entry("shop"), entry("gone")) == ["blog", "shop", "gone"]
+    for key in [s.key for s in hub_search.index.services()]:
+        hub_search.index.mark_crawled(key, now[0])
+
+    def revisited() -> list[str]:
+        hub_search._revisit()
+        queued = []
+        while not hub_search.queue.empty():
+            queued.append(hub_search.queue.get_nowait().split("/")[1])
+        hub_search.queued.clear()
+        return sorted(queued)
+
+    now[0] += search.REVISIT - 1
+    assert revisited() == []
+    assert hear(hub_search, entry("blog"), entry("shop"), entry("gone", online=False)) == []
+    assert hub_search.index.delist("shop.alice")
+    now[0] += 2
+    assert revisited() == ["blog"]

@@ -124,6 +124,7 @@ def test_three_sites_a_body_word_found_by_the_cli_the_json_api_and_the_search_pa
     api = curl("-s", "-x", user.socks, "http://search.testhub.ladder/api/search?q=quixotically")
     results = json.loads(api.stdout)
     assert [r["url"] for r in results][:1] == [deep] and results[0]["hub"] == "testhub"
+    assert results[0] == found(user, "quixotically", deep)  # `ladder search --json` says the same
 
     if CHROMIUM is None:
         pytest.fail("Debian's chromium is required by the search page test (.ci/run installs it)")
@@ -153,7 +154,8 @@ def test_no_index_and_robots_disallow_keep_the_crawler_out_and_offline_sinks(net
     publish(carol, second, "two")
 
     wait_for(lambda: len(search(user, "zeppelin")) >= 2, 60, "both open sites to be crawled")
-    time.sleep(2)  # time for the other two, had the crawler gone there
+    wait_for(lambda: closed.requests, 30, "the closed site's robots.txt to be read")
+    time.sleep(2)  # twice the crawler's interval: time for its next request, had it made one
     assert private.requests == []  # --no-index: never fetched at all
     assert closed.requests == ["/robots.txt"]
     urls = [r["url"] for r in search(user, "zeppelin")]
@@ -189,3 +191,18 @@ def test_a_query_at_one_hub_finds_pages_of_both_peered_hubs_each_marked_with_its
     finally:
         for net in (a, c):
             net.close()
+
+
+def test_no_words_too_many_words_and_a_hub_that_is_down_are_each_one_line(network):
+    alice = str(network.join("alice"))
+    for words, says in (("", "give the words to search for"), ("  ", "give the words to search for"),
+                        ("x" * 1001, "1,001 characters long: at most 1,000")):
+        refused = ladder("search", words, "--dir", alice, "--json", check=False)
+        assert (refused.returncode, refused.stdout) == (1, ""), refused
+        assert len(refused.stderr.splitlines()) == 1 and refused.stderr.startswith("ladder: error: ")
+        assert says in refused.stderr, refused.stderr
+    assert ladder("search", "x" * 1000, "--dir", alice, "--json").stdout.strip() == "[]"
+    network.hub.stop()
+    down = ladder("search", "garden", "--dir", alice, check=False)
+    assert down.returncode == 1 and len(down.stderr.splitlines()) == 1, down.stderr
+    assert "connection refused (is the hub running?)" in down.stderr, down.stderr

@@ -323,14 +323,13 @@ async def tar_pit(writer: asyncio.StreamWriter) -> None:
 
 @run_async
 async def test_a_tar_pit_times_out_and_the_crawl_goes_on():
+    # Without the request timeout the pit would hold the crawl for a minute, beyond run_async's 20 s.
     routes = {"/robots.txt": NO_ROBOTS, "/": links("/slow", "/ok"), "/slow": tar_pit,
               "/ok": answer("<p>ok</p>")}
     async with Site(routes) as site:
         crawler = site.crawler(Limits(interval=0.0, request_timeout=1.0, deadline=10.0))
-        start = asyncio.get_running_loop().time()
         assert await crawl(crawler) == [url("/"), url("/ok")]
-        took = asyncio.get_running_loop().time() - start
-    assert 1.0 <= took < 3.0
+        assert site.targets == ["/robots.txt", "/", "/slow", "/ok"]
     assert crawler.stats.errors == ["/slow: no whole answer within 1 s"]
 
 

@@ -36,6 +36,9 @@ async def ask(config: MemberConfig, request: control.ControlMessage) -> control.
                             "for device requests)") from None
     except RemoteProtocolError as exc:
         raise RequestFailed(f"the hub's answer makes no sense: {exc}") from None
+    except ConnectionRefusedError:  # a ConnectionError too, but nothing listens: the hub is down
+        raise RequestFailed(f"cannot reach the hub at {host}:{port}: connection refused "
+                            "(is the hub running?)") from None
     except ConnectionError:  # it answered as a server that has had enough: a request it cannot take
         raise RequestFailed(f"the hub at {host}:{port} closed the connection without an answer "
                             "(a hub too old for device requests?)") from None
