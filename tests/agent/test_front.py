@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import re
 import struct
 
@@ -151,6 +152,86 @@ def test_socks4_connect_relays_after_an_early_answer():
             echo.close()
     answer, closed = asyncio.run(attempt())
     assert answer == b"\x00\x5a" + bytes(6) + b"hello" and not closed
+
+
+class Opening:
+    """An open on its way, as the pool's `_Opening` is to the front until the exit answers: it keeps
+    what the front sends it (early data)."""
+
+    def __init__(self) -> None:
+        self.sent = bytearray()
+
+    def send(self, data: bytes | memoryview) -> None:
+        self.sent += data
+
+    def end(self) -> None:
+        pass
+
+    def reset(self, code: int, reason: str = "") -> None:
+        pass
+
+    def acknowledge(self, nbytes: int) -> None:
+        pass
+
+    def pending(self) -> int:
+        return 0
+
+
+class Unanswered:
+    """An opener whose exit never answers by itself: the front gets an opening stream at once."""
+
+    def __init__(self) -> None:
+        self.relay: ProxyConnection | None = None
+        self.opening = Opening()
+
+    def __call__(self, host: str, port: int, relay: ProxyConnection) -> None:
+        self.relay = relay
+        relay.attach(self.opening)
+
+
+CLIENT_HELLO = b"\x16\x03\x01\x00\x05hello"  # what a browser sends first in a tunnel
+TUNNELS = {
+    "socks5": (socks5(b"site.test"), b"\x05\x00" + b"\x05\x00\x00\x01" + bytes(6)),
+    "http-connect": (b"CONNECT site.test:443 HTTP/1.1\r\nHost: site.test:443\r\n\r\n",
+                     b"HTTP/1.1 200 Connection Established\r\n\r\n"),
+}
+
+
+@pytest.mark.parametrize("kind", TUNNELS)
+def test_a_tunnel_is_answered_before_the_exit_and_a_later_refusal_resets_it(kind, caplog):
+    caplog.set_level(logging.INFO, logger="ladder.agent.front")
+    request, answer = TUNNELS[kind]
+
+    async def attempt() -> tuple[bytes, bytes, bytes | None]:
+        opener = Unanswered()
+        server = await asyncio.get_running_loop().create_server(lambda: ProxyConnection(opener),
+                                                                "127.0.0.1", 0)
+        reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname())
+        try:
+            writer.write(request)
+            heard = await asyncio.wait_for(reader.readexactly(len(answer)), WAIT)
+            writer.write(CLIENT_HELLO)
+            for _ in range(100):  # until the opening stream has the client's first bytes, 5 s at most
+                if len(opener.opening.sent) >= len(CLIENT_HELLO):
+                    break
+                await asyncio.sleep(0.05)
+            early = bytes(opener.opening.sent)
+            assert opener.relay is not None
+            opener.relay.on_refused(ErrorCode.TARGET_REFUSED, "the site refused the connection")
+            try:
+                rest: bytes | None = await asyncio.wait_for(reader.read(), WAIT)
+            except ConnectionResetError:
+                rest = None
+            return heard, early, rest
+        finally:
+            writer.close()
+            server.close()
+
+    heard, early, rest = asyncio.run(attempt())
+    assert heard == answer, "the tunnel was not answered before the exit answered"
+    assert early == CLIENT_HELLO, "the client's first bytes did not go out as early data"
+    assert rest is None, f"a refusal after the answer must reset the connection, not end it: {rest!r}"
+    assert "proxy: refused: the site refused the connection (site.test:443)" in caplog.text
 
 
 @pytest.mark.parametrize("request_bytes", [

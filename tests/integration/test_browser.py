@@ -140,8 +140,9 @@ def test_curl_through_socks4_and_socks4a(town, pages, scheme):
 def test_refusals_known_before_opening_get_a_reply_not_a_reset(town):
     network, _, _ = town
     nowhere = network.user("nowhere", "--exit", "ZZ")
-    for scheme, code in (("socks5h", b"(3)"), ("socks4a", b"request rejected")):
-        result = curl("-x", f"{scheme}://{nowhere.proxy[0]}:{nowhere.proxy[1]}", "http://example.com/",
+    for scheme, code in (("socks5h", b"(3)"), ("socks4a", b"request rejected"), ("http", b"response 503")):
+        tunnel = ("-p",) if scheme == "http" else ()  # CONNECT: a page, since nothing was answered yet
+        result = curl(*tunnel, "-x", f"{scheme}://{nowhere.proxy[0]}:{nowhere.proxy[1]}", "http://example.com/",
                       timeout=30)
         assert result.returncode != 0 and code in result.stderr and b"reset" not in result.stderr, \
             result.stderr

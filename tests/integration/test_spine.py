@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import re
 import socket
 import struct
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -109,14 +111,28 @@ def test_exit_refuses_private_addresses_and_says_why(network, origin):
     text = result.stdout.decode()
     assert text.startswith("HTTP/1.1 502"), text[:200]
     assert "private, loopback or local" in text and MARKER not in text
-    tunnel = curl("-p", "-x", strict.http, origin.url("index.html"))  # CONNECT waits for the exit's answer
-    assert tunnel.returncode != 0 and b"response 502" in tunnel.stderr, tunnel.stderr
-    # SOCKS5 answers before the exit does (the request rides with the open), so a refusal
-    # cuts the connection; the agent's log says why.
+    # CONNECT and SOCKS5 are answered before the exit does (the client's first bytes ride with the
+    # open), so a refusal cuts the connection; the agent's log and its counters say why.
+    tunnel = curl("-p", "-x", strict.http, origin.url("index.html"))
+    assert tunnel.returncode != 0 and MARKER not in tunnel.stdout.decode()
+    assert b"reset" in tunnel.stderr, tunnel.stderr
     socks = curl("-x", strict.socks, origin.url("index.html"))
     assert socks.returncode != 0 and MARKER not in socks.stdout.decode()
     assert b"reset" in socks.stderr, socks.stderr
-    wait_for(lambda: strict.proc.output().count("private, loopback or local") >= 3, 5, "the agent to log why")
+    target = f"(127.0.0.1:{origin.port})"
+    wait_for(lambda: strict.proc.output().count(f"private, loopback or local addresses {target}") >= 3, 5,
+             "the agent to log why, with the target")
+    metrics = agent_metrics(strict)
+    assert re.search(r'^ladder_agent_refusals_total\{reason="FORBIDDEN"\} 3(\.0)?$', metrics, re.M), metrics
+
+
+def agent_metrics(member) -> str:
+    """The member's dashboard's /metrics (Prometheus text), reached with the secret its URL carries."""
+    state = json.loads(ladder("status", "--json", "--dir", str(member.folder)).stdout)
+    page = urllib.parse.urlsplit(state["dashboard"])
+    result = curl(f"{page.scheme}://{page.netloc}/metrics?{page.query}")
+    assert result.returncode == 0, result.stderr
+    return result.stdout.decode()
 
 
 def test_unresolvable_name_and_missing_exit_get_clear_errors(spine):

@@ -22,11 +22,15 @@ is served to anyone (phones and browsers fetch it without credentials); it
 names the address the client reached, and with a password only the HTTP
 proxy, the one browsers can authenticate to.
 
-SOCKS is answered as soon as the stream is on its way, so the client's
-first bytes ride with the OPEN as early data; refusals known before that
-(a block rule, no exit, no hub) still get a SOCKS reply code, while a
-refusal from the exit, which comes after the answer, can only cut the
-connection (with a reset, so it is not taken for a complete answer).
+A tunnel (SOCKS CONNECT, or HTTP CONNECT) is answered as soon as its
+stream is on its way, so the client's first bytes (a TLS ClientHello) ride
+with the OPEN as early data instead of waiting a round trip through the
+hub and the exit; refusals known before that (a block rule, no exit, no
+hub) still get a SOCKS reply code or an HTTP error page, while a refusal
+from the exit, which comes after the answer, can only cut the connection
+(with a reset, so it is not taken for a complete answer); the agent's log
+says why and its Activity counts the reason. Absolute-form HTTP requests
+are answered by the origin, so a refusal there is still an error page.
 
 A connection becomes a `Relay` once its stream is open. Absolute-form
 requests keep the client's connection alive across requests; each request
@@ -431,11 +435,12 @@ class ProxyConnection(Relay):
 
     def attach(self, stream: Stream) -> None:
         super().attach(stream)
-        if self.socks:
-            # SOCKS is answered as soon as the stream is on its way, as ss-local
-            # and v2ray do: the client's first bytes then travel with the OPEN
-            # as early data, a round trip through the exit sooner. A refusal
-            # after this can only cut the connection (the agent logs why).
+        if self.mode == "tunnel":
+            # A tunnel (SOCKS, HTTP CONNECT) is answered as soon as the stream is
+            # on its way, as ss-local and v2ray do: the client's first bytes then
+            # travel with the OPEN as early data, a round trip through the exit
+            # sooner. A refusal after this can only cut the connection (the agent
+            # logs why, on_refused).
             self.transport.write(self.reply_ok)
             self.reply_ok = b""
         elif self.mode == "forward" and self.buffer and not self._parsing:
