@@ -57,8 +57,9 @@ system (the order rotating as before) while a busy loop holds one core, `stress-
 there. The hog ends by itself at an upper bound of the pass and is stopped by pid when the
 pass ends. Each system gets cpu_hog: its hog p50/p99 and their growth (hog median ÷ quiet
 median); the ratios compare growths too (p50_growth: this system's ÷ the reference's), and
-params.cpu_hog says what ran and how much of its core it got (below 90%: the machine was busy
-elsewhere and the pass is weaker than asked).
+params.cpu_hog says what ran and how much of its core it got (hog_core_share; the hog shares
+its core with the systems measured, and with anything else the machine runs: on a quiet
+machine a share far below 0.9 means the pass was gentler than it looks).
 
 A table goes to stderr with the progress; stdout gets exactly one JSON line per system, with
 its numbers and its ratios (this ÷ that) to v2ray-local (the first reference), v2ray-reverse
@@ -278,7 +279,7 @@ def hog_pass(records: list[Record], args: argparse.Namespace, ctx: Context) -> d
         ctx.procs.stop_one("cpu-hog")
     share = busy / seconds if seconds > 0 else 0.0
     log(f"CPU hog pass: {seconds:.0f} s, the hog used {100 * share:.0f}% of a core"
-        + ("" if share >= HOG_MIN_SHARE else " (less than it should: the machine is busy elsewhere)"))
+        + ("" if share >= HOG_MIN_SHARE else " (it shared its core with the systems measured or other work)"))
     info = {"tool": tool, "cpu": HOG_CPU, "seconds": round(seconds, 1), "hog_core_share": round(share, 3)}
     return info | ({"note": note} if note else {})
 
