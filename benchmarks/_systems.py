@@ -116,13 +116,23 @@ class Ladder(System):
                 "user": "up --proxy 127.0.0.1:PORT", "client": "SOCKS5 to the user agent"}
 
 
+TROJAN = "/usr/bin/trojan"
+
+
+def trojan_client_config(socks_port: int, server_port: int, password: str, cert: Path) -> dict:
+    """Debian's trojan in client mode: SOCKS5 on loopback, Trojan over TLS to `server_port`, `cert` pinned."""
+    return {"run_type": "client", "local_addr": "127.0.0.1", "local_port": socks_port,
+            "remote_addr": "127.0.0.1", "remote_port": server_port, "password": [password], "log_level": 2,
+            "ssl": {"verify": True, "verify_hostname": False, "cert": str(cert), "sni": ""}}
+
+
 class LadderDevice(System):
     """A phone's stock app instead of our agent: Debian's trojan client speaking Trojan to the hub's 443."""
 
     def __init__(self, ctx: Context):
         super().__init__(ctx, "ladder-device",
                          "client → trojan client (SOCKS5) → hub, as the device's agent → sharer's exit → origin",
-                         needs=(("/usr/bin/trojan", "trojan"),))
+                         needs=((TROJAN, "trojan"),))
 
     def start(self) -> None:
         _, names = start_ladder(self.ctx.procs, self.dir(), prefix="ladder-device-")
@@ -133,15 +143,12 @@ class LadderDevice(System):
         hub_port = int(link.strip().splitlines()[-1].split("@")[1].split("?")[0].rsplit(":", 1)[1])
         port = free_port()
         config = self.dir() / "trojan.json"
-        config.write_text(json.dumps({
-            "run_type": "client", "local_addr": "127.0.0.1", "local_port": port, "remote_addr": "127.0.0.1",
-            "remote_port": hub_port, "password": [password], "log_level": 2,
-            "ssl": {"verify": True, "verify_hostname": False, "cert": str(hub_dir / "tls.crt"), "sni": ""}}))
-        wait_port(port, 10, self.run("trojan", ["/usr/bin/trojan", "-c", str(config)]))
+        config.write_text(json.dumps(trojan_client_config(port, hub_port, password, hub_dir / "tls.crt")))
+        wait_port(port, 10, self.run("trojan", [TROJAN, "-c", str(config)]))
         self.proxy = Proxy("socks5", port)
 
     def versions(self) -> dict[str, str]:
-        return {"ladder": ladder_version(), "trojan": first_line(command_output(["/usr/bin/trojan", "-v"]))}
+        return {"ladder": ladder_version(), "trojan": first_line(command_output([TROJAN, "-v"]))}
 
     def config(self) -> dict:
         return {"sharer": "up --share --country ZZ --allow-private --ports 1-65535",
@@ -255,20 +262,46 @@ class Seed(System):
 
 V2RAY = "/usr/bin/v2ray"
 OPENSSL = "/usr/bin/openssl"
+V2RAY_SERVER_NAME = "portal.bench.invalid"  # the portal's certificate names it; clients send it as SNI
 
 
-def v2ray_portal_config(socks_port: int, tunnel_port: int, user: str, cert: Path, key: Path) -> dict:
+def v2ray_certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed P-256 certificate and key for the portal's TLS inbounds."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    argv = [OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={V2RAY_SERVER_NAME}",
+            "-addext", f"subjectAltName=DNS:{V2RAY_SERVER_NAME}"]
+    done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30,
+                          check=False)
+    if done.returncode != 0:
+        raise BenchError(f"openssl req failed: {done.stderr.strip()}")
+    return cert, key
+
+
+def tls_inbound_stream(cert: Path, key: Path) -> dict:
+    return {"network": "tcp", "security": "tls",
+            "tlsSettings": {"certificates": [{"certificateFile": str(cert), "keyFile": str(key)}]}}
+
+
+def vless_tls_outbound(tag: str, port: int, user: str) -> dict:
+    """VLESS over TLS to the portal: the bridge's tunnel and, set the same, a user's local client."""
+    return {"tag": tag, "protocol": "vless",
+            "settings": {"vnext": [{"address": "127.0.0.1", "port": port,
+                                    "users": [{"id": user, "encryption": "none"}]}]},
+            "streamSettings": {"network": "tcp", "security": "tls",
+                               "tlsSettings": {"serverName": V2RAY_SERVER_NAME, "allowInsecure": True}}}
+
+
+def v2ray_portal_config(front: dict, tunnel_port: int, user: str, cert: Path, key: Path) -> dict:
+    """The portal: `front` (tagged "clients") is where clients come in; the bridge dials its tunnel port."""
     return {
         "log": {"loglevel": "warning", "access": "none"},
         "reverse": {"portals": [{"tag": "portal", "domain": V2RAY_REVERSE_DOMAIN}]},
         "inbounds": [
-            {"tag": "clients", "listen": "127.0.0.1", "port": socks_port, "protocol": "socks",
-             "settings": {"auth": "noauth", "udp": False}},
+            {"tag": "clients", "listen": "127.0.0.1", **front},
             {"tag": "tunnel", "listen": "127.0.0.1", "port": tunnel_port, "protocol": "vless",
              "settings": {"clients": [{"id": user}], "decryption": "none"},
-             "streamSettings": {"network": "tcp", "security": "tls",
-                                "tlsSettings": {"certificates": [{"certificateFile": str(cert),
-                                                                  "keyFile": str(key)}]}}},
+             "streamSettings": tls_inbound_stream(cert, key)},
         ],
         "outbounds": [{"tag": "nowhere", "protocol": "blackhole"}],
         "routing": {"rules": [
@@ -285,14 +318,8 @@ def v2ray_bridge_config(tunnel_port: int, user: str) -> dict:
     return {
         "log": {"loglevel": "warning", "access": "none"},
         "reverse": {"bridges": [{"tag": "bridge", "domain": V2RAY_REVERSE_DOMAIN}]},
-        "outbounds": [
-            {"tag": "tunnel", "protocol": "vless",
-             "settings": {"vnext": [{"address": "127.0.0.1", "port": tunnel_port,
-                                     "users": [{"id": user, "encryption": "none"}]}]},
-             "streamSettings": {"network": "tcp", "security": "tls",
-                                "tlsSettings": {"serverName": "portal.bench.invalid", "allowInsecure": True}}},
-            {"tag": "out", "protocol": "freedom", "settings": {}},
-        ],
+        "outbounds": [vless_tls_outbound("tunnel", tunnel_port, user),
+                      {"tag": "out", "protocol": "freedom", "settings": {}}],
         "routing": {"rules": [
             {"type": "field", "inboundTag": ["bridge"], "domain": [f"full:{V2RAY_REVERSE_DOMAIN}"],
              "outboundTag": "tunnel"},
@@ -301,33 +328,53 @@ def v2ray_bridge_config(tunnel_port: int, user: str) -> dict:
     }
 
 
-class V2rayReverse(System):
-    """v2ray's reverse proxy: a portal (SOCKS in, VLESS+TLS in for the bridge) and a bridge (freedom out)."""
+def socks_inbound(port: int) -> dict:
+    return {"port": port, "protocol": "socks", "settings": {"auth": "noauth", "udp": False}}
 
-    def __init__(self, ctx: Context):
-        super().__init__(ctx, "v2ray-reverse", "client → portal (SOCKS5) → bridge (VLESS+TLS, Mux.Cool) → origin",
-                         ((V2RAY, "v2ray"), (OPENSSL, "openssl")))
+
+def v2ray_local_client_config(socks_port: int, portal_port: int, user: str) -> dict:
+    """A v2ray user's own client: SOCKS5 in on loopback, VLESS + TLS out to the portal."""
+    return {"log": {"loglevel": "warning", "access": "none"},
+            "inbounds": [{"tag": "socks", "listen": "127.0.0.1", **socks_inbound(socks_port)}],
+            "outbounds": [vless_tls_outbound("portal", portal_port, user)]}
+
+
+class V2rayReverse(System):
+    """v2ray's reverse proxy: a portal (SOCKS in, VLESS+TLS in for the bridge) and a bridge (freedom out).
+
+    The client speaks SOCKS5 straight to the portal, a form no user across a firewall runs
+    (it would be plaintext to the portal): v2ray-local is the form they run. Subclasses
+    change the portal's client-facing inbound (`front`) and what sits before it (`start_front`).
+    """
+
+    PATH = "client → portal (SOCKS5) → bridge (VLESS+TLS, Mux.Cool) → origin"
+    NEEDS: tuple[tuple[str, str], ...] = ((V2RAY, "v2ray"), (OPENSSL, "openssl"))
+
+    def __init__(self, ctx: Context, name: str = "v2ray-reverse"):
+        super().__init__(ctx, name, self.PATH, self.NEEDS)
+
+    def front(self, port: int, cert: Path, key: Path) -> dict:
+        """The portal's inbound for clients, on `port` (its tag and listen address are added)."""
+        return socks_inbound(port)
+
+    def start_front(self, port: int, cert: Path) -> Proxy:
+        """Whatever runs in front of the portal's client inbound on `port`; how the client reaches it."""
+        return Proxy("socks5", port)
 
     def start(self) -> None:
         folder = self.dir()
-        cert, key = folder / "cert.pem", folder / "key.pem"
-        done = subprocess.run([OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                               "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
-                               "-subj", "/CN=portal.bench.invalid",
-                               "-addext", "subjectAltName=DNS:portal.bench.invalid"],
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
-        if done.returncode != 0:
-            raise BenchError(f"openssl req failed: {done.stderr.strip()}")
-        socks_port, tunnel_port, user = free_port(), free_port(), str(uuid.uuid4())
-        configs = {"portal": v2ray_portal_config(socks_port, tunnel_port, user, cert, key),
+        cert, key = v2ray_certificate(folder)
+        front_port, tunnel_port, user = free_port(), free_port(), str(uuid.uuid4())
+        front = self.front(front_port, cert, key)
+        configs = {"portal": v2ray_portal_config(front, tunnel_port, user, cert, key),
                    "bridge": v2ray_bridge_config(tunnel_port, user)}
         for role, conf in configs.items():
             (folder / f"{role}.json").write_text(json.dumps(conf, indent=1))
         proc = self.run("portal", [V2RAY, "-config", str(folder / "portal.json")], stdout="log")
-        wait_port(socks_port, 15, proc)
+        wait_port(front_port, 15, proc)
         wait_port(tunnel_port, 15, proc)
         self.run("bridge", [V2RAY, "-config", str(folder / "bridge.json")], stdout="log")
-        self.proxy = Proxy("socks5", socks_port)
+        self.proxy = self.start_front(front_port, cert)
 
     def versions(self) -> dict[str, str]:
         return {"v2ray": first_line(command_output([V2RAY, "-version"]))}
@@ -335,8 +382,88 @@ class V2rayReverse(System):
     def config(self) -> dict:
         return {"portal": "socks inbound (noauth) + vless inbound over TLS (self-signed P-256 cert); "
                           "reverse.portals; routing: tunnel+domain → portal, clients → portal",
-                "bridge": "reverse.bridges; vless outbound over TLS (allowInsecure) to the portal; freedom out",
+                "bridge": "reverse.bridges; vless outbound over TLS (allowInsecure) to the portal; "
+                          "freedom out",
                 "mux": "Mux.Cool, as the reverse proxy always uses it", "client": "SOCKS5 to the portal"}
+
+
+class V2rayLocal(V2rayReverse):
+    """What a v2ray user runs across a firewall: a local v2ray client, SOCKS5 in, VLESS + TLS out.
+
+    Its outbound has the bridge's tunnel settings exactly (`vless_tls_outbound`); as in a
+    user's config, it sets no mux (the bridge's Mux.Cool comes with the reverse proxy). The
+    portal takes it on a VLESS + TLS inbound of its own, with its own user id, beside the
+    bridge's; it has no SOCKS inbound. Three processes, the same count as Ladder's.
+    """
+
+    PATH = ("client → local v2ray (SOCKS5 in, VLESS+TLS out) → portal → bridge (VLESS+TLS, Mux.Cool)"
+            " → origin")
+
+    def __init__(self, ctx: Context):
+        super().__init__(ctx, "v2ray-local")
+        self.client_user = str(uuid.uuid4())
+
+    def front(self, port: int, cert: Path, key: Path) -> dict:
+        return {"port": port, "protocol": "vless",
+                "settings": {"clients": [{"id": self.client_user}], "decryption": "none"},
+                "streamSettings": tls_inbound_stream(cert, key)}
+
+    def start_front(self, port: int, cert: Path) -> Proxy:
+        socks_port = free_port()
+        config = self.dir() / "client.json"
+        config.write_text(json.dumps(v2ray_local_client_config(socks_port, port, self.client_user), indent=1))
+        wait_port(socks_port, 15, self.run("client", [V2RAY, "-config", str(config)], stdout="log"))
+        return Proxy("socks5", socks_port)
+
+    def config(self) -> dict:
+        return {"client": "SOCKS5 to the local v2ray: socks inbound (noauth); vless outbound over TLS "
+                          "(allowInsecure) to the portal, the bridge's settings; no mux",
+                "portal": "vless inbound over TLS for clients + vless inbound over TLS for the bridge "
+                          "(one self-signed P-256 cert); reverse.portals; routing as v2ray-reverse",
+                "bridge": "as v2ray-reverse",
+                "mux": "Mux.Cool portal ⇄ bridge, as the reverse proxy always uses it"}
+
+
+class V2rayTrojan(V2rayReverse):
+    """ladder-device's path with v2ray in the hub's place: Debian's trojan client → v2ray's Trojan inbound.
+
+    v2ray's reverse proxy takes any inbound as the portal's client side, so the shape is
+    ladder-device's own: the stock client speaks Trojan over TLS to a server on the public
+    side (the portal here, the hub there), which carries it through the link the far side
+    keeps open (the bridge's tunnel, the sharer's link) to the exit. No fallback is set on the
+    Trojan inbound. The trojan client's config is ladder-device's but for the address and the
+    pinned certificate (the portal's).
+    """
+
+    PATH = ("client → trojan client (SOCKS5) → portal (Trojan+TLS in) → bridge (VLESS+TLS, Mux.Cool)"
+            " → origin")
+    NEEDS = (*V2rayReverse.NEEDS, (TROJAN, "trojan"))
+
+    def __init__(self, ctx: Context):
+        super().__init__(ctx, "v2ray-trojan")
+        self.password = secrets.token_hex(16)
+
+    def front(self, port: int, cert: Path, key: Path) -> dict:
+        return {"port": port, "protocol": "trojan", "settings": {"clients": [{"password": self.password}]},
+                "streamSettings": tls_inbound_stream(cert, key)}
+
+    def start_front(self, port: int, cert: Path) -> Proxy:
+        socks_port = free_port()
+        config = self.dir() / "trojan.json"
+        config.write_text(json.dumps(trojan_client_config(socks_port, port, self.password, cert)))
+        wait_port(socks_port, 10, self.run("trojan", [TROJAN, "-c", str(config)]))
+        return Proxy("socks5", socks_port)
+
+    def versions(self) -> dict[str, str]:
+        return {**super().versions(), "trojan": first_line(command_output([TROJAN, "-v"]))}
+
+    def config(self) -> dict:
+        return {"client": "SOCKS5 to Debian's trojan client, certificate pinned (as ladder-device)",
+                "portal": "trojan inbound over TLS (no fallbacks) for clients + vless inbound over TLS for "
+                          "the bridge (one self-signed P-256 cert); reverse.portals; routing as "
+                          "v2ray-reverse",
+                "bridge": "as v2ray-reverse",
+                "mux": "Mux.Cool portal ⇄ bridge, as the reverse proxy always uses it"}
 
 
 # ------------------------------------------------------------- shadowsocks
@@ -370,7 +497,8 @@ class Shadowsocks(System):
 
 
 SYSTEMS = {"direct": Direct, "ladder": Ladder, "ladder-device": LadderDevice, "seed": Seed,
-           "v2ray-reverse": V2rayReverse, "shadowsocks": Shadowsocks}
+           "v2ray-local": V2rayLocal, "v2ray-reverse": V2rayReverse, "v2ray-trojan": V2rayTrojan,
+           "shadowsocks": Shadowsocks}
 
 
 def start_checked(system: System) -> None:

@@ -1,18 +1,39 @@
 #!/usr/bin/env python3
 """Ladder against other ways through a firewall, on one machine, against one origin.
 
-    python benchmarks/compare.py [--rounds 4] [--systems direct,ladder,seed,v2ray-reverse,shadowsocks]
+    python benchmarks/compare.py [--rounds 4] [--systems direct,ladder,v2ray-local,...]
                                  [--size-mib 256] [--fetches 1000] [--rate-total 2000]
                                  [--rate-concurrency 100] [--idle-conns 1000] [--idle-seconds 30]
-                                 [--quick] [--keep] [--profile DIR [--native]]
+                                 [--cpu-hog] [--quick] [--keep] [--profile DIR [--native]]
 
 Systems (every one on 127.0.0.1, each process started here and stopped by pid at the end):
 
 * direct         client → origin
 * ladder         client → user agent (SOCKS5) → hub → sharer's exit → origin, the real CLI
+* ladder-device  client → Debian's trojan client (SOCKS5) → hub (Trojan + TLS; it runs the
+                 device's agent) → sharer's exit → origin
 * seed           client → sshd's -R port (HTTP CONNECT) → ssh → proxy.py 2.4.3 → origin
-* v2ray-reverse  client → portal (SOCKS5) → bridge (VLESS + TLS, Mux.Cool) → origin
+* v2ray-local    client → local v2ray (SOCKS5 in, VLESS + TLS out, the bridge's outbound
+                 settings) → portal → bridge (VLESS + TLS, Mux.Cool) → origin: what a v2ray
+                 user runs across a firewall, three processes like Ladder's
+* v2ray-reverse  client → portal (SOCKS5) → bridge (VLESS + TLS, Mux.Cool) → origin: the same
+                 reverse proxy with the client in plaintext at the portal, which no user across
+                 a firewall runs; kept beside v2ray-local to show what the extra hop costs
+* v2ray-trojan   client → Debian's trojan client (SOCKS5, ladder-device's config) → portal
+                 (Trojan + TLS inbound) → bridge (VLESS + TLS, Mux.Cool) → origin: ladder-device's
+                 shape, since v2ray's reverse proxy takes a Trojan inbound as its client side
+                 (the portal stands where the hub does, the bridge where the sharer does)
 * shadowsocks    client → ss-local (SOCKS5) → ss-server (chacha20-ietf-poly1305) → origin
+
+Ladder runs at its shipped defaults only: `ladder hub init/run`, `ladder up` and `ladder hub
+device add` get no setting beyond what a loopback run needs to work at all: the sharer's
+`--share --country ZZ --allow-private --ports 1-65535` (the origin is on 127.0.0.1, which an
+exit refuses by default, at a free port outside the default 80,443; ZZ is a label), the user's
+`--proxy 127.0.0.1:PORT`, and `--dir`/`--listen`/`--public-address`/`--name` for folders,
+ports and labels. No limit, buffer, worker or stream count is set (no `--user-streams`), and
+any LADDER_* variable in the caller's environment (LADDER_RECEIPTS=off would turn credits off)
+is dropped at start and named under params.ladder_env_dropped. If a user must change a setting
+to get a figure, it is not Ladder's figure.
 
 The origin is nginx (a Python server without it) serving /1k and /256m; an asyncio
 echo server takes the idle connections. Each round measures every system in turn
@@ -30,8 +51,19 @@ connections to the echo server, each carrying one echo; RSS and PSS (smaps_rollu
 all the system's processes before and with them open; then, after IDLE_SECONDS idle, how many
 still echo.
 
+With --cpu-hog, after the rounds and before the memory test: ROUNDS more latency series per
+system (the order rotating as before) while a busy loop holds one core, `stress-ng --cpu 1
+--taskset N` (N: the last CPU this run may use) or, without stress-ng, a Python loop pinned
+there. The hog ends by itself at an upper bound of the pass and is stopped by pid when the
+pass ends. Each system gets cpu_hog: its hog p50/p99 and their growth (hog median ÷ quiet
+median); the ratios compare growths too (p50_growth: this system's ÷ the reference's), and
+params.cpu_hog says what ran and how much of its core it got (hog_core_share; the hog shares
+its core with the systems measured, and with anything else the machine runs: on a quiet
+machine a share far below 0.9 means the pass was gentler than it looks).
+
 A table goes to stderr with the progress; stdout gets exactly one JSON line per system, with
-its numbers and its ratios (this ÷ that) to v2ray-reverse and to the seed.
+its numbers and its ratios (this ÷ that) to v2ray-local (the first reference), v2ray-reverse
+and the seed; ladder-device's also to v2ray-trojan, its like-for-like rival.
 
 With --profile DIR, `py-spy record` is attached to Ladder's hub, sharer and user during the
 first round's Ladder bulk transfer and, apart, during its rate test: DIR/bulk-hub.pyspy.txt,
@@ -47,6 +79,7 @@ import argparse
 import contextlib
 import datetime
 import json
+import math
 import os
 import platform
 import shutil
@@ -61,7 +94,11 @@ from _common import (BIG_PATH, CHUNK, NGINX, BenchError, Holder, Processes, bulk
                      percentile, pyspy_recording, run_rate, run_script, start_echo, start_origin, uvloop_version)
 from _systems import SYSTEMS, Context, System, start_checked
 
-REFERENCES = ("v2ray-reverse", "seed")
+# Ratio columns: this ÷ each of these. v2ray-local first: it is what a v2ray user runs.
+REFERENCES = ("v2ray-local", "v2ray-reverse", "seed")
+# A system's like-for-like rival besides the references: a device's stock Trojan client into
+# the hub against the same client into v2ray's Trojan inbound.
+PAIRS = {"ladder-device": "v2ray-trojan"}
 QUICK = {"size_mib": 16, "fetches": 100, "rate_total": 300, "rate_concurrency": 50, "idle_conns": 200,
          "idle_seconds": 5, "rounds": 2}
 DEFAULTS = {"size_mib": 256, "fetches": 1000, "rate_total": 2000, "rate_concurrency": 100, "idle_conns": 1000,
@@ -73,6 +110,9 @@ HOLD_LIMIT = 180.0  # opening (or checking) all idle connections of one system
 # Before each weighing: time for every system to give back what the test before
 # freed (Go's scavenger, glibc trims: Ladder trims its heap every 5 s).
 SETTLE = 6.0
+HOG_CPU = max(os.sched_getaffinity(0))  # --cpu-hog: the core the hog is pinned to, the last one we may use
+HOG_SETTLE = 1.0  # seconds for the hog to take its core before the first series
+HOG_MIN_SHARE = 0.9  # a hog that got less of its core than this is reported as weak
 PROFILED_SYSTEM = "ladder"  # --profile: its processes, in round 1
 PROFILED_ROUND = 1
 
@@ -130,12 +170,14 @@ def measure_bulk(rec: Record, args: argparse.Namespace, ctx: Context, r: int) ->
         + (f"; CPU ms per MB: {split}" if split else ""))
 
 
-def measure_latency(rec: Record, args: argparse.Namespace, ctx: Context, r: int) -> None:
+def measure_latency(rec: Record, args: argparse.Namespace, ctx: Context, r: int, key: str = "") -> None:
+    """A latency series; its p50 and p99 go under `key`p50_ms and `key`p99_ms."""
     times = latency(rec.system.proxy, ctx.origin.port, args.fetches, LATENCY_LIMIT)
     p50, p99 = percentile(times, 50), percentile(times, 99)
-    rec.add("p50_ms", p50)
-    rec.add("p99_ms", p99)
-    log(f"round {r} {rec.system.name}: {args.fetches} fetches of 1 KiB, p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+    rec.add(f"{key}p50_ms", p50)
+    rec.add(f"{key}p99_ms", p99)
+    log(f"round {r} {rec.system.name}{' (' + key.strip('_') + ')' if key else ''}: {args.fetches} fetches "
+        f"of 1 KiB, p50 {p50:.2f} ms, p99 {p99:.2f} ms")
 
 
 def measure_rate(rec: Record, args: argparse.Namespace, ctx: Context, r: int) -> None:
@@ -188,6 +230,58 @@ def fail(rec: Record, ctx: Context, message: str) -> None:
         rec.status, rec.reason = "failed", str(exc)
         log(f"{rec.system.name} is out: {exc}")
         ctx.procs.dump_logs(rec.system.names)
+
+
+def hog_argv(seconds: float) -> tuple[list[str], str]:
+    """The CPU hog's command line, pinned to HOG_CPU and gone by itself after `seconds`; what it is."""
+    stress = shutil.which("stress-ng")
+    if stress:
+        return ([stress, "--cpu", "1", "--taskset", str(HOG_CPU), "--timeout", f"{math.ceil(seconds)}s",
+                 "--quiet"], f"stress-ng --cpu 1 --taskset {HOG_CPU}")
+    loop = (f"import os, time\nos.sched_setaffinity(0, {{{HOG_CPU}}})\nend = time.monotonic() + {seconds}\n"
+            "while time.monotonic() < end:\n    pass\n")
+    return [sys.executable, "-c", loop], f"a Python busy loop pinned to CPU {HOG_CPU}"
+
+
+def hog_pass(records: list[Record], args: argparse.Namespace, ctx: Context) -> dict | None:
+    """--cpu-hog: ROUNDS more latency series per system while a busy loop holds one core.
+
+    The p50s and p99s go under hog_p50_ms and hog_p99_ms. The hog is started here, ends by
+    itself at an upper bound of the pass's length, and is stopped by pid when the pass ends.
+    What ran and how much of its core it got is returned (for params in the JSON).
+    """
+    live = [rec for rec in records if rec.active]
+    if not live:
+        return None
+    bound = args.rounds * len(live) * LATENCY_LIMIT + 60
+    argv, tool = hog_argv(bound)
+    log(f"CPU hog pass: {tool}, {args.rounds} latency series per system")
+    hog = ctx.procs.start("cpu-hog", argv)
+    started, note = time.monotonic(), ""
+    try:
+        time.sleep(HOG_SETTLE)
+        for r in range(1, args.rounds + 1):
+            live = [rec for rec in live if rec.active]
+            shift = (r - 1) % max(1, len(live))
+            for rec in live[shift:] + live[:shift]:
+                ctx.procs.check_alive(["cpu-hog"])
+                try:
+                    rec.system.check_alive()
+                    measure_latency(rec, args, ctx, r, key="hog_")
+                except (BenchError, OSError, ValueError) as exc:
+                    fail(rec, ctx, f"hog round {r} latency: {type(exc).__name__}: {exc}")
+    except BenchError as exc:  # the hog itself died: what was measured after it is not a hog figure
+        note = f"the hog stopped early: {exc}"
+        log(note)
+    finally:
+        seconds = time.monotonic() - started
+        busy = sum(cpu_seconds(pid) for pid in [hog.pid, *descendants(hog.pid)])
+        ctx.procs.stop_one("cpu-hog")
+    share = busy / seconds if seconds > 0 else 0.0
+    log(f"CPU hog pass: {seconds:.0f} s, the hog used {100 * share:.0f}% of a core"
+        + ("" if share >= HOG_MIN_SHARE else " (it shared its core with the systems measured or other work)"))
+    info = {"tool": tool, "cpu": HOG_CPU, "seconds": round(seconds, 1), "hog_core_share": round(share, 3)}
+    return info | ({"note": note} if note else {})
 
 
 def mb(kib: int) -> float:
@@ -270,6 +364,12 @@ def summary(rec: Record) -> dict:
     if rec.system.name == "ladder" and "cpu_ms_per_MB.hub" in rec.rounds:
         # ms per 10**6 bytes is numerically the same as s per 10**9 bytes
         out["hub_cpu_s_per_GB"] = rnd(rec.median("cpu_ms_per_MB.hub"), 3)
+    hog_p50, hog_p99 = rec.median("hog_p50_ms"), rec.median("hog_p99_ms")
+    if hog_p50 is not None:
+        quiet_p50, quiet_p99 = rec.median("p50_ms"), rec.median("p99_ms")
+        out["cpu_hog"] = {"p50_ms": rnd(hog_p50, 3), "p99_ms": rnd(hog_p99, 3),
+                          "p50_growth": rnd(hog_p50 / quiet_p50, 3) if quiet_p50 else None,
+                          "p99_growth": rnd(hog_p99 / quiet_p99, 3) if quiet_p99 and hog_p99 else None}
     out["memory"] = rec.memory or None
     out["per_round"] = {k: [rnd(v, 3) for v in vs] for k, vs in rec.rounds.items()}
     return out
@@ -281,11 +381,15 @@ RATIO_KEYS = {"bulk_MBps": lambda s: s["bulk_MBps"], "p50_ms": lambda s: s["p50_
               "rss_MB": lambda s: (s["memory"] or {}).get("rss_MB"),
               "pss_MB": lambda s: (s["memory"] or {}).get("pss_MB"),
               "rss_per_conn_KiB": lambda s: (s["memory"] or {}).get("rss_per_conn_KiB"),
-              "still_open": lambda s: (s["memory"] or {}).get("still_open")}
+              "still_open": lambda s: (s["memory"] or {}).get("still_open"),
+              "p50_growth": lambda s: (s.get("cpu_hog") or {}).get("p50_growth")}
 
 
 def ratios(mine: dict, ref: dict | None) -> dict | None:
-    """this ÷ reference for each number both have (> 1: more; better for MB/s and req/s, worse for ms and MB)."""
+    """this ÷ reference for each number both have (> 1: more; better for MB/s, req/s; worse for ms, MB).
+
+    p50_growth is this system's p50 growth under the CPU hog ÷ the reference's (> 1: hurt more).
+    """
     if ref is None:
         return None
     out = {}
@@ -313,7 +417,15 @@ def fmt(x, digits: int = 1, suffix: str = "") -> str:
     return "—" if x is None else f"{x:.{digits}f}{suffix}"
 
 
-def table(lines: list[dict]) -> str:
+RATIO_COLUMNS = ("bulk_MBps", "p50_ms", "p99_ms", "rate_rps", "cpu_ms_per_MB", "rss_MB", "pss_MB")
+
+
+def ratio_row(name: str, r: dict, hog: bool) -> str:
+    keys = RATIO_COLUMNS + (("p50_growth",) if hog else ())
+    return f"  {name:<14} " + "  ".join(f"{fmt(r[k], 2):>5}" for k in keys)
+
+
+def table(lines: list[dict], hog: dict | None = None) -> str:
     head = (f"{'system':<14} {'bulk MB/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'req/s':>7} {'err':>4} "
             f"{'CPU ms/MB':>9} {'RSS MB base→conns':>18} {'PSS MB base→conns':>18} {'KiB/conn':>8} {'idle ok':>9}")
     rows = [head, "-" * len(head)]
@@ -338,13 +450,29 @@ def table(lines: list[dict]) -> str:
         if ref not in {line["system"] for line in lines if line["status"] == "ok"}:
             rows.append(f"no ratios to {ref}: it was not measured")
             continue
-        rows.append(f"ratio to {ref} (this ÷ {ref}): bulk, p50, p99, req/s, CPU/MB, RSS with conns, PSS with conns")
+        rows.append(f"ratio to {ref} (this ÷ {ref}): bulk, p50, p99, req/s, CPU/MB, RSS with conns, "
+                    f"PSS with conns{', p50 growth with the hog' if hog else ''}")
         for line in lines:
             r = (line.get("ratios") or {}).get(f"vs_{ref}")
             if line["status"] == "ok" and r:
-                rows.append(f"  {line['system']:<14} " + "  ".join(
-                    f"{fmt(r[k], 2):>5}" for k in ("bulk_MBps", "p50_ms", "p99_ms", "rate_rps", "cpu_ms_per_MB",
-                                                   "rss_MB", "pss_MB")))
+                rows.append(ratio_row(line["system"], r, bool(hog)))
+    for mine, rival in PAIRS.items():
+        pair = next((x for x in lines if x["system"] == mine and x["status"] == "ok"), None)
+        r = ((pair or {}).get("ratios") or {}).get(f"vs_{rival}")
+        if pair and r:
+            rows += ["", f"{mine} ÷ {rival} (like for like), columns as above:",
+                     ratio_row(mine, r, bool(hog))]
+    if hog:
+        rows += ["", f"CPU hog ({hog['tool']}, {100 * hog['hog_core_share']:.0f}% of a core over "
+                     f"{hog['seconds']:.0f} s{'; ' + hog['note'] if 'note' in hog else ''}): "
+                     "p50 quiet → hog, growth; p99 quiet → hog, growth"]
+        for line in lines:
+            h = line.get("cpu_hog")
+            if line["status"] == "ok" and h:
+                rows.append(f"  {line['system']:<14} {fmt(line['p50_ms'], 2):>6} → "
+                            f"{fmt(h['p50_ms'], 2):<6} {fmt(h['p50_growth'], 2):>5}   "
+                            f"{fmt(line['p99_ms'], 2):>6} → {fmt(h['p99_ms'], 2):<6} "
+                            f"{fmt(h['p99_growth'], 2):>5}")
     ladder = next((l for l in lines if l["system"] == "ladder" and l["status"] == "ok"), None)
     if ladder and ladder.get("cpu_ms_per_MB_by_process"):
         rows.append("")
@@ -354,10 +482,12 @@ def table(lines: list[dict]) -> str:
     return "\n".join(rows)
 
 
-def report(records: list[Record], args: argparse.Namespace, env: dict) -> None:
+def report(records: list[Record], args: argparse.Namespace, env: dict, hog: dict | None = None) -> None:
     date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     params = {k: getattr(args, k) for k in DEFAULTS} | {"quick": args.quick, "ss_cipher": "chacha20-ietf-poly1305",
                                                         "mb": "10**6 bytes"}
+    params["cpu_hog"] = hog
+    params["ladder_env_dropped"] = args.dropped_env
     if args.profile is not None:
         params["profile"] = {"dir": str(args.profile), "native": args.native, "round": PROFILED_ROUND,
                              "system": PROFILED_SYSTEM, "during": [m.__name__.removeprefix("measure_")
@@ -376,7 +506,10 @@ def report(records: list[Record], args: argparse.Namespace, env: dict) -> None:
     for line in lines:
         if line["status"] == "ok":
             line["ratios"] = {f"vs_{ref}": ratios(line, by_name.get(ref)) for ref in REFERENCES}
-    print("\n" + table(lines) + "\n", file=sys.stderr, flush=True)
+            if line["system"] in PAIRS:
+                rival = PAIRS[line["system"]]
+                line["ratios"][f"vs_{rival}"] = ratios(line, by_name.get(rival))
+    print("\n" + table(lines, hog) + "\n", file=sys.stderr, flush=True)
     for line in lines:
         line.update(date=date, params=params, **env)
         print(json.dumps(line), flush=True)
@@ -389,7 +522,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--rounds", type=int, help=f"rounds (default {DEFAULTS['rounds']}, quick {QUICK['rounds']})")
-    parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma list (default: all six)")
+    parser.add_argument("--systems", default=",".join(SYSTEMS),
+                        help=f"comma list (default: all {len(SYSTEMS)})")
     parser.add_argument("--size-mib", type=int, help="bulk file size in MiB (default 256)")
     parser.add_argument("--fetches", type=int, help="sequential fetches per latency series (default 1000)")
     parser.add_argument("--rate-total", type=int, help="fetches per rate test (default 2000)")
@@ -398,6 +532,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--idle-seconds", type=float, help="idle time before rechecking them (default 30)")
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run: " + ", ".join(
         f"{k.replace('_', '-')} {v}" for k, v in QUICK.items()))
+    parser.add_argument("--cpu-hog", action="store_true",
+                        help=f"after the rounds, as many latency series per system again with a busy loop "
+                             f"pinned to CPU {HOG_CPU} (stress-ng if installed); each system's p50 growth")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (configs, logs)")
     parser.add_argument("--profile", metavar="DIR", type=Path,
                         help="py-spy record on Ladder's hub, sharer and user during round 1's bulk and rate "
@@ -457,13 +594,25 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes, records: list[Rec
     for r in range(1, args.rounds + 1):
         log(f"round {r} of {args.rounds}")
         run_round(records, args, ctx, r)
+    hog = hog_pass(records, args, ctx) if args.cpu_hog else None
     log(f"memory and idle test: {args.idle_conns} connections per system, {args.idle_seconds:g} s idle")
     memory_test(records, args, ctx)
-    report(records, args, environment(records, origin.kind, load_before))
+    report(records, args, environment(records, origin.kind, load_before), hog)
+
+
+def drop_ladder_environment() -> list[str]:
+    """Remove LADDER_* from our environment, so no Ladder process inherits a setting; their names."""
+    names = sorted(name for name in os.environ if name.startswith("LADDER_"))
+    for name in names:
+        del os.environ[name]
+    return names
 
 
 def main() -> int:
     args = parse_args()
+    args.dropped_env = drop_ladder_environment()
+    if args.dropped_env:
+        log(f"dropped {', '.join(args.dropped_env)} from the environment: Ladder runs at its defaults")
     records: list[Record] = []
 
     def body(tmp: Path, procs: Processes) -> int:
