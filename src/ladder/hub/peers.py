@@ -45,7 +45,12 @@ from ladder.protocol import control
 from ladder.protocol.envelope import RecordError, b64, unb64
 from ladder.protocol.errors import ErrorCode
 from ladder.protocol.identity import member_id, public_bytes
-from ladder.protocol.records import MemberAnnouncement, sign_announcement, verify_announcement
+from ladder.protocol.records import (
+    MemberAnnouncement,
+    announced_member,
+    sign_announcement,
+    verify_announcement,
+)
 from ladder.protocol.routing import Announcement, Route, Router
 from ladder.protocol.version import THIS, Speaks, mismatch
 from ladder.store.hubdb import HubStore, InviteError, InviteUnknown, Peer, StoreError
@@ -112,7 +117,7 @@ class Federation:
         self.key = config.hub_key()
         self.id = config.hub_id()
         self.name = config.name
-        self.router = Router(self.id, self._verify)
+        self.router = Router(self.id, self._verify, claims=self._claims)
         self.ports: dict[str, PeerPort] = {}  # peer hub id → its link's port
         self._dialling: dict[str, asyncio.Task] = {}  # peer hub id → the loop that keeps its link
         self._gone: dict[PeerPort, asyncio.Future] = {}  # a dialled link's port → done when it closes
@@ -285,6 +290,9 @@ class Federation:
             await asyncio.sleep(backoff.delay())
 
     # ---------------------------------------------------------------- routes
+
+    def _claims(self, entry: control.RouteEntry) -> str | None:
+        return announced_member({"record": entry.record})
 
     def _verify(self, entry: control.RouteEntry) -> Announcement:
         found = verify_announcement({"record": entry.record, "signature": entry.signature,
