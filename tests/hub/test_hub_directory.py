@@ -137,8 +137,8 @@ def test_the_message_is_made_again_only_when_what_it_shows_changes():
     directory.set_accepting("alice-id", False)
     assert directory.exits_message().exits == ()
     directory.set_accepting("alice-id", True)
-    far = Origin("peer", "hub1")
-    directory.set_remote("carol-id", ExitListing("carol-id", "carol.far", "CC", record(3), far, "far", 1), None)
+    carol = ExitListing("carol-id", "carol.far", "CC", record(3), Origin("peer", "hub1"), hub="far", hops=1)
+    directory.set_remote("carol-id", carol, None)
     assert [x.id for x in directory.exits_message().exits] == ["alice-id", "carol-id"]
     directory.set_remote("carol-id", None, None)
     assert [x.id for x in directory.exits_message().exits] == ["alice-id"]
