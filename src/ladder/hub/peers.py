@@ -65,9 +65,12 @@ log = logging.getLogger(__name__)
 ANNOUNCE_TTL = 600  # seconds an announcement is valid
 REANNOUNCE = 240  # a member's announcement is signed again this often
 ROUTES_PACE = 0.1  # routes to peers go out at most this often
-# The control budget of a peer's link (link/connection.py), in tokens a second: a full table of
-# ROUTES_PER_PEER routes comes in about 20 s; a peer flooding routes waits past it.
-PEER_CONTROL_RATE = 2000.0
+# The control budget of a peer's link (link/connection.py), in tokens a second (a token per 512
+# bytes). A route entry of one exit is about 0.9 KB and costs two signature checks (~0.9 ms on a
+# busy 2-core machine), so this is some 290 entries a second: a full table of ROUTES_PER_PEER routes
+# comes in about 35 s, and a peer flooding routes waits past it. At 2,000 a second checking its
+# announcements took the hub's whole loop from the members' downloads (benchmarks/abuse.py, routes).
+PEER_CONTROL_RATE = 500.0
 STATUS_FILE = "peers.json"
 ROUTES_SIZE = control.MAX_CONTROL - 2000  # bytes of one `routes` message
 
