@@ -59,7 +59,8 @@ forgotten within one announcement lifetime. The number is remembered for
 as long as the announcement it came with is valid, which is as long as a
 replay of an older one could be accepted; only the number is kept then, not
 what the announcement said (a flooding peer's 10,000 members, gone with its
-link, kept 25 MiB of their records in the hub for those ten minutes).
+link, kept 17 MiB of their records alive for those ten minutes; the numbers
+alone are 4 MiB).
 
 A lying or failing hub. It cannot forge an announcement or the records in
 it (the verifier checks the home hub's signature, and the records their
@@ -74,11 +75,12 @@ way. What it cannot hide is itself: it can shorten a path but must append
 itself (the last hub of a path must be the peer that sent it, or the route
 is "forged"), so a path always names the hub the traffic will enter.
 
-Cost. Each entry a peer sends costs its verification (two signatures),
-which no budget of messages makes cheap. A peer holding its ROUTES_PER_PEER
-destinations already, offering a new one, is refused before that: the member
-an entry names is read unchecked (`claims`), since it is refused whatever its
-signatures prove, and such an entry changes nothing but the peer's count.
+Cost. Each entry a peer sends costs its verification (the hub's: two
+signatures), so how many a peer may send is bounded where it is read (the
+hub's peer links have a control budget). A peer holding its ROUTES_PER_PEER
+destinations already, offering a new one, is refused before the check: the
+member an entry names is read unchecked (`claims`), since the entry is
+refused whatever its signatures prove, and it changes nothing but the count.
 
 Size. A destination costs one small object, its routes (one per peer that
 offers it), and the one entry we advertise, whose path tuple all peers'
