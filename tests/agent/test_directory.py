@@ -124,3 +124,34 @@ def test_a_mistyped_exit_name_is_told_with_what_is_online(tmp_path):
     directory = Directory(tmp_path / "pins.json", own_id="me", own_name="me")
     directory.update([exit_entry(Ed25519PrivateKey.generate(), "alice", "DE")])
     assert directory.why_none("alcie") == "no exit online matches --exit alcie; online: alice (DE)"
+
+
+def test_a_push_verifies_only_the_signed_bytes_the_last_push_did_not_carry(tmp_path, monkeypatch):
+    """Each push carries the whole directory (60 KB, ~130 exits when a peer hub offers thousands):
+    verifying all of it again, twice a second, was most of what an agent did under a route flood."""
+    import ladder.agent.directory as module
+
+    checked: list[str] = []
+    verify = module.verify_exit_record
+
+    def counting(entry):
+        checked.append(entry["id"])
+        return verify(entry)
+
+    monkeypatch.setattr(module, "verify_exit_record", counting)
+    keys = [Ed25519PrivateKey.generate() for _ in range(3)]
+    a, b, c = exit_entry(keys[0], "a"), exit_entry(keys[1], "b"), exit_entry(keys[2], "c")
+    forged = dataclasses.replace(c, signature=b.signature)
+    directory = Directory(tmp_path / "pins.json", own_id="me", own_name="me")
+    directory.update([a, b, forged])
+    assert sorted(checked) == sorted([a.id, b.id, c.id])
+    checked.clear()
+    directory.update([dataclasses.replace(a, users=4, hops=1), b, forged])  # what the hub adds may change
+    assert checked == [] and set(directory.records) == {a.id, b.id}
+    assert "hub may be lying about exit c" in directory.why_none("c")  # a forgery stays refused
+    assert directory.candidates("a")[0][0].users == 4
+    directory.update([b, c])  # c's own record now; a left
+    assert checked == [c.id] and set(directory.records) == {b.id, c.id}
+    checked.clear()
+    directory.update([a, b, c])  # a came back: only the last push's verdicts were kept
+    assert checked == [a.id]

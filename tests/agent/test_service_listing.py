@@ -135,3 +135,30 @@ def test_access_list_is_shown_with_names():
     listing.update([listing_entry(RYAN, "ryan", access=["alice-id"])])
     (service,) = listing.status()
     assert service["access"] == ["alice"] and service["allowed"] is False
+
+
+def test_a_listing_verifies_only_the_signed_bytes_the_last_listing_did_not_carry(monkeypatch):
+    """The hub pushes every service each time the listing changes; each agent verified them all again."""
+    import ladder.agent.names as module
+
+    checked: list[str] = []
+    verify = module.verify_service_record
+
+    def counting(entry):
+        checked.append(entry["id"])
+        return verify(entry)
+
+    monkeypatch.setattr(module, "verify_service_record", counting)
+    blog, wiki = listing_entry(RYAN, "ryan"), listing_entry(BOB, "bob", "wiki")
+    forged = dataclasses.replace(listing_entry(BOB, "bob", "shop"), signature=blog.signature)
+    listing = ServiceListing({}, "me", Roster())
+    listing.update([blog, wiki, forged])
+    assert len(checked) == 3
+    checked.clear()
+    listing.update([dataclasses.replace(blog, online=False), wiki, forged])  # the hub's part changed
+    assert checked == [] and not listing.find("blog.ryan.ladder")[0].online
+    with pytest.raises(ServiceUnknown, match="hub may be lying"):
+        listing.find("shop.bob.ladder")
+    listing.update([wiki])
+    listing.update([blog, wiki])  # blog came back: only the last listing's verdicts were kept
+    assert checked == [blog.id]

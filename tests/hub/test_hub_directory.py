@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 
 from ladder.hub.directory import Directory, ExitListing, Origin
 from ladder.protocol import control
@@ -118,3 +119,54 @@ def test_a_directory_of_more_exits_than_one_message_holds_keeps_the_nearest_that
     assert kept[0] == "alice-id" and 50 < len(kept) < 401
     hops = [x.hops for x in message.exits]
     assert max(hops[1:]) - min(hops[1:]) <= 1  # nearer hubs' exits go first
+
+
+def test_the_message_is_made_again_only_when_what_it_shows_changes():
+    """Every push and every member coming online made the message anew: with a peer's 10,000 exits,
+    most of a second of the hub's loop each time (benchmarks/abuse.py, routes)."""
+    directory = Directory()
+    directory.list_exit(exit_of(ALICE))
+    first = directory.exits_message()
+    assert directory.exits_message() is first
+    directory.list_exit(exit_of(ALICE))  # the same record again
+    directory.count_channel("bob-id", 1)  # a member that is not listed as an exit
+    directory.set_accepting("bob-id", False)
+    assert directory.exits_message() is first
+    directory.count_channel("alice-id", 1)
+    assert directory.exits_message().exits[0].users == 1
+    directory.set_accepting("alice-id", False)
+    assert directory.exits_message().exits == ()
+    directory.set_accepting("alice-id", True)
+    carol = ExitListing("carol-id", "carol.far", "CC", record(3), Origin("peer", "hub1"), hub="far", hops=1)
+    directory.set_remote("carol-id", carol, None)
+    assert [x.id for x in directory.exits_message().exits] == ["alice-id", "carol-id"]
+    directory.set_remote("carol-id", None, None)
+    assert [x.id for x in directory.exits_message().exits] == ["alice-id"]
+    directory.origin_down(ALICE)
+    assert directory.exits_message().exits == ()
+
+
+def test_a_message_made_from_kept_entries_is_the_one_a_fresh_directory_makes():
+    big = {"record": "r" * 400, "signature": "s" * 88, "pubkey": "k" * 44}
+    directory = Directory()
+    rng = random.Random(7)
+    for step in range(300):  # listings, replacements, counts, caps and withdrawals, of ever more exits
+        i = rng.randrange(min(10 + step, 180))
+        kind = rng.randrange(6)
+        if kind < 2:
+            listing = ExitListing(f"x{i}", f"x{i}", "BB", {**big, "record": f"{step}" + "r" * 400},
+                                  Origin("peer", f"hub{i % 3}"), hub="far", hops=1 + i % 4)
+            directory.set_remote(listing.id, listing, None)
+        elif kind < 4:
+            directory.count_channel(f"x{i}", 1 if kind == 2 or not directory.users[f"x{i}"] else -1)
+        elif kind == 4:
+            directory.set_accepting(f"x{i}", rng.random() < 0.7)
+        else:
+            directory.set_remote(f"x{i}", None, None)
+        fresh = Directory()
+        for listing in directory.exits.values():
+            fresh.list_exit(ExitListing(listing.id, listing.name, listing.country, dict(listing.record),
+                                        listing.origin, listing.accepting, listing.hub, listing.hops))
+        fresh.users = directory.users.copy()
+        assert directory.exits_message() == fresh.exits_message(), f"step {step}"
+    assert len(control.encode(directory.exits_message())) <= control.MAX_CONTROL

@@ -208,6 +208,31 @@ def test_any_signed_announcement_body_verifies_or_raises_record_error(body):
     _refused_cleanly(records.verify_announcement, _signed(b"ladder hub announcement v1\x00", body))
 
 
+@PROPERTIES
+@given(_bodies({"member": names, "key": noise_keys, "name": names, "hub": names, "seq": counters,
+                "expires": counters, "exit": st.none(), "services": st.lists(json_values)}) | st.binary())
+def test_the_member_an_announcement_claims_unchecked_is_none_or_the_one_it_verifies_as(body):
+    """The router refuses a full peer's new destinations by this claim alone (routing.py, "full")."""
+    entry = _signed(b"ladder hub announcement v1\x00", body)
+    claimed = records.announced_member(entry)
+    assert claimed is None or isinstance(claimed, str)
+    try:
+        verified = records.verify_announcement(entry)
+    except envelope.RecordError:
+        return
+    assert claimed == verified.member
+
+
+@PROPERTIES
+@given(names, counters)
+def test_a_signed_announcement_claims_the_member_it_verifies_as(name, seq):
+    member = Ed25519PrivateKey.generate()
+    exit_ = records.sign_exit_record(member, "ZZ", bytes(32), 1)
+    signed = records.sign_announcement(KEY, member_id(public_bytes(member)), public_bytes(member), name, "h",
+                                       seq, 2**31, exit_, [])
+    assert records.announced_member(signed) == records.verify_announcement(signed).member
+
+
 # ------------------------------------------------------------------ receipts, checkpoints, ledger entries
 
 

@@ -129,6 +129,64 @@ def test_a_peer_offering_more_destinations_than_it_may_is_refused_past_the_cap_a
     assert via(a, "m4") == ("C", 1)
 
 
+def test_a_full_peer_offering_a_new_destination_is_refused_before_its_signatures_are_checked() -> None:
+    """Past the cap, each new member of a flooding peer still cost two signature checks, to be refused."""
+    verified: list[str] = []
+
+    def claims(e: RouteEntry) -> str | None:
+        try:
+            return json.loads(e.record)["member"]
+        except ValueError:
+            return None
+
+    def counting(e: RouteEntry) -> Announcement:
+        verified.append(claims(e) or "?")
+        if claims(e) is None:
+            raise RecordError("malformed announcement")
+        return verify(e)
+
+    a = Router("A", counting, per_peer=2, claims=claims)
+    a.peer_up("B", NOW)
+    a.receive("B", Routes(routes=(entry("m0", "B"), entry("m1", "B"))), NOW)
+    verified.clear()
+    a.receive("B", Routes(routes=(entry("m2", "B"), entry("m3", "B", signature="forged"))), NOW)
+    assert verified == [] and a.stats["B"].dropped == {"full": 2} and a.best("m2") is None
+    a.receive("B", Routes(routes=(entry("m0", "B", seq=2),)), NOW)  # what it holds is checked and renewed
+    assert verified == ["m0"] and a.best("m0").announcement.seq == 2
+    a.receive("B", Routes(routes=(RouteEntry("not json", "ok", "key", ("B",)),)), NOW)
+    assert verified == ["m0", "?"]  # unreadable: verified, and refused as ever
+    assert a.stats["B"].dropped == {"full": 2, "forged": 1}
+
+
+def test_what_an_expired_or_withdrawn_announcement_said_is_let_go_of_and_its_number_kept() -> None:
+    """A flooding peer's 10,000 members kept their records in the hub for ten minutes after its link
+    went: the number of each announcement must be kept that long (replays), what it said need not."""
+    import gc
+    import weakref
+
+    class Body:
+        pass
+
+    bodies = {1: Body(), 2: Body()}  # what each announcement said, by its number
+
+    def with_body(e: RouteEntry) -> Announcement:
+        ann = verify(e)
+        return Announcement(ann.member, ann.home, ann.seq, ann.expires, bodies.get(ann.seq, Body()))
+
+    a = Router("A", with_body)
+    a.peer_up("B", NOW)
+    a.receive("B", Routes(routes=(entry("m", "H", "B", seq=1),)), NOW)
+    a.receive("B", Routes(routes=(entry("m", "H", "B", seq=2),)), NOW)
+    gone = [weakref.ref(body) for body in bodies.values()]
+    bodies.clear()
+    a.peer_down("B", NOW)
+    gc.collect()
+    assert [ref() for ref in gone] == [None, None]
+    a.peer_up("B", NOW)
+    a.receive("B", Routes(routes=(entry("m", "H", "B", seq=1),)), NOW)  # a replay of the older one
+    assert a.best("m") is None and a.stats["B"].dropped == {"stale": 1}
+
+
 def test_a_path_longer_than_the_hop_limit_is_refused() -> None:
     a = router("A", "B")
     longest = [f"h{i}" for i in range(HOP_LIMIT - 1)] + ["B"]

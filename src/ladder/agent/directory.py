@@ -15,6 +15,12 @@ ranked by our own live streams on each (counted as they open and close),
 then by how many members use each (the hub's count of channels to it, ours
 included: it cannot see the streams inside), then by speed. Failures and
 refusals age by a clock it is given (monotonic seconds).
+
+The hub pushes the whole directory whenever it changes, so most of each push
+is what the last one said: an entry whose signed fields (id, record,
+signature, key) are the bytes already checked gets the same verdict again
+without another signature check (it depends on nothing else). Only the
+verdicts of the latest push are kept.
 """
 
 from __future__ import annotations
@@ -53,6 +59,8 @@ class Directory:
         self.failed_at: dict[str, float] = {}  # when an exit last failed to carry a stream
         # exit id → (its record's issue time, when it refused)
         self.refused_me: dict[str, tuple[int, float]] = {}
+        # (id, record, signature, pubkey) → the verified record, or why it does not verify: the last push's
+        self._verdicts: dict[tuple[str, str, str, str], ExitRecord | str] = {}
         try:
             self.pins: dict[str, str] = json.loads(pins_path.read_text())
         except (OSError, ValueError):
@@ -61,13 +69,21 @@ class Directory:
     def update(self, entries: Iterable[ExitEntry]) -> None:
         self.entries = list(entries)
         self.records, rejected = {}, {}
+        verdicts: dict[tuple[str, str, str, str], ExitRecord | str] = {}
         for entry in self.entries:
             label = entry.name or entry.id
-            try:
-                record = verify_exit_record(dataclasses.asdict(entry))
-            except RecordError as exc:
-                rejected[label] = f"{exc}: the hub may be lying about exit {label}"
+            signed = (entry.id, entry.record, entry.signature, entry.pubkey)
+            verdict = self._verdicts.get(signed)
+            if verdict is None:
+                try:
+                    verdict = verify_exit_record(dataclasses.asdict(entry))
+                except RecordError as exc:
+                    verdict = str(exc)
+            verdicts[signed] = verdict
+            if isinstance(verdict, str):
+                rejected[label] = f"{verdict}: the hub may be lying about exit {label}"
                 continue
+            record = verdict
             pinned = self.pins.get(record.id)
             if pinned is not None and pinned != b64(record.noise_key):
                 rejected[label] = (
@@ -77,13 +93,14 @@ class Directory:
                 )
                 continue
             self.records[record.id] = record
+        self._verdicts = verdicts
         for label, reason in rejected.items():
             if self.rejected.get(label) != reason:
                 log.warning("WARNING: %s", reason)
         self.rejected = rejected
 
     def clear(self) -> None:
-        self.entries, self.records, self.rejected = [], {}, {}
+        self.entries, self.records, self.rejected, self._verdicts = [], {}, {}, {}
 
     def candidates(self, choice: str) -> list[tuple[ExitEntry, ExitRecord]]:
         """Verified exits that --exit names (auto, a country, a name or an id) and that serve us,

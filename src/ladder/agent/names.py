@@ -6,7 +6,9 @@ by its self-certifying name `<base32>.ladder`, a hash of the publisher's key
 and the service name that no hub can point elsewhere. Such names are
 resolved here from the hub's verified listing and never go to DNS or an
 exit. A publisher whose Noise key changed since it was pinned is refused
-under both names, as an exit would be.
+under both names, as an exit would be. As for exits (directory.py), a record
+whose signed bytes the last listing carried gets the same verdict again
+without another signature check.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ class ServiceListing:
         self.by_host: dict[str, tuple[ServiceEntry, ServiceRecord]] = {}  # human and self-certifying names
         self.rejected: dict[str, str] = {}  # host name → why it is refused
         self._pieces = ListAssembler("services")
+        # (id, record, signature, pubkey) → the verified record, or why it does not verify: the last listing's
+        self._verdicts: dict[tuple[str, str, str, str], ServiceRecord | str] = {}
 
     def new_link(self) -> None:
         """Pieces of a list that came on the last link will never be completed."""
@@ -65,13 +69,21 @@ class ServiceListing:
         self.entries = list(entries)
         by_host: dict[str, tuple[ServiceEntry, ServiceRecord]] = {}
         rejected: dict[str, str] = {}
+        verdicts: dict[tuple[str, str, str, str], ServiceRecord | str] = {}
         for entry in self.entries:
-            try:
-                record = verify_service_record(dataclasses.asdict(entry))
-            except RecordError as exc:
+            signed = (entry.id, entry.record, entry.signature, entry.pubkey)
+            verdict = self._verdicts.get(signed)
+            if verdict is None:
+                try:
+                    verdict = verify_service_record(dataclasses.asdict(entry))
+                except RecordError as exc:
+                    verdict = str(exc)
+            verdicts[signed] = verdict
+            if isinstance(verdict, str):
                 for host in _claimed_hosts(entry):
-                    rejected[host] = f"{exc}: the hub may be lying about service {host}"
+                    rejected[host] = f"{verdict}: the hub may be lying about service {host}"
                 continue
+            record = verdict
             human = f"{record.name}.{entry.name}{SUFFIX}".lower()
             pinned = self.pins.get(record.id)
             if pinned is not None and pinned != b64(record.noise_key):
@@ -84,7 +96,7 @@ class ServiceListing:
         for host, reason in rejected.items():
             if self.rejected.get(host) != reason:
                 log.warning("WARNING: %s", reason)
-        self.by_host, self.rejected = by_host, rejected
+        self.by_host, self.rejected, self._verdicts = by_host, rejected, verdicts
 
     def find(self, host: str) -> tuple[ServiceEntry, ServiceRecord]:
         host = host.lower().rstrip(".")

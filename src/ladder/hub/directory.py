@@ -14,6 +14,11 @@ until it publishes again or is revoked. What the hub adds of its own is
 what only it knows: how many channels are spliced to each member (`users`)
 and whether an exit said it takes new streams. The roster is every active
 member's name, so that agents can turn names into member ids.
+
+The `directory` message is made once per change of what it shows (an exit
+listed, replaced, capped or gone, a count of channels) and kept until the
+next: pushes and every member coming online read the same one. Change the
+exits through the methods here, never the dicts, or the kept message is stale.
 """
 
 from __future__ import annotations
@@ -68,6 +73,9 @@ class Directory:
         self.names: dict[str, str] = {}  # active member id → name
         self.users: Counter[str] = Counter()  # member id → channels spliced to it, idle or not
         self._up: set[Origin] = set()
+        self._message: DirectoryMessage | None = None  # exits_message() until what it shows changes
+        # exit id → (its listing, its users, its entry, the entry's bytes in the message and a comma)
+        self._entries: dict[str, tuple[ExitListing, int, ExitEntry, int]] = {}
 
     # ------------------------------------------------------------- origins
 
@@ -80,6 +88,8 @@ class Directory:
         gone = [exit_id for exit_id, listing in self.exits.items() if listing.origin == origin]
         for exit_id in gone:
             del self.exits[exit_id]
+        if gone:
+            self._message = None
         return bool(gone)
 
     def is_up(self, origin: Origin) -> bool:
@@ -95,6 +105,7 @@ class Directory:
                 return False
             listing.accepting = old.accepting  # a new record says nothing of the exit's caps
         self.exits[listing.id] = listing
+        self._message = None
         return True
 
     def set_accepting(self, exit_id: str, accepting: bool) -> bool:
@@ -103,6 +114,7 @@ class Directory:
         if listing is None or listing.accepting == accepting:
             return False
         listing.accepting = accepting
+        self._message = None
         return True
 
     def count_channel(self, member_id: str, change: int) -> None:
@@ -110,6 +122,8 @@ class Directory:
         self.users[member_id] += change
         if not self.users[member_id]:
             del self.users[member_id]
+        if member_id in self.exits:
+            self._message = None
 
     def exits_message(self) -> DirectoryMessage:
         """The `directory` every member gets: each exit's own signed record, plus what the hub knows.
@@ -118,12 +132,34 @@ class Directory:
         hub cannot count their connections inside (nor should it), so only
         each user knows its own load on an exit.
         """
-        entries = tuple(ExitEntry(x.id, x.name, x.country, self.users[x.id], **x.record, hub=x.hub,
-                                  hops=x.hops) for x in self.exits.values() if x.accepting)
-        message = DirectoryMessage(entries)
-        if len(encode(message)) <= MAX_CONTROL:
-            return message
-        return DirectoryMessage(_nearest_that_fit(entries))
+        if self._message is None:
+            self._message = DirectoryMessage(self._fitting())
+        return self._message
+
+    def _fitting(self) -> tuple[ExitEntry, ...]:
+        """Every accepting exit's entry if one message holds them all, else the nearest that fit.
+
+        Each entry is made and measured once and kept while its listing and count stay: with a peer
+        offering 10,000 exits, encoding them all again (and each alone) for every push and every
+        member coming online took the hub's loop for most of a second each time
+        (benchmarks/abuse.py, routes).
+        """
+        old, kept = self._entries, {}
+        entries, sizes = [], []
+        for x in self.exits.values():
+            users = self.users[x.id]
+            known = old.get(x.id)
+            if known is None or known[0] is not x or known[1] != users:
+                entry = ExitEntry(x.id, x.name, x.country, users, **x.record, hub=x.hub, hops=x.hops)
+                known = (x, users, entry, len(encode(DirectoryMessage((entry,)))) - _EMPTY + 1)
+            kept[x.id] = known
+            if x.accepting:
+                entries.append(known[2])
+                sizes.append(known[3])
+        self._entries = kept
+        if _EMPTY + sum(sizes) - 1 <= MAX_CONTROL:
+            return tuple(entries)
+        return _nearest_that_fit(entries, sizes)
 
     # ------------------------------------------------------- other hubs'
 
@@ -138,7 +174,8 @@ class Directory:
         if self.is_local(member_id):
             return
         if exit is None:
-            self.exits.pop(member_id, None)
+            if self.exits.pop(member_id, None) is not None:
+                self._message = None
         else:
             self.list_exit(exit)
         if services is None:
@@ -176,17 +213,19 @@ class Directory:
         return gone
 
 
-def _nearest_that_fit(entries: tuple[ExitEntry, ...]) -> tuple[ExitEntry, ...]:
+_EMPTY = len(encode(DirectoryMessage(())))  # bytes of a directory without exits
+
+
+def _nearest_that_fit(entries: list[ExitEntry], sizes: list[int]) -> tuple[ExitEntry, ...]:
     """The exits one `directory` can carry, nearest first (this hub's own, then by hops), in their order.
 
     The directory is one control message: a peer hub offering more exits than fit once made every push
     fail (LocalProtocolError), so members heard no directory at all any more (benchmarks/abuse.py, routes).
     """
-    empty = len(encode(DirectoryMessage(())))
-    room = MAX_CONTROL - empty
+    room = MAX_CONTROL - _EMPTY
     kept = set()
     for i in sorted(range(len(entries)), key=lambda i: entries[i].hops):
-        size = len(encode(DirectoryMessage((entries[i],)))) - empty + 1  # and a comma
+        size = sizes[i]  # its JSON and a comma
         if size <= room:
             room -= size
             kept.add(i)

@@ -8,7 +8,10 @@ names and spliced there (`Ports.route`, within STREAMS_PER_DESTINATION per
 member and destination). What a member says of itself, `share` and
 `share-status` for its exit and `publish` for its services (services.py),
 goes into the directory (directory.py) once its signature checks, and the
-directory is pushed to every member when it changes, paced (pacing.py).
+directory is pushed to every member when it changes, paced (pacing.py), and
+only if what members would hear differs from what they heard last: routes
+churning behind the exits that fit one message, or a route replaced by an
+equal one, cost no push.
 Revocations made by the CLI in the store are noticed within a second and
 drop the member's link. A device's Trojan password line, recognised by the
 doorway, goes to `Devices` (devices.py), which runs an agent for the device
@@ -87,6 +90,11 @@ class Hub:
         self.search = Search(config, store, self, self.tasks)
         self._directory_push = Pacer(self._push_directory, loop.time, loop.call_later)
         self._services_push = Pacer(self._push_services, loop.time, loop.call_later)
+        # What every listener holds now, from the last push (None: some may hold another): a push of
+        # the same again is skipped. 60 KB to each member twice a second, each parsed and verified,
+        # while a peer hub's routes changed behind what one message holds (benchmarks/abuse.py, routes).
+        self._directory_heard: control.Directory | None = None
+        self._services_heard: list[control.Services] | None = None
         self._data_version = -1
         self.started = time.time()
 
@@ -162,10 +170,11 @@ class Hub:
         self.store.set_online(member.id, role)
         link.send_control(control.Welcome(self.config.name, member.name, member.id, address, self.id,
                                            THIS.oldest, THIS.newest, THIS.release))
-        link.send_control(self.directory_message())
+        self._send_directory(port)
         if member.id not in self.directory.names:  # it just joined: the others hear of it
             self._read_roster()
         self._deliver(self.services.member_online(member.id))
+        self._services_heard = None  # it may have heard a newer listing than the others
         log.info("%s is online", member.name)
         return port
 
@@ -180,8 +189,9 @@ class Hub:
             log.warning("cannot save device %s: %s", port.label, exc)
         if port.id not in self.directory.names:  # added just now: exits must know whose it is first
             self._read_roster()
-        port.link.send_control(self.directory_message())
+        self._send_directory(port)
         self._deliver(self.services.member_online(port.id))
+        self._services_heard = None  # it may have heard a newer listing than the others
 
     def _command(self, member: Member, transport: asyncio.Transport, rest: bytes) -> bool:
         """A member's one request on a link of its own (commands.py), answered, then closed."""
@@ -323,15 +333,28 @@ class Hub:
         self.directory_changed(urgent=True)
         self._services_push.request()
 
+    def _send_directory(self, port: Port) -> None:
+        """A listener's first directory: the current one, which may be newer than the others heard."""
+        message = self.directory_message()
+        port.link.send_control(message)
+        if message != self._directory_heard:
+            self._directory_heard = None
+
     def _push_directory(self) -> None:
         self.federation.refresh_local()
         message = self.directory_message()
+        if message == self._directory_heard:
+            return  # every listener holds it already
+        self._directory_heard = message
         for port in self.ports.listeners():
             port.link.send_control(message)
 
     def _push_services(self) -> None:
         self.federation.refresh_local()
         messages = self.services.services_messages()
+        if messages == self._services_heard:
+            return  # every listener holds it already
+        self._services_heard = messages
         for port in self.ports.listeners():
             for message in messages:
                 port.link.send_control(message)

@@ -45,7 +45,12 @@ from ladder.protocol import control
 from ladder.protocol.envelope import RecordError, b64, unb64
 from ladder.protocol.errors import ErrorCode
 from ladder.protocol.identity import member_id, public_bytes
-from ladder.protocol.records import MemberAnnouncement, sign_announcement, verify_announcement
+from ladder.protocol.records import (
+    MemberAnnouncement,
+    announced_member,
+    sign_announcement,
+    verify_announcement,
+)
 from ladder.protocol.routing import Announcement, Route, Router
 from ladder.protocol.version import THIS, Speaks, mismatch
 from ladder.store.hubdb import HubStore, InviteError, InviteUnknown, Peer, StoreError
@@ -60,9 +65,12 @@ log = logging.getLogger(__name__)
 ANNOUNCE_TTL = 600  # seconds an announcement is valid
 REANNOUNCE = 240  # a member's announcement is signed again this often
 ROUTES_PACE = 0.1  # routes to peers go out at most this often
-# The control budget of a peer's link (link/connection.py), in tokens a second: a full table of
-# ROUTES_PER_PEER routes comes in about 20 s; a peer flooding routes waits past it.
-PEER_CONTROL_RATE = 2000.0
+# The control budget of a peer's link (link/connection.py), in tokens a second (a token per 512
+# bytes). A route entry of one exit is about 0.9 KB and costs two signature checks (~0.9 ms on a
+# busy 2-core machine), so this is some 290 entries a second: a full table of ROUTES_PER_PEER routes
+# comes in about 35 s, and a peer flooding routes waits past it. At 2,000 a second checking its
+# announcements took the hub's whole loop from the members' downloads (benchmarks/abuse.py, routes).
+PEER_CONTROL_RATE = 500.0
 STATUS_FILE = "peers.json"
 ROUTES_SIZE = control.MAX_CONTROL - 2000  # bytes of one `routes` message
 
@@ -112,7 +120,7 @@ class Federation:
         self.key = config.hub_key()
         self.id = config.hub_id()
         self.name = config.name
-        self.router = Router(self.id, self._verify)
+        self.router = Router(self.id, self._verify, claims=self._claims)
         self.ports: dict[str, PeerPort] = {}  # peer hub id → its link's port
         self._dialling: dict[str, asyncio.Task] = {}  # peer hub id → the loop that keeps its link
         self._gone: dict[PeerPort, asyncio.Future] = {}  # a dialled link's port → done when it closes
@@ -285,6 +293,9 @@ class Federation:
             await asyncio.sleep(backoff.delay())
 
     # ---------------------------------------------------------------- routes
+
+    def _claims(self, entry: control.RouteEntry) -> str | None:
+        return announced_member({"record": entry.record})
 
     def _verify(self, entry: control.RouteEntry) -> Announcement:
         found = verify_announcement({"record": entry.record, "signature": entry.signature,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -241,6 +242,16 @@ def sign_announcement(hub_key: Ed25519PrivateKey, member: str, member_key: bytes
     if len(signed["record"]) > ANNOUNCEMENT_MAX:
         raise ValueError("the announcement is too large")
     return signed
+
+
+def announced_member(entry: dict[str, Any]) -> str | None:
+    """The member id an announcement's record names, read without checking anything (None if it cannot
+    be read): only for refusing one that would be refused whatever its signatures prove."""
+    try:
+        member = json.loads(unb64(entry["record"]))["member"]
+    except (KeyError, TypeError, ValueError, RecursionError):
+        return None
+    return member if isinstance(member, str) else None
 
 
 def verify_announcement(entry: dict[str, Any]) -> MemberAnnouncement:

@@ -57,7 +57,10 @@ before); `expire(now)` drops routes whose announcement ran out, so a home
 that vanishes without a word, or a peer that withholds its withdrawal, is
 forgotten within one announcement lifetime. The number is remembered for
 as long as the announcement it came with is valid, which is as long as a
-replay of an older one could be accepted.
+replay of an older one could be accepted; only the number is kept then, not
+what the announcement said (a flooding peer's 10,000 members, gone with its
+link, kept 17 MiB of their records alive for those ten minutes; the numbers
+alone are 4 MiB).
 
 A lying or failing hub. It cannot forge an announcement or the records in
 it (the verifier checks the home hub's signature, and the records their
@@ -71,6 +74,13 @@ call `failed`, which moves that route last, so the next open goes the other
 way. What it cannot hide is itself: it can shorten a path but must append
 itself (the last hub of a path must be the peer that sent it, or the route
 is "forged"), so a path always names the hub the traffic will enter.
+
+Cost. Each entry a peer sends costs its verification (the hub's: two
+signatures), so how many a peer may send is bounded where it is read (the
+hub's peer links have a control budget). A peer holding its ROUTES_PER_PEER
+destinations already, offering a new one, is refused before the check: the
+member an entry names is read unchecked (`claims`), since the entry is
+refused whatever its signatures prove, and it changes nothing but the count.
 
 Size. A destination costs one small object, its routes (one per peer that
 offers it), and the one entry we advertise, whose path tuple all peers'
@@ -146,6 +156,7 @@ class _Destination:
         return self.homes.get(home) if self.homes else None
 
     def remember(self, ann: Announcement) -> None:
+        ann = Announcement(ann.member, ann.home, ann.seq, ann.expires)  # the number, not the records
         latest = self.latest
         if latest is None or latest.home == ann.home:
             if latest is None or ann.seq > latest.seq:
@@ -176,12 +187,17 @@ class Router:
     """One hub's routing table: announcements and peer events in, messages and changes out."""
 
     def __init__(self, hub_id: str, verify: Callable[[RouteEntry], Announcement],
-                 hop_limit: int = HOP_LIMIT, per_peer: int = ROUTES_PER_PEER) -> None:
+                 hop_limit: int = HOP_LIMIT, per_peer: int = ROUTES_PER_PEER,
+                 claims: Callable[[RouteEntry], str | None] | None = None) -> None:
+        """`verify` makes an entry's Announcement or raises RecordError; `claims`, if given, reads the
+        member an entry names without checking it (None: unreadable), to refuse a full peer's new
+        destinations without verifying them."""
         self.hub_id = hub_id
         self.hop_limit = hop_limit
         self.per_peer = per_peer
         self.stats: dict[str, PeerStats] = {}
         self._verify = verify  # raises RecordError for a forged or malformed entry
+        self._claims = claims
         self._dests: dict[str, _Destination] = {}
         # Up peers → member → what that peer held at the last take_messages() (None: nothing).
         self._pending: dict[str, dict[str, RouteEntry | None]] = {}
@@ -263,6 +279,10 @@ class Router:
         peer's path grew past the hop limit while a dead home's routes are
         explored would keep the shorter, dead path for good.
         """
+        if stats.learned >= self.per_peer and self._claims is not None:
+            claimed = self._claims(entry)
+            if claimed is not None and not self._offers(peer, claimed):
+                return "full"  # refused whatever it proves: not worth two signature checks
         try:
             ann = self._verify(entry)
         except RecordError:
@@ -270,8 +290,7 @@ class Router:
         reason = self._refusal(peer, entry.path, ann, now)
         member = ann.member
         dest = self._dests.get(member)
-        if reason is None and stats.learned >= self.per_peer and (
-                dest is None or all(route.via != peer for route in dest.routes)):
+        if reason is None and stats.learned >= self.per_peer and not self._offers(peer, member):
             reason = "full"  # a new destination past what one peer may offer
         if reason is not None:
             if dest is not None:
@@ -301,6 +320,11 @@ class Router:
             stats.learned += 1
         self._settle(member, dest, before)
         return None
+
+    def _offers(self, peer: str, member: str) -> bool:
+        """Whether `peer` holds a route to `member` here."""
+        dest = self._dests.get(member)
+        return dest is not None and any(route.via == peer for route in dest.routes)
 
     def _refusal(self, peer: str, path: tuple[str, ...], ann: Announcement, now: float) -> str | None:
         if self.hub_id in path or len(set(path)) != len(path):
