@@ -155,7 +155,7 @@ class Dashboard:
         if not name:
             raise HttpError(400, "a device needs a name")
         choice = str(body.get("exit") or "auto")
-        import segno  # here, not at the top: QR codes cost the agent's process ~2 MB, and few pages ask
+        import segno  # here, not at the top: QR codes cost the agent's process ~1.5 MB, and few pages ask
 
         answer = await ask(self.config, device_request(name, choice, None, None, None, None))
         if not isinstance(answer, control.DeviceAdded):

@@ -25,7 +25,7 @@ QUERY_WORDS_MAX = 32
 
 
 def _jieba() -> ModuleType:
-    """rjieba, imported at the first Han text: its dictionary costs a process ~33 MB and ~130 ms,
+    """rjieba, imported at the first Han text: its dictionary costs a process ~32 MB and ~130 ms,
     and a hub whose members publish no Chinese pages (or none at all) never needs it."""
     import rjieba
 

@@ -85,7 +85,7 @@ def extract(body: bytes, url: str, content_type: str | None) -> Page:
     markup = _decode(body, _bom(body) or charset or _meta_charset(body))
     if _nesting(markup) > MAX_NESTING:
         raise NotIndexable(f"{url}: leaves more than {MAX_NESTING} elements open")
-    # Imported here, not at the top: Lexbor's library costs the hub ~1.7 MB of RSS, and a hub whose
+    # Imported here, not at the top: Lexbor's library costs the hub ~1.8 MB of RSS, and a hub whose
     # members publish no HTML service never parses a page.
     from selectolax.lexbor import LexborHTMLParser
 
