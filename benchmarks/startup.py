@@ -10,13 +10,13 @@ and this machine's .pth files), modules imported, RSS and PSS in MB (smaps_rollu
 RUNS starts, and the TOP packages by import time (ladder's by subpackage). Ladder's bytecode is
 compiled first into a cache in the temporary folder, as an installed package's is. With
 --tracemalloc the roles start once more, traced (that RSS is not reported): each dumps a
-snapshot on SIGUSR1 (a sitecustomize.py installs the handler) and the line adds the TOP files
-by memory still held, in KiB. Every wait is bounded; every process is stopped by pid.
-"""
+snapshot on SIGUSR1 (a sitecustomize.py installs the handler); the line adds the TOP files by
+memory still held, in KiB. Every wait is bounded; every process is stopped by pid."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import signal
@@ -58,14 +58,13 @@ def import_times(log_text: str, top: int) -> dict:
 def top_allocations(path: Path, top: int) -> dict:
     """The files whose allocations a tracemalloc snapshot still holds, most first, in KiB."""
     stats = tracemalloc.Snapshot.load(str(path)).statistics("filename")
-    found = {}
+    found: Counter[str] = Counter()
     for stat in stats[:top]:
         name = stat.traceback[0].filename
-        if name.startswith("<frozen importlib"):
-            name = "(bytecode and module objects, importlib)"
+        name = "(bytecode and module objects)" if name.startswith("<frozen importlib") else name
         for marker in ("site-packages/", "/src/", "/lib/python3.11/"):
             name = name.split(marker, 1)[-1]
-        found[name] = found.get(name, 0) + stat.size
+        found[name] += stat.size
     return {"traced_kib": round(sum(stat.size for stat in stats) / 1024),
             "top_alloc_kib": {name: round(size / 1024) for name, size in found.items()}}
 
@@ -104,8 +103,7 @@ def measure(tmp: Path, procs: Processes, args: argparse.Namespace) -> dict[str, 
     """RUNS starts of the three roles with compiled bytecode: a line per role, medians."""
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     os.environ["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
-    package = subprocess.run([sys.executable, "-c", "import ladder; print(ladder.__path__[0])"],
-                             capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+    package = importlib.util.find_spec("ladder").submodule_search_locations[0]  # found, not imported
     subprocess.run([sys.executable, "-m", "compileall", "-q", package], timeout=120, check=True,
                    stdout=subprocess.DEVNULL)
     os.environ["PYTHONPROFILEIMPORTTIME"] = "1"
@@ -117,9 +115,9 @@ def measure(tmp: Path, procs: Processes, args: argparse.Namespace) -> dict[str, 
             runs.setdefault(role, []).append({**import_times(text, args.top), "rss_mb": round(rss / 1024, 1),
                                               "pss_mb": round(pss / 1024, 1)})
         procs.stop_all()
-    medians = ("import_ms", "rss_mb", "pss_mb")
+    keys = ("import_ms", "rss_mb", "pss_mb")
     return {role: {"role": role, "runs": len(found), **found[-1],
-                   **{key: statistics.median(one[key] for one in found) for key in medians}}
+                   **{key: statistics.median(one[key] for one in found) for key in keys}}
             for role, found in runs.items()}
 
 
