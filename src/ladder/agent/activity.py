@@ -33,6 +33,7 @@ from ladder.config import write_file
 log = logging.getLogger(__name__)
 SERIES_SECONDS = 300  # the traffic graph's span
 RATE_SECONDS = 5  # a connection's rate is its bytes over this many of the last ticks
+_ZERO = (0, 0)
 LISTED = 200  # connections() lists at most this many, newest first
 SAVE_EVERY = 30.0
 
@@ -51,7 +52,9 @@ class Tracked:
         self.opened = opened
         self.cut = cut
         self._activity = activity
-        self._history: deque[tuple[int, int]] = deque([(0, 0)], RATE_SECONDS + 1)  # (up, down) per tick
+        # (up, down) at each of the last RATE_SECONDS + 1 ticks, oldest first: a list, not a deque
+        # with maxlen (760 bytes empty), since a proxy holds many idle connections.
+        self._history: list[tuple[int, int]] = [_ZERO]
 
     def count(self, up: int = 0, down: int = 0) -> None:
         """Bytes the client sent (`up`) or was sent (`down`)."""
@@ -121,7 +124,13 @@ class Activity:
             self._series.append((now, round((self.up - up) / elapsed), round((self.down - down) / elapsed)))
         self._last = (now, self.up, self.down)
         for tracked in self.open.values():
-            tracked._history.append((tracked.up, tracked.down))
+            history = tracked._history
+            last = history[-1]
+            # An idle connection's tick repeats the last pair rather than making a new one.
+            history.append(last if last[0] == tracked.up and last[1] == tracked.down else
+                           (tracked.up, tracked.down))
+            if len(history) > RATE_SECONDS + 1:
+                del history[0]
         self._add_to_totals()
         if now - self._saved >= SAVE_EVERY:
             self.save()

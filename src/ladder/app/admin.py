@@ -33,8 +33,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import segno
-
 from ladder import __version__
 from ladder.config import format_address, parse_duration, read_or_make_secret, write_file
 from ladder.hub import report
@@ -158,6 +156,8 @@ class Admin:
         lifetime = parse_duration(str(body.get("expires") or "7d"))
         token = self.store.create_invite(name, uses=uses, expires_in=lifetime)
         link = report.invite_link(self.config, token)
+        import segno  # here, not at the top: QR codes cost the hub's process ~1.5 MB, and few pages ask
+
         return as_json({"name": name.lower(), "link": link, "qr": segno.make(link).svg_data_uri(scale=4)})
 
     async def withdraw_invites(self, request: Request) -> Response:
@@ -176,7 +176,8 @@ class Admin:
         return as_json(report.verify_ledger(self.config, self.store))
 
     async def metrics(self, request: Request) -> Response:
-        return Response(body=metrics.exposition(hub_metrics(self.hub)), kind=metrics.CONTENT_TYPE)
+        body, kind = metrics.exposition(hub_metrics(self.hub))
+        return Response(body=body, kind=kind)
 
 
 def link_counts(hub: Hub) -> dict[str, int]:

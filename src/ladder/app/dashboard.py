@@ -37,8 +37,6 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import segno
-
 from ladder.agent.agent import Agent
 from ladder.agent.command import ask, device_request
 from ladder.agent.credits import credits_of
@@ -157,6 +155,8 @@ class Dashboard:
         if not name:
             raise HttpError(400, "a device needs a name")
         choice = str(body.get("exit") or "auto")
+        import segno  # here, not at the top: QR codes cost the agent's process ~1.5 MB, and few pages ask
+
         answer = await ask(self.config, device_request(name, choice, None, None, None, None))
         if not isinstance(answer, control.DeviceAdded):
             raise HttpError(502, "the hub did not answer with the new device")
@@ -217,7 +217,8 @@ class Dashboard:
         return as_json(await credits_of(self.config, verify=True))
 
     async def metrics(self, request: Request) -> Response:
-        return Response(body=metrics.exposition(agent_metrics(self.agent)), kind=metrics.CONTENT_TYPE)
+        body, kind = metrics.exposition(agent_metrics(self.agent))
+        return Response(body=body, kind=kind)
 
 
 def agent_metrics(agent: Agent) -> list[metrics.Metric]:

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.core import Metric as Family
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.registry import Collector, CollectorRegistry
-
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric as Family
 
 
 @dataclass
@@ -41,11 +38,15 @@ def gauge(name: str, help: str, value: float | None = None) -> Metric:
     return metric if value is None else metric.add(value)
 
 
-class _Snapshot(Collector):
+class _Snapshot:
+    """What the registry collects: the registry needs only `collect()` of a collector."""
+
     def __init__(self, metrics: Iterable[Metric]):
         self.metrics = list(metrics)
 
     def collect(self) -> Iterator[Family]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         for metric in self.metrics:
             names = sorted({k for labels, _ in metric.samples for k in labels})
             family = (CounterMetricFamily if metric.kind == "counter" else GaugeMetricFamily)(
@@ -55,7 +56,13 @@ class _Snapshot(Collector):
             yield family
 
 
-def exposition(metrics: Iterable[Metric]) -> bytes:
+def exposition(metrics: Iterable[Metric]) -> tuple[bytes, str]:
+    """The text of `metrics` and its content type (the writer's version of the format)."""
+    # Imported here, not at the top: prometheus_client (with http.server, wsgiref, threading) costs
+    # each role's process ~2 MB and ~15 ms at start, and only a scrape of /metrics needs it.
+    from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+    from prometheus_client.registry import CollectorRegistry
+
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Snapshot(metrics))
-    return generate_latest(registry)
+    registry.register(_Snapshot(metrics))  # a collector by its shape (collect), not by its class
+    return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -26,8 +26,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
-import yaml
-
 from ladder.agent.rules import Router, Rule
 
 FORMATS = ("links", "sing-box", "clash")
@@ -99,6 +97,8 @@ def subscription(profile: DeviceProfile, format: str, rules: Sequence[Rule] = ()
         document = json.dumps(singbox_profile(profile, rules), indent=2, ensure_ascii=False)
         return "application/json; charset=utf-8", document.encode()
     if format == "clash":
+        import yaml  # here, not at the top: only a Clash subscription needs it, and it costs the hub ~1 MB
+
         document = yaml.safe_dump(clash_profile(profile, rules), allow_unicode=True, sort_keys=False)
         return "text/yaml; charset=utf-8", document.encode()
     if format == "links":

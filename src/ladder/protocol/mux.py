@@ -166,7 +166,9 @@ class _Stream:
         self.recv_window = recv_size  # credit the peer still holds
         self.recv_size = recv_size
         self.unacked = 0  # bytes used by the app, not yet given back
-        self.outbox: deque[memoryview] = deque()
+        # None while nothing waits: an empty deque is 760 bytes, and most of a proxy's streams are
+        # idle most of the time (1,000 idle connections held ~0.75 MB of empty outboxes in each agent).
+        self.outbox: deque[memoryview] | None = None
         self.outbox_bytes = 0
         self.end_queued = False
         self.epoch = now  # when the app began using the current window (autotuning)
@@ -308,20 +310,23 @@ class Mux:
         st = self._local_stream(stream_id)
         if st.state not in _CAN_SEND or st.end_queued:
             raise LocalProtocolError(f"cannot send on stream {stream_id} in state {st.state.value}")
+        outbox = st.outbox
+        if outbox is None:
+            outbox = st.outbox = deque()
         if type(data) is list:
             for piece in data:
-                st.outbox.append(memoryview(piece))
+                outbox.append(memoryview(piece))
                 st.outbox_bytes += len(piece)
         elif type(data) is bytes:
             if data:
-                st.outbox.append(memoryview(data))
+                outbox.append(memoryview(data))
                 st.outbox_bytes += len(data)
         else:
             # A view of a buffer the caller may reuse: keep copies, a frame's worth
             # each, since one large copy would be a fresh mapping of memory per call.
             view = memoryview(cast(memoryview, data))  # `type() is` narrows no else branch
             for start in range(0, len(view), MAX_PAYLOAD):
-                st.outbox.append(memoryview(view[start : start + MAX_PAYLOAD].tobytes()))
+                outbox.append(memoryview(view[start : start + MAX_PAYLOAD].tobytes()))
             st.outbox_bytes += len(view)
         st.end_queued = end
         self._flush(st)
@@ -634,6 +639,8 @@ class Mux:
             st.outbox_bytes -= size
             st.send_window -= size
             self.data_sent += size
+            if not outbox:
+                st.outbox = None  # all of it left: an idle stream holds no deque (see _Stream)
             last = may_end and not outbox
             out.append(header(FrameType.DATA, st.id, size, Flag.END if last else 0))
             out.extend(parts)
@@ -667,7 +674,7 @@ class Mux:
         else:
             self._peer_live -= 1
         st.state = StreamState.CLOSED
-        st.outbox.clear()
+        st.outbox = None
 
     def _local_stream(self, sid: int) -> _Stream:
         self._check_usable()

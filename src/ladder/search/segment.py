@@ -16,8 +16,7 @@ so a two-character query word finds the longer word that holds it.
 from __future__ import annotations
 
 import re
-
-import rjieba
+from types import ModuleType
 
 SEPARATOR = "\u200b"
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f]+")
@@ -25,9 +24,17 @@ _WORD = re.compile(r"\w+")
 QUERY_WORDS_MAX = 32
 
 
+def _jieba() -> ModuleType:
+    """rjieba, imported at the first Han text: its dictionary costs a process ~32 MB and ~130 ms,
+    and a hub whose members publish no Chinese pages (or none at all) never needs it."""
+    import rjieba
+
+    return rjieba
+
+
 def segment(text: str) -> str:
     """`text` with its Han runs cut into words, SEPARATOR around and between them."""
-    return _HAN.sub(lambda run: SEPARATOR + SEPARATOR.join(rjieba.cut(run.group())) + SEPARATOR, text)
+    return _HAN.sub(lambda run: SEPARATOR + SEPARATOR.join(_jieba().cut(run.group())) + SEPARATOR, text)
 
 
 def is_han(word: str) -> bool:
@@ -42,8 +49,9 @@ def subwords(text: str) -> str:
     """The shorter words inside the Han words of `text` that `segment` cut whole, space-separated."""
     out: list[str] = []
     for run in _HAN.findall(text):
-        whole = set(rjieba.cut(run))
-        out.extend(w for w in rjieba.cut_for_search(run) if w not in whole and len(w) > 1)
+        jieba = _jieba()
+        whole = set(jieba.cut(run))
+        out.extend(w for w in jieba.cut_for_search(run) if w not in whole and len(w) > 1)
     return " ".join(out)
 
 
@@ -54,6 +62,6 @@ def query_words(query: str) -> list[str]:
         for part in _HAN.split(token):  # letters and digits around a Han run, then the run's words
             if part:
                 words.append(part.lower())
-        words.extend(w for run in _HAN.findall(token) for w in rjieba.cut(run) if w.strip())
+        words.extend(w for run in _HAN.findall(token) for w in _jieba().cut(run) if w.strip())
     seen: dict[str, None] = dict.fromkeys(words)
     return list(seen)[:QUERY_WORDS_MAX]

@@ -25,11 +25,13 @@ from __future__ import annotations
 import codecs
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urljoin, urlsplit
 
-from selectolax.lexbor import LexborHTMLParser
-
 from ladder.errors import LadderError
+
+if TYPE_CHECKING:
+    from selectolax.lexbor import LexborHTMLParser
 
 AGENT = "ladderbot"  # the product token meta robots and robots.txt name us by, lower case
 _HIDDEN = "script, style, template, noscript, svg, math, iframe, object"
@@ -83,6 +85,10 @@ def extract(body: bytes, url: str, content_type: str | None) -> Page:
     markup = _decode(body, _bom(body) or charset or _meta_charset(body))
     if _nesting(markup) > MAX_NESTING:
         raise NotIndexable(f"{url}: leaves more than {MAX_NESTING} elements open")
+    # Imported here, not at the top: Lexbor's library costs the hub ~1.8 MB of RSS, and a hub whose
+    # members publish no HTML service never parses a page.
+    from selectolax.lexbor import LexborHTMLParser
+
     tree = LexborHTMLParser(markup)
     noindex, nofollow = _meta_robots(tree)
     links = () if nofollow else _links(tree, url)
