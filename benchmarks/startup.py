@@ -16,20 +16,18 @@ memory still held, in KiB. Every wait is bounded; every process is stopped by pi
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import time
 import tracemalloc
 from collections import Counter
 from pathlib import Path
 
-from _common import (BenchError, Processes, ladder_version, log, machine_info, memory_kib, run_script,
-                     start_ladder)
+from _common import (BenchError, Processes, compiled_bytecode, ladder_version, log, machine_info, memory_kib,
+                     run_script, start_ladder)
 
 SNAPSHOT_HOOK = """\
 import os, signal, tracemalloc
@@ -101,11 +99,7 @@ def snapshots(tmp: Path, procs: Processes, settle: float, top: int) -> dict[str,
 
 def measure(tmp: Path, procs: Processes, args: argparse.Namespace) -> dict[str, dict]:
     """RUNS starts of the three roles with compiled bytecode: a line per role, medians."""
-    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-    os.environ["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
-    package = importlib.util.find_spec("ladder").submodule_search_locations[0]  # found, not imported
-    subprocess.run([sys.executable, "-m", "compileall", "-q", package], timeout=120, check=True,
-                   stdout=subprocess.DEVNULL)
+    compiled_bytecode(tmp)
     os.environ["PYTHONPROFILEIMPORTTIME"] = "1"
     runs: dict[str, list[dict]] = {}
     for run in range(args.runs):
