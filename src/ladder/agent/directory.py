@@ -32,6 +32,7 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Generic, Protocol, TypeVar
 
 from ladder.config import write_file
 from ladder.protocol.control import ExitEntry
@@ -43,6 +44,55 @@ FAILURE_MEMORY = 60.0  # a failed exit goes to the back of the line for this lon
 # An exit that refused us by policy is skipped this long (or until it signs a new record): its
 # record may predate the members field, or it may not have learnt our name yet when it refused.
 REFUSAL_MEMORY = 600.0
+
+R = TypeVar("R")
+
+
+class Signed(Protocol):
+    """An entry of a hub's list: a member's signed record (ExitEntry, ServiceEntry)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def record(self) -> str: ...
+
+    @property
+    def signature(self) -> str: ...
+
+    @property
+    def pubkey(self) -> str: ...
+
+
+class Verdicts(Generic[R]):
+    """What each signed entry of the last list verified as: the record, or why it did not.
+
+    The hub pushes whole lists, mostly what it pushed before; an entry whose signed
+    bytes came last time is not verified again. `of()` each entry of a list, then
+    `done()`: the verdicts of entries the list no longer carries are forgotten.
+    """
+
+    def __init__(self, verify: Callable[[dict], R]):
+        self._verify = verify
+        self._last: dict[tuple[str, str, str, str], R | str] = {}
+        self._next: dict[tuple[str, str, str, str], R | str] = {}
+
+    def of(self, entry: Signed) -> R | str:
+        signed = (entry.id, entry.record, entry.signature, entry.pubkey)
+        verdict = self._last.get(signed)
+        if verdict is None:
+            try:
+                verdict = self._verify(dataclasses.asdict(entry))  # type: ignore[call-overload]
+            except RecordError as exc:
+                verdict = str(exc)
+        self._next[signed] = verdict
+        return verdict
+
+    def done(self) -> None:
+        self._last, self._next = self._next, {}
+
+    def clear(self) -> None:
+        self._last, self._next = {}, {}
 
 
 class Directory:
@@ -59,8 +109,7 @@ class Directory:
         self.failed_at: dict[str, float] = {}  # when an exit last failed to carry a stream
         # exit id → (its record's issue time, when it refused)
         self.refused_me: dict[str, tuple[int, float]] = {}
-        # (id, record, signature, pubkey) → the verified record, or why it does not verify: the last push's
-        self._verdicts: dict[tuple[str, str, str, str], ExitRecord | str] = {}
+        self._verdicts = Verdicts(verify_exit_record)  # the last push's
         try:
             self.pins: dict[str, str] = json.loads(pins_path.read_text())
         except (OSError, ValueError):
@@ -69,17 +118,9 @@ class Directory:
     def update(self, entries: Iterable[ExitEntry]) -> None:
         self.entries = list(entries)
         self.records, rejected = {}, {}
-        verdicts: dict[tuple[str, str, str, str], ExitRecord | str] = {}
         for entry in self.entries:
             label = entry.name or entry.id
-            signed = (entry.id, entry.record, entry.signature, entry.pubkey)
-            verdict = self._verdicts.get(signed)
-            if verdict is None:
-                try:
-                    verdict = verify_exit_record(dataclasses.asdict(entry))
-                except RecordError as exc:
-                    verdict = str(exc)
-            verdicts[signed] = verdict
+            verdict = self._verdicts.of(entry)
             if isinstance(verdict, str):
                 rejected[label] = f"{verdict}: the hub may be lying about exit {label}"
                 continue
@@ -93,14 +134,15 @@ class Directory:
                 )
                 continue
             self.records[record.id] = record
-        self._verdicts = verdicts
+        self._verdicts.done()
         for label, reason in rejected.items():
             if self.rejected.get(label) != reason:
                 log.warning("WARNING: %s", reason)
         self.rejected = rejected
 
     def clear(self) -> None:
-        self.entries, self.records, self.rejected, self._verdicts = [], {}, {}, {}
+        self.entries, self.records, self.rejected = [], {}, {}
+        self._verdicts.clear()
 
     def candidates(self, choice: str) -> list[tuple[ExitEntry, ExitRecord]]:
         """Verified exits that --exit names (auto, a country, a name or an id) and that serve us,

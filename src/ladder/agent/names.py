@@ -14,17 +14,17 @@ without another signature check.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import logging
 from collections.abc import Iterable
 
 from ladder.errors import LadderError
 from ladder.protocol.control import ListAssembler, ServiceEntry, Services
-from ladder.protocol.envelope import RecordError, b64
+from ladder.protocol.envelope import b64
 from ladder.protocol.errors import ErrorCode
 from ladder.protocol.records import ServiceRecord, service_address, verify_service_record
 
+from .directory import Verdicts
 from .roster import Roster
 
 log = logging.getLogger(__name__)
@@ -52,8 +52,7 @@ class ServiceListing:
         self.by_host: dict[str, tuple[ServiceEntry, ServiceRecord]] = {}  # human and self-certifying names
         self.rejected: dict[str, str] = {}  # host name → why it is refused
         self._pieces = ListAssembler("services")
-        # (id, record, signature, pubkey) → the verified record, or why it does not verify: the last listing's
-        self._verdicts: dict[tuple[str, str, str, str], ServiceRecord | str] = {}
+        self._verdicts = Verdicts(verify_service_record)  # the last listing's
 
     def new_link(self) -> None:
         """Pieces of a list that came on the last link will never be completed."""
@@ -69,16 +68,8 @@ class ServiceListing:
         self.entries = list(entries)
         by_host: dict[str, tuple[ServiceEntry, ServiceRecord]] = {}
         rejected: dict[str, str] = {}
-        verdicts: dict[tuple[str, str, str, str], ServiceRecord | str] = {}
         for entry in self.entries:
-            signed = (entry.id, entry.record, entry.signature, entry.pubkey)
-            verdict = self._verdicts.get(signed)
-            if verdict is None:
-                try:
-                    verdict = verify_service_record(dataclasses.asdict(entry))
-                except RecordError as exc:
-                    verdict = str(exc)
-            verdicts[signed] = verdict
+            verdict = self._verdicts.of(entry)
             if isinstance(verdict, str):
                 for host in _claimed_hosts(entry):
                     rejected[host] = f"{verdict}: the hub may be lying about service {host}"
@@ -96,7 +87,8 @@ class ServiceListing:
         for host, reason in rejected.items():
             if self.rejected.get(host) != reason:
                 log.warning("WARNING: %s", reason)
-        self.by_host, self.rejected, self._verdicts = by_host, rejected, verdicts
+        self._verdicts.done()
+        self.by_host, self.rejected = by_host, rejected
 
     def find(self, host: str) -> tuple[ServiceEntry, ServiceRecord]:
         host = host.lower().rstrip(".")
