@@ -31,14 +31,13 @@ from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ladder.link.channel import STREAM_MAX_WINDOW, Channel, StreamRef
+from ladder.link.channel import STREAM_WINDOWS, Channel, StreamRef
 from ladder.link.connection import Endpoint, Link
 from ladder.protocol.channel import CHANNEL_REQUEST, Initiator, Responder
 from ladder.protocol.control import ControlMessage, Receipt
 from ladder.protocol.errors import ErrorCode, RemoteProtocolError
 from ladder.protocol.identity import member_id, public_bytes
 from ladder.protocol.messages import UDP_REQUEST, decode_route, encode_service_request, encode_target
-from ladder.protocol.mux import DEFAULT_WINDOW
 from ladder.protocol.noise import public_key_of
 from ladder.protocol.records import ExitRecord, ServiceRecord, sign_access
 from ladder.tasks import Tasks
@@ -92,7 +91,7 @@ class ChannelPool:
 
     def __init__(self, key: Ed25519PrivateKey, noise_private: bytes, directory: Directory,
                  listing: ServiceListing, tasks: Tasks, serve: Serve, receipts: Receipts | None = None,
-                 windows: tuple[int, int] = (DEFAULT_WINDOW, STREAM_MAX_WINDOW)):
+                 windows: tuple[int, int] = STREAM_WINDOWS):
         """`key` signs proofs of membership and `noise_private` runs the channels' handshakes.
 
         Exits come from `directory`, publishers from `listing`; `tasks`

@@ -49,6 +49,8 @@ CHANNEL_WINDOW = 4 * 1024 * 1024
 CHANNEL_MAX_WINDOW = 32 * 1024 * 1024
 # The same for each connection in a channel (they start at the mux's 2 MiB).
 STREAM_MAX_WINDOW = 16 * 1024 * 1024
+# A member's connections: what their windows start with and may grow to.
+STREAM_WINDOWS = (DEFAULT_WINDOW, STREAM_MAX_WINDOW)
 # What may wait for the hub stream's credit before the nested link is paused.
 CHANNEL_WRITE_HIGH = 1024 * 1024
 HANDSHAKE_TIMEOUT = 30.0
@@ -81,7 +83,7 @@ class Channel(Endpoint):
     """One sealed stream of `link` and the nested link it carries (`inner`)."""
 
     def __init__(self, link: Link, owner: LinkOwner | None, *, opener: bool, label: str,
-                 windows: tuple[int, int] = (DEFAULT_WINDOW, STREAM_MAX_WINDOW)):
+                 windows: tuple[int, int] = STREAM_WINDOWS):
         """`windows`: what the nested link's streams we receive on start with and may grow to."""
         self.link = link  # the hub link
         self.sid: int | None = None
@@ -104,7 +106,7 @@ class Channel(Endpoint):
 
     @classmethod
     def dial(cls, link: Link, initiator: Initiator, member_id: str, label: str,
-             windows: tuple[int, int] = (DEFAULT_WINDOW, STREAM_MAX_WINDOW)) -> Channel:
+             windows: tuple[int, int] = STREAM_WINDOWS) -> Channel:
         """A channel to `member_id`; its stream opens with the nested link's first bytes."""
         channel = cls(link, None, opener=True, label=label, windows=windows)
         channel._initiator, channel.peer = initiator, member_id
