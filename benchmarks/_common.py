@@ -263,6 +263,24 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def context_switches(pids: list[int]) -> int:
+    """Voluntary context switches (each a sleep and a wakeup) of `pids` and all their threads so far."""
+    total = 0
+    for pid in pids:
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
+            except OSError:
+                continue
+            total += sum(int(line.split()[1]) for line in status.splitlines()
+                         if line.startswith("voluntary_ctxt_switches:"))
+    return total
+
+
 def nofile_limit(pid: int) -> str:
     """'soft/hard' of a process's RLIMIT_NOFILE, from /proc/PID/limits."""
     try:
