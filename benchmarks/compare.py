@@ -197,7 +197,7 @@ def measure_rate(rec: Record, args: argparse.Namespace, ctx: Context, r: int) ->
         f"{result['rps']:.0f} req/s, errors {errors}")
 
 
-PROFILED_MEASURES = (measure_bulk, measure_rate)
+PROFILED_MEASURES = (measure_bulk, measure_latency, measure_rate)
 
 
 def profiling(rec: Record, args: argparse.Namespace, ctx: Context, r: int, measure):
@@ -546,7 +546,7 @@ def parse_args() -> argparse.Namespace:
                              f"pinned to CPU {HOG_CPU} (stress-ng if installed); each system's p50 growth")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (configs, logs)")
     parser.add_argument("--profile", metavar="DIR", type=Path,
-                        help="py-spy record on Ladder's hub, sharer and user during round 1's bulk and rate "
+                        help="py-spy record on Ladder's hub, sharer and user during round 1's bulk, latency and rate "
                              "tests; raw output and a top-N summary per process into DIR")
     parser.add_argument("--native", action="store_true", help="with --profile: also sample C frames")
     args = parser.parse_args()
