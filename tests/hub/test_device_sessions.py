@@ -7,14 +7,20 @@ transport by one that records what happens to it; the store is real.
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
+import socket
+import ssl
+import weakref
 
 import pytest
 
 from ladder.hub import devices as devices_module
 from ladder.hub.devices import DEVICE_IDLE, Devices, DeviceSession, TrojanConnection
+from ladder.link.tls import generate_self_signed, server_context
 from ladder.protocol import control
 from ladder.protocol.trojan import CONNECT, UDP_ASSOCIATE, encode_packet, request
+from ladder.runtime import run_async
 from ladder.store.hubdb import HubStore, device_password
 from ladder.tasks import Tasks
 
@@ -270,3 +276,70 @@ def test_the_target_s_end_closes_the_device_s_connection_after_what_was_written(
         assert stream.ended and session.connections == set() and session.pool.done == [connection]
 
     run(main())
+
+
+def test_a_device_s_tls_connection_that_went_away_is_freed_without_the_cyclic_gc(store, tmp_path):
+    """The device scenario of benchmarks/abuse.py in small: a download the device never reads, then
+    the device gone. uvloop's SSLProtocol keeps the bound methods of a buffered protocol after the
+    connection is lost; if the connection also kept its transport, the pair (and every byte the
+    device left unread in it) would live until the cyclic GC ran, which it is not allowed to here."""
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    generate_self_signed(cert, key, "127.0.0.1", ["127.0.0.1"])
+    _, token = store.add_device("alice", "phone", DEVICE_KEY)
+    digits = hashlib.sha224(device_password(DEVICE_KEY, token).encode()).hexdigest().encode()
+
+    async def main() -> weakref.ref:
+        session = session_for(store, tmp_path)  # with a pool that records opens
+        devices = Devices(store, DEVICE_KEY, tmp_path / "pins", PortOwner(), lambda _: None,
+                          Tasks(devices_module.log), "hub")
+        device = store.device_by_door(DEVICE_KEY, digits)
+        assert device is not None
+        devices.sessions[device.id] = session
+
+        class Door(asyncio.Protocol):  # what the Doorway does with a whole password line in the first read
+            def connection_made(self, transport):
+                self.transport = transport
+
+            def data_received(self, data):
+                assert devices.admit(data[:56], self.transport, data[58:])
+
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(Door, "127.0.0.1", 0, ssl=server_context(cert, key))
+        client_context = ssl.create_default_context()
+        client_context.check_hostname, client_context.verify_mode = False, ssl.CERT_NONE
+        _, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1],
+                                                  ssl=client_context, limit=1)
+        writer.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        writer.write(digits + b"\r\n" + request(CONNECT, "site.test", 80) + b"GET /big HTTP/1.1\r\n\r\n")
+        writer.transport.pause_reading()  # never read
+        for _ in range(500):  # until the hub has taken it (at most 5 s)
+            if session.pool.opens:
+                break
+            await asyncio.sleep(0.01)
+        [(_, _, _, _, connection)] = session.pool.opens
+        session.pool.opens.clear()
+        connection.attach(FakeStream())
+        connection.on_accepted(b"", 0)
+        for _ in range(16):  # 4 MiB towards a device that reads nothing: most of it stays at the hub
+            connection.on_data(bytes(256 * 1024))
+        gone = weakref.ref(connection)
+        del connection
+        writer.transport.abort()  # the device's app goes away (a reset: it left bytes unread)
+        for _ in range(500):  # until the hub has heard it (at most 5 s)
+            if not session.connections:
+                break
+            await asyncio.sleep(0.01)
+        assert not session.connections, "the hub never heard that the device's connection was lost"
+        for _ in range(3):  # connection_lost is called soon after the transport's own
+            await asyncio.sleep(0)
+        session.pool.done.clear()  # the recording pool's reference
+        server.close()
+        return gone
+
+    gc.disable()
+    try:
+        gone = run_async(main())
+        assert gone() is None, ("a device's connection outlived its TLS connection: only the cyclic GC "
+                                "would free it, with what the device left unread")
+    finally:
+        gc.enable()

@@ -329,6 +329,11 @@ class TrojanConnection(MeteredRelay):
         if self._request_timer is not None:
             self._request_timer.cancel()
         super().connection_lost(exc)
+        # uvloop's SSLProtocol keeps a buffered protocol's get_buffer and buffer_updated after the
+        # connection is lost: with this reference to its transport, that is a cycle, and the TLS
+        # connection's buffers (all a device left unread: MiBs per download) would wait for the
+        # cyclic GC, which an idle hub seldom runs. Nothing writes or reads after this.
+        self._transport = None
 
     def stream_gone(self) -> None:
         self.session.pool.stream_done(self)
