@@ -1,7 +1,9 @@
 """The short fault run (issue 18): 100 streams of known content while every fault strikes once.
 
 The network, the client and the faults are faultnet.py's (benchmarks/faults.py
-runs the full 1,000 streams). Nothing may be lost: every stream arrives
+runs the full 1,000 streams), a quarter of them through the user's phone
+(Debian's trojan, a device of hub A), and the faults include kill -9 of the
+user's own agent. Nothing may be lost: every stream arrives
 whole, or fails in a way the client sees and arrives whole when retried;
 both hubs' stores pass SQLite's integrity check and the ledger's verify
 after every fault; no process logs a traceback. The checker itself is
@@ -16,7 +18,7 @@ import struct
 import threading
 
 import pytest
-from faultnet import CORRUPTED, FAILED, FAULTS, INTACT, TRUNCATED, MiB, Stream, fetch, run_faults
+from faultnet import CORRUPTED, FAILED, FAULTS, HIDDEN, INTACT, TRUNCATED, MiB, Stream, fetch, run_faults
 from seed_origin import expected
 
 STREAMS, CAP, SEED, WORKERS, TIME_LIMIT = 100, 8 * MiB, 18, 4, 150
@@ -32,11 +34,15 @@ def test_a_hundred_streams_through_every_fault_lose_nothing(tmp_path):
     assert sorted(report["faults"]) == sorted((*FAULTS, "calm")), shown
     assert all(report["faults"][f]["injected"] == 1 for f in FAULTS), shown
     assert totals["streams_run"] == STREAMS, f"the run ran out of time:\n{shown}"
-    assert totals["retried_ok"] == totals["failed-visibly"], f"a failed stream failed on retry:\n{shown}"
+    assert totals["retried_ok"] == totals["failed-visibly"] + totals[HIDDEN], \
+        f"a failed stream failed on retry:\n{shown}"
     assert not totals["store_problems"], shown
     assert not totals["errors"], shown
     assert not totals["log_problems"], shown
     assert all(report["faults"][f]["store_checks_passed"] >= 2 for f in FAULTS), shown
+    for path in ("device", "device-tls"):
+        ran = totals["paths"][path]
+        assert ran["streams"] >= 5 and ran["intact"] >= 3, f"too few {path} streams ran:\n{shown}"
 
 
 class FakeProxy:
