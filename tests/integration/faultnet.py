@@ -802,13 +802,14 @@ def _counts() -> dict[str, int]:
 
 
 def run_faults(root: Path, streams: int, cap: int, repeats: int, seed: int, workers: int,
-               time_limit: float) -> dict:
-    """Build the network, run `streams` streams through `repeats` rounds of every fault, tear it down."""
+               time_limit: float, only: tuple[str, ...] = FAULTS) -> dict:
+    """Build the network, run `streams` streams through `repeats` rounds of every fault (or of those in
+    `only`), tear it down."""
     rng = random.Random(seed)
     started = time.monotonic()
     deadline = started + time_limit
     plan = plan_streams(streams, cap, rng)
-    faults = [fault for _ in range(repeats) for fault in FAULTS]
+    faults = [fault for _ in range(repeats) for fault in FAULTS if fault in only]
     rng.shuffle(faults)
     net = FaultNet(root)
     log_problems: list[str] = []

@@ -12,14 +12,32 @@ shown to tell a whole stream from a short, a wrong and a reset one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
+import ssl
 import struct
 import threading
+import time
+from pathlib import Path
 
 import pytest
-from faultnet import CORRUPTED, FAILED, FAULTS, HIDDEN, INTACT, TRUNCATED, MiB, Stream, fetch, run_faults
+from faultnet import (
+    CORRUPTED,
+    FAILED,
+    FAULTS,
+    HIDDEN,
+    INTACT,
+    TRUNCATED,
+    MiB,
+    Stream,
+    fetch,
+    fetch_trojan,
+    run_faults,
+)
 from seed_origin import expected
+
+from ladder.link.tls import generate_self_signed
 
 STREAMS, CAP, SEED, WORKERS, TIME_LIMIT = 100, 8 * MiB, 18, 4, 150
 
@@ -88,4 +106,50 @@ def test_the_checker_tells_whole_from_short_wrong_and_reset(how, outcome, seen):
     proxy = FakeProxy(how)
     got = fetch(proxy.address, 9, Stream(0, 1234, 100_000, "AA"))
     proxy.thread.join(5)
+    assert got[0] == outcome and seen in got[1], got
+
+
+class FakeTrojanHub:
+    """A TLS server that reads one Trojan request and answers it as told: whole, short (both ended with
+    close_notify), or cut part-way by a TCP FIN without close_notify, or by a reset."""
+
+    def __init__(self, how: str, cert: Path, key: Path):
+        self.how = how
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(cert, key)
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.address = self.server.getsockname()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        conn, _ = self.server.accept()
+        with self.server, self.context.wrap_socket(conn, server_side=True) as tls:
+            data = b""
+            while data.count(b"\r\n") < 2 or not data.endswith(b"\n"):
+                data += tls.recv(4096)
+            seed, size = (int(x) for x in data.split(b"\r\n")[-1].split())
+            body = expected(seed, 0, size)
+            if self.how in ("fin", "reset"):
+                tls.sendall(body[:5000])
+                if self.how == "reset":
+                    time.sleep(0.3)  # read before the reset comes, which would drop what is still unread
+                    tls.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    return
+                tls.shutdown(socket.SHUT_RDWR)  # the TCP FIN alone: SSLSocket.shutdown sends no close_notify
+                return
+            tls.sendall(body[:-1] if self.how == "short" else body)
+            with contextlib.suppress(OSError):  # the client may close without its own close_notify
+                tls.unwrap()  # close_notify
+
+
+@pytest.mark.parametrize(("how", "outcome", "seen"), [
+    ("whole", INTACT, ""), ("short", TRUNCATED, "clean EOF after 99999 of 100000"),
+    ("fin", FAILED, "SSLEOFError after 5000"), ("reset", FAILED, "Error after 5000")])
+def test_the_trojan_checker_takes_only_close_notify_for_an_end(tmp_path, how, outcome, seen):
+    cert, key = tmp_path / "hub.crt", tmp_path / "hub.key"
+    generate_self_signed(cert, key, "hub", ["127.0.0.1"])
+    hub = FakeTrojanHub(how, cert, key)
+    got = fetch_trojan(hub.address, cert, "secret", 9, Stream(0, 1234, 100_000, "AA", "device-tls"))
+    hub.thread.join(5)
     assert got[0] == outcome and seen in got[1], got
