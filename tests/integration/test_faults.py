@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import socket
 import ssl
 import struct
+import sys
 import threading
 import time
 from pathlib import Path
@@ -35,7 +37,8 @@ from faultnet import (
     fetch_trojan,
     run_faults,
 )
-from seed_origin import expected
+from harness import HERE, Network, Proc, accepts, free_port, recv_exact, wait_for
+from seed_origin import BLOCK, expected
 
 from ladder.link.tls import generate_self_signed
 
@@ -153,3 +156,40 @@ def test_the_trojan_checker_takes_only_close_notify_for_an_end(tmp_path, how, ou
     got = fetch_trojan(hub.address, cert, "secret", 9, Stream(0, 1234, 100_000, "AA", "device-tls"))
     hub.thread.join(5)
     assert got[0] == outcome and seen in got[1], got
+
+
+def test_a_download_through_the_user_s_agent_is_reset_when_the_agent_is_killed(tmp_path):
+    """kill -9 of the agent mid-download: the kernel closes its sockets, and must reset the client's,
+    not end it with a FIN after what was queued (a raw download would look whole)."""
+    net = Network(tmp_path)
+    port = free_port()
+    origin = Proc("seed-origin", [sys.executable, str(HERE / "seed_origin.py"), str(port), "127.0.0.1"],
+                  tmp_path)
+    try:
+        wait_for(lambda: accepts(port), 10, "the origin")
+        net.exit("ex", "AA", "--allow-private")
+        user = net.user("u")
+        user.wait_exits(1)
+        assert user.proxy is not None
+        with socket.create_connection(user.proxy, timeout=10) as sock:
+            sock.sendall(b"\x05\x01\x00")
+            assert recv_exact(sock, 2) == b"\x05\x00"
+            sock.sendall(b"\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack("!H", port))
+            assert recv_exact(sock, 10)[:2] == b"\x05\x00"
+            sock.sendall(b"5 %d\n" % (64 * MiB))
+            got = len(recv_exact(sock, MiB))  # then no more reads: the agent's socket holds what it sent
+            user.proc.stop(signal.SIGKILL)
+            seen = "clean EOF"
+            try:
+                for _ in range(64 * MiB // 1024):  # bounded: at most every byte, a KiB at a time
+                    chunk = sock.recv(BLOCK)
+                    if not chunk:
+                        break
+                    got += len(chunk)
+            except ConnectionResetError:
+                seen = "reset"
+        assert seen == "reset", f"the client saw a clean EOF after {got} of {64 * MiB} bytes, as if whole"
+    finally:
+        net.close()
+        origin.stop()
+        origin.check_log(expected=("ConnectionResetError", "BrokenPipeError"))
