@@ -12,7 +12,11 @@ too) send each address through the exit at one hub, so both exits and the
 peer link carry streams.
 
 Each stream asks the origin for a size of seeded content through the user's
-SOCKS5 port, or (a seeded one in four) the device's, and is classified: intact (every byte right, then a clean
+SOCKS5 port, or (a seeded one in four) the device's trojan, or (one in
+eight) as the device itself, Trojan over TLS spoken by the checker, which
+sees how the hub ends TLS (trojan ends its SOCKS5 side with a FIN whatever
+ended it: a short clean EOF there is HIDDEN, retried, not LOST). It is
+classified: intact (every byte right, then a clean
 EOF); failed visibly (refused at open, a reset, an error the client sees,
 or no byte for IO_TIMEOUT); truncated (a clean EOF too early) or corrupted
 (a wrong byte, or more bytes than asked for). The last two are LOST: a user
