@@ -3,13 +3,20 @@
 The network: hub A and hub B peered; an exit at each (countries AA and BB);
 a user member at A whose agent runs in a network namespace of its own,
 behind a router namespace, and reaches hub A through a TCP relay this
-module controls (cutrelay.py); hub A's folder is a 20 MiB tmpfs. The origin
-(seed_origin.py) answers on 127.0.0.2 and 127.0.0.3, and the user's rules
-send each address through the exit at one hub, so both exits and the peer
-link carry streams.
+module controls (cutrelay.py); the user's phone, a device of A's (`ladder
+hub device add`) whose stock client (Debian's `trojan`, SOCKS5 in, Trojan
+over TLS out) runs in the same namespace and dials A through the same
+relay; hub A's folder is a 20 MiB tmpfs. The origin (seed_origin.py)
+answers on 127.0.0.2 and 127.0.0.3, and the user's rules (the device's
+too) send each address through the exit at one hub, so both exits and the
+peer link carry streams.
 
 Each stream asks the origin for a size of seeded content through the user's
-SOCKS5 port and is classified: intact (every byte right, then a clean
+SOCKS5 port, or (a seeded one in four) the device's trojan, or (one in
+eight) as the device itself, Trojan over TLS spoken by the checker, which
+sees how the hub ends TLS (trojan ends its SOCKS5 side with a FIN whatever
+ended it: a short clean EOF there is HIDDEN, retried, not LOST). It is
+classified: intact (every byte right, then a clean
 EOF); failed visibly (refused at open, a reset, an error the client sees,
 or no byte for IO_TIMEOUT); truncated (a clean EOF too early) or corrupted
 (a wrong byte, or more bytes than asked for). The last two are LOST: a user
@@ -17,11 +24,12 @@ would take them for a whole download. Failed streams are retried once when
 the network has recovered.
 
 The faults, one at a time, each at a seeded random moment while streams
-run: kill -9 an exit, hub A, hub B; SIGTERM hub A and start it; cut the
+run: kill -9 an exit, hub A, hub B, the user's agent; SIGTERM hub A and start it; cut the
 member's link (resets) or pause it (silence past the mux's dead-link
 time); 150 ms more round trip and 1 % loss on it; fill hub A's disk. Then
 the script restarts what it killed (as systemd would), waits for the
-agents to reconnect by themselves, and checks both hubs' stores (SQLite's
+agents to reconnect by themselves and a tiny fetch through each path to
+work again, and checks both hubs' stores (SQLite's
 integrity check in place, `ladder hub ledger verify`). Used by
 tests/integration/test_faults.py (short) and benchmarks/faults.py (full).
 
@@ -36,6 +44,7 @@ import random
 import signal
 import socket
 import sqlite3
+import ssl
 import struct
 import subprocess
 import sys
@@ -49,6 +58,9 @@ from harness import HERE, Member, Network, Proc, accepts, free_port, ladder, pee
 from seed_origin import BLOCK, expected
 
 from ladder.protocol.mux import DEAD_AFTER
+from ladder.protocol.trojan import CONNECT as TROJAN_CONNECT
+from ladder.protocol.trojan import password_hash
+from ladder.protocol.trojan import request as trojan_request
 
 LAB = HERE.parent / "lab"
 KiB, MiB = 1024, 1024 * 1024
@@ -64,13 +76,18 @@ DELAY_DEVICE, DELAY_TABLE = "delay", "100"
 ORIGIN_ADDRS = {"AA": "127.0.0.2", "BB": "127.0.0.3"}  # the exit at A carries .2, the exit at B .3
 HUB_STORE_MIB = 20
 
-FAULTS = ("kill_exit", "kill_hub", "kill_peer_hub", "restart_hub", "cut_link", "pause_link", "delay_loss",
-          "disk_full")
+FAULTS = ("kill_exit", "kill_hub", "kill_peer_hub", "restart_hub", "kill_user", "cut_link", "pause_link",
+          "delay_loss", "disk_full")
+# Where a stream starts: the user's agent's SOCKS5 port; the device's stock Trojan client's SOCKS5 port;
+# or Trojan over TLS spoken by the checker itself as the same device, which sees how the hub ends TLS.
+PATHS = ("user", "device", "device-tls")
+DEVICE_SHARE, DEVICE_TLS_SHARE = 0.25, 0.125  # seeded: one stream in four through trojan, one in eight direct
 CUT_SECONDS, DELAY_SECONDS, DISK_FULL_SECONDS = 3.0, 8.0, 5.0
 PAUSE_SECONDS = DEAD_AFTER + 3  # silent for longer than a link may be before it is declared dead
 DELAY_MS_EACH_WAY, LOSS_PERCENT = 75, 1.0  # 150 ms more round trip, 1 % of packets lost each way
 RECOVER_TIMEOUT = 60.0
 CONNECT_TIMEOUT, IO_TIMEOUT = 10.0, 30.0
+PROBE_TIMEOUT = 5.0  # a recovery probe's fetch (a few bytes through each path) gives up after this
 FAILED_PAUSE = 0.5  # a client whose stream failed waits before its next, as a user would
 MIDWAY_WAIT = 3.0  # at its moment, a fault waits this long at most for a stream to be part-way through
 
@@ -232,6 +249,8 @@ class FaultNet:
         self.procs.append(self.relay)
         wait_for(lambda: "relaying" in self.relay.output() or not self.relay.alive(), 10, "the relay")
         self.user = self._user(relay_port)
+        self.device_hub = (RELAY_ADDR, relay_port)
+        self.device_proxy = self._device(relay_port)
         self.settle()
 
     def _user(self, relay_port: int) -> Member:
@@ -252,12 +271,57 @@ class FaultNet:
         user.wait_up(30)
         return user
 
+    def _device(self, relay_port: int) -> tuple[str, int]:
+        """The user's phone: `ladder hub device add` on A, and Debian's `trojan` with its profile in the
+        member namespace, dialling A through the same relay as the user's agent (so cuts, pauses and the
+        delay line hit it too), with the user's rules. Its SOCKS5 address."""
+        rules = self.user.folder / "faults.rules"
+        added = ladder("hub", "device", "add", "phone", "--owner", "user", "--rules", str(rules),
+                       "--dir", str(self.a.hub_dir))
+        password = added.stdout.strip().splitlines()[-1].removeprefix("trojan://").split("@")[0]
+        self.device_password = password
+        port = free_port()
+        config = {"run_type": "client", "local_addr": MEMBER_ADDR, "local_port": port,
+                  "remote_addr": RELAY_ADDR, "remote_port": relay_port, "password": [password],
+                  "log_level": 1, "ssl": {"verify": True, "verify_hostname": False,
+                                          "cert": str(self.a.hub_dir / "tls.crt"), "sni": ""}}
+        path = self.root / "trojan-phone.json"
+        path.write_text(json.dumps(config))
+        proc = self.a.start_program("trojan-phone", "ip", "netns", "exec", MEMBER_NS, "trojan", "-c",
+                                    str(path))
+        wait_for(lambda: accepts(port, MEMBER_ADDR) or not proc.alive(), 15, "the device's trojan to listen")
+        assert proc.alive(), f"the device's trojan died:\n{proc.output()}"
+        return (MEMBER_ADDR, port)
+
+    def fetch(self, stream: Stream, timeout: float = IO_TIMEOUT) -> tuple[str, str]:
+        """`stream` through its path, classified. Debian's trojan ends its SOCKS5 side with a FIN
+        whatever ended the TLS (its ClientSession::destroy: a reset from the hub too), so a short clean
+        EOF there is HIDDEN, not TRUNCATED; the device-tls path sees the hub's own end."""
+        if stream.path == "device-tls":
+            return fetch_trojan(self.device_hub, self.a.hub_dir / "tls.crt", self.device_password,
+                                self.origin_port, stream, timeout)
+        assert self.user.proxy is not None
+        outcome, detail = fetch(self.device_proxy if stream.path == "device" else self.user.proxy,
+                                self.origin_port, stream, timeout)
+        if stream.path == "device" and outcome == TRUNCATED:
+            return HIDDEN, detail
+        return outcome, detail
+
+    def probe(self, path: str) -> bool:
+        """A tiny fetch through `path` to each exit's origin arrives whole."""
+        return all(self.fetch(Stream(0, 7, 100, country, path), PROBE_TIMEOUT)[0] == INTACT
+                   for country in sorted(ORIGIN_ADDRS))
+
     def recovered(self) -> bool:
-        """Everything is back: both hubs peered, both exits and the user up, the user sees both exits."""
+        """Everything is back: both hubs peered, both exits and the user up (each status written by the
+        process running now, not one killed), the user sees both exits, and a tiny fetch through each path
+        (the user's agent, the device) to each exit arrives whole."""
         linked = all(peers_up(net) for net in self.nets)
         members = [self.user, *self.exits.values()]
-        return (linked and all(m.status().get("state") == "up" for m in members)
-                and {e.get("name") for e in self.user.status().get("exits", [])} >= {"exit-a", "exit-b.b"})
+        up = all(m.status().get("state") == "up" and m.status().get("pid") == m.proc.pid for m in members)
+        return (linked and up
+                and {e.get("name") for e in self.user.status().get("exits", [])} >= {"exit-a", "exit-b.b"}
+                and all(self.probe(path) for path in PATHS))
 
     def settle(self, timeout: float = RECOVER_TIMEOUT) -> float:
         """Wait for recovery, by the agents' own reconnects; the seconds it took."""
@@ -295,6 +359,12 @@ class FaultNet:
         self.restarts[member.name] += 1
         net = self.a if country == "AA" else self.b
         member.proc = restart(net, member.proc, self.restarts[member.name])
+
+    def kill_user(self) -> None:
+        """kill -9 the user's agent and start it again, as systemd would."""
+        self.user.proc.stop(signal.SIGKILL)
+        self.restarts["user"] += 1
+        self.user.proc = restart(self.a, self.user.proc, self.restarts["user"])
 
     def cut(self) -> None:
         self.relay.popen.send_signal(signal.SIGUSR1)
@@ -355,7 +425,9 @@ def peers_up(net: Network) -> bool:
 
 
 INTACT, FAILED, TRUNCATED, CORRUPTED = "intact", "failed-visibly", "TRUNCATED", "CORRUPTED"
+HIDDEN = "short-via-trojan"  # a clean EOF too early from the stock client, which shows any end of TLS so
 LOST = (TRUNCATED, CORRUPTED)
+RETRIED = (FAILED, HIDDEN)
 
 
 @dataclass
@@ -364,6 +436,7 @@ class Stream:
     seed: int
     size: int
     country: str  # which exit's origin address it goes to
+    path: str = "user"  # which proxy it starts at (PATHS)
     outcome: str = ""
     detail: str = ""
     received: int = 0  # bytes so far
@@ -389,42 +462,80 @@ def plan_streams(count: int, cap: int, rng: random.Random) -> list[Stream]:
             size = rng.randint(min(8 * MiB, cap), cap)
         streams.append(Stream(index, rng.getrandbits(48), size, rng.choice(sorted(ORIGIN_ADDRS))))
     streams[rng.randrange(count)].size = cap
+    for stream in streams:  # drawn after the sizes, so a seed's sizes are those of the runs before devices
+        r = rng.random()
+        stream.path = "device" if r < DEVICE_SHARE else "device-tls" if r < DEVICE_SHARE + DEVICE_TLS_SHARE \
+            else "user"
     return streams
 
 
-def fetch(proxy: tuple[str, int], origin_port: int, stream: Stream) -> tuple[str, str]:
+def fetch(proxy: tuple[str, int], origin_port: int, stream: Stream, timeout: float = IO_TIMEOUT
+          ) -> tuple[str, str]:
     """One stream through the SOCKS5 proxy, checked byte by byte: (outcome, what was seen).
 
     `stream.received` follows the bytes as they come (the faults look at it).
     """
-    got = 0
     try:
-        with socket.create_connection(proxy, timeout=CONNECT_TIMEOUT) as sock:
-            sock.settimeout(IO_TIMEOUT)
+        with socket.create_connection(proxy, timeout=min(CONNECT_TIMEOUT, timeout)) as sock:
+            sock.settimeout(timeout)
             address = socket.inet_aton(ORIGIN_ADDRS[stream.country])
-            sock.sendall(b"\x05\x01\x00\x05\x01\x00\x01" + address + struct.pack("!H", origin_port))
-            reply = recv_exact(sock, 12)
+            # The greeting on its own first: Debian's trojan takes it only as one read by itself.
+            sock.sendall(b"\x05\x01\x00")
+            reply = recv_exact(sock, 2)
+            if reply == b"\x05\x00":
+                sock.sendall(b"\x05\x01\x00\x01" + address + struct.pack("!H", origin_port))
+                reply += recv_exact(sock, 10)
             if reply[:2] != b"\x05\x00" or reply[2:4] != b"\x05\x00":
                 return FAILED, f"refused at open: {reply.hex()}"
             sock.sendall(b"%d %d\n" % (stream.seed, stream.size))
-            while True:
-                chunk = sock.recv(BLOCK)
-                if not chunk:
-                    break
-                if got + len(chunk) > stream.size:
-                    return CORRUPTED, f"{got + len(chunk)} bytes, more than the {stream.size} asked for"
-                if chunk != expected(stream.seed, got, len(chunk)):
-                    want = expected(stream.seed, got, len(chunk))
-                    first = next(i for i, (x, y) in enumerate(zip(chunk, want, strict=True)) if x != y)
-                    return CORRUPTED, f"wrong byte at {got + first} of {stream.size}"
-                got += len(chunk)
-                stream.received = got
+            return _check(sock, stream)
     except TimeoutError:
-        return FAILED, f"no byte for {IO_TIMEOUT:.0f} s after {got} of {stream.size}"
+        return FAILED, f"no byte for {timeout:.0f} s after {stream.received} of {stream.size}"
     except EOFError as cut:
         return FAILED, f"closed during the SOCKS5 reply: {cut}"
     except OSError as error:
-        return FAILED, f"{type(error).__name__} after {got} of {stream.size}: {error}"
+        return FAILED, f"{type(error).__name__} after {stream.received} of {stream.size}: {error}"
+
+
+def fetch_trojan(hub: tuple[str, int], cert: Path, password: str, origin_port: int, stream: Stream,
+                 timeout: float = IO_TIMEOUT) -> tuple[str, str]:
+    """One stream as a Trojan app's own network code sends it: TLS to the hub (its certificate pinned),
+    the password line, the CONNECT request and the first bytes in one write; checked as `fetch` checks.
+
+    Here the end of TLS is seen as it is: the hub's close_notify is the clean end (recv gives b""),
+    a TCP FIN without it (SSLEOFError, ragged EOFs not suppressed) or a reset is a visible failure.
+    """
+    context = ssl.create_default_context(cafile=str(cert))
+    context.check_hostname = False
+    try:
+        with socket.create_connection(hub, timeout=min(CONNECT_TIMEOUT, timeout)) as raw, \
+                context.wrap_socket(raw, suppress_ragged_eofs=False) as tls:
+            tls.settimeout(timeout)
+            tls.sendall(password_hash(password) + b"\r\n"
+                        + trojan_request(TROJAN_CONNECT, ORIGIN_ADDRS[stream.country], origin_port)
+                        + b"%d %d\n" % (stream.seed, stream.size))
+            return _check(tls, stream)
+    except TimeoutError:
+        return FAILED, f"no byte for {timeout:.0f} s after {stream.received} of {stream.size}"
+    except OSError as error:  # ssl.SSLError is one
+        return FAILED, f"{type(error).__name__} after {stream.received} of {stream.size}: {error}"
+
+
+def _check(sock: socket.socket, stream: Stream) -> tuple[str, str]:
+    """Read the answer to its end, byte by byte against the seeded content (OSError passes up)."""
+    got = 0
+    while True:
+        chunk = sock.recv(BLOCK)
+        if not chunk:
+            break
+        if got + len(chunk) > stream.size:
+            return CORRUPTED, f"{got + len(chunk)} bytes, more than the {stream.size} asked for"
+        if chunk != expected(stream.seed, got, len(chunk)):
+            want = expected(stream.seed, got, len(chunk))
+            first = next(i for i, (x, y) in enumerate(zip(chunk, want, strict=True)) if x != y)
+            return CORRUPTED, f"wrong byte at {got + first} of {stream.size}"
+        got += len(chunk)
+        stream.received = got
     if got < stream.size:
         return TRUNCATED, f"clean EOF after {got} of {stream.size} bytes"
     return INTACT, ""
@@ -505,7 +616,7 @@ class Run:
             stream.started = time.monotonic()
             with self.lock:
                 self.in_flight[stream.index] = stream
-            stream.outcome, stream.detail = fetch(self.net.user.proxy, self.net.origin_port, stream)
+            stream.outcome, stream.detail = self.net.fetch(stream)
             with self.lock:
                 del self.in_flight[stream.index]
             stream.ended = time.monotonic()
@@ -565,6 +676,8 @@ class Run:
             sig = signal.SIGTERM if record.fault == "restart_hub" else signal.SIGKILL
             problems += net.kill_hub(which, sig)
             record.store_checks += 1
+        elif record.fault == "kill_user":
+            net.kill_user()
         elif record.fault == "cut_link":
             net.cut()
             time.sleep(CUT_SECONDS)
@@ -610,9 +723,9 @@ class Run:
         except AssertionError as error:
             self.errors.append(f"final recovery: {error}")
         for stream in self.streams:
-            if stream.outcome == FAILED and time.monotonic() < self.deadline + RECOVER_TIMEOUT:
+            if stream.outcome in RETRIED and time.monotonic() < self.deadline + RECOVER_TIMEOUT:
                 again = dataclasses.replace(stream, received=0)
-                stream.retry, stream.retry_detail = fetch(self.net.user.proxy, self.net.origin_port, again)
+                stream.retry, stream.retry_detail = self.net.fetch(again)
 
     def fault_of(self, stream: Stream) -> str:
         """The fault whose window (injection to recovery, and a second after) the stream failed in, or
@@ -630,43 +743,55 @@ class Run:
         per: dict[str, dict] = {}
         for name in (*FAULTS, "calm"):
             records = [r for r in self.injected if r.fault == name]
-            per[name] = {"injected": len(records), "streams": 0, INTACT: 0, FAILED: 0, "failed_mid_stream": 0,
-                         "retried_ok": 0,
-                         "lost": 0, TRUNCATED: 0, CORRUPTED: 0,
+            per[name] = {"injected": len(records), **_counts(),
                          "struck_midway": sum(r.midway for r in records),
                          "store_checks": sum(r.store_checks for r in records),
                          "store_checks_passed": sum(r.store_checks for r in records if not r.store_problems),
                          "reconnect_s": [r.reconnect_s for r in records],
-                         "details": [r.detail for r in records if r.detail]}
+                         "details": [r.detail for r in records if r.detail],
+                         "paths": {path: _counts() for path in PATHS}}
         ran = [s for s in self.streams if s.outcome]
         for stream in ran:
             entry = per[self.fault_of(stream)]
-            entry["streams"] += 1
-            entry[stream.outcome] += 1
-            entry["lost"] += stream.outcome in LOST
-            entry["retried_ok"] += stream.retry == INTACT
-            entry["failed_mid_stream"] += stream.outcome == FAILED and stream.received > 0
+            for counts in (entry, entry["paths"][stream.path]):
+                counts["streams"] += 1
+                counts[stream.outcome] += 1
+                counts["lost"] += stream.outcome in LOST
+                counts["retried_ok"] += stream.retry == INTACT
+                counts["failed_mid_stream"] += stream.outcome == FAILED and stream.received > 0
         for name in list(per):
             if name != "calm" and per[name]["injected"] == 0:
                 del per[name]
         failed = [s for s in ran if s.outcome == FAILED]
+        retried = [s for s in ran if s.outcome in RETRIED]
         totals = {"streams_planned": len(self.streams), "streams_run": len(ran),
                   "bytes_planned": sum(s.size for s in self.streams),
                   INTACT: sum(s.outcome == INTACT for s in ran), FAILED: len(failed),
+                  HIDDEN: sum(s.outcome == HIDDEN for s in ran),
                   "failed_mid_stream": sum(s.received > 0 for s in failed),
                   "bytes_before_failing": sum(s.received for s in failed),
-                  "retried_ok": sum(s.retry == INTACT for s in failed),
-                  "retry_failed": sum(s.retry not in ("", INTACT) for s in failed),
-                  "not_retried": sum(s.retry == "" for s in failed),
+                  "retried_ok": sum(s.retry == INTACT for s in retried),
+                  "retry_failed": sum(s.retry not in ("", INTACT) for s in retried),
+                  "not_retried": sum(s.retry == "" for s in retried),
                   "lost": sum(s.outcome in LOST for s in ran),
                   "faults_injected": len(self.injected), "faults_planned": len(self.faults),
                   "store_problems": [p for r in self.injected for p in r.store_problems],
-                  "errors": self.errors}
+                  "errors": self.errors,
+                  "paths": {path: {"streams": sum(s.path == path for s in ran),
+                                   INTACT: sum(s.path == path and s.outcome == INTACT for s in ran),
+                                   FAILED: sum(s.path == path for s in failed),
+                                   HIDDEN: sum(s.path == path and s.outcome == HIDDEN for s in ran),
+                                   "retried_ok": sum(s.path == path and s.retry == INTACT for s in retried),
+                                   "lost": sum(s.path == path and s.outcome in LOST for s in ran)}
+                            for path in PATHS}}
         examples = {
-            "lost": [f"#{s.index} {s.outcome}: {s.detail}" for s in ran if s.outcome in LOST][:20],
-            "failed_visibly": {name: [f"#{s.index}: {s.detail}" for s in failed
+            "lost": [f"#{s.index} {s.path} {s.outcome} (seed {s.seed}, size {s.size}): {s.detail}"
+                     for s in ran if s.outcome in LOST][:20],
+            "failed_visibly": {name: [f"#{s.index} {s.path}: {s.detail}" for s in failed
                                       if self.fault_of(s) == name][:5] for name in per},
-            "retry_failed": [f"#{s.index}: {s.retry} {s.retry_detail}" for s in failed
+            HIDDEN: [f"#{s.index} (seed {s.seed}, size {s.size}): {s.detail}" for s in ran
+                     if s.outcome == HIDDEN][:20],
+            "retry_failed": [f"#{s.index} {s.path}: {s.retry} {s.retry_detail}" for s in retried
                              if s.retry not in ("", INTACT)][:20]}
         began = min((s.started for s in ran), default=0.0)
         timeline = [{"fault": r.fault, "at_s": round(r.started - began, 1),
@@ -674,14 +799,21 @@ class Run:
         return {"faults": per, "totals": totals, "examples": examples, "timeline": timeline}
 
 
+def _counts() -> dict[str, int]:
+    """A fault's (or a path's within it) stream counts, all zero."""
+    return {"streams": 0, INTACT: 0, FAILED: 0, "failed_mid_stream": 0, HIDDEN: 0, "retried_ok": 0,
+            "lost": 0, TRUNCATED: 0, CORRUPTED: 0}
+
+
 def run_faults(root: Path, streams: int, cap: int, repeats: int, seed: int, workers: int,
-               time_limit: float) -> dict:
-    """Build the network, run `streams` streams through `repeats` rounds of every fault, tear it down."""
+               time_limit: float, only: tuple[str, ...] = FAULTS) -> dict:
+    """Build the network, run `streams` streams through `repeats` rounds of every fault (or of those in
+    `only`), tear it down."""
     rng = random.Random(seed)
     started = time.monotonic()
     deadline = started + time_limit
     plan = plan_streams(streams, cap, rng)
-    faults = [fault for _ in range(repeats) for fault in FAULTS]
+    faults = [fault for _ in range(repeats) for fault in FAULTS if fault in only]
     rng.shuffle(faults)
     net = FaultNet(root)
     log_problems: list[str] = []
@@ -694,7 +826,8 @@ def run_faults(root: Path, streams: int, cap: int, repeats: int, seed: int, work
     report["totals"]["log_problems"] = log_problems
     report["totals"]["seconds"] = round(time.monotonic() - started, 1)
     report["settings"] = {"streams": streams, "cap_bytes": cap, "repeats": repeats, "seed": seed,
-                          "workers": workers, "time_limit_s": time_limit,
+                          "workers": workers, "time_limit_s": time_limit, "device_share": DEVICE_SHARE,
+                          "device_tls_share": DEVICE_TLS_SHARE,
                           "delay_ms_each_way": DELAY_MS_EACH_WAY, "loss_percent": LOSS_PERCENT,
                           "cut_s": CUT_SECONDS, "pause_s": PAUSE_SECONDS, "delay_s": DELAY_SECONDS,
                           "disk_full_s": DISK_FULL_SECONDS,

@@ -68,7 +68,7 @@ from ladder.protocol.http1 import Fields, HeadReader, RequestError, RequestLine,
 from ladder.protocol.messages import encode_address, encode_target
 
 from .activity import Tracked
-from .relay import Relay, Stream, abort_with_rst
+from .relay import Relay, Stream, abort_with_rst, reset_if_dropped
 from .udp import SocksAssociation
 
 log = logging.getLogger(__name__)
@@ -443,6 +443,9 @@ class ProxyConnection(Relay):
             # logs why, on_refused).
             self.transport.write(self.reply_ok)
             self.reply_ok = b""
+            # From the answer on, a tunnel's bytes have no end of their own: if this process dies
+            # (kill -9, OOM) before the stream's END, the kernel must reset the client, not end it.
+            reset_if_dropped(self.transport)
         elif self.mode == "forward" and self.buffer and not self._parsing:
             self._parse()  # requests pipelined behind the one this stream was opened for
 
@@ -450,6 +453,10 @@ class ProxyConnection(Relay):
         if self.tracked is not None:
             self.tracked.count(down=len(data))
         super().on_data(data)
+
+    def on_end(self) -> None:
+        reset_if_dropped(self.transport, reset=False)  # the end is clean: a FIN after the last byte
+        super().on_end()
 
     def on_accepted(self, payload: bytes, window: int) -> None:
         """The opener calls this once the stream is attached."""

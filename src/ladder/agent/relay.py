@@ -21,7 +21,7 @@ from ladder.link.connection import Endpoint
 from ladder.protocol.errors import ErrorCode
 
 log = logging.getLogger(__name__)
-_LINGER_NOW = struct.pack("ii", 1, 0)
+_LINGER_NOW, _LINGER_OFF = struct.pack("ii", 1, 0), struct.pack("ii", 0, 0)
 
 
 def abort_with_rst(transport: asyncio.Transport) -> None:
@@ -30,9 +30,21 @@ def abort_with_rst(transport: asyncio.Transport) -> None:
     if sock is not None:
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_NOW)
-        except OSError:
+        except (OSError, ValueError):  # closed already (uvloop's socket then has no descriptor)
             pass
     transport.abort()
+
+
+def reset_if_dropped(transport: asyncio.Transport, reset: bool = True) -> None:
+    """With `reset`, the socket's close is a TCP RST until told otherwise, whoever closes it: the kernel
+    too, when this process is killed (a FIN then would end a cut-off download as if it were whole).
+    Without, it closes with a FIN again, after what is written (before a clean end)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_NOW if reset else _LINGER_OFF)
+        except (OSError, ValueError):  # closed already (uvloop's socket then has no descriptor)
+            pass
 
 
 READ_BUFFER = 256 * 1024
