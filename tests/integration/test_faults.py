@@ -130,7 +130,10 @@ class FakeTrojanHub:
         with self.server, self.context.wrap_socket(conn, server_side=True) as tls:
             data = b""
             while data.count(b"\r\n") < 2 or not data.endswith(b"\n"):
-                data += tls.recv(4096)
+                chunk = tls.recv(4096)
+                if not chunk:  # the client left before its request was whole
+                    return
+                data += chunk
             seed, size = (int(x) for x in data.split(b"\r\n")[-1].split())
             body = expected(seed, 0, size)
             if self.how in ("fin", "reset"):
