@@ -425,7 +425,7 @@ def peers_up(net: Network) -> bool:
 
 
 INTACT, FAILED, TRUNCATED, CORRUPTED = "intact", "failed-visibly", "TRUNCATED", "CORRUPTED"
-HIDDEN = "short-via-trojan"  # a clean EOF too early from the stock client, which shows any end of TLS so
+HIDDEN = "short-via-trojan"  # a clean EOF too early from trojan: it sends a FIN however its TLS ended
 LOST = (TRUNCATED, CORRUPTED)
 RETRIED = (FAILED, HIDDEN)
 
