@@ -54,6 +54,12 @@ class FakeTLS(asyncio.Transport):
     def set_protocol(self, protocol):
         self.protocol = protocol
 
+    def set_write_buffer_limits(self, high=None, low=None):
+        pass
+
+    def get_write_buffer_size(self):
+        return 0  # it takes everything at once
+
     def get_extra_info(self, name, default=None):
         return default
 
@@ -61,6 +67,7 @@ class FakeTLS(asyncio.Transport):
 class FakeStream:
     def __init__(self):
         self.sent, self.reset_with, self.ended = bytearray(), None, False
+        self.acknowledged: list[int] = []
 
     def send(self, data):
         self.sent += data
@@ -71,7 +78,8 @@ class FakeStream:
     def reset(self, code, reason=""):
         self.reset_with = code
 
-    def acknowledge(self, nbytes): ...
+    def acknowledge(self, nbytes):
+        self.acknowledged.append(nbytes)
 
     def pending(self):
         return 0
@@ -278,46 +286,54 @@ def test_the_target_s_end_closes_the_device_s_connection_after_what_was_written(
     run(main())
 
 
-def test_a_device_s_tls_connection_that_went_away_is_freed_without_the_cyclic_gc(store, tmp_path):
-    """The device scenario of benchmarks/abuse.py in small: a download the device never reads, then
-    the device gone. uvloop's SSLProtocol keeps the bound methods of a buffered protocol after the
-    connection is lost; if the connection also kept its transport, the pair (and every byte the
-    device left unread in it) would live until the cyclic GC ran, which it is not allowed to here."""
+async def unread_download(store, tmp_path, session: DeviceSession):
+    """A device's TLS connection through the hub's door to `session`, its download asked for and never
+    read, as in the device scenario of benchmarks/abuse.py: (its connection at the hub, the device's
+    writer, the door's server)."""
     cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
     generate_self_signed(cert, key, "127.0.0.1", ["127.0.0.1"])
     _, token = store.add_device("alice", "phone", DEVICE_KEY)
     digits = hashlib.sha224(device_password(DEVICE_KEY, token).encode()).hexdigest().encode()
+    devices = Devices(store, DEVICE_KEY, tmp_path / "pins", PortOwner(), lambda _: None,
+                      Tasks(devices_module.log), "hub")
+    device = store.device_by_door(DEVICE_KEY, digits)
+    assert device is not None
+    devices.sessions[device.id] = session
+
+    class Door(asyncio.Protocol):  # what the Doorway does with a whole password line in the first read
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            assert devices.admit(data[:56], self.transport, data[58:])
+
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(Door, "127.0.0.1", 0, ssl=server_context(cert, key))
+    client_context = ssl.create_default_context()
+    client_context.check_hostname, client_context.verify_mode = False, ssl.CERT_NONE
+    _, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1],
+                                              ssl=client_context, limit=1)
+    writer.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    writer.write(digits + b"\r\n" + request(CONNECT, "site.test", 80) + b"GET /big HTTP/1.1\r\n\r\n")
+    writer.transport.pause_reading()  # never read
+    for _ in range(500):  # until the hub has taken it (at most 5 s)
+        if session.pool.opens:
+            break
+        await asyncio.sleep(0.01)
+    [(_, _, _, _, connection)] = session.pool.opens
+    session.pool.opens.clear()
+    return connection, writer, server
+
+
+def test_a_device_s_tls_connection_that_went_away_is_freed_without_the_cyclic_gc(store, tmp_path):
+    """A download the device never reads, then the device gone. uvloop's SSLProtocol keeps the bound
+    methods of a buffered protocol after the connection is lost; if the connection also kept its
+    transport, the pair (and every byte the device left unread in it) would live until the cyclic GC
+    ran, which it is not allowed to here."""
 
     async def main() -> weakref.ref:
         session = session_for(store, tmp_path)  # with a pool that records opens
-        devices = Devices(store, DEVICE_KEY, tmp_path / "pins", PortOwner(), lambda _: None,
-                          Tasks(devices_module.log), "hub")
-        device = store.device_by_door(DEVICE_KEY, digits)
-        assert device is not None
-        devices.sessions[device.id] = session
-
-        class Door(asyncio.Protocol):  # what the Doorway does with a whole password line in the first read
-            def connection_made(self, transport):
-                self.transport = transport
-
-            def data_received(self, data):
-                assert devices.admit(data[:56], self.transport, data[58:])
-
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(Door, "127.0.0.1", 0, ssl=server_context(cert, key))
-        client_context = ssl.create_default_context()
-        client_context.check_hostname, client_context.verify_mode = False, ssl.CERT_NONE
-        _, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1],
-                                                  ssl=client_context, limit=1)
-        writer.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        writer.write(digits + b"\r\n" + request(CONNECT, "site.test", 80) + b"GET /big HTTP/1.1\r\n\r\n")
-        writer.transport.pause_reading()  # never read
-        for _ in range(500):  # until the hub has taken it (at most 5 s)
-            if session.pool.opens:
-                break
-            await asyncio.sleep(0.01)
-        [(_, _, _, _, connection)] = session.pool.opens
-        session.pool.opens.clear()
+        connection, writer, server = await unread_download(store, tmp_path, session)
         connection.attach(FakeStream())
         connection.on_accepted(b"", 0)
         for _ in range(16):  # 4 MiB towards a device that reads nothing: most of it stays at the hub
@@ -343,3 +359,29 @@ def test_a_device_s_tls_connection_that_went_away_is_freed_without_the_cyclic_gc
                                 "would free it, with what the device left unread")
     finally:
         gc.enable()
+
+
+def test_a_device_that_stops_reading_soon_stops_taking_what_the_hub_writes(store, tmp_path):
+    """What the kernel takes towards a device at once counts as read: the stream's window grows for it,
+    and the kernel holds it. With TCP_NOTSENT_LOWAT the socket stops taking bytes DEVICE_UNSENT past
+    what is on the wire, so the TLS transport pauses (at DEVICE_WRITE_BUFFER) and the rest is held
+    back as credit; left to autotune, the kernel took 1.25 MiB here, and 4 MiB windows of 500
+    downloads put the whole machine into TCP memory pressure (docs/RELIABILITY.md, bug 11)."""
+
+    async def main() -> tuple[int, int]:
+        session = session_for(store, tmp_path)
+        connection, writer, server = await unread_download(store, tmp_path, session)
+        stream = FakeStream()
+        connection.attach(stream)
+        connection.on_accepted(b"", 0)
+        for _ in range(64):  # 4 MiB in 64 KiB DATA, a loop turn apart, towards a device that reads nothing
+            connection.on_data(bytes(64 * 1024))
+            await asyncio.sleep(0)
+        held = connection._unacked
+        writer.transport.abort()
+        server.close()
+        return sum(stream.acknowledged), held
+
+    taken, held = run_async(main())
+    assert 0 < taken <= 512 * 1024, f"the socket took {taken} bytes towards a device that reads nothing"
+    assert taken + held == 4 * 1024 * 1024  # the rest waits as credit not given back

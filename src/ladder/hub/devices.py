@@ -37,6 +37,7 @@ import asyncio
 import hashlib
 import ipaddress
 import logging
+import socket
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -79,6 +80,14 @@ REQUEST_TIMEOUT = 60.0  # from the password line to the whole request, as the we
 # never reads. A stream whose reader keeps up doubles its window every half second (mux autotuning).
 DEVICE_STREAM_WINDOW = 256 * 1024
 DEVICE_STREAM_MAX_WINDOW = 4 * 1024 * 1024
+# What a device's socket takes at once counts as read (agent/relay.py): its credit goes back and the
+# window may grow for it. Left to autotune, the kernel took about 1 MiB towards a device that reads
+# nothing, so its windows grew to the maximum, and 500 such downloads put the whole machine into TCP
+# memory pressure (net.ipv4.tcp_mem), slowing every member. So the kernel keeps at most DEVICE_UNSENT
+# not yet on the wire (TCP_NOTSENT_LOWAT: what is in flight does not count, so a long fast path is
+# not slowed), and the TLS transport pauses its writer at DEVICE_WRITE_BUFFER (uvloop's: 512 KiB).
+DEVICE_UNSENT = 128 * 1024
+DEVICE_WRITE_BUFFER = 64 * 1024
 
 
 class DeviceSession:
@@ -244,6 +253,10 @@ class TrojanConnection(MeteredRelay):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, DEVICE_UNSENT)
+        self.transport.set_write_buffer_limits(high=DEVICE_WRITE_BUFFER)
         self.session.connections.add(self)
         self._request_timer = asyncio.get_running_loop().call_later(REQUEST_TIMEOUT, self.cut)
 
