@@ -501,11 +501,11 @@ def write_big_file(path: Path, size: int) -> str:
 def start_origin(procs: Processes, tmp: Path, size: int, sndbuf: int = 0) -> Origin:
     """nginx serving /1k and /256m (SIZE bytes) on a free loopback port; a Python origin without nginx.
 
-    `sndbuf` > 0 caps the send buffer of nginx's sockets (else the kernel autotunes it, to 4 MiB).
+    `sndbuf` > 0 caps the send buffer of the origin's sockets (else the kernel autotunes it, to 4 MiB).
     """
     if not os.access(NGINX, os.X_OK):
         log(f"{NGINX} not found (apt-get install nginx-light); using the Python origin")
-        return start_python_origin(procs, size)
+        return start_python_origin(procs, size, sndbuf)
     www = tmp / "www"
     www.mkdir()
     log(f"origin: writing {size / CHUNK:g} MiB of random bytes")
@@ -522,9 +522,9 @@ def start_origin(procs: Processes, tmp: Path, size: int, sndbuf: int = 0) -> Ori
     return Origin(port, size, digest, f"nginx {version}", [proc.pid])
 
 
-def start_python_origin(procs: Processes, size: int) -> Origin:
-    proc = procs.start("origin-python", [sys.executable, str(HERE / "_servers.py"), "origin", str(size)],
-                       stdout=subprocess.PIPE)
+def start_python_origin(procs: Processes, size: int, sndbuf: int = 0) -> Origin:
+    proc = procs.start("origin-python", [sys.executable, str(HERE / "_servers.py"), "origin", str(size),
+                                         str(sndbuf)], stdout=subprocess.PIPE)
     word, port, digest = wait_line(proc, 120, "the Python origin").split()
     if word != "READY":
         raise BenchError(f"the Python origin said {word} {port} {digest}")

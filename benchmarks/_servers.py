@@ -2,7 +2,9 @@
 """Child processes of the benchmarks: a TCP echo server, and the Python origin used without nginx.
 
     python benchmarks/_servers.py echo            # prints "READY PORT"
-    python benchmarks/_servers.py origin BYTES    # prints "READY PORT SHA256"; serves /1k and /256m
+    python benchmarks/_servers.py origin BYTES [SNDBUF]
+                                                  # prints "READY PORT SHA256"; serves /1k and /256m,
+                                                  # each socket's send buffer capped at SNDBUF if > 0
 
 Both listen on a free loopback port, use uvloop if it is installed, and run until SIGINT/SIGTERM.
 """
@@ -13,6 +15,7 @@ import asyncio
 import hashlib
 import os
 import signal
+import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -54,8 +57,10 @@ def http_handler(big: bytes):
     return serve
 
 
-async def serve(handler, ready_extra: str) -> None:
+async def serve(handler, ready_extra: str, sndbuf: int = 0) -> None:
     server = await asyncio.start_server(handler, "127.0.0.1", 0, backlog=4096)
+    if sndbuf:  # accepted sockets inherit it, as nginx's `listen ... sndbuf=` gives them
+        server.sockets[0].setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
     print(f"READY {server.sockets[0].getsockname()[1]}{ready_extra}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -69,9 +74,9 @@ def main() -> int:
     raise_nofile()
     if sys.argv[1:2] == ["echo"]:
         coro = serve(echo, "")
-    elif sys.argv[1:2] == ["origin"] and len(sys.argv) == 3:
+    elif sys.argv[1:2] == ["origin"] and len(sys.argv) in (3, 4):
         big = os.urandom(int(sys.argv[2]))
-        coro = serve(http_handler(big), " " + hashlib.sha256(big).hexdigest())
+        coro = serve(http_handler(big), " " + hashlib.sha256(big).hexdigest(), int((sys.argv[3:] or [0])[0]))
     else:
         print(__doc__, file=sys.stderr)
         return 2

@@ -222,7 +222,8 @@ def scenario_run(setup: Setup, scenario: str, args: argparse.Namespace, unloaded
     serves_after = after_download["intact"]
     fraction = round(during["MBps"] / unloaded, 3) if unloaded else 0.0
     tracebacks = setup.hub_log().count("Traceback") - tracebacks_before
-    wanted = args.connections if scenario in CONNECTION_SCENARIOS else 0
+    # Sockets the attack holds at the hub: its connections, or a device's downloads (each a TLS connection).
+    wanted = connections(scenario, args) if scenario in (*CONNECTION_SCENARIOS, "device") else 0
     within = (hub_alive and recovered and serves_after and during["intact"] and not tracebacks
               and peak[0] - before[0] <= RSS_BOUND_MIB * 1024 and peak[1] - before[1] <= wanted + FD_MARGIN
               and fraction >= SPEED_FLOOR)
