@@ -3,6 +3,8 @@ in, crawls queued for new records only, and a service missing from the listing k
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from types import SimpleNamespace
 
 import pytest
@@ -114,3 +116,17 @@ def test_a_service_is_crawled_again_after_revisit_unless_offline_or_delisted(hub
     assert hub_search.index.delist("shop.alice")
     now[0] += 2
     assert revisited() == ["blog"]
+
+
+def test_an_index_that_cannot_be_written_is_a_warning_and_the_next_listing_indexes_it(hub_search, monkeypatch,
+                                                                                      caplog):
+    """A full disk under the index raised out of the search member's link (a traceback, every listing)."""
+    def full(*args):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(hub_search.index, "put_service", full)
+    with caplog.at_level(logging.WARNING, logger="ladder.hub.search"):
+        assert hear(hub_search, entry("blog")) == []
+    assert caplog.messages == ["search: cannot index the services: database or disk is full"]
+    monkeypatch.undo()
+    assert hear(hub_search, entry("blog")) == ["blog"] and hosts(hub_search) == {"blog.alice.ladder": True}

@@ -167,7 +167,7 @@ class Hub:
         link.owner = port
         self.ports.add(port)
         self.directory.origin_up(port.origin)
-        self.store.set_online(member.id, role)
+        self._set_online(port, role)
         link.send_control(control.Welcome(self.config.name, member.name, member.id, address, self.id,
                                            THIS.oldest, THIS.newest, THIS.release))
         self._send_directory(port)
@@ -273,11 +273,20 @@ class Hub:
         if not self.ports.remove(port):
             return  # replaced: the new port is online
         if isinstance(port, MemberPort):
-            self.store.set_online(port.id, None)
+            self._set_online(port, None)
         exit_withdrawn = self.directory.origin_down(port.origin)
         self._deliver(self.services.member_offline(port.id))
         if exit_withdrawn:
             self.directory_changed(urgent=True)
+
+    def _set_online(self, port: MemberPort, role: str | None) -> None:
+        """Keep who is online as what, for `ladder hub members`. A store that cannot be written (a full
+        disk) costs that line only: the link still comes up, and a port that went is still withdrawn."""
+        try:
+            self.store.set_online(port.id, role)
+        except StoreError as exc:
+            state = f"online as {role}" if role else "offline"
+            log.warning("cannot save that %s is %s: %s", port.label, state, exc)
 
     def _share(self, port: MemberPort, message: control.Share) -> None:
         # The key this hub vouched for at join time, not the one the member sent:
@@ -292,7 +301,7 @@ class Hub:
         if not self.directory.list_exit(listing):
             return  # said again: nothing for anyone to hear
         if not listed:  # a new record of a listed exit is pushed, not written to the store nor logged
-            self.store.set_online(port.id, "exit")
+            self._set_online(port, "exit")
             log.info("%s shares as an exit in %s", port.label, verified.country)
         self.directory_changed(urgent=True)
 

@@ -206,9 +206,17 @@ class Search:
     # ------------------------------------------------------------ the listing
 
     def listing_changed(self, listing: ServiceListing, own_id: str) -> None:
-        """The network's services as the search member hears them: index what is new, crawl it."""
+        """The network's services as the search member hears them: index what is new, crawl it. An index
+        that cannot be written (a full disk) is a warning; the next revisit tries again."""
         if self.index is None:
             return
+        try:
+            self._index_listing(listing, own_id)
+        except sqlite3.Error as exc:
+            log.warning("search: cannot index the services: %s", exc)
+
+    def _index_listing(self, listing: ServiceListing, own_id: str) -> None:
+        assert self.index is not None
         now: dict[str, _Crawl] = {}
         seen: set[int] = set()
         for entry, record in listing.by_host.values():
