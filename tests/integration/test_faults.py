@@ -196,3 +196,30 @@ def test_a_download_through_the_user_s_agent_is_reset_when_the_agent_is_killed(t
         net.close()
         origin.stop()
         origin.check_log(expected=("ConnectionResetError", "BrokenPipeError"))
+
+
+def test_the_relay_passes_a_reset_on_at_once_while_the_other_side_is_silent(tmp_path):
+    """A device's download through the relay, reset by the hub: the client, which sends nothing more
+    while it waits for its bytes, must see the reset at once, as behind a router. (The relay held it
+    until the client's side ended too: 30 s of silence, counted against the hub in the fault runs.)"""
+    server = socket.create_server(("127.0.0.1", 0))
+    relay_port = free_port()
+    relay = Proc("relay", [sys.executable, str(HERE / "cutrelay.py"), "127.0.0.1", str(relay_port),
+                           "127.0.0.1", str(server.getsockname()[1])], tmp_path)
+    try:
+        wait_for(lambda: "relaying" in relay.output() or not relay.alive(), 10, "the relay")
+        with socket.create_connection(("127.0.0.1", relay_port), timeout=10) as client:
+            client.sendall(b"GET")
+            server.settimeout(10)
+            conn, _ = server.accept()
+            with conn:
+                assert recv_exact(conn, 3) == b"GET"
+                conn.sendall(b"x" * 5000)
+                assert recv_exact(client, 5000) == b"x" * 5000
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.settimeout(5)  # what it waits for: well under the fault runs' 30 s
+            with pytest.raises(ConnectionResetError):
+                client.recv(BLOCK)
+    finally:
+        server.close()
+        relay.stop()
