@@ -263,9 +263,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def context_switches(pids: list[int]) -> int:
-    """Voluntary context switches (each a sleep and a wakeup) of `pids` and all their threads so far."""
-    total = 0
+def scheduler_counts(pids: list[int]) -> tuple[int, int]:
+    """Of `pids` and all their threads so far: voluntary context switches (each a sleep and a wakeup),
+    and nanoseconds spent runnable but waiting for a core (schedstat's run_delay)."""
+    switches = waited = 0
     for pid in pids:
         try:
             tasks = os.listdir(f"/proc/{pid}/task")
@@ -274,11 +275,13 @@ def context_switches(pids: list[int]) -> int:
         for tid in tasks:
             try:
                 status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
+                schedstat = Path(f"/proc/{pid}/task/{tid}/schedstat").read_text()
             except OSError:
                 continue
-            total += sum(int(line.split()[1]) for line in status.splitlines()
-                         if line.startswith("voluntary_ctxt_switches:"))
-    return total
+            switches += sum(int(line.split()[1]) for line in status.splitlines()
+                            if line.startswith("voluntary_ctxt_switches:"))
+            waited += int(schedstat.split()[1])
+    return switches, waited
 
 
 def nofile_limit(pid: int) -> str:

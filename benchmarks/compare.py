@@ -89,7 +89,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from _common import (BIG_PATH, CHUNK, NGINX, BenchError, Holder, Processes, bulk, command_output, context_switches,
+from _common import (BIG_PATH, CHUNK, NGINX, BenchError, Holder, Processes, bulk, command_output, scheduler_counts,
                      cpu_seconds, descendants, first_line, latency, log, machine_info, memory_by_root, memory_kib,
                      percentile, pyspy_recording, run_rate, run_script, start_echo, start_origin, uvloop_version)
 from _systems import SYSTEMS, Context, System, start_checked
@@ -171,19 +171,24 @@ def measure_bulk(rec: Record, args: argparse.Namespace, ctx: Context, r: int) ->
 
 
 def measure_latency(rec: Record, args: argparse.Namespace, ctx: Context, r: int, key: str = "") -> None:
-    """A latency series; its p50 and p99 go under `key`p50_ms and `key`p99_ms, and the wakeups of the
-    system's processes (all threads) per fetch under `key`wakeups_per_fetch."""
+    """A latency series; its p50 and p99 go under `key`p50_ms and `key`p99_ms, and per fetch, of the
+    system's processes (all threads): their wakeups under `key`wakeups_per_fetch, and how long they
+    waited for a core once woken under `key`run_delay_ms_per_fetch."""
     pids = rec.system.pids()
-    switches = context_switches(pids)
+    switches, waited = scheduler_counts(pids)
     times = latency(rec.system.proxy, ctx.origin.port, args.fetches, LATENCY_LIMIT)
-    wakeups = (context_switches(pids) - switches) / args.fetches
+    switches_after, waited_after = scheduler_counts(pids)
+    wakeups = (switches_after - switches) / args.fetches
+    run_delay = (waited_after - waited) / 1e6 / args.fetches
     p50, p99 = percentile(times, 50), percentile(times, 99)
     rec.add(f"{key}p50_ms", p50)
     rec.add(f"{key}p99_ms", p99)
     if pids:
         rec.add(f"{key}wakeups_per_fetch", wakeups)
+        rec.add(f"{key}run_delay_ms_per_fetch", run_delay)
     log(f"round {r} {rec.system.name}{' (' + key.strip('_') + ')' if key else ''}: {args.fetches} fetches "
-        f"of 1 KiB, p50 {p50:.2f} ms, p99 {p99:.2f} ms" + (f", {wakeups:.1f} wakeups each" if pids else ""))
+        f"of 1 KiB, p50 {p50:.2f} ms, p99 {p99:.2f} ms"
+        + (f", {wakeups:.1f} wakeups and {run_delay:.3f} ms waiting for a core each" if pids else ""))
 
 
 def measure_rate(rec: Record, args: argparse.Namespace, ctx: Context, r: int) -> None:
@@ -363,6 +368,7 @@ def summary(rec: Record) -> dict:
     out: dict = {"bulk_MBps": rnd(rec.median("bulk_MBps"), 1), "p50_ms": rnd(rec.median("p50_ms"), 3),
                  "p99_ms": rnd(rec.median("p99_ms"), 3),
                  "wakeups_per_fetch": rnd(rec.median("wakeups_per_fetch"), 1),
+                 "run_delay_ms_per_fetch": rnd(rec.median("run_delay_ms_per_fetch"), 3),
                  "rate_rps": rnd(rec.median("rate_rps"), 1),
                  "rate_errors": dict(rec.rate_errors), "cpu_ms_per_MB": rnd(rec.median("cpu_ms_per_MB"), 3),
                  "client_cpu_ms_per_MB": rnd(rec.median("client_cpu_ms_per_MB"), 3),
@@ -377,6 +383,7 @@ def summary(rec: Record) -> dict:
         quiet_p50, quiet_p99 = rec.median("p50_ms"), rec.median("p99_ms")
         out["cpu_hog"] = {"p50_ms": rnd(hog_p50, 3), "p99_ms": rnd(hog_p99, 3),
                           "wakeups_per_fetch": rnd(rec.median("hog_wakeups_per_fetch"), 1),
+                          "run_delay_ms_per_fetch": rnd(rec.median("hog_run_delay_ms_per_fetch"), 3),
                           "p50_growth": rnd(hog_p50 / quiet_p50, 3) if quiet_p50 else None,
                           "p99_growth": rnd(hog_p99 / quiet_p99, 3) if quiet_p99 and hog_p99 else None}
     out["memory"] = rec.memory or None
