@@ -254,8 +254,11 @@ class TrojanConnection(MeteredRelay):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, DEVICE_UNSENT)
+        try:
+            if sock is not None and hasattr(socket, "TCP_NOTSENT_LOWAT"):  # Linux and macOS have it
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, DEVICE_UNSENT)
+        except (OSError, ValueError):  # gone already (uvloop's socket then has no descriptor)
+            pass
         self.transport.set_write_buffer_limits(high=DEVICE_WRITE_BUFFER)
         self.session.connections.add(self)
         self._request_timer = asyncio.get_running_loop().call_later(REQUEST_TIMEOUT, self.cut)
