@@ -76,7 +76,8 @@ def main() -> int:
         coro = serve(echo, "")
     elif sys.argv[1:2] == ["origin"] and len(sys.argv) in (3, 4):
         big = os.urandom(int(sys.argv[2]))
-        coro = serve(http_handler(big), " " + hashlib.sha256(big).hexdigest(), int((sys.argv[3:] or [0])[0]))
+        sndbuf = int(sys.argv[3]) if len(sys.argv) == 4 else 0
+        coro = serve(http_handler(big), " " + hashlib.sha256(big).hexdigest(), sndbuf)
     else:
         print(__doc__, file=sys.stderr)
         return 2
