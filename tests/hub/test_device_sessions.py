@@ -57,9 +57,6 @@ class FakeTLS(asyncio.Transport):
     def set_write_buffer_limits(self, high=None, low=None):
         pass
 
-    def get_write_buffer_size(self):
-        return 0  # it takes everything at once
-
     def get_extra_info(self, name, default=None):
         return default
 
