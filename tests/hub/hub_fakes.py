@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from ladder.config import HubConfig
+from ladder.link.tls import generate_self_signed
 from ladder.protocol.control import ControlMessage
 from ladder.protocol.identity import member_id, public_bytes
-from ladder.store.hubdb import Member
+from ladder.store.hubdb import HubStore, Member
+
+
+def hub_config(folder: Path) -> HubConfig:
+    """A hub's config in `folder`, on loopback ports, with a fresh self-signed certificate."""
+    cert, key = folder / "tls.crt", folder / "tls.key"
+    generate_self_signed(cert, key, "127.0.0.1", ["127.0.0.1"])
+    return HubConfig(folder, "t", ("127.0.0.1", 0), ("127.0.0.1", 0), cert, key)
+
+
+def joined(store: HubStore, name: str, key: Ed25519PrivateKey | None = None) -> Member:
+    """A member who redeemed an invite to `store`, with `key` (a fresh one if None)."""
+    pubkey = public_bytes(key or Ed25519PrivateKey.generate())
+    return store.redeem_invite(store.create_invite(name), member_id(pubkey), pubkey)
 
 
 def make_member(name: str, key: Ed25519PrivateKey | None = None) -> Member:

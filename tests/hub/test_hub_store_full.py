@@ -15,13 +15,10 @@ import logging
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from hub_fakes import FakeLink
+from hub_fakes import FakeLink, hub_config, joined
 
-from ladder.config import HubConfig
 from ladder.hub.hub import Hub
-from ladder.link.tls import generate_self_signed
 from ladder.protocol import control
-from ladder.protocol.identity import member_id, public_bytes
 from ladder.protocol.records import sign_exit_record
 from ladder.runtime import run_async
 from ladder.store.hubdb import HubStore, StoreError
@@ -31,16 +28,12 @@ FULL = "the store failed: database or disk is full"
 
 @pytest.fixture
 def hub_parts(tmp_path):
-    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
-    generate_self_signed(cert, key, "127.0.0.1", ["127.0.0.1"])
-    config = HubConfig(tmp_path, "t", ("127.0.0.1", 0), ("127.0.0.1", 0), cert, key)
+    config = hub_config(tmp_path)
     with HubStore(tmp_path / "hub.db") as store:
         members = []
         for name in ("alice", "bob"):
-            signing = Ed25519PrivateKey.generate()
-            pubkey = public_bytes(signing)
-            member = store.redeem_invite(store.create_invite(name), member_id(pubkey), pubkey)
-            members.append((member, signing))
+            key = Ed25519PrivateKey.generate()
+            members.append((joined(store, name, key), key))
         yield config, store, members
 
 
