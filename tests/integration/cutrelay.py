@@ -13,22 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
-import struct
 import sys
 
+from ladder.agent.relay import abort_with_rst
+
 CHUNK = 256 * 1024
-
-
-def reset(writer: asyncio.StreamWriter) -> None:
-    """Abort with a TCP RST (a bare abort closes with a FIN when nothing is left unread)."""
-    sock = writer.transport.get_extra_info("socket")
-    if sock is not None:
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        except OSError:
-            pass
-    writer.transport.abort()
 
 
 class Relay:
@@ -49,14 +38,14 @@ class Relay:
             self.server.close()
             self.server = None
         for writer in list(self.writers):
-            reset(writer)
+            abort_with_rst(writer.transport)
         self.writers.clear()
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
-            reset(writer)
+            abort_with_rst(writer.transport)
             return
         pair = {writer, up_writer}
         self.writers |= pair
@@ -80,7 +69,7 @@ class Relay:
                 if clean:
                     each.close()
                 else:  # a reset on one side is passed on as a reset, never as a clean end
-                    reset(each)
+                    abort_with_rst(each.transport)
 
 
     async def pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
